@@ -1,0 +1,57 @@
+"""execve of a static ELF: a new mm, its VMAs, and the initial stack (fs/exec.c, fs/binfmt_elf.c)."""
+import hashlib
+
+from ..fs.binfmt_elf import ENOEXEC, create_elf_tables, elf_auxv, parse_elf
+from ..mm.mmap import MM, STACK_RLIMIT, STACK_TOP, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, VMA
+from ..mm.pgtable import page_align, page_start
+
+# how much of the stack VMA exists at exec; it grows down on faults up to RLIMIT_STACK
+INITIAL_STACK = 128 << 10
+
+
+def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
+    """Replace task's address space with the program in inode (a ramfs file)."""
+    data = inode.read(0, inode.size)
+    image = parse_elf(data)                      # raises ENOEXEC with a one-line reason
+    old_mm = task.mm
+    mm = MM(pgd=k.mm.pgd_alloc())
+    for seg in image.segments:
+        flags = (VM_READ if seg.prot_read else 0) | (VM_WRITE if seg.prot_write else 0) | \
+                (VM_EXEC if seg.prot_exec else 0)
+        start = page_start(seg.vaddr)
+        file_end = page_align(seg.vaddr + seg.filesz)
+        mem_end = page_align(seg.vaddr + seg.memsz)
+        if seg.filesz:
+            mm.insert(VMA(start, file_end, flags, inode, (seg.offset - (seg.vaddr - start)) >> 12,
+                          mm.new_anon_id(), inode.path))
+        if mem_end > file_end:
+            mm.insert(VMA(file_end, mem_end, flags, None, 0, mm.new_anon_id(), "bss"))
+    mm.start_brk = mm.brk = image.brk_start
+    stack_vma = VMA(STACK_TOP - INITIAL_STACK, STACK_TOP, VM_READ | VM_WRITE | VM_GROWSDOWN, None, 0,
+                    mm.new_anon_id(), "[stack]")
+    mm.insert(stack_vma)
+    mm.start_stack = STACK_TOP
+    task.mm = mm
+    task.exe_path = inode.path
+    task.comm = inode.path.rsplit("/", 1)[-1][:15]
+    k.switch_mm(mm)
+    if old_mm is not None:
+        k.exit_mmap(old_mm)
+    # padzero(): the bytes of the last file page past p_filesz belong to .bss
+    for seg in image.segments:
+        if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF:
+            end = seg.vaddr + seg.filesz
+            k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
+    random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
+    rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image), random_bytes,
+                                   execfn=inode.path.encode())
+    k.mm.copy_to_user(task, rsp, stack)
+    regs = {name: 0 for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
+                                 "r11", "r12", "r13", "r14", "r15", "fs_base", "gs_base")}
+    regs.update(rip=image.entry, rsp=rsp, eflags=0x202)
+    task.regs = regs
+    k.hw.cpu.set_regs(regs)
+    k.hw.cpu.flush_code()
+
+
+__all__ = ["load_elf_binary", "ENOEXEC", "STACK_RLIMIT"]

@@ -1,0 +1,361 @@
+"""start_kernel(): boot from the zero page and run init (init/main.c).
+
+The kernel gets one Hardware object: guest-physical memory, ports, the vCPU
+and the clock. Everything else it learns from the boot parameters."""
+import hashlib
+
+from ..arch import vcpu_exits as X
+from ..drivers.serial8250 import Serial8250Console
+from ..fs.binfmt_elf import ENOEXEC
+from ..fs.file import ConsoleFile, FdTable, File
+from ..fs.ramfs import RamFs
+from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
+from ..mm.mm_types import (OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_REFCOUNT, PG_reserved,
+                           STRUCT_PAGE_SIZE, MemMap)
+from ..mm.page_alloc import PageAllocator, PerCpuPages
+from . import traps
+from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
+from .cmdline import memparse, parse_cmdline
+from .errno import EACCES, EISDIR, ENOENT, ENOSYS, SyscallError
+from .exec import load_elf_binary
+from .printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk
+from .sched import TASK_ZOMBIE, Scheduler, Task
+from .signal import signal_name
+from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+
+LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
+VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_page_table_pages",
+                "nr_unevictable", "pgalloc_normal", "pgfree", "pgfault", "pgmajfault")
+
+# wait status to power off with when there is nothing to run (Linux panics here)
+PANIC_NO_INIT = 0xFF00
+
+
+class KernelPanic(Exception):
+    pass
+
+
+class Kernel:
+    def __init__(self, hw):
+        self.hw = hw
+        self.ram = hw.ram
+        self.costs = hw.clock.costs
+        self.vmstat = dict.fromkeys(VMSTAT_ITEMS, 0)
+        self.console = Serial8250Console(hw)
+        self.printk = Printk(hw.clock.now_ns, self.console)
+        self.tasks = {}
+        self.next_pid = 1
+        self.random_counter = 0
+        self.unknown_syscalls = {}
+        self.last_fatal = None
+        self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
+        self.current_mm = None
+        self.native = getattr(hw.cpu, "native", None)
+
+    # --- boot ---
+    def boot(self) -> None:
+        bp = BootParams.parse(bytes(self.ram[ZERO_PAGE_PADDR:ZERO_PAGE_PADDR + 4096]))
+        self.cmdline = bytes(self.ram[bp.cmdline_paddr:bp.cmdline_paddr + bp.cmdline_size]).decode()
+        self.params, self.init_args = parse_cmdline(self.cmdline)
+        self.boot_seed = hashlib.sha256(str(self.params.get("random.seed", "ballast")).encode()).digest()
+        if "loglevel" in self.params:
+            self.printk.console_loglevel = int(self.params["loglevel"])
+        self.printk(KERN_INFO, f"Command line: {self.cmdline}")
+        self.setup_memory(bp)
+        self.rootfs = RamFs(self)
+        initrd = self.ram[bp.initrd_paddr:bp.initrd_paddr + bp.initrd_size]
+        nfiles = self.rootfs.unpack_initramfs(initrd)
+        self.free_initrd_mem(bp.initrd_paddr, bp.initrd_size)
+        self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
+        self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
+
+    def setup_memory(self, bp) -> None:
+        limit = memparse(self.params["mem"]) if "mem" in self.params else None
+        ram_ranges = []
+        for e in bp.e820:
+            if e.type != E820_RAM:
+                continue
+            start, end = e.addr, e.addr + e.size
+            if limit is not None:
+                end = min(end, limit)
+            if end > start:
+                ram_ranges.append((start >> 12, end >> 12))
+        max_pfn = max(end for _, end in ram_ranges)
+        # mem_map: one struct page per frame, right after the low reserved area
+        self.mem_map_paddr = LOW_RESERVED
+        self.mem_map = MemMap(self.ram, self.mem_map_paddr, max_pfn)
+        # every frame starts reserved; free ranges are handed to the buddy allocator below
+        self.mem_map.raw[:] = (1 << PG_reserved).to_bytes(8, "little").ljust(STRUCT_PAGE_SIZE, b"\0") * max_pfn
+        mem_map_end = (self.mem_map_paddr + self.mem_map.size + 4095) >> 12
+        initrd_start = bp.initrd_paddr >> 12
+        initrd_end = (bp.initrd_paddr + bp.initrd_size + 4095) >> 12
+        self.page_alloc = PageAllocator(self.mem_map, 0, max_pfn, self.vmstat)
+        reserved = [(0, mem_map_end), (initrd_start, initrd_end)]
+        for start, end in ram_ranges:
+            for rs, re_ in sorted(reserved):
+                if rs <= start < re_:
+                    start = re_
+            cuts = sorted([start] + [p for r in reserved for p in r if start < p < end] + [end])
+            for a, b in zip(cuts, cuts[1:]):
+                if not any(rs <= a < re_ for rs, re_ in reserved) and b > a:
+                    self.page_alloc.free_bootmem_range(a, b)
+        self.page_alloc.setup_per_zone_wmarks(int(self.params.get("vm.min_free_kbytes", 0)))
+        self.totalram_pages = self.page_alloc.totalram_pages
+        self.max_pfn = max_pfn
+        if self.native is not None:
+            self.native.fastpath_setup(self.mem_map_paddr, STRUCT_PAGE_SIZE, OFF_FLAGS, OFF_REFCOUNT,
+                                       OFF_MAPCOUNT, OFF_MAPPING, OFF_INDEX, ANON_PAGE_FLAGS,
+                                       PGTABLE_PAGE_FLAGS)
+            self.native.fastpath_enabled = "nofastfault" not in self.params
+        self.pcp = PerCpuPages(self.page_alloc, self.native)
+        self.mm = MemoryManager(self)
+        self.printk(KERN_INFO, f"Memory: {self.totalram_pages * 4}K available, mem_map {self.mem_map.size >> 10}K")
+
+    def free_initrd_mem(self, paddr: int, size: int) -> None:
+        start, end = paddr >> 12, (paddr + size + 4095) >> 12
+        if end > start:
+            self.page_alloc.free_bootmem_range(start, min(end, self.max_pfn))
+            self.totalram_pages = self.page_alloc.totalram_pages
+            self.page_alloc.setup_per_zone_wmarks(int(self.params.get("vm.min_free_kbytes", 0)))
+
+    # --- memory glue ---
+    def charge(self, ns: int) -> None:
+        self.hw.clock.charge(ns)
+
+    def flush_tlb(self) -> None:
+        self.hw.cpu.flush_tlb()
+
+    def switch_mm(self, mm) -> None:
+        if mm is self.current_mm:
+            return
+        self.current_mm = mm
+        self.hw.cpu.cr3 = mm.pgd << 12
+        self.mm_changed(mm)
+
+    def mm_changed(self, mm) -> None:
+        """Keep the native fault path's VMA mirror in step with the current mm."""
+        if self.native is not None and mm is self.current_mm:
+            self.native.set_vmas(mm.native_vmas())
+
+    def lru_cache_add(self, mm, pfn: int, vaddr: int, kind: int) -> None:
+        self.pagevec.append((mm, pfn, vaddr, kind))
+
+    def lru_add_drain(self) -> None:
+        """Account the pages mapped since the last drain, natively or here."""
+        native = self.native
+        if native is not None:
+            new = native.drain_new_pages()
+            if new:
+                faults, _ = native.fastpath_consume_counters()
+                self.vmstat["pgfault"] += faults
+                self.vmstat["pgalloc_normal"] += len(new)
+                self.charge(faults * self.costs.page_fault_ns + len(new) * self.costs.page_zero_ns)
+                task = self.scheduler.current
+                task.min_flt += faults
+                mm = self.current_mm
+                self.pagevec.extend((mm, pfn, vaddr, kind) for pfn, vaddr, kind in new)
+        if not self.pagevec:
+            return
+        vmstat = self.vmstat
+        for mm, pfn, vaddr, kind in self.pagevec:
+            if kind == 0:
+                vmstat["nr_anon_pages"] += 1
+                mm.rss_anon += 1
+            else:
+                vmstat["nr_page_table_pages"] += 1
+                mm.nr_ptes += 1
+        self.pagevec.clear()
+
+    def exit_mmap(self, mm) -> None:
+        self.lru_add_drain()
+        for vma in list(mm.vmas):
+            self.mm.zap_page_range(mm, vma.vm_start, vma.vm_end)
+        mm.vmas.clear()
+        self.mm.free_pgtables(mm)
+
+    # --- files ---
+    def fds_of(self, task) -> FdTable:
+        return task.files
+
+    def open_path(self, path: str) -> File:
+        if path in ("/dev/console", "/dev/tty", "/dev/ttyS0"):
+            return ConsoleFile(self.console)
+        if path == "/dev/null":
+            return NullFile()
+        inode = self.rootfs.lookup(path)
+        if inode is None:
+            raise SyscallError(ENOENT)
+        return InodeFile(inode)
+
+    # --- processes ---
+    def find_task(self, pid: int):
+        return self.tasks.get(pid)
+
+    def run_init(self) -> int:
+        """Start init (init= or /init) and run until nothing is left; returns its wait status."""
+        path = self.params.get("init", "/init")
+        inode = self.rootfs.lookup(path) if isinstance(path, str) else None
+        if inode is None or inode.is_dir:
+            self.printk(KERN_ERR, f"Kernel panic - not syncing: Requested init {path} failed (error -2).")
+            return PANIC_NO_INIT
+        task = Task(pid=self.next_pid, comm=path.rsplit("/", 1)[-1][:15])
+        self.next_pid += 1
+        self.tasks[task.pid] = task
+        task.files = FdTable()
+        for fd in range(3):
+            task.files.install(ConsoleFile(self.console))
+        self.scheduler.current = task
+        try:
+            argv = [path.encode()] + [a.encode() for a in self.init_args]
+            envp = [b"HOME=/", b"TERM=linux", b"PATH=/sbin:/bin:/usr/sbin:/usr/bin"]
+            load_elf_binary(self, task, inode, argv, envp)
+        except ENOEXEC as e:
+            self.printk(KERN_ERR, f"Kernel panic - not syncing: Requested init {path} failed (error -8): {e}")
+            self.last_fatal = ("ENOEXEC", str(e), 0, "")
+            return PANIC_NO_INIT
+        self.scheduler.current = None
+        self.scheduler.wake_up_new_task(task)
+        self.scheduler.run()
+        return task.exit_code
+
+    def do_exit(self, task, code: int, signaled: bool = False) -> None:
+        if task.exited:
+            return
+        task.exit_code = code if signaled else (code & 0xFF) << 8
+        task.state = TASK_ZOMBIE
+        if task.mm is not None:
+            if task.mm is self.current_mm:
+                self.lru_add_drain()
+            self.exit_mmap(task.mm)
+            task.mm = None
+            self.current_mm = None
+
+    def force_sig(self, task, sig: int) -> None:
+        from .signal import send_signal
+        send_signal(self, task, sig)
+        if not task.exited:                    # a blocked or ignored fatal signal still kills
+            self.do_exit(task, sig | 0x80, signaled=True)
+
+    # --- entry points from the run loop ---
+    def do_syscall(self, task) -> None:
+        cpu = self.hw.cpu
+        nr, a0, a1, a2, a3, a4, a5 = cpu.syscall_args()
+        self.charge(self.costs.syscall_ns)
+        handler = SYSCALL_TABLE.get(nr)
+        if handler is None:
+            if nr not in self.unknown_syscalls:
+                self.printk(KERN_INFO,
+                            f"{task.comm}[{task.pid}]: unknown system call {nr} ({SYSCALL_NAMES.get(nr, '?')})")
+            self.unknown_syscalls[nr] = self.unknown_syscalls.get(nr, 0) + 1
+            ret = -ENOSYS
+        else:
+            try:
+                ret = handler(self, task, _s(a0), _s(a1) if nr in _SIGNED_A1 else a1, a2, a3, _s(a4), a5)
+            except SyscallError as e:
+                ret = -e.errno
+            except FaultError as e:
+                if e.signal == "SIGKILL":
+                    self.oom_kill(task)
+                    return
+                ret = -14 if e.signal != "ENAMETOOLONG" else -36     # EFAULT, ENAMETOOLONG
+        if task.exited:
+            return
+        cpu.set_reg("rax", ret)
+
+    def do_page_fault(self, task, exit) -> None:
+        try:
+            self.mm.handle_mm_fault(task, exit.address, exit.error_code)
+        except FaultError as e:
+            if e.signal == "SIGKILL":
+                self.oom_kill(task)
+                return
+            what = f"segfault at {exit.address:x} ({exit.access}, error {exit.error_code})"
+            if e.signal == "SIGBUS":
+                what = f"bus error at {exit.address:x} ({exit.access})"
+            insn = traps.disassemble_at(self, task, exit.rip)
+            self.last_fatal = (e.signal, what, exit.rip, insn)
+            traps.report_fatal(self, task, e.signal, what, exit.rip)
+            from .signal import SIGNALS
+            self.force_sig(task, SIGNALS[e.signal])
+
+    def do_trap(self, task, exit) -> None:
+        traps.do_trap(self, task, exit)
+
+    def oom_kill(self, task) -> None:
+        self.printk(KERN_ERR, f"Out of memory: Killed process {task.pid} ({task.comm})")
+        self.vmstat["oom_kill"] = self.vmstat.get("oom_kill", 0) + 1
+        self.last_fatal = ("SIGKILL", "out of memory", 0, "")
+        self.do_exit(task, 9, signaled=True)
+
+    # --- what /proc/meminfo will say ---
+    def meminfo(self) -> dict:
+        kb = 4
+        free = self.page_alloc.nr_free_pages
+        return {"MemTotal": self.totalram_pages * kb, "MemFree": free * kb,
+                "Cached": self.vmstat["nr_file_pages"] * kb, "AnonPages": self.vmstat["nr_anon_pages"] * kb,
+                "Mapped": self.vmstat["nr_mapped"] * kb, "PageTables": self.vmstat["nr_page_table_pages"] * kb,
+                "Unevictable": self.vmstat["nr_unevictable"] * kb}
+
+    def vmstat_snapshot(self) -> dict:
+        out = dict(self.vmstat)
+        out["nr_free_pages"] = self.page_alloc.nr_free_pages
+        return out
+
+
+_SIGNED_A1 = frozenset()
+
+
+def _s(v: int) -> int:
+    """Registers are unsigned; descriptors and offsets are signed ints."""
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class NullFile(File):
+    mode = 0o020666
+    rdev = (1 << 8) | 3
+
+    def __init__(self):
+        super().__init__("/dev/null")
+
+    def read(self, task, length):
+        return b""
+
+    def write(self, task, data):
+        return len(data)
+
+
+class InodeFile(File):
+    def __init__(self, inode):
+        super().__init__(inode.path)
+        self.inode = inode
+        self.mode = inode.mode
+        self.ino = inode.ino
+        self.size = inode.size
+
+    def read(self, task, length):
+        if self.inode.is_dir:
+            raise SyscallError(EISDIR)
+        data = self.inode.read(self.pos, length)
+        self.pos += len(data)
+        return data
+
+    def write(self, task, data):
+        raise SyscallError(EACCES)
+
+    def lseek(self, offset, whence):
+        base = {0: 0, 1: self.pos, 2: self.inode.size}.get(whence)
+        if base is None or base + offset < 0:
+            raise SyscallError(22)
+        self.pos = base + offset
+        return self.pos
+
+
+def start_kernel(hw) -> int:
+    """Boot, run init to its end and return init's wait status."""
+    kernel = Kernel(hw)
+    hw.kernel = kernel                 # for the oracle: read-only inspection from the host
+    kernel.boot()
+    return kernel.run_init()
+
+
+__all__ = ["start_kernel", "Kernel", "X", "signal_name"]

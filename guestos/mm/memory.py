@@ -1,0 +1,296 @@
+"""Page tables, page faults and user copies (mm/memory.c, arch/x86/mm/fault.c, uaccess).
+
+The native fast path in cython_ext.mmu does exactly what do_anonymous_page does
+here (same pcp pages, same order, same struct page and PTE), so turning it off
+changes speed, never the resulting memory state or counters.
+"""
+from .mm_types import NIL, PG_pgtable, PG_swapbacked, PG_uptodate, PAGE_MAPPING_ANON
+from .mmap import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, STACK_RLIMIT
+from .pgtable import (LEVEL_SHIFTS, PAGE_SIZE, PF_INSTR, PF_PROT, PF_WRITE, PTE_PFN_MASK,
+                      _PAGE_PRESENT, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, _PAGE_NX, mk_pte, pte_pfn)
+
+ANON_PAGE_FLAGS = (1 << PG_swapbacked) | (1 << PG_uptodate)
+PGTABLE_PAGE_FLAGS = 1 << PG_pgtable
+
+# fault results (VM_FAULT_* and the signal a failure becomes)
+VM_FAULT_OK = 0
+VM_FAULT_OOM = 1
+SEGV_MAPERR = 1
+SEGV_ACCERR = 2
+BUS_ADRERR = 3
+
+ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+class FaultError(Exception):
+    """handle_mm_fault could not resolve the access: the signal to send."""
+
+    def __init__(self, signal: str, code: int, address: int):
+        super().__init__(signal)
+        self.signal, self.code, self.address = signal, code, address
+
+
+class MemoryManager:
+    """The kernel's view of user memory: page tables, faults, copies."""
+
+    def __init__(self, kernel):
+        self.k = kernel
+        self.ram = kernel.ram
+        self.q = kernel.ram.cast("Q")
+        self.mem_map = kernel.mem_map
+        self.vmstat = kernel.vmstat
+
+    # --- pages ---
+    def alloc_zeroed_page(self) -> int:
+        pfn = self.k.pcp.alloc()
+        if pfn == NIL:
+            raise FaultError("SIGKILL", VM_FAULT_OOM, 0)
+        self.ram[pfn << 12:(pfn + 1) << 12] = ZERO_PAGE
+        self.k.charge(self.k.costs.page_zero_ns)
+        return pfn
+
+    def pgd_alloc(self) -> int:
+        pfn = self.alloc_zeroed_page()
+        self.mem_map.set_flags(pfn, PGTABLE_PAGE_FLAGS)
+        self.mem_map.set_mapcount(pfn, 0)
+        self.vmstat["nr_page_table_pages"] += 1
+        return pfn
+
+    # --- page tables ---
+    def pte_offset(self, mm, addr: int):
+        """Word index of the PTE for addr, or None when a table above it is missing."""
+        table = mm.pgd << 12
+        q = self.q
+        for shift in LEVEL_SHIFTS[:3]:
+            e = q[(table >> 3) + ((addr >> shift) & 511)]
+            if not e & _PAGE_PRESENT:
+                return None
+            table = e & PTE_PFN_MASK
+        return (table >> 3) + ((addr >> 12) & 511)
+
+    def pte_alloc(self, mm, addr: int) -> int:
+        """Word index of the PTE for addr, allocating page tables on the way down."""
+        table = mm.pgd << 12
+        q = self.q
+        for shift in LEVEL_SHIFTS[:3]:
+            slot = (table >> 3) + ((addr >> shift) & 511)
+            e = q[slot]
+            if not e & _PAGE_PRESENT:
+                pfn = self.alloc_zeroed_page()
+                self.mem_map.set_flags(pfn, PGTABLE_PAGE_FLAGS)
+                self.mem_map.set_mapcount(pfn, 0)
+                self.k.lru_cache_add(mm, pfn, addr, 1)
+                e = (pfn << 12) | _PAGE_TABLE
+                q[slot] = e
+            table = e & PTE_PFN_MASK
+        return (table >> 3) + ((addr >> 12) & 511)
+
+    # --- faults ---
+    def handle_mm_fault(self, task, addr: int, error_code: int) -> None:
+        """do_page_fault(): resolve or raise FaultError."""
+        k = self.k
+        mm = task.mm
+        self.vmstat["pgfault"] += 1
+        task.min_flt += 1
+        k.charge(k.costs.page_fault_ns)
+        vma = mm.find_vma(addr)
+        if vma is None:
+            raise FaultError("SIGSEGV", SEGV_MAPERR, addr)
+        if addr < vma.vm_start:
+            if not (vma.vm_flags & VM_GROWSDOWN) or vma.vm_end - (addr & ~0xFFF) > STACK_RLIMIT:
+                raise FaultError("SIGSEGV", SEGV_MAPERR, addr)
+            vma.vm_start = addr & ~0xFFF              # expand_stack()
+            k.mm_changed(mm)
+        write = bool(error_code & PF_WRITE)
+        if write:
+            if not vma.vm_flags & VM_WRITE:
+                raise FaultError("SIGSEGV", SEGV_ACCERR, addr)
+        elif error_code & PF_INSTR:
+            if not vma.vm_flags & VM_EXEC:
+                raise FaultError("SIGSEGV", SEGV_ACCERR, addr)
+        elif not vma.vm_flags & (VM_READ | VM_WRITE | VM_EXEC):
+            raise FaultError("SIGSEGV", SEGV_ACCERR, addr)
+        slot = self.pte_alloc(mm, addr)
+        pte = self.q[slot]
+        if not pte & _PAGE_PRESENT:
+            if vma.is_anonymous:
+                self.do_anonymous_page(mm, vma, addr, slot)
+            elif write and not vma.vm_flags & VM_SHARED:
+                self.do_cow_fault(mm, vma, addr, slot)
+            else:
+                self.do_read_fault(mm, vma, addr, slot)
+        elif write and not pte & _PAGE_RW:
+            self.do_wp_page(mm, vma, addr, slot)
+        elif error_code & PF_PROT:
+            # present but not accessible (PROT_NONE leaf) although the VMA allows it
+            self.q[slot] = pte | _PAGE_USER
+            k.flush_tlb()
+
+    def do_anonymous_page(self, mm, vma, addr: int, slot: int) -> None:
+        pfn = self.alloc_zeroed_page()
+        self._map_new_anon(mm, vma, addr, slot, pfn)
+
+    def _map_new_anon(self, mm, vma, addr, slot, pfn) -> None:
+        mem_map = self.mem_map
+        mem_map.set_flags(pfn, ANON_PAGE_FLAGS)
+        mem_map.set_mapcount(pfn, 1)
+        mem_map.set_mapping(pfn, vma.anon_id, addr >> 12)
+        self.k.lru_cache_add(mm, pfn, addr, 0)
+        self.q[slot] = mk_pte(pfn, bool(vma.vm_flags & VM_WRITE), bool(vma.vm_flags & VM_EXEC))
+
+    def _file_page(self, vma, addr: int) -> int:
+        index = vma.pgoff_of(addr)
+        pfn = vma.vm_file.find_get_page(index)
+        if pfn is None:
+            raise FaultError("SIGBUS", BUS_ADRERR, addr)
+        return pfn
+
+    def do_read_fault(self, mm, vma, addr: int, slot: int) -> None:
+        pfn = self._file_page(vma, addr)
+        mem_map = self.mem_map
+        mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
+        if mem_map.mapcount(pfn) == 0:
+            self.vmstat["nr_mapped"] += 1
+        mem_map.set_mapcount(pfn, mem_map.mapcount(pfn) + 1)
+        mm.rss_file += 1
+        writable = bool(vma.vm_flags & VM_SHARED and vma.vm_flags & VM_WRITE)
+        self.q[slot] = mk_pte(pfn, writable, bool(vma.vm_flags & VM_EXEC))
+
+    def do_cow_fault(self, mm, vma, addr: int, slot: int) -> None:
+        src = self._file_page(vma, addr)
+        pfn = self.alloc_zeroed_page()
+        self.ram[pfn << 12:(pfn + 1) << 12] = self.ram[src << 12:(src + 1) << 12]
+        self.k.charge(self.k.costs.page_zero_ns)
+        self._map_new_anon(mm, vma, addr, slot, pfn)
+
+    def do_wp_page(self, mm, vma, addr: int, slot: int) -> None:
+        old_pte = self.q[slot]
+        old = pte_pfn(old_pte)
+        mem_map = self.mem_map
+        if mem_map.mapping(old) & PAGE_MAPPING_ANON and mem_map.mapcount(old) == 1 \
+                and mem_map.refcount(old) == 1:
+            self.q[slot] = old_pte | _PAGE_RW          # reuse: we are its only user
+        else:
+            pfn = self.alloc_zeroed_page()
+            self.ram[pfn << 12:(pfn + 1) << 12] = self.ram[old << 12:(old + 1) << 12]
+            self.page_remove_rmap(mm, old)
+            self._map_new_anon(mm, vma, addr, slot, pfn)
+        self.k.flush_tlb()
+
+    # --- unmapping ---
+    def page_remove_rmap(self, mm, pfn: int) -> None:
+        mem_map = self.mem_map
+        anon = mem_map.mapping(pfn) & PAGE_MAPPING_ANON
+        mapped = mem_map.mapcount(pfn) - 1
+        mem_map.set_mapcount(pfn, mapped)
+        if anon:
+            mm.rss_anon -= 1
+            if mapped == 0:
+                self.vmstat["nr_anon_pages"] -= 1
+        else:
+            mm.rss_file -= 1
+            if mapped == 0:
+                self.vmstat["nr_mapped"] -= 1
+        self.k.page_alloc.put_page(pfn)
+
+    def zap_page_range(self, mm, start: int, end: int) -> int:
+        """Clear the PTEs of [start, end) and drop their pages; returns pages unmapped."""
+        q = self.q
+        zapped = 0
+        addr = start
+        while addr < end:
+            slot = self.pte_offset(mm, addr)
+            if slot is None:
+                # skip to the next page table's range
+                addr = (addr | ((1 << 21) - 1)) + 1
+                continue
+            pte = q[slot]
+            if pte & _PAGE_PRESENT:
+                q[slot] = 0
+                self.page_remove_rmap(mm, pte_pfn(pte))
+                zapped += 1
+            addr += PAGE_SIZE
+        if zapped:
+            self.k.flush_tlb()
+        return zapped
+
+    def change_protection(self, mm, vma, start: int, end: int) -> None:
+        """mprotect on present PTEs: write only ever removed (a write fault restores it)."""
+        q = self.q
+        flags = vma.vm_flags
+        for addr in range(start, end, PAGE_SIZE):
+            slot = self.pte_offset(mm, addr)
+            if slot is None or not q[slot] & _PAGE_PRESENT:
+                continue
+            pte = q[slot]
+            if not flags & VM_WRITE:
+                pte &= ~_PAGE_RW
+            pte = pte & ~_PAGE_NX if flags & VM_EXEC else pte | _PAGE_NX
+            pte = pte | _PAGE_USER if flags & (VM_READ | VM_WRITE | VM_EXEC) else pte & ~_PAGE_USER
+            q[slot] = pte
+        self.k.flush_tlb()
+
+    def free_pgtables(self, mm) -> None:
+        """Free every page-table page and the pgd (at exit, after zapping)."""
+        q = self.q
+
+        def free_level(table_pfn: int, depth: int) -> None:
+            if depth < 3:
+                base = table_pfn << 9
+                for i in range(512):
+                    e = q[base + i]
+                    if e & _PAGE_PRESENT:
+                        free_level(pte_pfn(e), depth + 1)
+            self.vmstat["nr_page_table_pages"] -= 1
+            self.k.page_alloc.free_pages(table_pfn, 0)
+
+        free_level(mm.pgd, 0)
+        mm.pgd = 0
+
+    # --- user copies ---
+    def user_page(self, task, addr: int, write: bool) -> int:
+        """Physical address of addr for a kernel access on behalf of task, faulting it in."""
+        access = "write" if write else "read"
+        for _ in range(3):
+            paddr, _perms = self.k.hw.cpu.walk(addr, access)
+            if paddr is not None:
+                return paddr
+            self.handle_mm_fault(task, addr, _perms & ~PF_INSTR)
+        raise FaultError("SIGSEGV", SEGV_ACCERR, addr)
+
+    def copy_from_user(self, task, addr: int, length: int) -> bytes:
+        out = bytearray()
+        ram = self.ram
+        while length > 0:
+            paddr = self.user_page(task, addr, False)
+            n = min(length, PAGE_SIZE - (addr & 0xFFF))
+            out += ram[paddr:paddr + n]
+            addr += n
+            length -= n
+        self.k.charge(self.k.costs.copy_ns_per_kib * len(out) // 1024)
+        return bytes(out)
+
+    def copy_to_user(self, task, addr: int, data) -> None:
+        data = memoryview(data).cast("B")
+        ram = self.ram
+        pos = 0
+        while pos < len(data):
+            paddr = self.user_page(task, addr + pos, True)
+            n = min(len(data) - pos, PAGE_SIZE - ((addr + pos) & 0xFFF))
+            ram[paddr:paddr + n] = data[pos:pos + n]
+            pos += n
+        self.k.charge(self.k.costs.copy_ns_per_kib * len(data) // 1024)
+
+    def strncpy_from_user(self, task, addr: int, limit: int = 4096) -> bytes:
+        out = bytearray()
+        while len(out) < limit:
+            paddr = self.user_page(task, addr, False)
+            n = PAGE_SIZE - (addr & 0xFFF)
+            chunk = bytes(self.ram[paddr:paddr + n])
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                out += chunk[:nul]
+                return bytes(out[:limit])
+            out += chunk
+            addr += n
+        raise FaultError("ENAMETOOLONG", 0, addr)

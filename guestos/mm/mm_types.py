@@ -1,0 +1,126 @@
+"""struct page, one per frame, kept in guest RAM (mem_map), as in include/linux/mm_types.h.
+
+The layout is declared once with construct; the kernel reads and writes fields
+through typed memoryviews over the same bytes (the fast view of that layout).
+"""
+from construct import Int32sl, Int32ul, Int64ul, Padding, Struct
+
+StructPage = Struct(
+    "flags" / Int64ul,
+    "_refcount" / Int32sl,
+    "_mapcount" / Int32sl,     # -1 when not mapped, as Linux
+    "private" / Int64ul,       # buddy order while free
+    "mapping" / Int64ul,       # anon_vma id (low bit set) or address_space id
+    "index" / Int64ul,         # page offset in the mapping
+    "lru_next" / Int32ul,      # list links by pfn (free lists, later the LRU)
+    "lru_prev" / Int32ul,
+    Padding(16),
+)
+STRUCT_PAGE_SIZE = StructPage.sizeof()          # 64 bytes, as on x86-64 Linux
+assert STRUCT_PAGE_SIZE == 64
+OFF_FLAGS, OFF_REFCOUNT, OFF_MAPCOUNT, OFF_PRIVATE, OFF_MAPPING, OFF_INDEX, OFF_LRU_NEXT, OFF_LRU_PREV = \
+    0, 8, 12, 16, 24, 32, 40, 44
+
+NIL = 0xFFFFFFFF                                # end of a pfn-linked list
+
+# page flags (include/linux/page-flags.h, 2.6.35 order)
+PG_locked = 0
+PG_error = 1
+PG_referenced = 2
+PG_uptodate = 3
+PG_dirty = 4
+PG_lru = 5
+PG_active = 6
+PG_slab = 7
+PG_reserved = 10
+PG_private = 11
+PG_writeback = 13
+PG_head = 14
+PG_swapcache = 15
+PG_mappedtodisk = 16
+PG_reclaim = 17
+PG_buddy = 19
+PG_swapbacked = 20
+PG_unevictable = 21
+PG_mlocked = 22
+PG_pgtable = 23                                 # ours: a page-table page (Linux keeps a counter)
+
+PAGE_MAPPING_ANON = 1
+
+
+class MemMap:
+    """Typed access to the struct pages in guest RAM."""
+
+    def __init__(self, ram: memoryview, paddr: int, nr_pages: int):
+        self.paddr = paddr
+        self.nr_pages = nr_pages
+        raw = ram[paddr:paddr + nr_pages * STRUCT_PAGE_SIZE]
+        self.raw = raw
+        self.q = raw.cast("Q")      # 8 words per page
+        self.i = raw.cast("i")      # 16 ints per page
+        self.u = raw.cast("I")
+
+    @property
+    def size(self) -> int:
+        return self.nr_pages * STRUCT_PAGE_SIZE
+
+    # flags
+    def flags(self, pfn: int) -> int:
+        return self.q[pfn << 3]
+
+    def test(self, pfn: int, bit: int) -> bool:
+        return (self.q[pfn << 3] >> bit) & 1 == 1
+
+    def set(self, pfn: int, bit: int) -> None:
+        self.q[pfn << 3] |= 1 << bit
+
+    def clear(self, pfn: int, bit: int) -> None:
+        self.q[pfn << 3] &= ~(1 << bit)
+
+    def set_flags(self, pfn: int, value: int) -> None:
+        self.q[pfn << 3] = value
+
+    # counts
+    def refcount(self, pfn: int) -> int:
+        return self.i[(pfn << 4) + 2]
+
+    def set_refcount(self, pfn: int, value: int) -> None:
+        self.i[(pfn << 4) + 2] = value
+
+    def mapcount(self, pfn: int) -> int:
+        return self.i[(pfn << 4) + 3] + 1
+
+    def set_mapcount(self, pfn: int, mapped: int) -> None:
+        self.i[(pfn << 4) + 3] = mapped - 1
+
+    # other words
+    def private(self, pfn: int) -> int:
+        return self.q[(pfn << 3) + 2]
+
+    def set_private(self, pfn: int, value: int) -> None:
+        self.q[(pfn << 3) + 2] = value
+
+    def mapping(self, pfn: int) -> int:
+        return self.q[(pfn << 3) + 3]
+
+    def index(self, pfn: int) -> int:
+        return self.q[(pfn << 3) + 4]
+
+    def set_mapping(self, pfn: int, mapping: int, index: int) -> None:
+        self.q[(pfn << 3) + 3] = mapping
+        self.q[(pfn << 3) + 4] = index
+
+    def lru_next(self, pfn: int) -> int:
+        return self.u[(pfn << 4) + 10]
+
+    def lru_prev(self, pfn: int) -> int:
+        return self.u[(pfn << 4) + 11]
+
+    def set_lru(self, pfn: int, nxt: int, prev: int) -> None:
+        self.u[(pfn << 4) + 10] = nxt
+        self.u[(pfn << 4) + 11] = prev
+
+    def parse(self, pfn: int):
+        """The declared layout, for debugging and tests."""
+        base = pfn * STRUCT_PAGE_SIZE
+        return StructPage.parse(bytes(self.raw[base:base + STRUCT_PAGE_SIZE]))

@@ -1,0 +1,264 @@
+"""The buddy page allocator with watermarks (mm/page_alloc.c).
+
+Free blocks are linked through their struct pages in guest RAM (lru_next /
+lru_prev by pfn), one list per order, exactly where Linux keeps them. Order-0
+pages for user memory go through a per-cpu list (pcp) refilled in batches.
+"""
+import math
+
+from .mm_types import NIL, PG_buddy, PG_reserved
+
+MAX_ORDER = 11                       # blocks of up to 2^10 pages (4 MiB)
+PAGE_SHIFT = 12
+
+# gfp flags (the few that matter here)
+GFP_KERNEL = 0
+GFP_HIGH = 1 << 5                  # may dip below the min watermark (atomic/emergency)
+GFP_NORETRY = 1 << 12
+GFP_NOWARN = 1 << 9
+
+ALLOC_WMARK_MIN = 0
+ALLOC_WMARK_LOW = 1
+ALLOC_WMARK_HIGH = 2
+
+
+class FreeArea:
+    __slots__ = ("head", "nr_free")
+
+    def __init__(self):
+        self.head = NIL
+        self.nr_free = 0
+
+
+class Zone:
+    """ZONE_NORMAL: every usable frame of this small machine."""
+
+    def __init__(self, mem_map, start_pfn: int, end_pfn: int):
+        self.mem_map = mem_map
+        self.zone_start_pfn = start_pfn
+        self.spanned_pages = end_pfn - start_pfn
+        self.present_pages = 0
+        self.free_area = [FreeArea() for _ in range(MAX_ORDER)]
+        self.nr_free_pages = 0
+        self.watermark = [0, 0, 0]
+
+    # --- free lists, linked through struct page ---
+    def _list_add(self, pfn: int, order: int) -> None:
+        area = self.free_area[order]
+        mm = self.mem_map
+        mm.set_lru(pfn, area.head, NIL)
+        if area.head != NIL:
+            mm.set_lru(area.head, mm.lru_next(area.head), pfn)
+        area.head = pfn
+        area.nr_free += 1
+        mm.set(pfn, PG_buddy)
+        mm.set_private(pfn, order)
+
+    def _list_del(self, pfn: int, order: int) -> None:
+        area = self.free_area[order]
+        mm = self.mem_map
+        nxt, prev = mm.lru_next(pfn), mm.lru_prev(pfn)
+        if prev == NIL:
+            area.head = nxt
+        else:
+            mm.set_lru(prev, nxt, mm.lru_prev(prev))
+        if nxt != NIL:
+            mm.set_lru(nxt, mm.lru_next(nxt), prev)
+        mm.set_lru(pfn, NIL, NIL)
+        area.nr_free -= 1
+        mm.clear(pfn, PG_buddy)
+        mm.set_private(pfn, 0)
+
+    def _page_is_buddy(self, pfn: int, order: int) -> bool:
+        if not (self.zone_start_pfn <= pfn < self.zone_start_pfn + self.spanned_pages):
+            return False
+        return self.mem_map.test(pfn, PG_buddy) and self.mem_map.private(pfn) == order
+
+    def __free_one_page(self, pfn: int, order: int) -> None:
+        while order < MAX_ORDER - 1:
+            buddy = pfn ^ (1 << order)
+            if not self._page_is_buddy(buddy, order):
+                break
+            self._list_del(buddy, order)
+            pfn &= buddy
+            order += 1
+        self._list_add(pfn, order)
+
+    def free_pages(self, pfn: int, order: int) -> None:
+        self.nr_free_pages += 1 << order
+        self.__free_one_page(pfn, order)
+
+    def __rmqueue_smallest(self, order: int) -> int:
+        for current in range(order, MAX_ORDER):
+            pfn = self.free_area[current].head
+            if pfn == NIL:
+                continue
+            self._list_del(pfn, current)
+            # expand(): give back the upper halves
+            while current > order:
+                current -= 1
+                self._list_add(pfn + (1 << current), current)
+            return pfn
+        return NIL
+
+    def rmqueue(self, order: int) -> int:
+        pfn = self.__rmqueue_smallest(order)
+        if pfn != NIL:
+            self.nr_free_pages -= 1 << order
+        return pfn
+
+    def watermark_ok(self, order: int, mark: int, alloc_flags_high: bool = False) -> bool:
+        """zone_watermark_ok(): free pages above the mark even after this allocation,
+        with enough of them in blocks of this order or larger."""
+        min_pages = self.watermark[mark]
+        if alloc_flags_high:
+            min_pages -= min_pages // 2
+        free = self.nr_free_pages - (1 << order) + 1
+        if free <= min_pages:
+            return False
+        for o in range(order):
+            free -= self.free_area[o].nr_free << o
+            min_pages >>= 1
+            if free <= min_pages:
+                return False
+        return True
+
+
+def min_free_kbytes_default(lowmem_kbytes: int) -> int:
+    """init_per_zone_wmark_min(): sqrt(lowmem * 16), clamped to [128, 65536]."""
+    return max(128, min(65536, int(math.sqrt(lowmem_kbytes * 16))))
+
+
+class PageAllocator:
+    def __init__(self, mem_map, start_pfn: int, end_pfn: int, vmstat):
+        self.mem_map = mem_map
+        self.zone = Zone(mem_map, start_pfn, end_pfn)
+        self.vmstat = vmstat
+        self.totalram_pages = 0
+        self.min_free_kbytes = 0
+
+    # --- boot: memblock_free_all ---
+    def free_bootmem_range(self, start_pfn: int, end_pfn: int) -> None:
+        """Hand a range of free frames to the allocator in the largest aligned blocks."""
+        pfn = start_pfn
+        zone = self.zone
+        while pfn < end_pfn:
+            order = MAX_ORDER - 1
+            while order > 0 and (pfn & ((1 << order) - 1) or pfn + (1 << order) > end_pfn):
+                order -= 1
+            self.mem_map.clear(pfn, PG_reserved)
+            zone.free_pages(pfn, order)
+            zone.present_pages += 1 << order
+            self.totalram_pages += 1 << order
+            pfn += 1 << order
+
+    def setup_per_zone_wmarks(self, min_free_kbytes: int = 0) -> None:
+        if not min_free_kbytes:
+            min_free_kbytes = min_free_kbytes_default(self.totalram_pages * 4)
+        self.min_free_kbytes = min_free_kbytes
+        pages_min = min_free_kbytes >> 2
+        self.zone.watermark = [pages_min, pages_min + pages_min // 4, pages_min + pages_min // 2]
+
+    # --- the API ---
+    def alloc_pages(self, gfp: int = GFP_KERNEL, order: int = 0) -> int:
+        """A block of 2^order frames, or NIL when the zone is at its min watermark."""
+        zone = self.zone
+        if not zone.watermark_ok(order, ALLOC_WMARK_MIN, bool(gfp & GFP_HIGH)):
+            self.vmstat["allocfail"] = self.vmstat.get("allocfail", 0) + 1
+            return NIL
+        pfn = zone.rmqueue(order)
+        if pfn == NIL:
+            return NIL
+        mm = self.mem_map
+        for p in range(pfn, pfn + (1 << order)):
+            mm.set_flags(p, 0)
+            mm.set_refcount(p, 1)
+            mm.set_mapcount(p, 0)
+            mm.set_mapping(p, 0, 0)
+        self.vmstat["pgalloc_normal"] += 1 << order
+        return pfn
+
+    def free_pages(self, pfn: int, order: int = 0) -> None:
+        mm = self.mem_map
+        for p in range(pfn, pfn + (1 << order)):
+            mm.set_flags(p, 0)
+            mm.set_refcount(p, 0)
+            mm.set_mapcount(p, 0)
+            mm.set_mapping(p, 0, 0)
+        self.vmstat["pgfree"] += 1 << order
+        self.zone.free_pages(pfn, order)
+
+    def put_page(self, pfn: int) -> None:
+        """Drop a reference; the last one frees the page."""
+        mm = self.mem_map
+        count = mm.refcount(pfn) - 1
+        mm.set_refcount(pfn, count)
+        if count == 0:
+            self.free_pages(pfn, 0)
+
+    @property
+    def nr_free_pages(self) -> int:
+        return self.zone.nr_free_pages
+
+
+class PerCpuPages:
+    """The per-cpu list of order-0 pages (struct per_cpu_pages).
+
+    Watermarks are checked when the list is refilled from the buddy lists, so
+    the native fault path and the Python one take exactly the same pages. With
+    a native vCPU the list lives in its memory, where the native fast path of
+    do_anonymous_page takes from it."""
+    batch = 31
+    high = 6 * 31
+
+    def __init__(self, allocator: PageAllocator, native=None):
+        self.allocator = allocator
+        self.native = native
+        self.pages = []                       # used when there is no native list
+
+    @property
+    def count(self) -> int:
+        return self.native.pcp_count if self.native is not None else len(self.pages)
+
+    def _pop(self) -> int:
+        return self.native.pcp_pop() if self.native is not None else self.pages.pop()
+
+    def _push(self, pfns) -> None:
+        if self.native is not None:
+            self.native.pcp_push(pfns)
+        else:
+            self.pages.extend(pfns)
+
+    def rmqueue_bulk(self) -> bool:
+        zone = self.allocator.zone
+        got = []
+        for _ in range(self.batch):
+            if not zone.watermark_ok(0, ALLOC_WMARK_MIN):
+                break
+            pfn = zone.rmqueue(0)
+            if pfn == NIL:
+                break
+            got.append(pfn)
+        # pushed in reverse so pages leave the list in the order the buddy gave them
+        self._push(reversed(got))
+        return bool(got)
+
+    def alloc(self) -> int:
+        """A zeroed-or-not order-0 page with its struct page reset, or NIL."""
+        if self.count == 0 and not self.rmqueue_bulk():
+            return NIL
+        pfn = self._pop()
+        mm = self.allocator.mem_map
+        mm.set_flags(pfn, 0)
+        mm.set_refcount(pfn, 1)
+        mm.set_mapcount(pfn, 0)
+        mm.set_mapping(pfn, 0, 0)
+        self.allocator.vmstat["pgalloc_normal"] += 1
+        return pfn
+
+    def drain(self) -> None:
+        """Give every page on the list back to the buddy allocator."""
+        pfns = self.native.pcp_take_all() if self.native is not None else self.pages
+        self.pages = []
+        for pfn in pfns:
+            self.allocator.zone.free_pages(pfn, 0)

@@ -1,0 +1,104 @@
+"""brk, mmap, munmap, mprotect, madvise (mm/mmap.c, mm/mprotect.c, mm/madvise.c)."""
+from ..kernel.errno import EEXIST, EINVAL, ENODEV, ENOMEM, SyscallError
+from .mmap import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE,
+                   MAP_SHARED, MMAP_MIN_ADDR, TASK_SIZE, VM_READ, VM_SHARED, VM_WRITE, VMA,
+                   calc_vm_prot_bits)
+from .pgtable import PAGE_SIZE, page_align
+
+MADV_DONTNEED = 4
+
+
+def sys_brk(k, task, brk, *_):
+    mm = task.mm
+    if brk < mm.start_brk:
+        return mm.brk
+    new_end, old_end = page_align(brk), page_align(mm.brk)
+    if new_end < old_end:
+        do_munmap(k, mm, new_end, old_end - new_end)
+    elif new_end > old_end:
+        if mm.overlapping(old_end, new_end) or new_end > TASK_SIZE:
+            return mm.brk
+        mm.insert(VMA(old_end, new_end, VM_READ | VM_WRITE, None, 0, mm.new_anon_id(), "[heap]"))
+        k.mm_changed(mm)
+    mm.brk = brk
+    return brk
+
+
+def do_munmap(k, mm, start: int, length: int) -> None:
+    end = start + page_align(length)
+    doomed = mm.carve(start, end)
+    for vma in doomed:
+        k.mm.zap_page_range(mm, vma.vm_start, vma.vm_end)
+        mm.vmas.remove(vma)
+        if vma.vm_flags & 4:
+            k.hw.cpu.flush_code()
+    k.mm_changed(mm)
+
+
+def sys_mmap(k, task, addr, length, prot, flags, fd, offset):
+    mm = task.mm
+    if not length or addr & (PAGE_SIZE - 1) or offset & (PAGE_SIZE - 1):
+        raise SyscallError(EINVAL)
+    length = page_align(length)
+    if length > TASK_SIZE:
+        raise SyscallError(ENOMEM)
+    if not flags & (MAP_SHARED | MAP_PRIVATE):
+        raise SyscallError(EINVAL)
+    if not flags & MAP_ANONYMOUS:
+        k.fds_of(task).get(fd)          # EBADF for a bad descriptor
+        raise SyscallError(ENODEV)      # file mappings arrive with the page cache
+    vm_flags = calc_vm_prot_bits(prot) | (VM_SHARED if flags & MAP_SHARED else 0)
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        if addr < MMAP_MIN_ADDR or addr + length > TASK_SIZE:
+            raise SyscallError(EINVAL if flags & MAP_FIXED else ENOMEM)
+        if mm.overlapping(addr, addr + length):
+            if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED:
+                raise SyscallError(EEXIST)
+            do_munmap(k, mm, addr, length)
+        start = addr
+    else:
+        start = mm.get_unmapped_area(length, addr)
+        if start is None:
+            raise SyscallError(ENOMEM)
+    mm.insert(VMA(start, start + length, vm_flags, None, 0, mm.new_anon_id(), ""))
+    k.mm_changed(mm)
+    if flags & MAP_POPULATE:
+        for a in range(start, start + length, PAGE_SIZE):
+            k.mm.user_page(task, a, bool(vm_flags & VM_WRITE))
+    return start
+
+
+def sys_munmap(k, task, addr, length, *_):
+    if addr & (PAGE_SIZE - 1) or not length or addr + length > TASK_SIZE:
+        raise SyscallError(EINVAL)
+    do_munmap(k, task.mm, addr, length)
+    return 0
+
+
+def sys_mprotect(k, task, start, length, prot, *_):
+    if start & (PAGE_SIZE - 1) or prot & ~7:
+        raise SyscallError(EINVAL)
+    mm = task.mm
+    end = start + page_align(length)
+    if end == start:
+        return 0
+    covered = sum(min(end, v.vm_end) - max(start, v.vm_start) for v in mm.overlapping(start, end))
+    if covered != end - start:
+        raise SyscallError(ENOMEM)              # a hole in the range
+    vmas = mm.carve(start, end)
+    for vma in vmas:
+        vma.vm_flags = (vma.vm_flags & ~7) | calc_vm_prot_bits(prot)
+        k.mm.change_protection(mm, vma, vma.vm_start, vma.vm_end)
+    k.mm_changed(mm)
+    k.hw.cpu.flush_code(start, end)
+    return 0
+
+
+def sys_madvise(k, task, start, length, advice, *_):
+    if start & (PAGE_SIZE - 1):
+        raise SyscallError(EINVAL)
+    if advice == MADV_DONTNEED:
+        end = start + page_align(length)
+        for vma in task.mm.overlapping(start, end):
+            k.mm.zap_page_range(task.mm, max(start, vma.vm_start), min(end, vma.vm_end))
+    return 0

@@ -1,0 +1,9 @@
+"""Builds the native modules in cython_ext/ (the rest is pure Python)."""
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extensions = [
+    Extension("cython_ext.mmu", ["cython_ext/mmu.pyx"], extra_compile_args=["-O2"]),
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}))

@@ -1,0 +1,106 @@
+"""The `ballast` command."""
+import argparse
+import json
+import os
+import sys
+
+from .errors import BallastError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BallastError(message)
+
+
+def parse_size(text: str, what: str) -> int:
+    from guestos.kernel.cmdline import memparse
+    try:
+        value = memparse(text)
+    except ValueError:
+        raise BallastError(f"{what}: cannot read '{text}' as a size (examples: 512M, 1G, 65536K)") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ballast", description="A hardware-free lab for memory ballooning and page-cache reclaim.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="boot a guest and run a static x86-64 Linux program as its init")
+    run.add_argument("--mem", default="256M", help="guest RAM (default 256M)")
+    run.add_argument("--cmdline", default="", help="extra kernel command line")
+    run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
+    run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
+    return p
+
+
+def cmd_run(opts) -> int:
+    from guestos.fs.binfmt_elf import ENOEXEC, parse_elf
+
+    from .machine import Machine, MachineConfig
+    from .oracle import decode_wait_status, run_metrics
+
+    mem = parse_size(opts.mem, "--mem")
+    try:
+        with open(opts.program, "rb") as f:
+            program = f.read()
+    except OSError as e:
+        raise BallastError(f"{opts.program}: {e.strerror}") from None
+    try:
+        parse_elf(program)
+    except ENOEXEC as e:
+        raise BallastError(f"{opts.program}: {e}") from None
+    name = os.path.basename(opts.program) or "init"
+    guest_path = "/bin/" + name
+
+    def sink(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+    machine = Machine(MachineConfig(mem=mem, cmdline=opts.cmdline), console_sink=sink)
+    args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+    machine.load(program, guest_path, args)
+    status = machine.boot()
+    exit_info = decode_wait_status(status)
+    kernel = machine.kernel
+    if opts.json:
+        text = json.dumps(run_metrics(machine, opts.program), indent=2, sort_keys=True)
+        if opts.json == "-":
+            print(text)
+        else:
+            with open(opts.json, "w") as f:
+                f.write(text + "\n")
+    if kernel is not None and kernel.last_fatal and kernel.last_fatal[0] == "ENOEXEC":
+        raise BallastError(f"{opts.program}: {kernel.last_fatal[1]}")
+    if exit_info["signaled"]:
+        from guestos.kernel.signal import signal_name
+        detail = ""
+        if kernel is not None and kernel.last_fatal:
+            signame, what, rip, insn = kernel.last_fatal
+            detail = f": {what}" + (f" at ip {rip:#x} ({insn})" if rip else "")
+        print(f"ballast: {opts.program} killed by {signal_name(exit_info['signal'])}{detail}", file=sys.stderr)
+    return exit_info["code"]
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        opts = parser.parse_args(argv)
+        if opts.command is None:
+            parser.print_help()
+            return 2
+        return {"run": cmd_run}[opts.command](opts)
+    except BallastError as e:
+        print(f"ballast: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ballast: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:          # never a traceback for a user; BALLAST_DEBUG=1 shows it
+        if os.environ.get("BALLAST_DEBUG"):
+            raise
+        print(f"ballast: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The vCPU: Unicorn x86-64 in long mode with our MMU, clock and exits.
+
+`run()` is the VMM's equivalent of KVM_RUN: it executes guest user code from
+the current RIP until something needs the kernel, and says why in a VcpuExit.
+Page walks, instruction counting and the syscall trap happen natively in
+cython_ext.mmu; Python sees only the exits.
+"""
+import ctypes
+import enum
+from dataclasses import dataclass
+
+from unicorn import Uc, UcError, UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
+from unicorn import unicorn_const as ucc
+from unicorn import x86_const as x86
+from unicorn.unicorn_py3.unicorn import uclib
+
+from cython_ext.mmu import NativeVcpu
+
+# Where emulation would stop on its own: page 0 is never mapped in user space,
+# so reaching it means a jump to a null pointer.
+STOP_ADDRESS = 0
+
+REGS = {name: getattr(x86, "UC_X86_REG_" + name.upper()) for name in (
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+    "r12", "r13", "r14", "r15", "rip", "eflags", "fs_base", "gs_base")}
+GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+        "r12", "r13", "r14", "r15", "rip", "eflags", "fs_base", "gs_base")
+_SYSCALL_REGS = [REGS[n] for n in ("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9")]
+
+ACCESS_NAMES = {ucc.UC_MEM_READ: "read", ucc.UC_MEM_WRITE: "write", ucc.UC_MEM_FETCH: "fetch"}
+
+
+class ExitReason(enum.IntEnum):
+    NONE = 0
+    SYSCALL = 1
+    PAGE_FAULT = 2
+    QUANTUM = 3
+    BACKING = 4          # touched a frame the host does not back (balloon violation)
+    HALT = 5             # hlt: privileged in user mode
+    INVALID_OPCODE = 6   # #UD
+    EXCEPTION = 7        # another CPU exception (#DE, #GP, int3, ...)
+
+
+@dataclass(slots=True)
+class VcpuExit:
+    reason: ExitReason
+    rip: int
+    address: int = 0     # faulting linear address
+    access: str = ""     # read, write or fetch
+    error_code: int = 0  # x86 #PF error code
+    detail: str = ""
+
+
+def _fn(name):
+    return ctypes.cast(getattr(uclib, name), ctypes.c_void_p).value
+
+
+class Vcpu:
+    def __init__(self, ram, clock):
+        self.ram = ram
+        self.clock = clock
+        uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        uc.mem_map_ptr(0, ram.size, UC_PROT_ALL, ram.ptr)
+        self.uc = uc
+        self.native = NativeVcpu(uc._uch.value, ram.ptr, ram.size, ram.backed,
+                                 _fn("uc_hook_add"), _fn("uc_emu_stop"), _fn("uc_ctl"))
+        self.exits = 0
+
+    # --- registers ---
+    def reg(self, name: str) -> int:
+        return self.uc.reg_read(REGS[name])
+
+    def set_reg(self, name: str, value: int) -> None:
+        self.uc.reg_write(REGS[name], value & 0xFFFFFFFFFFFFFFFF)
+
+    def regs(self) -> dict:
+        return dict(zip(GPRS, self.uc.reg_read_batch([REGS[n] for n in GPRS])))
+
+    def set_regs(self, values: dict) -> None:
+        self.uc.reg_write_batch([(REGS[n], v & 0xFFFFFFFFFFFFFFFF) for n, v in values.items()])
+
+    def syscall_args(self):
+        """(nr, a0..a5) as the x86-64 syscall ABI passes them."""
+        return self.uc.reg_read_batch(_SYSCALL_REGS)
+
+    # --- MMU ---
+    @property
+    def cr3(self) -> int:
+        return self.native.cr3
+
+    @cr3.setter
+    def cr3(self, value: int) -> None:
+        self.native.cr3 = value
+        self.flush_tlb()
+
+    def flush_tlb(self) -> None:
+        self.uc.ctl(ucc.UC_CTL_TLB_FLUSH, ucc.UC_CTL_IO_WRITE)
+
+    def flush_code(self, start: int = None, end: int = None) -> None:
+        """Drop translated blocks (host writes do not invalidate them)."""
+        if start is None:
+            self.uc.ctl_flush_tb()
+        else:
+            self.uc.ctl_remove_cache(start, end)
+        self.native.forget_blocks()
+
+    def walk(self, vaddr: int, access: str):
+        kind = {"read": ucc.UC_MEM_READ, "write": ucc.UC_MEM_WRITE, "fetch": ucc.UC_MEM_FETCH}[access]
+        return self.native.walk(vaddr, kind)
+
+    # --- clock and preemption ---
+    @property
+    def icount(self) -> int:
+        return self.native.icount
+
+    def set_deadline(self, icount: int) -> None:
+        self.native.deadline = icount
+
+    # --- run ---
+    def run(self) -> VcpuExit:
+        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        error = None
+        self.exits += 1
+        try:
+            self.uc.emu_start(rip, STOP_ADDRESS)
+        except UcError as e:
+            error = e.errno
+        reason, address, access, error_code = self.native.take_exit()
+        self.clock.instructions = self.native.icount
+        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
+            return VcpuExit(ExitReason(reason), rip, address, ACCESS_NAMES.get(access, "?"), error_code)
+        if reason == ExitReason.SYSCALL:
+            return VcpuExit(ExitReason.SYSCALL, rip)
+        if error == ucc.UC_ERR_INSN_INVALID:
+            return VcpuExit(ExitReason.INVALID_OPCODE, rip)
+        if error is not None:
+            return VcpuExit(ExitReason.EXCEPTION, rip, detail=UcError(error).__str__())
+        if reason == ExitReason.QUANTUM:
+            return VcpuExit(ExitReason.QUANTUM, rip)
+        if rip == STOP_ADDRESS:
+            # a jump to page 0: a fetch fault, as the hardware would raise
+            return VcpuExit(ExitReason.PAGE_FAULT, rip, 0, "fetch", 0x4 | 0x10)
+        return VcpuExit(ExitReason.HALT, rip)
+
+    def close(self) -> None:
+        self.uc = None
+        self.native = None

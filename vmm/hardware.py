@@ -1,0 +1,27 @@
+"""What the guest kernel sees of the machine: memory, ports, MMIO, the vCPU and the clock."""
+
+
+class Hardware:
+    def __init__(self, machine):
+        self._machine = machine
+        self.ram = machine.ram.view           # guest-physical memory
+        self.ram_size = machine.ram.size
+        self.cpu = machine.cpu
+        self.clock = machine.clock
+        self.kernel = None                     # set by the kernel at boot, for the oracle only
+
+    def port_in(self, port: int) -> int:
+        return self._machine.port_in(port)
+
+    def port_out(self, port: int, value: int) -> None:
+        self._machine.port_out(port, value)
+
+    def port_out_string(self, port: int, data: bytes) -> None:
+        """rep outsb: the same bytes as a loop of port_out, in one exit."""
+        self._machine.port_out_string(port, data)
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        return self._machine.mmio_read(addr, size)
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        self._machine.mmio_write(addr, size, value)

@@ -1,0 +1,142 @@
+"""A machine: RAM, vCPU, clock, serial console, an MMIO window; and booting the guest kernel.
+
+The VMM is also the boot loader: it packs the program into an initramfs, writes
+the zero page (command line, memory map, initrd) and calls the kernel's entry."""
+import time
+from dataclasses import dataclass, field
+
+from guestos.fs.cpio import S_IFREG, pack_newc
+from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, BootParams
+from guestos.kernel.main import start_kernel
+
+from .clock import CostModel, VirtualClock
+from .cpu import Vcpu
+from .errors import BallastError
+from .hardware import Hardware
+from .memory import PAGE_SIZE, GuestRAM
+from .serial import COM1, Serial16550
+
+MMIO_BASE = 0xD000_0000
+MMIO_SIZE = 0x1000_0000
+MIN_MEM = 16 << 20
+MAX_MEM = MMIO_BASE          # RAM sits below the MMIO window
+CMDLINE_PADDR = 0x2000
+CMDLINE_MAX = 0x1000
+DEBUG_EXIT_PORT = 0x501
+
+
+@dataclass
+class MachineConfig:
+    mem: int = 256 << 20
+    cmdline: str = ""
+    costs: CostModel = field(default_factory=CostModel)
+
+
+class Machine:
+    def __init__(self, config: MachineConfig, console_sink=None):
+        if config.mem < MIN_MEM:
+            raise BallastError(f"--mem {config.mem >> 20}M is too small: a guest needs at least {MIN_MEM >> 20}M")
+        if config.mem > MAX_MEM:
+            raise BallastError(f"--mem must be at most {MAX_MEM >> 20}M (RAM lies below the MMIO window)")
+        if config.mem % PAGE_SIZE:
+            raise BallastError("--mem must be a multiple of 4K")
+        self.config = config
+        self.ram = GuestRAM(config.mem)
+        self.clock = VirtualClock(config.costs)
+        self.cpu = Vcpu(self.ram, self.clock)
+        self.console_output = bytearray()
+        self._sink = console_sink
+        self.serial = Serial16550(self._console_write, COM1)
+        self.mmio_devices = []        # (base, size, device) in the MMIO window
+        self.exit_status = None
+        self.hw = Hardware(self)
+        self.wall_s = 0.0
+
+    def _console_write(self, data: bytes) -> None:
+        self.console_output += data
+        if self._sink is not None:
+            self._sink(data)
+
+    # --- buses ---
+    def port_in(self, port: int) -> int:
+        if self.serial.owns(port):
+            return self.serial.port_in(port)
+        return 0xFF                    # nothing there: the bus floats high
+
+    def port_out(self, port: int, value: int) -> None:
+        self.clock.charge(self.clock.costs.vm_exit_ns)
+        if self.serial.owns(port):
+            self.serial.port_out(port, value)
+        elif port == DEBUG_EXIT_PORT:
+            self.exit_status = value
+
+    def port_out_string(self, port: int, data: bytes) -> None:
+        self.clock.charge(self.clock.costs.vm_exit_ns)
+        if self.serial.owns(port):
+            self.serial.write_bytes(data)
+        else:
+            for b in data:
+                self.port_out(port, b)
+
+    def _mmio_device(self, addr: int):
+        for base, size, dev in self.mmio_devices:
+            if base <= addr < base + size:
+                return base, dev
+        return None, None
+
+    def mmio_read(self, addr: int, size: int) -> int:
+        self.clock.charge(self.clock.costs.vm_exit_ns)
+        base, dev = self._mmio_device(addr)
+        return dev.mmio_read(addr - base, size) if dev else (1 << (8 * size)) - 1
+
+    def mmio_write(self, addr: int, size: int, value: int) -> None:
+        self.clock.charge(self.clock.costs.vm_exit_ns)
+        base, dev = self._mmio_device(addr)
+        if dev:
+            dev.mmio_write(addr - base, size, value)
+
+    # --- boot ---
+    def load(self, program: bytes, guest_path: str, args: list[str]) -> None:
+        """Place the initramfs and the zero page, as a boot loader does."""
+        archive = pack_newc([(guest_path.lstrip("/"), S_IFREG | 0o755, program)])
+        initrd_paddr = (self.ram.size - len(archive)) & ~(PAGE_SIZE - 1)
+        initrd_paddr -= PAGE_SIZE * 16      # leave the top pages to the kernel
+        if initrd_paddr < (4 << 20) + self.ram.size // 64:
+            raise BallastError(f"the program ({len(archive) >> 10}K) does not fit in {self.ram.size >> 20}M of RAM")
+        self.ram.write(initrd_paddr, archive)
+        cmdline = f"console=ttyS0 init={guest_path} {self.config.cmdline}".strip()
+        if args:
+            cmdline += " -- " + " ".join(_quote(a) for a in args)
+        raw = cmdline.encode()
+        if len(raw) >= CMDLINE_MAX:
+            raise BallastError(f"kernel command line too long ({len(raw)} bytes, at most {CMDLINE_MAX - 1})")
+        self.ram.write(CMDLINE_PADDR, raw + b"\0")
+        e820 = [dict(addr=0, size=0x9F000, type=E820_RAM), dict(addr=0x9F000, size=0x61000, type=E820_RESERVED),
+                dict(addr=0x100000, size=self.ram.size - 0x100000, type=E820_RAM)]
+        zero_page = BootParams.build(dict(cmdline_paddr=CMDLINE_PADDR, cmdline_size=len(raw),
+                                          initrd_paddr=initrd_paddr, initrd_size=len(archive),
+                                          e820_nr=len(e820), e820=e820))
+        self.ram.write(ZERO_PAGE_PADDR, zero_page)
+
+    def boot(self) -> int:
+        """Run the kernel until it powers off; returns init's wait status."""
+        start = time.perf_counter()
+        try:
+            status = start_kernel(self.hw)
+        finally:
+            self.wall_s = time.perf_counter() - start
+        self.exit_status = status
+        return status
+
+    @property
+    def kernel(self):
+        return self.hw.kernel
+
+    def close(self) -> None:
+        self.cpu.close()
+
+
+def _quote(arg: str) -> str:
+    if arg and not any(c in arg for c in ' \t"\\\''):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,58 @@
+"""Guest RAM: one anonymous mmap, mapped into Unicorn at guest-physical 0.
+
+Beside it the host keeps one byte per frame saying whether the host backs the
+frame (the second stage of translation). Frames the host takes back (a balloon)
+are released with MADV_DONTNEED, so the process's real RSS falls.
+"""
+import ctypes
+import mmap
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+
+class GuestRAM:
+    def __init__(self, size: int):
+        if size <= 0 or size % PAGE_SIZE:
+            raise ValueError(f"guest RAM size must be a positive multiple of {PAGE_SIZE}")
+        self.size = size
+        self.nr_frames = size >> PAGE_SHIFT
+        self._map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._anchor = ctypes.c_char.from_buffer(self._map)
+        self.ptr = ctypes.addressof(self._anchor)
+        self.view = memoryview(self._map)
+        self.backed = bytearray(b"\x01") * self.nr_frames
+
+    def read(self, paddr: int, length: int) -> bytes:
+        self._check(paddr, length)
+        return bytes(self.view[paddr:paddr + length])
+
+    def write(self, paddr: int, data) -> None:
+        self._check(paddr, len(data))
+        self.view[paddr:paddr + len(data)] = data
+
+    def _check(self, paddr: int, length: int) -> None:
+        if paddr < 0 or length < 0 or paddr + length > self.size:
+            raise IndexError(f"guest-physical range {paddr:#x}+{length:#x} outside RAM")
+
+    def discard(self, pfn: int, count: int = 1) -> None:
+        """Give frames back to the host: contents are lost, RSS falls."""
+        self._check(pfn << PAGE_SHIFT, count << PAGE_SHIFT)
+        self._map.madvise(mmap.MADV_DONTNEED, pfn << PAGE_SHIFT, count << PAGE_SHIFT)
+        self.backed[pfn:pfn + count] = bytes(count)
+
+    def reback(self, pfn: int, count: int = 1) -> None:
+        """The host backs the frames again (they read as zero until written)."""
+        self._check(pfn << PAGE_SHIFT, count << PAGE_SHIFT)
+        self.backed[pfn:pfn + count] = b"\x01" * count
+
+    def close(self) -> None:
+        self.view.release()
+        del self._anchor
+        self._map.close()
+
+
+def process_rss_bytes() -> int:
+    """Resident set size of this VMM process (what the host really spends)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * mmap.PAGESIZE
