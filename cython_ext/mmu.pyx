@@ -294,8 +294,21 @@ cdef int do_anonymous_fault(vcpu_state *st, uint64_t vaddr, int access) noexcept
        (access == UC_MEM_FETCH and not (flags & VMA_EXEC)) or \
        (access == UC_MEM_READ and not (flags & VMA_READ)):
         return -1
-    # worst case: three page-table pages and the page itself
-    if fp.pcp_count < 4 or fp.new_count + 4 > fp.new_capacity:
+    # count the pages needed (missing page tables and the page) before taking any
+    cdef int needed = 1
+    table = st.cr3 & PTE_ADDR
+    for level in range(3):
+        slot = pte_at(st, table + ((vaddr >> (39 - 9 * level)) & 511) * 8)
+        if slot == NULL:
+            return -1
+        e = slot[0]
+        if not (e & PTE_P):
+            needed += 3 - level
+            break
+        if e & PTE_PS:
+            return -1
+        table = e & PTE_ADDR
+    if fp.pcp_count < needed or fp.new_count + needed > fp.new_capacity:
         return -1
     table = st.cr3 & PTE_ADDR
     for level in range(3):

@@ -199,17 +199,17 @@ class MemoryManager:
         zapped = 0
         addr = start
         while addr < end:
+            # one page table covers 2 MiB: scan its slots for this stretch of the range
+            table_end = min(end, (addr | ((1 << 21) - 1)) + 1)
             slot = self.pte_offset(mm, addr)
-            if slot is None:
-                # skip to the next page table's range
-                addr = (addr | ((1 << 21) - 1)) + 1
-                continue
-            pte = q[slot]
-            if pte & _PAGE_PRESENT:
-                q[slot] = 0
-                self.page_remove_rmap(mm, pte_pfn(pte))
-                zapped += 1
-            addr += PAGE_SIZE
+            if slot is not None:
+                for s in range(slot, slot + ((table_end - addr) >> 12)):
+                    pte = q[s]
+                    if pte & _PAGE_PRESENT:
+                        q[s] = 0
+                        self.page_remove_rmap(mm, pte_pfn(pte))
+                        zapped += 1
+            addr = table_end
         if zapped:
             self.k.flush_tlb()
         return zapped

@@ -232,9 +232,10 @@ class PerCpuPages:
     def rmqueue_bulk(self) -> bool:
         zone = self.allocator.zone
         got = []
+        # one watermark check per refill, as get_page_from_freelist before rmqueue_bulk
+        if not zone.watermark_ok(0, ALLOC_WMARK_MIN):
+            return False
         for _ in range(self.batch):
-            if not zone.watermark_ok(0, ALLOC_WMARK_MIN):
-                break
             pfn = zone.rmqueue(0)
             if pfn == NIL:
                 break
