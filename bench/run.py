@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""Ballast benchmarks: compute-loop speed, anonymous first-touch fault rate, boot time.
+
+    python3 bench/run.py [--quick] [--write] [--runs N] [--only NAMES] [--profile CASE]
+
+Every figure is the median of N runs (5 by default, 2 with --quick) and is
+reported beside a baseline measured in the same process, in the same run, so
+that the ratios mean something on any host. Nothing here is a test: targets
+are printed as met / missed, never asserted. See bench/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import gc
+import mmap
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from guestos.fs.binfmt_elf import find_symbol, parse_elf  # noqa: E402
+from vmm.machine import Machine, MachineConfig  # noqa: E402
+
+FIRMWARE = ROOT / "firmware" / "bin"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+MiB = 1 << 20
+PAGE = 4096
+
+TARGET_COMPUTE_RATIO = 0.4        # candidate speed / raw Unicorn speed
+TARGET_FAULT_RATE = 200_000       # first-touch faults per wall second
+TARGET_BOOT_S = 0.2               # Machine() to the first user instruction of hello
+
+ITER_FULL = 100_000_000
+ITER_QUICK = 20_000_000
+
+BENCHMARKS = ("compute", "faults", "boot")
+PROFILE_CASES = ("compute", "compute-q1m", "faults", "faults-slow", "boot")
+
+
+def firmware(name: str) -> bytes:
+    return (FIRMWARE / name).read_bytes()
+
+
+def release() -> None:
+    """Drop the last machine (its 256-512 MiB of RAM) before the next run."""
+    gc.collect()
+
+
+# --- 1. compute loop ---------------------------------------------------------
+
+RAW_STACK_TOP = 0x7FFF_F000_0000
+RAW_STACK_SIZE = 1 * MiB
+RAW_STOP_PAGE = 0x10000           # a page of int3: if `until` ever failed, the run would trap, not hang
+
+
+def raw_compute(data: bytes, iterations: int) -> tuple[float, int]:
+    """compute_loop(iterations) on bare Unicorn: no paging, no hooks, default TLB.
+    Returns (seconds spent in emu_start, rax)."""
+    from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc
+    from unicorn import x86_const as x86
+
+    image = parse_elf(data)
+    loop = find_symbol(data, "compute_loop")
+    if loop is None:
+        raise SystemExit("firmware/bin/compute has no compute_loop symbol")
+    loop += image.load_bias
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    # PT_LOADs may share a page: map the page-aligned union, then copy file bytes
+    spans = sorted((s.vaddr & ~(PAGE - 1), (s.end + PAGE - 1) & ~(PAGE - 1)) for s in image.segments)
+    merged: list[list[int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    for lo, hi in merged:
+        if lo <= RAW_STOP_PAGE < hi:
+            raise SystemExit("compute's segments overlap the benchmark's stop page")
+        uc.mem_map(lo, hi - lo, UC_PROT_ALL)
+    for s in image.segments:
+        uc.mem_write(s.vaddr, data[s.offset:s.offset + s.filesz])
+    uc.mem_map(RAW_STOP_PAGE, PAGE, UC_PROT_ALL)
+    uc.mem_write(RAW_STOP_PAGE, b"\xcc" * PAGE)
+    uc.mem_map(RAW_STACK_TOP - RAW_STACK_SIZE, RAW_STACK_SIZE, UC_PROT_ALL)
+    rsp = RAW_STACK_TOP - 0x1000
+    uc.mem_write(rsp, RAW_STOP_PAGE.to_bytes(8, "little"))       # the return address of the call
+    uc.reg_write(x86.UC_X86_REG_RSP, rsp)
+    uc.reg_write(x86.UC_X86_REG_RDI, iterations)
+    start = time.perf_counter()
+    uc.emu_start(loop, RAW_STOP_PAGE)
+    seconds = time.perf_counter() - start
+    rip = uc.reg_read(x86.UC_X86_REG_RIP)
+    if rip != RAW_STOP_PAGE:
+        raise SystemExit(f"raw compute stopped at {rip:#x}, not at the return address {RAW_STOP_PAGE:#x}")
+    return seconds, uc.reg_read(x86.UC_X86_REG_RAX)
+
+
+_COMPUTE_RE = re.compile(rb"compute: (\d+) iterations, result 0x([0-9a-fA-F]+)")
+
+
+def guest_compute(data: bytes, iterations: int, cmdline: str = "") -> dict:
+    """The whole machine (MMU, clock, preemption) booting /bin/compute ITER."""
+    m = Machine(MachineConfig(mem=256 * MiB, cmdline=cmdline))
+    m.load(data, "/bin/compute", [str(iterations)])
+    status = m.boot()
+    out = bytes(m.console_output)
+    match = _COMPUTE_RE.search(out)
+    if status != 0 or match is None or int(match.group(1)) != iterations:
+        raise SystemExit(f"guest compute failed (status {status:#x}): {out[-300:]!r}")
+    result = dict(seconds=m.wall_s, rax=int(match.group(2), 16), icount=m.cpu.icount,
+                  preemptions=m.kernel.scheduler.preemptions, quantum=m.kernel.scheduler.quantum,
+                  exits=m.cpu.exits)
+    m.close()
+    del m
+    release()
+    return result
+
+
+def bench_compute(runs: int, iterations: int) -> list[dict]:
+    data = firmware("compute")
+    raw, q8, q1, q0 = [], [], [], []
+    raw_rax = None
+    for _ in range(runs):            # interleaved, so drift in host speed hits all three alike
+        seconds, rax = raw_compute(data, iterations)
+        raw.append(seconds)
+        raw_rax = rax
+        q8.append(guest_compute(data, iterations))
+        q1.append(guest_compute(data, iterations, "sched_quantum=1000000"))
+        q0.append(guest_compute(data, 0)["seconds"])       # fixed cost: boot, startup, printf, exit
+        release()
+    for r in q8 + q1:
+        if r["rax"] != raw_rax:
+            raise SystemExit(f"compute result differs: raw Unicorn rax={raw_rax:#x}, guest printed {r['rax']:#x}")
+    raw_s = statistics.median(raw)
+    raw_speed = iterations / raw_s
+    fixed_s = statistics.median(q0)
+    rows = [dict(bench="compute", name=f"raw Unicorn, compute_loop({iterations:,})",
+                 value=f"{raw_speed / 1e6:.2f} M iter/s", detail=f"{raw_s:.3f} s in emu_start; rax={raw_rax:#018x}",
+                 key="compute.raw_iter_per_s", number=raw_speed)]
+    for label, cases, key in (("guest, quantum 8M (default)", q8, "q8m"), ("guest, sched_quantum=1000000", q1, "q1m")):
+        seconds = statistics.median(r["seconds"] for r in cases)
+        speed = iterations / seconds
+        ratio = speed / raw_speed
+        r0 = cases[0]
+        loop_s = seconds - fixed_s
+        loop_ratio = f"{raw_s / loop_s:.3f}" if loop_s > 0 else "n/a"
+        rows.append(dict(bench="compute", name=label, value=f"{speed / 1e6:.2f} M iter/s",
+                         detail=(f"{seconds:.3f} s boot; icount {r0['icount']:,}; "
+                                 f"{r0['preemptions']} preemptions (quantum {r0['quantum']:,}); "
+                                 f"{r0['exits']} vCPU exits; result verified; "
+                                 f"loop-only ratio {loop_ratio} after taking off the "
+                                 f"{fixed_s * 1e3:.1f} ms of a `compute 0` run (information only)"),
+                         ratio=ratio, target=f">= {TARGET_COMPUTE_RATIO}", met=ratio >= TARGET_COMPUTE_RATIO,
+                         key=f"compute.ratio_{key}", number=ratio))
+        if r0["preemptions"] == 0:
+            raise SystemExit(f"{label}: no quantum preemption happened; the benchmark would not be measuring it")
+    return rows
+
+
+# --- 2. anonymous first-touch faults ----------------------------------------
+
+def guest_memhog(size: str, cmdline: str = "") -> tuple[float, int]:
+    """(wall seconds from boot to the program's exit call, pgfault) of `memhog SIZE 1` in a
+    512 MiB guest. The teardown of the address space after exit is not a fault: it is timed
+    separately (see teardown_seconds)."""
+    from guestos.kernel.main import Kernel
+    m = Machine(MachineConfig(mem=512 * MiB, cmdline=cmdline))
+    m.load(firmware("memhog"), "/bin/memhog", [size, "1"])
+    stamps = []
+    real_do_exit = Kernel.do_exit
+
+    def stamped_do_exit(kernel, task, *args, **kwargs):
+        stamps.append(time.perf_counter())
+        return real_do_exit(kernel, task, *args, **kwargs)
+
+    Kernel.do_exit = stamped_do_exit
+    try:
+        start = time.perf_counter()
+        status = m.boot()
+    finally:
+        Kernel.do_exit = real_do_exit
+    teardown_seconds.setdefault((size, cmdline), []).append(start + m.wall_s - stamps[0])
+    m.wall_s = stamps[0] - start
+    if status != 0 or b"pages verified" not in m.console_output:
+        raise SystemExit(f"guest memhog {size} failed (status {status:#x}): {bytes(m.console_output)[-300:]!r}")
+    result = (m.wall_s, m.kernel.vmstat_snapshot()["pgfault"])
+    m.close()
+    del m
+    release()
+    return result
+
+
+teardown_seconds = {}   # (size, cmdline) -> seconds of exit_mmap after each run
+
+
+def native_memhog(size: str) -> tuple[float, int]:
+    """(wall seconds, minor faults) of firmware/bin/memhog run on the host."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(FIRMWARE / "memhog"), size, "1"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"native memhog {size} exited with {proc.returncode}")
+    return seconds, usage.ru_minflt
+
+
+def _fault_rate(pairs) -> tuple[float, int, float]:
+    """pairs: [((t_small, f_small), (t_big, f_big))] -> (median faults/s, faults, median extra seconds)."""
+    extra = [big[0] - small[0] for small, big in pairs]
+    faults = [big[1] - small[1] for small, big in pairs]
+    rates = [f / t for f, t in zip(faults, extra)]
+    return statistics.median(rates), int(statistics.median(faults)), statistics.median(extra)
+
+
+def bench_faults(runs: int) -> list[dict]:
+    fast, slow, native = [], [], []
+    for _ in range(runs):
+        fast.append((guest_memhog("4K"), guest_memhog("256M")))
+        slow.append((guest_memhog("4K", "nofastfault"), guest_memhog("256M", "nofastfault")))
+        native.append((native_memhog("4K"), native_memhog("256M")))
+    fast_rate, fast_faults, fast_s = _fault_rate(fast)
+    slow_rate, slow_faults, slow_s = _fault_rate(slow)
+    nat_rate, nat_faults, nat_s = _fault_rate(native)
+    pages = 256 * MiB // PAGE
+    thp = _thp_mode()
+    rows = [
+        dict(bench="faults", name="guest, native fast path (default)", value=f"{fast_rate:,.0f} faults/s",
+             detail=f"{fast_faults:,} faults in {fast_s:.3f} s (256M run minus 4K run)",
+             ratio=fast_rate / slow_rate, ratio_of="nofastfault",
+             target=f">= {TARGET_FAULT_RATE:,}/s", met=fast_rate >= TARGET_FAULT_RATE,
+             key="faults.fast_per_s", number=fast_rate),
+        dict(bench="faults", name="guest, nofastfault (Python slow path)", value=f"{slow_rate:,.0f} faults/s",
+             detail=f"{slow_faults:,} faults in {slow_s:.3f} s; baseline of the ratio above",
+             key="faults.slow_per_s", number=slow_rate),
+        dict(bench="faults", name="native Linux host, same binary", value=f"{nat_rate:,.0f} faults/s",
+             detail=(f"{nat_faults:,} minor faults (ru_minflt) in {nat_s:.4f} s; "
+                     f"{pages / nat_s:,.0f} pages/s touched; THP {thp}; context only"),
+             key="faults.native_per_s", number=nat_rate),
+    ]
+    teardown = statistics.median(teardown_seconds[("256M", "")])
+    rows.append(dict(bench="faults", name="guest, exit teardown of 256 MiB (not faults)",
+                     value=f"{pages / teardown:,.0f} pages/s",
+                     detail=f"exit_mmap: {pages:,} pages unmapped and freed in {teardown:.3f} s, reported apart",
+                     key="faults.teardown_pages_per_s", number=pages / teardown))
+    if min(fast_faults, slow_faults) < pages - 1:       # the 4K run's one page is subtracted
+        rows[0]["detail"] += f" (WARNING: fewer faults than the {pages - 1:,} extra pages touched)"
+    return rows
+
+
+def _thp_mode() -> str:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        match = re.search(r"\[(\w+)\]", text)
+        return match.group(1) if match else "?"
+    except OSError:
+        return "n/a"
+
+
+# --- 3. boot time ------------------------------------------------------------
+
+def boot_to_first_insn(hello: bytes) -> tuple[float, float]:
+    """(Machine() -> first vcpu.run() call, Machine() -> power off) for hello in a 512 MiB guest."""
+    first = []
+    start = time.perf_counter()
+    m = Machine(MachineConfig(mem=512 * MiB))
+    real_run = m.cpu.run
+
+    def run_and_note():               # benchmark-only instrumentation: note the first KVM_RUN
+        if not first:
+            first.append(time.perf_counter())
+        return real_run()
+
+    m.cpu.run = run_and_note
+    m.load(hello, "/bin/hello", [])
+    status = m.boot()
+    total = time.perf_counter() - start
+    if status != 0 or b"Hello from the Ballast guest!" not in m.console_output or not first:
+        raise SystemExit(f"guest hello failed (status {status:#x}): {bytes(m.console_output)[-300:]!r}")
+    m.close()
+    del m
+    release()
+    return first[0] - start, total
+
+
+def bare_unicorn_512m() -> float:
+    """Uc() creation plus mapping a 512 MiB host mmap into it, as the VMM does."""
+    from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, Uc
+    start = time.perf_counter()
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    mem = mmap.mmap(-1, 512 * MiB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anchor = ctypes.c_char.from_buffer(mem)
+    uc.mem_map_ptr(0, 512 * MiB, UC_PROT_ALL, ctypes.addressof(anchor))
+    seconds = time.perf_counter() - start
+    uc.mem_unmap(0, 512 * MiB)
+    del uc, anchor
+    mem.close()
+    release()
+    return seconds
+
+
+def bench_boot(runs: int) -> list[dict]:
+    hello = firmware("hello")
+    to_user, total, bare = [], [], []
+    for _ in range(runs):
+        a, b = boot_to_first_insn(hello)
+        to_user.append(a)
+        total.append(b)
+        bare.append(bare_unicorn_512m())
+    boot_s = statistics.median(to_user)
+    bare_s = statistics.median(bare)
+    return [
+        dict(bench="boot", name="Machine() to first user instruction (hello, 512M)", value=f"{boot_s * 1e3:.1f} ms",
+             detail=f"whole run to power off {statistics.median(total) * 1e3:.1f} ms",
+             ratio=boot_s / bare_s, ratio_of="bare Uc", target=f"< {TARGET_BOOT_S * 1e3:.0f} ms",
+             met=boot_s < TARGET_BOOT_S, key="boot.first_user_insn_s", number=boot_s),
+        dict(bench="boot", name="bare Uc() + 512 MiB mmap + mem_map_ptr", value=f"{bare_s * 1e3:.2f} ms",
+             detail="context: the floor any machine pays", key="boot.bare_unicorn_s", number=bare_s),
+    ]
+
+
+# --- warm-up and profile -----------------------------------------------------
+
+def warm_up() -> None:
+    """One untimed pass of each path, so that first-use costs (imports, lazily
+    loaded code, the allocator's first large mappings) are not in any median."""
+    data = firmware("compute")
+    raw_compute(data, 10_000)
+    guest_compute(data, 10_000)
+    guest_memhog("4K")
+    boot_to_first_insn(firmware("hello"))
+    bare_unicorn_512m()
+
+
+def profile(case: str, iterations: int) -> None:
+    import cProfile
+    import pstats
+    data = firmware("compute")
+    calls = {
+        "compute": lambda: guest_compute(data, iterations),
+        "compute-q1m": lambda: guest_compute(data, iterations, "sched_quantum=1000000"),
+        "faults": lambda: guest_memhog("256M"),
+        "faults-slow": lambda: guest_memhog("256M", "nofastfault"),
+        "boot": lambda: boot_to_first_insn(firmware("hello")),
+    }
+    warm_up()
+    prof = cProfile.Profile()
+    prof.enable()
+    calls[case]()
+    prof.disable()
+    print(f"cProfile of {case!r}, top 15 by cumulative time:")
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(15)
+
+
+# --- report --------------------------------------------------------------------
+
+def host_info() -> dict:
+    model = "?"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if model == "?":
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    try:
+        cpus = len(os.sched_getaffinity(0))          # what `nproc` prints
+    except AttributeError:
+        cpus = os.cpu_count()
+    import unicorn
+    return {"cpu": model, "nproc": cpus, "python": platform.python_version(),
+            "unicorn": unicorn.__version__, "os": f"{platform.system()} {platform.release()}",
+            "thp": _thp_mode()}
+
+
+def _fmt_ratio(row: dict) -> str:
+    if "ratio" not in row:
+        return ""
+    of = row.get("ratio_of", "raw")
+    return f"{row['ratio']:.2f}x {of}" if of != "raw" else f"{row['ratio']:.3f}"
+
+
+def _status(row: dict) -> str:
+    if "met" not in row:
+        return ""
+    return "met" if row["met"] else "MISSED"
+
+
+def print_table(rows: list[dict], title: str) -> None:
+    """The figures as a table, then one note per row with the details."""
+    headers = ("#", "Benchmark", "Measure", "Value", "Ratio", "Target", "Status")
+    cells = [(str(i), r["bench"], r["name"], r["value"], _fmt_ratio(r), r.get("target", ""), _status(r))
+             for i, r in enumerate(rows, 1)]
+    notes = [f"[{i}] {r['detail']}" for i, r in enumerate(rows, 1)]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+        print(title)
+        print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+        print("  ".join("-" * w for w in widths))
+        for c in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+        print()
+        print("\n".join(notes))
+        return
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    table = Table(title=title)
+    for h in headers:
+        table.add_column(h, overflow="fold", justify="right" if h in ("#", "Value", "Ratio") else "left")
+    for c in cells:
+        style = {"met": "green", "MISSED": "bold red"}.get(c[6], "")
+        table.add_row(*c[:6], f"[{style}]{c[6]}[/]" if style else c[6])
+    console.print(table)
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
+
+
+BEGIN = "<!-- bench-run {key} -->"
+END = "<!-- /bench-run -->"
+HEADER = """# Ballast benchmark results
+
+Written by `python3 bench/run.py --write`; see `bench/README.md` for what each
+figure means. Each section is one run (medians of N repetitions); a re-run on
+the same day, host and mode replaces its section, other sections are kept.
+Ratios are against a baseline measured in the same run, so they compare
+across hosts better than the absolute figures do.
+"""
+
+
+def write_results(rows: list[dict], info: dict, args, iterations: int) -> None:
+    today = datetime.date.today().isoformat()
+    mode = "quick" if args.quick else "full"
+    key = f"{today}|{info['cpu']}|{info['nproc']}|{mode}|runs={args.runs}|{','.join(args.only)}"
+    lines = [BEGIN.format(key=key),
+             f"## {today}, {mode} mode ({args.runs} runs each, median; compute ITER={iterations:,})",
+             "",
+             f"- CPU: {info['cpu']} (`nproc` {info['nproc']})",
+             f"- Python {info['python']}, Unicorn {info['unicorn']}, {info['os']}, THP {info['thp']}",
+             "",
+             "| Benchmark | Measure | Value | Ratio | Target | Status | Detail |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = (r["bench"], r["name"], r["value"], _fmt_ratio(r), r.get("target", ""), _status(r), r["detail"])
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    lines.append(END)
+    section = "\n".join(lines) + "\n"
+
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    pattern = re.compile(re.escape(BEGIN.format(key=key)) + r".*?" + re.escape(END) + r"\n?", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text)
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 runs each and a shorter compute loop")
+    p.add_argument("--runs", type=int, help="repetitions per figure (default 5, or 2 with --quick)")
+    p.add_argument("--write", action="store_true", help="add or update this run's section in bench/RESULTS.md")
+    p.add_argument("--only", default=",".join(BENCHMARKS),
+                   help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    p.add_argument("--iterations", type=int, help="compute loop iterations (default 20M, 5M with --quick)")
+    p.add_argument("--profile", choices=PROFILE_CASES,
+                   help="instead of benchmarking, print a cProfile (top 15, cumulative) of one case")
+    args = p.parse_args(argv)
+    args.runs = args.runs or (2 if args.quick else 5)
+    args.only = [b.strip() for b in args.only.split(",") if b.strip()]
+    for b in args.only:
+        if b not in BENCHMARKS:
+            p.error(f"unknown benchmark {b!r} (choose from {', '.join(BENCHMARKS)})")
+    iterations = args.iterations or (ITER_QUICK if args.quick else ITER_FULL)
+
+    if args.profile:
+        profile(args.profile, iterations)
+        return 0
+
+    info = host_info()
+    print(f"{info['cpu']}, nproc {info['nproc']}, Python {info['python']}, Unicorn {info['unicorn']}; "
+          f"{args.runs} runs each", flush=True)
+    warm_up()
+    rows = []
+    started = time.perf_counter()
+    if "compute" in args.only:
+        rows += bench_compute(args.runs, iterations)
+    if "faults" in args.only:
+        rows += bench_faults(args.runs)
+    if "boot" in args.only:
+        rows += bench_boot(args.runs)
+    print_table(rows, f"Ballast benchmarks (median of {args.runs}; {time.perf_counter() - started:.0f} s)")
+    if args.write:
+        write_results(rows, info, args, iterations)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
