@@ -398,10 +398,12 @@ cdef inline uint32_t block_icount(vcpu_state *st, uint64_t address, uint32_t siz
 
 cdef void hook_block(void *uc, uint64_t address, uint32_t size, void *user_data) noexcept nogil:
     cdef vcpu_state *st = <vcpu_state *>user_data
-    st.icount += block_icount(st, address, size)
+    # Stopping here leaves RIP at this block, unexecuted: count it only when it runs.
     if st.icount >= st.deadline and st.exit_reason == EXIT_NONE:
         st.exit_reason = EXIT_QUANTUM
         st.emu_stop(uc)
+        return
+    st.icount += block_icount(st, address, size)
 
 
 cdef void hook_syscall(void *uc, void *user_data) noexcept nogil:

@@ -92,6 +92,13 @@ def main(argv=None) -> int:
     except BallastError as e:
         print(f"ballast: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (ballast run ... | head): not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 141
     except KeyboardInterrupt:
         print("ballast: interrupted", file=sys.stderr)
         return 130

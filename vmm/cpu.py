@@ -80,6 +80,11 @@ class Vcpu:
     def set_regs(self, values: dict) -> None:
         self.uc.reg_write_batch([(REGS[n], v & 0xFFFFFFFFFFFFFFFF) for n, v in values.items()])
 
+    def reset_fpu(self) -> None:
+        """The x87 and SSE state a new program starts with (fninit, MXCSR default)."""
+        self.uc.reg_write(x86.UC_X86_REG_FPCW, 0x37F)
+        self.uc.reg_write(x86.UC_X86_REG_MXCSR, 0x1F80)
+
     def syscall_args(self):
         """(nr, a0..a5) as the x86-64 syscall ABI passes them."""
         return self.uc.reg_read_batch(_SYSCALL_REGS)

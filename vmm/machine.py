@@ -137,6 +137,6 @@ class Machine:
 
 
 def _quote(arg: str) -> str:
-    if arg and not any(c in arg for c in ' \t"\\\''):
+    if arg and not any(c.isspace() or c in '"\\\'' for c in arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'

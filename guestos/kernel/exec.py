@@ -51,6 +51,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     regs.update(rip=image.entry, rsp=rsp, eflags=0x202)
     task.regs = regs
     k.hw.cpu.set_regs(regs)
+    k.hw.cpu.reset_fpu()
     k.hw.cpu.flush_code()
 
 

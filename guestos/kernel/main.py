@@ -269,7 +269,7 @@ class Kernel:
             if e.signal == "SIGKILL":
                 self.oom_kill(task)
                 return
-            what = f"segfault at {exit.address:x} ({exit.access}, error {exit.error_code})"
+            what = f"segfault at {exit.address:x} ({exit.access}, error {exit.error_code:x})"
             if e.signal == "SIGBUS":
                 what = f"bus error at {exit.address:x} ({exit.access})"
             insn = traps.disassemble_at(self, task, exit.rip)
