@@ -1,7 +1,7 @@
 """read, write, readv, writev, lseek, ioctl, close, stat and readlink (fs/read_write.c, fs/stat.c)."""
 import struct
 
-from ..kernel.errno import EFAULT, EINVAL, ENOENT, SyscallError
+from ..kernel.errno import EINVAL, ENOENT, SyscallError
 
 IOV_MAX = 1024
 AT_FDCWD = -100
@@ -116,5 +116,3 @@ def sys_access(k, task, pathname, mode, *_):
     k.open_path(path)
     return 0
 
-
-__all__ = ["EFAULT"]

@@ -250,7 +250,7 @@ class Kernel:
             ret = -ENOSYS
         else:
             try:
-                ret = handler(self, task, _s(a0), _s(a1) if nr in _SIGNED_A1 else a1, a2, a3, _s(a4), a5)
+                ret = handler(self, task, _s(a0), a1, a2, a3, _s(a4), a5)
             except SyscallError as e:
                 ret = -e.errno
             except FaultError as e:
@@ -300,9 +300,6 @@ class Kernel:
         out = dict(self.vmstat)
         out["nr_free_pages"] = self.page_alloc.nr_free_pages
         return out
-
-
-_SIGNED_A1 = frozenset()
 
 
 def _s(v: int) -> int:

@@ -2,7 +2,7 @@
 import hashlib
 import struct
 
-from .errno import EAGAIN, EFAULT, EINVAL, ENOSYS, SyscallError
+from .errno import EAGAIN, EINVAL, ENOSYS, SyscallError
 
 UTS_SYSNAME = b"Linux"
 UTS_NODENAME = b"ballast"
@@ -163,5 +163,3 @@ def sys_exit(k, task, code, *_):
     k.do_exit(task, code & 0xFF)
     return 0
 
-
-__all__ = ["EFAULT"]
