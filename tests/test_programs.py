@@ -173,13 +173,17 @@ def workout_glibc(compile_c):
     return compile_c(WORKOUT, "workout", flags=("-static", "-O1"))
 
 
-def test_glibc_program_matches_native(capfd, workout_glibc):
-    ncode, nout = native_run(workout_glibc, ARGS)
+def assert_guest_matches_native(capfd, exe):
+    ncode, nout = native_run(exe, ARGS)
     assert ncode == 0, nout
-    code, out, err = guest_run_cli(capfd, workout_glibc, ARGS)
+    code, out, err = guest_run_cli(capfd, exe, ARGS)
     assert err == ""
     assert code == 0
     assert out == nout.decode()
+
+
+def test_glibc_program_matches_native(capfd, workout_glibc):
+    assert_guest_matches_native(capfd, workout_glibc)
 
 
 def test_glibc_program_matches_native_via_machine(workout_glibc):
@@ -212,12 +216,7 @@ def test_musl_program_matches_native(capfd, compile_c, guest_fpu_state):
     # musl formats doubles with x87 arithmetic: this needs the FPU state Linux starts with
     assert guest_fpu_state == (LINUX_FCW, LINUX_MXCSR)
     exe = compile_c(WORKOUT, "workout_musl", cc="musl-gcc", flags=("-static", "-O1"))
-    ncode, nout = native_run(exe, ARGS)
-    assert ncode == 0, nout
-    code, out, err = guest_run_cli(capfd, exe, ARGS)
-    assert err == ""
-    assert code == 0
-    assert out == nout.decode()
+    assert_guest_matches_native(capfd, exe)
 
 
 def test_clock_gettime_moves_forward(compile_c):
