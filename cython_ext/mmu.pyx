@@ -169,6 +169,10 @@ cdef struct vcpu_state:
     uint32_t *bc_val          # icount | size << 16
     uint64_t bc_misses
     uint64_t tlb_fills
+    # the block being executed, to uncount its unretired tail after a mid-block exit
+    uint64_t block_pc
+    uint32_t block_size
+    uint32_t block_icount
     uc_emu_stop_fn emu_stop
     uc_ctl_fn ctl
     anon_fastpath *fast
@@ -403,7 +407,11 @@ cdef void hook_block(void *uc, uint64_t address, uint32_t size, void *user_data)
         st.exit_reason = EXIT_QUANTUM
         st.emu_stop(uc)
         return
-    st.icount += block_icount(st, address, size)
+    cdef uint32_t n = block_icount(st, address, size)
+    st.block_pc = address
+    st.block_size = size
+    st.block_icount = n
+    st.icount += n
 
 
 cdef void hook_syscall(void *uc, void *user_data) noexcept nogil:
@@ -483,6 +491,10 @@ cdef class NativeVcpu:
     def counters(self):
         return {"tlb_fills": self.st.tlb_fills, "block_cache_misses": self.st.bc_misses,
                 "backing_violations": self.st.violations}
+
+    def current_block(self):
+        """(pc, size in bytes, instructions) of the last block entered."""
+        return (self.st.block_pc, self.st.block_size, self.st.block_icount)
 
     def last_violation(self):
         return (self.st.last_violation_pfn, self.st.last_violation_vaddr)

@@ -49,9 +49,6 @@ def test_fast_fault_path_changes_nothing_but_speed(fast_and_slow):
     assert fast.vmstat == slow.vmstat
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: icount charges a whole translation block when it starts, so every "
-                                       "exit in the middle of a block (a fault the Python path handles) "
-                                       "counts the rest of the block twice")
 def test_fast_fault_path_keeps_the_instruction_count(fast_and_slow):
     fast, slow = fast_and_slow
     assert fast.icount == slow.icount

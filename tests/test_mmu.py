@@ -233,13 +233,9 @@ def test_exact_fault_address_is_reported(m):
     load_code(m, store_to(HOLE_VA + 0x123))
     exit = m.cpu.run()
     assert exit.reason == ExitReason.PAGE_FAULT
-    if exit.address != HOLE_VA + 0x123:
-        pytest.xfail(f"BUG: the fault address is page-aligned ({exit.address:#x}), not CR2 "
-                     f"({HOLE_VA + 0x123:#x}): Unicorn's TLB-fill hook only sees the page")
+    assert exit.address == HOLE_VA + 0x123
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: icount charges a whole translation block when it starts; a page "
-                                       "fault in mid-block re-executes the tail and counts it twice")
 def test_icount_counts_retired_instructions_across_a_fault(m):
     load_code(m, store_to(HOLE_VA))
     assert m.cpu.run().reason == ExitReason.PAGE_FAULT

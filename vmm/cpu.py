@@ -9,6 +9,9 @@ import ctypes
 import enum
 from dataclasses import dataclass
 
+import capstone
+from capstone import x86_const as cs_x86
+
 from unicorn import Uc, UcError, UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
 from unicorn import unicorn_const as ucc
 from unicorn import x86_const as x86
@@ -49,6 +52,13 @@ class VcpuExit:
     access: str = ""     # read, write or fetch
     error_code: int = 0  # x86 #PF error code
     detail: str = ""
+
+
+_decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+_detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+_detailed.detail = True
+# string instructions address memory through rsi/rdi without a memory operand
+_STRING_OPS = ("movs", "stos", "lods", "cmps", "scas")
 
 
 def _fn(name):
@@ -135,9 +145,13 @@ class Vcpu:
         self.clock.instructions = self.native.icount
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
+            self._uncount_unretired(rip)
+            address = self._fault_address(rip, address, access)
             return VcpuExit(ExitReason(reason), rip, address, ACCESS_NAMES.get(access, "?"), error_code)
         if reason == ExitReason.SYSCALL:
             return VcpuExit(ExitReason.SYSCALL, rip)
+        if error is not None:
+            self._uncount_unretired(rip)
         if error == ucc.UC_ERR_INSN_INVALID:
             return VcpuExit(ExitReason.INVALID_OPCODE, rip)
         if error is not None:
@@ -148,6 +162,68 @@ class Vcpu:
             # a jump to page 0: a fetch fault, as the hardware would raise
             return VcpuExit(ExitReason.PAGE_FAULT, rip, 0, "fetch", 0x4 | 0x10)
         return VcpuExit(ExitReason.HALT, rip)
+
+    # --- precise exits ---
+    def read_code(self, vaddr: int, length: int) -> bytes:
+        """Instruction bytes at vaddr as the CPU would fetch them (stops at an unmapped page)."""
+        out = bytearray()
+        while length > 0:
+            paddr, _ = self.native.walk(vaddr, ucc.UC_MEM_FETCH)
+            if paddr is None:
+                break
+            n = min(length, 4096 - (vaddr & 0xFFF))
+            out += self.ram.view[paddr:paddr + n]
+            vaddr += n
+            length -= n
+        return bytes(out)
+
+    def _uncount_unretired(self, rip: int) -> None:
+        """A block counted on entry stopped at rip: take back what did not retire there."""
+        pc, size, counted = self.native.current_block()
+        if not pc <= rip < pc + size:
+            return
+        retired = sum(1 for _ in _decoder.disasm_lite(self.read_code(pc, rip - pc), pc))
+        if retired < counted:
+            self.native.icount -= counted - retired
+            self.clock.instructions = self.native.icount
+
+    def _fault_address(self, rip: int, page: int, access: int) -> int:
+        """CR2: Unicorn tells the TLB fill only the page; the instruction tells the byte."""
+        page &= ~0xFFF
+        if access == ucc.UC_MEM_FETCH:
+            return rip if rip & ~0xFFF == page else page
+        insn = next(_detailed.disasm(self.read_code(rip, 15), rip, 1), None)
+        if insn is None:
+            return page
+        candidates = []
+        for op in insn.operands:
+            if op.type != cs_x86.X86_OP_MEM:
+                continue
+            addr = op.mem.disp
+            if op.mem.base == cs_x86.X86_REG_RIP:
+                addr += rip + insn.size
+            elif op.mem.base:
+                addr += self._cs_reg(insn, op.mem.base)
+            if op.mem.index:
+                addr += self._cs_reg(insn, op.mem.index) * op.mem.scale
+            if op.mem.segment in (cs_x86.X86_REG_FS, cs_x86.X86_REG_GS):
+                addr += self.reg("fs_base" if op.mem.segment == cs_x86.X86_REG_FS else "gs_base")
+            candidates.append((addr & 0xFFFFFFFFFFFFFFFF, op.size))
+        if insn.mnemonic.startswith(_STRING_OPS):
+            candidates += [(self.reg("rdi"), 8), (self.reg("rsi"), 8)]
+        if insn.mnemonic.startswith(("push", "call")):
+            candidates.append((self.reg("rsp") - 8, 8))
+        if insn.mnemonic.startswith(("pop", "ret", "leave")):
+            candidates.append((self.reg("rsp"), 8))
+        for addr, size in candidates:
+            if addr & ~0xFFF == page:
+                return addr
+            if addr < page < addr + max(size, 1):
+                return page          # an access straddling into the faulting page
+        return page
+
+    def _cs_reg(self, insn, reg_id: int) -> int:
+        return self.uc.reg_read(getattr(x86, "UC_X86_REG_" + insn.reg_name(reg_id).upper()))
 
     def close(self) -> None:
         self.uc = None
