@@ -7,6 +7,7 @@ cython_ext.mmu; Python sees only the exits.
 """
 import ctypes
 import enum
+import math
 from dataclasses import dataclass
 
 import capstone
@@ -42,6 +43,7 @@ class ExitReason(enum.IntEnum):
     HALT = 5             # hlt: privileged in user mode
     INVALID_OPCODE = 6   # #UD
     EXCEPTION = 7        # another CPU exception (#DE, #GP, int3, ...)
+    INTERRUPT = 8        # a clock event came due (device completion): interrupts may be pending
 
 
 @dataclass(slots=True)
@@ -76,6 +78,7 @@ class Vcpu:
         self.native = NativeVcpu(uc._uch.value, ram.ptr, ram.size, ram.backed,
                                  _fn("uc_hook_add"), _fn("uc_emu_stop"), _fn("uc_ctl"))
         self.exits = 0
+        self._deadline = (1 << 64) - 1
 
     # --- registers ---
     def reg(self, name: str) -> int:
@@ -130,19 +133,32 @@ class Vcpu:
         return self.native.icount
 
     def set_deadline(self, icount: int) -> None:
-        self.native.deadline = icount
+        """Preempt (a QUANTUM exit) once icount instructions have retired."""
+        self._deadline = icount
+
+    def _event_deadline(self) -> int:
+        """The instruction count at which the clock reaches its next event."""
+        at = self.clock.next_event_ns()
+        if at is None:
+            return (1 << 64) - 1
+        wait_ns = max(0, at - self.clock.now_ns())
+        costs = self.clock.costs
+        return self.native.icount + max(1, math.ceil(wait_ns * costs.cpu_ghz / costs.cpi))
 
     # --- run ---
     def run(self) -> VcpuExit:
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
         error = None
         self.exits += 1
+        event_deadline = self._event_deadline()
+        self.native.deadline = min(self._deadline, event_deadline)
         try:
             self.uc.emu_start(rip, STOP_ADDRESS)
         except UcError as e:
             error = e.errno
         reason, address, access, error_code = self.native.take_exit()
         self.clock.instructions = self.native.icount
+        self.clock.run_due()
         rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)
@@ -157,6 +173,8 @@ class Vcpu:
         if error is not None:
             return VcpuExit(ExitReason.EXCEPTION, rip, detail=UcError(error).__str__())
         if reason == ExitReason.QUANTUM:
+            if self.native.icount < self._deadline:
+                return VcpuExit(ExitReason.INTERRUPT, rip)
             return VcpuExit(ExitReason.QUANTUM, rip)
         if rip == STOP_ADDRESS:
             # a jump to page 0: a fetch fault, as the hardware would raise

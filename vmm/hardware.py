@@ -20,6 +20,14 @@ class Hardware:
         """rep outsb: the same bytes as a loop of port_out, in one exit."""
         self._machine.port_out_string(port, data)
 
+    def take_pending_irqs(self) -> list:
+        """Interrupt lines raised since the last call (the kernel acknowledges them all)."""
+        return self._machine.take_pending_irqs()
+
+    def idle(self) -> bool:
+        """Wait for the next interrupt: the virtual clock jumps ahead. False if nothing can come."""
+        return self._machine.idle()
+
     def mmio_read(self, addr: int, size: int) -> int:
         return self._machine.mmio_read(addr, size)
 

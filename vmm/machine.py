@@ -49,6 +49,7 @@ class Machine:
         self.serial = Serial16550(self._console_write, COM1)
         self.mmio_devices = []        # (base, size, device) in the MMIO window
         self.exit_status = None
+        self.irq_pending = set()      # interrupt lines raised and not yet taken by the kernel
         self.hw = Hardware(self)
         self.wall_s = 0.0
 
@@ -56,6 +57,19 @@ class Machine:
         self.console_output += data
         if self._sink is not None:
             self._sink(data)
+
+    # --- interrupts ---
+    def raise_irq(self, line: int) -> None:
+        self.irq_pending.add(line)
+
+    def take_pending_irqs(self) -> list:
+        lines = sorted(self.irq_pending)
+        self.irq_pending.clear()
+        return lines
+
+    def idle(self) -> bool:
+        """hlt with interrupts on: jump the clock to the next event. False if none will come."""
+        return self.clock.idle_until_next_event()
 
     # --- buses ---
     def port_in(self, port: int) -> int:

@@ -7,3 +7,4 @@ EXIT_BACKING = 4
 EXIT_HALT = 5
 EXIT_INVALID_OPCODE = 6
 EXIT_EXCEPTION = 7
+EXIT_INTERRUPT = 8           # a device event came due: interrupts may be pending

@@ -21,14 +21,26 @@ def memparse(text: str) -> int:
     return value * mult
 
 
+class KernelParams(dict):
+    """key -> last value, as most options read them; getall() for repeatable ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.pairs = []
+
+    def getall(self, key: str) -> list:
+        return [v for k, v in self.pairs if k == key]
+
+
 def parse_cmdline(cmdline: str):
-    """-> (params dict, init argv tail)."""
+    """-> (params, init argv tail)."""
     words = shlex.split(cmdline, posix=True)
-    params, init_args = {}, []
+    params, init_args = KernelParams(), []
     for i, w in enumerate(words):
         if w == "--":
             init_args = words[i + 1:]
             break
         key, sep, value = w.partition("=")
         params[key] = value if sep else True
+        params.pairs.append((key, params[key]))
     return params, init_args

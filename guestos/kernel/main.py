@@ -51,6 +51,7 @@ class Kernel:
         self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
         self.current_mm = None
         self.native = getattr(hw.cpu, "native", None)
+        self.irq_handlers = {}          # line -> handler()
 
     # --- boot ---
     def boot(self) -> None:
@@ -235,6 +236,25 @@ class Kernel:
         send_signal(self, task, sig)
         if not task.exited:                    # a blocked or ignored fatal signal still kills
             self.do_exit(task, sig | 0x80, signaled=True)
+
+    # --- interrupts and waiting ---
+    def request_irq(self, line: int, handler) -> None:
+        self.irq_handlers[line] = handler
+
+    def do_IRQ(self) -> None:
+        for line in self.hw.take_pending_irqs():
+            handler = self.irq_handlers.get(line)
+            if handler is None:
+                self.printk(KERN_WARNING, f"irq {line}: nobody cared")
+            else:
+                handler()
+
+    def wait_event(self, condition) -> None:
+        """Sleep until condition() holds: the CPU idles and virtual time jumps to the next event."""
+        while not condition():
+            if not self.hw.idle():
+                raise KernelPanic("waiting for an event that can never come")
+            self.do_IRQ()
 
     # --- entry points from the run loop ---
     def do_syscall(self, task) -> None:

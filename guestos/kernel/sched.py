@@ -72,6 +72,7 @@ class Scheduler:
             while not task.exited:
                 exit = cpu.run()
                 k.lru_add_drain()
+                k.do_IRQ()
                 reason = exit.reason
                 if reason == X.EXIT_SYSCALL:
                     k.do_syscall(task)
@@ -80,6 +81,8 @@ class Scheduler:
                 elif reason == X.EXIT_QUANTUM:
                     self.preemptions += 1
                     break
+                elif reason == X.EXIT_INTERRUPT:
+                    pass
                 else:
                     k.do_trap(task, exit)
                 if cpu.icount >= start + self.quantum:
