@@ -26,8 +26,21 @@ class File:
     def lseek(self, offset: int, whence: int) -> int:
         raise SyscallError(ESPIPE)
 
-    def ioctl(self, cmd: int, arg: int) -> int:
+    def ioctl(self, cmd: int, arg: int, task=None) -> int:
         raise SyscallError(ENOTTY)
+
+    def fsync(self) -> None:
+        """Nothing is cached on the way to most files."""
+
+    # user-memory entry points; block devices override them to DMA straight into user pages
+    def read_user(self, k, task, buf: int, count: int, pos: int) -> int:
+        data = self.read(task, count)
+        if data:
+            k.mm.copy_to_user(task, buf, data)
+        return len(data)
+
+    def write_user(self, k, task, buf: int, count: int, pos: int) -> int:
+        return self.write(task, k.mm.copy_from_user(task, buf, count))
 
 
 class ConsoleFile(File):

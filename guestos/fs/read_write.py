@@ -1,7 +1,8 @@
 """read, write, readv, writev, lseek, ioctl, close, stat and readlink (fs/read_write.c, fs/stat.c)."""
 import struct
 
-from ..kernel.errno import EINVAL, ENOENT, SyscallError
+from ..kernel.errno import EINVAL, ENOENT, ESPIPE, SyscallError
+from .file import File
 
 IOV_MAX = 1024
 AT_FDCWD = -100
@@ -19,35 +20,82 @@ def _iovecs(k, task, iov, iovcnt):
     return [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
 
 
+def _positioned(f) -> bool:
+    """Files with a position (block devices, regular files) pass it to read_user/write_user."""
+    return hasattr(f, "read_user") and f.__class__.read_user is not File.read_user
+
+
 def sys_read(k, task, fd, buf, count, *_):
     f = k.fds_of(task).get(fd)
-    data = f.read(task, min(count, MAX_RW_COUNT))
-    if data:
-        k.mm.copy_to_user(task, buf, data)
-    return len(data)
+    n = f.read_user(k, task, buf, min(count, MAX_RW_COUNT), f.pos)
+    if _positioned(f):
+        f.pos += n
+    return n
 
 
 def sys_write(k, task, fd, buf, count, *_):
     f = k.fds_of(task).get(fd)
-    return f.write(task, k.mm.copy_from_user(task, buf, min(count, MAX_RW_COUNT)))
+    n = f.write_user(k, task, buf, min(count, MAX_RW_COUNT), f.pos)
+    if _positioned(f):
+        f.pos += n
+    return n
+
+
+def sys_pread64(k, task, fd, buf, count, pos, *_):
+    f = k.fds_of(task).get(fd)
+    if pos < 0 or pos >= 1 << 63:
+        raise SyscallError(EINVAL)
+    if not _positioned(f):
+        raise SyscallError(ESPIPE)
+    return f.read_user(k, task, buf, min(count, MAX_RW_COUNT), pos)
+
+
+def sys_pwrite64(k, task, fd, buf, count, pos, *_):
+    f = k.fds_of(task).get(fd)
+    if pos < 0 or pos >= 1 << 63:
+        raise SyscallError(EINVAL)
+    if not _positioned(f):
+        raise SyscallError(ESPIPE)
+    return f.write_user(k, task, buf, min(count, MAX_RW_COUNT), pos)
 
 
 def sys_writev(k, task, fd, iov, iovcnt, *_):
     f = k.fds_of(task).get(fd)
-    data = b"".join(k.mm.copy_from_user(task, base, length) for base, length in _iovecs(k, task, iov, iovcnt))
-    return f.write(task, data)
+    total = 0
+    for base, length in _iovecs(k, task, iov, iovcnt):
+        if length:
+            n = f.write_user(k, task, base, length, f.pos)
+            if _positioned(f):
+                f.pos += n
+            total += n
+            if n < length:
+                break
+    return total
 
 
 def sys_readv(k, task, fd, iov, iovcnt, *_):
     f = k.fds_of(task).get(fd)
     total = 0
     for base, length in _iovecs(k, task, iov, iovcnt):
-        data = f.read(task, length)
-        k.mm.copy_to_user(task, base, data)
-        total += len(data)
-        if len(data) < length:
-            break
+        if length:
+            n = f.read_user(k, task, base, length, f.pos)
+            if _positioned(f):
+                f.pos += n
+            total += n
+            if n < length:
+                break
     return total
+
+
+def sys_fsync(k, task, fd, *_):
+    k.fds_of(task).get(fd).fsync()
+    return 0
+
+
+def sys_sync(k, task, *_):
+    for blk in k.block_devices.values():
+        blk.flush()
+    return 0
 
 
 def sys_lseek(k, task, fd, offset, whence, *_):
@@ -55,7 +103,7 @@ def sys_lseek(k, task, fd, offset, whence, *_):
 
 
 def sys_ioctl(k, task, fd, cmd, arg, *_):
-    return k.fds_of(task).get(fd).ioctl(cmd, arg)
+    return k.fds_of(task).get(fd).ioctl(cmd, arg, task)
 
 
 def sys_close(k, task, fd, *_):
@@ -81,7 +129,7 @@ def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
         if not flags & AT_EMPTY_PATH:
             raise SyscallError(ENOENT)
         return _fill_stat(k, task, k.fds_of(task).get(dirfd), statbuf)
-    f = k.open_path(path.decode(errors="replace"))
+    f = k.open_path(path.decode(errors="replace"), 0)
     return _fill_stat(k, task, f, statbuf)
 
 
@@ -108,11 +156,11 @@ def sys_open(k, task, pathname, flags, mode, *_):
 
 def sys_openat(k, task, dirfd, pathname, flags, mode, *_):
     path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
-    return k.fds_of(task).install(k.open_path(path))
+    return k.fds_of(task).install(k.open_path(path, flags))
 
 
 def sys_access(k, task, pathname, mode, *_):
     path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
-    k.open_path(path)
+    k.open_path(path, 0)
     return 0
 

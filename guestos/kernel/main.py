@@ -6,7 +6,10 @@ import hashlib
 
 from ..arch import vcpu_exits as X
 from ..drivers.serial8250 import Serial8250Console
+from ..drivers.virtio_blk import DRIVERS as VIRTIO_BLK_DRIVERS
+from ..drivers.virtio_mmio import virtio_mmio_probe
 from ..fs.binfmt_elf import ENOEXEC
+from ..fs.blockdev import BlockDeviceFile
 from ..fs.file import ConsoleFile, FdTable, File
 from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
@@ -16,13 +19,14 @@ from ..mm.page_alloc import PageAllocator, PerCpuPages
 from . import traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
 from .cmdline import memparse, parse_cmdline
-from .errno import EACCES, EISDIR, ENOENT, ENOSYS, SyscallError
+from .errno import EACCES, EISDIR, ENOENT, ENOSYS, EROFS, SyscallError
 from .exec import load_elf_binary
 from .printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from .sched import TASK_ZOMBIE, Scheduler, Task
 from .signal import signal_name
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
 
+O_ACCMODE, O_RDONLY = 3, 0
 LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
 VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_page_table_pages",
                 "nr_unevictable", "pgalloc_normal", "pgfree", "pgfault", "pgmajfault")
@@ -52,6 +56,7 @@ class Kernel:
         self.current_mm = None
         self.native = getattr(hw.cpu, "native", None)
         self.irq_handlers = {}          # line -> handler()
+        self.block_devices = {}         # "vda" -> VirtioBlk
 
     # --- boot ---
     def boot(self) -> None:
@@ -69,6 +74,7 @@ class Kernel:
         self.free_initrd_mem(bp.initrd_paddr, bp.initrd_size)
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
+        self.virtio_devices = virtio_mmio_probe(self, dict(VIRTIO_BLK_DRIVERS))
 
     def setup_memory(self, bp) -> None:
         limit = memparse(self.params["mem"]) if "mem" in self.params else None
@@ -178,7 +184,13 @@ class Kernel:
     def fds_of(self, task) -> FdTable:
         return task.files
 
-    def open_path(self, path: str) -> File:
+    def open_path(self, path: str, flags: int = 0) -> File:
+        if path.startswith("/dev/vd") and path[5:] in self.block_devices:
+            blk = self.block_devices[path[5:]]
+            writable = flags & O_ACCMODE != O_RDONLY
+            if writable and blk.read_only:
+                raise SyscallError(EROFS)
+            return BlockDeviceFile(self, blk, list(self.block_devices).index(path[5:]), writable)
         if path in ("/dev/console", "/dev/tty", "/dev/ttyS0"):
             return ConsoleFile(self.console)
         if path == "/dev/null":

@@ -7,8 +7,8 @@ from . import signal, sys
 SYSCALL_NAMES = {
     0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 5: "fstat", 6: "lstat", 8: "lseek",
     9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk", 13: "rt_sigaction", 14: "rt_sigprocmask",
-    16: "ioctl", 19: "readv", 20: "writev", 21: "access", 24: "sched_yield", 28: "madvise",
-    35: "nanosleep", 39: "getpid", 60: "exit", 62: "kill", 63: "uname", 89: "readlink",
+    16: "ioctl", 17: "pread64", 18: "pwrite64", 19: "readv", 20: "writev", 21: "access", 24: "sched_yield", 28: "madvise",
+    35: "nanosleep", 74: "fsync", 75: "fdatasync", 162: "sync", 39: "getpid", 60: "exit", 62: "kill", 63: "uname", 89: "readlink",
     96: "gettimeofday", 97: "getrlimit", 102: "getuid", 104: "getgid", 107: "geteuid", 108: "getegid",
     110: "getppid", 131: "sigaltstack", 158: "arch_prctl", 186: "gettid", 200: "tkill", 201: "time",
     202: "futex", 218: "set_tid_address", 228: "clock_gettime", 229: "clock_getres",
@@ -19,9 +19,9 @@ SYSCALL_NAMES = {
 SYSCALL_TABLE = {
     0: rw.sys_read, 1: rw.sys_write, 2: rw.sys_open, 3: rw.sys_close, 5: rw.sys_fstat, 8: rw.sys_lseek,
     9: sys_mm.sys_mmap, 10: sys_mm.sys_mprotect, 11: sys_mm.sys_munmap, 12: sys_mm.sys_brk,
-    13: signal.sys_rt_sigaction, 14: signal.sys_rt_sigprocmask, 16: rw.sys_ioctl, 19: rw.sys_readv,
+    13: signal.sys_rt_sigaction, 14: signal.sys_rt_sigprocmask, 16: rw.sys_ioctl, 17: rw.sys_pread64, 18: rw.sys_pwrite64, 19: rw.sys_readv,
     20: rw.sys_writev, 21: rw.sys_access, 24: sys.sys_sched_yield, 28: sys_mm.sys_madvise,
-    35: sys.sys_nanosleep, 39: sys.sys_getpid, 60: sys.sys_exit, 62: signal.sys_kill, 63: sys.sys_uname,
+    35: sys.sys_nanosleep, 74: rw.sys_fsync, 75: rw.sys_fsync, 162: rw.sys_sync, 39: sys.sys_getpid, 60: sys.sys_exit, 62: signal.sys_kill, 63: sys.sys_uname,
     89: rw.sys_readlink, 96: sys.sys_gettimeofday, 97: sys.sys_getrlimit, 102: sys.sys_getuid,
     104: sys.sys_getuid, 107: sys.sys_getuid, 108: sys.sys_getuid, 110: sys.sys_getppid,
     131: signal.sys_sigaltstack, 158: sys_arch_prctl, 186: sys.sys_getpid, 200: signal.sys_tkill,

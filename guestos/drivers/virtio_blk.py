@@ -1,0 +1,161 @@
+"""The virtio block driver (drivers/block/virtio_blk.c): requests in flight on one
+virtqueue, completed by interrupt, with the submitting process asleep meanwhile."""
+import struct
+
+from ..kernel.printk import KERN_INFO
+from .virtio_mmio import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_ID_BLOCK
+
+VIRTIO_BLK_F_SIZE_MAX = 1
+VIRTIO_BLK_F_SEG_MAX = 2
+VIRTIO_BLK_F_RO = 5
+VIRTIO_BLK_F_BLK_SIZE = 6
+VIRTIO_BLK_F_FLUSH = 9
+VIRTIO_BLK_F_CONFIG_WCE = 11
+VIRTIO_BLK_F_DISCARD = 13
+VIRTIO_BLK_F_WRITE_ZEROES = 14
+
+VIRTIO_BLK_T_IN = 0
+VIRTIO_BLK_T_OUT = 1
+VIRTIO_BLK_T_FLUSH = 4
+VIRTIO_BLK_T_GET_ID = 8
+VIRTIO_BLK_T_DISCARD = 11
+VIRTIO_BLK_T_WRITE_ZEROES = 13
+
+VIRTIO_BLK_S_OK = 0
+VIRTIO_BLK_S_IOERR = 1
+VIRTIO_BLK_S_UNSUPP = 2
+
+SECTOR_SIZE = 512
+MAX_REQUEST_BYTES = 256 << 10          # like max_sectors: larger transfers become several requests
+SLOT_SIZE = 32                         # request header (16) + status byte, in a slab page
+WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_RO,
+                                        VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_CONFIG_WCE,
+                                        VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_F_EVENT_IDX))
+
+
+class BlkRequest:
+    __slots__ = ("slot", "done", "status", "length")
+
+    def __init__(self, slot: int):
+        self.slot, self.done, self.status, self.length = slot, False, None, 0
+
+
+class VirtioBlk:
+    def __init__(self, k, vdev, name: str):
+        self.k, self.vdev, self.name = k, vdev, name
+        self.capacity_sectors = vdev.read_config(0, 8)
+        self.read_only = vdev.has(VIRTIO_BLK_F_RO)
+        self.seg_max = vdev.read_config(12, 4) if vdev.has(VIRTIO_BLK_F_SEG_MAX) else 1
+        self.size_max = vdev.read_config(8, 4) if vdev.has(VIRTIO_BLK_F_SIZE_MAX) else 1 << 32
+        self.blk_size = vdev.read_config(20, 4) if vdev.has(VIRTIO_BLK_F_BLK_SIZE) else SECTOR_SIZE
+        self.flush_supported = vdev.has(VIRTIO_BLK_F_FLUSH)
+        self.vq = vdev.setup_vq(0, self.virtblk_done)
+        page = k.page_alloc.alloc_pages()
+        self.slab_paddr = page << 12
+        self.free_slots = list(range(min(4096 // SLOT_SIZE, self.vq.num)))[::-1]
+        self.inflight = 0
+        self.stats = {"requests": 0, "read_bytes": 0, "write_bytes": 0, "flushes": 0, "errors": 0}
+
+    @property
+    def size_bytes(self) -> int:
+        return self.capacity_sectors * SECTOR_SIZE
+
+    def virtblk_done(self, vq) -> None:
+        ram = self.k.ram
+        while (got := vq.get_buf()) is not None:
+            req, length = got
+            req.status = ram[self.slab_paddr + req.slot * SLOT_SIZE + 16]
+            req.length = length
+            req.done = True
+            self.free_slots.append(req.slot)
+            self.inflight -= 1
+
+    def submit(self, req_type: int, sector: int, data_sgs=()) -> BlkRequest:
+        """Queue one request (waiting for room if the ring is full); data_sgs: [(paddr, len, device_writes)]."""
+        need = len(data_sgs) + 2
+        self.k.wait_event(lambda: self.free_slots and self.vq.num_free >= need)
+        slot = self.free_slots.pop()
+        req = BlkRequest(slot)
+        hdr = self.slab_paddr + slot * SLOT_SIZE
+        struct.pack_into("<IIQ", self.k.ram, hdr, req_type, 0, sector)
+        self.k.ram[hdr + 16] = 0xFF
+        sgs = [(hdr, 16, False)] + list(data_sgs) + [(hdr + 16, 1, True)]
+        self.vq.add_sgs(sgs, req)
+        self.inflight += 1
+        self.stats["requests"] += 1
+        return req
+
+    def wait_all(self, reqs) -> int:
+        """Kick, sleep until every request completed; returns the first bad status or OK."""
+        self.vq.kick()
+        self.k.wait_event(lambda: all(r.done for r in reqs))
+        bad = [r.status for r in reqs if r.status != VIRTIO_BLK_S_OK]
+        if bad:
+            self.stats["errors"] += len(bad)
+            return bad[0]
+        return VIRTIO_BLK_S_OK
+
+    def transfer(self, write: bool, offset: int, segments) -> int:
+        """Move [offset, offset + total) to or from guest-physical segments [(paddr, len)],
+        sector-aligned, in as many requests as the device's limits ask for."""
+        reqs, batch, batch_bytes = [], [], 0
+        sector = offset // SECTOR_SIZE
+        start_sector = sector
+        max_bytes = min(MAX_REQUEST_BYTES, self.size_max * max(1, self.seg_max))
+        for paddr, length in _split(segments, self.size_max):
+            if batch and (len(batch) >= self.seg_max or batch_bytes + length > max_bytes):
+                reqs.append(self._rw_request(write, start_sector, batch))
+                start_sector += batch_bytes // SECTOR_SIZE
+                batch, batch_bytes = [], 0
+            batch.append((paddr, length, not write))
+            batch_bytes += length
+        if batch:
+            reqs.append(self._rw_request(write, start_sector, batch))
+        return self.wait_all(reqs)
+
+    def _rw_request(self, write: bool, sector: int, sgs) -> BlkRequest:
+        nbytes = sum(length for _, length, _ in sgs)
+        self.stats["write_bytes" if write else "read_bytes"] += nbytes
+        return self.submit(VIRTIO_BLK_T_OUT if write else VIRTIO_BLK_T_IN, sector, sgs)
+
+    def flush(self) -> int:
+        if not self.flush_supported:
+            return VIRTIO_BLK_S_OK
+        self.stats["flushes"] += 1
+        return self.wait_all([self.submit(VIRTIO_BLK_T_FLUSH, 0)])
+
+    def get_id(self) -> bytes:
+        page = self.k.page_alloc.alloc_pages()
+        try:
+            status = self.wait_all([self.submit(VIRTIO_BLK_T_GET_ID, 0, [(page << 12, 20, True)])])
+            raw = bytes(self.k.ram[page << 12:(page << 12) + 20])
+        finally:
+            self.k.page_alloc.free_pages(page)
+        return raw.rstrip(b"\0") if status == VIRTIO_BLK_S_OK else b""
+
+
+def _split(segments, limit: int):
+    for paddr, length in segments:
+        while length > limit:
+            yield paddr, limit
+            paddr += limit
+            length -= limit
+        if length:
+            yield paddr, length
+
+
+def virtblk_probe(k, vdev):
+    if not vdev.negotiate(WANTED_FEATURES):
+        return None
+    name = "vd" + "abcdefghijklmnopqrstuvwxyz"[len(k.block_devices)]
+    blk = VirtioBlk(k, vdev, name)
+    if blk.vq is None:
+        return None
+    k.block_devices[name] = blk
+    k.printk(KERN_INFO, f"virtio_blk virtio{len(k.block_devices) - 1}: [{name}] {blk.capacity_sectors} "
+                        f"512-byte logical blocks ({blk.size_bytes >> 20} MiB){' (read-only)' if blk.read_only else ''}")
+    return blk
+
+
+DRIVERS = {VIRTIO_ID_BLOCK: virtblk_probe}
+__all__ = ["DRIVERS", "VIRTIO_F_INDIRECT_DESC"]
