@@ -1,0 +1,397 @@
+"""virtio-blk (device ID 2, virtio 1.2, 5.2), modelled on Firecracker's block device and QEMU's request checks.
+
+One request queue. A request is a header {le32 type; le32 reserved; le64 sector} in the device-readable part,
+data, and a status byte: the last byte of the device-writable part. Framing follows the spec (2.6.4, any
+layout with VERSION_1): the header is the first 16 readable bytes, OUT/DISCARD/WRITE_ZEROES data are the
+readable bytes after it, IN/GET_ID data are the writable bytes before the status byte.
+
+What the device decides:
+- no status byte to write (no device-writable part, last descriptor not writable or empty) or a readable
+  buffer after a writable one: the chain is malformed (QueueError). The device sets DEVICE_NEEDS_RESET and
+  serves nothing more until reset, as QEMU does for "missing headers".
+- anything with a status byte but a bad body (header shorter than 16 bytes, data in the wrong direction, a
+  length that is not whole sectors, a range past capacity, a write to a read-only disk, a backend OSError):
+  status IOERR. Unknown types, unknown flags, discard with unmap, too many segments: UNSUPP.
+
+Timing: the data moves when the driver notifies (against the backend, at once); the completion (status byte,
+used ring, interrupt) is an event on the virtual clock at max(now, busy_until) + vm_exit_ns + backend cost,
+so requests complete in submission order, serialised like a single disk.
+
+The backend is duck-typed: capacity_bytes, read_only, serial, read(offset, length) -> (bytes, cost_ns),
+write(offset, data) -> cost_ns, flush(), discard(offset, length), write_zeroes(offset, length) -> cost_ns and
+set_write_cache(enabled). Backend failures raise OSError.
+"""
+import logging
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+
+from construct import Const, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
+
+from devices.virtio_device import VIRTIO_ID_BLOCK, VirtioDevice
+from devices.virtqueue import QueueError
+
+log = logging.getLogger(__name__)
+
+SECTOR_SIZE = 512
+QUEUE_SIZE = 256
+SERIAL_LEN = 20
+
+# Feature bits.
+VIRTIO_BLK_F_SIZE_MAX = 1
+VIRTIO_BLK_F_SEG_MAX = 2
+VIRTIO_BLK_F_GEOMETRY = 4
+VIRTIO_BLK_F_RO = 5
+VIRTIO_BLK_F_BLK_SIZE = 6
+VIRTIO_BLK_F_FLUSH = 9
+VIRTIO_BLK_F_TOPOLOGY = 10
+VIRTIO_BLK_F_CONFIG_WCE = 11
+VIRTIO_BLK_F_MQ = 12
+VIRTIO_BLK_F_DISCARD = 13
+VIRTIO_BLK_F_WRITE_ZEROES = 14
+
+# Request types.
+VIRTIO_BLK_T_IN = 0
+VIRTIO_BLK_T_OUT = 1
+VIRTIO_BLK_T_FLUSH = 4
+VIRTIO_BLK_T_GET_ID = 8
+VIRTIO_BLK_T_GET_LIFETIME = 10
+VIRTIO_BLK_T_DISCARD = 11
+VIRTIO_BLK_T_WRITE_ZEROES = 13
+VIRTIO_BLK_T_SECURE_ERASE = 14
+
+REQUEST_NAMES = {VIRTIO_BLK_T_IN: "in", VIRTIO_BLK_T_OUT: "out", VIRTIO_BLK_T_FLUSH: "flush",
+                 VIRTIO_BLK_T_GET_ID: "get_id", VIRTIO_BLK_T_DISCARD: "discard",
+                 VIRTIO_BLK_T_WRITE_ZEROES: "write_zeroes"}
+
+# Status values.
+VIRTIO_BLK_S_OK = 0
+VIRTIO_BLK_S_IOERR = 1
+VIRTIO_BLK_S_UNSUPP = 2
+
+VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP = 1
+
+# Limits we advertise.
+SEG_MAX = QUEUE_SIZE - 2            # header and status take two descriptors (QEMU's default)
+SIZE_MAX = 1 << 20                  # bytes in one data segment
+MAX_DISCARD_SECTORS = 1 << 22       # 2 GiB per segment
+MAX_DISCARD_SEG = 32
+MAX_WRITE_ZEROES_SECTORS = 1 << 22
+MAX_WRITE_ZEROES_SEG = 32
+MAX_REQUEST_BYTES = SEG_MAX * SIZE_MAX   # what a driver within seg_max and size_max can ask for at most
+
+# --- layouts, declared once ---
+VirtioBlkOuthdr = Struct("type" / Int32ul, "reserved" / Int32ul, "sector" / Int64ul)
+VirtioBlkDiscardWriteZeroes = Struct("sector" / Int64ul, "num_sectors" / Int32ul, "flags" / Int32ul)
+VirtioBlkConfig = Struct(
+    "capacity" / Int64ul,                       # @0, 512-byte sectors
+    "size_max" / Int32ul,                       # @8
+    "seg_max" / Int32ul,                        # @12
+    "geometry" / Struct("cylinders" / Int16ul, "heads" / Int8ul, "sectors" / Int8ul),   # @16
+    "blk_size" / Int32ul,                       # @20
+    "topology" / Struct("physical_block_exp" / Int8ul, "alignment_offset" / Int8ul,
+                        "min_io_size" / Int16ul, "opt_io_size" / Int32ul),              # @24
+    "writeback" / Int8ul,                       # @32
+    "unused0" / Const(0, Int8ul),
+    "num_queues" / Int16ul,                     # @34
+    "max_discard_sectors" / Int32ul,            # @36
+    "max_discard_seg" / Int32ul,                # @40
+    "discard_sector_alignment" / Int32ul,       # @44
+    "max_write_zeroes_sectors" / Int32ul,       # @48
+    "max_write_zeroes_seg" / Int32ul,           # @52
+    "write_zeroes_may_unmap" / Int8ul,          # @56
+    "unused1" / Padding(3),
+)
+CONFIG_WRITEBACK_OFFSET = 32
+
+# Fast views of the request layouts (tests hold them to the declarations above).
+OUTHDR = struct.Struct("<IIQ")
+SEGMENT = struct.Struct("<QII")
+
+
+@dataclass
+class BlkCounters:
+    requests: Counter = field(default_factory=Counter)     # by type name ("in", "out", ..., "unknown")
+    bytes_read: int = 0
+    bytes_written: int = 0
+    bytes_discarded: int = 0
+    bytes_zeroed: int = 0
+    ioerr: int = 0
+    unsupp: int = 0
+    backend_errors: int = 0
+    malformed: int = 0              # chains that put the device into DEVICE_NEEDS_RESET
+    dropped_completions: int = 0    # completions for a queue reset before they were due
+    completed: int = 0
+
+
+class _Status(Exception):
+    """Stops a request early with a status byte (IOERR or UNSUPP)."""
+
+    def __init__(self, status: int, why: str):
+        super().__init__(why)
+        self.status = status
+
+
+class VirtioBlk(VirtioDevice):
+    device_id = VIRTIO_ID_BLOCK
+    queue_max_sizes = [QUEUE_SIZE]
+
+    def __init__(self, backend, clock, vm_exit_ns=None, *, block_size: int = 4096, writeback: bool = None,
+                 write_zeroes_may_unmap: bool = False):
+        """`writeback` is the write cache the guest sees after reset; by default the backend's own
+        (`backend.write_cache_enabled`, else on), so QEMU's writethrough and directsync modes show 0.
+        `block_size` is blk_size, the guest's logical block (4096 by default: the host cache works in 4 KiB
+        pages); the protocol stays in 512-byte sectors. `vm_exit_ns` is the device model's fixed cost per
+        request (default: the clock's cost model)."""
+        super().__init__()
+        if block_size < SECTOR_SIZE or block_size & (block_size - 1):
+            raise ValueError(f"block size {block_size} is not a power of two of at least {SECTOR_SIZE}")
+        self.backend = backend
+        self.clock = clock
+        if vm_exit_ns is None:
+            vm_exit_ns = getattr(getattr(clock, "costs", None), "vm_exit_ns", 0)
+        self.vm_exit_ns = int(vm_exit_ns)
+        self.block_size = block_size
+        if writeback is None:
+            writeback = getattr(backend, "write_cache_enabled", True)
+        self.initial_writeback = bool(writeback)
+        self.write_zeroes_may_unmap = bool(write_zeroes_may_unmap)
+        self.writeback = self.initial_writeback
+        backend.set_write_cache(self.writeback)
+        self.counters = BlkCounters()
+        self.busy_until_ns = 0
+        self.transport = None
+        self.queue = None
+        self.mem = None
+        self.activated = False
+        self.broken = False
+        self.epoch = 0                  # bumped by reset(): completions from before are dropped
+        self._config = None
+
+    # --- what the transport asks ---
+    def device_features(self) -> int:
+        bits = (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH,
+                VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES)
+        features = sum(1 << b for b in bits)
+        if self.backend.read_only:
+            features |= 1 << VIRTIO_BLK_F_RO
+        return features
+
+    def capacity_sectors(self) -> int:
+        return self.backend.capacity_bytes // SECTOR_SIZE
+
+    def config_space(self) -> bytes:
+        if self._config is None:
+            sectors_per_block = self.block_size // SECTOR_SIZE
+            self._config = VirtioBlkConfig.build(dict(
+                capacity=self.capacity_sectors(), size_max=SIZE_MAX, seg_max=SEG_MAX,
+                geometry=dict(cylinders=0, heads=0, sectors=0), blk_size=self.block_size,
+                topology=dict(physical_block_exp=0, alignment_offset=0, min_io_size=0, opt_io_size=0),
+                writeback=int(self.writeback), num_queues=1,
+                max_discard_sectors=MAX_DISCARD_SECTORS, max_discard_seg=MAX_DISCARD_SEG,
+                discard_sector_alignment=sectors_per_block,
+                max_write_zeroes_sectors=MAX_WRITE_ZEROES_SECTORS, max_write_zeroes_seg=MAX_WRITE_ZEROES_SEG,
+                write_zeroes_may_unmap=int(self.write_zeroes_may_unmap)))
+        return self._config
+
+    def write_config(self, offset: int, size: int, value: int) -> None:
+        # Only writeback is driver-writable, and only with CONFIG_WCE negotiated.
+        if offset != CONFIG_WRITEBACK_OFFSET or size != 1 or not self._acked(VIRTIO_BLK_F_CONFIG_WCE):
+            log.debug("virtio-blk: ignored config write %d bytes at %d", size, offset)
+            return
+        self._set_write_cache(bool(value))
+
+    def capacity_changed(self) -> None:
+        """The backend was resized: publish the new capacity (a config change notification)."""
+        self._config = None
+        if self.transport is not None:
+            self.transport.config_changed()
+
+    def ack_features(self, features: int) -> None:
+        super().ack_features(features)
+        # Without FLUSH the driver cannot make writes stable, so every write must be (virtio 1.2, 5.2.6.2);
+        # with CONFIG_WCE but no FLUSH, writeback must start at 0 (5.2.5.2).
+        self._set_write_cache(self.initial_writeback if self._acked(VIRTIO_BLK_F_FLUSH) else False)
+
+    def _acked(self, bit: int) -> bool:
+        return bool(self.acked_features >> bit & 1)
+
+    def _set_write_cache(self, enabled: bool) -> None:
+        if enabled != self.writeback:
+            self.writeback = enabled
+            self._config = None
+            self.backend.set_write_cache(enabled)
+
+    def activate(self, transport, queues, mem) -> None:
+        self.transport = transport
+        self.queue = queues[0]
+        self.mem = mem
+        self.activated = True
+        self.broken = False
+
+    def reset(self) -> None:
+        super().reset()
+        self.epoch += 1
+        self.activated = False
+        self.broken = False
+        self.queue = None
+        self._set_write_cache(self.initial_writeback)
+
+    def notify(self, queue_index: int) -> None:
+        if not self.activated or self.broken or queue_index != 0 or not self.queue.ready:
+            return
+        self._process_queue()
+
+    # --- requests ---
+    def _process_queue(self) -> None:
+        q, mem = self.queue, self.mem
+        try:
+            while True:
+                chain = q.pop(mem)
+                while chain is not None:
+                    self._submit(chain)
+                    chain = q.pop(mem)
+                if not q.event_idx:
+                    return
+                q.set_avail_event(mem)
+                if q.available(mem) == 0:       # nothing slipped in before avail_event was published
+                    return
+        except QueueError as err:
+            log.debug("virtio-blk: malformed request queue: %s", err)
+            self.counters.malformed += 1
+            self.broken = True
+            self.transport.set_needs_reset()
+
+    def _submit(self, chain) -> None:
+        chain.check_direction()
+        last = chain.descriptors[-1] if chain.descriptors else None
+        if last is None or not last.is_write or last.length == 0:
+            raise QueueError(f"request {chain.head} has no device-writable status byte at its end")
+        status_addr = last.addr + last.length - 1
+        try:
+            written, cost_ns = self._execute(chain)
+            status = VIRTIO_BLK_S_OK
+        except _Status as stop:
+            log.debug("virtio-blk: request %d: %s", chain.head, stop)
+            written, cost_ns, status = 0, 0, stop.status
+            if status == VIRTIO_BLK_S_IOERR:
+                self.counters.ioerr += 1
+            else:
+                self.counters.unsupp += 1
+        now = self.clock.now_ns()
+        done = max(now, self.busy_until_ns) + self.vm_exit_ns + max(0, int(cost_ns))
+        self.busy_until_ns = done
+        epoch, generation, head, used_len = self.epoch, self.queue.generation, chain.head, written + 1
+        self.clock.schedule(done - now, lambda: self._complete(epoch, generation, head, status_addr, status,
+                                                               used_len))
+
+    def _complete(self, epoch, generation, head, status_addr, status, used_len) -> None:
+        q = self.queue
+        if epoch != self.epoch or q is None or q.generation != generation or not q.ready:
+            self.counters.dropped_completions += 1
+            return
+        self.mem.view[status_addr] = status
+        q.add_used(self.mem, head, used_len)
+        self.counters.completed += 1
+        self.transport.signal_used(0)
+
+    def _execute(self, chain):
+        """Do the request's data transfer now; returns (bytes written to the driver, cost_ns).
+
+        Sizes are checked before anything is copied, so a chain pointing many times at all of RAM costs
+        the host nothing."""
+        mem = self.mem
+        header = chain.read(mem, 0, OUTHDR.size)
+        if len(header) < OUTHDR.size:
+            self.counters.requests["bad_header"] += 1
+            raise _Status(VIRTIO_BLK_S_IOERR, f"header of {len(header)} bytes, not {OUTHDR.size}")
+        req_type, _, sector = OUTHDR.unpack(header)
+        self.counters.requests[REQUEST_NAMES.get(req_type, "unknown")] += 1
+        data_out_len = chain.readable_len - OUTHDR.size     # readable bytes after the header
+        data_in_room = chain.writable_len - 1               # writable bytes before the status byte
+
+        if req_type == VIRTIO_BLK_T_IN:
+            if data_out_len:
+                raise _Status(VIRTIO_BLK_S_IOERR, "read with device-readable data")
+            offset = self._check_range(sector, data_in_room)
+            data, cost = self._backend(self.backend.read, offset, data_in_room)
+            if len(data) != data_in_room:
+                self.counters.backend_errors += 1
+                raise _Status(VIRTIO_BLK_S_IOERR, f"backend returned {len(data)} of {data_in_room} bytes")
+            written = chain.write_into(mem, data)
+            self.counters.bytes_read += written
+            return written, cost
+
+        if req_type == VIRTIO_BLK_T_OUT:
+            if data_in_room:
+                raise _Status(VIRTIO_BLK_S_IOERR, "write with device-writable data")
+            self._check_writable()
+            offset = self._check_range(sector, data_out_len)
+            cost = self._backend(self.backend.write, offset, chain.read(mem, OUTHDR.size, data_out_len))
+            self.counters.bytes_written += data_out_len
+            return 0, cost
+
+        if req_type == VIRTIO_BLK_T_FLUSH:
+            return 0, self._backend(self.backend.flush)
+
+        if req_type == VIRTIO_BLK_T_GET_ID:
+            serial = bytes(self.backend.serial)[:SERIAL_LEN].ljust(SERIAL_LEN, b"\0")
+            return chain.write_into(mem, serial[:max(0, data_in_room)]), 0
+
+        if req_type in (VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES):
+            return 0, self._discard_or_write_zeroes(req_type, chain, data_out_len)
+
+        raise _Status(VIRTIO_BLK_S_UNSUPP, f"request type {req_type}")
+
+    def _discard_or_write_zeroes(self, req_type: int, chain, payload_len: int) -> int:
+        zeroes = req_type == VIRTIO_BLK_T_WRITE_ZEROES
+        feature, max_seg, max_sectors = (
+            (VIRTIO_BLK_F_WRITE_ZEROES, MAX_WRITE_ZEROES_SEG, MAX_WRITE_ZEROES_SECTORS) if zeroes
+            else (VIRTIO_BLK_F_DISCARD, MAX_DISCARD_SEG, MAX_DISCARD_SECTORS))
+        if not self._acked(feature):
+            raise _Status(VIRTIO_BLK_S_UNSUPP, "discard/write-zeroes feature not negotiated")
+        if not payload_len or payload_len % SEGMENT.size:
+            raise _Status(VIRTIO_BLK_S_IOERR, f"{payload_len} bytes of segments")
+        if payload_len // SEGMENT.size > max_seg:
+            raise _Status(VIRTIO_BLK_S_UNSUPP, f"{payload_len // SEGMENT.size} segments, max {max_seg}")
+        segments = list(SEGMENT.iter_unpack(chain.read(self.mem, OUTHDR.size, payload_len)))
+        allowed_flags = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP if zeroes else 0
+        for _, _, flags in segments:            # UNSUPP before IOERR: the spec demands it for these flags
+            if flags & ~allowed_flags:
+                raise _Status(VIRTIO_BLK_S_UNSUPP, f"segment flags {flags:#x}")
+        self._check_writable()
+        ranges = []
+        for sector, num_sectors, _ in segments:
+            if num_sectors > max_sectors:
+                raise _Status(VIRTIO_BLK_S_IOERR, f"segment of {num_sectors} sectors, max {max_sectors}")
+            ranges.append((self._check_range(sector, num_sectors * SECTOR_SIZE), num_sectors * SECTOR_SIZE))
+        op = self.backend.write_zeroes if zeroes else self.backend.discard
+        cost = 0
+        for offset, length in ranges:
+            cost += self._backend(op, offset, length)
+            if zeroes:
+                self.counters.bytes_zeroed += length
+            else:
+                self.counters.bytes_discarded += length
+        return cost
+
+    def _check_writable(self) -> None:
+        if self.backend.read_only:
+            raise _Status(VIRTIO_BLK_S_IOERR, "write to a read-only disk")
+
+    def _check_range(self, sector: int, length: int) -> int:
+        if length > MAX_REQUEST_BYTES:
+            raise _Status(VIRTIO_BLK_S_IOERR, f"{length} bytes in one request, max {MAX_REQUEST_BYTES}")
+        if length % SECTOR_SIZE:
+            raise _Status(VIRTIO_BLK_S_IOERR, f"length {length} is not whole sectors")
+        offset = sector * SECTOR_SIZE
+        if offset + length > self.backend.capacity_bytes:
+            raise _Status(VIRTIO_BLK_S_IOERR, f"sectors {sector}+{length // SECTOR_SIZE} past capacity")
+        return offset
+
+    def _backend(self, op, *args):
+        try:
+            return op(*args)
+        except OSError as err:
+            self.counters.backend_errors += 1
+            raise _Status(VIRTIO_BLK_S_IOERR, f"backend: {err}") from err

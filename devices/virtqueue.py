@@ -1,0 +1,321 @@
+"""The device's side of a split virtqueue (virtio 1.2, section 2.7), modelled on rust-vmm's virtio-queue.
+
+A queue owns no memory: every call that touches the rings takes `mem`, guest RAM with `.size` and `.view`
+(a writable memoryview of all of guest-physical memory starting at 0). Every address and length the driver
+supplies is checked against RAM and every walk is bounded, so a hostile driver earns a QueueError, never a
+hang or an access outside RAM.
+
+Layouts are declared once with construct (`VirtqDesc`, `virtq_avail`, `virtq_used`); the hot path reads the
+same layouts with precompiled `struct` formats, and tests/test_virtqueue.py holds the two to each other.
+"""
+import struct
+from dataclasses import dataclass
+
+from construct import Array, Int16ul, Int32ul, Int64ul, Struct
+
+VIRTQ_DESC_F_NEXT = 1
+VIRTQ_DESC_F_WRITE = 2          # device writes (otherwise device reads)
+VIRTQ_DESC_F_INDIRECT = 4
+VIRTQ_AVAIL_F_NO_INTERRUPT = 1
+VIRTQ_USED_F_NO_NOTIFY = 1
+MAX_QUEUE_SIZE = 32768
+
+# Alignment of the three areas (virtio 1.2, 2.7: "Virtqueue Alignment").
+DESC_TABLE_ALIGN = 16
+AVAIL_RING_ALIGN = 2
+USED_RING_ALIGN = 4
+
+# --- layouts, declared once ---
+VirtqDesc = Struct("addr" / Int64ul, "len" / Int32ul, "flags" / Int16ul, "next" / Int16ul)
+VirtqAvailElem = Int16ul
+VirtqUsedElem = Struct("id" / Int32ul, "len" / Int32ul)
+
+
+def virtq_avail(size: int) -> Struct:
+    """The driver area; used_event is meaningful only with VIRTIO_F_EVENT_IDX."""
+    return Struct("flags" / Int16ul, "idx" / Int16ul, "ring" / Array(size, VirtqAvailElem),
+                  "used_event" / Int16ul)
+
+
+def virtq_used(size: int) -> Struct:
+    """The device area; avail_event is meaningful only with VIRTIO_F_EVENT_IDX."""
+    return Struct("flags" / Int16ul, "idx" / Int16ul, "ring" / Array(size, VirtqUsedElem),
+                  "avail_event" / Int16ul)
+
+
+# --- the fast view of the same layouts ---
+DESC = struct.Struct("<QIHH")       # VirtqDesc
+DESC_SIZE = DESC.size
+U16 = struct.Struct("<H")            # flags, idx, avail ring element, used_event, avail_event
+USED_ELEM = struct.Struct("<II")     # VirtqUsedElem
+RING_HEADER_SIZE = 4                 # flags + idx in front of both rings
+
+
+def desc_table_size(size: int) -> int:
+    return DESC_SIZE * size
+
+
+def avail_ring_size(size: int) -> int:
+    return RING_HEADER_SIZE + U16.size * size + U16.size
+
+
+def used_ring_size(size: int) -> int:
+    return RING_HEADER_SIZE + USED_ELEM.size * size + U16.size
+
+
+def vring_need_event(event_idx: int, new_idx: int, old_idx: int) -> bool:
+    """The spec's test (2.7.10): did the ring index pass event_idx while moving from old_idx to new_idx?"""
+    return (new_idx - event_idx - 1) & 0xFFFF < (new_idx - old_idx) & 0xFFFF
+
+
+class QueueError(Exception):
+    """The driver broke the ring protocol (a malformed chain or ring); the device must not trust the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    addr: int
+    length: int
+    is_write: bool      # device-writable
+
+
+class DescriptorChain:
+    """One popped request: its head index and its buffers, already checked to lie inside RAM."""
+    __slots__ = ("head", "descriptors")
+
+    def __init__(self, head: int, descriptors: list):
+        self.head = head
+        self.descriptors = descriptors
+
+    def __repr__(self):
+        return f"DescriptorChain(head={self.head}, descriptors={self.descriptors!r})"
+
+    def readable(self) -> list:
+        return [d for d in self.descriptors if not d.is_write]
+
+    def writable(self) -> list:
+        return [d for d in self.descriptors if d.is_write]
+
+    @property
+    def readable_len(self) -> int:
+        return sum(d.length for d in self.descriptors if not d.is_write)
+
+    @property
+    def writable_len(self) -> int:
+        return sum(d.length for d in self.descriptors if d.is_write)
+
+    def check_direction(self) -> None:
+        """Device-readable buffers must all come before device-writable ones (2.7.4.2, a driver MUST)."""
+        seen_write = False
+        for d in self.descriptors:
+            if d.is_write:
+                seen_write = True
+            elif seen_write:
+                raise QueueError(f"chain {self.head}: a device-readable buffer follows a device-writable one")
+
+    def read_all(self, mem) -> bytes:
+        """The device-readable part, concatenated."""
+        view = mem.view
+        return b"".join(view[d.addr:d.addr + d.length] for d in self.descriptors if not d.is_write)
+
+    def read(self, mem, offset: int, length: int) -> bytes:
+        """Up to `length` bytes of the device-readable part, starting `offset` bytes in."""
+        view = mem.view
+        parts = []
+        for d in self.descriptors:
+            if d.is_write:
+                continue
+            if offset >= d.length:
+                offset -= d.length
+                continue
+            n = min(d.length - offset, length)
+            if n <= 0:
+                break
+            start = d.addr + offset
+            parts.append(view[start:start + n])
+            length -= n
+            offset = 0
+        return b"".join(parts)
+
+    def write_into(self, mem, data, skip: int = 0) -> int:
+        """Copy data into the device-writable buffers, starting `skip` bytes in; returns bytes written."""
+        view = mem.view
+        data = memoryview(data).cast("B")
+        done = 0
+        for d in self.descriptors:
+            if not d.is_write:
+                continue
+            if skip >= d.length:
+                skip -= d.length
+                continue
+            n = min(d.length - skip, len(data) - done)
+            if n <= 0:
+                break
+            start = d.addr + skip
+            view[start:start + n] = data[done:done + n]
+            done += n
+            skip = 0
+        return done
+
+
+class SplitQueue:
+    """One split virtqueue as the device sees it. The transport sets the fields; the device pops and adds used."""
+
+    def __init__(self, max_size: int):
+        if not 0 < max_size <= MAX_QUEUE_SIZE or max_size & (max_size - 1):
+            raise ValueError(f"queue max size {max_size} is not a power of two in 1..{MAX_QUEUE_SIZE}")
+        self.max_size = max_size
+        self.generation = 0     # bumped by reset(): lets a device drop completions meant for an older queue
+        self.reset()
+
+    def reset(self) -> None:
+        self.size = self.max_size
+        self.ready = False
+        self.desc_table = 0
+        self.avail_ring = 0
+        self.used_ring = 0
+        self.event_idx = False          # VIRTIO_F_EVENT_IDX negotiated
+        self.indirect_desc = False      # VIRTIO_F_INDIRECT_DESC negotiated
+        self.next_avail = 0
+        self.next_used = 0
+        self.signalled_used = None      # next_used when needs_notification last looked (EVENT_IDX)
+        self.generation += 1
+
+    # --- layout ---
+    def is_valid(self, mem) -> bool:
+        """Size a power of two within max_size; areas aligned as the spec requires and inside RAM.
+
+        Readiness is the transport's business, not part of this check."""
+        return self._layout_problem(mem) is None
+
+    def _layout_problem(self, mem):
+        n = self.size
+        if not 0 < n <= self.max_size or n & (n - 1):
+            return f"size {n} is not a power of two in 1..{self.max_size}"
+        if self.desc_table % DESC_TABLE_ALIGN or self.avail_ring % AVAIL_RING_ALIGN \
+                or self.used_ring % USED_RING_ALIGN:
+            return "a ring area is misaligned"
+        for name, addr, length in (("descriptor table", self.desc_table, desc_table_size(n)),
+                                   ("avail ring", self.avail_ring, avail_ring_size(n)),
+                                   ("used ring", self.used_ring, used_ring_size(n))):
+            if addr < 0 or addr + length > mem.size:
+                return f"{name} {addr:#x}+{length:#x} lies outside RAM"
+        return None
+
+    def _require_valid(self, mem) -> None:
+        problem = self._layout_problem(mem)
+        if problem is not None:
+            raise QueueError(problem)
+
+    # --- the available side ---
+    def available(self, mem) -> int:
+        """How many heads the driver has made available that the device has not popped."""
+        if not self.ready:
+            return 0
+        self._require_valid(mem)
+        avail_idx = U16.unpack_from(mem.view, self.avail_ring + 2)[0]
+        pending = (avail_idx - self.next_avail) & 0xFFFF
+        if pending > self.size:
+            raise QueueError(f"avail idx {avail_idx} is {pending} ahead of the device, more than the queue size")
+        return pending
+
+    def pop(self, mem):
+        """The next available chain, or None. A malformed chain is consumed and raises QueueError."""
+        if self.available(mem) == 0:
+            return None
+        slot = self.avail_ring + RING_HEADER_SIZE + U16.size * (self.next_avail % self.size)
+        head = U16.unpack_from(mem.view, slot)[0]
+        self.next_avail = (self.next_avail + 1) & 0xFFFF
+        return DescriptorChain(head, self._walk(mem, head))
+
+    def undo_pop(self) -> None:
+        """Give the last popped head back (the device could not take it now)."""
+        self.next_avail = (self.next_avail - 1) & 0xFFFF
+
+    def _walk(self, mem, head: int) -> list:
+        size, view, ram = self.size, mem.view, mem.size
+        if head >= size:
+            raise QueueError(f"head {head} is not below the queue size {size}")
+        out = []
+        index = head
+        for _ in range(size):           # a chain of more than size descriptors is a loop or a driver bug
+            addr, length, flags, nxt = DESC.unpack_from(view, self.desc_table + DESC_SIZE * index)
+            if flags & VIRTQ_DESC_F_INDIRECT:
+                if flags & VIRTQ_DESC_F_NEXT:
+                    raise QueueError(f"descriptor {index} sets both NEXT and INDIRECT")
+                self._walk_indirect(view, ram, addr, length, out)
+                return out
+            _check_buffer(ram, addr, length, index)
+            out.append(Descriptor(addr, length, bool(flags & VIRTQ_DESC_F_WRITE)))
+            if not flags & VIRTQ_DESC_F_NEXT:
+                return out
+            if nxt >= size:
+                raise QueueError(f"descriptor {index} chains to {nxt}, not below the queue size {size}")
+            index = nxt
+        raise QueueError(f"chain from head {head} is longer than the queue size {size} (a loop?)")
+
+    def _walk_indirect(self, view, ram: int, table: int, table_len: int, out: list) -> None:
+        if not self.indirect_desc:
+            raise QueueError("an indirect descriptor without VIRTIO_F_INDIRECT_DESC")
+        if table_len == 0 or table_len % DESC_SIZE:
+            raise QueueError(f"indirect table length {table_len} is not a positive multiple of {DESC_SIZE}")
+        count = table_len // DESC_SIZE
+        if count > self.size:
+            raise QueueError(f"indirect table of {count} descriptors is larger than the queue size {self.size}")
+        _check_buffer(ram, table, table_len, "indirect table")
+        index = 0
+        for _ in range(count):
+            addr, length, flags, nxt = DESC.unpack_from(view, table + DESC_SIZE * index)
+            if flags & VIRTQ_DESC_F_INDIRECT:
+                raise QueueError(f"indirect descriptor {index} points to another indirect table")
+            _check_buffer(ram, addr, length, f"indirect {index}")
+            out.append(Descriptor(addr, length, bool(flags & VIRTQ_DESC_F_WRITE)))
+            if not flags & VIRTQ_DESC_F_NEXT:
+                return
+            if nxt >= count:
+                raise QueueError(f"indirect descriptor {index} chains to {nxt}, outside its table of {count}")
+            index = nxt
+        raise QueueError(f"indirect chain is longer than its table of {count} descriptors (a loop?)")
+
+    # --- the used side ---
+    def add_used(self, mem, head: int, length: int) -> None:
+        """Return a chain to the driver, `length` bytes written into its device-writable buffers."""
+        if not 0 <= head < self.size:
+            raise ValueError(f"head {head} is not below the queue size {self.size}")
+        if not 0 <= length <= 0xFFFFFFFF:
+            raise ValueError(f"used length {length} does not fit in le32")
+        self._require_valid(mem)
+        view = mem.view
+        slot = self.used_ring + RING_HEADER_SIZE + USED_ELEM.size * (self.next_used % self.size)
+        USED_ELEM.pack_into(view, slot, head, length)
+        self.next_used = (self.next_used + 1) & 0xFFFF
+        U16.pack_into(view, self.used_ring + 2, self.next_used)     # publish after the element
+
+    def needs_notification(self, mem) -> bool:
+        """Should the device interrupt the driver for what it added since it last asked?"""
+        self._require_valid(mem)
+        view = mem.view
+        if self.event_idx:
+            new, old = self.next_used, self.signalled_used
+            self.signalled_used = new
+            if old is None:
+                return True
+            used_event = U16.unpack_from(view, self.avail_ring + RING_HEADER_SIZE + U16.size * self.size)[0]
+            return vring_need_event(used_event, new, old)
+        return not U16.unpack_from(view, self.avail_ring)[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
+
+    def set_avail_event(self, mem) -> None:
+        """With EVENT_IDX: ask the driver to notify when it makes the next head available."""
+        if not self.event_idx:
+            return
+        self._require_valid(mem)
+        U16.pack_into(mem.view, self.used_ring + RING_HEADER_SIZE + USED_ELEM.size * self.size,
+                      self.next_avail)
+
+
+def _check_buffer(ram: int, addr: int, length: int, what) -> None:
+    end = addr + length
+    if end > 1 << 64:
+        raise QueueError(f"descriptor {what}: addr {addr:#x} + len {length:#x} overflows 64 bits")
+    if end > ram:
+        raise QueueError(f"descriptor {what}: {addr:#x}+{length:#x} lies outside RAM")
