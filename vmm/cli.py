@@ -21,12 +21,36 @@ def parse_size(text: str, what: str) -> int:
     return value
 
 
+def parse_disk(spec: str):
+    from .machine import CACHE_MODES, DiskConfig
+    path, *options = spec.split(",")
+    if not path:
+        raise BallastError(f"--disk '{spec}': no image path")
+    disk = DiskConfig(path)
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if key == "cache" and value in CACHE_MODES:
+            disk.cache = value
+        elif key == "cache":
+            raise BallastError(f"--disk {path}: unknown cache mode '{value}' (one of {', '.join(CACHE_MODES)})")
+        elif key == "ro" and not sep:
+            disk.read_only = True
+        elif key == "profile" and value:
+            disk.profile = value
+        else:
+            raise BallastError(f"--disk {path}: unknown option '{opt}' (cache=MODE, ro, profile=NAME)")
+    return disk
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ballast", description="A hardware-free lab for memory ballooning and page-cache reclaim.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="boot a guest and run a static x86-64 Linux program as its init")
     run.add_argument("--mem", default="256M", help="guest RAM (default 256M)")
     run.add_argument("--cmdline", default="", help="extra kernel command line")
+    run.add_argument("--disk", action="append", default=[], metavar="IMG[,cache=MODE][,ro][,profile=P]",
+                     help="a raw image as a virtio-blk disk (repeatable: vda, vdb, ...); cache modes as QEMU's: "
+                          "writeback (default), none, writethrough, directsync, unsafe; profiles nvme, ssd, hdd")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
@@ -56,10 +80,19 @@ def cmd_run(opts) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    machine = Machine(MachineConfig(mem=mem, cmdline=opts.cmdline), console_sink=sink)
+    disks = [parse_disk(spec) for spec in opts.disk]
+    machine = Machine(MachineConfig(mem=mem, cmdline=opts.cmdline, disks=disks), console_sink=sink)
     args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
-    machine.load(program, guest_path, args)
-    status = machine.boot()
+    try:
+        machine.load(program, guest_path, args)
+        status = machine.boot()
+        return _report(opts, machine, status)
+    finally:
+        machine.close()
+
+
+def _report(opts, machine, status) -> int:
+    from .oracle import decode_wait_status, run_metrics
     exit_info = decode_wait_status(status)
     kernel = machine.kernel
     if opts.json:

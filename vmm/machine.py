@@ -9,6 +9,10 @@ from guestos.fs.cpio import S_IFREG, pack_newc
 from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, BootParams
 from guestos.kernel.main import start_kernel
 
+from devices.host import Host
+from devices.virtio_blk import VirtioBlk
+from devices.virtio_mmio import VirtioMmioTransport
+
 from .clock import CostModel, VirtualClock
 from .cpu import Vcpu
 from .errors import BallastError
@@ -23,6 +27,18 @@ MAX_MEM = MMIO_BASE          # RAM sits below the MMIO window
 CMDLINE_PADDR = 0x2000
 CMDLINE_MAX = 0x1000
 DEBUG_EXIT_PORT = 0x501
+VIRTIO_SLOT_SIZE = 0x1000
+VIRTIO_FIRST_IRQ = 5
+CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
+
+
+@dataclass
+class DiskConfig:
+    """One virtio-blk disk: `IMG[,cache=MODE][,ro][,profile=NAME]` on the command line."""
+    path: str
+    cache: str = "writeback"
+    read_only: bool = False
+    profile: str = "nvme"
 
 
 @dataclass
@@ -30,10 +46,11 @@ class MachineConfig:
     mem: int = 256 << 20
     cmdline: str = ""
     costs: CostModel = field(default_factory=CostModel)
+    disks: list = field(default_factory=list)
 
 
 class Machine:
-    def __init__(self, config: MachineConfig, console_sink=None):
+    def __init__(self, config: MachineConfig, console_sink=None, host: Host = None):
         if config.mem < MIN_MEM:
             raise BallastError(f"--mem {config.mem >> 20}M is too small: a guest needs at least {MIN_MEM >> 20}M")
         if config.mem > MAX_MEM:
@@ -52,6 +69,35 @@ class Machine:
         self.irq_pending = set()      # interrupt lines raised and not yet taken by the kernel
         self.hw = Hardware(self)
         self.wall_s = 0.0
+        self.own_host = host is None
+        self.host = host if host is not None else Host()
+        self.vm_id = self.host.new_vm_id()
+        self.virtio = []              # (base, irq, transport, device)
+        self.disks = []               # (DiskConfig, BlockBackend, VirtioBlk)
+        for disk in config.disks:
+            self.add_disk(disk)
+
+    # --- devices ---
+    def add_virtio_device(self, device) -> VirtioMmioTransport:
+        slot = len(self.virtio)
+        base = MMIO_BASE + slot * VIRTIO_SLOT_SIZE
+        irq = VIRTIO_FIRST_IRQ + slot
+        transport = VirtioMmioTransport(device, self.ram, lambda: self.raise_irq(irq))
+        self.mmio_devices.append((base, VIRTIO_SLOT_SIZE, transport))
+        self.virtio.append((base, irq, transport, device))
+        return transport
+
+    def add_disk(self, disk: DiskConfig) -> None:
+        if disk.cache not in CACHE_MODES:
+            raise BallastError(f"{disk.path}: unknown cache mode '{disk.cache}' (one of {', '.join(CACHE_MODES)})")
+        try:
+            backend = self.host.block_backend(disk.path, disk.cache, self.vm_id, disk.read_only, disk.profile,
+                                              serial=f"ballast-vd{'abcdefghijklmnopqrstuvwxyz'[len(self.disks)]}".encode())
+        except (OSError, ValueError) as e:
+            raise BallastError(f"--disk {disk.path}: {e}") from None
+        device = VirtioBlk(backend, self.clock)
+        self.add_virtio_device(device)
+        self.disks.append((disk, backend, device))
 
     def _console_write(self, data: bytes) -> None:
         self.console_output += data
@@ -118,7 +164,8 @@ class Machine:
         if initrd_paddr < (4 << 20) + self.ram.size // 64:
             raise BallastError(f"the program ({len(archive) >> 10}K) does not fit in {self.ram.size >> 20}M of RAM")
         self.ram.write(initrd_paddr, archive)
-        cmdline = f"console=ttyS0 init={guest_path} {self.config.cmdline}".strip()
+        devices = " ".join(f"virtio_mmio.device=4K@{base:#x}:{irq}" for base, irq, _, _ in self.virtio)
+        cmdline = " ".join(w for w in ("console=ttyS0", devices, f"init={guest_path}", self.config.cmdline) if w)
         if args:
             cmdline += " -- " + " ".join(_quote(a) for a in args)
         raw = cmdline.encode()
@@ -147,6 +194,11 @@ class Machine:
         return self.hw.kernel
 
     def close(self) -> None:
+        """Power off cleanly: disks are closed as their cache mode says; a private host is shut down."""
+        for _, backend, _ in self.disks:
+            backend.close()
+        if self.own_host:
+            self.host.close()
         self.cpu.close()
 
 

@@ -2,6 +2,8 @@
 
 It never changes behaviour; everything else keeps to its side of the hardware
 interface."""
+import dataclasses
+
 from .memory import process_rss_bytes
 
 
@@ -18,6 +20,17 @@ def run_metrics(machine, program: str) -> dict:
         "host": {"rss_bytes": process_rss_bytes(), "guest_ram_bytes": machine.ram.size},
         "console_bytes": len(machine.console_output),
     }
+    if machine.disks:
+        cache = machine.host.cache
+        out["host"]["cache"] = {name: getattr(cache, name) for name in (
+            "hits", "misses", "disk_reads_pages", "disk_writes_pages", "evictions", "nr_pages", "nr_dirty",
+            "nr_active", "nr_inactive", "capacity_pages")}
+        out["host"]["cache"]["vm_usage_pages"] = cache.usage_pages(machine.vm_id)
+        out["disks"] = []
+        for (disk, backend, device), (base, irq, transport, _) in zip(machine.disks, machine.virtio):
+            out["disks"].append({"path": disk.path, "cache": disk.cache, "read_only": backend.read_only,
+                                 "backend": _as_dict(backend.stats), "device": _as_dict(device.counters),
+                                 "transport": _as_dict(transport.counters)})
     if kernel is not None:
         vmstat = kernel.vmstat_snapshot()
         out["page_faults"] = vmstat["pgfault"]
@@ -27,6 +40,19 @@ def run_metrics(machine, program: str) -> dict:
             signame, what, rip, insn = kernel.last_fatal
             out["fatal"] = {"signal": signame, "what": what, "rip": rip, "instruction": insn}
     return out
+
+
+def _as_dict(counters) -> dict:
+    """Counters of any shape (dataclass, dict, object) as JSON-ready plain data."""
+    if dataclasses.is_dataclass(counters):
+        counters = {f.name: getattr(counters, f.name) for f in dataclasses.fields(counters)}
+    elif not isinstance(counters, dict):
+        counters = {k: v for k, v in vars(counters).items() if not k.startswith("_")}
+    return {_key(k): _as_dict(v) if isinstance(v, dict) else v for k, v in counters.items()}
+
+
+def _key(key) -> str:
+    return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
 def decode_wait_status(status: int) -> dict:
