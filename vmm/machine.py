@@ -94,7 +94,7 @@ class Machine:
             backend = self.host.block_backend(disk.path, disk.cache, self.vm_id, disk.read_only, disk.profile,
                                               serial=f"ballast-vd{'abcdefghijklmnopqrstuvwxyz'[len(self.disks)]}".encode())
         except (OSError, ValueError) as e:
-            raise BallastError(f"--disk {disk.path}: {e}") from None
+            raise BallastError(f"--disk {disk.path}: {getattr(e, 'strerror', None) or e}") from None
         device = VirtioBlk(backend, self.clock)
         self.add_virtio_device(device)
         self.disks.append((disk, backend, device))
