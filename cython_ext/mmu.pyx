@@ -99,6 +99,8 @@ cdef struct uc_tb:
     uint16_t size
 
 ctypedef int (*uc_emu_stop_fn)(void *uc) noexcept nogil
+ctypedef int (*uc_reg_read_fn)(void *uc, int regid, void *value) noexcept nogil
+ctypedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value) noexcept nogil
 ctypedef int (*uc_ctl_fn)(void *uc, int control, ...) noexcept nogil
 ctypedef int (*uc_hook_add_fn)(void *uc, size_t *hh, int htype, void *callback,
                                void *user_data, uint64_t begin, uint64_t end, ...) noexcept nogil
@@ -175,6 +177,8 @@ cdef struct vcpu_state:
     uint32_t block_icount
     uc_emu_stop_fn emu_stop
     uc_ctl_fn ctl
+    uc_reg_read_fn reg_read
+    uc_reg_write_fn reg_write
     anon_fastpath *fast
 
 
@@ -431,7 +435,8 @@ cdef class NativeVcpu:
         memset(&self.fp, 0, sizeof(anon_fastpath))
 
     def __init__(self, size_t uc_handle, size_t ram_ptr, uint64_t ram_size, backed,
-                 size_t fn_hook_add, size_t fn_emu_stop, size_t fn_ctl):
+                 size_t fn_hook_add, size_t fn_emu_stop, size_t fn_ctl, size_t fn_reg_read=0,
+                 size_t fn_reg_write=0):
         cdef uint8_t[::1] backed_view = backed
         self._keep = backed
         self.st.uc = <void *>uc_handle
@@ -440,6 +445,8 @@ cdef class NativeVcpu:
         self.st.backed = &backed_view[0]
         self.st.emu_stop = <uc_emu_stop_fn>fn_emu_stop
         self.st.ctl = <uc_ctl_fn>fn_ctl
+        self.st.reg_read = <uc_reg_read_fn>fn_reg_read
+        self.st.reg_write = <uc_reg_write_fn>fn_reg_write
         self.st.deadline = <uint64_t>-1
         self.st.bc_pc = <uint64_t *>calloc(1 << BLOCK_CACHE_BITS, sizeof(uint64_t))
         self.st.bc_val = <uint32_t *>calloc(1 << BLOCK_CACHE_BITS, sizeof(uint32_t))
@@ -481,6 +488,49 @@ cdef class NativeVcpu:
     property stop_on_violation:
         def __get__(self): return bool(self.st.stop_on_violation)
         def __set__(self, v): self.st.stop_on_violation = 1 if v else 0
+
+    # --- registers without the binding's per-call overhead (syscalls are frequent) ---
+    def read_reg(self, int regid):
+        cdef uint64_t v = 0
+        self.st.reg_read(self.st.uc, regid, &v)
+        return v
+
+    def write_reg(self, int regid, uint64_t value):
+        self.st.reg_write(self.st.uc, regid, &value)
+
+    def syscall_args(self):
+        """(nr, arg0..arg5): rax, rdi, rsi, rdx, r10, r8, r9."""
+        cdef uint64_t v[7]
+        cdef int ids[7]
+        ids[:] = [35, 39, 43, 40, 108, 106, 107]
+        for i in range(7):
+            self.st.reg_read(self.st.uc, ids[i], &v[i])
+        return (v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+
+    def user_segments(self, uint64_t vaddr, uint64_t length, bint write):
+        """Physical runs behind [vaddr, vaddr+length) for a kernel access (A/D set as the
+        CPU would), merged when contiguous; None if any page would fault."""
+        cdef uint64_t paddr = 0, end = vaddr + length, n, run_start = 0, run_len = 0
+        cdef uint32_t perms = 0, error = 0
+        cdef int access = UC_MEM_WRITE if write else UC_MEM_READ
+        out = []
+        while vaddr < end:
+            if walk(&self.st, vaddr, access, &paddr, &perms, &error) != 0:
+                return None
+            paddr |= vaddr & 0xfff
+            n = 4096 - (vaddr & 0xfff)
+            if n > end - vaddr:
+                n = end - vaddr
+            if run_len and run_start + run_len == paddr:
+                run_len += n
+            else:
+                if run_len:
+                    out.append((run_start, run_len))
+                run_start, run_len = paddr, n
+            vaddr += n
+        if run_len:
+            out.append((run_start, run_len))
+        return out
 
     def take_exit(self):
         """(reason, fault_vaddr, fault_access, fault_error) of the last run; clears it."""

@@ -137,6 +137,18 @@ class DescriptorChain:
             offset = 0
         return b"".join(parts)
 
+    def writable_views(self, mem, length: int) -> list:
+        """The first `length` device-writable bytes as views of guest memory (zero-copy DMA)."""
+        view, out = mem.view, []
+        for d in self.descriptors:
+            if length <= 0:
+                break
+            if d.is_write:
+                n = min(d.length, length)
+                out.append(view[d.addr:d.addr + n])
+                length -= n
+        return out
+
     def write_into(self, mem, data, skip: int = 0) -> int:
         """Copy data into the device-writable buffers, starting `skip` bytes in; returns bytes written."""
         view = mem.view

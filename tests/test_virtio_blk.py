@@ -55,6 +55,16 @@ class FakeBackend:
         self._call("read", offset, length)
         return bytes(self.data[offset:offset + length]), READ_NS
 
+    def readv_into(self, offset, dests):
+        """BlockBackend's scatter read: one request into several buffers."""
+        length = sum(len(d) for d in dests)
+        data, cost = self.read(offset, length)
+        pos = 0
+        for d in dests:
+            d[:] = data[pos:pos + len(d)]
+            pos += len(d)
+        return cost
+
     def write(self, offset, data):
         self._call("write", offset, len(data))
         self.data[offset:offset + len(data)] = data

@@ -29,7 +29,6 @@ REGS = {name: getattr(x86, "UC_X86_REG_" + name.upper()) for name in (
     "r12", "r13", "r14", "r15", "rip", "eflags", "fs_base", "gs_base")}
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
         "r12", "r13", "r14", "r15", "rip", "eflags", "fs_base", "gs_base")
-_SYSCALL_REGS = [REGS[n] for n in ("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9")]
 
 ACCESS_NAMES = {ucc.UC_MEM_READ: "read", ucc.UC_MEM_WRITE: "write", ucc.UC_MEM_FETCH: "fetch"}
 
@@ -76,16 +75,17 @@ class Vcpu:
         uc.mem_map_ptr(0, ram.size, UC_PROT_ALL, ram.ptr)
         self.uc = uc
         self.native = NativeVcpu(uc._uch.value, ram.ptr, ram.size, ram.backed,
-                                 _fn("uc_hook_add"), _fn("uc_emu_stop"), _fn("uc_ctl"))
+                                 _fn("uc_hook_add"), _fn("uc_emu_stop"), _fn("uc_ctl"),
+                                 _fn("uc_reg_read"), _fn("uc_reg_write"))
         self.exits = 0
         self._deadline = (1 << 64) - 1
 
     # --- registers ---
     def reg(self, name: str) -> int:
-        return self.uc.reg_read(REGS[name])
+        return self.native.read_reg(REGS[name])
 
     def set_reg(self, name: str, value: int) -> None:
-        self.uc.reg_write(REGS[name], value & 0xFFFFFFFFFFFFFFFF)
+        self.native.write_reg(REGS[name], value & 0xFFFFFFFFFFFFFFFF)
 
     def regs(self) -> dict:
         return dict(zip(GPRS, self.uc.reg_read_batch([REGS[n] for n in GPRS])))
@@ -100,7 +100,11 @@ class Vcpu:
 
     def syscall_args(self):
         """(nr, a0..a5) as the x86-64 syscall ABI passes them."""
-        return self.uc.reg_read_batch(_SYSCALL_REGS)
+        return self.native.syscall_args()
+
+    def user_segments(self, vaddr: int, length: int, write: bool):
+        """[(paddr, len)] behind a user range, or None if a page is not mapped for that access."""
+        return self.native.user_segments(vaddr, length, write)
 
     # --- MMU ---
     @property
@@ -147,7 +151,7 @@ class Vcpu:
 
     # --- run ---
     def run(self) -> VcpuExit:
-        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        rip = self.native.read_reg(x86.UC_X86_REG_RIP)
         error = None
         self.exits += 1
         event_deadline = self._event_deadline()
@@ -159,7 +163,7 @@ class Vcpu:
         reason, address, access, error_code = self.native.take_exit()
         self.clock.instructions = self.native.icount
         self.clock.run_due()
-        rip = self.uc.reg_read(x86.UC_X86_REG_RIP)
+        rip = self.native.read_reg(x86.UC_X86_REG_RIP)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)
             address = self._fault_address(rip, address, access)

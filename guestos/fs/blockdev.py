@@ -54,6 +54,9 @@ class BlockDeviceFile(File):
 
     def _user_segments(self, task, buf: int, count: int, write_access: bool):
         """get_user_pages(): the physical runs behind [buf, buf + count), faulted in."""
+        segments = self.k.hw.cpu.user_segments(buf, count, write_access)
+        if segments is not None:
+            return segments
         segments = []
         addr, end = buf, buf + count
         while addr < end:
