@@ -177,6 +177,7 @@ class SplitQueue:
         if not 0 < max_size <= MAX_QUEUE_SIZE or max_size & (max_size - 1):
             raise ValueError(f"queue max size {max_size} is not a power of two in 1..{MAX_QUEUE_SIZE}")
         self.max_size = max_size
+        self._checked_layout = None
         self.generation = 0     # bumped by reset(): lets a device drop completions meant for an older queue
         self.reset()
 
@@ -215,9 +216,14 @@ class SplitQueue:
         return None
 
     def _require_valid(self, mem) -> None:
+        # the layout changes only when the transport writes registers: check each layout once
+        layout = (self.size, self.desc_table, self.avail_ring, self.used_ring, mem.size)
+        if layout == self._checked_layout:
+            return
         problem = self._layout_problem(mem)
         if problem is not None:
             raise QueueError(problem)
+        self._checked_layout = layout
 
     # --- the available side ---
     def available(self, mem) -> int:

@@ -26,7 +26,7 @@ VIRTIO_BLK_S_IOERR = 1
 VIRTIO_BLK_S_UNSUPP = 2
 
 SECTOR_SIZE = 512
-MAX_REQUEST_BYTES = 256 << 10          # like max_sectors: larger transfers become several requests
+DEFAULT_MAX_SECTORS_KB = 512          # 2.6.35's BLK_DEF_MAX_SECTORS; `virtio_blk.max_sectors_kb=` changes it
 SLOT_SIZE = 32                         # request header (16) + status byte, in a slab page
 WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_RO,
                                         VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_CONFIG_WCE,
@@ -54,6 +54,7 @@ class VirtioBlk:
         self.slab_paddr = page << 12
         self.free_slots = list(range(min(4096 // SLOT_SIZE, self.vq.num)))[::-1]
         self.inflight = 0
+        self.max_request_bytes = int(k.params.get("virtio_blk.max_sectors_kb", DEFAULT_MAX_SECTORS_KB)) << 10
         self.stats = {"requests": 0, "read_bytes": 0, "write_bytes": 0, "flushes": 0, "errors": 0}
 
     @property
@@ -69,6 +70,7 @@ class VirtioBlk:
             req.done = True
             self.free_slots.append(req.slot)
             self.inflight -= 1
+        vq.enable_cb_delayed(self.inflight)
 
     def submit(self, req_type: int, sector: int, data_sgs=()) -> BlkRequest:
         """Queue one request (waiting for room if the ring is full); data_sgs: [(paddr, len, device_writes)]."""
@@ -87,6 +89,7 @@ class VirtioBlk:
 
     def wait_all(self, reqs) -> int:
         """Kick, sleep until every request completed; returns the first bad status or OK."""
+        self.vq.enable_cb_delayed(self.inflight)
         self.vq.kick()
         self.k.wait_event(lambda: all(r.done for r in reqs))
         bad = [r.status for r in reqs if r.status != VIRTIO_BLK_S_OK]
@@ -101,8 +104,8 @@ class VirtioBlk:
         reqs, batch, batch_bytes = [], [], 0
         sector = offset // SECTOR_SIZE
         start_sector = sector
-        max_bytes = min(MAX_REQUEST_BYTES, self.size_max * max(1, self.seg_max))
-        for paddr, length in _split(segments, self.size_max):
+        max_bytes = min(self.max_request_bytes, self.size_max * max(1, self.seg_max))
+        for paddr, length in _split(segments, min(self.size_max, max_bytes)):
             if batch and (len(batch) >= self.seg_max or batch_bytes + length > max_bytes):
                 reqs.append(self._rw_request(write, start_sector, batch))
                 start_sector += batch_bytes // SECTOR_SIZE

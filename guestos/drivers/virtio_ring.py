@@ -80,6 +80,13 @@ class VringVirtqueue:
             self.kicks += 1
             self.notify()
 
+    def enable_cb_delayed(self, pending: int) -> None:
+        """Ask for one interrupt when `pending` more buffers are used, not one per buffer
+        (virtqueue_enable_cb_delayed; needs EVENT_IDX, else every completion interrupts)."""
+        if self.event_idx:
+            used_event = (self.last_used_idx + max(pending, 1) - 1) & 0xFFFF
+            struct.pack_into("<H", self.ram, self.avail_paddr + 4 + 2 * self.num, used_event)
+
     def get_buf(self):
         """(token, used length) of the next completed chain, or None."""
         used_idx = struct.unpack_from("<H", self.ram, self.used_paddr + 2)[0]
@@ -88,8 +95,6 @@ class VringVirtqueue:
         slot = self.used_paddr + 4 + 8 * (self.last_used_idx % self.num)
         head, length = struct.unpack_from("<II", self.ram, slot)
         self.last_used_idx = (self.last_used_idx + 1) & 0xFFFF
-        if self.event_idx:                      # interrupt me at the next completion
-            struct.pack_into("<H", self.ram, self.avail_paddr + 4 + 2 * self.num, self.last_used_idx)
         token = self.tokens[head]
         self.tokens[head] = None
         # detach_buf(): return the chain to the free list
