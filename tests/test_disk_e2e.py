@@ -12,7 +12,7 @@ from ballast_testlib import REPO
 from devices.host import Host
 from vmm.machine import DiskConfig, Machine, MachineConfig
 
-SRC = REPO / "tests" / "guest_src"
+SRC = REPO / "firmware" / "src"
 MiB = 1 << 20
 
 
