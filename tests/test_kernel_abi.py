@@ -144,7 +144,7 @@ def test_host_frames_taken_back_are_detected():
 
     def take_stack_frame(k, task, inode, argv, envp):
         orig(k, task, inode, argv, envp)
-        paddr, _ = k.hw.cpu.walk(task.regs["rsp"], "read")
+        paddr, _ = k.hw.cpu.walk(k.hw.cpu.reg("rsp"), "read")
         m.ram.discard(paddr >> 12)                         # the host reclaims it behind the guest's back
         m.cpu.flush_tlb()
         taken.append(paddr >> 12)

@@ -93,6 +93,13 @@ class Vcpu:
     def set_regs(self, values: dict) -> None:
         self.uc.reg_write_batch([(REGS[n], v & 0xFFFFFFFFFFFFFFFF) for n, v in values.items()])
 
+    def save_context(self):
+        """Every register, x87/SSE state included, of the task leaving the CPU."""
+        return self.uc.context_save()
+
+    def restore_context(self, context) -> None:
+        self.uc.context_restore(context)
+
     def reset_fpu(self) -> None:
         """The x87 and SSE state a new program starts with (fninit, MXCSR default)."""
         self.uc.reg_write(x86.UC_X86_REG_FPCW, 0x37F)

@@ -16,6 +16,11 @@ class File:
     def __init__(self, name: str):
         self.name = name
         self.pos = 0
+        self.refs = 0              # descriptors (in any task) that refer to it
+        self.flags = 0             # O_* status flags (fcntl F_GETFL/F_SETFL)
+
+    def release(self) -> None:
+        """The last descriptor went away."""
 
     def read(self, task, length: int) -> bytes:
         raise SyscallError(EBADF)
@@ -62,6 +67,8 @@ class ConsoleFile(File):
 class FdTable:
     def __init__(self):
         self.fds = {}
+        self.cloexec = set()
+        self.users = 1             # tasks sharing the table (CLONE_FILES)
 
     def get(self, fd: int) -> File:
         f = self.fds.get(fd)
@@ -69,15 +76,43 @@ class FdTable:
             raise SyscallError(EBADF)
         return f
 
-    def install(self, f: File, lowest: int = 0) -> int:
+    def install(self, f: File, lowest: int = 0, cloexec: bool = False) -> int:
         fd = lowest
         while fd in self.fds:
             fd += 1
         if fd >= NR_OPEN_DEFAULT:
             raise SyscallError(EMFILE)
-        self.fds[fd] = f
+        self.install_at(fd, f, cloexec)
         return fd
 
+    def install_at(self, fd: int, f: File, cloexec: bool = False) -> None:
+        if fd in self.fds:
+            self.close(fd)
+        f.refs += 1
+        self.fds[fd] = f
+        if cloexec:
+            self.cloexec.add(fd)
+
     def close(self, fd: int) -> None:
-        if self.fds.pop(fd, None) is None:
+        f = self.fds.pop(fd, None)
+        if f is None:
             raise SyscallError(EBADF)
+        self.cloexec.discard(fd)
+        f.refs -= 1
+        if f.refs == 0:
+            f.release()
+
+    def copy(self) -> "FdTable":
+        """dup_fd() at fork: the same open files, one more reference each."""
+        new = FdTable()
+        for fd, f in self.fds.items():
+            new.install_at(fd, f, fd in self.cloexec)
+        return new
+
+    def close_on_exec(self) -> None:
+        for fd in sorted(self.cloexec):
+            self.close(fd)
+
+    def close_all(self) -> None:
+        for fd in sorted(self.fds):
+            self.close(fd)

@@ -2,6 +2,7 @@
 import hashlib
 
 from ..fs.binfmt_elf import ENOEXEC, create_elf_tables, elf_auxv, parse_elf
+from .errno import E2BIG, SyscallError
 from ..mm.mmap import MM, STACK_RLIMIT, STACK_TOP, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, VMA
 from ..mm.pgtable import page_align, page_start
 
@@ -36,7 +37,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     task.comm = inode.path.rsplit("/", 1)[-1][:15]
     k.switch_mm(mm)
     if old_mm is not None:
-        k.exit_mmap(old_mm)
+        k.mmput(old_mm)
     # padzero(): the bytes of the last file page past p_filesz belong to .bss
     for seg in image.segments:
         if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF:
@@ -49,10 +50,43 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     regs = {name: 0 for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
                                  "r11", "r12", "r13", "r14", "r15", "fs_base", "gs_base")}
     regs.update(rip=image.entry, rsp=rsp, eflags=0x202)
-    task.regs = regs
     k.hw.cpu.set_regs(regs)
     k.hw.cpu.reset_fpu()
     k.hw.cpu.flush_code()
+    task.regs = {}
+    if task.files is not None:
+        task.files.close_on_exec()
+    task.vfork_parent = None                   # a vfork parent may run again
+
+
+MAX_ARG_STRINGS = 0x7FFFFFFF
+MAX_ARG_BYTES = 2 << 20                        # like _STK_LIM / 4: argv + envp
+
+
+def _copy_strings(k, task, ptr: int) -> list:
+    out, total = [], 0
+    while ptr:
+        addr = int.from_bytes(k.mm.copy_from_user(task, ptr + 8 * len(out), 8), "little")
+        if not addr:
+            break
+        s = k.mm.strncpy_from_user(task, addr, 131072)
+        total += len(s) + 1
+        if total > MAX_ARG_BYTES:
+            raise SyscallError(E2BIG)
+        out.append(s)
+    return out
+
+
+def sys_execve(k, task, filename, argv, envp, *_):
+    path = k.mm.strncpy_from_user(task, filename).decode(errors="replace")
+    inode = k.lookup_exec(path)
+    args = _copy_strings(k, task, argv)
+    env = _copy_strings(k, task, envp)
+    try:
+        load_elf_binary(k, task, inode, args, env)
+    except ENOEXEC:
+        raise SyscallError(8) from None
+    return 0
 
 
 __all__ = ["load_elf_binary", "ENOEXEC", "STACK_RLIMIT"]

@@ -22,7 +22,8 @@ from .cmdline import memparse, parse_cmdline
 from .errno import EACCES, EISDIR, ENOENT, ENOSYS, EROFS, SyscallError
 from .exec import load_elf_binary
 from .printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk
-from .sched import TASK_ZOMBIE, Scheduler, Task
+from . import exit as kexit
+from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
 
@@ -49,6 +50,9 @@ class Kernel:
         self.printk = Printk(hw.clock.now_ns, self.console)
         self.tasks = {}
         self.next_pid = 1
+        self.init_task = None
+        self.current_syscall_nr = 0
+        self.sleep_after_syscall = None
         self.random_counter = 0
         self.unknown_syscalls = {}
         self.last_fatal = None
@@ -211,9 +215,9 @@ class Kernel:
         if inode is None or inode.is_dir:
             self.printk(KERN_ERR, f"Kernel panic - not syncing: Requested init {path} failed (error -2).")
             return PANIC_NO_INIT
-        task = Task(pid=self.next_pid, comm=path.rsplit("/", 1)[-1][:15])
-        self.next_pid += 1
+        task = Task(pid=self.alloc_pid(), comm=path.rsplit("/", 1)[-1][:15])
         self.tasks[task.pid] = task
+        self.init_task = task
         task.files = FdTable()
         for fd in range(3):
             task.files.install(ConsoleFile(self.console))
@@ -226,22 +230,51 @@ class Kernel:
             self.printk(KERN_ERR, f"Kernel panic - not syncing: Requested init {path} failed (error -8): {e}")
             self.last_fatal = ("ENOEXEC", str(e), 0, "")
             return PANIC_NO_INIT
-        self.scheduler.current = None
         self.scheduler.wake_up_new_task(task)
         self.scheduler.run()
         return task.exit_code
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
-        if task.exited:
-            return
-        task.exit_code = code if signaled else (code & 0xFF) << 8
-        task.state = TASK_ZOMBIE
-        if task.mm is not None:
-            if task.mm is self.current_mm:
+        kexit.do_exit(self, task, code, signaled)
+
+    def alloc_pid(self) -> int:
+        pid = self.next_pid
+        self.next_pid += 1
+        return pid
+
+    def mmput(self, mm) -> None:
+        """Drop a task's reference to an address space; the last one tears it down."""
+        mm.users -= 1
+        if mm.users == 0:
+            if mm is self.current_mm:
                 self.lru_add_drain()
-            self.exit_mmap(task.mm)
-            task.mm = None
-            self.current_mm = None
+                self.current_mm = None
+            self.exit_mmap(mm)
+
+    def write_task_memory(self, task, addr: int, data: bytes) -> None:
+        """copy_to_user into another task's address space (its page tables, briefly)."""
+        current = self.current_mm
+        self.switch_mm(task.mm)
+        try:
+            self.mm.copy_to_user(task, addr, data)
+        finally:
+            if current is not None:
+                self.switch_mm(current)
+
+    def lookup_exec(self, path: str):
+        inode = self.rootfs.lookup(path)
+        if inode is None:
+            raise SyscallError(ENOENT)
+        if inode.is_dir:
+            raise SyscallError(EACCES)
+        return inode
+
+    def deadlock(self, sleeping) -> None:
+        """Every task sleeps and nothing can wake them: Linux would hang; we end them."""
+        self.printk(KERN_ERR, "all tasks are asleep and nothing can wake them: killing " +
+                    ", ".join(f"{t.comm}[{t.pid}]" for t in sleeping))
+        for t in list(sleeping):
+            self.do_exit(t, 9, signaled=True)
 
     def force_sig(self, task, sig: int) -> None:
         from .signal import send_signal
@@ -272,6 +305,7 @@ class Kernel:
     def do_syscall(self, task) -> None:
         cpu = self.hw.cpu
         nr, a0, a1, a2, a3, a4, a5 = cpu.syscall_args()
+        self.current_syscall_nr = nr
         self.charge(self.costs.syscall_ns)
         handler = SYSCALL_TABLE.get(nr)
         if handler is None:
@@ -285,6 +319,9 @@ class Kernel:
                 ret = handler(self, task, _s(a0), a1, a2, a3, _s(a4), a5)
             except SyscallError as e:
                 ret = -e.errno
+            except WouldBlock as e:
+                self.scheduler.sleep_on(task, e.ready)
+                return
             except FaultError as e:
                 if e.signal == "SIGKILL":
                     self.oom_kill(task)
@@ -293,6 +330,9 @@ class Kernel:
         if task.exited:
             return
         cpu.set_reg("rax", ret)
+        if self.sleep_after_syscall is not None:
+            ready, self.sleep_after_syscall = self.sleep_after_syscall, None
+            self.scheduler.sleep_after_return(task, ready)
 
     def do_page_fault(self, task, exit) -> None:
         try:

@@ -1,15 +1,30 @@
 """Tasks and the scheduler: round robin with a quantum of virtual time, counted
-in retired instructions so that preemption is deterministic (kernel/sched.c)."""
+in retired instructions so that preemption is deterministic (kernel/sched.c).
+
+A system call that must wait raises WouldBlock: the task sleeps with its
+`syscall` instruction rewound, and runs it again once woken (as Linux restarts
+a call interrupted before it did anything)."""
 from collections import deque
 from dataclasses import dataclass, field
 
 from ..arch import vcpu_exits as X
 
 TASK_RUNNING = "R"
+TASK_INTERRUPTIBLE = "S"
 TASK_ZOMBIE = "Z"
+TASK_DEAD = "X"
 
 # instructions per quantum: 4 ms at 2 GHz and CPI 1
 DEFAULT_QUANTUM = 8_000_000
+SYSCALL_INSN_LEN = 2
+
+
+class WouldBlock(Exception):
+    """Raised by a system call that cannot finish yet; `ready()` says when to retry."""
+
+    def __init__(self, ready):
+        super().__init__("would block")
+        self.ready = ready
 
 
 @dataclass(eq=False)
@@ -19,21 +34,26 @@ class Task:
     mm: object = None
     files: object = None
     exe_path: str = ""
-    regs: dict = field(default_factory=dict)
+    regs: dict = field(default_factory=dict)   # registers to load before it first runs
+    context: object = None                      # saved CPU state while it is off the CPU
     state: str = TASK_RUNNING
-    exit_code: int = 0                 # wait status: code << 8, or the killing signal
+    exit_code: int = 0                          # wait status: code << 8, or the killing signal
+    parent: "Task" = None
+    children: list = field(default_factory=list)
     sigactions: dict = field(default_factory=dict)
     sigmask: int = 0
     clear_child_tid: int = 0
     robust_list: int = 0
     rseq: int = 0
+    vfork_parent: "Task" = None                 # released when this child execs or exits
+    wait_ready: object = None                   # while sleeping: the condition to wake on
     min_flt: int = 0
     maj_flt: int = 0
     instructions: int = 0
 
     @property
     def exited(self) -> bool:
-        return self.state == TASK_ZOMBIE
+        return self.state in (TASK_ZOMBIE, TASK_DEAD)
 
 
 class Scheduler:
@@ -41,6 +61,7 @@ class Scheduler:
         self.k = kernel
         self.quantum = quantum
         self.runqueue = deque()
+        self.sleeping = []
         self.current = None
         self.nr_switches = 0
         self.preemptions = 0
@@ -48,28 +69,67 @@ class Scheduler:
     def wake_up_new_task(self, task: Task) -> None:
         self.runqueue.append(task)
 
+    def sleep_on(self, task: Task, ready) -> None:
+        """The task waits in its system call; it will run the call again once ready() holds."""
+        cpu = self.k.hw.cpu
+        cpu.set_reg("rip", cpu.reg("rip") - SYSCALL_INSN_LEN)
+        cpu.set_reg("rax", self.k.current_syscall_nr)
+        task.state = TASK_INTERRUPTIBLE
+        task.wait_ready = ready
+        self.sleeping.append(task)
+
+    def sleep_after_return(self, task: Task, ready) -> None:
+        """The task's call is complete, but it may not run again until ready() (vfork)."""
+        task.state = TASK_INTERRUPTIBLE
+        task.wait_ready = ready
+        self.sleeping.append(task)
+
+    def wake_sleepers(self) -> None:
+        for task in list(self.sleeping):
+            if task.exited:
+                self.sleeping.remove(task)
+            elif task.wait_ready():
+                self.sleeping.remove(task)
+                task.state = TASK_RUNNING
+                task.wait_ready = None
+                self.runqueue.append(task)
+
     def switch_to(self, task: Task) -> None:
         cpu = self.k.hw.cpu
         prev = self.current
         if prev is task:
             return
         if prev is not None and not prev.exited:
-            prev.regs = cpu.regs()
+            prev.context = cpu.save_context()
         self.current = task
         self.nr_switches += 1
-        cpu.set_regs(task.regs)
+        if task.context is not None:
+            cpu.restore_context(task.context)
+            task.context = None
+        if task.regs:
+            cpu.set_regs(task.regs)
+            task.regs = {}
         self.k.switch_mm(task.mm)
 
     def run(self) -> None:
-        """Run until no task is left."""
+        """Run until init is gone."""
         k = self.k
         cpu = k.hw.cpu
-        while self.runqueue:
+        while not k.init_task.exited:
+            self.wake_sleepers()
+            if not self.runqueue:
+                if not self.sleeping:
+                    return
+                if not k.hw.idle():
+                    k.deadlock(self.sleeping)
+                    continue
+                k.do_IRQ()
+                continue
             task = self.runqueue.popleft()
             self.switch_to(task)
             start = cpu.icount
             cpu.set_deadline(start + self.quantum)
-            while not task.exited:
+            while task.state == TASK_RUNNING:
                 exit = cpu.run()
                 k.lru_add_drain()
                 k.do_IRQ()
@@ -88,6 +148,8 @@ class Scheduler:
                 if cpu.icount >= start + self.quantum:
                     self.preemptions += 1
                     break
+                if self.current is not task:       # the call switched tasks (vfork, exec of another)
+                    break
             task.instructions += cpu.icount - start
-            if not task.exited:
+            if task.state == TASK_RUNNING:
                 self.runqueue.append(task)

@@ -33,7 +33,7 @@ def sys_getpid(k, task, *_):
 
 
 def sys_getppid(k, task, *_):
-    return 0 if task.pid == 1 else 1
+    return task.parent.pid if task.parent is not None else 0
 
 
 def sys_getuid(k, task, *_):
@@ -161,5 +161,13 @@ def sys_futex(k, task, uaddr, op, val, *_):
 
 def sys_exit(k, task, code, *_):
     k.do_exit(task, code & 0xFF)
+    return 0
+
+
+def sys_getpgid(k, task, pid, *_):
+    return pid or task.pid
+
+
+def sys_setpgid(k, task, pid, pgid, *_):
     return 0
 

@@ -71,6 +71,7 @@ class MM:
     rss_file: int = 0
     nr_ptes: int = 0
     next_anon_id: int = 1
+    users: int = 1                           # tasks sharing it (vfork children)
 
     # --- lookup ---
     def find_vma(self, addr: int):

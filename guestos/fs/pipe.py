@@ -1,0 +1,67 @@
+"""Pipes (fs/pipe.c): a 16-page ring of bytes between a read end and a write end."""
+from ..kernel.errno import EAGAIN, EPIPE, SyscallError
+from ..kernel.sched import WouldBlock
+from .file import File
+
+PIPE_BUF_SIZE = 16 * 4096             # Linux's default pipe capacity
+S_IFIFO = 0o010000
+O_NONBLOCK = 0o4000
+
+
+class Pipe:
+    def __init__(self):
+        self.buffer = bytearray()
+        self.readers = 0
+        self.writers = 0
+
+
+class PipeEnd(File):
+    mode = S_IFIFO | 0o600
+
+    def __init__(self, pipe: Pipe, writer: bool):
+        super().__init__("pipe:[write]" if writer else "pipe:[read]")
+        self.pipe = pipe
+        self.writer = writer
+        self.flags = 0
+        if writer:
+            pipe.writers += 1
+        else:
+            pipe.readers += 1
+
+    def read(self, task, length: int) -> bytes:
+        pipe = self.pipe
+        if self.writer:
+            return super().read(task, length)
+        if not pipe.buffer:
+            if pipe.writers == 0:
+                return b""                                      # end of file
+            if self.flags & O_NONBLOCK:
+                raise SyscallError(EAGAIN)
+            raise WouldBlock(lambda: pipe.buffer or pipe.writers == 0)
+        data = bytes(pipe.buffer[:length])
+        del pipe.buffer[:length]
+        return data
+
+    def write(self, task, data: bytes) -> int:
+        pipe = self.pipe
+        if not self.writer:
+            return super().write(task, data)
+        if pipe.readers == 0:
+            raise SyscallError(EPIPE)                           # (SIGPIPE is sent by the caller)
+        room = PIPE_BUF_SIZE - len(pipe.buffer)
+        if room == 0:
+            if self.flags & O_NONBLOCK:
+                raise SyscallError(EAGAIN)
+            raise WouldBlock(lambda: len(pipe.buffer) < PIPE_BUF_SIZE or pipe.readers == 0)
+        pipe.buffer += data[:room]
+        return min(room, len(data))
+
+    @property
+    def size(self) -> int:
+        return len(self.pipe.buffer)
+
+    def release(self) -> None:
+        if self.writer:
+            self.pipe.writers -= 1
+        else:
+            self.pipe.readers -= 1

@@ -1,0 +1,73 @@
+"""Process exit and wait (kernel/exit.c)."""
+import struct
+
+from .errno import ECHILD, EINVAL, SyscallError
+from .sched import TASK_DEAD, TASK_ZOMBIE, WouldBlock
+
+WNOHANG = 1
+WUNTRACED = 2
+__WALL = 0x40000000
+__WCLONE = 0x80000000
+
+
+def do_exit(k, task, code: int, signaled: bool = False) -> None:
+    if task.exited:
+        return
+    task.exit_code = code if signaled else (code & 0xFF) << 8
+    if task is k.scheduler.current:
+        k.lru_add_drain()
+    # CLONE_CHILD_CLEARTID: tell a waiter in the shared address space that we are gone
+    if task.clear_child_tid and task.mm is not None and task.mm.users > 1:
+        try:
+            k.write_task_memory(task, task.clear_child_tid, bytes(4))
+        except Exception:
+            pass
+    files = task.files
+    if files is not None:
+        files.users -= 1
+        if files.users == 0:
+            files.close_all()
+        task.files = None
+    if task.mm is not None:
+        k.mmput(task.mm)
+        task.mm = None
+    task.vfork_parent = None                 # mm_release(): a vfork parent may run again
+    init = k.init_task
+    for child in task.children:
+        child.parent = init
+        if init is not None and init is not task:
+            init.children.append(child)
+    task.children = []
+    task.state = TASK_ZOMBIE
+    if task.parent is None:                  # init: nobody reaps it; the machine stops
+        return
+
+
+def _matches(child, pid: int) -> bool:
+    return pid <= 0 or child.pid == pid
+
+
+def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
+    if options & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8):
+        raise SyscallError(EINVAL)
+    candidates = [c for c in task.children if _matches(c, pid)]
+    if not candidates:
+        raise SyscallError(ECHILD)
+    for child in candidates:
+        if child.state == TASK_ZOMBIE:
+            if wstatus:
+                k.mm.copy_to_user(task, wstatus, struct.pack("<i", child.exit_code))
+            if rusage:
+                k.mm.copy_to_user(task, rusage, bytes(144))
+            child.state = TASK_DEAD
+            task.children.remove(child)
+            k.tasks.pop(child.pid, None)
+            return child.pid
+    if options & WNOHANG:
+        return 0
+    raise WouldBlock(lambda: any(c.state == TASK_ZOMBIE for c in task.children if _matches(c, pid)))
+
+
+def sys_exit_group(k, task, code, *_):
+    do_exit(k, task, code & 0xFF)
+    return 0

@@ -1,0 +1,115 @@
+"""Process creation: clone, fork and vfork (kernel/fork.c), with copy-on-write address spaces."""
+from ..mm.mmap import MM, VM_SHARED, VM_WRITE, VMA
+from ..mm.mm_types import PAGE_MAPPING_ANON
+from ..mm.pgtable import _PAGE_PRESENT, _PAGE_RW, pte_pfn
+from .errno import EINVAL, SyscallError
+from .sched import Task
+
+CSIGNAL = 0x000000FF
+CLONE_VM = 0x00000100
+CLONE_FS = 0x00000200
+CLONE_FILES = 0x00000400
+CLONE_SIGHAND = 0x00000800
+CLONE_VFORK = 0x00004000
+CLONE_PARENT = 0x00008000
+CLONE_THREAD = 0x00010000
+CLONE_SETTLS = 0x00080000
+CLONE_PARENT_SETTID = 0x00100000
+CLONE_CHILD_CLEARTID = 0x00200000
+CLONE_CHILD_SETTID = 0x01000000
+
+
+def dup_mmap(k, old: MM) -> MM:
+    """A copy of old for a child: same VMAs; private writable pages shared read-only
+    in both until one of them writes (copy_page_range with COW)."""
+    mm = MM(pgd=k.mm.pgd_alloc())
+    mm.start_brk, mm.brk, mm.start_stack = old.start_brk, old.brk, old.start_stack
+    mm.next_anon_id = old.next_anon_id
+    q = k.mm.q
+    mem_map = k.mem_map
+    wrprotected = False
+    for vma in old.vmas:
+        mm.vmas.append(VMA(vma.vm_start, vma.vm_end, vma.vm_flags, vma.vm_file, vma.vm_pgoff,
+                           vma.anon_id, vma.name))
+        cow = vma.vm_flags & VM_WRITE and not vma.vm_flags & VM_SHARED
+        addr = vma.vm_start
+        while addr < vma.vm_end:
+            table_end = min(vma.vm_end, (addr | ((1 << 21) - 1)) + 1)
+            src = k.mm.pte_offset(old, addr)
+            if src is not None:
+                for i in range((table_end - addr) >> 12):
+                    pte = q[src + i]
+                    if not pte & _PAGE_PRESENT:
+                        continue
+                    if cow and pte & _PAGE_RW:
+                        pte &= ~_PAGE_RW
+                        q[src + i] = pte
+                        wrprotected = True
+                    dst = k.mm.pte_alloc(mm, addr + (i << 12))
+                    q[dst] = pte
+                    pfn = pte_pfn(pte)
+                    mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
+                    mem_map.set_mapcount(pfn, mem_map.mapcount(pfn) + 1)
+                    if mem_map.mapping(pfn) & PAGE_MAPPING_ANON:
+                        mm.rss_anon += 1
+                    else:
+                        mm.rss_file += 1
+            addr = table_end
+    if wrprotected:
+        k.flush_tlb()
+    return mm
+
+
+def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
+    if flags & CLONE_THREAD or (flags & CLONE_SIGHAND and not flags & CLONE_VM):
+        raise SyscallError(EINVAL)                 # threads are not supported (yet)
+    k.lru_add_drain()
+    child = Task(pid=k.alloc_pid(), comm=parent.comm, exe_path=parent.exe_path, parent=parent,
+                 sigactions=dict(parent.sigactions), sigmask=parent.sigmask)
+    if flags & CLONE_VM:
+        child.mm = parent.mm
+        parent.mm.users += 1
+    else:
+        child.mm = dup_mmap(k, parent.mm)
+    if flags & CLONE_FILES:
+        child.files = parent.files
+        parent.files.users += 1
+    else:
+        child.files = parent.files.copy()
+    cpu = k.hw.cpu
+    child.context = cpu.save_context()
+    child.regs = {"rax": 0}
+    if newsp:
+        child.regs["rsp"] = newsp
+    if flags & CLONE_SETTLS:
+        child.regs["fs_base"] = tls
+    parent.children.append(child)
+    k.tasks[child.pid] = child
+    return child
+
+
+def sys_clone(k, task, flags, newsp, parent_tid, child_tid, tls, *_):
+    child = copy_process(k, task, flags, newsp, tls)
+    if flags & CLONE_PARENT_SETTID and parent_tid:
+        k.mm.copy_to_user(task, parent_tid, child.pid.to_bytes(4, "little"))
+    if flags & CLONE_CHILD_SETTID and child_tid:
+        # the child's memory: with CLONE_VM it is ours, otherwise a COW copy of ours
+        k.write_task_memory(child, child_tid, child.pid.to_bytes(4, "little"))
+    if flags & CLONE_CHILD_CLEARTID:
+        child.clear_child_tid = child_tid
+    k.scheduler.wake_up_new_task(child)
+    if flags & CLONE_VFORK:
+        # the parent sleeps, its call done, until the child execs or exits (wait_for_vfork_done)
+        child.vfork_parent = task
+        k.sleep_after_syscall = lambda: child.vfork_parent is None
+    return child.pid
+
+
+def sys_fork(k, task, *_):
+    return sys_clone(k, task, 17, 0, 0, 0, 0)              # SIGCHLD
+
+
+def sys_vfork(k, task, *_):
+    return sys_clone(k, task, CLONE_VM | CLONE_VFORK | 17, 0, 0, 0, 0)
+
+
