@@ -99,22 +99,27 @@ class VirtioBlk:
         return VIRTIO_BLK_S_OK
 
     def transfer(self, write: bool, offset: int, segments) -> int:
-        """Move [offset, offset + total) to or from guest-physical segments [(paddr, len)],
-        sector-aligned, in as many requests as the device's limits ask for."""
-        reqs, batch, batch_bytes = [], [], 0
-        sector = offset // SECTOR_SIZE
-        start_sector = sector
+        """Move [offset, offset + total) to or from guest-physical segments [(paddr, len)]."""
+        return self.transfer_runs(write, [(offset, segments)])
+
+    def transfer_runs(self, write: bool, runs) -> int:
+        """Several disk extents at once [(disk offset, [(paddr, len)])], sector-aligned, in as many
+        requests as the device's limits ask for, all in flight together; returns the first bad status."""
+        reqs = []
         max_bytes = min(self.max_request_bytes, self.size_max * max(1, self.seg_max))
-        for paddr, length in _split(segments, min(self.size_max, max_bytes)):
-            if batch and (len(batch) >= self.seg_max or batch_bytes + length > max_bytes):
+        for offset, segments in runs:
+            batch, batch_bytes = [], 0
+            start_sector = offset // SECTOR_SIZE
+            for paddr, length in _split(segments, min(self.size_max, max_bytes)):
+                if batch and (len(batch) >= self.seg_max or batch_bytes + length > max_bytes):
+                    reqs.append(self._rw_request(write, start_sector, batch))
+                    start_sector += batch_bytes // SECTOR_SIZE
+                    batch, batch_bytes = [], 0
+                batch.append((paddr, length, not write))
+                batch_bytes += length
+            if batch:
                 reqs.append(self._rw_request(write, start_sector, batch))
-                start_sector += batch_bytes // SECTOR_SIZE
-                batch, batch_bytes = [], 0
-            batch.append((paddr, length, not write))
-            batch_bytes += length
-        if batch:
-            reqs.append(self._rw_request(write, start_sector, batch))
-        return self.wait_all(reqs)
+        return self.wait_all(reqs) if reqs else VIRTIO_BLK_S_OK
 
     def _rw_request(self, write: bool, sector: int, sgs) -> BlkRequest:
         nbytes = sum(length for _, length, _ in sgs)

@@ -29,8 +29,9 @@ from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
 
 O_ACCMODE, O_RDONLY = 3, 0
 LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
-VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_page_table_pages",
-                "nr_unevictable", "pgalloc_normal", "pgfree", "pgfault", "pgmajfault")
+VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_dirty", "nr_writeback",
+                "nr_page_table_pages", "nr_unevictable", "pgpgin", "pgpgout", "pgalloc_normal", "pgfree",
+                "pgfault", "pgmajfault")
 
 # wait status to power off with when there is nothing to run (Linux panics here)
 PANIC_NO_INIT = 0xFF00
@@ -61,6 +62,7 @@ class Kernel:
         self.native = getattr(hw.cpu, "native", None)
         self.irq_handlers = {}          # line -> handler()
         self.block_devices = {}         # "vda" -> VirtioBlk
+        self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
 
     # --- boot ---
     def boot(self) -> None:

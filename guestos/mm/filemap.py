@@ -1,0 +1,306 @@
+"""The page cache (mm/filemap.c, mm/readahead.c, mm/page-writeback.c).
+
+Every cached file page is a frame of guest RAM indexed by (address_space, page
+index), with its struct page saying whose it is and at which index, so the
+kernel always knows mapped from unmapped file pages. A file system supplies the
+address_space operations: where a page lives on the disk (for reading), and
+where it must go (for writing, allocating blocks)."""
+from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
+from .mm_types import (NIL, PG_active, PG_dirty, PG_mappedtodisk, PG_referenced, PG_reclaim, PG_uptodate)
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PG_readahead = PG_reclaim              # as Linux: the same bit, the meaning depends on the page's state
+VM_MAX_READAHEAD_KB = 128              # read_ahead_kb default
+MAX_LFS_FILESIZE = 1 << 40
+ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+class FileRaState:
+    """struct file_ra_state: the readahead window of one open file."""
+    __slots__ = ("start", "size", "async_size", "prev_pos", "ra_pages")
+
+    def __init__(self, ra_pages: int = VM_MAX_READAHEAD_KB // 4):
+        self.start = self.size = self.async_size = 0
+        self.prev_pos = -1
+        self.ra_pages = ra_pages
+
+
+def _roundup_pow_of_two(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def get_init_ra_size(size: int, max_pages: int) -> int:
+    newsize = _roundup_pow_of_two(size)
+    if newsize <= max_pages // 32:
+        newsize *= 4
+    elif newsize <= max_pages // 4:
+        newsize *= 2
+    else:
+        newsize = max_pages
+    return min(newsize, max_pages)
+
+
+def get_next_ra_size(ra: FileRaState, max_pages: int) -> int:
+    cur = ra.size
+    newsize = cur * 4 if cur < max_pages // 16 else cur * 2
+    return min(newsize, max_pages)
+
+
+class AddressSpace:
+    """struct address_space: one file's (or one block device's) cached pages."""
+
+    def __init__(self, k, mapping_id: int, a_ops, blk):
+        self.k = k
+        self.mapping_id = mapping_id     # page->mapping of its pages (even: a file, not anon)
+        self.a_ops = a_ops
+        self.blk = blk                   # the block device under it
+        self.pages = {}                  # page index -> pfn: the radix tree
+        self.dirty = set()               # indices with PG_dirty (the radix tree's dirty tag)
+
+    @property
+    def nrpages(self) -> int:
+        return len(self.pages)
+
+    def find_get_page(self, index: int):
+        return self.pages.get(index)
+
+    # --- adding and removing pages ---
+    def add_to_page_cache(self, index: int) -> int:
+        k = self.k
+        pfn = k.pcp.alloc()
+        if pfn == NIL:
+            raise SyscallError(ENOMEM)
+        k.mem_map.set_flags(pfn, 0)
+        k.mem_map.set_mapping(pfn, self.mapping_id, index)
+        self.pages[index] = pfn
+        k.vmstat["nr_file_pages"] += 1
+        return pfn
+
+    def remove_from_page_cache(self, index: int) -> None:
+        k = self.k
+        pfn = self.pages.pop(index)
+        if k.mem_map.test(pfn, PG_dirty):
+            self.dirty.discard(index)
+            k.vmstat["nr_dirty"] -= 1
+        k.mem_map.set_mapping(pfn, 0, 0)
+        k.vmstat["nr_file_pages"] -= 1
+        k.page_alloc.put_page(pfn)
+
+    # --- reading ---
+    def read_pages(self, indices) -> None:
+        """Bring these (missing) pages in with as few requests as the disk layout allows."""
+        k = self.k
+        runs = []                         # [disk offset, [(paddr, len)], next disk offset]
+        isize = self.a_ops.i_size()
+        for index in indices:
+            if index in self.pages or index << PAGE_SHIFT >= isize:
+                continue
+            pfn = self.add_to_page_cache(index)
+            base = pfn << PAGE_SHIFT
+            pos = 0
+            for disk_offset, length in self.a_ops.map_page(self, index):
+                if disk_offset is None:
+                    k.ram[base + pos:base + pos + length] = ZERO_PAGE[:length]
+                elif runs and runs[-1][2] == disk_offset:
+                    runs[-1][1].append((base + pos, length))
+                    runs[-1][2] += length
+                else:
+                    runs.append([disk_offset, [(base + pos, length)], disk_offset + length])
+                pos += length
+            k.mem_map.set(pfn, PG_uptodate)
+            k.mem_map.set(pfn, PG_mappedtodisk)
+        if runs:
+            nbytes = sum(run[2] - run[0] for run in runs)
+            k.vmstat["pgpgin"] += nbytes >> 10
+            if self.blk.transfer_runs(False, [(off, segs) for off, segs, _ in runs]) != 0:
+                for index in indices:
+                    if index in self.pages and index not in self.dirty:
+                        self.remove_from_page_cache(index)
+                raise SyscallError(EIO)
+
+    def ra_submit(self, ra: FileRaState) -> None:
+        """Read the window, and mark the page where the next (asynchronous) window starts."""
+        last = (self.a_ops.i_size() - 1) >> PAGE_SHIFT
+        indices = [i for i in range(ra.start, min(ra.start + ra.size, last + 1)) if i not in self.pages]
+        self.read_pages(indices)
+        mark = ra.start + ra.size - ra.async_size
+        pfn = self.pages.get(mark)
+        if pfn is not None and ra.async_size:
+            self.k.mem_map.set(pfn, PG_readahead)
+
+    def page_cache_sync_readahead(self, ra: FileRaState, index: int, req_size: int) -> None:
+        """ondemand_readahead() on a miss: grow the window on sequential access."""
+        max_pages = ra.ra_pages
+        if max_pages == 0:
+            self.read_pages([index])
+            return
+        sequential = index == ra.start + ra.size or index == (ra.prev_pos >> PAGE_SHIFT) + 1
+        if sequential and ra.size:
+            ra.start = index
+            ra.size = get_next_ra_size(ra, max_pages)
+            ra.async_size = ra.size
+        else:
+            ra.start = index
+            ra.size = get_init_ra_size(req_size, max_pages)
+            ra.async_size = ra.size - req_size if ra.size > req_size else ra.size
+        self.ra_submit(ra)
+
+    def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int) -> None:
+        """The reader reached the PG_readahead page: start the next window now."""
+        self.k.mem_map.clear(pfn, PG_readahead)
+        if ra.ra_pages == 0:
+            return
+        ra.start += ra.size
+        ra.size = get_next_ra_size(ra, ra.ra_pages)
+        ra.async_size = ra.size
+        self.ra_submit(ra)
+
+    def get_page(self, index: int, ra: FileRaState = None, req_size: int = 1) -> int:
+        """The page at index, read (with readahead) if it is not cached."""
+        pfn = self.pages.get(index)
+        if pfn is None:
+            if ra is not None:
+                self.page_cache_sync_readahead(ra, index, req_size)
+            else:
+                self.read_pages([index])
+            pfn = self.pages.get(index)
+            if pfn is None:
+                raise SyscallError(EIO)
+        elif ra is not None and self.k.mem_map.test(pfn, PG_readahead):
+            self.page_cache_async_readahead(ra, pfn, index)
+        return pfn
+
+    # --- writing ---
+    def grab_page_for_write(self, index: int, offset: int, length: int) -> int:
+        """write_begin(): the page to copy into; read first when the write covers it partly."""
+        pfn = self.pages.get(index)
+        if pfn is not None:
+            return pfn
+        isize = self.a_ops.i_size()
+        partial = offset or length < PAGE_SIZE
+        if partial and index << PAGE_SHIFT < isize:
+            self.read_pages([index])
+            return self.pages[index]
+        pfn = self.add_to_page_cache(index)
+        self.k.ram[pfn << PAGE_SHIFT:(pfn + 1) << PAGE_SHIFT] = ZERO_PAGE
+        self.k.mem_map.set(pfn, PG_uptodate)
+        return pfn
+
+    def set_page_dirty(self, index: int) -> None:
+        pfn = self.pages[index]
+        mem_map = self.k.mem_map
+        if not mem_map.test(pfn, PG_dirty):
+            mem_map.set(pfn, PG_dirty)
+            self.dirty.add(index)
+            self.k.vmstat["nr_dirty"] += 1
+            self.k.dirty_mappings.add(self)
+
+    def writepages(self, indices=None) -> int:
+        """write_cache_pages(): write dirty pages back (all, or those given); returns pages written."""
+        todo = sorted(self.dirty if indices is None else self.dirty & set(indices))
+        if not todo:
+            return 0
+        k = self.k
+        runs = []
+        for index in todo:
+            pfn = self.pages[index]
+            base = pfn << PAGE_SHIFT
+            pos = 0
+            for disk_offset, length in self.a_ops.map_page_for_write(self, index):
+                if disk_offset is not None:
+                    if runs and runs[-1][2] == disk_offset:
+                        runs[-1][1].append((base + pos, length))
+                        runs[-1][2] += length
+                    else:
+                        runs.append([disk_offset, [(base + pos, length)], disk_offset + length])
+                pos += length
+        status = self.blk.transfer_runs(True, [(off, segs) for off, segs, _ in runs]) if runs else 0
+        if status != 0:
+            raise SyscallError(EIO)
+        for index in todo:
+            pfn = self.pages[index]
+            k.mem_map.clear(pfn, PG_dirty)
+            k.mem_map.set(pfn, PG_mappedtodisk)
+            self.dirty.discard(index)
+            k.vmstat["nr_dirty"] -= 1
+        k.vmstat["pgpgout"] += sum(run[2] - run[0] for run in runs) >> 10
+        if not self.dirty:
+            k.dirty_mappings.discard(self)
+        return len(todo)
+
+    # --- dropping ---
+    def invalidate_mapping_pages(self, start: int = 0, end: int = None) -> int:
+        """Drop clean, unmapped pages in [start, end] (fadvise DONTNEED, drop_caches)."""
+        dropped = 0
+        mem_map = self.k.mem_map
+        for index in sorted(self.pages):
+            if index < start or (end is not None and index > end):
+                continue
+            pfn = self.pages[index]
+            if mem_map.test(pfn, PG_dirty) or mem_map.mapcount(pfn):
+                continue
+            self.remove_from_page_cache(index)
+            dropped += 1
+        return dropped
+
+    def truncate_inode_pages(self, new_size: int) -> None:
+        """Drop every page past new_size and zero the tail of the page it ends in."""
+        first_gone = (new_size + PAGE_SIZE - 1) >> PAGE_SHIFT
+        for index in sorted(i for i in self.pages if i >= first_gone):
+            self.remove_from_page_cache(index)
+        if new_size & (PAGE_SIZE - 1):
+            pfn = self.pages.get(new_size >> PAGE_SHIFT)
+            if pfn is not None:
+                lo = (pfn << PAGE_SHIFT) + (new_size & (PAGE_SIZE - 1))
+                self.k.ram[lo:(pfn + 1) << PAGE_SHIFT] = ZERO_PAGE[:PAGE_SIZE - (new_size & (PAGE_SIZE - 1))]
+
+
+def mark_page_accessed(mem_map, pfn: int) -> None:
+    """inactive,unreferenced -> inactive,referenced -> active (mm/swap.c)."""
+    flags = mem_map.flags(pfn)
+    if not flags & (1 << PG_active) and flags & (1 << PG_referenced):
+        mem_map.set_flags(pfn, (flags | (1 << PG_active)) & ~(1 << PG_referenced))
+    elif not flags & (1 << PG_referenced):
+        mem_map.set(pfn, PG_referenced)
+
+
+def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int, count: int, pos: int) -> int:
+    """do_generic_file_read(): copy from the page cache to the user, reading ahead as it goes."""
+    isize = mapping.a_ops.i_size()
+    if pos >= isize or count <= 0:
+        return 0
+    count = min(count, isize - pos)
+    index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
+    copied = 0
+    mem_map = k.mem_map
+    while index <= last:
+        pfn = mapping.get_page(index, ra, last - index + 1)
+        mark_page_accessed(mem_map, pfn)
+        offset = (pos + copied) & (PAGE_SIZE - 1)
+        n = min(PAGE_SIZE - offset, count - copied)
+        src = (pfn << PAGE_SHIFT) + offset
+        k.mm.copy_to_user(task, buf + copied, k.ram[src:src + n])
+        copied += n
+        index += 1
+    ra.prev_pos = pos + copied - 1
+    return copied
+
+
+def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, pos: int) -> int:
+    if pos + count > MAX_LFS_FILESIZE:
+        raise SyscallError(EFBIG)
+    written = 0
+    while written < count:
+        offset = (pos + written) & (PAGE_SIZE - 1)
+        n = min(PAGE_SIZE - offset, count - written)
+        index = (pos + written) >> PAGE_SHIFT
+        pfn = mapping.grab_page_for_write(index, offset, n)
+        data = k.mm.copy_from_user(task, buf + written, n)
+        dst = (pfn << PAGE_SHIFT) + offset
+        k.ram[dst:dst + n] = data
+        mapping.set_page_dirty(index)
+        written += n
+        if pos + written > mapping.a_ops.i_size():
+            mapping.a_ops.set_i_size(pos + written)
+    return written
