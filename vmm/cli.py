@@ -54,7 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
+    mk = sub.add_parser("mkdisk", help="make an ext2 image of a directory (with the real mke2fs -d)")
+    mk.add_argument("directory", metavar="DIR")
+    mk.add_argument("image", metavar="IMG")
+    mk.add_argument("--size", help="image size (default: room for the files and as much again)")
     return p
+
+
+def cmd_mkdisk(opts) -> int:
+    from .mkdisk import mkdisk
+    size = parse_size(opts.size, "--size") if opts.size else None
+    size = mkdisk(opts.directory, opts.image, size)
+    print(f"{opts.image}: ext2, {size >> 20} MiB, from {opts.directory}")
+    return 0
 
 
 def cmd_run(opts) -> int:
@@ -121,7 +133,7 @@ def main(argv=None) -> int:
         if opts.command is None:
             parser.print_help()
             return 2
-        return {"run": cmd_run}[opts.command](opts)
+        return {"run": cmd_run, "mkdisk": cmd_mkdisk}[opts.command](opts)
     except BallastError as e:
         print(f"ballast: {e}", file=sys.stderr)
         return 2
