@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--disk", action="append", default=[], metavar="IMG[,cache=MODE][,ro][,profile=P]",
                      help="a raw image as a virtio-blk disk (repeatable: vda, vdb, ...); cache modes as QEMU's: "
                           "writeback (default), none, writethrough, directsync, unsafe; profiles nvme, ssd, hdd")
+    run.add_argument("--root", metavar="DIR|IMG",
+                     help="an ext2 root: a directory (made into an image, cached) or an image; PROGRAM is "
+                          "then a path inside the guest")
+    run.add_argument("--cache", default="writeback", help="host cache mode of the root disk (default writeback)")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
@@ -76,27 +80,36 @@ def cmd_run(opts) -> int:
     from .oracle import decode_wait_status, run_metrics
 
     mem = parse_size(opts.mem, "--mem")
-    try:
-        with open(opts.program, "rb") as f:
-            program = f.read()
-    except OSError as e:
-        raise BallastError(f"{opts.program}: {e.strerror}") from None
-    try:
-        parse_elf(program)
-    except ENOEXEC as e:
-        raise BallastError(f"{opts.program}: {e}") from None
-    name = os.path.basename(opts.program) or "init"
-    guest_path = "/bin/" + name
+    disks = [parse_disk(spec) for spec in opts.disk]
+    if opts.root:
+        from .machine import CACHE_MODES, DiskConfig
+        from .rootfs import root_image
+        if opts.cache not in CACHE_MODES:
+            raise BallastError(f"--cache: unknown mode '{opts.cache}' (one of {', '.join(CACHE_MODES)})")
+        disks.insert(0, DiskConfig(root_image(opts.root), cache=opts.cache))
+        if not opts.program.startswith("/"):
+            raise BallastError(f"{opts.program}: with --root, PROGRAM is an absolute path inside the guest")
+        program, guest_path = None, opts.program
+    else:
+        try:
+            with open(opts.program, "rb") as f:
+                program = f.read()
+        except OSError as e:
+            raise BallastError(f"{opts.program}: {e.strerror}") from None
+        try:
+            parse_elf(program)
+        except ENOEXEC as e:
+            raise BallastError(f"{opts.program}: {e}") from None
+        guest_path = "/bin/" + (os.path.basename(opts.program) or "init")
 
     def sink(data: bytes) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    disks = [parse_disk(spec) for spec in opts.disk]
     machine = Machine(MachineConfig(mem=mem, cmdline=opts.cmdline, disks=disks), console_sink=sink)
     args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
     try:
-        machine.load(program, guest_path, args)
+        machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
         status = machine.boot()
         return _report(opts, machine, status)
     finally:

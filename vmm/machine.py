@@ -156,16 +156,19 @@ class Machine:
             dev.mmio_write(addr - base, size, value)
 
     # --- boot ---
-    def load(self, program: bytes, guest_path: str, args: list[str]) -> None:
-        """Place the initramfs and the zero page, as a boot loader does."""
-        archive = pack_newc([(guest_path.lstrip("/"), S_IFREG | 0o755, program)])
+    def load(self, program, guest_path: str, args: list[str], root_device: str = None) -> None:
+        """Place the initramfs and the zero page, as a boot loader does. With a root device,
+        init is a path on it and the initramfs is empty (program None)."""
+        files = [] if program is None else [(guest_path.lstrip("/"), S_IFREG | 0o755, program)]
+        archive = pack_newc(files)
         initrd_paddr = (self.ram.size - len(archive)) & ~(PAGE_SIZE - 1)
         initrd_paddr -= PAGE_SIZE * 16      # leave the top pages to the kernel
         if initrd_paddr < (4 << 20) + self.ram.size // 64:
             raise BallastError(f"the program ({len(archive) >> 10}K) does not fit in {self.ram.size >> 20}M of RAM")
         self.ram.write(initrd_paddr, archive)
         devices = " ".join(f"virtio_mmio.device=4K@{base:#x}:{irq}" for base, irq, _, _ in self.virtio)
-        cmdline = " ".join(w for w in ("console=ttyS0", devices, f"init={guest_path}", self.config.cmdline) if w)
+        root = f"root={root_device}" if root_device else ""
+        cmdline = " ".join(w for w in ("console=ttyS0", devices, root, f"init={guest_path}", self.config.cmdline) if w)
         if args:
             cmdline += " -- " + " ".join(_quote(a) for a in args)
         raw = cmdline.encode()

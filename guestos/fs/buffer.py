@@ -1,6 +1,7 @@
 """The buffer cache: file-system metadata blocks cached in the block device's own
 page cache (fs/buffer.c, the bdev address_space). What /proc/meminfo calls Buffers."""
 from ..mm.filemap import PAGE_SHIFT, PAGE_SIZE, AddressSpace
+from ..mm.mm_types import PG_dirty
 
 BDEV_MAPPING_BASE = 1 << 40           # page->mapping ids of block devices, apart from inodes'
 
@@ -22,13 +23,20 @@ class _BdevAops:
 
 
 class BufferCache:
-    """The BlockIO a file system mounts on: bread() gives a block as a writable view of guest RAM."""
+    """The BlockIO a file system mounts on: bread() gives a block as a writable view of guest
+    RAM. Dirty state is kept per block, as buffer heads do, so a page holding several blocks
+    never writes back a block that was not changed (and perhaps now belongs to file data)."""
 
     def __init__(self, k, blk, bdev_index: int):
         self.k = k
         self.blk = blk
         self.mapping = AddressSpace(k, (BDEV_MAPPING_BASE + bdev_index) << 1, _BdevAops(blk), blk)
         self.block_size = 1024
+        self.dirty_blocks = set()
+
+    @property
+    def size_bytes(self) -> int:
+        return self.blk.size_bytes
 
     def set_block_size(self, size: int) -> None:
         if size not in (1024, 2048, 4096):
@@ -44,10 +52,38 @@ class BufferCache:
         return self.k.ram[start:start + self.block_size]
 
     def mark_dirty(self, block: int) -> None:
+        self.dirty_blocks.add(block)
         self.mapping.set_page_dirty((block * self.block_size) >> PAGE_SHIFT)
 
+    def forget(self, block: int) -> None:
+        """The block became file data: never write this (stale) copy back."""
+        self.dirty_blocks.discard(block)
+
     def sync(self) -> None:
-        self.mapping.writepages()
+        """Write every dirty block back, adjacent blocks in one extent."""
+        if not self.dirty_blocks:
+            return
+        bs = self.block_size
+        runs = []
+        for block in sorted(self.dirty_blocks):
+            offset = block * bs
+            pfn = self.mapping.pages[offset >> PAGE_SHIFT]
+            paddr = (pfn << PAGE_SHIFT) + (offset & (PAGE_SIZE - 1))
+            if runs and runs[-1][2] == offset:
+                runs[-1][1].append((paddr, bs))
+                runs[-1][2] += bs
+            else:
+                runs.append([offset, [(paddr, bs)], offset + bs])
+        if self.blk.transfer_runs(True, [(off, segs) for off, segs, _ in runs]) != 0:
+            raise OSError("I/O error writing metadata")
+        self.k.vmstat["pgpgout"] += sum(r[2] - r[0] for r in runs) >> 10
+        self.dirty_blocks.clear()
+        mapping, mem_map = self.mapping, self.k.mem_map
+        for index in list(mapping.dirty):
+            mem_map.clear(mapping.pages[index], PG_dirty)
+            mapping.dirty.discard(index)
+            self.k.vmstat["nr_dirty"] -= 1
+        self.k.dirty_mappings.discard(mapping)
 
     @property
     def nrpages(self) -> int:

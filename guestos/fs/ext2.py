@@ -752,10 +752,12 @@ class Ext2Fs:
             return [EXT2_TIND_BLOCK, lblk // (apb * apb), (lblk // apb) % apb, lblk % apb]
         raise Ext2Error(EFBIG, "block beyond the triple indirect block")
 
-    def bmap(self, inode, lblk: int, create: bool = False) -> int:
+    def bmap(self, inode, lblk: int, create: bool = False, zero_data: bool = True) -> int:
         """ext2_get_block(): the disk block behind file block `lblk`, 0 for a hole.
         With create, allocate it (and the indirect blocks on the way) near the
-        previous block of the file, or near the inode; new blocks read as zeros."""
+        previous block of the file, or near the inode; new blocks read as zeros.
+        A page cache that fills the data block itself passes zero_data=False: the
+        data block then never enters the buffer cache (no stale alias of it there)."""
         inode = self._inode(inode)
         if not self._has_block_map(inode):
             raise Ext2Error(EINVAL, f"inode {inode.ino} has no block map")
@@ -788,6 +790,11 @@ class Ext2Fs:
                 alloc.ext2_free_blocks(self, b, 1)
             raise
         for j, b in enumerate(new):         # ext2_alloc_branch: zeroed, chained
+            if j == n - 1 and not zero_data:
+                forget = getattr(self.bio, "forget", None)
+                if forget is not None:
+                    forget(b)               # unmap_underlying_metadata()
+                break
             buf = self.bread(b)
             buf[:] = self._zero_block
             if j < n - 1:

@@ -93,8 +93,7 @@ def sys_fsync(k, task, fd, *_):
 
 
 def sys_sync(k, task, *_):
-    for blk in k.block_devices.values():
-        blk.flush()
+    k.sync_all()
     return 0
 
 
@@ -112,9 +111,14 @@ def sys_close(k, task, fd, *_):
 
 
 def _fill_stat(k, task, f, statbuf) -> int:
-    blocks = (f.size + 511) // 512
-    raw = _STAT.pack(1, f.ino, 1, f.mode, 0, 0, 0, f.rdev, f.size, 4096 if f.size else 1024, blocks,
-                     0, 0, 0, 0, 0, 0)
+    inode = getattr(f, "inode", None)
+    if inode is not None and hasattr(inode, "links_count"):         # an ext2 file
+        raw = _STAT.pack(0x800 + 1, inode.ino, inode.links_count, inode.mode, inode.uid, inode.gid, 0, 0,
+                         inode.size, 4096, inode.blocks, inode.atime, 0, inode.mtime, 0, inode.ctime, 0)
+    else:
+        blocks = (f.size + 511) // 512
+        raw = _STAT.pack(1, f.ino, 1, f.mode, 0, 0, 0, f.rdev, f.size, 4096 if f.size else 1024, blocks,
+                         0, 0, 0, 0, 0, 0)
     k.mm.copy_to_user(task, statbuf, raw)
     return 0
 
@@ -129,7 +133,7 @@ def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
         if not flags & AT_EMPTY_PATH:
             raise SyscallError(ENOENT)
         return _fill_stat(k, task, k.fds_of(task).get(dirfd), statbuf)
-    f = k.open_path(path.decode(errors="replace"), 0)
+    f = k.open_path(path.decode(errors="replace"), 0o400000 if flags & 0x100 else 0, task=task, dirfd=dirfd)
     return _fill_stat(k, task, f, statbuf)
 
 
@@ -156,11 +160,20 @@ def sys_open(k, task, pathname, flags, mode, *_):
 
 def sys_openat(k, task, dirfd, pathname, flags, mode, *_):
     path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
-    return k.fds_of(task).install(k.open_path(path, flags))
+    return k.fds_of(task).install(k.open_path(path, flags, mode, task=task, dirfd=dirfd),
+                                  cloexec=bool(flags & 0o2000000))
 
 
 def sys_access(k, task, pathname, mode, *_):
     path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
-    k.open_path(path, 0)
+    k.open_path(path, 0, task=task)
     return 0
+
+
+def sys_stat(k, task, pathname, statbuf, *_):
+    return sys_newfstatat(k, task, AT_FDCWD, pathname, statbuf, 0)
+
+
+def sys_lstat(k, task, pathname, statbuf, *_):
+    return sys_newfstatat(k, task, AT_FDCWD, pathname, statbuf, 0x100)
 

@@ -79,7 +79,7 @@ def _copy_strings(k, task, ptr: int) -> list:
 
 def sys_execve(k, task, filename, argv, envp, *_):
     path = k.mm.strncpy_from_user(task, filename).decode(errors="replace")
-    inode = k.lookup_exec(path)
+    inode = k.lookup_exec(path, task)
     args = _copy_strings(k, task, argv)
     env = _copy_strings(k, task, envp)
     try:

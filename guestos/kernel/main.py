@@ -10,6 +10,9 @@ from ..drivers.virtio_blk import DRIVERS as VIRTIO_BLK_DRIVERS
 from ..drivers.virtio_mmio import virtio_mmio_probe
 from ..fs.binfmt_elf import ENOEXEC
 from ..fs.blockdev import BlockDeviceFile
+from ..fs.buffer import BufferCache
+from ..fs.ext2 import Ext2Error, Ext2Fs
+from ..fs.vfs import MappedFile, Vfs
 from ..fs.file import ConsoleFile, FdTable, File
 from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
@@ -81,6 +84,9 @@ class Kernel:
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
         self.virtio_devices = virtio_mmio_probe(self, dict(VIRTIO_BLK_DRIVERS))
+        self.vfs = None
+        if "root" in self.params:
+            self.mount_root(self.params["root"], read_only="ro" in self.params)
 
     def setup_memory(self, bp) -> None:
         limit = memparse(self.params["mem"]) if "mem" in self.params else None
@@ -123,6 +129,22 @@ class Kernel:
         self.pcp = PerCpuPages(self.page_alloc, self.native)
         self.mm = MemoryManager(self)
         self.printk(KERN_INFO, f"Memory: {self.totalram_pages * 4}K available, mem_map {self.mem_map.size >> 10}K")
+
+    def mount_root(self, device: str, read_only: bool) -> None:
+        """mount_root(): ext2 on a virtio disk becomes /; the initramfs stays for its files."""
+        name = device.removeprefix("/dev/")
+        blk = self.block_devices.get(name)
+        if blk is None:
+            raise KernelPanic(f"VFS: Cannot open root device \"{device}\"")
+        bcache = BufferCache(self, blk, list(self.block_devices).index(name))
+        clock = self.hw.clock
+        try:
+            fs = Ext2Fs.mount(bcache, read_only=read_only or blk.read_only,
+                              now=lambda: 1276473600 + clock.now_ns() / 1e9)
+        except Ext2Error as e:
+            raise KernelPanic(f"VFS: Unable to mount root fs on {device}: {e}") from None
+        self.vfs = Vfs(self, fs, bcache)
+        self.printk(KERN_INFO, f"VFS: Mounted root (ext2 filesystem) on device {device}.")
 
     def free_initrd_mem(self, paddr: int, size: int) -> None:
         start, end = paddr >> 12, (paddr + size + 4095) >> 12
@@ -190,7 +212,18 @@ class Kernel:
     def fds_of(self, task) -> FdTable:
         return task.files
 
-    def open_path(self, path: str, flags: int = 0) -> File:
+    def base_ino(self, task, dirfd: int) -> int:
+        """The directory a relative path starts from: the cwd, or an open directory."""
+        dirfd = ((dirfd & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000      # an int in a 64-bit register
+        if task is None or dirfd == -100:
+            return task.cwd_ino if task is not None else 2
+        f = self.fds_of(task).get(dirfd)
+        inode = getattr(f, "inode", None)
+        if inode is None or not getattr(inode, "is_dir", False):
+            raise SyscallError(20)                    # ENOTDIR
+        return inode.ino
+
+    def open_path(self, path: str, flags: int = 0, mode: int = 0o666, task=None, dirfd: int = -100) -> File:
         if path.startswith("/dev/vd") and path[5:] in self.block_devices:
             blk = self.block_devices[path[5:]]
             writable = flags & O_ACCMODE != O_RDONLY
@@ -201,10 +234,18 @@ class Kernel:
             return ConsoleFile(self.console)
         if path == "/dev/null":
             return NullFile()
+        if self.vfs is not None:
+            return self.vfs.open(path, flags, mode, self.base_ino(task, dirfd))
         inode = self.rootfs.lookup(path)
         if inode is None:
             raise SyscallError(ENOENT)
         return InodeFile(inode)
+
+    def sync_all(self) -> None:
+        if self.vfs is not None:
+            self.vfs.sync()
+        for blk in self.block_devices.values():
+            blk.flush()
 
     # --- processes ---
     def find_task(self, pid: int):
@@ -213,8 +254,11 @@ class Kernel:
     def run_init(self) -> int:
         """Start init (init= or /init) and run until nothing is left; returns its wait status."""
         path = self.params.get("init", "/init")
-        inode = self.rootfs.lookup(path) if isinstance(path, str) else None
-        if inode is None or inode.is_dir:
+        try:
+            inode = self.lookup_exec(path) if isinstance(path, str) else None
+        except SyscallError:
+            inode = None
+        if inode is None:
             self.printk(KERN_ERR, f"Kernel panic - not syncing: Requested init {path} failed (error -2).")
             return PANIC_NO_INIT
         task = Task(pid=self.alloc_pid(), comm=path.rsplit("/", 1)[-1][:15])
@@ -234,6 +278,8 @@ class Kernel:
             return PANIC_NO_INIT
         self.scheduler.wake_up_new_task(task)
         self.scheduler.run()
+        # init is gone: write everything back before the machine powers off (a clean poweroff)
+        self.sync_all()
         return task.exit_code
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
@@ -263,10 +309,14 @@ class Kernel:
             if current is not None:
                 self.switch_mm(current)
 
-    def lookup_exec(self, path: str):
-        inode = self.rootfs.lookup(path)
-        if inode is None:
-            raise SyscallError(ENOENT)
+    def lookup_exec(self, path: str, task=None):
+        if self.vfs is not None:
+            ino = self.vfs.resolve(path, task.cwd_ino if task is not None else 2)
+            inode = MappedFile(self.vfs, self.vfs.fs.iget(ino), path)
+        else:
+            inode = self.rootfs.lookup(path)
+            if inode is None:
+                raise SyscallError(ENOENT)
         if inode.is_dir:
             raise SyscallError(EACCES)
         return inode

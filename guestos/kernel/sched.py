@@ -47,6 +47,8 @@ class Task:
     rseq: int = 0
     vfork_parent: "Task" = None                 # released when this child execs or exits
     wait_ready: object = None                   # while sleeping: the condition to wake on
+    cwd: str = "/"
+    cwd_ino: int = 2                            # the root directory's inode on ext2
     min_flt: int = 0
     maj_flt: int = 0
     instructions: int = 0

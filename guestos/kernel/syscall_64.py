@@ -2,7 +2,7 @@
 from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
-from ..fs import fcntl
+from ..fs import fcntl, namei
 from . import exec as kexec
 from . import exit as kexit
 from . import fork, signal, sys
@@ -25,7 +25,10 @@ SYSCALL_TABLE = {
     13: signal.sys_rt_sigaction, 14: signal.sys_rt_sigprocmask, 16: rw.sys_ioctl, 17: rw.sys_pread64, 18: rw.sys_pwrite64, 19: rw.sys_readv,
     20: rw.sys_writev, 21: rw.sys_access, 22: fcntl.sys_pipe, 32: fcntl.sys_dup, 33: fcntl.sys_dup2,
     56: fork.sys_clone, 57: fork.sys_fork, 58: fork.sys_vfork, 59: kexec.sys_execve, 61: kexit.sys_wait4,
-    72: fcntl.sys_fcntl, 109: sys.sys_setpgid, 121: sys.sys_getpgid, 292: fcntl.sys_dup3,
+    72: fcntl.sys_fcntl, 76: namei.sys_truncate, 77: namei.sys_ftruncate, 79: namei.sys_getcwd,
+    80: namei.sys_chdir, 81: namei.sys_fchdir, 82: namei.sys_rename, 83: namei.sys_mkdir, 84: namei.sys_rmdir,
+    87: namei.sys_unlink, 217: namei.sys_getdents64, 221: namei.sys_fadvise64, 258: namei.sys_mkdirat,
+    263: namei.sys_unlinkat, 264: namei.sys_renameat, 316: namei.sys_renameat2, 4: rw.sys_stat, 6: rw.sys_lstat, 109: sys.sys_setpgid, 121: sys.sys_getpgid, 292: fcntl.sys_dup3,
     293: fcntl.sys_pipe2, 24: sys.sys_sched_yield, 28: sys_mm.sys_madvise,
     35: sys.sys_nanosleep, 74: rw.sys_fsync, 75: rw.sys_fsync, 162: rw.sys_sync, 39: sys.sys_getpid, 60: sys.sys_exit, 62: signal.sys_kill, 63: sys.sys_uname,
     89: rw.sys_readlink, 96: sys.sys_gettimeofday, 97: sys.sys_getrlimit, 102: sys.sys_getuid,

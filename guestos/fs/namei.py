@@ -1,0 +1,165 @@
+"""Name-space system calls on the root file system (fs/namei.c, fs/open.c, fs/readdir.c)."""
+import struct
+
+from ..kernel.errno import EBADF, EINVAL, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS, SyscallError
+from .ext2_layout import S_IFDIR
+
+AT_FDCWD = -100
+AT_REMOVEDIR = 0x200
+POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED = 3, 4
+
+
+def _vfs(k):
+    if k.vfs is None:
+        raise SyscallError(EROFS)            # the initramfs root is read-only here
+    return k.vfs
+
+
+def _path(k, task, ptr) -> str:
+    path = k.mm.strncpy_from_user(task, ptr).decode(errors="replace")
+    if not path:
+        raise SyscallError(ENOENT)
+    return path
+
+
+def sys_mkdirat(k, task, dirfd, pathname, mode, *_):
+    vfs = _vfs(k)
+    parent, name = vfs.parent_and_name(_path(k, task, pathname), k.base_ino(task, dirfd))
+    vfs.call(vfs.fs.mkdir, parent, name, mode & 0o7777)
+    return 0
+
+
+def sys_mkdir(k, task, pathname, mode, *_):
+    return sys_mkdirat(k, task, AT_FDCWD, pathname, mode)
+
+
+def sys_unlinkat(k, task, dirfd, pathname, flags, *_):
+    vfs = _vfs(k)
+    path = _path(k, task, pathname)
+    base = k.base_ino(task, dirfd)
+    if flags & AT_REMOVEDIR:
+        parent, name = vfs.parent_and_name(path, base)
+        vfs.call(vfs.fs.rmdir, parent, name)
+    else:
+        vfs.unlink(path, base)
+    return 0
+
+
+def sys_unlink(k, task, pathname, *_):
+    return sys_unlinkat(k, task, AT_FDCWD, pathname, 0)
+
+
+def sys_rmdir(k, task, pathname, *_):
+    return sys_unlinkat(k, task, AT_FDCWD, pathname, AT_REMOVEDIR)
+
+
+def sys_renameat2(k, task, olddirfd, oldpath, newdirfd, newpath, flags, *_):
+    if flags:
+        raise SyscallError(EINVAL)
+    vfs = _vfs(k)
+    old_parent, old_name = vfs.parent_and_name(_path(k, task, oldpath), k.base_ino(task, olddirfd))
+    new_parent, new_name = vfs.parent_and_name(_path(k, task, newpath), k.base_ino(task, newdirfd))
+    victim = vfs.call(vfs.fs.lookup, new_parent, new_name)
+    if victim is not None and vfs.fs.iget(victim).links_count <= 1:
+        vfs.drop_pages(victim)
+    vfs.call(vfs.fs.rename, old_parent, old_name, new_parent, new_name)
+    return 0
+
+
+def sys_renameat(k, task, olddirfd, oldpath, newdirfd, newpath, *_):
+    return sys_renameat2(k, task, olddirfd, oldpath, newdirfd, newpath, 0)
+
+
+def sys_rename(k, task, oldpath, newpath, *_):
+    return sys_renameat2(k, task, AT_FDCWD, oldpath, AT_FDCWD, newpath, 0)
+
+
+def sys_getdents64(k, task, fd, dirp, count, *_):
+    f = k.fds_of(task).get(fd)
+    getdents = getattr(f, "getdents64", None)
+    if getdents is None:
+        raise SyscallError(ENOTDIR)
+    return getdents(k, task, dirp, count)
+
+
+def sys_chdir(k, task, pathname, *_):
+    path = _path(k, task, pathname)
+    vfs = _vfs(k)
+    ino = vfs.resolve(path, task.cwd_ino)
+    if not vfs.fs.iget(ino).is_dir:
+        raise SyscallError(ENOTDIR)
+    task.cwd_ino = ino
+    task.cwd = _normalize(path if path.startswith("/") else task.cwd.rstrip("/") + "/" + path)
+    return 0
+
+
+def sys_fchdir(k, task, fd, *_):
+    f = k.fds_of(task).get(fd)
+    inode = getattr(f, "inode", None)
+    if inode is None or not getattr(inode, "is_dir", False):
+        raise SyscallError(ENOTDIR)
+    task.cwd_ino = inode.ino
+    task.cwd = _normalize(f.name if f.name.startswith("/") else task.cwd.rstrip("/") + "/" + f.name)
+    return 0
+
+
+def _normalize(path: str) -> str:
+    parts = []
+    for p in path.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(p)
+    return "/" + "/".join(parts)
+
+
+def sys_getcwd(k, task, buf, size, *_):
+    raw = task.cwd.encode() + b"\0"
+    if size < len(raw):
+        raise SyscallError(ERANGE)
+    k.mm.copy_to_user(task, buf, raw)
+    return len(raw)
+
+
+def sys_ftruncate(k, task, fd, length, *_):
+    f = k.fds_of(task).get(fd)
+    if length < 0 or not getattr(f, "writable", False):
+        raise SyscallError(EINVAL)
+    f.vfs.truncate(f.inode, length)
+    return 0
+
+
+def sys_truncate(k, task, pathname, length, *_):
+    vfs = _vfs(k)
+    if length < 0:
+        raise SyscallError(EINVAL)
+    inode = vfs.fs.iget(vfs.resolve(_path(k, task, pathname), task.cwd_ino))
+    if inode.mode & S_IFDIR == S_IFDIR:
+        raise SyscallError(EINVAL)
+    vfs.truncate(inode, length)
+    return 0
+
+
+def sys_fadvise64(k, task, fd, offset, length, advice, *_):
+    f = k.fds_of(task).get(fd)
+    inode = getattr(f, "inode", None)
+    if inode is None or not hasattr(f, "vfs"):
+        raise SyscallError(EBADF if inode is None else ENOSYS)
+    mapping = f.vfs.mapping_of(inode)
+    first = offset >> 12
+    last = None if length == 0 else (offset + length - 1) >> 12
+    if advice == POSIX_FADV_DONTNEED:
+        mapping.writepages([i for i in mapping.dirty if i >= first and (last is None or i <= last)])
+        mapping.invalidate_mapping_pages(first, last)
+    elif advice == POSIX_FADV_WILLNEED:
+        end = (inode.size - 1) >> 12 if last is None else min(last, (inode.size - 1) >> 12)
+        mapping.read_pages(range(first, end + 1))
+    elif advice > 5:
+        raise SyscallError(EINVAL)
+    return 0
+
+
+__all__ = ["struct"]

@@ -1,0 +1,269 @@
+"""The VFS over an ext2 root (fs/namei.c, fs/open.c, fs/readdir.c, fs/read_write.c).
+
+Regular-file data goes through the page cache (one address_space per inode);
+metadata through the buffer cache; ext2 decides where blocks are."""
+import os
+import struct
+
+from ..kernel.errno import (EBADF, EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, EROFS, ESPIPE, SyscallError)
+from ..mm.filemap import (PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileRaState, generic_file_read,
+                          generic_perform_write)
+from .ext2 import Ext2Error
+from .ext2_layout import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
+from .file import File
+
+O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
+O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
+O_DIRECTORY, O_NOFOLLOW = 0o200000, 0o400000
+DT_BY_FT = {0: 0, 1: 8, 2: 4, 3: 2, 4: 6, 5: 1, 6: 12, 7: 10}     # EXT2_FT_* -> DT_*
+
+
+class Ext2Aops:
+    """address_space operations of one ext2 inode."""
+
+    def __init__(self, fs, inode):
+        self.fs, self.inode = fs, inode
+
+    def i_size(self) -> int:
+        return self.inode.size
+
+    def set_i_size(self, size: int) -> None:
+        self.inode.size = size
+        self.fs.write_inode(self.inode)
+
+    def _map(self, index: int, create: bool):
+        bs = self.fs.block_size
+        per_page = PAGE_SIZE // bs
+        out = []
+        for j in range(per_page):
+            lblk = index * per_page + j
+            block = self.fs.bmap(self.inode, lblk, create=create, zero_data=False) if create \
+                else self.fs.bmap(self.inode, lblk)
+            out.append((block * bs if block else None, bs))
+        return out
+
+    def map_page(self, mapping, index: int):
+        return self._map(index, False)
+
+    def map_page_for_write(self, mapping, index: int):
+        # blocks past the end of the file are not allocated for a partial last page
+        end = self.inode.size
+        full = self._map(index, False)
+        bs = self.fs.block_size
+        out = []
+        for j, (offset, length) in enumerate(full):
+            pos = (index << PAGE_SHIFT) + j * bs
+            if offset is None and pos < end:
+                block = self.fs.bmap(self.inode, pos // bs, create=True, zero_data=False)
+                offset = block * bs
+            out.append((offset if pos < end else None, length))
+        return out
+
+
+class Vfs:
+    """The mounted root: ext2 on a block device, with the kernel's page cache on top."""
+
+    def __init__(self, k, fs, bcache):
+        self.k, self.fs, self.bcache = k, fs, bcache
+        self.mappings = {}                    # ino -> AddressSpace
+
+    def mapping_of(self, inode) -> AddressSpace:
+        mapping = self.mappings.get(inode.ino)
+        if mapping is None:
+            mapping = AddressSpace(self.k, inode.ino << 1, Ext2Aops(self.fs, inode), self.bcache.blk)
+            self.mappings[inode.ino] = mapping
+        return mapping
+
+    def resolve(self, path: str, cwd_ino: int = 2, follow: bool = True) -> int:
+        try:
+            return self.fs.namei(path, cwd_ino=cwd_ino, follow=follow)
+        except Ext2Error as e:
+            raise SyscallError(e.errno) from None
+
+    def parent_and_name(self, path: str, cwd_ino: int):
+        head, name = os.path.split(path.rstrip("/") or "/")
+        if not name:
+            raise SyscallError(EEXIST)
+        parent = self.resolve(head or ".", cwd_ino) if head else cwd_ino
+        if not self.fs.iget(parent).is_dir:
+            raise SyscallError(ENOTDIR)
+        return parent, name
+
+    def call(self, fn, *args):
+        try:
+            return fn(*args)
+        except Ext2Error as e:
+            raise SyscallError(e.errno) from None
+
+    def open(self, path: str, flags: int, mode: int, cwd_ino: int) -> File:
+        fs = self.fs
+        try:
+            ino = fs.namei(path, cwd_ino=cwd_ino, follow=not flags & O_NOFOLLOW)
+        except Ext2Error as e:
+            if e.errno != ENOENT or not flags & O_CREAT:
+                raise SyscallError(e.errno) from None
+            parent, name = self.parent_and_name(path, cwd_ino)
+            ino = self.call(fs.create, parent, name, S_IFREG | (mode & 0o7777))
+        else:
+            if flags & O_CREAT and flags & O_EXCL:
+                raise SyscallError(EEXIST)
+        inode = fs.iget(ino)
+        if flags & O_DIRECTORY and not inode.is_dir:
+            raise SyscallError(ENOTDIR)
+        if inode.is_dir and flags & O_ACCMODE != O_RDONLY:
+            raise SyscallError(EISDIR)
+        if flags & O_ACCMODE != O_RDONLY and fs.read_only:
+            raise SyscallError(EROFS)
+        if flags & O_TRUNC and inode.is_reg and flags & O_ACCMODE != O_RDONLY:
+            self.truncate(inode, 0)
+        return Ext2File(self, inode, path, flags)
+
+    def truncate(self, inode, size: int) -> None:
+        mapping = self.mapping_of(inode)
+        if size < inode.size:
+            mapping.truncate_inode_pages(size)
+        self.call(self.fs.truncate, inode, size)
+
+    def unlink(self, path: str, cwd_ino: int) -> None:
+        parent, name = self.parent_and_name(path, cwd_ino)
+        ino = self.call(self.fs.lookup, parent, name)
+        if ino is None:
+            raise SyscallError(ENOENT)
+        inode = self.fs.iget(ino)
+        if inode.is_dir:
+            raise SyscallError(EISDIR)
+        if inode.links_count <= 1:
+            self.drop_pages(ino)
+        self.call(self.fs.unlink, parent, name)
+
+    def drop_pages(self, ino: int) -> None:
+        mapping = self.mappings.pop(ino, None)
+        if mapping is not None:
+            mapping.truncate_inode_pages(0)
+            for index in list(mapping.pages):
+                mapping.remove_from_page_cache(index)
+
+    def sync(self) -> None:
+        for mapping in list(self.mappings.values()):
+            mapping.writepages()
+        self.fs.sync_fs()
+        self.bcache.sync()
+
+
+class Ext2File(File):
+    """An open ext2 file or directory."""
+
+    def __init__(self, vfs: Vfs, inode, path: str, flags: int):
+        super().__init__(path)
+        self.vfs, self.inode, self.flags = vfs, inode, flags
+        self.ino = inode.ino
+        self.ra = FileRaState()
+        self.dir_entries = None
+
+    @property
+    def mode(self) -> int:
+        return self.inode.mode
+
+    @property
+    def size(self) -> int:
+        return self.inode.size
+
+    @property
+    def readable(self) -> bool:
+        return self.flags & O_ACCMODE != O_WRONLY
+
+    @property
+    def writable(self) -> bool:
+        return self.flags & O_ACCMODE != O_RDONLY
+
+    def read_user(self, k, task, buf: int, count: int, pos: int) -> int:
+        if not self.readable:
+            raise SyscallError(EBADF)
+        if self.inode.is_dir:
+            raise SyscallError(EISDIR)
+        return generic_file_read(k, task, self.vfs.mapping_of(self.inode), self.ra, buf, count, pos)
+
+    def write_user(self, k, task, buf: int, count: int, pos: int) -> int:
+        if not self.writable:
+            raise SyscallError(EBADF)
+        if self.flags & O_APPEND:
+            pos = self.pos = self.inode.size
+        n = generic_perform_write(k, task, self.vfs.mapping_of(self.inode), buf, count, pos)
+        self.inode.mtime = self.inode.ctime = int(k.hw.clock.now_ns() // 10**9) + 1276473600
+        return n
+
+    def lseek(self, offset: int, whence: int) -> int:
+        base = {0: 0, 1: self.pos, 2: self.inode.size}.get(whence)
+        if base is None or base + offset < 0:
+            raise SyscallError(EINVAL)
+        self.pos = base + offset
+        if self.inode.is_dir and self.pos == 0:
+            self.dir_entries = None
+        return self.pos
+
+    def fsync(self) -> None:
+        self.vfs.mapping_of(self.inode).writepages()
+        self.vfs.fs.write_inode(self.inode)
+        self.vfs.bcache.sync()
+        self.vfs.bcache.blk.flush()
+
+    def getdents64(self, k, task, buf: int, count: int) -> int:
+        if not self.inode.is_dir:
+            raise SyscallError(ENOTDIR)
+        if self.dir_entries is None:
+            self.dir_entries = self.vfs.call(self.vfs.fs.readdir, self.inode)
+        out = bytearray()
+        while self.pos < len(self.dir_entries):
+            name, ino, ft = self.dir_entries[self.pos]
+            raw = name.encode() if isinstance(name, str) else bytes(name)
+            reclen = (19 + len(raw) + 1 + 7) & ~7
+            if len(out) + reclen > count:
+                if not out:
+                    raise SyscallError(EINVAL)
+                break
+            out += struct.pack("<QqHB", ino, self.pos + 1, reclen, DT_BY_FT.get(ft, 0)) + raw
+            out += bytes(reclen - 19 - len(raw))
+            self.pos += 1
+        if out:
+            k.mm.copy_to_user(task, buf, bytes(out))
+        return len(out)
+
+
+class MappedFile:
+    """What exec and mmap see of an ext2 file: its path, size and page cache."""
+
+    def __init__(self, vfs: Vfs, inode, path: str):
+        self.vfs, self.inode, self.path = vfs, inode, path
+        self.mapping = vfs.mapping_of(inode)
+        self.is_dir = inode.is_dir
+        self.mapping_id = self.mapping.mapping_id
+        self.ra = FileRaState()
+
+    @property
+    def size(self) -> int:
+        return self.inode.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        end = min(self.inode.size, offset + length)
+        out = bytearray()
+        k = self.vfs.k
+        while offset < end:
+            pfn = self.mapping.get_page(offset >> PAGE_SHIFT, self.ra, 1)
+            n = min(end - offset, PAGE_SIZE - (offset & (PAGE_SIZE - 1)))
+            src = (pfn << PAGE_SHIFT) + (offset & (PAGE_SIZE - 1))
+            out += k.ram[src:src + n]
+            offset += n
+        return bytes(out)
+
+    def find_get_page(self, index: int):
+        """filemap_fault(): the page, read in (a major fault) if it is not cached."""
+        if index << PAGE_SHIFT >= self.inode.size:
+            return None
+        pfn = self.mapping.find_get_page(index)
+        if pfn is None:
+            self.vfs.k.vmstat["pgmajfault"] += 1
+            pfn = self.mapping.get_page(index, self.ra, 1)
+        return pfn
+
+
+__all__ = ["Vfs", "Ext2File", "MappedFile", "S_IFDIR", "S_IFLNK", "S_IFMT", "ESPIPE"]

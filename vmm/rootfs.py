@@ -1,0 +1,50 @@
+"""Root file systems for `ballast run --root`: an ext2 image as given, or one made from a
+directory with mke2fs -d and cached between runs (keyed by the directory's contents)."""
+import hashlib
+import os
+from pathlib import Path
+
+from .errors import BallastError
+from .mkdisk import mkdisk
+
+EXT2_MAGIC_OFFSET = 1024 + 56
+EXT2_SUPER_MAGIC = b"\x53\xef"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("BALLAST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ballast")
+    return Path(base) / "roots"
+
+
+def tree_digest(path: str) -> str:
+    """Names, modes, sizes and mtimes of everything under path: what makes an image stale."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            st = os.lstat(full)
+            h.update(f"{os.path.relpath(full, path)}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def root_image(spec: str) -> str:
+    if os.path.isdir(spec):
+        images = cache_dir()
+        images.mkdir(parents=True, exist_ok=True)
+        image = images / f"{tree_digest(spec)}.img"
+        if not image.exists():
+            tmp = image.with_suffix(f".tmp{os.getpid()}")
+            mkdisk(spec, str(tmp))
+            os.replace(tmp, image)
+        return str(image)
+    try:
+        with open(spec, "rb") as f:
+            f.seek(EXT2_MAGIC_OFFSET)
+            magic = f.read(2)
+    except OSError as e:
+        raise BallastError(f"--root {spec}: {e.strerror}") from None
+    if magic != EXT2_SUPER_MAGIC:
+        raise BallastError(f"--root {spec}: not a directory or an ext2 image")
+    return spec
