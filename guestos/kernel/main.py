@@ -66,6 +66,7 @@ class Kernel:
         self.irq_handlers = {}          # line -> handler()
         self.block_devices = {}         # "vda" -> VirtioBlk
         self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
+        self.address_spaces = {}        # page->mapping id -> AddressSpace
 
     # --- boot ---
     def boot(self) -> None:
@@ -240,6 +241,26 @@ class Kernel:
         if inode is None:
             raise SyscallError(ENOENT)
         return InodeFile(inode)
+
+    def file_for_mmap(self, f, vm_flags: int):
+        """(vm_file, name) for mapping an open file; EACCES when its open mode forbids it."""
+        from ..mm.mmap import VM_SHARED, VM_WRITE
+        inode = getattr(f, "inode", None)
+        if inode is None or getattr(inode, "is_dir", False):
+            raise SyscallError(19)                               # ENODEV: not mappable
+        if getattr(f, "readable", True) is False:
+            raise SyscallError(EACCES)
+        if vm_flags & VM_SHARED and vm_flags & VM_WRITE and not getattr(f, "writable", False):
+            raise SyscallError(EACCES)
+        if hasattr(f, "vfs"):
+            return MappedFile(f.vfs, inode, f.name), f.name
+        return inode, f.name                                     # a ramfs file
+
+    def set_page_dirty_pfn(self, pfn: int) -> None:
+        mapping = self.address_spaces.get(self.mem_map.mapping(pfn))
+        index = self.mem_map.index(pfn)
+        if mapping is not None and mapping.pages.get(index) == pfn:
+            mapping.set_page_dirty(index)
 
     def sync_all(self) -> None:
         if self.vfs is not None:

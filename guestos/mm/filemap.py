@@ -57,6 +57,7 @@ class AddressSpace:
         self.blk = blk                   # the block device under it
         self.pages = {}                  # page index -> pfn: the radix tree
         self.dirty = set()               # indices with PG_dirty (the radix tree's dirty tag)
+        k.address_spaces[mapping_id] = self
 
     @property
     def nrpages(self) -> int:

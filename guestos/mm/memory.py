@@ -6,7 +6,7 @@ changes speed, never the resulting memory state or counters.
 """
 from .mm_types import NIL, PG_pgtable, PG_swapbacked, PG_uptodate, PAGE_MAPPING_ANON
 from .mmap import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, STACK_RLIMIT
-from .pgtable import (LEVEL_SHIFTS, PAGE_SIZE, PF_INSTR, PF_PROT, PF_WRITE, PTE_PFN_MASK,
+from .pgtable import (LEVEL_SHIFTS, PAGE_SIZE, PF_INSTR, PF_PROT, PF_WRITE, PTE_PFN_MASK, _PAGE_DIRTY,
                       _PAGE_PRESENT, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, _PAGE_NX, mk_pte, pte_pfn)
 
 ANON_PAGE_FLAGS = (1 << PG_swapbacked) | (1 << PG_uptodate)
@@ -120,7 +120,11 @@ class MemoryManager:
             else:
                 self.do_read_fault(mm, vma, addr, slot)
         elif write and not pte & _PAGE_RW:
-            self.do_wp_page(mm, vma, addr, slot)
+            if vma.vm_flags & VM_SHARED:
+                self.q[slot] = pte | _PAGE_RW                 # write-enable after msync cleaned it
+                k.flush_tlb()
+            else:
+                self.do_wp_page(mm, vma, addr, slot)
         elif error_code & PF_PROT:
             # present but not accessible (PROT_NONE leaf) although the VMA allows it
             self.q[slot] = pte | _PAGE_USER
@@ -178,8 +182,10 @@ class MemoryManager:
         self.k.flush_tlb()
 
     # --- unmapping ---
-    def page_remove_rmap(self, mm, pfn: int) -> None:
+    def page_remove_rmap(self, mm, pfn: int, pte: int = 0) -> None:
         mem_map = self.mem_map
+        if pte & _PAGE_DIRTY and not mem_map.mapping(pfn) & PAGE_MAPPING_ANON:
+            self.k.set_page_dirty_pfn(pfn)           # a shared file page written through its mapping
         anon = mem_map.mapping(pfn) & PAGE_MAPPING_ANON
         mapped = mem_map.mapcount(pfn) - 1
         mem_map.set_mapcount(pfn, mapped)
@@ -207,12 +213,29 @@ class MemoryManager:
                     pte = q[s]
                     if pte & _PAGE_PRESENT:
                         q[s] = 0
-                        self.page_remove_rmap(mm, pte_pfn(pte))
+                        self.page_remove_rmap(mm, pte_pfn(pte), pte)
                         zapped += 1
             addr = table_end
         if zapped:
             self.k.flush_tlb()
         return zapped
+
+    def clean_dirty_ptes(self, mm, vma, start: int, end: int) -> int:
+        """Move hardware dirty bits of a shared file mapping to the page cache (page_mkclean)."""
+        q = self.q
+        cleaned = 0
+        for addr in range(start, end, PAGE_SIZE):
+            slot = self.pte_offset(mm, addr)
+            if slot is None:
+                continue
+            pte = q[slot]
+            if pte & _PAGE_PRESENT and pte & _PAGE_DIRTY:
+                q[slot] = pte & ~(_PAGE_DIRTY | _PAGE_RW)   # write-protect: the next write dirties again
+                self.k.set_page_dirty_pfn(pte_pfn(pte))
+                cleaned += 1
+        if cleaned:
+            self.k.flush_tlb()
+        return cleaned
 
     def change_protection(self, mm, vma, start: int, end: int) -> None:
         """mprotect on present PTEs: write only ever removed (a write fault restores it)."""

@@ -44,10 +44,11 @@ def sys_mmap(k, task, addr, length, prot, flags, fd, offset):
         raise SyscallError(ENOMEM)
     if not flags & (MAP_SHARED | MAP_PRIVATE):
         raise SyscallError(EINVAL)
-    if not flags & MAP_ANONYMOUS:
-        k.fds_of(task).get(fd)          # EBADF for a bad descriptor
-        raise SyscallError(ENODEV)      # file mappings arrive with the page cache
     vm_flags = calc_vm_prot_bits(prot) | (VM_SHARED if flags & MAP_SHARED else 0)
+    vm_file, pgoff, name = None, 0, ""
+    if not flags & MAP_ANONYMOUS:
+        vm_file, name = k.file_for_mmap(k.fds_of(task).get(fd & 0xFFFFFFFF), vm_flags)
+        pgoff = offset >> 12
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
         if addr < MMAP_MIN_ADDR or addr + length > TASK_SIZE:
             raise SyscallError(EINVAL if flags & MAP_FIXED else ENOMEM)
@@ -60,7 +61,7 @@ def sys_mmap(k, task, addr, length, prot, flags, fd, offset):
         start = mm.get_unmapped_area(length, addr)
         if start is None:
             raise SyscallError(ENOMEM)
-    mm.insert(VMA(start, start + length, vm_flags, None, 0, mm.new_anon_id(), ""))
+    mm.insert(VMA(start, start + length, vm_flags, vm_file, pgoff, mm.new_anon_id(), name))
     k.mm_changed(mm)
     if flags & MAP_POPULATE:
         for a in range(start, start + length, PAGE_SIZE):
@@ -91,6 +92,24 @@ def sys_mprotect(k, task, start, length, prot, *_):
         k.mm.change_protection(mm, vma, vma.vm_start, vma.vm_end)
     k.mm_changed(mm)
     k.hw.cpu.flush_code(start, end)
+    return 0
+
+
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+
+
+def sys_msync(k, task, start, length, flags, *_):
+    """Dirty bits of shared file mappings become dirty pages; MS_SYNC writes them back."""
+    if start & (PAGE_SIZE - 1) or flags & ~7 or (flags & MS_ASYNC and flags & MS_SYNC):
+        raise SyscallError(EINVAL)
+    end = start + page_align(length)
+    for vma in task.mm.overlapping(start, end):
+        if vma.vm_file is None or not vma.vm_flags & VM_SHARED:
+            continue
+        k.mm.clean_dirty_ptes(task.mm, vma, max(start, vma.vm_start), min(end, vma.vm_end))
+        mapping = getattr(vma.vm_file, "mapping", None)
+        if flags & MS_SYNC and mapping is not None:
+            mapping.writepages()
     return 0
 
 
