@@ -12,6 +12,7 @@ from ..fs.binfmt_elf import ENOEXEC
 from ..fs.blockdev import BlockDeviceFile
 from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
+from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc
 from ..fs.vfs import MappedFile, Vfs
 from ..fs.file import ConsoleFile, FdTable, File
 from ..fs.ramfs import RamFs
@@ -119,7 +120,12 @@ class Kernel:
             for a, b in zip(cuts, cuts[1:]):
                 if not any(rs <= a < re_ for rs, re_ in reserved) and b > a:
                     self.page_alloc.free_bootmem_range(a, b)
-        self.page_alloc.setup_per_zone_wmarks(int(self.params.get("vm.min_free_kbytes", 0)))
+        self.sysctl_vm = dict(SYSCTL_VM_DEFAULTS)
+        for key, value in self.params.items():
+            if key.startswith("vm.") and key[3:] in self.sysctl_vm:
+                self.sysctl_vm[key[3:]] = int(value)
+        self.page_alloc.setup_per_zone_wmarks(self.sysctl_vm["min_free_kbytes"])
+        self.sysctl_vm["min_free_kbytes"] = self.page_alloc.min_free_kbytes
         self.totalram_pages = self.page_alloc.totalram_pages
         self.max_pfn = max_pfn
         if self.native is not None:
@@ -153,6 +159,7 @@ class Kernel:
             self.page_alloc.free_bootmem_range(start, min(end, self.max_pfn))
             self.totalram_pages = self.page_alloc.totalram_pages
             self.page_alloc.setup_per_zone_wmarks(int(self.params.get("vm.min_free_kbytes", 0)))
+            self.sysctl_vm["min_free_kbytes"] = self.page_alloc.min_free_kbytes
 
     # --- memory glue ---
     def charge(self, ns: int) -> None:
@@ -235,6 +242,10 @@ class Kernel:
             return ConsoleFile(self.console)
         if path == "/dev/null":
             return NullFile()
+        if path == "/dev/zero":
+            return ZeroFile()
+        if path.startswith("/proc/"):
+            return open_proc(self, task or self.scheduler.current, path)
         if self.vfs is not None:
             return self.vfs.open(path, flags, mode, self.base_ino(task, dirfd))
         inode = self.rootfs.lookup(path)
@@ -261,6 +272,24 @@ class Kernel:
         index = self.mem_map.index(pfn)
         if mapping is not None and mapping.pages.get(index) == pfn:
             mapping.set_page_dirty(index)
+
+    def set_sysctl_vm(self, name: str, data: bytes) -> None:
+        """A write to /proc/sys/vm/NAME."""
+        try:
+            value = int(data.split()[0])
+        except (ValueError, IndexError):
+            raise SyscallError(22) from None
+        if value < 0:
+            raise SyscallError(22)
+        self.sysctl_vm[name] = value
+        if name == "min_free_kbytes":
+            self.page_alloc.setup_per_zone_wmarks(value)
+        elif name == "drop_caches" and value & 1:
+            self.drop_pagecache()
+
+    def drop_pagecache(self) -> int:
+        """echo 1 > /proc/sys/vm/drop_caches: every clean, unmapped page-cache page."""
+        return sum(mapping.invalidate_mapping_pages() for mapping in list(self.address_spaces.values()))
 
     def sync_all(self) -> None:
         if self.vfs is not None:
@@ -434,12 +463,8 @@ class Kernel:
 
     # --- what /proc/meminfo will say ---
     def meminfo(self) -> dict:
-        kb = 4
-        free = self.page_alloc.nr_free_pages
-        return {"MemTotal": self.totalram_pages * kb, "MemFree": free * kb,
-                "Cached": self.vmstat["nr_file_pages"] * kb, "AnonPages": self.vmstat["nr_anon_pages"] * kb,
-                "Mapped": self.vmstat["nr_mapped"] * kb, "PageTables": self.vmstat["nr_page_table_pages"] * kb,
-                "Unevictable": self.vmstat["nr_unevictable"] * kb}
+        """What /proc/meminfo says, in kB."""
+        return meminfo(self)
 
     def vmstat_snapshot(self) -> dict:
         out = dict(self.vmstat)
@@ -461,6 +486,20 @@ class NullFile(File):
 
     def read(self, task, length):
         return b""
+
+    def write(self, task, data):
+        return len(data)
+
+
+class ZeroFile(File):
+    mode = 0o020666
+    rdev = (1 << 8) | 5
+
+    def __init__(self):
+        super().__init__("/dev/zero")
+
+    def read(self, task, length):
+        return bytes(min(length, 1 << 20))
 
     def write(self, task, data):
         return len(data)
