@@ -4,6 +4,8 @@ The kernel gets one Hardware object: guest-physical memory, ports, the vCPU
 and the clock. Everything else it learns from the boot parameters."""
 import hashlib
 
+import cython_ext
+
 from ..arch import vcpu_exits as X
 from ..drivers.serial8250 import Serial8250Console
 from ..drivers.virtio_blk import DRIVERS as VIRTIO_BLK_DRIVERS
@@ -65,6 +67,7 @@ class Kernel:
         self.current_mm = None
         self.native = getattr(hw.cpu, "native", None)
         self.irq_handlers = {}          # line -> handler()
+        self.usercopy = cython_ext.load("usercopy")
         self.block_devices = {}         # "vda" -> VirtioBlk
         self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
         self.address_spaces = {}        # page->mapping id -> AddressSpace

@@ -273,35 +273,44 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
         return 0
     count = min(count, isize - pos)
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
-    copied = 0
     mem_map = k.mem_map
+    src = []
+    done = 0
+    cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
+    readahead_bit = 1 << PG_readahead
     while index <= last:
-        pfn = mapping.get_page(index, ra, last - index + 1)
+        pfn = cached[index - (pos >> PAGE_SHIFT)]
+        if pfn is None or mem_map.flags(pfn) & readahead_bit:
+            pfn = mapping.get_page(index, ra, last - index + 1)
         mark_page_accessed(mem_map, pfn)
-        offset = (pos + copied) & (PAGE_SIZE - 1)
-        n = min(PAGE_SIZE - offset, count - copied)
-        src = (pfn << PAGE_SHIFT) + offset
-        k.mm.copy_to_user(task, buf + copied, k.ram[src:src + n])
-        copied += n
+        offset = (pos + done) & (PAGE_SIZE - 1)
+        n = min(PAGE_SIZE - offset, count - done)
+        src.append(((pfn << PAGE_SHIFT) + offset, n))
+        done += n
         index += 1
+    copied = k.usercopy.copy_runs(k.ram, src, k.mm.user_runs(task, buf, count, True))
+    k.charge(k.costs.copy_ns_per_kib * copied // 1024)
     ra.prev_pos = pos + copied - 1
     return copied
 
 
 def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, pos: int) -> int:
+    """generic_perform_write(): page by page into the page cache, each page left dirty."""
     if pos + count > MAX_LFS_FILESIZE:
         raise SyscallError(EFBIG)
-    written = 0
-    while written < count:
-        offset = (pos + written) & (PAGE_SIZE - 1)
-        n = min(PAGE_SIZE - offset, count - written)
-        index = (pos + written) >> PAGE_SHIFT
+    src = k.mm.user_runs(task, buf, count, False)
+    dst = []
+    done = 0
+    while done < count:
+        offset = (pos + done) & (PAGE_SIZE - 1)
+        n = min(PAGE_SIZE - offset, count - done)
+        index = (pos + done) >> PAGE_SHIFT
         pfn = mapping.grab_page_for_write(index, offset, n)
-        data = k.mm.copy_from_user(task, buf + written, n)
-        dst = (pfn << PAGE_SHIFT) + offset
-        k.ram[dst:dst + n] = data
+        dst.append(((pfn << PAGE_SHIFT) + offset, n))
         mapping.set_page_dirty(index)
-        written += n
-        if pos + written > mapping.a_ops.i_size():
-            mapping.a_ops.set_i_size(pos + written)
+        done += n
+    written = k.usercopy.copy_runs(k.ram, src, dst)
+    k.charge(k.costs.copy_ns_per_kib * written // 1024)
+    if pos + written > mapping.a_ops.i_size():
+        mapping.a_ops.set_i_size(pos + written)
     return written

@@ -281,6 +281,23 @@ class MemoryManager:
             self.handle_mm_fault(task, addr, _perms & ~PF_INSTR)
         raise FaultError("SIGSEGV", SEGV_ACCERR, addr)
 
+    def user_runs(self, task, addr: int, length: int, write: bool) -> list:
+        """get_user_pages(): the physical runs behind a user range, faulting pages in."""
+        runs = self.k.hw.cpu.user_segments(addr, length, write)
+        if runs is not None:
+            return runs
+        runs = []
+        end = addr + length
+        while addr < end:
+            paddr = self.user_page(task, addr, write)
+            n = min(end - addr, PAGE_SIZE - (addr & 0xFFF))
+            if runs and runs[-1][0] + runs[-1][1] == paddr:
+                runs[-1] = (runs[-1][0], runs[-1][1] + n)
+            else:
+                runs.append((paddr, n))
+            addr += n
+        return runs
+
     def copy_from_user(self, task, addr: int, length: int) -> bytes:
         out = bytearray()
         ram = self.ram
