@@ -24,6 +24,10 @@ class Hardware:
         """Interrupt lines raised since the last call (the kernel acknowledges them all)."""
         return self._machine.take_pending_irqs()
 
+    def arm_timer(self, delay_ns: int) -> None:
+        """One timer interrupt (IRQ 0) after delay_ns of virtual time."""
+        self._machine.arm_timer(delay_ns, 0)
+
     def idle(self) -> bool:
         """Wait for the next interrupt: the virtual clock jumps ahead. False if nothing can come."""
         return self._machine.idle()

@@ -113,6 +113,10 @@ class Machine:
         self.irq_pending.clear()
         return lines
 
+    def arm_timer(self, delay_ns: int, line: int = 0) -> None:
+        """A one-shot timer (the local APIC's): raises `line` after delay_ns of virtual time."""
+        self.clock.schedule(delay_ns, lambda: self.raise_irq(line))
+
     def idle(self) -> bool:
         """hlt with interrupts on: jump the clock to the next event. False if none will come."""
         return self.clock.idle_until_next_event()

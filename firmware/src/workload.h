@@ -23,7 +23,7 @@
 
 static char wl_outbuf[4096];   /* static stdout buffer: no fstat/malloc in stdio */
 
-static void wl_init_stdout(void)
+static __attribute__((unused)) void wl_init_stdout(void)
 {
     setvbuf(stdout, wl_outbuf, _IOLBF, sizeof wl_outbuf);
 }
@@ -69,7 +69,7 @@ static inline uint64_t mix64(uint64_t z)
 
 /* Parse a non-negative decimal number; returns 0 on any syntax error or
  * overflow.  *end receives the first unparsed character. */
-static int parse_u64(const char *s, uint64_t *out, const char **end)
+static __attribute__((unused)) int parse_u64(const char *s, uint64_t *out, const char **end)
 {
     uint64_t v = 0;
     if (*s < '0' || *s > '9')
@@ -87,7 +87,7 @@ static int parse_u64(const char *s, uint64_t *out, const char **end)
 }
 
 /* A whole argument that is a plain decimal number. */
-static int parse_num(const char *s, uint64_t *out)
+static __attribute__((unused)) int parse_num(const char *s, uint64_t *out)
 {
     const char *end;
     return parse_u64(s, out, &end) && *end == '\0';
@@ -95,7 +95,7 @@ static int parse_num(const char *s, uint64_t *out)
 
 /* Bytes, or a number with a K, M or G suffix (powers of 1024,
  * case-insensitive), e.g. 4096, 64k, 256M, 1G. */
-static int parse_size(const char *s, uint64_t *out)
+static __attribute__((unused)) int parse_size(const char *s, uint64_t *out)
 {
     const char *end;
     uint64_t v, shift = 0;
@@ -118,7 +118,7 @@ static int parse_size(const char *s, uint64_t *out)
 
 /* ---- timing ------------------------------------------------------------- */
 
-static double wl_now(void)
+static __attribute__((unused)) double wl_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -126,7 +126,7 @@ static double wl_now(void)
 }
 
 /* Prints "time: S s[, R MiB/s]" (bytes == 0: no rate). */
-static void wl_print_time(double seconds, uint64_t bytes)
+static __attribute__((unused)) void wl_print_time(double seconds, uint64_t bytes)
 {
     if (bytes && seconds > 0)
         printf("time: %.6f s, %.1f MiB/s\n", seconds,

@@ -33,6 +33,7 @@ class BufferCache:
         self.mapping = AddressSpace(k, (BDEV_MAPPING_BASE + bdev_index) << 1, _BdevAops(blk), blk)
         self.block_size = 1024
         self.dirty_blocks = set()
+        self.mapping.writeback = self.sync
 
     @property
     def size_bytes(self) -> int:
@@ -84,6 +85,7 @@ class BufferCache:
             mapping.dirty.discard(index)
             self.k.vmstat["nr_dirty"] -= 1
         self.k.dirty_mappings.discard(mapping)
+        mapping.dirtied_when = None
 
     @property
     def nrpages(self) -> int:

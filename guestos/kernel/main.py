@@ -88,6 +88,8 @@ class Kernel:
         self.free_initrd_mem(bp.initrd_paddr, bp.initrd_size)
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
+        self.wb_timer_armed = False
+        self.request_irq(0, self.timer_interrupt)
         self.virtio_devices = virtio_mmio_probe(self, dict(VIRTIO_BLK_DRIVERS))
         self.vfs = None
         if "root" in self.params:
@@ -293,6 +295,38 @@ class Kernel:
     def drop_pagecache(self) -> int:
         """echo 1 > /proc/sys/vm/drop_caches: every clean, unmapped page-cache page."""
         return sum(mapping.invalidate_mapping_pages() for mapping in list(self.address_spaces.values()))
+
+    # --- writeback (mm/page-writeback.c, fs/fs-writeback.c) ---
+    def mark_mapping_dirty(self, mapping) -> None:
+        """__mark_inode_dirty(): remember when, and make sure the flusher will come by."""
+        if mapping.dirtied_when is None:
+            mapping.dirtied_when = self.hw.clock.now_ns()
+        self.dirty_mappings.add(mapping)
+        if not self.wb_timer_armed:
+            self.wb_timer_armed = True
+            self.hw.arm_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000)
+
+    def timer_interrupt(self) -> None:
+        """The flusher's periodic pass (wb_kupdate): write back what has been dirty too long."""
+        self.wb_timer_armed = False
+        expire = self.sysctl_vm["dirty_expire_centisecs"] * 10_000_000
+        now = self.hw.clock.now_ns()
+        for mapping in sorted(self.dirty_mappings, key=lambda m: m.dirtied_when or 0):
+            if mapping.dirtied_when is not None and now - mapping.dirtied_when >= expire:
+                mapping.writeback()
+        if self.dirty_mappings:
+            self.wb_timer_armed = True
+            self.hw.arm_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000)
+
+    def balance_dirty_pages(self, mapping) -> None:
+        """A writer that pushed dirty memory over vm.dirty_ratio writes back itself."""
+        dirtyable = self.page_alloc.nr_free_pages + self.vmstat["nr_file_pages"]
+        if self.vmstat["nr_dirty"] * 100 > self.sysctl_vm["dirty_ratio"] * dirtyable:
+            mapping.writeback()
+            for other in list(self.dirty_mappings):
+                if self.vmstat["nr_dirty"] * 100 <= self.sysctl_vm["dirty_background_ratio"] * dirtyable:
+                    break
+                other.writeback()
 
     def sync_all(self) -> None:
         if self.vfs is not None:

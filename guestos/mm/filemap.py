@@ -57,6 +57,8 @@ class AddressSpace:
         self.blk = blk                   # the block device under it
         self.pages = {}                  # page index -> pfn: the radix tree
         self.dirty = set()               # indices with PG_dirty (the radix tree's dirty tag)
+        self.dirtied_when = None         # virtual ns when it first became dirty (inode->dirtied_when)
+        self.writeback = self.writepages  # how the flusher cleans it (the buffer cache overrides)
         k.address_spaces[mapping_id] = self
 
     @property
@@ -195,7 +197,7 @@ class AddressSpace:
             mem_map.set(pfn, PG_dirty)
             self.dirty.add(index)
             self.k.vmstat["nr_dirty"] += 1
-            self.k.dirty_mappings.add(self)
+            self.k.mark_mapping_dirty(self)
 
     def writepages(self, indices=None) -> int:
         """write_cache_pages(): write dirty pages back (all, or those given); returns pages written."""
@@ -228,6 +230,7 @@ class AddressSpace:
         k.vmstat["pgpgout"] += sum(run[2] - run[0] for run in runs) >> 10
         if not self.dirty:
             k.dirty_mappings.discard(self)
+            self.dirtied_when = None
         return len(todo)
 
     # --- dropping ---
@@ -313,4 +316,5 @@ def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, 
     k.charge(k.costs.copy_ns_per_kib * written // 1024)
     if pos + written > mapping.a_ops.i_size():
         mapping.a_ops.set_i_size(pos + written)
+    k.balance_dirty_pages(mapping)
     return written
