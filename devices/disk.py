@@ -224,6 +224,72 @@ def _skip(buffers, nbytes: int):
 
 # --- costs (virtual nanoseconds) ---
 
+class SnapshotDiskImage(DiskImage):
+    """QEMU's -snapshot: the base image is only read; writes land in a private in-memory
+    overlay of 4 KiB pages and vanish when the VM is gone."""
+
+    _next_id = 0
+
+    def __init__(self, path):
+        super().__init__(path, read_only=True)
+        SnapshotDiskImage._next_id += 1
+        self.key = ("snapshot", SnapshotDiskImage._next_id, self.key)   # never shared with the base
+        self.read_only = False
+        self.overlay = {}                                                  # page index -> bytearray
+
+    def reopen_read_write(self) -> None:
+        pass
+
+    def _overlay_page(self, index: int) -> bytearray:
+        page = self.overlay.get(index)
+        if page is None:
+            page = bytearray(PAGE_SIZE)
+            DiskImage._preadv(self, index << PAGE_SHIFT, [memoryview(page)[:max(0, min(PAGE_SIZE, self.size - (index << PAGE_SHIFT)))]])
+            self.overlay[index] = page
+        return page
+
+    def _preadv(self, offset: int, buffers) -> None:
+        DiskImage._preadv(self, offset, buffers)
+        if not self.overlay:
+            return
+        for b in buffers:
+            b = memoryview(b).cast("B")
+            pos = 0
+            while pos < len(b):
+                index, within = divmod(offset + pos, PAGE_SIZE)
+                n = min(len(b) - pos, PAGE_SIZE - within)
+                page = self.overlay.get(index)
+                if page is not None:
+                    b[pos:pos + n] = page[within:within + n]
+                pos += n
+            offset += len(b)
+
+    def _pwritev(self, offset: int, buffers) -> None:
+        for b in buffers:
+            b = memoryview(b).cast("B")
+            pos = 0
+            while pos < len(b):
+                index, within = divmod(offset + pos, PAGE_SIZE)
+                n = min(len(b) - pos, PAGE_SIZE - within)
+                self._overlay_page(index)[within:within + n] = b[pos:pos + n]
+                pos += n
+            self.writes += 1
+            self.bytes_written += len(b)
+            offset += len(b)
+
+    def zero_range(self, offset: int, length: int) -> None:
+        self._check(offset, length)
+        zeros = bytes(min(length, _ZERO_CHUNK))
+        end = offset + length
+        while offset < end:
+            n = min(end - offset, len(zeros))
+            self._pwritev(offset, [memoryview(zeros)[:n]])
+            offset += n
+
+    def fsync(self) -> None:
+        self.fsyncs += 1                    # durable for the VM's lifetime, by design
+
+
 @dataclass(frozen=True)
 class DiskProfile:
     """What a physical disk under the host charges per request. Defaults are a datacenter NVMe SSD.

@@ -7,7 +7,7 @@ two paths to one file are one image).
 import os
 
 from .block_backend import BlockBackend
-from .disk import PAGE_SIZE, DiskImage, DiskProfile, HostCosts
+from .disk import PAGE_SIZE, DiskImage, DiskProfile, HostCosts, SnapshotDiskImage
 from .host_cache import HostPageCache
 
 DEFAULT_CACHE_BYTES = 1 << 30        # host page cache when no budget is given
@@ -65,13 +65,19 @@ class Host:
         return list(self._images.values())
 
     def block_backend(self, path, cache_mode: str = "writeback", vm_id=None, read_only: bool = False,
-                      profile: DiskProfile | str | None = None, serial: bytes = b"ballast") -> BlockBackend:
-        """A VM's disk on this host: open (or share) the image and put it behind the host cache."""
+                      profile: DiskProfile | str | None = None, serial: bytes = b"ballast",
+                      snapshot: bool = False) -> BlockBackend:
+        """A VM's disk on this host: open (or share) the image and put it behind the host cache.
+        With snapshot, the VM's writes go to a private overlay and the image is never written."""
         if isinstance(profile, str):
             profile = DiskProfile.named(profile)
         if vm_id is None:
             vm_id = self.new_vm_id()
-        image = self.open_image(path, read_only=read_only)
+        if snapshot:
+            image = SnapshotDiskImage(path)
+            self._images[image.key] = image
+        else:
+            image = self.open_image(path, read_only=read_only)
         return BlockBackend(image, cache_mode, self.cache, vm_id, profile, self.costs, serial=serial,
                             read_only=read_only)
 

@@ -35,10 +35,12 @@ def parse_disk(spec: str):
             raise BallastError(f"--disk {path}: unknown cache mode '{value}' (one of {', '.join(CACHE_MODES)})")
         elif key == "ro" and not sep:
             disk.read_only = True
+        elif key == "snapshot" and not sep:
+            disk.snapshot = True
         elif key == "profile" and value:
             disk.profile = value
         else:
-            raise BallastError(f"--disk {path}: unknown option '{opt}' (cache=MODE, ro, profile=NAME)")
+            raise BallastError(f"--disk {path}: unknown option '{opt}' (cache=MODE, ro, snapshot, profile=NAME)")
     return disk
 
 
@@ -48,12 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="boot a guest and run a static x86-64 Linux program as its init")
     run.add_argument("--mem", default="256M", help="guest RAM (default 256M)")
     run.add_argument("--cmdline", default="", help="extra kernel command line")
-    run.add_argument("--disk", action="append", default=[], metavar="IMG[,cache=MODE][,ro][,profile=P]",
+    run.add_argument("--disk", action="append", default=[], metavar="IMG[,cache=MODE][,ro][,snapshot][,profile=P]",
                      help="a raw image as a virtio-blk disk (repeatable: vda, vdb, ...); cache modes as QEMU's: "
                           "writeback (default), none, writethrough, directsync, unsafe; profiles nvme, ssd, hdd")
-    run.add_argument("--root", metavar="DIR|IMG",
-                     help="an ext2 root: a directory (made into an image, cached) or an image; PROGRAM is "
-                          "then a path inside the guest")
+    run.add_argument("--root", metavar="DIR|IMG|builtin",
+                     help="an ext2 root: a directory (made into an image, cached), an image, or 'builtin' "
+                          "(our workloads and their data); PROGRAM is then a path inside the guest")
     run.add_argument("--cache", default="writeback", help="host cache mode of the root disk (default writeback)")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
@@ -86,7 +88,9 @@ def cmd_run(opts) -> int:
         from .rootfs import root_image
         if opts.cache not in CACHE_MODES:
             raise BallastError(f"--cache: unknown mode '{opts.cache}' (one of {', '.join(CACHE_MODES)})")
-        disks.insert(0, DiskConfig(root_image(opts.root), cache=opts.cache))
+        # an image we made (from a directory, or the built-in one) is a template: runs never change it
+        made = os.path.isdir(opts.root) or opts.root == "builtin"
+        disks.insert(0, DiskConfig(root_image(opts.root), cache=opts.cache, snapshot=made))
         if not opts.program.startswith("/"):
             raise BallastError(f"{opts.program}: with --root, PROGRAM is an absolute path inside the guest")
         program, guest_path = None, opts.program
@@ -129,6 +133,9 @@ def _report(opts, machine, status) -> int:
                 f.write(text + "\n")
     if kernel is not None and kernel.last_fatal and kernel.last_fatal[0] == "ENOEXEC":
         raise BallastError(f"{opts.program}: {kernel.last_fatal[1]}")
+    if kernel is not None and kernel.panic_message:
+        print(f"ballast: guest kernel panic: {kernel.panic_message}", file=sys.stderr)
+        return 1
     if exit_info["signaled"]:
         from guestos.kernel.signal import signal_name
         detail = ""

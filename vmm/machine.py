@@ -39,6 +39,7 @@ class DiskConfig:
     cache: str = "writeback"
     read_only: bool = False
     profile: str = "nvme"
+    snapshot: bool = False        # writes go to a private overlay; the image is never changed
 
 
 @dataclass
@@ -92,7 +93,8 @@ class Machine:
             raise BallastError(f"{disk.path}: unknown cache mode '{disk.cache}' (one of {', '.join(CACHE_MODES)})")
         try:
             backend = self.host.block_backend(disk.path, disk.cache, self.vm_id, disk.read_only, disk.profile,
-                                              serial=f"ballast-vd{'abcdefghijklmnopqrstuvwxyz'[len(self.disks)]}".encode())
+                                              serial=f"ballast-vd{'abcdefghijklmnopqrstuvwxyz'[len(self.disks)]}".encode(),
+                                              snapshot=disk.snapshot)
         except (OSError, ValueError) as e:
             raise BallastError(f"--disk {disk.path}: {getattr(e, 'strerror', None) or e}") from None
         device = VirtioBlk(backend, self.clock)

@@ -47,7 +47,7 @@ def mkdisk(directory: str, image: str, size: int = None) -> int:
     except OSError as e:
         raise BallastError(f"{image}: {e.strerror}") from None
     proc = subprocess.run([mke2fs, "-q", "-F", "-t", "ext2", "-b", str(BLOCK_SIZE), "-E", "root_owner=0:0",
-                           "-d", directory, image, str(size // 1024)], capture_output=True, text=True)
+                           "-d", directory, image, f"{size // 1024}k"], capture_output=True, text=True)
     if proc.returncode != 0:
         os.unlink(image)
         lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]

@@ -29,7 +29,42 @@ def tree_digest(path: str) -> str:
     return h.hexdigest()[:24]
 
 
+FIRMWARE = Path(__file__).resolve().parents[1] / "firmware" / "bin"
+BUILTIN_PROGRAMS = ("hello", "memhog", "compute", "seqread", "randread", "mmapread", "writer", "mixed",
+                    "vdread", "vdwrite", "vdsha256")
+
+
+def builtin_root() -> str:
+    """The built-in root: our workload programs in /bin, and /data and /src made by mkdata."""
+    images = cache_dir()
+    h = hashlib.sha256()
+    for name in BUILTIN_PROGRAMS + ("mkdata",):
+        h.update(name.encode() + b"\0" + (FIRMWARE / name).read_bytes())
+    image = images / f"builtin-{h.hexdigest()[:24]}.img"
+    if image.exists():
+        return str(image)
+    import shutil
+    import subprocess
+    import tempfile
+    images.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=images) as staging:
+        tree = Path(staging) / "root"
+        (tree / "bin").mkdir(parents=True)
+        for name in BUILTIN_PROGRAMS:
+            shutil.copy(FIRMWARE / name, tree / "bin" / name)
+        proc = subprocess.run([str(FIRMWARE / "mkdata"), str(tree)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BallastError(f"building the built-in root: mkdata failed: {proc.stderr.strip()}")
+        (tree / "tmp").mkdir()
+        tmp = image.with_suffix(f".tmp{os.getpid()}")
+        mkdisk(str(tree), str(tmp))
+        os.replace(tmp, image)
+    return str(image)
+
+
 def root_image(spec: str) -> str:
+    if spec == "builtin":
+        return builtin_root()
     if os.path.isdir(spec):
         images = cache_dir()
         images.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,11 @@ class VirtioBlk:
     def submit(self, req_type: int, sector: int, data_sgs=()) -> BlkRequest:
         """Queue one request (waiting for room if the ring is full); data_sgs: [(paddr, len, device_writes)]."""
         need = len(data_sgs) + 2
-        self.k.wait_event(lambda: self.free_slots and self.vq.num_free >= need)
+        if not (self.free_slots and self.vq.num_free >= need):
+            # the ring is full: let the device at what is queued, and wake at the first completion
+            self.vq.enable_cb_delayed(1)
+            self.vq.kick()
+            self.k.wait_event(lambda: self.free_slots and self.vq.num_free >= need)
         slot = self.free_slots.pop()
         req = BlkRequest(slot)
         hdr = self.slab_paddr + slot * SLOT_SIZE

@@ -5,10 +5,10 @@ metadata through the buffer cache; ext2 decides where blocks are."""
 import os
 import struct
 
-from ..kernel.errno import (EBADF, EEXIST, EINVAL, EISDIR, ENOENT, ENOTDIR, EROFS, ESPIPE, SyscallError)
+from ..kernel.errno import (EBADF, EEXIST, EINVAL, EIO, EISDIR, ENOENT, ENOTDIR, EROFS, ESPIPE, SyscallError)
 from ..mm.filemap import (PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileRaState, generic_file_read,
                           generic_perform_write)
-from .ext2 import Ext2Error
+from .ext2 import EUCLEAN, Ext2Error
 from .ext2_layout import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 from .file import File
 
@@ -75,10 +75,7 @@ class Vfs:
         return mapping
 
     def resolve(self, path: str, cwd_ino: int = 2, follow: bool = True) -> int:
-        try:
-            return self.fs.namei(path, cwd_ino=cwd_ino, follow=follow)
-        except Ext2Error as e:
-            raise SyscallError(e.errno) from None
+        return self.call(self.fs.namei, path, cwd_ino, follow)
 
     def parent_and_name(self, path: str, cwd_ino: int):
         head, name = os.path.split(path.rstrip("/") or "/")
@@ -90,10 +87,11 @@ class Vfs:
         return parent, name
 
     def call(self, fn, *args):
+        """A file-system operation; corruption it finds reaches the caller as EIO, as ext2's does."""
         try:
             return fn(*args)
         except Ext2Error as e:
-            raise SyscallError(e.errno) from None
+            raise SyscallError(EIO if e.errno == EUCLEAN else e.errno) from None
 
     def open(self, path: str, flags: int, mode: int, cwd_ino: int) -> File:
         fs = self.fs
@@ -101,7 +99,7 @@ class Vfs:
             ino = fs.namei(path, cwd_ino=cwd_ino, follow=not flags & O_NOFOLLOW)
         except Ext2Error as e:
             if e.errno != ENOENT or not flags & O_CREAT:
-                raise SyscallError(e.errno) from None
+                raise SyscallError(EIO if e.errno == EUCLEAN else e.errno) from None
             parent, name = self.parent_and_name(path, cwd_ino)
             ino = self.call(fs.create, parent, name, S_IFREG | (mode & 0o7777))
         else:

@@ -27,7 +27,7 @@ from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
 from .cmdline import memparse, parse_cmdline
 from .errno import EACCES, EISDIR, ENOENT, ENOSYS, EROFS, SyscallError
 from .exec import load_elf_binary
-from .printk import KERN_ERR, KERN_INFO, KERN_WARNING, Printk
+from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from . import exit as kexit
 from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
@@ -60,6 +60,7 @@ class Kernel:
         self.init_task = None
         self.current_syscall_nr = 0
         self.sleep_after_syscall = None
+        self.panic_message = None
         self.random_counter = 0
         self.unknown_syscalls = {}
         self.last_fatal = None
@@ -296,6 +297,11 @@ class Kernel:
         """echo 1 > /proc/sys/vm/drop_caches: every clean, unmapped page-cache page."""
         return sum(mapping.invalidate_mapping_pages() for mapping in list(self.address_spaces.values()))
 
+    def panic(self, message: str) -> None:
+        """panic(): say why on the console; the machine then powers off."""
+        self.panic_message = message
+        self.printk(KERN_EMERG, f"Kernel panic - not syncing: {message}")
+
     # --- writeback (mm/page-writeback.c, fs/fs-writeback.c) ---
     def mark_mapping_dirty(self, mapping) -> None:
         """__mark_inode_dirty(): remember when, and make sure the flusher will come by."""
@@ -346,7 +352,7 @@ class Kernel:
         except SyscallError:
             inode = None
         if inode is None:
-            self.printk(KERN_ERR, f"Kernel panic - not syncing: Requested init {path} failed (error -2).")
+            self.panic(f"Requested init {path} failed (error -2).")
             return PANIC_NO_INIT
         task = Task(pid=self.alloc_pid(), comm=path.rsplit("/", 1)[-1][:15])
         self.tasks[task.pid] = task
@@ -360,7 +366,7 @@ class Kernel:
             envp = [b"HOME=/", b"TERM=linux", b"PATH=/sbin:/bin:/usr/sbin:/usr/bin"]
             load_elf_binary(self, task, inode, argv, envp)
         except ENOEXEC as e:
-            self.printk(KERN_ERR, f"Kernel panic - not syncing: Requested init {path} failed (error -8): {e}")
+            self.panic(f"Requested init {path} failed (error -8): {e}")
             self.last_fatal = ("ENOEXEC", str(e), 0, "")
             return PANIC_NO_INIT
         self.scheduler.wake_up_new_task(task)
@@ -572,8 +578,12 @@ def start_kernel(hw) -> int:
     """Boot, run init to its end and return init's wait status."""
     kernel = Kernel(hw)
     hw.kernel = kernel                 # for the oracle: read-only inspection from the host
-    kernel.boot()
-    return kernel.run_init()
+    try:
+        kernel.boot()
+        return kernel.run_init()
+    except KernelPanic as e:
+        kernel.panic(str(e))
+        return PANIC_NO_INIT
 
 
 __all__ = ["start_kernel", "Kernel", "X", "signal_name"]
