@@ -1,0 +1,59 @@
+"""The built-in root's workloads print in the guest exactly what they print natively on the
+same tree (chrooted), and the image they run from is never changed (a snapshot)."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ballast_testlib import FIRMWARE
+from vmm.machine import DiskConfig, Machine, MachineConfig
+from vmm.rootfs import BUILTIN_PROGRAMS, builtin_root
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native comparison runs chrooted, as root")
+
+WORKLOADS = [
+    ["/bin/seqread", "/data/stream.bin", "2"],
+    ["/bin/randread", "/data/random.bin", "2000", "--zipf", "1.1", "--seed", "3"],
+    ["/bin/randread", "/data/random.bin", "500"],
+    ["/bin/mmapread", "/data/mapped.bin", "2"],
+    ["/bin/writer", "/tmp/out.bin", "3M", "--fsync"],
+    ["/bin/mixed", "/src"],
+]
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["BALLAST_CACHE"] = str(cache)
+    try:
+        image = builtin_root()
+    finally:
+        del os.environ["BALLAST_CACHE"]
+    native = tmp_path_factory.mktemp("native")
+    (native / "bin").mkdir()
+    for name in BUILTIN_PROGRAMS:
+        shutil.copy(FIRMWARE / name, native / "bin" / name)
+    subprocess.run([str(FIRMWARE / "mkdata"), str(native)], check=True, capture_output=True)
+    (native / "tmp").mkdir()
+    return image, native
+
+
+def _summary(text: str) -> list:
+    return [ln for ln in text.splitlines() if not ln.startswith(("time:", "["))]
+
+
+@pytest.mark.parametrize("argv", WORKLOADS, ids=lambda a: a[0].rsplit("/", 1)[1] + "-" + str(len(a)))
+def test_workload_matches_native(trees, argv):
+    image, native = trees
+    before = Path(image).stat().st_mtime_ns
+    m = Machine(MachineConfig(mem=256 << 20, disks=[DiskConfig(image, snapshot=True)]))
+    m.load(None, argv[0], argv[1:], root_device="/dev/vda")
+    status = m.boot()
+    out = m.console_output.decode()
+    m.close()
+    expected = subprocess.run(["chroot", str(native), *argv], capture_output=True, text=True)
+    assert status >> 8 == expected.returncode == 0, out
+    assert _summary(out) == _summary(expected.stdout)
+    assert Path(image).stat().st_mtime_ns == before          # the snapshot kept the image as it was
