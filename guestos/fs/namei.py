@@ -1,7 +1,7 @@
 """Name-space system calls on the root file system (fs/namei.c, fs/open.c, fs/readdir.c)."""
 import struct
 
-from ..kernel.errno import EBADF, EINVAL, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS, SyscallError
+from ..kernel.errno import EBADF, EBUSY, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS, SyscallError
 from .ext2_layout import S_IFDIR
 
 AT_FDCWD = -100
@@ -37,6 +37,8 @@ def sys_unlinkat(k, task, dirfd, pathname, flags, *_):
     vfs = _vfs(k)
     path = _path(k, task, pathname)
     base = k.base_ino(task, dirfd)
+    if not path.strip("/"):
+        raise SyscallError(EBUSY if flags & AT_REMOVEDIR else EISDIR)     # the root itself
     if flags & AT_REMOVEDIR:
         parent, name = vfs.parent_and_name(path, base)
         vfs.call(vfs.fs.rmdir, parent, name)
