@@ -17,9 +17,12 @@ pytestmark = pytest.mark.skipif(shutil.which("e2fsck") is None and not Path("/sb
 INPUT = "".join(f"input line {i}: {'x' * (i % 50)}\n" for i in range(2000))
 
 
-@pytest.fixture(scope="module")
-def filetest(compile_c):
-    return compile_c((PROGRAMS / "filetest.c").read_text(), "filetest", flags=("-static", "-O1"))
+@pytest.fixture(scope="module", params=["gcc", "musl-gcc"])
+def filetest(request, compile_c):
+    """The same program built with glibc and, where installable, musl."""
+    if shutil.which(request.param) is None:
+        pytest.skip(f"{request.param} is not installed")
+    return compile_c((PROGRAMS / "filetest.c").read_text(), "filetest", cc=request.param, flags=("-static", "-O1"))
 
 
 def make_root(tmp_path, programs: dict) -> Path:
