@@ -49,10 +49,20 @@ class ExitReason(enum.IntEnum):
 class VcpuExit:
     reason: ExitReason
     rip: int
-    address: int = 0     # faulting linear address
+    page: int = 0        # the faulting page: all a fault handler needs
     access: str = ""     # read, write or fetch
     error_code: int = 0  # x86 #PF error code
     detail: str = ""
+    _address: int = None
+    _cpu: object = None
+
+    @property
+    def address(self) -> int:
+        """CR2, the exact faulting address: decoded from the instruction when first asked for."""
+        if self._address is None:
+            self._address = self._cpu._fault_address(self.rip, self.page, self.error_code) \
+                if self._cpu is not None else self.page
+        return self._address
 
 
 _decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
@@ -79,6 +89,7 @@ class Vcpu:
                                  _fn("uc_reg_read"), _fn("uc_reg_write"))
         self.exits = 0
         self._deadline = (1 << 64) - 1
+        self._retired_cache = {}          # (cr3, block pc, size, rip) -> instructions retired before rip
 
     # --- registers ---
     def reg(self, name: str) -> int:
@@ -133,6 +144,7 @@ class Vcpu:
         else:
             self.uc.ctl_remove_cache(start, end)
         self.native.forget_blocks()
+        self._retired_cache.clear()
 
     def walk(self, vaddr: int, access: str):
         kind = {"read": ucc.UC_MEM_READ, "write": ucc.UC_MEM_WRITE, "fetch": ucc.UC_MEM_FETCH}[access]
@@ -173,8 +185,8 @@ class Vcpu:
         rip = self.native.read_reg(x86.UC_X86_REG_RIP)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)
-            address = self._fault_address(rip, address, access)
-            return VcpuExit(ExitReason(reason), rip, address, ACCESS_NAMES.get(access, "?"), error_code)
+            return VcpuExit(ExitReason(reason), rip, address & ~0xFFF, ACCESS_NAMES.get(access, "?"), error_code,
+                            _cpu=self)
         if reason == ExitReason.SYSCALL:
             return VcpuExit(ExitReason.SYSCALL, rip)
         if error is not None:
@@ -189,7 +201,7 @@ class Vcpu:
             return VcpuExit(ExitReason.QUANTUM, rip)
         if rip == STOP_ADDRESS:
             # a jump to page 0: a fetch fault, as the hardware would raise
-            return VcpuExit(ExitReason.PAGE_FAULT, rip, 0, "fetch", 0x4 | 0x10)
+            return VcpuExit(ExitReason.PAGE_FAULT, rip, 0, "fetch", 0x4 | 0x10, _address=0)
         return VcpuExit(ExitReason.HALT, rip)
 
     # --- precise exits ---
@@ -211,15 +223,19 @@ class Vcpu:
         pc, size, counted = self.native.current_block()
         if not pc <= rip < pc + size:
             return
-        retired = sum(1 for _ in _decoder.disasm_lite(self.read_code(pc, rip - pc), pc))
+        key = (self.native.cr3, pc, size, rip)
+        retired = self._retired_cache.get(key)
+        if retired is None:
+            retired = sum(1 for _ in _decoder.disasm_lite(self.read_code(pc, rip - pc), pc))
+            self._retired_cache[key] = retired
         if retired < counted:
             self.native.icount -= counted - retired
             self.clock.instructions = self.native.icount
 
-    def _fault_address(self, rip: int, page: int, access: int) -> int:
+    def _fault_address(self, rip: int, page: int, error_code: int) -> int:
         """CR2: Unicorn tells the TLB fill only the page; the instruction tells the byte."""
         page &= ~0xFFF
-        if access == ucc.UC_MEM_FETCH:
+        if error_code & 0x10:                       # PF_INSTR
             return rip if rip & ~0xFFF == page else page
         insn = next(_detailed.disasm(self.read_code(rip, 15), rip, 1), None)
         if insn is None:

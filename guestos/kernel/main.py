@@ -481,7 +481,7 @@ class Kernel:
 
     def do_page_fault(self, task, exit) -> None:
         try:
-            self.mm.handle_mm_fault(task, exit.address, exit.error_code)
+            self.mm.handle_mm_fault(task, exit.page, exit.error_code)
         except FaultError as e:
             if e.signal == "SIGKILL":
                 self.oom_kill(task)
