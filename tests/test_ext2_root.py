@@ -118,3 +118,24 @@ int main(void) {
     cat = subprocess.run(["debugfs", "-R", "cat /written", str(image)], capture_output=True)
     assert cat.stdout == b"durable bytes\n"
     e2fsck_clean(image)
+
+
+def test_each_cached_page_knows_its_disk_block(tmp_path):
+    from ballast_testlib import FIRMWARE
+    root = make_root(tmp_path, {"vdread": FIRMWARE / "vdread"})
+    (root / "big").write_bytes(bytes(range(256)) * 4096 * 2)            # 2 MiB
+    image = tmp_path / "root.img"
+    mkdisk(str(root), str(image))
+    m = Machine(MachineConfig(mem=64 << 20, disks=[DiskConfig(str(image))]))
+    m.load(None, "/bin/vdread", ["/big"], root_device="/dev/vda")
+    assert m.boot() == 0
+    k = m.kernel
+    fs = k.vfs.fs
+    inode = fs.iget(fs.namei("/big"))
+    mapping = k.vfs.mappings[inode.ino]
+    assert mapping.nrpages == 512
+    per_page = 4096 // fs.block_size
+    for index, pfn in mapping.pages.items():
+        block = fs.bmap(inode, index * per_page)
+        assert k.mem_map.disk_sector(pfn) == block * fs.block_size // 512
+    m.close()

@@ -76,6 +76,7 @@ class AddressSpace:
             raise SyscallError(ENOMEM)
         k.mem_map.set_flags(pfn, 0)
         k.mem_map.set_mapping(pfn, self.mapping_id, index)
+        k.mem_map.set_disk_sector(pfn, None)
         self.pages[index] = pfn
         k.vmstat["nr_file_pages"] += 1
         return pfn
@@ -87,6 +88,7 @@ class AddressSpace:
             self.dirty.discard(index)
             k.vmstat["nr_dirty"] -= 1
         k.mem_map.set_mapping(pfn, 0, 0)
+        k.mem_map.set_disk_sector(pfn, None)
         k.vmstat["nr_file_pages"] -= 1
         k.page_alloc.put_page(pfn)
 
@@ -102,7 +104,9 @@ class AddressSpace:
             pfn = self.add_to_page_cache(index)
             base = pfn << PAGE_SHIFT
             pos = 0
-            for disk_offset, length in self.a_ops.map_page(self, index):
+            extents = self.a_ops.map_page(self, index)
+            k.mem_map.set_disk_sector(pfn, _first_sector(extents))
+            for disk_offset, length in extents:
                 if disk_offset is None:
                     k.ram[base + pos:base + pos + length] = ZERO_PAGE[:length]
                 elif runs and runs[-1][2] == disk_offset:
@@ -210,7 +214,9 @@ class AddressSpace:
             pfn = self.pages[index]
             base = pfn << PAGE_SHIFT
             pos = 0
-            for disk_offset, length in self.a_ops.map_page_for_write(self, index):
+            extents = self.a_ops.map_page_for_write(self, index)
+            k.mem_map.set_disk_sector(pfn, _first_sector(extents))
+            for disk_offset, length in extents:
                 if disk_offset is not None:
                     if runs and runs[-1][2] == disk_offset:
                         runs[-1][1].append((base + pos, length))
@@ -258,6 +264,14 @@ class AddressSpace:
             if pfn is not None:
                 lo = (pfn << PAGE_SHIFT) + (new_size & (PAGE_SIZE - 1))
                 self.k.ram[lo:(pfn + 1) << PAGE_SHIFT] = ZERO_PAGE[:PAGE_SIZE - (new_size & (PAGE_SIZE - 1))]
+
+
+def _first_sector(extents):
+    """Where a page lives on the disk (its first block), for whoever asks which block a page holds."""
+    for disk_offset, _ in extents:
+        if disk_offset is not None:
+            return disk_offset >> 9
+    return None
 
 
 def mark_page_accessed(mem_map, pfn: int) -> None:

@@ -14,12 +14,14 @@ StructPage = Struct(
     "index" / Int64ul,         # page offset in the mapping
     "lru_next" / Int32ul,      # list links by pfn (free lists, later the LRU)
     "lru_prev" / Int32ul,
-    Padding(16),
+    "disk_sector" / Int64ul,   # ours: 1 + the first 512-byte sector the page holds (0: none)
+    Padding(8),
 )
 STRUCT_PAGE_SIZE = StructPage.sizeof()          # 64 bytes, as on x86-64 Linux
 assert STRUCT_PAGE_SIZE == 64
 OFF_FLAGS, OFF_REFCOUNT, OFF_MAPCOUNT, OFF_PRIVATE, OFF_MAPPING, OFF_INDEX, OFF_LRU_NEXT, OFF_LRU_PREV = \
     0, 8, 12, 16, 24, 32, 40, 44
+OFF_DISK_SECTOR = 48
 
 NIL = 0xFFFFFFFF                                # end of a pfn-linked list
 
@@ -109,6 +111,14 @@ class MemMap:
     def set_mapping(self, pfn: int, mapping: int, index: int) -> None:
         self.q[(pfn << 3) + 3] = mapping
         self.q[(pfn << 3) + 4] = index
+
+    def disk_sector(self, pfn: int):
+        """The first disk sector this page-cache page holds, or None (not on disk, or anonymous)."""
+        v = self.q[(pfn << 3) + 6]
+        return v - 1 if v else None
+
+    def set_disk_sector(self, pfn: int, sector) -> None:
+        self.q[(pfn << 3) + 6] = 0 if sector is None else sector + 1
 
     def lru_next(self, pfn: int) -> int:
         return self.u[(pfn << 4) + 10]

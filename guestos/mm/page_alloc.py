@@ -175,6 +175,7 @@ class PageAllocator:
             mm.set_refcount(p, 1)
             mm.set_mapcount(p, 0)
             mm.set_mapping(p, 0, 0)
+            mm.set_disk_sector(p, None)
         self.vmstat["pgalloc_normal"] += 1 << order
         return pfn
 
@@ -185,6 +186,7 @@ class PageAllocator:
             mm.set_refcount(p, 0)
             mm.set_mapcount(p, 0)
             mm.set_mapping(p, 0, 0)
+            mm.set_disk_sector(p, None)
         self.vmstat["pgfree"] += 1 << order
         self.zone.free_pages(pfn, order)
 
@@ -254,6 +256,7 @@ class PerCpuPages:
         mm.set_refcount(pfn, 1)
         mm.set_mapcount(pfn, 0)
         mm.set_mapping(pfn, 0, 0)
+        mm.set_disk_sector(pfn, None)
         self.allocator.vmstat["pgalloc_normal"] += 1
         return pfn
 
