@@ -38,6 +38,8 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
+#include "workload.h"        /* parse_size() */
+
 #define PAGE_SIZE 4096ULL
 #define WORDS_PER_PAGE (PAGE_SIZE / sizeof(uint64_t))
 
@@ -52,46 +54,6 @@ static void usage(void)
 {
     fprintf(stderr, "usage: memhog SIZE[K|M|G] [PASSES]\n");
     exit(2);
-}
-
-/* Parse a non-negative decimal number; returns 0 on any syntax error or
- * overflow.  *end receives the first unparsed character. */
-static int parse_u64(const char *s, uint64_t *out, const char **end)
-{
-    uint64_t v = 0;
-    if (*s < '0' || *s > '9')
-        return 0;
-    while (*s >= '0' && *s <= '9') {
-        uint64_t d = (uint64_t)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return 0;
-        v = v * 10 + d;
-        s++;
-    }
-    *out = v;
-    *end = s;
-    return 1;
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-    const char *end;
-    uint64_t v, shift = 0;
-    if (!parse_u64(s, &v, &end))
-        return 0;
-    switch (*end) {
-    case '\0':           break;
-    case 'k': case 'K':  shift = 10; end++; break;
-    case 'm': case 'M':  shift = 20; end++; break;
-    case 'g': case 'G':  shift = 30; end++; break;
-    default:             return 0;
-    }
-    if (*end != '\0')
-        return 0;
-    if (shift && v > (UINT64_MAX >> shift))
-        return 0;
-    *out = v << shift;
-    return 1;
 }
 
 static void mismatch(uint64_t page, uint64_t pass)

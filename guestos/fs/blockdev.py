@@ -45,29 +45,12 @@ class BlockDeviceFile(File):
 
     def _rw_user(self, task, write: bool, buf: int, count: int, pos: int) -> None:
         if pos % SECTOR_SIZE == 0 and count % SECTOR_SIZE == 0:
-            segments = self._user_segments(task, buf, count, write_access=not write)
+            segments = self.k.mm.user_runs(task, buf, count, not write)      # get_user_pages()
             status = self.blk.transfer(write, pos, segments)
         else:
             status = self._bounce(task, write, buf, count, pos)
         if status != VIRTIO_BLK_S_OK:
             raise SyscallError(EIO)
-
-    def _user_segments(self, task, buf: int, count: int, write_access: bool):
-        """get_user_pages(): the physical runs behind [buf, buf + count), faulted in."""
-        segments = self.k.hw.cpu.user_segments(buf, count, write_access)
-        if segments is not None:
-            return segments
-        segments = []
-        addr, end = buf, buf + count
-        while addr < end:
-            paddr = self.k.mm.user_page(task, addr, write_access)
-            n = min(end - addr, PAGE - (addr & (PAGE - 1)))
-            if segments and segments[-1][0] + segments[-1][1] == paddr:
-                segments[-1] = (segments[-1][0], segments[-1][1] + n)
-            else:
-                segments.append((paddr, n))
-            addr += n
-        return segments
 
     def _bounce(self, task, write: bool, buf: int, count: int, pos: int) -> int:
         """Read the covering sectors into kernel pages; for a write, patch and write them back."""

@@ -59,32 +59,28 @@ def sys_pwrite64(k, task, fd, buf, count, pos, *_):
     return f.write_user(k, task, buf, min(count, MAX_RW_COUNT), pos)
 
 
-def sys_writev(k, task, fd, iov, iovcnt, *_):
+def _rw_iovecs(k, task, fd, iov, iovcnt, write: bool) -> int:
+    """readv/writev: one buffer after another, stopping at the first short transfer."""
     f = k.fds_of(task).get(fd)
+    move = f.write_user if write else f.read_user
     total = 0
     for base, length in _iovecs(k, task, iov, iovcnt):
         if length:
-            n = f.write_user(k, task, base, length, f.pos)
+            n = move(k, task, base, length, f.pos)
             if _positioned(f):
                 f.pos += n
             total += n
             if n < length:
                 break
     return total
+
+
+def sys_writev(k, task, fd, iov, iovcnt, *_):
+    return _rw_iovecs(k, task, fd, iov, iovcnt, True)
 
 
 def sys_readv(k, task, fd, iov, iovcnt, *_):
-    f = k.fds_of(task).get(fd)
-    total = 0
-    for base, length in _iovecs(k, task, iov, iovcnt):
-        if length:
-            n = f.read_user(k, task, base, length, f.pos)
-            if _positioned(f):
-                f.pos += n
-            total += n
-            if n < length:
-                break
-    return total
+    return _rw_iovecs(k, task, fd, iov, iovcnt, False)
 
 
 def sys_fsync(k, task, fd, *_):
