@@ -34,6 +34,7 @@ class BufferCache:
         self.block_size = 1024
         self.dirty_blocks = set()
         self.mapping.writeback = self.sync
+        self.mapping.unevictable_metadata = True    # views of its pages are live inside ext2 calls
 
     @property
     def size_bytes(self) -> int:

@@ -1,7 +1,6 @@
 """procfs (fs/proc/): /proc/meminfo, /proc/vmstat, /proc/self/*, /proc/uptime and the writable
 /proc/sys/vm/* sysctls, with Linux's names and units."""
 from ..kernel.errno import EACCES, EINVAL, ENOENT, SyscallError
-from ..mm.mm_types import PG_active
 from ..mm.mmap import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
 from .file import File
 
@@ -18,16 +17,8 @@ def meminfo(k) -> dict:
     """/proc/meminfo in kB, as meminfo_proc_show() computes it."""
     vm = k.vmstat
     buffers = k.vfs.bcache.nrpages if k.vfs is not None else 0
-    active_file = inactive_file = 0
-    mem_map = k.mem_map
-    for mapping in k.address_spaces.values():
-        for pfn in mapping.pages.values():
-            if mem_map.test(pfn, PG_active):
-                active_file += 1
-            else:
-                inactive_file += 1
-    ramfs = vm["nr_unevictable"]
-    active_file = max(0, active_file)
+    nr = k.lru.nr
+    inactive_anon, active_anon, inactive_file, active_file, unevictable = nr
     free = k.page_alloc.nr_free_pages
     cached = vm["nr_file_pages"] - buffers
     low = k.page_alloc.zone.watermark[1]
@@ -35,10 +26,10 @@ def meminfo(k) -> dict:
     pages = {
         "MemTotal": k.totalram_pages, "MemFree": free, "MemAvailable": available, "Buffers": buffers,
         "Cached": cached, "SwapCached": 0,
-        "Active": vm["nr_anon_pages"] + active_file, "Inactive": inactive_file,
-        "Active(anon)": vm["nr_anon_pages"], "Inactive(anon)": 0,
+        "Active": active_anon + active_file, "Inactive": inactive_anon + inactive_file,
+        "Active(anon)": active_anon, "Inactive(anon)": inactive_anon,
         "Active(file)": active_file, "Inactive(file)": inactive_file,
-        "Unevictable": ramfs, "Mlocked": 0, "SwapTotal": 0, "SwapFree": 0,
+        "Unevictable": unevictable, "Mlocked": 0, "SwapTotal": 0, "SwapFree": 0,
         "Dirty": vm["nr_dirty"], "Writeback": vm["nr_writeback"], "AnonPages": vm["nr_anon_pages"],
         "Mapped": vm["nr_mapped"], "Shmem": 0, "PageTables": vm["nr_page_table_pages"],
     }

@@ -39,6 +39,7 @@ class Inode:
             self.pages[index] = pfn
             k.vmstat["nr_file_pages"] += 1
             k.vmstat["nr_unevictable"] += 1
+            k.lru.lru_cache_add(pfn)             # the unevictable list: ramfs pages never leave
         self.size = len(data)
 
     def read(self, offset: int, length: int) -> bytes:

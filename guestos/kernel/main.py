@@ -21,6 +21,8 @@ from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
 from ..mm.mm_types import (OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_REFCOUNT, PG_reserved,
                            STRUCT_PAGE_SIZE, MemMap)
+from ..mm import vmscan
+from ..mm.lru import LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
 from . import traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
@@ -37,7 +39,8 @@ O_ACCMODE, O_RDONLY = 3, 0
 LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
 VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_dirty", "nr_writeback",
                 "nr_page_table_pages", "nr_unevictable", "pgpgin", "pgpgout", "pgalloc_normal", "pgfree",
-                "pgfault", "pgmajfault")
+                "pgactivate", "pgdeactivate", "pgfault", "pgmajfault", "pgrefill", "pgsteal_kswapd",
+                "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "kswapd_runs", "allocstall", "oom_kill")
 
 # wait status to power off with when there is nothing to run (Linux panics here)
 PANIC_NO_INIT = 0xFF00
@@ -117,6 +120,8 @@ class Kernel:
         initrd_start = bp.initrd_paddr >> 12
         initrd_end = (bp.initrd_paddr + bp.initrd_size + 4095) >> 12
         self.page_alloc = PageAllocator(self.mem_map, 0, max_pfn, self.vmstat)
+        self.lru = LruLists(self.mem_map, self.vmstat)
+        self.kswapd_wanted = False
         reserved = [(0, mem_map_end), (initrd_start, initrd_end)]
         for start, end in ram_ranges:
             for rs, re_ in sorted(reserved):
@@ -140,6 +145,9 @@ class Kernel:
                                        PGTABLE_PAGE_FLAGS)
             self.native.fastpath_enabled = "nofastfault" not in self.params
         self.pcp = PerCpuPages(self.page_alloc, self.native)
+        self.page_alloc.on_free = self.lru.remove_if_listed
+        self.page_alloc.reclaim = lambda nr: vmscan.try_to_free_pages(self, nr)
+        self.page_alloc.wake_kswapd = self.wakeup_kswapd
         self.mm = MemoryManager(self)
         self.printk(KERN_INFO, f"Memory: {self.totalram_pages * 4}K available, mem_map {self.mem_map.size >> 10}K")
 
@@ -206,10 +214,12 @@ class Kernel:
         if not self.pagevec:
             return
         vmstat = self.vmstat
+        lru = self.lru
         for mm, pfn, vaddr, kind in self.pagevec:
             if kind == 0:
                 vmstat["nr_anon_pages"] += 1
                 mm.rss_anon += 1
+                lru.lru_cache_add(pfn, active=True)      # new anonymous pages start active
             else:
                 vmstat["nr_page_table_pages"] += 1
                 mm.nr_ptes += 1
@@ -301,6 +311,15 @@ class Kernel:
         """panic(): say why on the console; the machine then powers off."""
         self.panic_message = message
         self.printk(KERN_EMERG, f"Kernel panic - not syncing: {message}")
+
+    # --- kswapd ---
+    def wakeup_kswapd(self) -> None:
+        self.kswapd_wanted = True
+
+    def kswapd(self) -> None:
+        """kswapd runs when scheduled: after the current exit, before user code runs again."""
+        self.kswapd_wanted = False
+        vmscan.balance_pgdat(self)
 
     # --- writeback (mm/page-writeback.c, fs/fs-writeback.c) ---
     def mark_mapping_dirty(self, mapping) -> None:

@@ -135,6 +135,8 @@ class Scheduler:
                 exit = cpu.run()
                 k.lru_add_drain()
                 k.do_IRQ()
+                if k.kswapd_wanted:
+                    k.kswapd()
                 reason = exit.reason
                 if reason == X.EXIT_SYSCALL:
                     k.do_syscall(task)

@@ -6,7 +6,8 @@ kernel always knows mapped from unmapped file pages. A file system supplies the
 address_space operations: where a page lives on the disk (for reading), and
 where it must go (for writing, allocating blocks)."""
 from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
-from .mm_types import (NIL, PG_active, PG_dirty, PG_mappedtodisk, PG_referenced, PG_reclaim, PG_uptodate)
+from .mm_types import (NIL, PG_active, PG_dirty, PG_locked, PG_lru, PG_mappedtodisk, PG_referenced, PG_reclaim,
+                       PG_unevictable, PG_uptodate)
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -59,6 +60,7 @@ class AddressSpace:
         self.dirty = set()               # indices with PG_dirty (the radix tree's dirty tag)
         self.dirtied_when = None         # virtual ns when it first became dirty (inode->dirtied_when)
         self.writeback = self.writepages  # how the flusher cleans it (the buffer cache overrides)
+        self.unevictable_metadata = False  # the buffer cache: its blocks are in use by the fs
         k.address_spaces[mapping_id] = self
 
     @property
@@ -79,6 +81,7 @@ class AddressSpace:
         k.mem_map.set_disk_sector(pfn, None)
         self.pages[index] = pfn
         k.vmstat["nr_file_pages"] += 1
+        k.lru.lru_cache_add(pfn)                 # inactive file list
         return pfn
 
     def remove_from_page_cache(self, index: int) -> None:
@@ -97,11 +100,22 @@ class AddressSpace:
         """Bring these (missing) pages in with as few requests as the disk layout allows."""
         k = self.k
         runs = []                         # [disk offset, [(paddr, len)], next disk offset]
+        locked = []
         isize = self.a_ops.i_size()
+        try:
+            self._read_pages(indices, runs, locked, isize)
+        finally:
+            for pfn in locked:
+                k.mem_map.clear(pfn, PG_locked)
+
+    def _read_pages(self, indices, runs, locked, isize) -> None:
+        k = self.k
         for index in indices:
             if index in self.pages or index << PAGE_SHIFT >= isize:
                 continue
             pfn = self.add_to_page_cache(index)
+            k.mem_map.set(pfn, PG_locked)          # under read: reclaim leaves it alone
+            locked.append(pfn)
             base = pfn << PAGE_SHIFT
             pos = 0
             extents = self.a_ops.map_page(self, index)
@@ -274,11 +288,14 @@ def _first_sector(extents):
     return None
 
 
-def mark_page_accessed(mem_map, pfn: int) -> None:
+def mark_page_accessed(k, pfn: int) -> None:
     """inactive,unreferenced -> inactive,referenced -> active (mm/swap.c)."""
+    mem_map = k.mem_map
     flags = mem_map.flags(pfn)
-    if not flags & (1 << PG_active) and flags & (1 << PG_referenced):
-        mem_map.set_flags(pfn, (flags | (1 << PG_active)) & ~(1 << PG_referenced))
+    if not flags & ((1 << PG_active) | (1 << PG_unevictable)) and flags & (1 << PG_referenced) \
+            and flags & (1 << PG_lru):
+        k.lru.activate_page(pfn)
+        mem_map.clear(pfn, PG_referenced)
     elif not flags & (1 << PG_referenced):
         mem_map.set(pfn, PG_referenced)
 
@@ -291,7 +308,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     count = min(count, isize - pos)
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
     mem_map = k.mem_map
-    src = []
+    src, held = [], []
     done = 0
     cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
     readahead_bit = 1 << PG_readahead
@@ -299,13 +316,19 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
         pfn = cached[index - (pos >> PAGE_SHIFT)]
         if pfn is None or mem_map.flags(pfn) & readahead_bit:
             pfn = mapping.get_page(index, ra, last - index + 1)
-        mark_page_accessed(mem_map, pfn)
+        mark_page_accessed(k, pfn)
+        mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)      # held until copied (get_page)
+        held.append(pfn)
         offset = (pos + done) & (PAGE_SIZE - 1)
         n = min(PAGE_SIZE - offset, count - done)
         src.append(((pfn << PAGE_SHIFT) + offset, n))
         done += n
         index += 1
-    copied = k.usercopy.copy_runs(k.ram, src, k.mm.user_runs(task, buf, count, True))
+    try:
+        copied = k.usercopy.copy_runs(k.ram, src, k.mm.user_runs(task, buf, count, True))
+    finally:
+        for pfn in held:
+            k.page_alloc.put_page(pfn)
     k.charge(k.costs.copy_ns_per_kib * copied // 1024)
     ra.prev_pos = pos + copied - 1
     return copied
@@ -316,17 +339,25 @@ def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, 
     if pos + count > MAX_LFS_FILESIZE:
         raise SyscallError(EFBIG)
     src = k.mm.user_runs(task, buf, count, False)
-    dst = []
+    dst, held = [], []
     done = 0
-    while done < count:
-        offset = (pos + done) & (PAGE_SIZE - 1)
-        n = min(PAGE_SIZE - offset, count - done)
-        index = (pos + done) >> PAGE_SHIFT
-        pfn = mapping.grab_page_for_write(index, offset, n)
-        dst.append(((pfn << PAGE_SHIFT) + offset, n))
-        mapping.set_page_dirty(index)
-        done += n
-    written = k.usercopy.copy_runs(k.ram, src, dst)
+    mem_map = k.mem_map
+    try:
+        while done < count:
+            offset = (pos + done) & (PAGE_SIZE - 1)
+            n = min(PAGE_SIZE - offset, count - done)
+            index = (pos + done) >> PAGE_SHIFT
+            pfn = mapping.grab_page_for_write(index, offset, n)
+            mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until written into
+            held.append(pfn)
+            dst.append(((pfn << PAGE_SHIFT) + offset, n))
+            mapping.set_page_dirty(index)
+            mark_page_accessed(k, pfn)
+            done += n
+        written = k.usercopy.copy_runs(k.ram, src, dst)
+    finally:
+        for pfn in held:
+            k.page_alloc.put_page(pfn)
     k.charge(k.costs.copy_ns_per_kib * written // 1024)
     if pos + written > mapping.a_ops.i_size():
         mapping.a_ops.set_i_size(pos + written)

@@ -136,6 +136,11 @@ class PageAllocator:
         self.vmstat = vmstat
         self.totalram_pages = 0
         self.min_free_kbytes = 0
+        # set by the kernel once reclaim exists: freeing takes a page off its LRU list,
+        # a failed allocation reclaims, one below the low watermark wakes kswapd
+        self.on_free = None
+        self.reclaim = None
+        self.wake_kswapd = None
 
     # --- boot: memblock_free_all ---
     def free_bootmem_range(self, start_pfn: int, end_pfn: int) -> None:
@@ -160,11 +165,26 @@ class PageAllocator:
         self.zone.watermark = [pages_min, pages_min + pages_min // 4, pages_min + pages_min // 2]
 
     # --- the API ---
-    def alloc_pages(self, gfp: int = GFP_KERNEL, order: int = 0) -> int:
-        """A block of 2^order frames, or NIL when the zone is at its min watermark."""
+    def watermark_slowpath(self, order: int, high_prio: bool = False) -> bool:
+        """__alloc_pages_slowpath(): wake kswapd below low; below min, reclaim directly and retry."""
         zone = self.zone
-        if not zone.watermark_ok(order, ALLOC_WMARK_MIN, bool(gfp & GFP_HIGH)):
-            self.vmstat["allocfail"] = self.vmstat.get("allocfail", 0) + 1
+        if self.wake_kswapd is not None and not zone.watermark_ok(order, ALLOC_WMARK_LOW, high_prio):
+            self.wake_kswapd()
+        if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
+            return True
+        if self.reclaim is not None:
+            for _ in range(3):
+                if not self.reclaim(max(32, 1 << order)):
+                    break
+                if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
+                    return True
+        self.vmstat["allocfail"] = self.vmstat.get("allocfail", 0) + 1
+        return False
+
+    def alloc_pages(self, gfp: int = GFP_KERNEL, order: int = 0) -> int:
+        """A block of 2^order frames, or NIL when reclaim cannot bring the zone above min."""
+        zone = self.zone
+        if not self.watermark_slowpath(order, bool(gfp & GFP_HIGH)):
             return NIL
         pfn = zone.rmqueue(order)
         if pfn == NIL:
@@ -181,6 +201,9 @@ class PageAllocator:
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
         mm = self.mem_map
+        if self.on_free is not None:
+            for p in range(pfn, pfn + (1 << order)):
+                self.on_free(p)
         for p in range(pfn, pfn + (1 << order)):
             mm.set_flags(p, 0)
             mm.set_refcount(p, 0)
@@ -235,7 +258,7 @@ class PerCpuPages:
         zone = self.allocator.zone
         got = []
         # one watermark check per refill, as get_page_from_freelist before rmqueue_bulk
-        if not zone.watermark_ok(0, ALLOC_WMARK_MIN):
+        if not self.allocator.watermark_slowpath(0):
             return False
         for _ in range(self.batch):
             pfn = zone.rmqueue(0)
