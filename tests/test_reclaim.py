@@ -119,3 +119,45 @@ def test_anonymous_demand_over_ram_ends_in_the_oom_killer():
     assert k.vmstat_snapshot()["oom_kill"] == 1
     assert k.vmstat_snapshot()["nr_anon_pages"] == 0  # its memory came back; the kernel went on
     m.close()
+
+
+HOTCOLD = r'''
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+static char buf[1 << 20];
+int main(void) {
+    int hf = open("/hot", O_RDONLY), cf = open("/cold", O_RDONLY), bf = open("/big", O_RDONLY);
+    volatile char *hot = mmap(0, 2 << 20, PROT_READ, MAP_SHARED, hf, 0);
+    volatile char *cold = mmap(0, 2 << 20, PROT_READ, MAP_SHARED, cf, 0);
+    long sum = 0, n, total = 0;
+    for (int i = 0; i < 512; i++) sum += cold[i * 4096];          /* touched once, then cold */
+    while ((n = read(bf, buf, sizeof buf)) > 0) {
+        total += n;
+        for (int i = 0; i < 512; i++) sum += hot[i * 4096];       /* the hot set, every MiB */
+    }
+    printf("%ld %ld\n", total, sum != 0);
+    return 0;
+}
+'''
+
+
+def test_referenced_mapped_pages_survive_cold_ones_go(image, compile_c, tmp_path):
+    img, _ = image
+    exe = compile_c(HOTCOLD, "hotcold", flags=("-static", "-O1"))
+    staging = img.parent / "root"
+    shutil.copy(exe, staging / "bin" / "hotcold")
+    (staging / "cold").write_bytes(hashlib.shake_256(b"cold").digest(2 * MiB))
+    root_img = tmp_path / "hotcold.img"
+    mkdisk(str(staging), str(root_img))
+    m, status = boot(root_img, ["/bin/hotcold"], mem=48 * MiB)
+    assert status == 0 and m.console_output.startswith(b"100663296 ")
+    k = m.kernel
+    fs, vfs = k.vfs.fs, k.vfs
+    hot = vfs.mappings[fs.namei("/hot")]
+    cold = vfs.mappings[fs.namei("/cold")]
+    assert hot.nrpages == 512                 # referenced through their PTEs: kept
+    assert cold.nrpages < 128                 # mapped but cold: unmapped and reclaimed
+    check_lru_invariants(k)
+    m.close()

@@ -16,6 +16,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     image = parse_elf(data)                      # raises ENOEXEC with a one-line reason
     old_mm = task.mm
     mm = MM(pgd=k.mm.pgd_alloc())
+    k.live_mms.append(mm)
     for seg in image.segments:
         flags = (VM_READ if seg.prot_read else 0) | (VM_WRITE if seg.prot_write else 0) | \
                 (VM_EXEC if seg.prot_exec else 0)

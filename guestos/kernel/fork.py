@@ -23,8 +23,8 @@ def dup_mmap(k, old: MM) -> MM:
     """A copy of old for a child: same VMAs; private writable pages shared read-only
     in both until one of them writes (copy_page_range with COW)."""
     mm = MM(pgd=k.mm.pgd_alloc())
+    k.live_mms.append(mm)
     mm.start_brk, mm.brk, mm.start_stack = old.start_brk, old.brk, old.start_stack
-    mm.next_anon_id = old.next_anon_id
     q = k.mm.q
     mem_map = k.mem_map
     wrprotected = False

@@ -3,6 +3,7 @@
 The kernel gets one Hardware object: guest-physical memory, ports, the vCPU
 and the clock. Everything else it learns from the boot parameters."""
 import hashlib
+import itertools
 
 import cython_ext
 
@@ -19,6 +20,7 @@ from ..fs.vfs import MappedFile, Vfs
 from ..fs.file import ConsoleFile, FdTable, File
 from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
+from ..mm.mmap import MM
 from ..mm.mm_types import (OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_REFCOUNT, PG_reserved,
                            STRUCT_PAGE_SIZE, MemMap)
 from ..mm import vmscan
@@ -70,6 +72,8 @@ class Kernel:
         self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
         self.current_mm = None
         self.native = getattr(hw.cpu, "native", None)
+        self.live_mms = []              # address spaces in use, for the reverse map
+        MM.anon_ids = itertools.count(1)
         self.irq_handlers = {}          # line -> handler()
         self.usercopy = cython_ext.load("usercopy")
         self.block_devices = {}         # "vda" -> VirtioBlk
@@ -227,6 +231,8 @@ class Kernel:
 
     def exit_mmap(self, mm) -> None:
         self.lru_add_drain()
+        if mm in self.live_mms:
+            self.live_mms.remove(mm)
         for vma in list(mm.vmas):
             self.mm.zap_page_range(mm, vma.vm_start, vma.vm_end)
         mm.vmas.clear()

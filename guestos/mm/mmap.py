@@ -70,7 +70,6 @@ class MM:
     rss_anon: int = 0
     rss_file: int = 0
     nr_ptes: int = 0
-    next_anon_id: int = 1
     users: int = 1                           # tasks sharing it (vfork children)
 
     # --- lookup ---
@@ -85,9 +84,10 @@ class MM:
     def overlapping(self, start: int, end: int):
         return [v for v in self.vmas if v.vm_start < end and v.vm_end > start]
 
+    anon_ids = None                          # shared counter, set at boot: ids unique kernel-wide
+
     def new_anon_id(self) -> int:
-        self.next_anon_id += 1
-        return (self.next_anon_id << 1) | 1          # PAGE_MAPPING_ANON in the low bit
+        return (next(MM.anon_ids) << 1) | 1           # PAGE_MAPPING_ANON in the low bit
 
     # --- structure ---
     def insert(self, vma: VMA) -> VMA:

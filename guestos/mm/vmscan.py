@@ -5,6 +5,7 @@ to the high watermark. Anonymous memory waits for swap, and mapped pages for rev
 from dataclasses import dataclass
 
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
+from .rmap import page_referenced, try_to_unmap
 from .mm_types import PG_dirty, PG_locked, PG_referenced
 
 SWAP_CLUSTER_MAX = 32
@@ -39,11 +40,26 @@ def shrink_page_list(k, pfns, sc: ScanControl) -> int:
         index = mem_map.index(pfn)
         referenced = mem_map.test(pfn, PG_referenced)
         mem_map.clear(pfn, PG_referenced)
-        keep = (mapping is None or mapping.pages.get(index) != pfn or mapping.unevictable_metadata
-                or mem_map.mapcount(pfn) or mem_map.refcount(pfn) != 1 or mem_map.test(pfn, PG_locked))
-        if keep:
+        if mapping is None or mapping.pages.get(index) != pfn or mapping.unevictable_metadata \
+                or mem_map.test(pfn, PG_locked):
             if referenced:
                 mem_map.set(pfn, PG_referenced)
+            lru.rotate(pfn)
+            continue
+        if mem_map.mapcount(pfn):
+            # page_check_references(): a mapped page someone touched stays (or goes active)
+            referenced_ptes, _ = page_referenced(k, pfn)
+            if referenced_ptes:
+                if referenced:
+                    lru.activate_page(pfn)
+                else:
+                    mem_map.set(pfn, PG_referenced)
+                    lru.rotate(pfn)
+                continue
+            if not try_to_unmap(k, pfn):
+                lru.rotate(pfn)
+                continue
+        if mem_map.refcount(pfn) != 1:            # someone holds it (a copy in progress)
             lru.rotate(pfn)
             continue
         if mem_map.test(pfn, PG_dirty):
@@ -77,6 +93,11 @@ def shrink_active_list(k, nr_to_scan: int, sc: ScanControl) -> None:
         moved.append(pfn)
     k.vmstat["pgrefill"] += len(moved)
     for pfn in moved:
+        if k.mem_map.mapcount(pfn):
+            referenced_ptes, executable = page_referenced(k, pfn)
+            if referenced_ptes and executable:     # running code keeps its pages active
+                k.lru.rotate(pfn)
+                continue
         k.lru.deactivate_page(pfn)
 
 
