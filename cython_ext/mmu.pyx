@@ -336,7 +336,7 @@ cdef int do_anonymous_fault(vcpu_state *st, uint64_t vaddr, int access) noexcept
             return -1
         table = e & PTE_ADDR
     slot = pte_at(st, table + ((vaddr >> 12) & 511) * 8)
-    if slot == NULL or (slot[0] & PTE_P):
+    if slot == NULL or slot[0] != 0:          # present, or a swap entry: the slow path decides
         return -1
     pfn = take_frame(fp, st)
     init_struct_page(fp, st, pfn, fp.anon_page_flags, 0, fp.vma_anon_id[i], vaddr >> 12)

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an ext2 root: a directory (made into an image, cached), an image, or 'builtin' "
                           "(our workloads and their data); PROGRAM is then a path inside the guest")
     run.add_argument("--cache", default="writeback", help="host cache mode of the root disk (default writeback)")
+    run.add_argument("--swap", metavar="SIZE", help="add a swap disk of SIZE (made with mkswap)")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
@@ -110,14 +111,26 @@ def cmd_run(opts) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
-    machine = Machine(MachineConfig(mem=mem, cmdline=opts.cmdline, disks=disks), console_sink=sink)
-    args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+    cmdline = opts.cmdline
+    swap_image = None
+    if opts.swap:
+        from .machine import DiskConfig
+        from .swapdisk import make_swap_image
+        swap_image = make_swap_image(parse_size(opts.swap, "--swap"))
+        disks.append(DiskConfig(swap_image))
+        cmdline = f"{cmdline} swap=/dev/vd{'abcdefghijklmnopqrstuvwxyz'[len(disks) - 1]}".strip()
     try:
-        machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
-        status = machine.boot()
-        return _report(opts, machine, status)
+        machine = Machine(MachineConfig(mem=mem, cmdline=cmdline, disks=disks), console_sink=sink)
+        args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+        try:
+            machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
+            status = machine.boot()
+            return _report(opts, machine, status)
+        finally:
+            machine.close()
     finally:
-        machine.close()
+        if swap_image is not None:
+            os.unlink(swap_image)
 
 
 def _report(opts, machine, status) -> int:

@@ -25,11 +25,12 @@ def meminfo(k) -> dict:
     available = max(0, free - low + inactive_file + active_file // 2)
     pages = {
         "MemTotal": k.totalram_pages, "MemFree": free, "MemAvailable": available, "Buffers": buffers,
-        "Cached": cached, "SwapCached": 0,
+        "Cached": cached, "SwapCached": len(k.swap.cache) if k.swap else 0,
         "Active": active_anon + active_file, "Inactive": inactive_anon + inactive_file,
         "Active(anon)": active_anon, "Inactive(anon)": inactive_anon,
         "Active(file)": active_file, "Inactive(file)": inactive_file,
-        "Unevictable": unevictable, "Mlocked": 0, "SwapTotal": 0, "SwapFree": 0,
+        "Unevictable": unevictable, "Mlocked": 0,
+        "SwapTotal": (k.swap.pages - 1) if k.swap else 0, "SwapFree": k.swap.nr_free if k.swap else 0,
         "Dirty": vm["nr_dirty"], "Writeback": vm["nr_writeback"], "AnonPages": vm["nr_anon_pages"],
         "Mapped": vm["nr_mapped"], "Shmem": 0, "PageTables": vm["nr_page_table_pages"],
     }

@@ -40,6 +40,9 @@ def dup_mmap(k, old: MM) -> MM:
                 for i in range((table_end - addr) >> 12):
                     pte = q[src + i]
                     if not pte & _PAGE_PRESENT:
+                        if pte:                              # swapped out: the child shares the slot
+                            q[k.mm.pte_alloc(mm, addr + (i << 12))] = pte
+                            k.swap.swap_duplicate(pte >> 12)
                         continue
                     if cow and pte & _PAGE_RW:
                         pte &= ~_PAGE_RW

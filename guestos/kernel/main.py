@@ -26,6 +26,7 @@ from ..mm.mm_types import (OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_
 from ..mm import vmscan
 from ..mm.lru import LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
+from ..mm.swapfile import SwapArea, SwapError
 from . import traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
 from .cmdline import memparse, parse_cmdline
@@ -42,7 +43,8 @@ LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmwa
 VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", "nr_dirty", "nr_writeback",
                 "nr_page_table_pages", "nr_unevictable", "pgpgin", "pgpgout", "pgalloc_normal", "pgfree",
                 "pgactivate", "pgdeactivate", "pgfault", "pgmajfault", "pgrefill", "pgsteal_kswapd",
-                "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "kswapd_runs", "allocstall", "oom_kill")
+                "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "kswapd_runs", "allocstall", "pswpin",
+                "pswpout", "oom_kill")
 
 # wait status to power off with when there is nothing to run (Linux panics here)
 PANIC_NO_INIT = 0xFF00
@@ -73,6 +75,7 @@ class Kernel:
         self.current_mm = None
         self.native = getattr(hw.cpu, "native", None)
         self.live_mms = []              # address spaces in use, for the reverse map
+        self.swap = None
         MM.anon_ids = itertools.count(1)
         self.irq_handlers = {}          # line -> handler()
         self.usercopy = cython_ext.load("usercopy")
@@ -102,6 +105,9 @@ class Kernel:
         self.vfs = None
         if "root" in self.params:
             self.mount_root(self.params["root"], read_only="ro" in self.params)
+        self.swap = None
+        if "swap" in self.params:
+            self.swapon(self.params["swap"])
 
     def setup_memory(self, bp) -> None:
         limit = memparse(self.params["mem"]) if "mem" in self.params else None
@@ -170,6 +176,18 @@ class Kernel:
             raise KernelPanic(f"VFS: Unable to mount root fs on {device}: {e}") from None
         self.vfs = Vfs(self, fs, bcache)
         self.printk(KERN_INFO, f"VFS: Mounted root (ext2 filesystem) on device {device}.")
+
+    def swapon(self, device: str) -> None:
+        """swapon(2) at boot, for `swap=/dev/vdX` (a disk made with mkswap)."""
+        name = device.removeprefix("/dev/")
+        blk = self.block_devices.get(name)
+        if blk is None:
+            raise KernelPanic(f"swapon: no device {device}")
+        try:
+            self.swap = SwapArea(self, blk, device)
+        except SwapError as e:
+            raise KernelPanic(f"swapon: {e}") from None
+        self.printk(KERN_INFO, f"Adding {(self.swap.pages - 1) * 4}k swap on {device}.")
 
     def free_initrd_mem(self, paddr: int, size: int) -> None:
         start, end = paddr >> 12, (paddr + size + 4095) >> 12

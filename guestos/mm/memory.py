@@ -4,7 +4,8 @@ The native fast path in cython_ext.mmu does exactly what do_anonymous_page does
 here (same pcp pages, same order, same struct page and PTE), so turning it off
 changes speed, never the resulting memory state or counters.
 """
-from .mm_types import NIL, PG_pgtable, PG_swapbacked, PG_uptodate, PAGE_MAPPING_ANON
+from .mm_types import NIL, PAGE_MAPPING_ANON, PG_lru, PG_pgtable, PG_swapbacked, PG_uptodate
+from .swapfile import is_swap_pte, swp_slot
 from .mmap import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, STACK_RLIMIT
 from .pgtable import (LEVEL_SHIFTS, PAGE_SIZE, PF_INSTR, PF_PROT, PF_WRITE, PTE_PFN_MASK, _PAGE_DIRTY,
                       _PAGE_PRESENT, _PAGE_RW, _PAGE_TABLE, _PAGE_USER, _PAGE_NX, mk_pte, pte_pfn)
@@ -112,7 +113,9 @@ class MemoryManager:
             raise FaultError("SIGSEGV", SEGV_ACCERR, addr)
         slot = self.pte_alloc(mm, addr)
         pte = self.q[slot]
-        if not pte & _PAGE_PRESENT:
+        if is_swap_pte(pte):
+            self.do_swap_page(task, mm, vma, addr, slot, pte)
+        elif not pte & _PAGE_PRESENT:
             if vma.is_anonymous:
                 self.do_anonymous_page(mm, vma, addr, slot)
             elif write and not vma.vm_flags & VM_SHARED:
@@ -141,6 +144,35 @@ class MemoryManager:
         mem_map.set_mapping(pfn, vma.anon_id, addr >> 12)
         self.k.lru_cache_add(mm, pfn, addr, 0)
         self.q[slot] = mk_pte(pfn, bool(vma.vm_flags & VM_WRITE), bool(vma.vm_flags & VM_EXEC))
+
+    def do_swap_page(self, task, mm, vma, addr: int, slot: int, pte: int) -> None:
+        """The page went to swap: bring it back (a major fault) or find it in the swap cache."""
+        k = self.k
+        swap = k.swap
+        entry = swp_slot(pte)
+        pfn = swap.cache.get(entry)
+        if pfn is None:
+            pfn = swap.swap_readpage(entry)
+            if pfn == NIL:
+                raise FaultError("SIGKILL", VM_FAULT_OOM, addr)
+            self.vmstat["pgmajfault"] += 1
+            task.maj_flt += 1
+        mem_map = self.mem_map
+        first_mapping = mem_map.mapcount(pfn) == 0
+        mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
+        mem_map.set_mapcount(pfn, mem_map.mapcount(pfn) + 1)
+        mem_map.set_mapping(pfn, vma.anon_id, addr >> 12)
+        if first_mapping:
+            if mem_map.test(pfn, PG_lru):            # it stayed on its LRU list while in the swap cache
+                self.vmstat["nr_anon_pages"] += 1
+                mm.rss_anon += 1
+            else:
+                self.k.lru_cache_add(mm, pfn, addr, 0)
+        else:
+            mm.rss_anon += 1
+        swap.swap_free(entry)                        # this PTE no longer needs the slot
+        shared = entry in swap.cache                 # another process still has it swapped out
+        self.q[slot] = mk_pte(pfn, bool(vma.vm_flags & VM_WRITE) and not shared, bool(vma.vm_flags & VM_EXEC))
 
     def _file_page(self, vma, addr: int) -> int:
         index = vma.pgoff_of(addr)
@@ -215,6 +247,9 @@ class MemoryManager:
                         q[s] = 0
                         self.page_remove_rmap(mm, pte_pfn(pte), pte)
                         zapped += 1
+                    elif pte:                                # a swap entry
+                        q[s] = 0
+                        self.k.swap.swap_free(swp_slot(pte))
             addr = table_end
         if zapped:
             self.k.flush_tlb()

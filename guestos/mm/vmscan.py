@@ -4,9 +4,10 @@ refills the inactive one; direct reclaim in the allocator's slow path and kswapd
 to the high watermark. Anonymous memory waits for swap, and mapped pages for reverse mapping."""
 from dataclasses import dataclass
 
-from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE
-from .rmap import page_referenced, try_to_unmap
-from .mm_types import PG_dirty, PG_locked, PG_referenced
+from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
+from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
+from .rmap import page_referenced, rmap_walk, try_to_unmap
+from .swapfile import swp_pte
 
 SWAP_CLUSTER_MAX = 32
 DEF_PRIORITY = 12
@@ -31,11 +32,54 @@ def inactive_file_is_low(k) -> bool:
     return nr[LRU_ACTIVE_FILE] > nr[LRU_INACTIVE_FILE]
 
 
+def inactive_anon_is_low(k) -> bool:
+    """inactive_ratio is 1 below 1 GiB of memory: keep as many inactive anon pages as active."""
+    nr = k.lru.nr
+    return nr[LRU_ACTIVE_ANON] > nr[LRU_INACTIVE_ANON]
+
+
+def shrink_anon_page(k, pfn: int, sc: ScanControl) -> bool:
+    """An inactive anonymous page: into the swap cache, unmapped everywhere, written, freed.
+    False when it must stay (referenced, held, or no swap slot left): it is then activated."""
+    mem_map, lru, swap = k.mem_map, k.lru, k.swap
+    if mem_map.mapcount(pfn):
+        referenced_ptes, _ = page_referenced(k, pfn)
+        if referenced_ptes:
+            return False
+    in_cache = mem_map.test(pfn, PG_swapcache)
+    if mem_map.refcount(pfn) != mem_map.mapcount(pfn) + (1 if in_cache else 0):
+        return False                                          # held by a copy in progress
+    if not in_cache:
+        slot = swap.get_swap_page()
+        if slot is None:
+            return False
+        swap.add_to_swap_cache(pfn, slot)
+    slot = mem_map.private(pfn)
+    q = k.mm.q
+    for mm, vaddr, pte_slot in rmap_walk(k, pfn):             # try_to_unmap_anon()
+        pte = q[pte_slot]
+        q[pte_slot] = swp_pte(slot)
+        swap.swap_duplicate(slot)
+        k.mm.page_remove_rmap(mm, pfn, pte)
+    k.flush_tlb()
+    if mem_map.mapcount(pfn):
+        return False
+    swap.swap_writepage(pfn, slot)
+    swap.delete_from_swap_cache(slot)                         # the last reference: freed
+    return True
+
+
 def shrink_page_list(k, pfns, sc: ScanControl) -> int:
     """Try to free each isolated page; the survivors go back on a list."""
     mem_map, lru = k.mem_map, k.lru
     reclaimed = 0
     for pfn in pfns:
+        if mem_map.test(pfn, PG_swapbacked):
+            if k.swap is not None and shrink_anon_page(k, pfn, sc):
+                reclaimed += 1
+            elif mem_map.test(pfn, PG_lru):                    # still on a list: back to active
+                lru.activate_page(pfn)
+            continue
         mapping = k.address_spaces.get(mem_map.mapping(pfn))
         index = mem_map.index(pfn)
         referenced = mem_map.test(pfn, PG_referenced)
@@ -73,9 +117,9 @@ def shrink_page_list(k, pfns, sc: ScanControl) -> int:
     return reclaimed
 
 
-def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl) -> int:
+def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
     isolated = []
-    for pfn in k.lru.from_tail(LRU_INACTIVE_FILE):
+    for pfn in k.lru.from_tail(lru_list):
         if len(isolated) >= nr_to_scan:
             break
         isolated.append(pfn)
@@ -84,10 +128,10 @@ def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl) -> int:
     return shrink_page_list(k, isolated, sc)
 
 
-def shrink_active_list(k, nr_to_scan: int, sc: ScanControl) -> None:
+def shrink_active_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_ACTIVE_FILE) -> None:
     """Move pages from the active tail to the inactive list (they keep PG_referenced cleared)."""
     moved = []
-    for pfn in k.lru.from_tail(LRU_ACTIVE_FILE):
+    for pfn in k.lru.from_tail(lru_list):
         if len(moved) >= nr_to_scan:
             break
         moved.append(pfn)
@@ -95,30 +139,56 @@ def shrink_active_list(k, nr_to_scan: int, sc: ScanControl) -> None:
     for pfn in moved:
         if k.mem_map.mapcount(pfn):
             referenced_ptes, executable = page_referenced(k, pfn)
-            if referenced_ptes and executable:     # running code keeps its pages active
+            if referenced_ptes and executable and not k.mem_map.test(pfn, PG_swapbacked):
+                # running code keeps its file pages active
                 k.lru.rotate(pfn)
                 continue
         k.lru.deactivate_page(pfn)
 
 
-def shrink_zone(k, sc: ScanControl) -> None:
+def get_scan_count(k, sc: ScanControl) -> dict:
+    """How many pages of each list to scan at this priority: file and anon by vm.swappiness,
+    anon only when there is swap to put it in (a simplified get_scan_count)."""
     nr = k.lru.nr
-    scan_inactive = max(nr[LRU_INACTIVE_FILE] >> sc.priority, 1 if sc.priority == 0 else 0)
-    scan_active = nr[LRU_ACTIVE_FILE] >> sc.priority
-    while scan_inactive or scan_active:
-        if scan_active:
-            n = min(scan_active, SWAP_CLUSTER_MAX)
-            scan_active -= n
-            if inactive_file_is_low(k):
-                shrink_active_list(k, n, sc)
-        if scan_inactive:
-            n = min(scan_inactive, SWAP_CLUSTER_MAX)
-            scan_inactive -= n
-            sc.nr_reclaimed += shrink_inactive_list(k, n, sc)
+    scan = {lru: nr[lru] >> sc.priority for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON,
+                                                   LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)}
+    if k.swap is None or k.swap.nr_free == 0:
+        scan[LRU_INACTIVE_ANON] = scan[LRU_ACTIVE_ANON] = 0
+    else:
+        anon_prio = k.sysctl_vm["swappiness"]
+        file_prio = 200 - anon_prio
+        for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON):
+            scan[lru] = scan[lru] * 2 * anon_prio // (anon_prio + file_prio)
+        for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+            scan[lru] = scan[lru] * 2 * file_prio // (anon_prio + file_prio)
+    if sc.priority == 0:
+        for lru in scan:
+            scan[lru] = max(scan[lru], min(nr[lru], SWAP_CLUSTER_MAX))
+        if k.swap is None or k.swap.nr_free == 0:
+            scan[LRU_INACTIVE_ANON] = scan[LRU_ACTIVE_ANON] = 0
+    return scan
+
+
+def shrink_zone(k, sc: ScanControl) -> None:
+    scan = get_scan_count(k, sc)
+    low = {LRU_ACTIVE_FILE: inactive_file_is_low, LRU_ACTIVE_ANON: inactive_anon_is_low}
+    while any(scan.values()):
+        for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+            if not scan[lru]:
+                continue
+            n = min(scan[lru], SWAP_CLUSTER_MAX)
+            scan[lru] -= n
+            if lru in low:
+                if low[lru](k):
+                    shrink_active_list(k, n, sc, lru)
+            else:
+                sc.nr_reclaimed += shrink_inactive_list(k, n, sc, lru)
         if sc.nr_reclaimed >= sc.nr_to_reclaim and sc.priority < DEF_PRIORITY:
             break
     if inactive_file_is_low(k):
-        shrink_active_list(k, SWAP_CLUSTER_MAX, sc)
+        shrink_active_list(k, SWAP_CLUSTER_MAX, sc, LRU_ACTIVE_FILE)
+    if k.swap is not None and inactive_anon_is_low(k):
+        shrink_active_list(k, SWAP_CLUSTER_MAX, sc, LRU_ACTIVE_ANON)
 
 
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:

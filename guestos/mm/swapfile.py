@@ -1,0 +1,133 @@
+"""Swap (mm/swapfile.c, mm/swap_state.c, mm/page_io.c): a swap area on a virtio disk made by
+the real mkswap, its slot map, the swap cache, and page-sized reads and writes to it.
+
+A swapped-out PTE holds its slot: (slot << 12) | SWP_PTE_MARK, present bit clear, so the
+hardware faults on it and the kernel knows where the page went."""
+from construct import Bytes, Const, Int32ul, Padding, Struct
+
+from .mm_types import NIL, PG_dirty, PG_swapbacked, PG_swapcache, PG_uptodate
+
+PAGE_SIZE = 4096
+SWP_PTE_MARK = 0x2                 # bit 1 of a non-present PTE: "this is a swap entry"
+
+# the first page of a swap area, as mkswap writes it (include/linux/swap.h: union swap_header)
+SwapHeader = Struct(
+    "bootbits" / Bytes(1024),
+    "version" / Int32ul,
+    "last_page" / Int32ul,
+    "nr_badpages" / Int32ul,
+    "sws_uuid" / Bytes(16),
+    "sws_volume" / Bytes(16),
+    Padding(PAGE_SIZE - 10 - 1024 - 4 * 3 - 32),
+    "magic" / Const(b"SWAPSPACE2"),
+)
+
+
+def is_swap_pte(pte: int) -> bool:
+    return pte != 0 and not pte & 1
+
+
+def swp_pte(slot: int) -> int:
+    return (slot << 12) | SWP_PTE_MARK
+
+
+def swp_slot(pte: int) -> int:
+    return pte >> 12
+
+
+class SwapError(Exception):
+    pass
+
+
+class SwapArea:
+    def __init__(self, k, blk, name: str):
+        self.k, self.blk, self.name = k, blk, name
+        page = k.page_alloc.alloc_pages()
+        try:
+            if blk.transfer(False, 0, [(page << 12, PAGE_SIZE)]) != 0:
+                raise SwapError(f"{name}: cannot read the swap header")
+            try:
+                header = SwapHeader.parse(bytes(k.ram[page << 12:(page + 1) << 12]))
+            except Exception:
+                raise SwapError(f"{name}: no swap signature (make it with mkswap)") from None
+        finally:
+            k.page_alloc.free_pages(page)
+        if header.version != 1:
+            raise SwapError(f"{name}: swap header version {header.version}, not 1")
+        self.pages = min(header.last_page + 1, blk.size_bytes // PAGE_SIZE)
+        self.swap_map = bytearray(self.pages)      # PTE references per slot; slot 0 is the header
+        self.swap_map[0] = 0xFF
+        self.inuse = 0
+        self.cluster_next = 1
+        self.cache = {}                           # slot -> pfn: the swap cache
+
+    @property
+    def nr_free(self) -> int:
+        return self.pages - 1 - self.inuse
+
+    # --- slots ---
+    def get_swap_page(self):
+        """scan_swap_map(): the next free slot after the last one given (sequential writes)."""
+        if self.nr_free == 0:
+            return None
+        slot = self.cluster_next
+        for _ in range(self.pages):
+            if slot >= self.pages:
+                slot = 1
+            if self.swap_map[slot] == 0 and slot not in self.cache:
+                self.cluster_next = slot + 1
+                self.inuse += 1
+                return slot
+            slot += 1
+        return None
+
+    def swap_duplicate(self, slot: int) -> None:
+        self.swap_map[slot] += 1
+
+    def swap_free(self, slot: int) -> None:
+        """A PTE let go of its slot; with no PTE left the slot (and its cache page) is free."""
+        self.swap_map[slot] -= 1
+        if self.swap_map[slot] == 0:
+            if slot in self.cache:
+                self.delete_from_swap_cache(slot)
+            else:
+                self.inuse -= 1
+
+    # --- the swap cache ---
+    def add_to_swap_cache(self, pfn: int, slot: int) -> None:
+        mem_map = self.k.mem_map
+        mem_map.set(pfn, PG_swapcache)
+        mem_map.set_private(pfn, slot)
+        mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
+        self.cache[slot] = pfn
+
+    def delete_from_swap_cache(self, slot: int) -> None:
+        pfn = self.cache.pop(slot)
+        mem_map = self.k.mem_map
+        mem_map.clear(pfn, PG_swapcache)
+        mem_map.set_private(pfn, 0)
+        if self.swap_map[slot] == 0:
+            self.inuse -= 1
+        self.k.page_alloc.put_page(pfn)
+
+    # --- page I/O ---
+    def swap_writepage(self, pfn: int, slot: int) -> None:
+        if self.blk.transfer(True, slot * PAGE_SIZE, [(pfn << 12, PAGE_SIZE)]) != 0:
+            raise SwapError("swap write failed")
+        self.k.mem_map.clear(pfn, PG_dirty)
+        self.k.vmstat["pswpout"] += 1
+
+    def swap_readpage(self, slot: int) -> int:
+        """A new page holding the slot's contents, added to the swap cache."""
+        k = self.k
+        pfn = k.pcp.alloc()
+        if pfn == NIL:
+            return NIL
+        if self.blk.transfer(False, slot * PAGE_SIZE, [(pfn << 12, PAGE_SIZE)]) != 0:
+            k.page_alloc.put_page(pfn)
+            raise SwapError("swap read failed")
+        k.mem_map.set_flags(pfn, (1 << PG_swapbacked) | (1 << PG_uptodate))
+        k.mem_map.set_refcount(pfn, 0)            # the allocation's reference becomes the cache's
+        k.vmstat["pswpin"] += 1
+        self.add_to_swap_cache(pfn, slot)
+        return pfn

@@ -1,0 +1,27 @@
+"""Swap disks for `ballast run --swap SIZE`: a temporary image made by the real mkswap."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+from .errors import BallastError
+
+MIN_SWAP = 64 << 10
+
+
+def make_swap_image(size: int) -> str:
+    """A new swap image of `size` bytes in the temporary directory; the caller deletes it."""
+    if size < MIN_SWAP or size % 4096:
+        raise BallastError(f"--swap must be a multiple of 4K and at least {MIN_SWAP >> 10}K")
+    mkswap = shutil.which("mkswap") or next((p for p in ("/sbin/mkswap", "/usr/sbin/mkswap")
+                                             if os.path.exists(p)), None)
+    if mkswap is None:
+        raise BallastError("mkswap not found: install util-linux")
+    fd, path = tempfile.mkstemp(prefix="ballast-swap-", suffix=".img")
+    os.ftruncate(fd, size)
+    os.close(fd)
+    proc = subprocess.run([mkswap, "-q", path], capture_output=True, text=True)
+    if proc.returncode != 0:
+        os.unlink(path)
+        raise BallastError(f"mkswap failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return path
