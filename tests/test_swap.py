@@ -94,3 +94,31 @@ def test_bad_swap_sizes_are_one_line_errors(size, message):
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_reclaim_trace_is_json_lines_and_deterministic(tmp_path):
+    traces = []
+    for i in range(2):
+        out = tmp_path / f"trace{i}.jsonl"
+        proc = subprocess.run([sys.executable, "-m", "vmm.cli", "run", "--mem", "32M", "--swap", "64M",
+                               "--trace-reclaim", str(out), str(FIRMWARE / "memhog"), "48M"],
+                              cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        traces.append(out.read_text())
+    assert traces[0] == traces[1]
+    import json
+    records = [json.loads(line) for line in traces[0].splitlines()]
+    assert records
+    assert {"virtual_ns", "pfn", "kind", "mapped", "referenced", "flags", "decision", "reason",
+            "by"} == set(records[0])
+    decisions = {r["decision"] for r in records}
+    assert "swapped-out" in decisions and "deactivated" in decisions
+    assert all(r["kind"] in ("anon", "file") for r in records)
+
+
+def test_reclaim_trace_is_off_by_default():
+    m = Machine(MachineConfig(mem=32 * MiB))
+    m.load((FIRMWARE / "hello").read_bytes(), "/bin/hello", [])
+    m.boot()
+    assert m.kernel.reclaim_trace is None
+    m.close()

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(our workloads and their data); PROGRAM is then a path inside the guest")
     run.add_argument("--cache", default="writeback", help="host cache mode of the root disk (default writeback)")
     run.add_argument("--swap", metavar="SIZE", help="add a swap disk of SIZE (made with mkswap)")
+    run.add_argument("--trace-reclaim", metavar="FILE",
+                     help="write every reclaim decision (the last million) as JSON lines")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
@@ -112,6 +114,8 @@ def cmd_run(opts) -> int:
         sys.stdout.flush()
 
     cmdline = opts.cmdline
+    if opts.trace_reclaim:
+        cmdline = f"{cmdline} reclaim_trace=1000000".strip()
     swap_image = None
     if opts.swap:
         from .machine import DiskConfig
@@ -134,7 +138,12 @@ def cmd_run(opts) -> int:
 
 
 def _report(opts, machine, status) -> int:
-    from .oracle import decode_wait_status, run_metrics
+    from .oracle import decode_wait_status, run_metrics, write_reclaim_trace
+    if opts.trace_reclaim and machine.kernel is not None:
+        try:
+            write_reclaim_trace(machine, opts.trace_reclaim)
+        except OSError as e:
+            raise BallastError(f"--trace-reclaim {opts.trace_reclaim}: {e.strerror}") from None
     exit_info = decode_wait_status(status)
     kernel = machine.kernel
     if opts.json:

@@ -65,3 +65,16 @@ def decode_wait_status(status: int) -> dict:
 
 def init_wait_status(machine) -> int:
     return machine.exit_status
+
+
+TRACE_FIELDS = ("virtual_ns", "pfn", "kind", "mapped", "referenced", "flags", "decision", "reason", "by")
+
+
+def write_reclaim_trace(machine, path: str) -> int:
+    """The guest's reclaim trace as JSON lines; returns how many decisions."""
+    import json
+    records = list(machine.kernel.reclaim_trace or ())
+    with open(path, "w") as f:
+        for record in records:
+            f.write(json.dumps(dict(zip(TRACE_FIELDS, record))) + "\n")
+    return len(records)

@@ -2,6 +2,7 @@
 
 The kernel gets one Hardware object: guest-physical memory, ports, the vCPU
 and the clock. Everything else it learns from the boot parameters."""
+import collections
 import hashlib
 import itertools
 
@@ -132,6 +133,9 @@ class Kernel:
         self.page_alloc = PageAllocator(self.mem_map, 0, max_pfn, self.vmstat)
         self.lru = LruLists(self.mem_map, self.vmstat)
         self.kswapd_wanted = False
+        # reclaim_trace=N keeps the last N reclaim decisions; off (None) it costs one test per page
+        n = int(self.params.get("reclaim_trace", 0))
+        self.reclaim_trace = collections.deque(maxlen=n) if n > 0 else None
         reserved = [(0, mem_map_end), (initrd_start, initrd_end)]
         for start, end in ram_ranges:
             for rs, re_ in sorted(reserved):

@@ -38,21 +38,21 @@ def inactive_anon_is_low(k) -> bool:
     return nr[LRU_ACTIVE_ANON] > nr[LRU_INACTIVE_ANON]
 
 
-def shrink_anon_page(k, pfn: int, sc: ScanControl) -> bool:
+def shrink_anon_page(k, pfn: int, sc: ScanControl) -> str:
     """An inactive anonymous page: into the swap cache, unmapped everywhere, written, freed.
-    False when it must stay (referenced, held, or no swap slot left): it is then activated."""
-    mem_map, lru, swap = k.mem_map, k.lru, k.swap
+    Returns "" when freed, else why it must stay (it is then activated)."""
+    mem_map, swap = k.mem_map, k.swap
     if mem_map.mapcount(pfn):
         referenced_ptes, _ = page_referenced(k, pfn)
         if referenced_ptes:
-            return False
+            return "referenced"
     in_cache = mem_map.test(pfn, PG_swapcache)
     if mem_map.refcount(pfn) != mem_map.mapcount(pfn) + (1 if in_cache else 0):
-        return False                                          # held by a copy in progress
+        return "held"                                         # a copy in progress
     if not in_cache:
         slot = swap.get_swap_page()
         if slot is None:
-            return False
+            return "swap-full"
         swap.add_to_swap_cache(pfn, slot)
     slot = mem_map.private(pfn)
     q = k.mm.q
@@ -63,58 +63,86 @@ def shrink_anon_page(k, pfn: int, sc: ScanControl) -> bool:
         k.mm.page_remove_rmap(mm, pfn, pte)
     k.flush_tlb()
     if mem_map.mapcount(pfn):
-        return False
+        return "still-mapped"
     swap.swap_writepage(pfn, slot)
     swap.delete_from_swap_cache(slot)                         # the last reference: freed
-    return True
+    return ""
+
+
+def trace(k, pfn: int, kind: str, mapped: bool, referenced: bool, decision: str, reason: str, sc) -> None:
+    """One reclaim decision into the ring buffer (reclaim_trace=N on the command line)."""
+    k.reclaim_trace.append((k.hw.clock.now_ns(), pfn, kind, mapped, referenced, k.mem_map.flags(pfn),
+                            decision, reason, "kswapd" if sc.current_is_kswapd else "direct"))
 
 
 def shrink_page_list(k, pfns, sc: ScanControl) -> int:
     """Try to free each isolated page; the survivors go back on a list."""
     mem_map, lru = k.mem_map, k.lru
+    tracing = k.reclaim_trace is not None
     reclaimed = 0
     for pfn in pfns:
         if mem_map.test(pfn, PG_swapbacked):
-            if k.swap is not None and shrink_anon_page(k, pfn, sc):
+            mapped = mem_map.mapcount(pfn) > 0
+            why = shrink_anon_page(k, pfn, sc) if k.swap is not None else "no-swap"
+            if not why:
                 reclaimed += 1
+                decision = "swapped-out"
             elif mem_map.test(pfn, PG_lru):                    # still on a list: back to active
                 lru.activate_page(pfn)
+                decision = "activated"
+            else:
+                decision = "kept"
+            if tracing:
+                trace(k, pfn, "anon", mapped, why == "referenced", decision, why or "cold", sc)
             continue
-        mapping = k.address_spaces.get(mem_map.mapping(pfn))
-        index = mem_map.index(pfn)
-        referenced = mem_map.test(pfn, PG_referenced)
-        mem_map.clear(pfn, PG_referenced)
-        if mapping is None or mapping.pages.get(index) != pfn or mapping.unevictable_metadata \
-                or mem_map.test(pfn, PG_locked):
-            if referenced:
-                mem_map.set(pfn, PG_referenced)
-            lru.rotate(pfn)
-            continue
-        if mem_map.mapcount(pfn):
-            # page_check_references(): a mapped page someone touched stays (or goes active)
-            referenced_ptes, _ = page_referenced(k, pfn)
-            if referenced_ptes:
-                if referenced:
-                    lru.activate_page(pfn)
-                else:
-                    mem_map.set(pfn, PG_referenced)
-                    lru.rotate(pfn)
-                continue
-            if not try_to_unmap(k, pfn):
-                lru.rotate(pfn)
-                continue
-        if mem_map.refcount(pfn) != 1:            # someone holds it (a copy in progress)
-            lru.rotate(pfn)
-            continue
-        if mem_map.test(pfn, PG_dirty):
-            if referenced or not sc.may_writepage:   # PAGEREF_RECLAIM_CLEAN: defer dirty ones
-                lru.rotate(pfn)
-                continue
-            mapping.writepages([index])              # pageout(), done synchronously here
-        mapping.remove_from_page_cache(index)          # the last reference: the page is freed
-        reclaimed += 1
+        decision, reason, referenced, mapped = _shrink_file_page(k, pfn, sc)
+        if decision == "reclaimed":
+            reclaimed += 1
+        if tracing:
+            trace(k, pfn, "file", mapped, referenced, decision, reason, sc)
     k.vmstat[_counter(sc, "pgsteal")] += reclaimed
     return reclaimed
+
+
+def _shrink_file_page(k, pfn: int, sc: ScanControl):
+    """-> (decision, reason, referenced, mapped) for one inactive page-cache page."""
+    mem_map, lru = k.mem_map, k.lru
+    mapping = k.address_spaces.get(mem_map.mapping(pfn))
+    index = mem_map.index(pfn)
+    referenced = mem_map.test(pfn, PG_referenced)
+    mapped = mem_map.mapcount(pfn) > 0
+    mem_map.clear(pfn, PG_referenced)
+    if mapping is None or mapping.pages.get(index) != pfn or mapping.unevictable_metadata \
+            or mem_map.test(pfn, PG_locked):
+        if referenced:
+            mem_map.set(pfn, PG_referenced)
+        lru.rotate(pfn)
+        return "rotated", "locked" if mem_map.test(pfn, PG_locked) else "metadata", referenced, mapped
+    if mapped:
+        # page_check_references(): a mapped page someone touched stays (or goes active)
+        referenced_ptes, _ = page_referenced(k, pfn)
+        if referenced_ptes:
+            if referenced:
+                lru.activate_page(pfn)
+                return "activated", "referenced-twice", True, True
+            mem_map.set(pfn, PG_referenced)
+            lru.rotate(pfn)
+            return "rotated", "pte-referenced", True, True
+        if not try_to_unmap(k, pfn):
+            lru.rotate(pfn)
+            return "rotated", "still-mapped", referenced, True
+    if mem_map.refcount(pfn) != 1:                # someone holds it (a copy in progress)
+        lru.rotate(pfn)
+        return "rotated", "held", referenced, mapped
+    reason = "clean"
+    if mem_map.test(pfn, PG_dirty):
+        if referenced or not sc.may_writepage:       # PAGEREF_RECLAIM_CLEAN: defer dirty ones
+            lru.rotate(pfn)
+            return "rotated", "dirty-deferred", referenced, mapped
+        mapping.writepages([index])                  # pageout(), done synchronously here
+        reason = "written-back"
+    mapping.remove_from_page_cache(index)            # the last reference: the page is freed
+    return "reclaimed", reason, referenced, mapped
 
 
 def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
@@ -136,14 +164,23 @@ def shrink_active_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_
             break
         moved.append(pfn)
     k.vmstat["pgrefill"] += len(moved)
+    tracing = k.reclaim_trace is not None
     for pfn in moved:
-        if k.mem_map.mapcount(pfn):
+        anon = k.mem_map.test(pfn, PG_swapbacked)
+        mapped = k.mem_map.mapcount(pfn) > 0
+        referenced_ptes = 0
+        if mapped:
             referenced_ptes, executable = page_referenced(k, pfn)
-            if referenced_ptes and executable and not k.mem_map.test(pfn, PG_swapbacked):
+            if referenced_ptes and executable and not anon:
                 # running code keeps its file pages active
                 k.lru.rotate(pfn)
+                if tracing:
+                    trace(k, pfn, "file", True, True, "kept-active", "executable", sc)
                 continue
         k.lru.deactivate_page(pfn)
+        if tracing:
+            trace(k, pfn, "anon" if anon else "file", mapped, bool(referenced_ptes), "deactivated",
+                  "inactive-low", sc)
 
 
 def get_scan_count(k, sc: ScanControl) -> dict:
