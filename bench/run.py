@@ -435,14 +435,16 @@ def host_memcpy(nbytes: int) -> float:
 
 
 def bench_pagecache(runs: int) -> list[dict]:
-    """Wall time of one extra pass over a 64 MiB file the guest already caches: (3 passes - 1 pass) / 2."""
+    """Wall time of one extra pass over a 64 MiB file the guest already caches: (4 passes - 2 passes) / 2.
+    Passes 1 and 2 read the file in and activate its pages (mark_page_accessed); passes 3 and 4 are
+    the steady state of a cached file that keeps being read."""
     from vmm.rootfs import builtin_root
     image = builtin_root()
     cached, copies = [], []
     for _ in range(runs):
-        one = guest_vdread_passes(image, 1)
-        three = guest_vdread_passes(image, 3)
-        cached.append((three - one) / 2)
+        two = guest_vdread_passes(image, 2)
+        four = guest_vdread_passes(image, 4)
+        cached.append((four - two) / 2)
         copies.append(host_memcpy(64 * MiB))
     pass_s, copy_s = statistics.median(cached), statistics.median(copies)
     ratio = copy_s / pass_s
@@ -452,7 +454,7 @@ def bench_pagecache(runs: int) -> list[dict]:
         dict(bench="pagecache", name="guest read() of a page-cached 64 MiB file, 64 KiB reads",
              value=f"{64 / 1024 / pass_s:.2f} GiB/s", ratio=ratio, ratio_of="host memcpy",
              target=f">= {TARGET_PAGECACHE_RATIO}", met=ratio >= TARGET_PAGECACHE_RATIO,
-             detail=f"{pass_s * 1e3:.1f} ms per pass (3 passes minus 1, halved); ext2 root, built-in image",
+             detail=f"{pass_s * 1e3:.1f} ms per pass (4 passes minus 2, halved); ext2 root, built-in image",
              key="pagecache.ratio", number=ratio),
     ]
 

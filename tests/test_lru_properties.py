@@ -5,12 +5,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guestos.mm.lru import NR_LRU_LISTS, LruLists, page_lru
-from guestos.mm.mm_types import NIL, PG_lru, PG_swapbacked, PG_unevictable, STRUCT_PAGE_SIZE, MemMap
+from guestos.mm.mm_types import NIL, PG_active, PG_lru, PG_swapbacked, PG_unevictable, STRUCT_PAGE_SIZE, MemMap
 
 NPAGES = 64
 
 ops = st.lists(st.tuples(st.sampled_from(["add_file", "add_anon", "add_unevictable", "activate", "deactivate",
-                                          "rotate", "free"]), st.integers(0, NPAGES - 1)), max_size=200)
+                                          "rotate", "free", "batch"]), st.integers(0, NPAGES - 1)), max_size=200)
 
 
 def walk(lru: LruLists, mem_map: MemMap) -> dict:
@@ -54,6 +54,12 @@ def test_lru_lists_stay_coherent(sequence):
             lru.deactivate_page(pfn)
         elif op == "rotate" and on_list:
             lru.rotate(pfn)
+        elif op == "batch":
+            batch = [p for p in range(pfn, min(pfn + 4, NPAGES)) if p not in listed]
+            for p in batch:
+                mem_map.set_flags(p, 1 << PG_swapbacked)
+            lru.add_batch(batch, page_lru(mem_map, batch[0]) + 1 if batch else 1, 1 << PG_active)
+            listed.update(batch)
         elif op == "free":
             lru.remove_if_listed(pfn)
             listed.discard(pfn)

@@ -22,10 +22,10 @@ from ..fs.file import ConsoleFile, FdTable, File
 from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
 from ..mm.mmap import MM
-from ..mm.mm_types import (OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_REFCOUNT, PG_reserved,
+from ..mm.mm_types import (PG_active, OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_REFCOUNT, PG_reserved,
                            STRUCT_PAGE_SIZE, MemMap)
 from ..mm import vmscan
-from ..mm.lru import LruLists
+from ..mm.lru import LRU_ACTIVE_ANON, LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
 from ..mm.swapfile import SwapArea, SwapError
 from . import traps
@@ -240,15 +240,16 @@ class Kernel:
         if not self.pagevec:
             return
         vmstat = self.vmstat
-        lru = self.lru
+        anon = []
         for mm, pfn, vaddr, kind in self.pagevec:
             if kind == 0:
-                vmstat["nr_anon_pages"] += 1
                 mm.rss_anon += 1
-                lru.lru_cache_add(pfn, active=True)      # new anonymous pages start active
+                anon.append(pfn)
             else:
                 vmstat["nr_page_table_pages"] += 1
                 mm.nr_ptes += 1
+        vmstat["nr_anon_pages"] += len(anon)
+        self.lru.add_batch(anon, LRU_ACTIVE_ANON, 1 << PG_active)   # new anonymous pages start active
         self.pagevec.clear()
 
     def exit_mmap(self, mm) -> None:

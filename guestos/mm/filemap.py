@@ -310,22 +310,33 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     mem_map = k.mem_map
     src, held = [], []
     done = 0
+    dst = k.mm.user_runs(task, buf, count, True)                      # fault the buffer in first
     cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
+    flags = [mem_map.flags(pfn) if pfn is not None else -1 for pfn in cached]
     readahead_bit = 1 << PG_readahead
+    settled = (1 << PG_active) | (1 << PG_referenced)              # mark_page_accessed: nothing to do
+    # Pages found cached need no reference while they are copied: nothing allocates (and so
+    # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
+    # reading may reclaim: then every page is held until copied.
+    hold = any(f < 0 or f & readahead_bit for f in flags)
+    first = index
     while index <= last:
-        pfn = cached[index - (pos >> PAGE_SHIFT)]
-        if pfn is None or mem_map.flags(pfn) & readahead_bit:
+        pfn, f = cached[index - first], flags[index - first]
+        if f < 0 or f & readahead_bit:
             pfn = mapping.get_page(index, ra, last - index + 1)
-        mark_page_accessed(k, pfn)
-        mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)      # held until copied (get_page)
-        held.append(pfn)
+            f = mem_map.flags(pfn)
+        if f & settled != settled:
+            mark_page_accessed(k, pfn)
+        if hold:
+            mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until copied (get_page)
+            held.append(pfn)
         offset = (pos + done) & (PAGE_SIZE - 1)
         n = min(PAGE_SIZE - offset, count - done)
         src.append(((pfn << PAGE_SHIFT) + offset, n))
         done += n
         index += 1
     try:
-        copied = k.usercopy.copy_runs(k.ram, src, k.mm.user_runs(task, buf, count, True))
+        copied = k.usercopy.copy_runs(k.ram, src, dst)
     finally:
         for pfn in held:
             k.page_alloc.put_page(pfn)

@@ -68,6 +68,26 @@ class LruLists:
             self.mem_map.set(pfn, PG_active)
         self.add(pfn, page_lru(self.mem_map, pfn))
 
+    def add_batch(self, pfns, lru: int, flags: int) -> None:
+        """____pagevec_lru_add(): a batch of new pages at the head of one list, linked in one pass."""
+        if not pfns:
+            return
+        mm = self.mem_map
+        old_head = self.head[lru]
+        prev = NIL
+        for i in range(len(pfns) - 1, -1, -1):          # the last added ends up at the head
+            pfn = pfns[i]
+            mm.set_flags(pfn, mm.flags(pfn) | flags | (1 << PG_lru))
+            nxt = pfns[i - 1] if i > 0 else old_head
+            mm.set_lru(pfn, nxt, prev)
+            prev = pfn
+        if old_head != NIL:
+            mm.set_lru(old_head, mm.lru_next(old_head), pfns[0])
+        else:
+            self.tail[lru] = pfns[0]
+        self.head[lru] = pfns[-1]
+        self.nr[lru] += len(pfns)
+
     def activate_page(self, pfn: int) -> None:
         mm = self.mem_map
         if not mm.test(pfn, PG_lru) or mm.test(pfn, PG_active) or mm.test(pfn, PG_unevictable):
