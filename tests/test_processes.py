@@ -28,3 +28,18 @@ def test_fork_exec_wait_pipe_match_native(compile_c):
     assert vmstat["nr_anon_pages"] == 0 and vmstat["nr_page_table_pages"] == 0
     assert k.scheduler.nr_switches > 5
     m.close()
+
+
+def test_signal_handlers_run_like_native(compile_c):
+    exe = compile_c((Path(__file__).resolve().parent / "programs" / "sigtest.c").read_text(), "sigtest",
+                    flags=("-static", "-O1"))
+    native = subprocess.run([str(exe)], capture_output=True, cwd=REPO)
+    m = Machine(MachineConfig(mem=64 << 20))
+    m.load(exe.read_bytes(), "/bin/sigtest", [])
+    status = m.boot()
+    assert native.returncode == -10                          # killed by SIGUSR1 at the end
+    assert status & 0x7F == 10
+    assert m.console_output == native.stdout
+    assert b"SIGSEGV at 0x1234 code 1" in m.console_output
+    assert not any("segfault" in text for _, _, text in m.kernel.printk.log)   # handled: no report
+    m.close()

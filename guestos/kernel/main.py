@@ -469,11 +469,19 @@ class Kernel:
         for t in list(sleeping):
             self.do_exit(t, 9, signaled=True)
 
-    def force_sig(self, task, sig: int) -> None:
-        from .signal import send_signal
+    def force_sig(self, task, sig: int, info: bytes = None) -> None:
+        """force_sig_info(): to a handler if there is one and it is not blocked; else it kills."""
+        from .signal import has_handler, send_signal
+        if has_handler(task, sig):
+            send_signal(self, task, sig, info)
+            return
         send_signal(self, task, sig)
         if not task.exited:                    # a blocked or ignored fatal signal still kills
             self.do_exit(task, sig | 0x80, signaled=True)
+
+    def do_signal(self, task) -> None:
+        from .signal import do_signal
+        do_signal(self, task)
 
     # --- interrupts and waiting ---
     def request_irq(self, line: int, handler) -> None:
@@ -534,14 +542,18 @@ class Kernel:
             if e.signal == "SIGKILL":
                 self.oom_kill(task)
                 return
+            from .signal import SIGNALS, has_handler, siginfo
+            sig = SIGNALS[e.signal]
+            if has_handler(task, sig):                 # the program catches it: no report
+                self.force_sig(task, sig, siginfo(sig, e.code, addr=exit.address))
+                return
             what = f"segfault at {exit.address:x} ({exit.access}, error {exit.error_code:x})"
             if e.signal == "SIGBUS":
                 what = f"bus error at {exit.address:x} ({exit.access})"
             insn = traps.disassemble_at(self, task, exit.rip)
             self.last_fatal = (e.signal, what, exit.rip, insn)
             traps.report_fatal(self, task, e.signal, what, exit.rip)
-            from .signal import SIGNALS
-            self.force_sig(task, SIGNALS[e.signal])
+            self.force_sig(task, sig)
 
     def do_trap(self, task, exit) -> None:
         traps.do_trap(self, task, exit)

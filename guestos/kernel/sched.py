@@ -42,6 +42,8 @@ class Task:
     children: list = field(default_factory=list)
     sigactions: dict = field(default_factory=dict)
     sigmask: int = 0
+    pending: dict = field(default_factory=dict)     # signal -> siginfo, waiting for a handler
+    sigframes: list = field(default_factory=list)   # (ucontext address, saved CPU state) per handler
     clear_child_tid: int = 0
     robust_list: int = 0
     rseq: int = 0
@@ -149,6 +151,8 @@ class Scheduler:
                     pass
                 else:
                     k.do_trap(task, exit)
+                if task.pending and task.state == TASK_RUNNING:
+                    k.do_signal(task)
                 if cpu.icount >= start + self.quantum:
                     self.preemptions += 1
                     break

@@ -1,5 +1,8 @@
-"""Signals with their default actions (kernel/signal.c)."""
-from .errno import EINVAL, ESRCH, SyscallError
+"""Signals (kernel/signal.c, arch/x86/kernel/signal.c): default actions, and handlers run on a
+signal frame that rt_sigreturn unwinds."""
+import struct
+
+from .errno import EFAULT, EINVAL, ESRCH, SyscallError
 
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
            "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13,
@@ -18,15 +21,106 @@ def signal_name(sig: int) -> str:
     return SIGNAL_NAMES.get(sig, f"signal {sig}")
 
 
-def send_signal(k, task, sig: int) -> None:
-    """Deliver with the default action. Handlers are recorded by rt_sigaction but
-    not yet invoked: a program that catches a fatal signal still dies of it."""
+SA_SIGINFO = 0x4
+SA_RESTORER = 0x04000000
+SA_NODEFER = 0x40000000
+SA_RESETHAND = 0x80000000
+SI_USER, SI_TKILL = 0, -6
+
+# the frame (struct rt_sigframe): return address, ucontext, siginfo
+UC_SIZE = 8 + 8 + 24 + 256 + 8          # uc_flags, uc_link, uc_stack, uc_mcontext, uc_sigmask
+SIGINFO_SIZE = 128
+FRAME_SIZE = 8 + UC_SIZE + SIGINFO_SIZE
+SIGCONTEXT_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi", "rbp", "rbx", "rdx",
+                   "rax", "rcx", "rsp", "rip", "eflags")
+
+
+def signal_name(sig: int) -> str:
+    return SIGNAL_NAMES.get(sig, f"signal {sig}")
+
+
+def has_handler(task, sig: int) -> bool:
+    handler = task.sigactions.get(sig, (SIG_DFL,))[0]
+    return handler not in (SIG_DFL, SIG_IGN) and not task.sigmask >> (sig - 1) & 1
+
+
+def siginfo(sig: int, code: int, pid: int = 0, addr: int = None) -> bytes:
+    info = struct.pack("<iii4x", sig, 0, code)
+    info += struct.pack("<Q", addr) if addr is not None else struct.pack("<ii", pid, 0)
+    return info.ljust(SIGINFO_SIZE, b"\0")
+
+
+def send_signal(k, task, sig: int, info: bytes = None) -> None:
+    """Queue for a handler, or take the default action."""
     if not 1 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
     handler = task.sigactions.get(sig, (SIG_DFL,))[0]
+    if handler not in (SIG_DFL, SIG_IGN) and sig not in (9, 19):
+        task.pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.pid
+                                                     if k.scheduler.current else 0))
+        return
     if sig in SIG_KERNEL_IGNORE or (handler == SIG_IGN and sig not in (9, 19)):
         return
     k.do_exit(task, sig | (0x80 if sig in SIG_KERNEL_COREDUMP else 0), signaled=True)
+
+
+def do_signal(k, task) -> None:
+    """On the way back to user mode: run the handler of the lowest pending, unblocked signal."""
+    for sig in sorted(task.pending):
+        if task.sigmask >> (sig - 1) & 1:
+            continue
+        info = task.pending.pop(sig)
+        handler, flags, restorer, mask = task.sigactions.get(sig, (SIG_DFL, 0, 0, 0))
+        if handler in (SIG_DFL, SIG_IGN):              # reset meanwhile: the default action
+            send_signal(k, task, sig)
+            return
+        setup_rt_frame(k, task, sig, info, handler, flags, restorer, mask)
+        return
+
+
+def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, restorer: int, mask: int) -> None:
+    cpu = k.hw.cpu
+    regs = cpu.regs()
+    if not flags & SA_RESTORER:
+        k.do_exit(task, 11 | 0x80, signaled=True)      # nowhere to return to: SIGSEGV
+        return
+    frame = ((regs["rsp"] - 128 - FRAME_SIZE) & ~15) - 8   # below the red zone; rsp+8 aligned at entry
+    uc = frame + 8
+    mcontext = struct.pack("<18Q", *(regs[name] for name in SIGCONTEXT_REGS)) + struct.pack("<4H", 0x33, 0, 0, 0x2B)
+    mcontext += struct.pack("<4Q", 0, 14 if sig == 11 else 0, task.sigmask, 0) + struct.pack("<Q", 0) + bytes(64)
+    ucontext = struct.pack("<QQQi4xQ", 0, 0, 0, 2, 0) + mcontext + struct.pack("<Q", task.sigmask)
+    try:
+        k.mm.copy_to_user(task, frame, struct.pack("<Q", restorer) + ucontext + info)
+    except Exception:
+        k.do_exit(task, 11 | 0x80, signaled=True)      # a stack that cannot take the frame
+        return
+    task.sigframes.append((uc, cpu.save_context()))     # x87/SSE state stays with the kernel
+    if not flags & SA_NODEFER:
+        mask |= 1 << (sig - 1)
+    task.sigmask |= mask & ~((1 << 8) | (1 << 18))
+    if flags & SA_RESETHAND:
+        task.sigactions[sig] = (SIG_DFL, 0, 0, 0)
+    cpu.set_regs({"rip": handler, "rsp": frame, "rdi": sig, "rsi": uc + UC_SIZE, "rdx": uc, "rax": 0})
+
+
+def sys_rt_sigreturn(k, task, *_):
+    """Unwind the frame the handler returns through: registers and mask as it left them."""
+    cpu = k.hw.cpu
+    uc = cpu.reg("rsp")
+    raw = k.mm.copy_from_user(task, uc, UC_SIZE)
+    mcontext = raw[40:40 + 256]
+    values = struct.unpack_from("<18Q", mcontext, 0)
+    while task.sigframes and task.sigframes[-1][0] != uc:
+        task.sigframes.pop()                            # frames abandoned by a longjmp
+    if not task.sigframes:
+        raise SyscallError(EFAULT)
+    _, context = task.sigframes.pop()
+    cpu.restore_context(context)
+    regs = dict(zip(SIGCONTEXT_REGS, values))
+    regs["eflags"] = (regs["eflags"] & 0xDD5) | 0x202
+    cpu.set_regs(regs)
+    task.sigmask = struct.unpack_from("<Q", raw, UC_SIZE - 8)[0] & ~((1 << 8) | (1 << 18))
+    return regs["rax"]
 
 
 def sys_rt_sigaction(k, task, sig, act, oact, sigsetsize, *_):
@@ -70,18 +164,18 @@ def sys_sigaltstack(k, task, ss, old_ss, *_):
     return 0
 
 
-def sys_kill(k, task, pid, sig, *_):
+def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
     target = k.find_task(pid if pid > 0 else task.pid)
     if target is None:
         raise SyscallError(ESRCH)
     if sig:
-        send_signal(k, target, sig)
+        send_signal(k, target, sig, siginfo(sig, code, task.pid))
     return 0
 
 
 def sys_tgkill(k, task, tgid, tid, sig, *_):
-    return sys_kill(k, task, tid, sig)
+    return sys_kill(k, task, tid, sig, code=SI_TKILL)
 
 
 def sys_tkill(k, task, tid, sig, *_):
-    return sys_kill(k, task, tid, sig)
+    return sys_kill(k, task, tid, sig, code=SI_TKILL)

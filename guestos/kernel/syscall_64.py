@@ -9,7 +9,7 @@ from . import fork, signal, sys
 
 SYSCALL_NAMES = {
     0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 5: "fstat", 6: "lstat", 8: "lseek",
-    9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk", 13: "rt_sigaction", 14: "rt_sigprocmask",
+    9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk", 13: "rt_sigaction", 14: "rt_sigprocmask", 15: "rt_sigreturn",
     16: "ioctl", 17: "pread64", 18: "pwrite64", 19: "readv", 20: "writev", 21: "access", 24: "sched_yield", 28: "madvise",
     26: "msync", 35: "nanosleep", 74: "fsync", 75: "fdatasync", 162: "sync", 39: "getpid", 60: "exit", 62: "kill", 63: "uname", 89: "readlink",
     96: "gettimeofday", 97: "getrlimit", 102: "getuid", 104: "getgid", 107: "geteuid", 108: "getegid",
@@ -22,7 +22,7 @@ SYSCALL_NAMES = {
 SYSCALL_TABLE = {
     0: rw.sys_read, 1: rw.sys_write, 2: rw.sys_open, 3: rw.sys_close, 5: rw.sys_fstat, 8: rw.sys_lseek,
     9: sys_mm.sys_mmap, 10: sys_mm.sys_mprotect, 11: sys_mm.sys_munmap, 12: sys_mm.sys_brk,
-    13: signal.sys_rt_sigaction, 14: signal.sys_rt_sigprocmask, 16: rw.sys_ioctl, 17: rw.sys_pread64, 18: rw.sys_pwrite64, 19: rw.sys_readv,
+    13: signal.sys_rt_sigaction, 14: signal.sys_rt_sigprocmask, 15: signal.sys_rt_sigreturn, 16: rw.sys_ioctl, 17: rw.sys_pread64, 18: rw.sys_pwrite64, 19: rw.sys_readv,
     20: rw.sys_writev, 21: rw.sys_access, 22: fcntl.sys_pipe, 32: fcntl.sys_dup, 33: fcntl.sys_dup2,
     56: fork.sys_clone, 57: fork.sys_fork, 58: fork.sys_vfork, 59: kexec.sys_execve, 61: kexit.sys_wait4,
     72: fcntl.sys_fcntl, 76: namei.sys_truncate, 77: namei.sys_ftruncate, 79: namei.sys_getcwd,

@@ -51,7 +51,12 @@ def report_fatal(k, task, signame: str, what: str, rip: int) -> None:
 
 
 def do_trap(k, task, exit) -> None:
+    from .signal import has_handler, siginfo
     signame, what, rip = classify(k, task, exit)
+    sig = SIGNALS[signame]
+    if has_handler(task, sig):
+        k.force_sig(task, sig, siginfo(sig, 0, addr=rip))
+        return
     k.last_fatal = (signame, what, rip, disassemble_at(k, task, rip))
     report_fatal(k, task, signame, what, rip)
     k.force_sig(task, SIGNALS[signame])
