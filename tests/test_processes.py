@@ -43,3 +43,29 @@ def test_signal_handlers_run_like_native(compile_c):
     assert b"SIGSEGV at 0x1234 code 1" in m.console_output
     assert not any("segfault" in text for _, _, text in m.kernel.printk.log)   # handled: no report
     m.close()
+
+
+SIGCHLD_PROGRAM = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static volatile int children;
+static void on_chld(int sig) { (void)sig; children++; }
+int main(void) {
+    setvbuf(stdout, 0, _IONBF, 0);
+    signal(SIGCHLD, on_chld);
+    for (int i = 0; i < 3; i++) { pid_t p = fork(); if (!p) _exit(i); int st; waitpid(p, &st, 0); }
+    printf("SIGCHLD handled %d times\n", children);
+    return 0;
+}
+"""
+
+
+def test_parent_gets_sigchld(compile_c):
+    exe = compile_c(SIGCHLD_PROGRAM, "sigchld", flags=("-static", "-O1"))
+    m = Machine(MachineConfig(mem=64 << 20))
+    m.load(exe.read_bytes(), "/bin/sigchld", [])
+    assert m.boot() == 0
+    assert m.console_output == b"SIGCHLD handled 3 times\n"
+    m.close()

@@ -41,6 +41,9 @@ def do_exit(k, task, code: int, signaled: bool = False) -> None:
     task.state = TASK_ZOMBIE
     if task.parent is None:                  # init: nobody reaps it; the machine stops
         return
+    if not task.parent.exited:               # do_notify_parent(): SIGCHLD (ignored by default)
+        from .signal import SIGNALS, send_signal, siginfo
+        send_signal(k, task.parent, SIGNALS["SIGCHLD"], siginfo(SIGNALS["SIGCHLD"], 1, task.pid))
 
 
 def _matches(child, pid: int) -> bool:
