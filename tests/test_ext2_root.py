@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from ballast_testlib import REPO
 from vmm.machine import DiskConfig, Machine, MachineConfig
 from vmm.mkdisk import mkdisk
 

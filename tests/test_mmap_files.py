@@ -1,6 +1,5 @@
 """mmap of ext2 files: MAP_PRIVATE copy-on-write, MAP_SHARED writes reaching the file, and the
 kernel counting mapped page-cache pages."""
-import shutil
 import subprocess
 from pathlib import Path
 

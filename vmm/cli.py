@@ -82,7 +82,6 @@ def cmd_run(opts) -> int:
     from guestos.fs.binfmt_elf import ENOEXEC, parse_elf
 
     from .machine import Machine, MachineConfig
-    from .oracle import decode_wait_status, run_metrics
 
     mem = parse_size(opts.mem, "--mem")
     disks = [parse_disk(spec) for spec in opts.disk]

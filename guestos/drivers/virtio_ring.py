@@ -55,7 +55,7 @@ class VringVirtqueue:
             flags = (VRING_DESC_F_WRITE if writable else 0) | (VRING_DESC_F_NEXT if j < n - 1 else 0)
             nxt = struct.unpack_from("<H", ram, base + 16 * i + 14)[0]
             _DESC.pack_into(ram, base + 16 * i, paddr, length, flags, nxt)
-            last, i = i, nxt
+            i = nxt
         self.free_head = i
         self.num_free -= n
         self.tokens[head] = token

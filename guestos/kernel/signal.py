@@ -35,10 +35,6 @@ SIGCONTEXT_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", 
                    "rax", "rcx", "rsp", "rip", "eflags")
 
 
-def signal_name(sig: int) -> str:
-    return SIGNAL_NAMES.get(sig, f"signal {sig}")
-
-
 def has_handler(task, sig: int) -> bool:
     handler = task.sigactions.get(sig, (SIG_DFL,))[0]
     return handler not in (SIG_DFL, SIG_IGN) and not task.sigmask >> (sig - 1) & 1

@@ -1,5 +1,5 @@
 """brk, mmap, munmap, mprotect, madvise (mm/mmap.c, mm/mprotect.c, mm/madvise.c)."""
-from ..kernel.errno import EEXIST, EINVAL, ENODEV, ENOMEM, SyscallError
+from ..kernel.errno import EEXIST, EINVAL, ENOMEM, SyscallError
 from .mmap import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE,
                    MAP_SHARED, MMAP_MIN_ADDR, TASK_SIZE, VM_READ, VM_SHARED, VM_WRITE, VMA,
                    calc_vm_prot_bits)
