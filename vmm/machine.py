@@ -10,6 +10,7 @@ from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, B
 from guestos.kernel.main import start_kernel
 
 from devices.host import Host
+from devices.virtio_balloon import VirtioBalloon
 from devices.virtio_blk import VirtioBlk
 from devices.virtio_mmio import VirtioMmioTransport
 
@@ -48,6 +49,7 @@ class MachineConfig:
     cmdline: str = ""
     costs: CostModel = field(default_factory=CostModel)
     disks: list = field(default_factory=list)
+    balloon_features: int = None       # a virtio-balloon device with these features (None: no balloon)
 
 
 class Machine:
@@ -77,6 +79,10 @@ class Machine:
         self.disks = []               # (DiskConfig, BlockBackend, VirtioBlk)
         for disk in config.disks:
             self.add_disk(disk)
+        self.balloon = None
+        if config.balloon_features is not None:
+            self.balloon = VirtioBalloon(self.ram, self.clock, features=config.balloon_features)
+            self.add_virtio_device(self.balloon)
 
     # --- devices ---
     def add_virtio_device(self, device) -> VirtioMmioTransport:

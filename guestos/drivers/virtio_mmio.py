@@ -165,5 +165,8 @@ def virtio_mmio_probe(k, drivers: dict) -> list:
             continue
         k.request_irq(irq, vdev.vm_interrupt)
         vdev.add_status(VIRTIO_CONFIG_S_DRIVER_OK)
+        ready = getattr(driver, "ready", None)      # work that needs a live device (no kicks before DRIVER_OK)
+        if ready is not None:
+            ready()
         found.append(driver)
     return found

@@ -10,6 +10,7 @@ import cython_ext
 
 from ..arch import vcpu_exits as X
 from ..drivers.serial8250 import Serial8250Console
+from ..drivers.virtio_balloon import DRIVERS as VIRTIO_BALLOON_DRIVERS
 from ..drivers.virtio_blk import DRIVERS as VIRTIO_BLK_DRIVERS
 from ..drivers.virtio_mmio import virtio_mmio_probe
 from ..fs.binfmt_elf import ENOEXEC
@@ -77,6 +78,7 @@ class Kernel:
         self.native = getattr(hw.cpu, "native", None)
         self.live_mms = []              # address spaces in use, for the reverse map
         self.swap = None
+        self.vfs = None
         MM.anon_ids = itertools.count(1)
         self.irq_handlers = {}          # line -> handler()
         self.usercopy = cython_ext.load("usercopy")
@@ -102,7 +104,8 @@ class Kernel:
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
         self.wb_timer_armed = False
         self.request_irq(0, self.timer_interrupt)
-        self.virtio_devices = virtio_mmio_probe(self, dict(VIRTIO_BLK_DRIVERS))
+        self.balloon = None
+        self.virtio_devices = virtio_mmio_probe(self, {**VIRTIO_BLK_DRIVERS, **VIRTIO_BALLOON_DRIVERS})
         self.vfs = None
         if "root" in self.params:
             self.mount_root(self.params["root"], read_only="ro" in self.params)
@@ -497,6 +500,7 @@ class Kernel:
 
     def wait_event(self, condition) -> None:
         """Sleep until condition() holds: the CPU idles and virtual time jumps to the next event."""
+        self.do_IRQ()                               # what already arrived comes first
         while not condition():
             if not self.hw.idle():
                 raise KernelPanic("waiting for an event that can never come")

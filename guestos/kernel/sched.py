@@ -139,6 +139,8 @@ class Scheduler:
                 k.do_IRQ()
                 if k.kswapd_wanted:
                     k.kswapd()
+                if k.balloon is not None and k.balloon.work_pending:
+                    k.balloon.run()
                 reason = exit.reason
                 if reason == X.EXIT_SYSCALL:
                     k.do_syscall(task)
