@@ -3,7 +3,6 @@ its MemTotal and MemFree fall, the host's frames are released, and deflating giv
 import re
 from pathlib import Path
 
-import pytest
 
 from vmm.machine import Machine, MachineConfig
 
