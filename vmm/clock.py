@@ -42,31 +42,41 @@ class VirtualClock:
     _events: list = field(default_factory=list, repr=False)
     _sequence: int = 0
 
-    def schedule(self, delay_ns: int, callback) -> None:
-        """Run callback() once the clock reaches now + delay_ns."""
+    def schedule(self, delay_ns: int, callback, deferrable: bool = False) -> None:
+        """Run callback() once the clock reaches now + delay_ns. A deferrable event (Linux's
+        deferrable timers) runs when time gets there but never wakes an idle machine."""
         self._sequence += 1
-        heapq.heappush(self._events, (self.now_ns() + max(0, int(delay_ns)), self._sequence, callback))
+        at = self.now_ns() + max(0, int(delay_ns))
+        heapq.heappush(self._events, (at, self._sequence, callback, deferrable))
 
     def next_event_ns(self):
         return self._events[0][0] if self._events else None
+
+    def next_wakeup_ns(self):
+        """The next event that wakes an idle machine (deferrable ones do not)."""
+        return min((at for at, _, _, deferrable in self._events if not deferrable), default=None)
+
+    def advance_to(self, at_ns: int) -> None:
+        """Idle time passes up to at_ns; whatever falls due runs."""
+        now = self.now_ns()
+        if at_ns > now:
+            self.charged_ns += at_ns - now
+        self.run_due()
 
     def run_due(self) -> int:
         """Run every event whose time has come; returns how many ran."""
         ran = 0
         now = self.now_ns()
         while self._events and self._events[0][0] <= now:
-            _, _, callback = heapq.heappop(self._events)
+            callback = heapq.heappop(self._events)[2]
             callback()
             ran += 1
         return ran
 
     def idle_until_next_event(self) -> bool:
-        """An idle machine jumps to its next event (and runs it). False when there is none."""
-        at = self.next_event_ns()
+        """An idle machine jumps to its next wake-up (and runs what is due). False when none will come."""
+        at = self.next_wakeup_ns()
         if at is None:
             return False
-        now = self.now_ns()
-        if at > now:
-            self.charged_ns += at - now
-        self.run_due()
+        self.advance_to(at)
         return True

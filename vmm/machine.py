@@ -16,10 +16,10 @@ from devices.virtio_mmio import VirtioMmioTransport
 
 from .clock import CostModel, VirtualClock
 from .cpu import Vcpu
-from .errors import BallastError
+from .errors import BallastError, MachineStopped
 from .hardware import Hardware
 from .memory import PAGE_SIZE, GuestRAM
-from .serial import COM1, Serial16550
+from .serial import COM1, COM2, Serial16550
 
 MMIO_BASE = 0xD000_0000
 MMIO_SIZE = 0x1000_0000
@@ -30,6 +30,7 @@ CMDLINE_MAX = 0x1000
 DEBUG_EXIT_PORT = 0x501
 VIRTIO_SLOT_SIZE = 0x1000
 VIRTIO_FIRST_IRQ = 5
+COM2_IRQ = 3
 CACHE_MODES = ("writeback", "none", "writethrough", "directsync", "unsafe")
 
 
@@ -50,6 +51,21 @@ class MachineConfig:
     costs: CostModel = field(default_factory=CostModel)
     disks: list = field(default_factory=list)
     balloon_features: int = None       # a virtio-balloon device with these features (None: no balloon)
+    balloon_stats_interval_s: float = 0
+    on_violation: str = "record"       # a guest touching a frame in the balloon: "record" or "stop"
+
+
+@dataclass(frozen=True)
+class BalloonViolation:
+    """A guest access to a frame the host took back (it was in the balloon)."""
+    pfn: int
+    address: int                       # the virtual page the guest touched
+    access: str                        # read, write or fetch
+    rip: int
+    instruction: str
+    pid: int
+    comm: str
+    virtual_ns: int
 
 
 class Machine:
@@ -67,6 +83,9 @@ class Machine:
         self.console_output = bytearray()
         self._sink = console_sink
         self.serial = Serial16550(self._console_write, COM1)
+        self.agent_output = bytearray()   # what the guest wrote on COM2 (the agent's channel)
+        self.serial2 = Serial16550(self.agent_output.extend, COM2, lambda: self.raise_irq(COM2_IRQ))
+        self.controller = None            # a host session that takes over when the guest idles
         self.mmio_devices = []        # (base, size, device) in the MMIO window
         self.exit_status = None
         self.irq_pending = set()      # interrupt lines raised and not yet taken by the kernel
@@ -79,9 +98,15 @@ class Machine:
         self.disks = []               # (DiskConfig, BlockBackend, VirtioBlk)
         for disk in config.disks:
             self.add_disk(disk)
+        if config.on_violation not in ("record", "stop"):
+            raise BallastError(f"on_violation must be 'record' or 'stop', not '{config.on_violation}'")
+        self.violations = []
+        self.stop_reason = None
+        self.cpu.on_backing_violation = self._backing_violation
         self.balloon = None
         if config.balloon_features is not None:
-            self.balloon = VirtioBalloon(self.ram, self.clock, features=config.balloon_features)
+            self.balloon = VirtioBalloon(self.ram, self.clock, features=config.balloon_features,
+                                         stats_interval_s=config.balloon_stats_interval_s)
             self.add_virtio_device(self.balloon)
 
     # --- devices ---
@@ -126,19 +151,42 @@ class Machine:
         self.clock.schedule(delay_ns, lambda: self.raise_irq(line))
 
     def idle(self) -> bool:
-        """hlt with interrupts on: jump the clock to the next event. False if none will come."""
+        """hlt with interrupts on: jump the clock to the next event. False if none will come.
+        With a host session attached, the host gets its turn here first."""
+        if self.controller is not None:
+            return self.controller.guest_idle()
         return self.clock.idle_until_next_event()
+
+    def _backing_violation(self, pfn: int, address: int, rip: int, access: str) -> bool:
+        """The guest touched a frame the host does not back: record it; in record mode the host
+        backs the frame again (as anonymous memory is on touch) and the guest goes on."""
+        from . import oracle
+        pid, comm = oracle.current_process(self)
+        violation = BalloonViolation(pfn, address, access, rip, self.cpu.instruction_at(rip), pid, comm,
+                                     self.clock.now_ns())
+        self.violations.append(violation)
+        if self.config.on_violation == "stop":
+            self.stop_reason = f"balloon violation: {comm}[{pid}] {access} of frame {pfn:#x} at {address:#x} " \
+                               f"by {violation.instruction} at {rip:#x}"
+            raise MachineStopped(self.stop_reason)
+        self.ram.reback(pfn)
+        return True
 
     # --- buses ---
     def port_in(self, port: int) -> int:
         if self.serial.owns(port):
             return self.serial.port_in(port)
+        if self.serial2.owns(port):
+            self.clock.charge(self.clock.costs.vm_exit_ns)
+            return self.serial2.port_in(port)
         return 0xFF                    # nothing there: the bus floats high
 
     def port_out(self, port: int, value: int) -> None:
         self.clock.charge(self.clock.costs.vm_exit_ns)
         if self.serial.owns(port):
             self.serial.port_out(port, value)
+        elif self.serial2.owns(port):
+            self.serial2.port_out(port, value)
         elif port == DEBUG_EXIT_PORT:
             self.exit_status = value
 
@@ -146,6 +194,8 @@ class Machine:
         self.clock.charge(self.clock.costs.vm_exit_ns)
         if self.serial.owns(port):
             self.serial.write_bytes(data)
+        elif self.serial2.owns(port):
+            self.serial2.write_bytes(data)
         else:
             for b in data:
                 self.port_out(port, b)
@@ -168,10 +218,13 @@ class Machine:
             dev.mmio_write(addr - base, size, value)
 
     # --- boot ---
-    def load(self, program, guest_path: str, args: list[str], root_device: str = None) -> None:
+    def load(self, program, guest_path: str, args: list[str], root_device: str = None,
+             initramfs: dict = None) -> None:
         """Place the initramfs and the zero page, as a boot loader does. With a root device,
-        init is a path on it and the initramfs is empty (program None)."""
+        init is a path on it and the initramfs is empty (program None). `initramfs` adds
+        files ({guest path: bytes}), executable."""
         files = [] if program is None else [(guest_path.lstrip("/"), S_IFREG | 0o755, program)]
+        files += [(path.lstrip("/"), S_IFREG | 0o755, data) for path, data in (initramfs or {}).items()]
         archive = pack_newc(files)
         initrd_paddr = (self.ram.size - len(archive)) & ~(PAGE_SIZE - 1)
         initrd_paddr -= PAGE_SIZE * 16      # leave the top pages to the kernel
@@ -199,6 +252,8 @@ class Machine:
         start = time.perf_counter()
         try:
             status = start_kernel(self.hw)
+        except MachineStopped:
+            status = None
         finally:
             self.wall_s = time.perf_counter() - start
         self.exit_status = status

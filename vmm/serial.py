@@ -1,6 +1,8 @@
-"""A 16550-style UART at the PC's COM1 ports: enough for a polled console."""
+"""A 16550-style UART at the PC's COM ports: a polled console on COM1, and on COM2 a line with
+receive interrupts that carries the host's requests to the guest agent."""
 
 COM1 = 0x3F8
+COM2 = 0x2F8
 
 # register offsets (DLAB = 0)
 THR = RBR = 0
@@ -16,12 +18,16 @@ LSR_DR = 0x01      # data ready
 LSR_THRE = 0x20    # transmit holding register empty
 LSR_TEMT = 0x40    # transmitter empty
 LCR_DLAB = 0x80
+IER_RDI = 0x01     # interrupt when received data is available
+IIR_NO_INT = 0x01
+IIR_RDI = 0x04
 
 
 class Serial16550:
-    def __init__(self, sink, base: int = COM1):
+    def __init__(self, sink, base: int = COM1, interrupt=None):
         self.base = base
         self.sink = sink            # callable(bytes)
+        self.interrupt = interrupt  # raises the UART's interrupt line
         self.regs = bytearray(8)
         self.divisor = 1
         self.rx = bytearray()
@@ -43,6 +49,8 @@ class Serial16550:
             self.sink(bytes((value,)))
         elif reg in (IER, LCR, MCR, SCR):
             self.regs[reg] = value
+            if reg == IER:
+                self._maybe_interrupt()
         # FCR, LSR, MSR writes: FIFOs always on and empty
 
     def port_in(self, port: int) -> int:
@@ -57,10 +65,19 @@ class Serial16550:
         if reg == LSR:
             return LSR_THRE | LSR_TEMT | (LSR_DR if self.rx else 0)
         if reg == IIR:
-            return 0x01     # no interrupt pending
+            return IIR_RDI if self.rx and self.regs[IER] & IER_RDI else IIR_NO_INT
         return self.regs[reg]
 
     def write_bytes(self, data: bytes) -> None:
         """A driver's fast path: the bytes of a THR loop, in one call."""
         self.transmitted += len(data)
         self.sink(bytes(data))
+
+    def receive(self, data: bytes) -> None:
+        """Bytes arriving on the line (from the host side)."""
+        self.rx += data
+        self._maybe_interrupt()
+
+    def _maybe_interrupt(self) -> None:
+        if self.rx and self.regs[IER] & IER_RDI and self.interrupt is not None:
+            self.interrupt()

@@ -64,6 +64,25 @@ class ConsoleFile(File):
         return self.console.write(data)
 
 
+class TtyFile(File):
+    """/dev/ttyS1: raw reads that sleep until the UART has received something."""
+    mode = S_IFCHR | 0o620
+
+    def __init__(self, port, name: str, minor: int):
+        super().__init__(name)
+        self.port = port
+        self.rdev = (4 << 8) | minor
+
+    def read(self, task, length: int) -> bytes:
+        from ..kernel.sched import WouldBlock
+        if not self.port.rx_buf:
+            raise WouldBlock(lambda: bool(self.port.rx_buf))
+        return self.port.read(length)
+
+    def write(self, task, data: bytes) -> int:
+        return self.port.write(data)
+
+
 class FdTable:
     def __init__(self):
         self.fds = {}

@@ -1,0 +1,225 @@
+"""A guest the host drives step by step: programs run to completion through the guest agent,
+balloon targets are set and waited for, and guest and host memory are read between steps.
+
+The guest runs on a greenlet of its own. It hands the host its turn whenever the host's
+condition holds, when a deadline in virtual time passes, or when it sits idle with nothing left
+that could wake it. Host and guest strictly take turns, so a session is as deterministic as a
+plain run: the same steps give the same guest, bit for bit."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import greenlet
+
+from .errors import BallastError
+from .machine import DiskConfig, Machine, MachineConfig
+from .memory import process_rss_bytes
+from . import oracle
+
+AGENT_PATH = "/sbin/ballast-agent"
+AGENT_BINARY = Path(__file__).resolve().parents[1] / "firmware" / "bin" / "ballast-agent"
+POLL_NS = 10_000_000            # how often a busy guest checks whether the host's wait is over
+NS = 1_000_000_000
+
+DONE, TIMEOUT, STUCK, EXITED = "done", "timeout", "stuck", "exited"
+
+
+@dataclass
+class RunResult:
+    status: int                 # the wait status
+    output: str                 # what the program wrote to the console
+
+    @property
+    def exit_code(self) -> int:
+        return oracle.decode_wait_status(self.status)["code"]
+
+    @property
+    def signaled(self) -> bool:
+        return oracle.decode_wait_status(self.status)["signaled"]
+
+
+class GuestSession:
+    def __init__(self, config: MachineConfig, root: str = None, host=None, console_sink=None):
+        """`root` an ext2 image (attached as the first disk, vda); `host` a devices.host.Host to share."""
+        if root is not None:
+            config.disks.insert(0, DiskConfig(root, snapshot=True))
+        self.machine = Machine(config, console_sink=console_sink, host=host)
+        self.machine.controller = self
+        self.root = root
+        self._guest = None
+        self._host = None
+        self._wait = None               # (predicate, deadline_ns) while the host waits
+        self._poll_armed = False
+        self.finished = False
+
+    # --- lifecycle ---
+    def start(self, timeout_s: float = 60) -> "GuestSession":
+        if not AGENT_BINARY.exists():
+            raise BallastError(f"{AGENT_BINARY.name} is not built: run make -C firmware")
+        m = self.machine
+        # the agent runs from the initramfs even with a root disk (rdinit=, as Linux does)
+        m.config.cmdline = f"{m.config.cmdline} rdinit={AGENT_PATH}".strip()
+        m.load(None, AGENT_PATH, [], root_device="/dev/vda" if self.root else None,
+               initramfs={AGENT_PATH: AGENT_BINARY.read_bytes()})
+        self._guest = greenlet.greenlet(self._guest_main)
+        if self._resume(lambda: b"READY\n" in m.agent_output, timeout_s) != DONE:
+            raise BallastError(f"the guest agent did not start: {self.console_tail()}")
+        return self
+
+    def close(self) -> None:
+        if self._guest is not None and not self._guest.dead:
+            self._guest.throw(greenlet.GreenletExit)
+        self.machine.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- the host's steps ---
+    def run(self, argv, timeout_s: float = 3600) -> RunResult:
+        """Run a guest program to completion; its console output and wait status."""
+        m = self.machine
+        argv = [str(a) for a in argv]
+        if not argv or any("\x1f" in a or "\n" in a for a in argv):
+            raise BallastError(f"cannot run {argv!r} in the guest")
+        reply_from, console_from = len(m.agent_output), len(m.console_output)
+        m.serial2.receive(("\x1f".join(["RUN"] + argv) + "\n").encode())
+        why = self._resume(lambda: b"\n" in m.agent_output[reply_from:], timeout_s)
+        output = bytes(m.console_output[console_from:]).decode(errors="replace")
+        if why == STUCK:
+            raise BallastError(f"{argv[0]} is waiting for something that will never come: {self.console_tail()}")
+        if why != DONE:
+            raise BallastError(f"{argv[0]} did not finish within {timeout_s:g} s of guest time ({why})")
+        reply = bytes(m.agent_output[reply_from:]).split(b"\n", 1)[0].decode()
+        word, _, value = reply.partition(" ")
+        if word != "EXIT":
+            raise BallastError(f"the guest agent could not run {argv[0]}: {reply}")
+        return RunResult(int(value), output)
+
+    def advance(self, seconds: float) -> None:
+        """Let guest time pass (the guest runs or idles meanwhile)."""
+        self._resume(_never, seconds)
+
+    def wait_until(self, predicate, timeout_s: float) -> bool:
+        """Run the guest until predicate() holds (checked as the guest goes); False on timeout
+        or when the guest is idle and nothing can change any more."""
+        return self._resume(predicate, timeout_s) == DONE
+
+    # --- balloon ---
+    @property
+    def balloon(self):
+        if self.machine.balloon is None:
+            raise BallastError("this machine has no balloon (give it balloon features)")
+        return self.machine.balloon
+
+    def set_balloon_mib(self, mib: float) -> None:
+        """Firecracker's view: the balloon's size."""
+        self.balloon.set_target_pages(int(mib * 256))
+
+    def set_guest_mib(self, mib: float) -> None:
+        """QEMU's view: the guest's size."""
+        self.balloon.set_guest_size(int(mib * (1 << 20)))
+
+    def wait_balloon(self, timeout_s: float = 60) -> bool:
+        """Until the driver reports actual == target."""
+        b = self.balloon
+        return self.wait_until(lambda: b.actual_pages == b.target_pages, timeout_s)
+
+    def balloon_stats(self, timeout_s: float = 5) -> dict:
+        """Ask the driver for fresh statistics and wait for them (Linux's names)."""
+        b = self.balloon
+        before = b.counters.stats_updates
+        if b.request_stats():
+            self.wait_until(lambda: b.counters.stats_updates > before, timeout_s)
+        return dict(b.latest_stats)
+
+    # --- what the oracle sees ---
+    def meminfo(self) -> dict:
+        return self.machine.kernel.meminfo()
+
+    def vmstat(self) -> dict:
+        return self.machine.kernel.vmstat_snapshot()
+
+    @staticmethod
+    def host_rss_bytes() -> int:
+        return process_rss_bytes()
+
+    def virtual_ns(self) -> int:
+        return self.machine.clock.now_ns()
+
+    def console_tail(self, lines: int = 5) -> str:
+        text = bytes(self.machine.console_output).decode(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:]) or "(no console output)"
+
+    # --- taking turns ---
+    def _guest_main(self):
+        status = self.machine.boot()
+        self.finished = True
+        return EXITED, status
+
+    def _resume(self, predicate, timeout_s: float) -> str:
+        if self.finished or self._guest is None:
+            return EXITED
+        clock = self.machine.clock
+        self._wait = (predicate, clock.now_ns() + int(timeout_s * NS))
+        self._host = greenlet.getcurrent()
+        if not self._poll_armed:
+            self._arm_poll()
+        why = self._guest.switch()
+        self._wait = None
+        if isinstance(why, tuple):          # the guest powered off
+            return EXITED
+        return why
+
+    def _arm_poll(self) -> None:
+        self._poll_armed = True
+
+        def poll():
+            self._poll_armed = False
+            if self._wait is not None:
+                self._checkpoint()
+                self._arm_poll()
+        self.machine.clock.schedule(POLL_NS, poll, deferrable=True)
+
+    def _yield(self, why: str) -> None:
+        self._wait = None
+        self._host.switch(why)              # back here when the host has its next wait
+
+    def _checkpoint(self) -> bool:
+        """On the guest's side: hand over if the host's wait is over."""
+        if self._wait is None:
+            return False
+        predicate, deadline = self._wait
+        if predicate():
+            self._yield(DONE)
+            return True
+        if self.machine.clock.now_ns() >= deadline:
+            self._yield(TIMEOUT)
+            return True
+        return False
+
+    def guest_idle(self) -> bool:
+        """The machine's idle: the host's turn, or time jumps to the next wake-up."""
+        m = self.machine
+        clock = m.clock
+        while True:
+            if m.irq_pending:
+                return True
+            if self._checkpoint():
+                continue
+            if self._wait is None:          # not reachable: the host always leaves a wait
+                return clock.idle_until_next_event()
+            predicate, deadline = self._wait
+            at = clock.next_wakeup_ns()
+            if at is None and predicate is not _never:
+                self._yield(STUCK)          # nothing can change any more: say so, do not jump
+            elif at is None or at > deadline:
+                clock.advance_to(deadline)  # the deadline comes first; the next pass hands over
+            else:
+                clock.advance_to(at)
+                return True
+
+
+def _never() -> bool:
+    return False
