@@ -88,6 +88,9 @@ class Vcpu:
                                  _fn("uc_hook_add"), _fn("uc_emu_stop"), _fn("uc_ctl"),
                                  _fn("uc_reg_read"), _fn("uc_reg_write"))
         self.exits = 0
+        # every touch of a frame the host does not back comes out here first (second-stage fault)
+        self.native.stop_on_violation = True
+        self.on_backing_violation = None  # callable(pfn, vaddr, rip, access) -> True to resume
         self._deadline = (1 << 64) - 1
         self._retired_cache = {}          # (cr3, block pc, size, rip) -> instructions retired before rip
 
@@ -170,6 +173,23 @@ class Vcpu:
 
     # --- run ---
     def run(self) -> VcpuExit:
+        while True:
+            exit = self._run_once()
+            if exit.reason != ExitReason.BACKING or self.on_backing_violation is None or \
+                    not self.on_backing_violation(self._violation_pfn(),
+                                                  exit.page, exit.rip, exit.access):
+                return exit
+
+    def _violation_pfn(self) -> int:
+        return self.native.last_violation()[0]
+
+    def instruction_at(self, rip: int) -> str:
+        """The instruction at rip, disassembled (for reports)."""
+        for _, _, mnemonic, op_str in _decoder.disasm_lite(self.read_code(rip, 15), rip, 1):
+            return f"{mnemonic} {op_str}".strip()
+        return "(unreadable)"
+
+    def _run_once(self) -> VcpuExit:
         rip = self.native.read_reg(x86.UC_X86_REG_RIP)
         error = None
         self.exits += 1

@@ -3,3 +3,7 @@
 
 class BallastError(Exception):
     """A mistake in what the user asked for (bad option, bad file, bad image)."""
+
+
+class MachineStopped(Exception):
+    """The VMM stopped the machine (a balloon violation in stop mode); not a user error."""

@@ -42,6 +42,13 @@ def run_metrics(machine, program: str) -> dict:
     return out
 
 
+def current_process(machine) -> tuple:
+    """(pid, comm) of the task on the guest's CPU, (0, "") before there is one."""
+    kernel = machine.kernel
+    task = getattr(getattr(kernel, "scheduler", None), "current", None)
+    return (task.pid, task.comm) if task is not None else (0, "")
+
+
 def _as_dict(counters) -> dict:
     """Counters of any shape (dataclass, dict, object) as JSON-ready plain data."""
     if dataclasses.is_dataclass(counters):

@@ -1,40 +1,96 @@
-"""The virtio balloon driver (drivers/virtio/virtio_balloon.c), first part: inflate and deflate
-toward the host's target in batches of at most 256 PFNs, telling the host before deflated pages
-are reused when MUST_TELL_HOST is negotiated, `actual` updated after each step, inflated pages
-leaving MemTotal unless DEFLATE_ON_OOM, and the statistics buffer answered on request."""
+"""The virtio balloon driver (drivers/virtio/virtio_balloon.c, mm/page_reporting.c).
+
+- Inflate and deflate toward the host's target in batches of at most 256 PFNs; pages for the
+  balloon come from the allocator without digging into reserves (__GFP_NORETRY|__GFP_NOMEMALLOC),
+  and when none come the work backs off for 200 ms ("Out of puff!").
+- The host hears of deflated pages before they are freed, and the driver waits for each buffer's
+  acknowledgement; `actual` is written after each step.
+- Inflated pages leave MemTotal unless DEFLATE_ON_OOM; with it an OOM notifier gives back 256
+  pages per call instead of letting the OOM killer run.
+- The statistics buffer (16 tags) is answered whenever the device returns it.
+- Free page hinting: a round started by the host (cmd_id >= 2) sends free max-order blocks,
+  which the driver holds until the host says DONE (or memory gets tight).
+- Free page reporting: 2 s after a pageblock-order block is freed, free blocks of that order and
+  above not reported yet are reported, up to 32 per request.
+PAGE_POISON is not negotiated: as in Linux, only a kernel that poisons or zeroes freed pages
+offers it, and this one does neither.
+
+`virtio_balloon.bug=` makes the driver break a rule on purpose, for testing a host's checks:
+`reuse` frees inflated pages at once, `early-free` frees deflated pages before the host's
+acknowledgement."""
 import struct
 
 from ..kernel.printk import KERN_INFO
-from ..mm.mm_types import NIL
+from ..mm.mm_types import NIL, PG_reserved, PG_uptodate
+from ..mm.page_alloc import GFP_NORECLAIM, GFP_NORETRY, MAX_ORDER
 from .virtio_mmio import VIRTIO_ID_BALLOON
 
 VIRTIO_BALLOON_F_MUST_TELL_HOST = 0
 VIRTIO_BALLOON_F_STATS_VQ = 1
 VIRTIO_BALLOON_F_DEFLATE_ON_OOM = 2
+VIRTIO_BALLOON_F_FREE_PAGE_HINT = 3
+VIRTIO_BALLOON_F_PAGE_POISON = 4
+VIRTIO_BALLOON_F_REPORTING = 5
 VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256
-WANTED = (1 << VIRTIO_BALLOON_F_MUST_TELL_HOST) | (1 << VIRTIO_BALLOON_F_STATS_VQ) | \
-         (1 << VIRTIO_BALLOON_F_DEFLATE_ON_OOM)
-STAT_TAGS = 16
+VIRTIO_BALLOON_OOM_NR_PAGES = 256
+VIRTIO_BALLOON_HINT_BLOCK_ORDER = MAX_ORDER - 1
+FREE_PAGE_HINT_CMD_ID_STOP = 0
+FREE_PAGE_HINT_CMD_ID_DONE = 1
+BALLOON_BACKOFF_NS = 200_000_000         # msleep(200) after a failed inflate
+PAGE_REPORTING_DELAY_NS = 2_000_000_000  # 2 * HZ
+PAGE_REPORTING_CAPACITY = 32
+PAGE_REPORTING_ORDER = 9                 # pageblock_order: 2 MiB blocks
+PG_reported = PG_uptodate                # Linux reuses PG_uptodate on free pages too
+WANTED = sum(1 << bit for bit in (VIRTIO_BALLOON_F_MUST_TELL_HOST, VIRTIO_BALLOON_F_STATS_VQ,
+                                  VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_FREE_PAGE_HINT,
+                                  VIRTIO_BALLOON_F_REPORTING))
+CONFIG_NUM_PAGES, CONFIG_ACTUAL, CONFIG_FREE_PAGE_HINT_CMD_ID = 0, 4, 8
+
+# offsets in the driver's buffer page
+PFNS_OFFSET, STATS_OFFSET, CMD_ID_OFFSET, CMD_STOP_OFFSET, REPORT_OFFSET = 0, 1024, 1280, 1284, 1536
 
 
 class VirtioBalloonDriver:
     def __init__(self, k, vdev):
         self.k, self.vdev = k, vdev
-        self.inflate_vq = vdev.setup_vq(0, self._ack)
-        self.deflate_vq = vdev.setup_vq(1, self._ack)
-        self.stats_vq = vdev.setup_vq(2, self._stats_request) if vdev.has(VIRTIO_BALLOON_F_STATS_VQ) else None
+        queues = iter(range(5))
+        self.inflate_vq = vdev.setup_vq(next(queues), self._ack)
+        self.deflate_vq = vdev.setup_vq(next(queues), self._ack)
+        self.stats_vq = vdev.setup_vq(next(queues), self._stats_request) \
+            if vdev.has(VIRTIO_BALLOON_F_STATS_VQ) else None
+        self.free_page_vq = vdev.setup_vq(next(queues), self._free_page_used) \
+            if vdev.has(VIRTIO_BALLOON_F_FREE_PAGE_HINT) else None
+        self.reporting_vq = vdev.setup_vq(next(queues), self._ack) \
+            if vdev.has(VIRTIO_BALLOON_F_REPORTING) else None
+        self.deflate_on_oom = vdev.has(VIRTIO_BALLOON_F_DEFLATE_ON_OOM)
         self.pages = []                      # pfns in the balloon (Linux's balloon page list)
         self.num_pages = 0
         self.acked = 0
-        self.work_pending = True
+        self.size_pending = True             # update_balloon_size_func queued
+        self.backing_off = False
+        self.bug = k.params.get("virtio_balloon.bug", "")
+        self.counters = dict(out_of_puff=0, oom_deflated_pages=0, hinted_blocks=0, hint_rounds=0,
+                             reported_blocks=0, reporting_passes=0)
         page = k.page_alloc.alloc_pages()
-        self.buf_paddr = page << 12          # the PFN array / stats buffer page
+        self.buf_paddr = page << 12          # the PFN array, stats, hint ids and report list
+        # free page hinting
+        self.cmd_id_received = FREE_PAGE_HINT_CMD_ID_STOP
+        self.cmd_id_active = FREE_PAGE_HINT_CMD_ID_STOP
+        self.hint_pending = False
+        self.hinted = []                     # max-order blocks held for the host until DONE
+        # free page reporting
+        self.reporting_requested = False
+        self.reporting_scheduled = False
+        self.reporting_due = False
         vdev.config_changed = self._config_changed
 
     def ready(self) -> None:
         """After DRIVER_OK: hand the device the stats buffer it will return when it wants stats."""
         if self.stats_vq is not None:
             self._send_stats()
+        if self.reporting_vq is not None:
+            self.k.page_alloc.report_hook = self.page_reporting_notify_free
+            self.page_reporting_notify_free()
 
     # --- interrupts ---
     def _ack(self, vq) -> None:
@@ -42,75 +98,137 @@ class VirtioBalloonDriver:
             self.acked += 1
 
     def _config_changed(self) -> None:
-        self.work_pending = True             # update_balloon_size_func() runs from the workqueue
+        """virtballoon_changed(): queue the size work, and the hinting work if a round began."""
+        cmd_id = self.vdev.read_config(CONFIG_FREE_PAGE_HINT_CMD_ID, 4)
+        if self.free_page_vq is not None and cmd_id != self.cmd_id_received:
+            self.cmd_id_received = cmd_id
+            if cmd_id == FREE_PAGE_HINT_CMD_ID_DONE:
+                self.return_free_pages_to_mm()
+            elif cmd_id >= 2:
+                self.hint_pending = True
+        if not self.backing_off:
+            self.size_pending = True         # update_balloon_size_func() runs from the workqueue
 
     def _stats_request(self, vq) -> None:
         while vq.get_buf() is not None:
             self._send_stats()
 
-    # --- the work ---
-    def target(self) -> int:
-        return self.vdev.read_config(0, 4)
+    def _free_page_used(self, vq) -> None:
+        while vq.get_buf() is not None:
+            self.acked += 1
+
+    # --- the size work ---
+    def towards_target(self) -> int:
+        return self.vdev.read_config(CONFIG_NUM_PAGES, 4) - self.num_pages
 
     def tell_host(self, vq, pfns) -> None:
-        struct.pack_into(f"<{len(pfns)}I", self.k.ram, self.buf_paddr, *pfns)
+        struct.pack_into(f"<{len(pfns)}I", self.k.ram, self.buf_paddr + PFNS_OFFSET, *pfns)
         before = self.acked
-        vq.add_sgs([(self.buf_paddr, 4 * len(pfns), False)], "pfns")
+        vq.add_sgs([(self.buf_paddr + PFNS_OFFSET, 4 * len(pfns), False)], "pfns")
         vq.kick()
         self.k.wait_event(lambda: self.acked > before)          # the buffer is reused next step
 
+    @property
+    def work_pending(self) -> bool:
+        return self.size_pending or self.hint_pending or self.reporting_due or \
+            (self.reporting_requested and not self.reporting_scheduled)
+
     def run(self) -> None:
-        """balloon work: step toward the target, one batch at a time."""
-        self.work_pending = False
+        """The driver's work items: free page hints if a round asks, page reporting when due,
+        and the balloon's size, one batch at a time."""
+        if self.hint_pending:
+            self.report_free_page_func()
+        if self.reporting_requested and not self.reporting_scheduled:
+            self.reporting_scheduled = True
+            self.k.timers.add_timer(PAGE_REPORTING_DELAY_NS, self._page_reporting_due)
+        if self.reporting_due:
+            self.page_reporting_process()
+        if self.size_pending:
+            self.size_pending = False
+            self.update_balloon_size_func()
+
+    def update_balloon_size_func(self) -> None:
         while True:
-            diff = self.target() - self.num_pages
+            diff = self.towards_target()
             if diff > 0:
-                if not self.fill_balloon(min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX)):
-                    break                                       # no memory now: back off
+                got = self.fill_balloon(min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
+                self.update_balloon_size()
+                if got < min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX):
+                    self.back_off()
+                    return
             elif diff < 0:
                 self.leak_balloon(min(-diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
+                self.update_balloon_size()
             else:
-                break
-            self.vdev.write_config(4, 4, self.num_pages)        # `actual` after each step
+                return
+
+    def update_balloon_size(self) -> None:
+        self.vdev.write_config(CONFIG_ACTUAL, 4, self.num_pages)
+
+    def back_off(self) -> None:
+        """Out of puff: try again in 200 ms of guest time."""
+        self.counters["out_of_puff"] += 1
+        if self.counters["out_of_puff"] == 1:
+            self.k.printk(KERN_INFO, f"virtio_balloon: Out of puff! Can't get {self.towards_target()} pages")
+        self.backing_off = True
+
+        def again():
+            self.backing_off = False
+            self.size_pending = True
+        self.k.timers.add_timer(BALLOON_BACKOFF_NS, again)
 
     def fill_balloon(self, n: int) -> int:
         k = self.k
-        pfns = []
-        for _ in range(n):
-            # __GFP_NORETRY: never below the low watermark, no reclaim for the balloon's sake
-            if not k.page_alloc.zone.watermark_ok(0, 1):
-                break
-            pfn = k.page_alloc.zone.rmqueue(0)
-            if pfn == NIL:
-                break
-            k.mem_map.set_flags(pfn, 1 << 10)                   # PG_reserved: not the kernel's now
-            k.mem_map.set_refcount(pfn, 1)
-            pfns.append(pfn)
+        pfns = k.page_alloc.alloc_pages_bulk(GFP_NORETRY, n)
         if not pfns:
             return 0
+        mem_map = k.mem_map
+        for pfn in pfns:
+            mem_map.set_flags(pfn, 1 << PG_reserved)            # not the kernel's now (PageOffline)
         self.tell_host(self.inflate_vq, pfns)
-        self.pages.extend(pfns)
+        if self.bug == "reuse":
+            for pfn in pfns:                                    # the bug: the pages go back to use
+                k.page_alloc.free_pages(pfn, 0)
+        else:
+            self.pages.extend(pfns)
         self.num_pages += len(pfns)
-        if not self.vdev.has(VIRTIO_BALLOON_F_DEFLATE_ON_OOM):
+        if not self.deflate_on_oom:
             k.totalram_pages -= len(pfns)                       # adjust_managed_page_count()
         return len(pfns)
 
     def leak_balloon(self, n: int) -> int:
         k = self.k
         pfns = [self.pages.pop() for _ in range(min(n, len(self.pages)))]
-        if not pfns:
+        if not pfns and self.bug != "reuse":
             return 0
-        # the host hears of them before the guest uses them again (MUST_TELL_HOST waits for the ack)
-        self.tell_host(self.deflate_vq, pfns)
+        if self.bug == "early-free":
+            self.release_pages_balloon(pfns)                    # the bug: freed before the host knows
+        # the host hears of them before the guest uses them again, and acknowledges
+        if pfns:
+            self.tell_host(self.deflate_vq, pfns)
+        if self.bug != "early-free":
+            self.release_pages_balloon(pfns)
+        n = len(pfns) if self.bug != "reuse" else min(n, self.num_pages)
+        self.num_pages -= n
+        if not self.deflate_on_oom:
+            k.totalram_pages += n
+        return n
+
+    def release_pages_balloon(self, pfns) -> None:
+        k = self.k
         for pfn in pfns:
             k.mem_map.set_flags(pfn, 0)
-            k.mem_map.set_refcount(pfn, 0)
-            k.page_alloc.zone.free_pages(pfn, 0)
-        self.num_pages -= len(pfns)
-        if not self.vdev.has(VIRTIO_BALLOON_F_DEFLATE_ON_OOM):
-            k.totalram_pages += len(pfns)
-        return len(pfns)
+            k.page_alloc.free_pages(pfn, 0)
 
+    # --- the OOM notifier (DEFLATE_ON_OOM) ---
+    def oom_notify(self) -> int:
+        """virtio_balloon_oom_notify(): give back up to 256 pages; how many were freed."""
+        freed = self.leak_balloon(VIRTIO_BALLOON_OOM_NR_PAGES)
+        self.update_balloon_size()
+        self.counters["oom_deflated_pages"] += freed
+        return freed
+
+    # --- statistics ---
     def _send_stats(self) -> None:
         k = self.k
         vm, mi = k.vmstat_snapshot(), k.meminfo()
@@ -119,10 +237,99 @@ class VirtioBalloonDriver:
                   (mi["Cached"] + mi["Buffers"]) * 1024, 0, 0, vm["oom_kill"], vm["allocstall"],
                   vm["pgscan_kswapd"], vm["pgscan_direct"], vm["pgsteal_kswapd"], vm["pgsteal_direct"]]
         raw = b"".join(struct.pack("<HQ", tag, value) for tag, value in enumerate(values))
-        stats_paddr = self.buf_paddr + 2048
+        stats_paddr = self.buf_paddr + STATS_OFFSET
         k.ram[stats_paddr:stats_paddr + len(raw)] = raw
         self.stats_vq.add_sgs([(stats_paddr, len(raw), False)], "stats")
         self.stats_vq.kick()
+
+    # --- free page hinting ---
+    def report_free_page_func(self) -> None:
+        """A hint round: say which round, send free max-order blocks while the round lasts and
+        memory allows, then say STOP. The blocks stay ours until the host says DONE."""
+        self.hint_pending = False
+        k, vq = self.k, self.free_page_vq
+        cmd_id = self.cmd_id_received
+        if cmd_id < 2:
+            return
+        self.counters["hint_rounds"] += 1
+        self.cmd_id_active = cmd_id
+        self._send_cmd_id(CMD_ID_OFFSET, cmd_id)
+        order = VIRTIO_BALLOON_HINT_BLOCK_ORDER
+        while self.cmd_id_received == cmd_id:
+            pfn = k.page_alloc.alloc_pages(GFP_NORECLAIM, order)
+            if pfn == NIL:
+                break
+            self.hinted.append(pfn)
+            if not vq.add_sgs([(pfn << 12, 4096 << order, True)], "hint"):
+                k.wait_event(lambda: vq.num_free > 0)
+                vq.add_sgs([(pfn << 12, 4096 << order, True)], "hint")
+            vq.kick()
+            self.counters["hinted_blocks"] += 1
+        self._send_cmd_id(CMD_STOP_OFFSET, FREE_PAGE_HINT_CMD_ID_STOP)
+        self.cmd_id_active = FREE_PAGE_HINT_CMD_ID_STOP
+
+    def _send_cmd_id(self, offset: int, cmd_id: int) -> None:
+        vq = self.free_page_vq
+        struct.pack_into("<I", self.k.ram, self.buf_paddr + offset, cmd_id)
+        if not vq.add_sgs([(self.buf_paddr + offset, 4, False)], "cmd_id"):
+            self.k.wait_event(lambda: vq.num_free > 0)
+            vq.add_sgs([(self.buf_paddr + offset, 4, False)], "cmd_id")
+        vq.kick()
+
+    def return_free_pages_to_mm(self, limit: int = None) -> int:
+        """The round is over (DONE), or memory is short: the hinted blocks are free again."""
+        blocks = self.hinted if limit is None else self.hinted[-limit:]
+        for pfn in blocks:
+            self.k.page_alloc.free_pages(pfn, VIRTIO_BALLOON_HINT_BLOCK_ORDER)
+        del self.hinted[len(self.hinted) - len(blocks):]
+        return len(blocks) << VIRTIO_BALLOON_HINT_BLOCK_ORDER
+
+    # --- free page reporting ---
+    def page_reporting_notify_free(self) -> None:
+        """A block of pageblock order or more was freed: report in 2 s (once)."""
+        self.reporting_requested = True
+
+    def _page_reporting_due(self) -> None:
+        self.reporting_scheduled = False
+        self.reporting_due = True
+
+    def page_reporting_process(self) -> None:
+        """page_reporting_process_zone(): free blocks of reporting order and above that are not
+        reported yet are taken off the free lists, reported 32 at a time, and put back marked."""
+        self.reporting_due = False
+        self.reporting_requested = False
+        k = self.k
+        zone, mem_map = k.page_alloc.zone, k.mem_map
+        self.counters["reporting_passes"] += 1
+        for order in range(MAX_ORDER - 1, PAGE_REPORTING_ORDER - 1, -1):
+            while True:
+                # leave the zone room: reporting holds its blocks off the free lists for a while
+                if not zone.watermark_ok(0, 1) or zone.nr_free_pages - (PAGE_REPORTING_CAPACITY << order) \
+                        < zone.watermark[1]:
+                    return
+                batch = []
+                pfn = zone.free_area[order].head
+                while pfn != NIL and len(batch) < PAGE_REPORTING_CAPACITY:
+                    if not mem_map.test(pfn, PG_reported):
+                        batch.append(pfn)
+                    pfn = mem_map.lru_next(pfn)
+                if not batch:
+                    break
+                for pfn in batch:
+                    zone.isolate_free_block(pfn, order)
+                self._report(batch, order)
+                for pfn in batch:
+                    zone.free_pages(pfn, order)
+                    mem_map.set(pfn, PG_reported)
+                self.counters["reported_blocks"] += len(batch)
+
+    def _report(self, pfns, order: int) -> None:
+        vq = self.reporting_vq
+        before = self.acked
+        vq.add_sgs([(pfn << 12, 4096 << order, True) for pfn in pfns], "report")
+        vq.kick()
+        self.k.wait_event(lambda: self.acked > before)
+
 
 
 def virtballoon_probe(k, vdev):
@@ -130,6 +337,11 @@ def virtballoon_probe(k, vdev):
         return None
     driver = VirtioBalloonDriver(k, vdev)
     k.balloon = driver
+    k.deferred_work.append(driver)
+    if driver.deflate_on_oom:
+        k.oom_notifiers.append(driver.oom_notify)
+    if driver.free_page_vq is not None:
+        k.oom_notifiers.append(lambda: driver.return_free_pages_to_mm(limit=1))
     k.printk(KERN_INFO, "virtio_balloon: ready")
     return driver
 

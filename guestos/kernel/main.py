@@ -9,7 +9,7 @@ import itertools
 import cython_ext
 
 from ..arch import vcpu_exits as X
-from ..drivers.serial8250 import Serial8250Console
+from ..drivers.serial8250 import Serial8250Console, Serial8250Port
 from ..drivers.virtio_balloon import DRIVERS as VIRTIO_BALLOON_DRIVERS
 from ..drivers.virtio_blk import DRIVERS as VIRTIO_BLK_DRIVERS
 from ..drivers.virtio_mmio import virtio_mmio_probe
@@ -19,7 +19,7 @@ from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
 from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc
 from ..fs.vfs import MappedFile, Vfs
-from ..fs.file import ConsoleFile, FdTable, File
+from ..fs.file import ConsoleFile, FdTable, File, TtyFile
 from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
 from ..mm.mmap import MM
@@ -39,6 +39,7 @@ from . import exit as kexit
 from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+from .timer import TimerList
 
 O_ACCMODE, O_RDONLY = 3, 0
 LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
@@ -103,8 +104,13 @@ class Kernel:
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
         self.wb_timer_armed = False
-        self.request_irq(0, self.timer_interrupt)
+        self.timers = TimerList(self)
+        self.request_irq(0, self.timers.run_timers)
+        self.ttyS1 = Serial8250Port(self.hw, 0x2F8, 3, self.request_irq)
         self.balloon = None
+        self.deferred_work = []         # drivers' work items: .work_pending and .run()
+        self.oom_notifiers = []         # register_oom_notifier(): each returns pages it freed
+        self.page_alloc.oom_notify = self.out_of_memory_notify
         self.virtio_devices = virtio_mmio_probe(self, {**VIRTIO_BLK_DRIVERS, **VIRTIO_BALLOON_DRIVERS})
         self.vfs = None
         if "root" in self.params:
@@ -288,6 +294,8 @@ class Kernel:
             return BlockDeviceFile(self, blk, list(self.block_devices).index(path[5:]), writable)
         if path in ("/dev/console", "/dev/tty", "/dev/ttyS0"):
             return ConsoleFile(self.console)
+        if path == "/dev/ttyS1":
+            return TtyFile(self.ttyS1, path, 65)
         if path == "/dev/null":
             return NullFile()
         if path == "/dev/zero":
@@ -353,6 +361,20 @@ class Kernel:
         self.kswapd_wanted = False
         vmscan.balance_pgdat(self)
 
+    def out_of_memory_notify(self) -> int:
+        """out_of_memory()'s notifier chain: pages freed by whoever could (a balloon that may
+        deflate). Nothing freed: the OOM killer's turn."""
+        return sum(notify() for notify in self.oom_notifiers)
+
+    def run_kernel_threads(self) -> None:
+        """The kernel's own threads get the CPU between user exits and when the CPU would idle:
+        kswapd when woken, then the drivers' deferred work (the balloon's)."""
+        if self.kswapd_wanted:
+            self.kswapd()
+        for work in self.deferred_work:
+            if work.work_pending:
+                work.run()
+
     # --- writeback (mm/page-writeback.c, fs/fs-writeback.c) ---
     def mark_mapping_dirty(self, mapping) -> None:
         """__mark_inode_dirty(): remember when, and make sure the flusher will come by."""
@@ -361,9 +383,9 @@ class Kernel:
         self.dirty_mappings.add(mapping)
         if not self.wb_timer_armed:
             self.wb_timer_armed = True
-            self.hw.arm_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000)
+            self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wb_kupdate)
 
-    def timer_interrupt(self) -> None:
+    def wb_kupdate(self) -> None:
         """The flusher's periodic pass (wb_kupdate): write back what has been dirty too long."""
         self.wb_timer_armed = False
         expire = self.sysctl_vm["dirty_expire_centisecs"] * 10_000_000
@@ -373,7 +395,7 @@ class Kernel:
                 mapping.writeback()
         if self.dirty_mappings:
             self.wb_timer_armed = True
-            self.hw.arm_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000)
+            self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wb_kupdate)
 
     def balance_dirty_pages(self, mapping) -> None:
         """A writer that pushed dirty memory over vm.dirty_ratio writes back itself."""
@@ -396,10 +418,15 @@ class Kernel:
         return self.tasks.get(pid)
 
     def run_init(self) -> int:
-        """Start init (init= or /init) and run until nothing is left; returns its wait status."""
+        """Start init (rdinit= from the initramfs, else init= or /init) and run until nothing is
+        left; returns its wait status."""
         path = self.params.get("init", "/init")
+        rdinit = self.params.get("rdinit")
         try:
-            inode = self.lookup_exec(path) if isinstance(path, str) else None
+            if isinstance(rdinit, str) and self.rootfs.lookup(rdinit) is not None:
+                path, inode = rdinit, self.rootfs.lookup(rdinit)
+            else:
+                inode = self.lookup_exec(path) if isinstance(path, str) else None
         except SyscallError:
             inode = None
         if inode is None:

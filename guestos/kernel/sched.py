@@ -128,6 +128,7 @@ class Scheduler:
                     k.deadlock(self.sleeping)
                     continue
                 k.do_IRQ()
+                k.run_kernel_threads()
                 continue
             task = self.runqueue.popleft()
             self.switch_to(task)
@@ -137,10 +138,7 @@ class Scheduler:
                 exit = cpu.run()
                 k.lru_add_drain()
                 k.do_IRQ()
-                if k.kswapd_wanted:
-                    k.kswapd()
-                if k.balloon is not None and k.balloon.work_pending:
-                    k.balloon.run()
+                k.run_kernel_threads()
                 reason = exit.reason
                 if reason == X.EXIT_SYSCALL:
                     k.do_syscall(task)
