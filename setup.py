@@ -6,6 +6,7 @@ extensions = [
     Extension("cython_ext.mmu", ["cython_ext/mmu.pyx"], extra_compile_args=["-O2"]),
     # pure-Python mode: the same .py runs uncompiled with BALLAST_PURE=1
     Extension("cython_ext.usercopy", ["cython_ext/usercopy.py"], extra_compile_args=["-O2"]),
+    Extension("cython_ext.reclaim", ["cython_ext/reclaim.py"], extra_compile_args=["-O2"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}))

@@ -5,6 +5,8 @@ through typed memoryviews over the same bytes (the fast view of that layout).
 """
 from construct import Int32sl, Int32ul, Int64ul, Padding, Struct
 
+import cython_ext
+
 StructPage = Struct(
     "flags" / Int64ul,
     "_refcount" / Int32sl,
@@ -51,9 +53,11 @@ PAGE_MAPPING_ANON = 1
 
 
 class MemMap:
-    """Typed access to the struct pages in guest RAM."""
+    """Typed access to the struct pages in guest RAM. `hotpath` is cython_ext.reclaim, the LRU, buddy
+    and reclaim loops over these bytes: compiled, or its Python source when pure (or BALLAST_PURE)."""
 
-    def __init__(self, ram: memoryview, paddr: int, nr_pages: int):
+    def __init__(self, ram: memoryview, paddr: int, nr_pages: int, pure: bool = None):
+        self.hotpath = cython_ext.load("reclaim", pure)
         self.paddr = paddr
         self.nr_pages = nr_pages
         raw = ram[paddr:paddr + nr_pages * STRUCT_PAGE_SIZE]

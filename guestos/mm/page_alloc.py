@@ -5,8 +5,9 @@ lru_prev by pfn), one list per order, exactly where Linux keeps them. Order-0
 pages for user memory go through a per-cpu list (pcp) refilled in batches.
 """
 import math
+from array import array
 
-from .mm_types import NIL, PG_buddy, PG_reserved
+from .mm_types import NIL, PG_reserved
 
 MAX_ORDER = 11                       # blocks of up to 2^10 pages (4 MiB)
 PAGE_SHIFT = 12
@@ -16,6 +17,7 @@ GFP_KERNEL = 0
 GFP_HIGH = 1 << 5                  # may dip below the min watermark (atomic/emergency)
 GFP_NORETRY = 1 << 12
 GFP_NOWARN = 1 << 9
+GFP_NORECLAIM = 1 << 10            # neither direct reclaim nor kswapd (no __GFP_RECLAIM)
 
 ALLOC_WMARK_MIN = 0
 ALLOC_WMARK_LOW = 1
@@ -23,89 +25,52 @@ ALLOC_WMARK_HIGH = 2
 
 
 class FreeArea:
-    __slots__ = ("head", "nr_free")
+    """struct free_area of one order: a view of the zone's arrays (the hot path links the blocks)."""
+    __slots__ = ("heads", "counts", "order")
 
-    def __init__(self):
-        self.head = NIL
-        self.nr_free = 0
+    def __init__(self, heads, counts, order: int):
+        self.heads, self.counts, self.order = heads, counts, order
+
+    @property
+    def head(self) -> int:
+        return self.heads[self.order]
+
+    @property
+    def nr_free(self) -> int:
+        return self.counts[self.order]
 
 
 class Zone:
-    """ZONE_NORMAL: every usable frame of this small machine."""
+    """ZONE_NORMAL: every usable frame of this small machine. One zone per mem_map: the free
+    lists and the free page count are kept by mem_map.hotpath.BuddyCore."""
 
     def __init__(self, mem_map, start_pfn: int, end_pfn: int):
         self.mem_map = mem_map
         self.zone_start_pfn = start_pfn
         self.spanned_pages = end_pfn - start_pfn
         self.present_pages = 0
-        self.free_area = [FreeArea() for _ in range(MAX_ORDER)]
-        self.nr_free_pages = 0
+        heads, counts = array("q", [NIL] * MAX_ORDER), array("q", [0] * MAX_ORDER)
+        self.core = mem_map.hotpath.BuddyCore(mem_map.q, mem_map.u, heads, counts, start_pfn, end_pfn)
+        self.free_area = [FreeArea(heads, counts, order) for order in range(MAX_ORDER)]
         self.watermark = [0, 0, 0]
 
+    @property
+    def nr_free_pages(self) -> int:
+        return self.core.nr_free_pages
+
     # --- free lists, linked through struct page ---
-    def _list_add(self, pfn: int, order: int) -> None:
-        area = self.free_area[order]
-        mm = self.mem_map
-        mm.set_lru(pfn, area.head, NIL)
-        if area.head != NIL:
-            mm.set_lru(area.head, mm.lru_next(area.head), pfn)
-        area.head = pfn
-        area.nr_free += 1
-        mm.set(pfn, PG_buddy)
-        mm.set_private(pfn, order)
-
-    def _list_del(self, pfn: int, order: int) -> None:
-        area = self.free_area[order]
-        mm = self.mem_map
-        nxt, prev = mm.lru_next(pfn), mm.lru_prev(pfn)
-        if prev == NIL:
-            area.head = nxt
-        else:
-            mm.set_lru(prev, nxt, mm.lru_prev(prev))
-        if nxt != NIL:
-            mm.set_lru(nxt, mm.lru_next(nxt), prev)
-        mm.set_lru(pfn, NIL, NIL)
-        area.nr_free -= 1
-        mm.clear(pfn, PG_buddy)
-        mm.set_private(pfn, 0)
-
-    def _page_is_buddy(self, pfn: int, order: int) -> bool:
-        if not (self.zone_start_pfn <= pfn < self.zone_start_pfn + self.spanned_pages):
-            return False
-        return self.mem_map.test(pfn, PG_buddy) and self.mem_map.private(pfn) == order
-
-    def __free_one_page(self, pfn: int, order: int) -> None:
-        while order < MAX_ORDER - 1:
-            buddy = pfn ^ (1 << order)
-            if not self._page_is_buddy(buddy, order):
-                break
-            self._list_del(buddy, order)
-            pfn &= buddy
-            order += 1
-        self._list_add(pfn, order)
-
     def free_pages(self, pfn: int, order: int) -> None:
-        self.nr_free_pages += 1 << order
-        self.__free_one_page(pfn, order)
-
-    def __rmqueue_smallest(self, order: int) -> int:
-        for current in range(order, MAX_ORDER):
-            pfn = self.free_area[current].head
-            if pfn == NIL:
-                continue
-            self._list_del(pfn, current)
-            # expand(): give back the upper halves
-            while current > order:
-                current -= 1
-                self._list_add(pfn + (1 << current), current)
-            return pfn
-        return NIL
+        """Count the block free and list it, merged with its free buddies (__free_one_page)."""
+        self.core.free_pages(pfn, order)
 
     def rmqueue(self, order: int) -> int:
-        pfn = self.__rmqueue_smallest(order)
-        if pfn != NIL:
-            self.nr_free_pages -= 1 << order
-        return pfn
+        """__rmqueue_smallest(): the smallest free block that fits, split down (expand())."""
+        return self.core.rmqueue(order)
+
+    def isolate_free_block(self, pfn: int, order: int) -> None:
+        """__isolate_free_page(): take one free block off its list (page reporting holds it)."""
+        self.core.list_del(pfn, order)
+        self.core.nr_free_pages -= 1 << order
 
     def watermark_ok(self, order: int, mark: int, alloc_flags_high: bool = False) -> bool:
         """zone_watermark_ok(): free pages above the mark even after this allocation,
@@ -141,6 +106,8 @@ class PageAllocator:
         self.on_free = None
         self.reclaim = None
         self.wake_kswapd = None
+        self.oom_notify = None          # out_of_memory()'s notifier chain: returns pages freed
+        self.report_hook = None         # page_reporting_notify_free()
 
     # --- boot: memblock_free_all ---
     def free_bootmem_range(self, start_pfn: int, end_pfn: int) -> None:
@@ -165,17 +132,25 @@ class PageAllocator:
         self.zone.watermark = [pages_min, pages_min + pages_min // 4, pages_min + pages_min // 2]
 
     # --- the API ---
-    def watermark_slowpath(self, order: int, high_prio: bool = False) -> bool:
-        """__alloc_pages_slowpath(): wake kswapd below low; below min, reclaim directly and retry."""
+    def watermark_slowpath(self, order: int, high_prio: bool = False, gfp: int = GFP_KERNEL) -> bool:
+        """__alloc_pages_slowpath(): wake kswapd below low; below min, reclaim directly and retry
+        (once with __GFP_NORETRY, never without __GFP_RECLAIM); then the OOM notifiers, whose
+        freed pages spare the OOM killer (__GFP_NORETRY never gets that far)."""
         zone = self.zone
+        if gfp & GFP_NORECLAIM:
+            return zone.watermark_ok(order, ALLOC_WMARK_LOW, high_prio)
         if self.wake_kswapd is not None and not zone.watermark_ok(order, ALLOC_WMARK_LOW, high_prio):
             self.wake_kswapd()
         if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
             return True
         if self.reclaim is not None:
-            for _ in range(3):
+            for _ in range(1 if gfp & GFP_NORETRY else 3):
                 if not self.reclaim(max(32, 1 << order)):
                     break
+                if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
+                    return True
+        if self.oom_notify is not None and not gfp & GFP_NORETRY:
+            while self.oom_notify():
                 if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
                     return True
         self.vmstat["allocfail"] = self.vmstat.get("allocfail", 0) + 1
@@ -184,7 +159,7 @@ class PageAllocator:
     def alloc_pages(self, gfp: int = GFP_KERNEL, order: int = 0) -> int:
         """A block of 2^order frames, or NIL when reclaim cannot bring the zone above min."""
         zone = self.zone
-        if not self.watermark_slowpath(order, bool(gfp & GFP_HIGH)):
+        if not self.watermark_slowpath(order, bool(gfp & GFP_HIGH), gfp):
             return NIL
         pfn = zone.rmqueue(order)
         if pfn == NIL:
@@ -212,6 +187,38 @@ class PageAllocator:
             mm.set_disk_sector(p, None)
         self.vmstat["pgfree"] += 1 << order
         self.zone.free_pages(pfn, order)
+        if self.report_hook is not None:
+            self.report_hook()
+
+    def alloc_pages_bulk(self, gfp: int, nr_pages: int) -> list:
+        """alloc_pages_bulk(): up to nr_pages order-0 pages, each allocation checked against the
+        watermarks as alloc_pages() would; fewer (or none) when memory runs short."""
+        zone, mm = self.zone, self.mem_map
+        pfns = []
+        high_prio = bool(gfp & GFP_HIGH)
+        while len(pfns) < nr_pages:
+            # while the zone is well above low, a whole batch passes one check
+            room = zone.nr_free_pages - zone.watermark[ALLOC_WMARK_LOW] - 1
+            if room <= 0:
+                if not self.watermark_slowpath(0, high_prio, gfp):
+                    break
+                room = 1
+            for _ in range(min(room, nr_pages - len(pfns))):
+                pfn = zone.rmqueue(0)
+                if pfn == NIL:
+                    break
+                pfns.append(pfn)
+            else:
+                continue
+            break
+        for pfn in pfns:
+            mm.set_flags(pfn, 0)
+            mm.set_refcount(pfn, 1)
+            mm.set_mapcount(pfn, 0)
+            mm.set_mapping(pfn, 0, 0)
+            mm.set_disk_sector(pfn, None)
+        self.vmstat["pgalloc_normal"] += len(pfns)
+        return pfns
 
     def put_page(self, pfn: int) -> None:
         """Drop a reference; the last one frees the page."""

@@ -2,14 +2,14 @@
 freed from the tail of the inactive list, dirty ones are written back first, the active list
 refills the inactive one; direct reclaim in the allocator's slow path and kswapd balancing
 to the high watermark. Anonymous memory waits for swap, and mapped pages for reverse mapping."""
+from array import array
 from dataclasses import dataclass
 
-from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
+from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
 from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
 from .rmap import page_referenced, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
 
-SWAP_CLUSTER_MAX = 32
 DEF_PRIORITY = 12
 
 
@@ -21,10 +21,6 @@ class ScanControl:
     priority: int = DEF_PRIORITY
     nr_scanned: int = 0
     nr_reclaimed: int = 0
-
-
-def _counter(sc: ScanControl, base: str) -> str:
-    return f"{base}_kswapd" if sc.current_is_kswapd else f"{base}_direct"
 
 
 def inactive_file_is_low(k) -> bool:
@@ -75,33 +71,46 @@ def trace(k, pfn: int, kind: str, mapped: bool, referenced: bool, decision: str,
                             decision, reason, "kswapd" if sc.current_is_kswapd else "direct"))
 
 
-def shrink_page_list(k, pfns, sc: ScanControl) -> int:
-    """Try to free each isolated page; the survivors go back on a list."""
+def _hot(k, sc: ScanControl):
+    """The hot path of this scan (cython_ext/reclaim.py): it isolates pages, frees the clean
+    unmapped page-cache pages and deactivates unmapped active pages itself, and hands every
+    other page to shrink_page() or shrink_active_page() below."""
+    tracing = k.reclaim_trace is not None
+    return k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat, k, sc,
+                                     shrink_page, shrink_active_page, _trace_freed if tracing else None,
+                                     _trace_deactivated if tracing else None)
+
+
+def _trace_freed(k, pfn: int, sc: ScanControl, referenced: bool) -> None:
+    trace(k, pfn, "file", False, referenced, "reclaimed", "clean", sc)
+
+
+def _trace_deactivated(k, pfn: int, sc: ScanControl) -> None:
+    anon = k.mem_map.test(pfn, PG_swapbacked)
+    trace(k, pfn, "anon" if anon else "file", False, False, "deactivated", "inactive-low", sc)
+
+
+def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
+    """One isolated page that is not the common case; True when it was freed."""
     mem_map, lru = k.mem_map, k.lru
     tracing = k.reclaim_trace is not None
-    reclaimed = 0
-    for pfn in pfns:
-        if mem_map.test(pfn, PG_swapbacked):
-            mapped = mem_map.mapcount(pfn) > 0
-            why = shrink_anon_page(k, pfn, sc) if k.swap is not None else "no-swap"
-            if not why:
-                reclaimed += 1
-                decision = "swapped-out"
-            elif mem_map.test(pfn, PG_lru):                    # still on a list: back to active
-                lru.activate_page(pfn)
-                decision = "activated"
-            else:
-                decision = "kept"
-            if tracing:
-                trace(k, pfn, "anon", mapped, why == "referenced", decision, why or "cold", sc)
-            continue
-        decision, reason, referenced, mapped = _shrink_file_page(k, pfn, sc)
-        if decision == "reclaimed":
-            reclaimed += 1
+    if mem_map.test(pfn, PG_swapbacked):
+        mapped = mem_map.mapcount(pfn) > 0
+        why = shrink_anon_page(k, pfn, sc) if k.swap is not None else "no-swap"
+        if not why:
+            decision = "swapped-out"
+        elif mem_map.test(pfn, PG_lru):                    # still on a list: back to active
+            lru.activate_page(pfn)
+            decision = "activated"
+        else:
+            decision = "kept"
         if tracing:
-            trace(k, pfn, "file", mapped, referenced, decision, reason, sc)
-    k.vmstat[_counter(sc, "pgsteal")] += reclaimed
-    return reclaimed
+            trace(k, pfn, "anon", mapped, why == "referenced", decision, why or "cold", sc)
+        return not why
+    decision, reason, referenced, mapped = _shrink_file_page(k, pfn, sc)
+    if tracing:
+        trace(k, pfn, "file", mapped, referenced, decision, reason, sc)
+    return decision == "reclaimed"
 
 
 def _shrink_file_page(k, pfn: int, sc: ScanControl):
@@ -146,41 +155,29 @@ def _shrink_file_page(k, pfn: int, sc: ScanControl):
 
 
 def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
-    isolated = []
-    for pfn in k.lru.from_tail(lru_list):
-        if len(isolated) >= nr_to_scan:
-            break
-        isolated.append(pfn)
-    sc.nr_scanned += len(isolated)
-    k.vmstat[_counter(sc, "pgscan")] += len(isolated)
-    return shrink_page_list(k, isolated, sc)
+    """Isolate up to nr_to_scan pages from the tail, count them scanned, shrink_page_list() them
+    (each through shrink_page() unless it is the common case); returns how many were freed."""
+    return _hot(k, sc).shrink_inactive_list(nr_to_scan, lru_list)
 
 
 def shrink_active_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_ACTIVE_FILE) -> None:
-    """Move pages from the active tail to the inactive list (they keep PG_referenced cleared)."""
-    moved = []
-    for pfn in k.lru.from_tail(lru_list):
-        if len(moved) >= nr_to_scan:
-            break
-        moved.append(pfn)
-    k.vmstat["pgrefill"] += len(moved)
-    tracing = k.reclaim_trace is not None
-    for pfn in moved:
-        anon = k.mem_map.test(pfn, PG_swapbacked)
-        mapped = k.mem_map.mapcount(pfn) > 0
-        referenced_ptes = 0
-        if mapped:
-            referenced_ptes, executable = page_referenced(k, pfn)
-            if referenced_ptes and executable and not anon:
-                # running code keeps its file pages active
-                k.lru.rotate(pfn)
-                if tracing:
-                    trace(k, pfn, "file", True, True, "kept-active", "executable", sc)
-                continue
-        k.lru.deactivate_page(pfn)
-        if tracing:
-            trace(k, pfn, "anon" if anon else "file", mapped, bool(referenced_ptes), "deactivated",
-                  "inactive-low", sc)
+    """Move pages from the active tail to the inactive list (they keep PG_referenced cleared);
+    mapped ones go through shrink_active_page()."""
+    _hot(k, sc).shrink_active_list(nr_to_scan, lru_list)
+
+
+def shrink_active_page(k, pfn: int, sc: ScanControl) -> None:
+    """A mapped active page: running code keeps its file pages active, the rest go inactive."""
+    anon = k.mem_map.test(pfn, PG_swapbacked)
+    referenced_ptes, executable = page_referenced(k, pfn)
+    if referenced_ptes and executable and not anon:
+        k.lru.rotate(pfn)
+        if k.reclaim_trace is not None:
+            trace(k, pfn, "file", True, True, "kept-active", "executable", sc)
+        return
+    k.lru.deactivate_page(pfn)
+    if k.reclaim_trace is not None:
+        trace(k, pfn, "anon" if anon else "file", True, bool(referenced_ptes), "deactivated", "inactive-low", sc)
 
 
 def get_scan_count(k, sc: ScanControl) -> dict:
@@ -207,25 +204,17 @@ def get_scan_count(k, sc: ScanControl) -> dict:
 
 
 def shrink_zone(k, sc: ScanControl) -> None:
+    """SWAP_CLUSTER_MAX pages of each list in turn until get_scan_count()'s counts are used up
+    (the loop runs in the hot path: Reclaim.shrink_lists), then rebalance the active lists."""
     scan = get_scan_count(k, sc)
-    low = {LRU_ACTIVE_FILE: inactive_file_is_low, LRU_ACTIVE_ANON: inactive_anon_is_low}
-    while any(scan.values()):
-        for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
-            if not scan[lru]:
-                continue
-            n = min(scan[lru], SWAP_CLUSTER_MAX)
-            scan[lru] -= n
-            if lru in low:
-                if low[lru](k):
-                    shrink_active_list(k, n, sc, lru)
-            else:
-                sc.nr_reclaimed += shrink_inactive_list(k, n, sc, lru)
-        if sc.nr_reclaimed >= sc.nr_to_reclaim and sc.priority < DEF_PRIORITY:
-            break
+    hot = _hot(k, sc)
+    hot.shrink_lists(array("q", [scan[lru] for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE,
+                                                       LRU_ACTIVE_FILE)]),
+                     SWAP_CLUSTER_MAX, sc.priority < DEF_PRIORITY)
     if inactive_file_is_low(k):
-        shrink_active_list(k, SWAP_CLUSTER_MAX, sc, LRU_ACTIVE_FILE)
+        hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_FILE)
     if k.swap is not None and inactive_anon_is_low(k):
-        shrink_active_list(k, SWAP_CLUSTER_MAX, sc, LRU_ACTIVE_ANON)
+        hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
 
 
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:

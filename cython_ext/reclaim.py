@@ -1,0 +1,478 @@
+"""The hot loops of memory management: the LRU lists, the buddy free lists and the reclaim scans.
+guestos/mm/lru.py, page_alloc.py and vmscan.py are their readable Linux-named fronts.
+
+One source in Cython's pure-Python mode. Compiled, a clean page-cache page found at the tail of
+the inactive list is isolated, tested, removed from its page cache, taken off the LRU and merged
+into the buddy lists without leaving C. Uncompiled (BALLAST_PURE=1), the same steps run as Python
+that pdb can step through. Every page that is not that common case goes back to the kernel's
+Python code (the `slow` callback), one page at a time, in order.
+
+Both work on the struct pages in guest RAM through the MemMap's views over the same bytes:
+q (64-bit words, 8 per page), i (signed ints, 16 per page), u (unsigned ints, 16 per page)."""
+from array import array
+
+import cython
+
+# struct page (guestos/mm/mm_types.py; constants() lets a test hold both equal)
+NIL = cython.declare(cython.longlong, 0xFFFFFFFF)
+PG_locked = cython.declare(cython.int, 0)
+PG_referenced = cython.declare(cython.int, 2)
+PG_dirty = cython.declare(cython.int, 4)
+PG_lru = cython.declare(cython.int, 5)
+PG_active = cython.declare(cython.int, 6)
+PG_buddy = cython.declare(cython.int, 19)
+PG_swapbacked = cython.declare(cython.int, 20)
+PG_unevictable = cython.declare(cython.int, 21)
+# word offsets: q[(pfn << 3) + Q_*], i/u[(pfn << 4) + I_*]
+Q_FLAGS = cython.declare(cython.int, 0)
+Q_PRIVATE = cython.declare(cython.int, 2)
+Q_MAPPING = cython.declare(cython.int, 3)
+Q_INDEX = cython.declare(cython.int, 4)
+Q_DISK_SECTOR = cython.declare(cython.int, 6)
+I_REFCOUNT = cython.declare(cython.int, 2)
+I_MAPCOUNT = cython.declare(cython.int, 3)
+I_LRU_NEXT = cython.declare(cython.int, 10)
+I_LRU_PREV = cython.declare(cython.int, 11)
+
+LRU_INACTIVE_ANON = cython.declare(cython.int, 0)
+LRU_INACTIVE_FILE = cython.declare(cython.int, 2)
+LRU_UNEVICTABLE = cython.declare(cython.int, 4)
+MAX_ORDER = cython.declare(cython.int, 11)
+
+# a page with any of these is not the common case of shrink_page_list
+NOT_SIMPLE_FILE = cython.declare(cython.ulonglong, (1 << 20) | (1 << 0) | (1 << 4))   # swapbacked, locked, dirty
+
+
+def constants() -> dict:
+    """The layout this module was written against."""
+    return dict(NIL=NIL, PG_locked=PG_locked, PG_referenced=PG_referenced, PG_dirty=PG_dirty, PG_lru=PG_lru,
+                PG_active=PG_active, PG_buddy=PG_buddy, PG_swapbacked=PG_swapbacked, PG_unevictable=PG_unevictable,
+                OFF_FLAGS=Q_FLAGS * 8, OFF_PRIVATE=Q_PRIVATE * 8, OFF_MAPPING=Q_MAPPING * 8, OFF_INDEX=Q_INDEX * 8,
+                OFF_DISK_SECTOR=Q_DISK_SECTOR * 8, OFF_REFCOUNT=I_REFCOUNT * 4, OFF_MAPCOUNT=I_MAPCOUNT * 4,
+                OFF_LRU_NEXT=I_LRU_NEXT * 4, OFF_LRU_PREV=I_LRU_PREV * 4, MAX_ORDER=MAX_ORDER,
+                NOT_SIMPLE_FILE=NOT_SIMPLE_FILE)
+
+
+@cython.final
+@cython.cclass
+class BuddyCore:
+    """A zone's free lists (struct free_area): a head and a count per order in two arrays that the
+    Zone owns, the blocks linked through their first struct page."""
+    q: cython.ulonglong[::1]
+    u: cython.uint[::1]
+    area_head: cython.longlong[::1]
+    area_nr: cython.longlong[::1]
+    start_pfn: cython.Py_ssize_t
+    end_pfn: cython.Py_ssize_t
+    nr_free_pages = cython.declare(cython.Py_ssize_t, visibility="public")
+
+    def __init__(self, q, u, area_head, area_nr, start_pfn: cython.Py_ssize_t, end_pfn: cython.Py_ssize_t):
+        self.q = q
+        self.u = u
+        self.area_head = area_head
+        self.area_nr = area_nr
+        self.start_pfn = start_pfn
+        self.end_pfn = end_pfn
+        self.nr_free_pages = 0
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def list_add(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
+        head: cython.Py_ssize_t = self.area_head[order]
+        self.u[(pfn << 4) + I_LRU_NEXT] = head
+        self.u[(pfn << 4) + I_LRU_PREV] = NIL
+        if head != NIL:
+            self.u[(head << 4) + I_LRU_PREV] = pfn
+        self.area_head[order] = pfn
+        self.area_nr[order] += 1
+        self.q[pfn << 3] |= 1 << PG_buddy
+        self.q[(pfn << 3) + Q_PRIVATE] = order
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def list_del(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
+        nxt: cython.Py_ssize_t = self.u[(pfn << 4) + I_LRU_NEXT]
+        prev: cython.Py_ssize_t = self.u[(pfn << 4) + I_LRU_PREV]
+        if prev == NIL:
+            self.area_head[order] = nxt
+        else:
+            self.u[(prev << 4) + I_LRU_NEXT] = nxt
+        if nxt != NIL:
+            self.u[(nxt << 4) + I_LRU_PREV] = prev
+        self.u[(pfn << 4) + I_LRU_NEXT] = NIL
+        self.u[(pfn << 4) + I_LRU_PREV] = NIL
+        self.area_nr[order] -= 1
+        self.q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << PG_buddy)
+        self.q[(pfn << 3) + Q_PRIVATE] = 0
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def page_is_buddy(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.bint:
+        if pfn < self.start_pfn or pfn >= self.end_pfn:
+            return False
+        return (self.q[pfn << 3] >> PG_buddy) & 1 == 1 and self.q[(pfn << 3) + Q_PRIVATE] == order
+
+    @cython.ccall
+    def free_one_page(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
+        """__free_one_page(): merge with free buddies while they are whole, then list the block."""
+        buddy: cython.Py_ssize_t
+        while order < MAX_ORDER - 1:
+            buddy = pfn ^ (1 << order)
+            if not self.page_is_buddy(buddy, order):
+                break
+            self.list_del(buddy, order)
+            pfn &= buddy
+            order += 1
+        self.list_add(pfn, order)
+
+    @cython.ccall
+    def free_pages(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
+        self.nr_free_pages += 1 << order
+        self.free_one_page(pfn, order)
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def rmqueue(self, order: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """__rmqueue_smallest(): the first block of this order or larger, its upper halves given
+        back (expand()); NIL when there is none."""
+        current: cython.Py_ssize_t
+        pfn: cython.Py_ssize_t
+        for current in range(order, MAX_ORDER):
+            pfn = self.area_head[current]
+            if pfn == NIL:
+                continue
+            self.list_del(pfn, current)
+            while current > order:
+                current -= 1
+                self.list_add(pfn + (1 << current), current)
+            self.nr_free_pages -= 1 << order
+            return pfn
+        return NIL
+
+
+@cython.final
+@cython.cclass
+class LruCore:
+    """The LRU lists (heads, tails and sizes in three arrays that LruLists owns), linked through
+    struct page, heads most recent; and the pages isolated from a tail for one scan."""
+    q: cython.ulonglong[::1]
+    i: cython.int[::1]
+    u: cython.uint[::1]
+    head: cython.longlong[::1]
+    tail: cython.longlong[::1]
+    nr: cython.longlong[::1]
+    isolated: cython.longlong[::1]
+    isolated_buf: object
+    nr_pages: cython.Py_ssize_t
+
+    def __init__(self, q, i, u, head, tail, nr, isolated_buf):
+        self.q = q
+        self.i = i
+        self.u = u
+        self.head = head
+        self.tail = tail
+        self.nr = nr
+        self.isolated_buf = isolated_buf
+        self.isolated = isolated_buf
+        self.nr_pages = len(q) >> 3
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def page_lru(self, pfn: cython.Py_ssize_t) -> cython.int:
+        """Which list a page belongs on, from its flags."""
+        flags: cython.ulonglong = self.q[pfn << 3]
+        if flags & (1 << PG_unevictable):
+            return LRU_UNEVICTABLE
+        base: cython.int = LRU_INACTIVE_ANON if flags & (1 << PG_swapbacked) else LRU_INACTIVE_FILE
+        return base + (1 if flags & (1 << PG_active) else 0)
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def add(self, pfn: cython.Py_ssize_t, lru: cython.int) -> cython.void:
+        """add_page_to_lru_list(): at the head."""
+        head: cython.Py_ssize_t = self.head[lru]
+        self.u[(pfn << 4) + I_LRU_NEXT] = head
+        self.u[(pfn << 4) + I_LRU_PREV] = NIL
+        if head != NIL:
+            self.u[(head << 4) + I_LRU_PREV] = pfn
+        else:
+            self.tail[lru] = pfn
+        self.head[lru] = pfn
+        self.nr[lru] += 1
+        self.q[pfn << 3] |= 1 << PG_lru
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def delete(self, pfn: cython.Py_ssize_t) -> cython.int:
+        """del_page_from_lru_list(); returns the list it was on."""
+        lru: cython.int = self.page_lru(pfn)
+        nxt: cython.Py_ssize_t = self.u[(pfn << 4) + I_LRU_NEXT]
+        prev: cython.Py_ssize_t = self.u[(pfn << 4) + I_LRU_PREV]
+        if prev == NIL:
+            self.head[lru] = nxt
+        else:
+            self.u[(prev << 4) + I_LRU_NEXT] = nxt
+        if nxt == NIL:
+            self.tail[lru] = prev
+        else:
+            self.u[(nxt << 4) + I_LRU_PREV] = prev
+        self.u[(pfn << 4) + I_LRU_NEXT] = NIL
+        self.u[(pfn << 4) + I_LRU_PREV] = NIL
+        self.nr[lru] -= 1
+        self.q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << PG_lru)
+        return lru
+
+    @cython.ccall
+    def rotate(self, pfn: cython.Py_ssize_t) -> cython.void:
+        """Back to the head of its list (a second chance)."""
+        self.add(pfn, self.delete(pfn))
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def remove_if_listed(self, pfn: cython.Py_ssize_t) -> cython.void:
+        if (self.q[pfn << 3] >> PG_lru) & 1:
+            self.delete(pfn)
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def activate_page(self, pfn: cython.Py_ssize_t) -> cython.bint:
+        """To the active list; True when it moved (a pgactivate), False when only flagged."""
+        flags: cython.ulonglong = self.q[pfn << 3]
+        if not (flags >> PG_lru) & 1 or (flags >> PG_active) & 1 or (flags >> PG_unevictable) & 1:
+            self.q[pfn << 3] |= 1 << PG_active
+            return False
+        self.delete(pfn)
+        self.q[pfn << 3] |= 1 << PG_active
+        self.add(pfn, self.page_lru(pfn))
+        return True
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def deactivate_page(self, pfn: cython.Py_ssize_t) -> cython.void:
+        self.delete(pfn)
+        self.q[pfn << 3] &= ~((cython.cast(cython.ulonglong, 1) << PG_active) |
+                              (cython.cast(cython.ulonglong, 1) << PG_referenced))
+        self.add(pfn, self.page_lru(pfn))
+
+    @cython.wraparound(False)
+    def add_batch(self, pfns: list, lru: cython.int, flags: cython.ulonglong) -> None:
+        """____pagevec_lru_add(): a batch of new pages at the head of one list, linked in one pass;
+        the last of the batch ends up at the head."""
+        n: cython.Py_ssize_t = len(pfns)
+        if n == 0:
+            return
+        old_head: cython.Py_ssize_t = self.head[lru]
+        prev: cython.Py_ssize_t = NIL
+        nxt: cython.Py_ssize_t
+        pfn: cython.Py_ssize_t
+        j: cython.Py_ssize_t
+        for j in range(n - 1, -1, -1):
+            pfn = pfns[j]
+            self.q[pfn << 3] |= flags | (1 << PG_lru)
+            nxt = pfns[j - 1] if j > 0 else old_head
+            self.u[(pfn << 4) + I_LRU_NEXT] = nxt
+            self.u[(pfn << 4) + I_LRU_PREV] = prev
+            prev = pfn
+        first: cython.Py_ssize_t = pfns[0]
+        if old_head != NIL:
+            self.u[(old_head << 4) + I_LRU_PREV] = first
+        else:
+            self.tail[lru] = first
+        self.head[lru] = pfns[n - 1]
+        self.nr[lru] += n
+
+    # --- scans ---
+    @cython.ccall
+    @cython.wraparound(False)
+    def isolate_lru_pages(self, lru: cython.int, nr_to_scan: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """Up to nr_to_scan pages from the tail towards the head into `isolated`; returns how many.
+        (They stay linked: a survivor is moved by rotate or activate, a freed page leaves its list.)"""
+        if nr_to_scan > len(self.isolated_buf):
+            self.isolated_buf = array("q", bytes(8 * nr_to_scan))
+            self.isolated = self.isolated_buf
+        n: cython.Py_ssize_t = 0
+        pfn: cython.Py_ssize_t = self.tail[lru]
+        while pfn != NIL and n < nr_to_scan:
+            if pfn >= self.nr_pages:
+                raise IndexError("LRU link outside mem_map")
+            self.isolated[n] = pfn
+            n += 1
+            pfn = self.u[(pfn << 4) + I_LRU_PREV]
+        return n
+
+    def isolated_pfns(self, n: cython.Py_ssize_t) -> list:
+        return [self.isolated[j] for j in range(n)]
+
+
+@cython.final
+@cython.cclass
+class Reclaim:
+    """One reclaim pass (a ScanControl) seen from the hot path: the LRU lists, the buddy lists,
+    the page caches (mapping id -> address space with a `pages` dict index -> pfn), the vmstat
+    dict, and the kernel's Python code for the pages that are not the common case:
+    shrink_page(k, pfn, sc) -> freed, shrink_active_page(k, pfn, sc); with tracing on,
+    traced_freed(k, pfn, sc, referenced) and traced_deactivated(k, pfn, sc) record the
+    decisions taken here."""
+    lru: LruCore
+    buddy: BuddyCore
+    address_spaces: dict
+    vmstat: dict
+    k: object
+    sc: object
+    shrink_page: object
+    shrink_active_page: object
+    traced_freed: object
+    traced_deactivated: object
+    pgscan: str
+    pgsteal: str
+
+    def __init__(self, lru: LruCore, buddy: BuddyCore, address_spaces: dict, vmstat: dict, k, sc,
+                 shrink_page, shrink_active_page, traced_freed, traced_deactivated):
+        self.lru = lru
+        self.buddy = buddy
+        self.address_spaces = address_spaces
+        self.vmstat = vmstat
+        self.k = k
+        self.sc = sc
+        self.shrink_page = shrink_page
+        self.shrink_active_page = shrink_active_page
+        self.traced_freed = traced_freed
+        self.traced_deactivated = traced_deactivated
+        self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
+        self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
+
+    @cython.ccall
+    def shrink_lists(self, scan: cython.longlong[::1], cluster: cython.Py_ssize_t, may_stop: cython.bint) -> None:
+        """The loop of shrink_zone(): up to `cluster` pages of each list in turn (inactive anon,
+        active anon, inactive file, active file) until the counts in `scan` are used up, or,
+        when may_stop, until sc.nr_reclaimed reaches sc.nr_to_reclaim. An active list is scanned
+        only while its inactive list is the smaller."""
+        nr = self.lru.nr
+        lru: cython.int
+        n: cython.Py_ssize_t
+        while scan[0] or scan[1] or scan[2] or scan[3]:
+            for lru in range(4):
+                if not scan[lru]:
+                    continue
+                n = scan[lru] if scan[lru] < cluster else cluster
+                scan[lru] -= n
+                if lru & 1:                                   # LRU_ACTIVE_ANON, LRU_ACTIVE_FILE
+                    if nr[lru] > nr[lru - 1]:                 # inactive_anon/file_is_low()
+                        self.shrink_active_list(n, lru)
+                else:
+                    self.sc.nr_reclaimed += self.shrink_inactive_list(n, lru)
+            if may_stop and self.sc.nr_reclaimed >= self.sc.nr_to_reclaim:
+                break
+
+    @cython.ccall
+    def shrink_inactive_list(self, nr_to_scan: cython.Py_ssize_t, lru: cython.int) -> cython.Py_ssize_t:
+        """Isolate up to nr_to_scan pages from the tail and try to free them; returns how many were."""
+        nr_taken: cython.Py_ssize_t = self.lru.isolate_lru_pages(lru, nr_to_scan)
+        self.sc.nr_scanned += nr_taken
+        self.vmstat[self.pgscan] += nr_taken
+        reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
+        self.vmstat[self.pgsteal] += reclaimed
+        return reclaimed
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def shrink_page_list(self, n: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """shrink_page_list() over the n isolated pages; returns how many were freed.
+
+        The common case is done here: a clean, unlocked, unmapped page-cache page that its
+        mapping still indexes, that only the page cache holds (refcount 1), in a mapping that
+        reclaim may touch. Its PG_referenced does not save it (that is for mapped pages). It is
+        removed from the page cache (remove_from_page_cache), its last reference dropped
+        (put_page), it leaves its list and goes to the buddy lists (free_pages). Any other page
+        goes to shrink_page()."""
+        q: cython.ulonglong[::1] = self.lru.q
+        i: cython.int[::1] = self.lru.i
+        isolated: cython.longlong[::1] = self.lru.isolated
+        reclaimed: cython.Py_ssize_t = 0
+        freed: cython.Py_ssize_t = 0              # nr_file_pages and pgfree not yet counted
+        cached: cython.bint = False               # the mapping of the last page, looked up once
+        cached_id: cython.ulonglong = 0
+        pages: dict = None
+        j: cython.Py_ssize_t
+        pfn: cython.Py_ssize_t
+        cur_pfn: cython.Py_ssize_t
+        base: cython.Py_ssize_t
+        flags: cython.ulonglong
+        mapping_id: cython.ulonglong
+        index: object
+        simple: cython.bint
+        for j in range(n):
+            pfn = isolated[j]
+            base = pfn << 3
+            flags = q[base]
+            simple = False
+            if flags & NOT_SIMPLE_FILE == 0 and i[(pfn << 4) + I_MAPCOUNT] == -1 and \
+                    i[(pfn << 4) + I_REFCOUNT] == 1:
+                mapping_id = q[base + Q_MAPPING]
+                if not cached or mapping_id != cached_id:
+                    mapping = self.address_spaces.get(mapping_id)
+                    pages = None if mapping is None or mapping.unevictable_metadata else mapping.pages
+                    cached, cached_id = True, mapping_id
+                if pages is not None:
+                    index = q[base + Q_INDEX]             # one Python int for the lookup and the removal
+                    cur = pages.get(index)
+                    if cur is not None:
+                        cur_pfn = cur
+                        simple = cur_pfn == pfn
+            if not simple:
+                if freed:
+                    self.account_freed(freed)
+                    freed = 0
+                if self.shrink_page(self.k, pfn, self.sc):
+                    reclaimed += 1
+                cached = False                    # the kernel may have changed anything
+                continue
+            del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
+            q[base + Q_MAPPING] = 0
+            q[base + Q_INDEX] = 0
+            q[base + Q_DISK_SECTOR] = 0
+            i[(pfn << 4) + I_REFCOUNT] = 0        # put_page(): the last reference
+            if (flags >> PG_lru) & 1:             # free_pages(): off its list (on_free),
+                self.lru.delete(pfn)
+            q[base] = 0                           # the struct page reset,
+            i[(pfn << 4) + I_MAPCOUNT] = -1
+            self.buddy.free_pages(pfn, 0)         # into the buddy lists
+            freed += 1
+            reclaimed += 1
+            if self.traced_freed is not None:
+                self.traced_freed(self.k, pfn, self.sc, (flags >> PG_referenced) & 1 == 1)
+        if freed:
+            self.account_freed(freed)
+        return reclaimed
+
+    @cython.cfunc
+    def account_freed(self, freed: cython.Py_ssize_t) -> cython.void:
+        """What remove_from_page_cache and free_pages count for each page freed."""
+        self.vmstat["nr_file_pages"] -= freed
+        self.vmstat["pgfree"] += freed
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def shrink_active_list(self, nr_to_scan: cython.Py_ssize_t, lru: cython.int) -> cython.void:
+        """Up to nr_to_scan pages from the active tail to the inactive list (pgdeactivate), their
+        PG_referenced cleared; a mapped page goes to shrink_active_page(), which asks the reverse map."""
+        nr_taken: cython.Py_ssize_t = self.lru.isolate_lru_pages(lru, nr_to_scan)
+        self.vmstat["pgrefill"] += nr_taken
+        isolated: cython.longlong[::1] = self.lru.isolated
+        deactivated: cython.Py_ssize_t = 0
+        j: cython.Py_ssize_t
+        pfn: cython.Py_ssize_t
+        for j in range(nr_taken):
+            pfn = isolated[j]
+            if self.lru.i[(pfn << 4) + I_MAPCOUNT] + 1 > 0:
+                if deactivated:
+                    self.vmstat["pgdeactivate"] += deactivated
+                    deactivated = 0
+                self.shrink_active_page(self.k, pfn, self.sc)
+                continue
+            self.lru.deactivate_page(pfn)
+            deactivated += 1
+            if self.traced_deactivated is not None:
+                self.traced_deactivated(self.k, pfn, self.sc)
+        if deactivated:
+            self.vmstat["pgdeactivate"] += deactivated
