@@ -25,7 +25,8 @@ What the device decides about bad input (never an exception out of notify):
 - with PAGE_POISON negotiated and a non-zero poison_val, reported pages are not discarded (QEMU skips them too:
   a discarded page would read as zero, not as poison); they are counted in `poison_kept_pages`.
 
-Queues are served at once when the driver notifies (balloon work has no disk latency to model).
+Queues are served at once when the driver notifies, or `service_delay_ns` of virtual time later (a host
+whose balloon thread is busy): a driver that reuses pages before its deflate is acknowledged is then caught.
 """
 import logging
 import struct
@@ -108,7 +109,7 @@ class VirtioBalloon(VirtioDevice):
     device_id = VIRTIO_ID_BALLOON
 
     def __init__(self, ram, clock, features: int = ALL_FEATURES, poison_val: int = 0,
-                 stats_interval_s: float = 0):
+                 stats_interval_s: float = 0, service_delay_ns: int = 0):
         """`ram` is GuestRAM (the frames to discard); `features` the balloon bits offered (MUST_TELL_HOST ...
         REPORTING); `poison_val` the poison reported before the driver writes its own; `stats_interval_s`
         > 0 makes the device ask for statistics that often on `clock` (Firecracker's stats_polling_interval_s,
@@ -131,6 +132,7 @@ class VirtioBalloon(VirtioDevice):
         self._next_cmd_id = FREE_PAGE_HINT_CMD_ID_MIN
         self.poison_val = self.initial_poison_val
         self._stats_interval_s = float(stats_interval_s)
+        self.service_delay_ns = int(service_delay_ns)
         self.transport = None
         self.mem = None
         self.queues = {}                # role -> (index, queue)
@@ -192,9 +194,16 @@ class VirtioBalloon(VirtioDevice):
             return
         for role, (index, q) in self.queues.items():
             if index == queue_index:
-                if q.ready:
+                if q.ready and self.service_delay_ns and role in (INFLATE, DEFLATE):
+                    epoch = self.epoch
+                    self.clock.schedule(self.service_delay_ns, lambda: self._serve_later(epoch, role, index, q))
+                elif q.ready:
                     self._process(role, index, q)
                 return
+
+    def _serve_later(self, epoch: int, role: str, index: int, q) -> None:
+        if epoch == self.epoch and self.activated and not self.broken and q.ready:
+            self._process(role, index, q)
 
     # --- host API ---
     @property

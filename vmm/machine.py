@@ -52,6 +52,7 @@ class MachineConfig:
     disks: list = field(default_factory=list)
     balloon_features: int = None       # a virtio-balloon device with these features (None: no balloon)
     balloon_stats_interval_s: float = 0
+    balloon_service_delay_ns: int = 0  # the host serves inflate/deflate buffers this late
     on_violation: str = "record"       # a guest touching a frame in the balloon: "record" or "stop"
 
 
@@ -106,7 +107,8 @@ class Machine:
         self.balloon = None
         if config.balloon_features is not None:
             self.balloon = VirtioBalloon(self.ram, self.clock, features=config.balloon_features,
-                                         stats_interval_s=config.balloon_stats_interval_s)
+                                         stats_interval_s=config.balloon_stats_interval_s,
+                                         service_delay_ns=config.balloon_service_delay_ns)
             self.add_virtio_device(self.balloon)
 
     # --- devices ---

@@ -53,6 +53,8 @@ class GuestSession:
 
     # --- lifecycle ---
     def start(self, timeout_s: float = 60) -> "GuestSession":
+        if self._guest is not None:
+            raise BallastError("this session has already started")
         if not AGENT_BINARY.exists():
             raise BallastError(f"{AGENT_BINARY.name} is not built: run make -C firmware")
         m = self.machine
@@ -69,9 +71,12 @@ class GuestSession:
         if self._guest is not None and not self._guest.dead:
             self._guest.throw(greenlet.GreenletExit)
         self.machine.close()
+        ram = self.machine.ram
+        if not ram._map.closed:
+            ram.discard(0, ram.nr_frames)       # powered off: the host has all of it back now
 
     def __enter__(self):
-        return self.start()
+        return self if self._guest is not None else self.start()
 
     def __exit__(self, *exc):
         self.close()

@@ -17,7 +17,7 @@ offers it, and this one does neither.
 
 `virtio_balloon.bug=` makes the driver break a rule on purpose, for testing a host's checks:
 `reuse` frees inflated pages at once, `early-free` frees deflated pages before the host's
-acknowledgement."""
+acknowledgement and does not wait for it."""
 import struct
 
 from ..kernel.printk import KERN_INFO
@@ -66,6 +66,7 @@ class VirtioBalloonDriver:
         self.pages = []                      # pfns in the balloon (Linux's balloon page list)
         self.num_pages = 0
         self.acked = 0
+        self.submitted = 0                   # PFN arrays sent (acked counts those returned)
         self.size_pending = True             # update_balloon_size_func queued
         self.backing_off = False
         self.bug = k.params.get("virtio_balloon.bug", "")
@@ -121,12 +122,15 @@ class VirtioBalloonDriver:
     def towards_target(self) -> int:
         return self.vdev.read_config(CONFIG_NUM_PAGES, 4) - self.num_pages
 
-    def tell_host(self, vq, pfns) -> None:
+    def tell_host(self, vq, pfns, wait: bool = True) -> None:
+        """Send one PFN array and wait until the host acknowledges it (Linux always waits)."""
+        self.k.wait_event(lambda: self.acked >= self.submitted)  # the array's page is free again
         struct.pack_into(f"<{len(pfns)}I", self.k.ram, self.buf_paddr + PFNS_OFFSET, *pfns)
-        before = self.acked
         vq.add_sgs([(self.buf_paddr + PFNS_OFFSET, 4 * len(pfns), False)], "pfns")
+        self.submitted += 1
         vq.kick()
-        self.k.wait_event(lambda: self.acked > before)          # the buffer is reused next step
+        if wait:
+            self.k.wait_event(lambda: self.acked >= self.submitted)
 
     @property
     def work_pending(self) -> bool:
@@ -159,6 +163,9 @@ class VirtioBalloonDriver:
             elif diff < 0:
                 self.leak_balloon(min(-diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
                 self.update_balloon_size()
+                if self.bug == "early-free":
+                    self.size_pending = True    # the rest later: user code runs in between
+                    return
             else:
                 return
 
@@ -201,11 +208,12 @@ class VirtioBalloonDriver:
         pfns = [self.pages.pop() for _ in range(min(n, len(self.pages)))]
         if not pfns and self.bug != "reuse":
             return 0
-        if self.bug == "early-free":
+        early = self.bug == "early-free"
+        if early:
             self.release_pages_balloon(pfns)                    # the bug: freed before the host knows
         # the host hears of them before the guest uses them again, and acknowledges
         if pfns:
-            self.tell_host(self.deflate_vq, pfns)
+            self.tell_host(self.deflate_vq, pfns, wait=not early)
         if self.bug != "early-free":
             self.release_pages_balloon(pfns)
         n = len(pfns) if self.bug != "reuse" else min(n, self.num_pages)
