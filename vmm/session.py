@@ -38,13 +38,16 @@ class RunResult:
 
 
 class GuestSession:
-    def __init__(self, config: MachineConfig, root: str = None, host=None, console_sink=None):
-        """`root` an ext2 image (attached as the first disk, vda); `host` a devices.host.Host to share."""
+    def __init__(self, config: MachineConfig, root: str = None, host=None, console_sink=None,
+                 initramfs: dict = None):
+        """`root` an ext2 image (attached as the first disk, vda); `host` a devices.host.Host to share;
+        `initramfs` more files for the initramfs ({guest path: bytes}), e.g. programs without a root."""
         if root is not None:
             config.disks.insert(0, DiskConfig(root, snapshot=True))
         self.machine = Machine(config, console_sink=console_sink, host=host)
         self.machine.controller = self
         self.root = root
+        self.initramfs = dict(initramfs or {})
         self._guest = None
         self._host = None
         self._wait = None               # (predicate, deadline_ns) while the host waits
@@ -61,7 +64,7 @@ class GuestSession:
         # the agent runs from the initramfs even with a root disk (rdinit=, as Linux does)
         m.config.cmdline = f"{m.config.cmdline} rdinit={AGENT_PATH}".strip()
         m.load(None, AGENT_PATH, [], root_device="/dev/vda" if self.root else None,
-               initramfs={AGENT_PATH: AGENT_BINARY.read_bytes()})
+               initramfs={**self.initramfs, AGENT_PATH: AGENT_BINARY.read_bytes()})
         self._guest = greenlet.greenlet(self._guest_main)
         if self._resume(lambda: b"READY\n" in m.agent_output, timeout_s) != DONE:
             raise BallastError(f"the guest agent did not start: {self.console_tail()}")
