@@ -100,6 +100,7 @@ class BalloonCounters:
     reported_pages: int = 0         # 4 KiB frames discarded from free page reports
     poison_kept_pages: int = 0      # reported frames kept because a non-zero poison must survive
     ignored_pfns: int = 0           # outside RAM, or a deflate of a PFN not in the balloon
+    repeated_pfns: int = 0          # inflate buffers naming a PFN already in the balloon
     stats_updates: int = 0          # stats buffers parsed
     malformed: int = 0              # chains with ignored parts (see the module docstring)
     broken: int = 0                 # broken rings that put the device into DEVICE_NEEDS_RESET
@@ -125,6 +126,7 @@ class VirtioBalloon(VirtioDevice):
         self.queue_max_sizes = [QUEUE_SIZE] * len(queue_roles(features))
         self.counters = BalloonCounters()
         self.inflated = set()
+        self._logged = set()            # kinds of bad input already logged
         self.latest_stats = {}
         self.num_pages = 0
         self.actual = 0
@@ -311,6 +313,13 @@ class VirtioBalloon(VirtioDevice):
         except QueueError as err:
             self._break(err)
 
+    def _complain(self, counter: str, what: str) -> None:
+        """Count a driver mistake; log each kind once (a buggy driver repeats itself)."""
+        setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+        if what not in self._logged:
+            self._logged.add(what)
+            log.warning("virtio-balloon: ignored %s", what)
+
     def _break(self, err) -> None:
         log.debug("virtio-balloon: broken queue: %s", err)
         self.counters.broken += 1
@@ -320,7 +329,7 @@ class VirtioBalloon(VirtioDevice):
     def _pfns(self, chain) -> list:
         length = chain.readable_len
         if length % PFN.size or chain.writable_len:
-            self.counters.malformed += 1
+            self._complain("malformed", "a PFN array with trailing bytes or device-writable parts")
         data = chain.read(self.mem, 0, length - length % PFN.size)
         nr_frames = self.ram.size >> PFN_SHIFT
         pfns = []
@@ -328,11 +337,14 @@ class VirtioBalloon(VirtioDevice):
             if pfn < nr_frames:
                 pfns.append(pfn)
             else:
-                self.counters.ignored_pfns += 1
+                self._complain("ignored_pfns", "a PFN outside guest RAM")
         return pfns
 
     def _on_inflate(self, chain) -> bool:
-        pfns = set(self._pfns(chain))
+        listed = self._pfns(chain)
+        pfns = set(listed)
+        if len(pfns) < len(listed) or not pfns.isdisjoint(self.inflated):
+            self._complain("repeated_pfns", "an inflate of a PFN already in the balloon")
         self.counters.inflated_pages += len(pfns - self.inflated)
         self.inflated |= pfns
         for start, count in _runs(sorted(pfns)):
@@ -346,7 +358,7 @@ class VirtioBalloon(VirtioDevice):
                 self.inflated.discard(pfn)
                 pfns.append(pfn)
             else:
-                self.counters.ignored_pfns += 1
+                self._complain("ignored_pfns", "a deflate of a PFN that is not in the balloon")
         self.counters.deflated_pages += len(pfns)
         self._release(sorted(pfns))
         if self._acked(VIRTIO_BALLOON_F_PAGE_POISON) and self.poison_val:
@@ -365,7 +377,7 @@ class VirtioBalloon(VirtioDevice):
     def _on_stats(self, chain) -> bool:
         length = chain.readable_len
         if length % STAT.size or chain.writable_len:
-            self.counters.malformed += 1
+            self._complain("malformed", "a stats buffer with a partial entry or device-writable parts")
         data = chain.read(self.mem, 0, length - length % STAT.size)
         stats = {}
         for tag, value in STAT.iter_unpack(data):
@@ -385,7 +397,7 @@ class VirtioBalloon(VirtioDevice):
         readable = chain.readable_len
         if readable:
             if readable < PFN.size:
-                self.counters.malformed += 1
+                self._complain("malformed", "a free page hint command id shorter than 4 bytes")
                 return True
             (cmd_id,) = PFN.unpack(chain.read(self.mem, 0, PFN.size))
             if cmd_id == self.cmd_id and cmd_id >= FREE_PAGE_HINT_CMD_ID_MIN:
@@ -393,17 +405,17 @@ class VirtioBalloon(VirtioDevice):
             elif cmd_id == FREE_PAGE_HINT_CMD_ID_STOP:
                 self._hint_active = False           # the driver finished (or gave up) its report
             if chain.writable_len:
-                self.counters.malformed += 1        # an id and ranges in one chain: only the id counts
+                self._complain("malformed", "a free page hint command id and ranges in one chain")  # an id and ranges in one chain: only the id counts
             return True
         if not self._hint_active:
-            self.counters.malformed += 1            # hints outside a round (or for an old one)
+            self._complain("malformed", "free page hints outside a hinting round")  # hints outside a round (or for an old one)
             return True
         self.counters.hinted_pages += self._discard_ranges(chain.writable(), keep_poison=False)
         return True
 
     def _on_reporting(self, chain) -> bool:
         if chain.readable_len:
-            self.counters.malformed += 1
+            self._complain("malformed", "a free page report with device-readable parts")
         keep = self._acked(VIRTIO_BALLOON_F_PAGE_POISON) and self.poison_val != 0
         self.counters.reported_pages += self._discard_ranges(chain.writable(), keep_poison=keep)
         return True

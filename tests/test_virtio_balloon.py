@@ -218,6 +218,19 @@ def test_inflating_twice_counts_once(mem):
     b.pfns("inflate", [FIRST, FIRST])
     b.pfns("inflate", [FIRST])
     assert b.dev.counters.inflated_pages == 1 and b.dev.inflated == {FIRST}
+    assert b.dev.counters.repeated_pfns == 2
+
+
+def test_each_kind_of_bad_input_is_logged_once(mem, caplog):
+    b = Bed(mem)
+    nr = RAM // PAGE_SIZE
+    with caplog.at_level("WARNING", logger="devices.virtio_balloon"):
+        for _ in range(3):
+            b.pfns("inflate", [nr + 1, FIRST])
+            b.pfns("deflate", [FIRST + 7])
+    assert b.dev.counters.ignored_pfns == 6
+    messages = [r.getMessage() for r in caplog.records]
+    assert sorted(messages) == sorted(set(messages)) and len(messages) == 3   # outside RAM, repeat, not in balloon
 
 
 # --- malformed buffers: processed as far as they make sense, used, counted ---
