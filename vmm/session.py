@@ -39,11 +39,13 @@ class RunResult:
 
 class GuestSession:
     def __init__(self, config: MachineConfig, root: str = None, host=None, console_sink=None,
-                 initramfs: dict = None):
+                 initramfs: dict = None, root_read_only: bool = False):
         """`root` an ext2 image (attached as the first disk, vda); `host` a devices.host.Host to share;
-        `initramfs` more files for the initramfs ({guest path: bytes}), e.g. programs without a root."""
+        `initramfs` more files for the initramfs ({guest path: bytes}), e.g. programs without a root.
+        The root runs as a private snapshot, or read-only (then guests on one host share its cache)."""
         if root is not None:
-            config.disks.insert(0, DiskConfig(root, snapshot=True))
+            config.disks.insert(0, DiskConfig(root, read_only=True) if root_read_only
+                                else DiskConfig(root, snapshot=True))
         self.machine = Machine(config, console_sink=console_sink, host=host)
         self.machine.controller = self
         self.root = root

@@ -66,6 +66,7 @@ class Vfs:
     def __init__(self, k, fs, bcache):
         self.k, self.fs, self.bcache = k, fs, bcache
         self.mappings = {}                    # ino -> AddressSpace
+        self.names = {}                       # ino -> the path it was first opened by (for reports)
 
     def mapping_of(self, inode) -> AddressSpace:
         mapping = self.mappings.get(inode.ino)
@@ -114,6 +115,7 @@ class Vfs:
             raise SyscallError(EROFS)
         if flags & O_TRUNC and inode.is_reg and flags & O_ACCMODE != O_RDONLY:
             self.truncate(inode, 0)
+        self.names.setdefault(ino, path)
         return Ext2File(self, inode, path, flags)
 
     def truncate(self, inode, size: int) -> None:

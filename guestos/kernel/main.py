@@ -484,6 +484,7 @@ class Kernel:
         if self.vfs is not None:
             ino = self.vfs.resolve(path, task.cwd_ino if task is not None else 2)
             inode = MappedFile(self.vfs, self.vfs.fs.iget(ino), path)
+            self.vfs.names.setdefault(ino, path)
         else:
             inode = self.rootfs.lookup(path)
             if inode is None:
