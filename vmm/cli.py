@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
+    sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
+    sc.add_argument("file", metavar="FILE.toml", help="the scenario ([machine], [host], [[step]]; see README)")
+    sc.add_argument("--json", metavar="OUT", help="write the snapshots and how the run ended as JSON ('-' for stdout)")
     mk = sub.add_parser("mkdisk", help="make an ext2 image of a directory (with the real mke2fs -d)")
     mk.add_argument("directory", metavar="DIR")
     mk.add_argument("image", metavar="IMG")
@@ -136,6 +139,66 @@ def cmd_run(opts) -> int:
             os.unlink(swap_image)
 
 
+def cmd_scenario(opts) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    from . import scenario as sc
+
+    spec = sc.load(opts.file)
+    if opts.json and opts.json != "-" and not os.path.isdir(os.path.dirname(opts.json) or "."):
+        raise BallastError(f"--json {opts.json}: no such directory")
+    # with --json - the JSON owns stdout and the summary goes to stderr
+    console = Console(stderr=opts.json == "-", highlight=False)
+    m = spec.machine
+    console.print(f"[bold]{escape(opts.file)}[/]: {m.mem >> 20} MiB guest, {m.features_text()}, "
+                  f"root {escape(m.root or 'none')}"
+                  + (f", swap {m.swap >> 20} MiB" if m.swap else "")
+                  + (f", host memory {m.host_memory >> 20} MiB" if m.host_memory else ""))
+    if spec.description:
+        console.print(escape(spec.description), style="italic")
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        console=Console(stderr=True), transient=True)
+    task = progress.add_task("booting", total=len(spec.steps))
+
+    def on_step(step, outcome):
+        if outcome is None:
+            progress.update(task, description=escape(f"step {step.number}: {step.describe()}"))
+            return
+        progress.advance(task)
+        console.print(f"  step {step.number:>2}  {escape(step.describe())}"
+                      + (f"  [dim]→[/] {escape(outcome)}" if outcome else ""))
+
+    result = None
+    try:
+        with progress:
+            result = sc.run(spec, on_step=on_step)
+    except BallastError as e:
+        result = getattr(e, "result", None)
+        if opts.json and result is not None:
+            _write_json(opts.json, result)
+        raise
+    if opts.json:
+        _write_json(opts.json, result)
+    if result["snapshots"]:
+        console.print(sc.summary_table(result))
+    console.print(("[green]ok[/]: " if result["exit"]["ok"] else "[red]not ok[/]: ") + sc.exit_text(result))
+    return 0 if result["exit"]["ok"] else 1
+
+
+def _write_json(out: str, result: dict) -> None:
+    text = json.dumps(result, indent=2, sort_keys=True)
+    if out == "-":
+        print(text)
+        return
+    try:
+        with open(out, "w") as f:
+            f.write(text + "\n")
+    except OSError as e:
+        raise BallastError(f"--json {out}: {e.strerror}") from None
+
+
 def _report(opts, machine, status) -> int:
     from .oracle import decode_wait_status, run_metrics, write_reclaim_trace
     if opts.trace_reclaim and machine.kernel is not None:
@@ -174,7 +237,7 @@ def main(argv=None) -> int:
         if opts.command is None:
             parser.print_help()
             return 2
-        return {"run": cmd_run, "mkdisk": cmd_mkdisk}[opts.command](opts)
+        return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario}[opts.command](opts)
     except BallastError as e:
         print(f"ballast: {e}", file=sys.stderr)
         return 2
