@@ -72,5 +72,13 @@ class LruLists:
         """Up to nr_to_scan pages from the tail of a list into core's isolated array: how many."""
         return self.core.isolate_lru_pages(lru, nr_to_scan)
 
+    def from_tail(self, lru: int):
+        """Pfns from the tail towards the head, robust to the current page being moved."""
+        pfn = self.tail[lru]
+        while pfn != NIL:
+            prev = self.mem_map.lru_prev(pfn)
+            yield pfn
+            pfn = prev
+
     def counts(self) -> dict:
         return dict(zip(LRU_NAMES, self.nr))
