@@ -91,7 +91,9 @@ def _trace_deactivated(k, pfn: int, sc: ScanControl) -> None:
 
 
 def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
-    """One isolated page that is not the common case; True when it was freed."""
+    """One isolated page that is not the common case; True when it was freed. (The common case,
+    a clean, unlocked, unmapped page-cache page that only the page cache holds, is freed in
+    Reclaim.shrink_page_list without coming here: a new rule for such pages belongs there too.)"""
     mem_map, lru = k.mem_map, k.lru
     tracing = k.reclaim_trace is not None
     if mem_map.test(pfn, PG_swapbacked):
