@@ -51,6 +51,11 @@ VIRTIO_BALLOON_F_FREE_PAGE_HINT = 3
 VIRTIO_BALLOON_F_PAGE_POISON = 4
 VIRTIO_BALLOON_F_REPORTING = 5
 ALL_FEATURES = sum(1 << b for b in range(6))
+# Ours, experimental (a free device bit, as the series' v3 asked for one): the host hints, per
+# target, that the guest should give unmapped page cache before free memory. Config field
+# `reclaim_cache_first` (le32 @16, device-written): 1 = cache first for the current target.
+VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST = 16
+KNOWN_FEATURES = ALL_FEATURES | 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
 
 # Free page hint command ids.
 FREE_PAGE_HINT_CMD_ID_STOP = 0
@@ -76,6 +81,7 @@ VirtioBalloonConfig = Struct(
 )
 CONFIG_ACTUAL_OFFSET = 4
 CONFIG_POISON_VAL_OFFSET = 12
+CONFIG_RECLAIM_CACHE_FIRST_OFFSET = 16
 
 # Fast views (tests hold them to the declarations).
 CONFIG = struct.Struct("<IIII")
@@ -116,8 +122,8 @@ class VirtioBalloon(VirtioDevice):
         > 0 makes the device ask for statistics that often on `clock` (Firecracker's stats_polling_interval_s,
         QEMU's guest-stats-polling-interval)."""
         super().__init__()
-        if features & ~ALL_FEATURES:
-            raise ValueError(f"unknown balloon features {features & ~ALL_FEATURES:#x}")
+        if features & ~KNOWN_FEATURES:
+            raise ValueError(f"unknown balloon features {features & ~KNOWN_FEATURES:#x}")
         self.ram = ram
         self.clock = clock
         self.features = features
@@ -129,6 +135,7 @@ class VirtioBalloon(VirtioDevice):
         self._logged = set()            # kinds of bad input already logged
         self.latest_stats = {}
         self.num_pages = 0
+        self.cache_first = False        # the experimental per-target hint
         self.actual = 0
         self.cmd_id = FREE_PAGE_HINT_CMD_ID_STOP
         self._next_cmd_id = FREE_PAGE_HINT_CMD_ID_MIN
@@ -152,7 +159,10 @@ class VirtioBalloon(VirtioDevice):
         return bool(self.acked_features >> bit & 1)
 
     def config_space(self) -> bytes:
-        return CONFIG.pack(self.num_pages, self.actual, self.cmd_id, self.poison_val)
+        config = CONFIG.pack(self.num_pages, self.actual, self.cmd_id, self.poison_val)
+        if self.features >> VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST & 1:
+            config += PFN.pack(1 if self.cache_first else 0)
+        return config
 
     def write_config(self, offset: int, size: int, value: int) -> None:
         if offset == CONFIG_ACTUAL_OFFSET and size == 4:
@@ -216,20 +226,26 @@ class VirtioBalloon(VirtioDevice):
     def target_pages(self) -> int:
         return self.num_pages
 
-    def set_target_pages(self, n: int) -> None:
-        """Firecracker's view: the balloon should hold n 4 KiB pages."""
+    def set_target_pages(self, n: int, hint: str = None) -> None:
+        """Firecracker's view: the balloon should hold n 4 KiB pages. hint="cache" (QEMU's
+        `balloon <value> cache` of the 2010 series) asks the guest to give page cache first."""
         n = int(n)
         if not 0 <= n <= self.ram.size >> PFN_SHIFT:
             raise ValueError(f"balloon of {n} pages does not fit in {self.ram.size >> PFN_SHIFT} pages of RAM")
+        if hint not in (None, "cache"):
+            raise ValueError(f"unknown balloon hint {hint!r} (only 'cache')")
+        if hint and not self.features >> VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST & 1:
+            raise ValueError("hint='cache' needs the RECLAIM_CACHE_FIRST feature offered")
         self.num_pages = n
+        self.cache_first = hint == "cache"
         self._config_changed()
 
-    def set_guest_size(self, size_bytes: int) -> None:
+    def set_guest_size(self, size_bytes: int, hint: str = None) -> None:
         """QEMU's view (`balloon <MB>`): the guest should keep size_bytes of RAM; more than RAM means no balloon."""
         size_bytes = int(size_bytes)
         if size_bytes <= 0:
             raise ValueError(f"guest size {size_bytes} must be positive")
-        self.set_target_pages((self.ram.size - min(size_bytes, self.ram.size)) >> PFN_SHIFT)
+        self.set_target_pages((self.ram.size - min(size_bytes, self.ram.size)) >> PFN_SHIFT, hint)
 
     def _config_changed(self) -> None:
         if self.activated and self.transport is not None:

@@ -10,6 +10,9 @@
 - The statistics buffer (16 tags) is answered whenever the device returns it.
 - Free page hinting: a round started by the host (cmd_id >= 2) sends free max-order blocks,
   which the driver holds until the host says DONE (or memory gets tight).
+- Cache first (the 2010 series, patch 2/2): with `virtio_balloon.cache_first=1`, or when the host
+  hints it for a target (our experimental feature bit 16), balloon pages are allocated with
+  __GFP_FREE_CACHE: the allocator first reclaims as much clean unmapped page cache.
 - Free page reporting: 2 s after a pageblock-order block is freed, free blocks of that order and
   above not reported yet are reported, up to 32 per request.
 PAGE_POISON is not negotiated: as in Linux, only a kernel that poisons or zeroes freed pages
@@ -22,7 +25,7 @@ import struct
 
 from ..kernel.printk import KERN_INFO
 from ..mm.mm_types import NIL, PG_reserved, PG_uptodate
-from ..mm.page_alloc import GFP_NORECLAIM, GFP_NORETRY, MAX_ORDER
+from ..mm.page_alloc import GFP_FREE_CACHE, GFP_NORECLAIM, GFP_NORETRY, MAX_ORDER
 from .virtio_mmio import VIRTIO_ID_BALLOON
 
 VIRTIO_BALLOON_F_MUST_TELL_HOST = 0
@@ -31,6 +34,7 @@ VIRTIO_BALLOON_F_DEFLATE_ON_OOM = 2
 VIRTIO_BALLOON_F_FREE_PAGE_HINT = 3
 VIRTIO_BALLOON_F_PAGE_POISON = 4
 VIRTIO_BALLOON_F_REPORTING = 5
+VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST = 16        # ours, experimental: see devices/virtio_balloon.py
 VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256
 VIRTIO_BALLOON_OOM_NR_PAGES = 256
 VIRTIO_BALLOON_HINT_BLOCK_ORDER = MAX_ORDER - 1
@@ -43,8 +47,8 @@ PAGE_REPORTING_ORDER = 9                 # pageblock_order: 2 MiB blocks
 PG_reported = PG_uptodate                # Linux reuses PG_uptodate on free pages too
 WANTED = sum(1 << bit for bit in (VIRTIO_BALLOON_F_MUST_TELL_HOST, VIRTIO_BALLOON_F_STATS_VQ,
                                   VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_FREE_PAGE_HINT,
-                                  VIRTIO_BALLOON_F_REPORTING))
-CONFIG_NUM_PAGES, CONFIG_ACTUAL, CONFIG_FREE_PAGE_HINT_CMD_ID = 0, 4, 8
+                                  VIRTIO_BALLOON_F_REPORTING, VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST))
+CONFIG_NUM_PAGES, CONFIG_ACTUAL, CONFIG_FREE_PAGE_HINT_CMD_ID, CONFIG_RECLAIM_CACHE_FIRST = 0, 4, 8, 16
 
 # offsets in the driver's buffer page
 PFNS_OFFSET, STATS_OFFSET, CMD_ID_OFFSET, CMD_STOP_OFFSET, REPORT_OFFSET = 0, 1024, 1280, 1284, 1536
@@ -70,6 +74,10 @@ class VirtioBalloonDriver:
         self.size_pending = True             # update_balloon_size_func queued
         self.backing_off = False
         self.bug = k.params.get("virtio_balloon.bug", "")
+        # patch 2/2 of the series: balloon pages come from unmapped page cache first, always
+        # (boot option) or when the host hints it for a target (the experimental feature)
+        self.cache_first_always = k.params.get("virtio_balloon.cache_first") in (True, "1", "y")
+        self.cache_first_hint = vdev.has(VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST)
         self.counters = dict(out_of_puff=0, oom_deflated_pages=0, hinted_blocks=0, hint_rounds=0,
                              reported_blocks=0, reporting_passes=0)
         page = k.page_alloc.alloc_pages()
@@ -184,9 +192,13 @@ class VirtioBalloonDriver:
             self.size_pending = True
         self.k.timers.add_timer(BALLOON_BACKOFF_NS, again)
 
+    def cache_first(self) -> bool:
+        return self.cache_first_always or \
+            (self.cache_first_hint and self.vdev.read_config(CONFIG_RECLAIM_CACHE_FIRST, 4) == 1)
+
     def fill_balloon(self, n: int) -> int:
         k = self.k
-        pfns = k.page_alloc.alloc_pages_bulk(GFP_NORETRY, n)
+        pfns = k.page_alloc.alloc_pages_bulk(GFP_NORETRY | (GFP_FREE_CACHE if self.cache_first() else 0), n)
         if not pfns:
             return 0
         mem_map = k.mem_map

@@ -25,7 +25,7 @@ from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryM
 from ..mm.mmap import MM
 from ..mm.mm_types import (PG_active, OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_REFCOUNT, PG_reserved,
                            STRUCT_PAGE_SIZE, MemMap)
-from ..mm import vmscan
+from ..mm import pagecache_control, vmscan
 from ..mm.lru import LRU_ACTIVE_ANON, LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
 from ..mm.swapfile import SwapArea, SwapError
@@ -47,7 +47,11 @@ VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", 
                 "nr_page_table_pages", "nr_unevictable", "pgpgin", "pgpgout", "pgalloc_normal", "pgfree",
                 "pgactivate", "pgdeactivate", "pgfault", "pgmajfault", "pgrefill", "pgsteal_kswapd",
                 "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "kswapd_runs", "allocstall", "pswpin",
-                "pswpout", "oom_kill")
+                "pswpout", "oom_kill",
+                # ours: the page-cache control policies (guestos/mm/pagecache_control.py)
+                "unmapped_wakeups", "unmapped_balance_runs", "pgscan_unmapped", "pgsteal_unmapped",
+                "balloon_cache_first_calls", "pgscan_cache_first", "pgsteal_cache_first",
+                "host_cache_queries", "pgscan_dedup", "pgsteal_dedup")
 
 # wait status to power off with when there is nothing to run (Linux panics here)
 PANIC_NO_INIT = 0xFF00
@@ -169,8 +173,19 @@ class Kernel:
             self.native.fastpath_enabled = "nofastfault" not in self.params
         self.pcp = PerCpuPages(self.page_alloc, self.native)
         self.page_alloc.on_free = self.lru.remove_if_listed
-        self.page_alloc.reclaim = lambda nr: vmscan.try_to_free_pages(self, nr)
+        self.page_alloc.reclaim = self.direct_reclaim
         self.page_alloc.wake_kswapd = self.wakeup_kswapd
+        try:
+            self.unmapped_policy = pagecache_control.policy_from_cmdline(self.params)
+        except ValueError as e:
+            self.printk(KERN_WARNING, f"{e}: ignored")
+            self.unmapped_policy = "none"
+        self.unmapped_wanted = False
+        self.pagecache_dedup = "pagecache_dedup" in self.params
+        self.host_cached, self.host_cached_at = {}, -1      # disk -> bitmap of host-cached pages
+        if self.unmapped_policy == "kswapd":
+            self.page_alloc.fastpath_hook = lambda: pagecache_control.wakeup_if_unmapped_high(self)
+        self.page_alloc.free_cache = lambda nr: pagecache_control.free_cache_for_balloon(self, nr)
         self.mm = MemoryManager(self)
         self.printk(KERN_INFO, f"Memory: {self.totalram_pages * 4}K available, mem_map {self.mem_map.size >> 10}K")
 
@@ -357,9 +372,22 @@ class Kernel:
         self.kswapd_wanted = True
 
     def kswapd(self) -> None:
-        """kswapd runs when scheduled: after the current exit, before user code runs again."""
+        """kswapd runs when scheduled: after the current exit, before user code runs again. The
+        policies go first: the series' unmapped pass, and dropping pages the host also caches."""
         self.kswapd_wanted = False
+        if self.unmapped_wanted or pagecache_control.should_balance_unmapped_pages(self):
+            pagecache_control.balance_unmapped_pages(self)
+        zone = self.page_alloc.zone
+        if self.pagecache_dedup and zone.nr_free_pages < zone.watermark[2]:
+            pagecache_control.shrink_duplicates(self, zone.watermark[2] - zone.nr_free_pages)
         vmscan.balance_pgdat(self)
+
+    def direct_reclaim(self, nr_to_reclaim: int) -> int:
+        """The allocator's direct reclaim: duplicated pages first when the guest knows them."""
+        freed = pagecache_control.shrink_duplicates(self, nr_to_reclaim) if self.pagecache_dedup else 0
+        if freed >= nr_to_reclaim:
+            return freed
+        return freed + vmscan.try_to_free_pages(self, nr_to_reclaim - freed)
 
     def out_of_memory_notify(self) -> int:
         """out_of_memory()'s notifier chain: pages freed by whoever could (a balloon that may

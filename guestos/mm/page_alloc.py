@@ -18,6 +18,7 @@ GFP_HIGH = 1 << 5                  # may dip below the min watermark (atomic/eme
 GFP_NORETRY = 1 << 12
 GFP_NOWARN = 1 << 9
 GFP_NORECLAIM = 1 << 10            # neither direct reclaim nor kswapd (no __GFP_RECLAIM)
+GFP_FREE_CACHE = 1 << 24           # the 2010 series: reclaim unmapped page cache first (balloon pages)
 
 ALLOC_WMARK_MIN = 0
 ALLOC_WMARK_LOW = 1
@@ -107,6 +108,8 @@ class PageAllocator:
         self.reclaim = None
         self.wake_kswapd = None
         self.oom_notify = None          # out_of_memory()'s notifier chain: returns pages freed
+        self.fastpath_hook = None       # unmapped page-cache control looks at every allocation batch
+        self.free_cache = None          # reclaims unmapped page cache for __GFP_FREE_CACHE
         self.report_hook = None         # page_reporting_notify_free()
 
     # --- boot: memblock_free_all ---
@@ -137,6 +140,8 @@ class PageAllocator:
         (once with __GFP_NORETRY, never without __GFP_RECLAIM); then the OOM notifiers, whose
         freed pages spare the OOM killer (__GFP_NORETRY never gets that far)."""
         zone = self.zone
+        if self.fastpath_hook is not None:
+            self.fastpath_hook()
         if gfp & GFP_NORECLAIM:
             return zone.watermark_ok(order, ALLOC_WMARK_LOW, high_prio)
         if self.wake_kswapd is not None and not zone.watermark_ok(order, ALLOC_WMARK_LOW, high_prio):
@@ -194,6 +199,8 @@ class PageAllocator:
         """alloc_pages_bulk(): up to nr_pages order-0 pages, each allocation checked against the
         watermarks as alloc_pages() would; fewer (or none) when memory runs short."""
         zone, mm = self.zone, self.mem_map
+        if gfp & GFP_FREE_CACHE and self.free_cache is not None:
+            self.free_cache(nr_pages)
         pfns = []
         high_prio = bool(gfp & GFP_HIGH)
         while len(pfns) < nr_pages:

@@ -9,6 +9,7 @@ from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTI
 from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
 from .rmap import page_referenced, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
+from . import pagecache_control
 
 DEF_PRIORITY = 12
 
@@ -18,6 +19,8 @@ class ScanControl:
     nr_to_reclaim: int
     current_is_kswapd: bool
     may_writepage: bool = True
+    may_unmap: bool = True            # False: mapped pages stay (unmapped page-cache control)
+    may_swap: bool = True             # False: anonymous pages stay
     priority: int = DEF_PRIORITY
     nr_scanned: int = 0
     nr_reclaimed: int = 0
@@ -98,7 +101,12 @@ def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
     tracing = k.reclaim_trace is not None
     if mem_map.test(pfn, PG_swapbacked):
         mapped = mem_map.mapcount(pfn) > 0
-        why = shrink_anon_page(k, pfn, sc) if k.swap is not None else "no-swap"
+        if k.swap is None:
+            why = "no-swap"
+        elif not sc.may_swap or keep_for_unmapped_first(k, sc):
+            why = "unmapped-first"
+        else:
+            why = shrink_anon_page(k, pfn, sc)
         if not why:
             decision = "swapped-out"
         elif mem_map.test(pfn, PG_lru):                    # still on a list: back to active
@@ -129,6 +137,11 @@ def _shrink_file_page(k, pfn: int, sc: ScanControl):
             mem_map.set(pfn, PG_referenced)
         lru.rotate(pfn)
         return "rotated", "locked" if mem_map.test(pfn, PG_locked) else "metadata", referenced, mapped
+    if mapped and (not sc.may_unmap or keep_for_unmapped_first(k, sc)):
+        if referenced:
+            mem_map.set(pfn, PG_referenced)
+        lru.rotate(pfn)
+        return "rotated", "unmapped-first", referenced, True
     if mapped:
         # page_check_references(): a mapped page someone touched stays (or goes active)
         referenced_ptes, _ = page_referenced(k, pfn)
@@ -217,6 +230,11 @@ def shrink_zone(k, sc: ScanControl) -> None:
         hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_FILE)
     if k.swap is not None and inactive_anon_is_low(k):
         hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
+
+
+def keep_for_unmapped_first(k, sc: ScanControl) -> bool:
+    """The review's variant of unmapped page-cache control lives here, in shrink_page_list."""
+    return k.unmapped_policy == "shrink_list" and sc.may_unmap and pagecache_control.unmapped_above_min(k)
 
 
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
