@@ -34,12 +34,16 @@ BUILTIN_PROGRAMS = ("hello", "memhog", "compute", "seqread", "randread", "mmapre
                     "vdread", "vdwrite", "vdsha256")
 
 
-def builtin_root() -> str:
-    """The built-in root: our workload programs in /bin, and /data and /src made by mkdata."""
+def builtin_root(extra_programs: dict = None) -> str:
+    """The built-in root: our workload programs in /bin, and /data and /src made by mkdata;
+    `extra_programs` ({name: ELF bytes}) go to /bin beside them."""
     images = cache_dir()
+    extra = dict(sorted((extra_programs or {}).items()))
     h = hashlib.sha256()
     for name in BUILTIN_PROGRAMS + ("mkdata",):
         h.update(name.encode() + b"\0" + (FIRMWARE / name).read_bytes())
+    for name, data in extra.items():
+        h.update(b"extra\0" + name.encode() + b"\0" + data)
     image = images / f"builtin-{h.hexdigest()[:24]}.img"
     if image.exists():
         return str(image)
@@ -52,6 +56,9 @@ def builtin_root() -> str:
         (tree / "bin").mkdir(parents=True)
         for name in BUILTIN_PROGRAMS:
             shutil.copy(FIRMWARE / name, tree / "bin" / name)
+        for name, data in extra.items():
+            (tree / "bin" / name).write_bytes(data)
+            (tree / "bin" / name).chmod(0o755)
         proc = subprocess.run([str(FIRMWARE / "mkdata"), str(tree)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise BallastError(f"building the built-in root: mkdata failed: {proc.stderr.strip()}")

@@ -54,6 +54,7 @@ class GuestSession:
         self._host = None
         self._wait = None               # (predicate, deadline_ns) while the host waits
         self._poll_armed = False
+        self._running = None            # (argv, agent reply offset, console offset) of a spawned program
         self.finished = False
 
     # --- lifecycle ---
@@ -89,23 +90,45 @@ class GuestSession:
     # --- the host's steps ---
     def run(self, argv, timeout_s: float = 3600) -> RunResult:
         """Run a guest program to completion; its console output and wait status."""
+        self.spawn(argv)
+        return self.wait_program(timeout_s)
+
+    def spawn(self, argv) -> None:
+        """Start a guest program and return at once (the guest has not run yet); wait_program()
+        collects it. One program at a time: the agent serves one request after another."""
         m = self.machine
         argv = [str(a) for a in argv]
         if not argv or any("\x1f" in a or "\n" in a for a in argv):
             raise BallastError(f"cannot run {argv!r} in the guest")
-        reply_from, console_from = len(m.agent_output), len(m.console_output)
+        if self._running is not None:
+            raise BallastError(f"{self._running[0][0]} is still running in the guest")
+        self._running = (argv, len(m.agent_output), len(m.console_output))
         m.serial2.receive(("\x1f".join(["RUN"] + argv) + "\n").encode())
+
+    def wait_program(self, timeout_s: float = 3600) -> RunResult:
+        if self._running is None:
+            raise BallastError("no guest program is running")
+        m = self.machine
+        argv, reply_from, console_from = self._running
         why = self._resume(lambda: b"\n" in m.agent_output[reply_from:], timeout_s)
         output = bytes(m.console_output[console_from:]).decode(errors="replace")
         if why == STUCK:
             raise BallastError(f"{argv[0]} is waiting for something that will never come: {self.console_tail()}")
         if why != DONE:
             raise BallastError(f"{argv[0]} did not finish within {timeout_s:g} s of guest time ({why})")
+        self._running = None
         reply = bytes(m.agent_output[reply_from:]).split(b"\n", 1)[0].decode()
         word, _, value = reply.partition(" ")
         if word != "EXIT":
             raise BallastError(f"the guest agent could not run {argv[0]}: {reply}")
         return RunResult(int(value), output)
+
+    def wait_output(self, text: str, timeout_s: float = 60) -> bool:
+        """Run the guest until `text` appears on the console (after the running program started)."""
+        m = self.machine
+        start = self._running[2] if self._running is not None else 0
+        needle = text.encode()
+        return self.wait_until(lambda: needle in m.console_output[start:], timeout_s)
 
     def advance(self, seconds: float) -> None:
         """Let guest time pass (the guest runs or idles meanwhile)."""
