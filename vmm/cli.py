@@ -158,8 +158,9 @@ def cmd_scenario(opts) -> int:
                   + (f", host memory {m.host_memory >> 20} MiB" if m.host_memory else ""))
     if spec.description:
         console.print(escape(spec.description), style="italic")
+    err = Console(stderr=True)
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        console=Console(stderr=True), transient=True)
+                        console=err, transient=True, disable=not err.is_terminal)
     task = progress.add_task("booting", total=len(spec.steps))
 
     def on_step(step, outcome):
@@ -188,7 +189,7 @@ def cmd_scenario(opts) -> int:
 
 
 def _write_json(out: str, result: dict) -> None:
-    text = json.dumps(result, indent=2, sort_keys=True)
+    text = json.dumps(result, indent=2)         # snapshots in the order they were taken
     if out == "-":
         print(text)
         return

@@ -33,9 +33,11 @@ def ballast_vm():
         try:
             session = scenario.boot(scenario.MachineSpec.from_options(**options))
         except BallastError as e:
-            pytest.fail(f"ballast: {e}", pytrace=False)
-        sessions.append(session)
-        return session
+            error = str(e)
+        else:
+            sessions.append(session)
+            return session
+        pytest.fail(f"ballast: {error}", pytrace=False)     # outside the except: no chained traceback
 
     yield boot
     for session in reversed(sessions):

@@ -447,7 +447,7 @@ def run(scenario: Scenario, on_step=None, console_sink=None) -> dict:
     result = {"snapshots": {}, "exit": {}}
     runs, waits = [], []
     exit_info = result["exit"]
-    exit_info.update(steps=len(scenario.steps), steps_run=0, runs=runs, last_run=None, waits=waits,
+    exit_info.update(ok=None, steps=len(scenario.steps), steps_run=0, runs=runs, last_run=None, waits=waits,
                      waits_met=True, violations=0, error=None, virtual_ns=0)
     session = None
     try:
