@@ -34,6 +34,8 @@ from devices.virtqueue import QueueError
 log = logging.getLogger(__name__)
 
 SECTOR_SIZE = 512
+PAGE_SIZE = 4096
+HOST_CACHE_QUERY_NS_PER_PAGE = 1        # the host looks up each page of the queried range
 QUEUE_SIZE = 256
 SERIAL_LEN = 20
 
@@ -49,6 +51,7 @@ VIRTIO_BLK_F_CONFIG_WCE = 11
 VIRTIO_BLK_F_MQ = 12
 VIRTIO_BLK_F_DISCARD = 13
 VIRTIO_BLK_F_WRITE_ZEROES = 14
+VIRTIO_BLK_F_HOST_CACHE_QUERY = 23      # ours: docs/host-cache-query.md
 
 # Request types.
 VIRTIO_BLK_T_IN = 0
@@ -59,10 +62,11 @@ VIRTIO_BLK_T_GET_LIFETIME = 10
 VIRTIO_BLK_T_DISCARD = 11
 VIRTIO_BLK_T_WRITE_ZEROES = 13
 VIRTIO_BLK_T_SECURE_ERASE = 14
+VIRTIO_BLK_T_HOST_CACHE_QUERY = 0x4843  # ours: which of this disk's pages the host caches
 
 REQUEST_NAMES = {VIRTIO_BLK_T_IN: "in", VIRTIO_BLK_T_OUT: "out", VIRTIO_BLK_T_FLUSH: "flush",
                  VIRTIO_BLK_T_GET_ID: "get_id", VIRTIO_BLK_T_DISCARD: "discard",
-                 VIRTIO_BLK_T_WRITE_ZEROES: "write_zeroes"}
+                 VIRTIO_BLK_T_WRITE_ZEROES: "write_zeroes", VIRTIO_BLK_T_HOST_CACHE_QUERY: "host_cache_query"}
 
 # Status values.
 VIRTIO_BLK_S_OK = 0
@@ -175,6 +179,9 @@ class VirtioBlk(VirtioDevice):
         features = sum(1 << b for b in bits)
         if self.backend.read_only:
             features |= 1 << VIRTIO_BLK_F_RO
+        mode = getattr(self.backend, "mode", None)
+        if mode is not None and mode.host_cache and self.backend.cache is not None:
+            features |= 1 << VIRTIO_BLK_F_HOST_CACHE_QUERY
         return features
 
     def capacity_sectors(self) -> int:
@@ -338,7 +345,26 @@ class VirtioBlk(VirtioDevice):
         if req_type in (VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES):
             return 0, self._discard_or_write_zeroes(req_type, chain, data_out_len)
 
+        if req_type == VIRTIO_BLK_T_HOST_CACHE_QUERY and self._acked(VIRTIO_BLK_F_HOST_CACHE_QUERY):
+            return self._host_cache_query(chain, sector, data_out_len, data_in_room)
+
         raise _Status(VIRTIO_BLK_S_UNSUPP, f"request type {req_type}")
+
+    def _host_cache_query(self, chain, sector: int, data_out_len: int, room: int):
+        """A bitmap of the disk's pages the host caches, from the page holding `sector`."""
+        nr_pages = self.backend.capacity_bytes // PAGE_SIZE
+        if data_out_len or sector % (PAGE_SIZE // SECTOR_SIZE) or room <= 0:
+            raise _Status(VIRTIO_BLK_S_IOERR, "host cache query: bad sector or buffers")
+        first = sector * SECTOR_SIZE // PAGE_SIZE
+        if first >= nr_pages or room > (nr_pages + 7) // 8:
+            raise _Status(VIRTIO_BLK_S_IOERR, "host cache query past the end of the disk")
+        bitmap = bytearray(room)
+        last = min(nr_pages, first + 8 * room)
+        for index in self.backend.cache.pages_of(self.backend.key):
+            if first <= index < last:
+                bit = index - first
+                bitmap[bit >> 3] |= 1 << (bit & 7)
+        return chain.write_into(self.mem, bytes(bitmap)), (last - first) * HOST_CACHE_QUERY_NS_PER_PAGE
 
     def _discard_or_write_zeroes(self, req_type: int, chain, payload_len: int) -> int:
         zeroes = req_type == VIRTIO_BLK_T_WRITE_ZEROES

@@ -13,6 +13,7 @@ VIRTIO_BLK_F_FLUSH = 9
 VIRTIO_BLK_F_CONFIG_WCE = 11
 VIRTIO_BLK_F_DISCARD = 13
 VIRTIO_BLK_F_WRITE_ZEROES = 14
+VIRTIO_BLK_F_HOST_CACHE_QUERY = 23     # ours: docs/host-cache-query.md
 
 VIRTIO_BLK_T_IN = 0
 VIRTIO_BLK_T_OUT = 1
@@ -20,6 +21,7 @@ VIRTIO_BLK_T_FLUSH = 4
 VIRTIO_BLK_T_GET_ID = 8
 VIRTIO_BLK_T_DISCARD = 11
 VIRTIO_BLK_T_WRITE_ZEROES = 13
+VIRTIO_BLK_T_HOST_CACHE_QUERY = 0x4843
 
 VIRTIO_BLK_S_OK = 0
 VIRTIO_BLK_S_IOERR = 1
@@ -30,7 +32,8 @@ DEFAULT_MAX_SECTORS_KB = 512          # 2.6.35's BLK_DEF_MAX_SECTORS; `virtio_bl
 SLOT_SIZE = 32                         # request header (16) + status byte, in a slab page
 WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_RO,
                                         VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_CONFIG_WCE,
-                                        VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_F_EVENT_IDX))
+                                        VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_F_EVENT_IDX,
+                                        VIRTIO_BLK_F_HOST_CACHE_QUERY))
 
 
 class BlkRequest:
@@ -49,6 +52,7 @@ class VirtioBlk:
         self.size_max = vdev.read_config(8, 4) if vdev.has(VIRTIO_BLK_F_SIZE_MAX) else 1 << 32
         self.blk_size = vdev.read_config(20, 4) if vdev.has(VIRTIO_BLK_F_BLK_SIZE) else SECTOR_SIZE
         self.flush_supported = vdev.has(VIRTIO_BLK_F_FLUSH)
+        self.host_cache_query = vdev.has(VIRTIO_BLK_F_HOST_CACHE_QUERY)
         self.vq = vdev.setup_vq(0, self.virtblk_done)
         page = k.page_alloc.alloc_pages()
         self.slab_paddr = page << 12
@@ -135,6 +139,23 @@ class VirtioBlk:
             return VIRTIO_BLK_S_OK
         self.stats["flushes"] += 1
         return self.wait_all([self.submit(VIRTIO_BLK_T_FLUSH, 0)])
+
+    def query_host_cache(self):
+        """Which of this disk's pages the host caches, as a bitmap (bit i: page i), or None when
+        the device cannot say. The buffer is borrowed pages, given back at once."""
+        if not self.host_cache_query:
+            return None
+        nbytes = (self.size_bytes // 4096 + 7) // 8
+        order = max(0, (nbytes - 1).bit_length() - 12)
+        page = self.k.page_alloc.alloc_pages(order=order)
+        if page == 0xFFFFFFFF:
+            return None
+        try:
+            status = self.wait_all([self.submit(VIRTIO_BLK_T_HOST_CACHE_QUERY, 0, [(page << 12, nbytes, True)])])
+            bitmap = bytes(self.k.ram[page << 12:(page << 12) + nbytes])
+        finally:
+            self.k.page_alloc.free_pages(page, order)
+        return bitmap if status == VIRTIO_BLK_S_OK else None
 
     def get_id(self) -> bytes:
         page = self.k.page_alloc.alloc_pages()

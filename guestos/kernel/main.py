@@ -183,6 +183,7 @@ class Kernel:
         self.unmapped_wanted = False
         self.pagecache_dedup = "pagecache_dedup" in self.params
         self.host_cached, self.host_cached_at = {}, -1      # disk -> bitmap of host-cached pages
+        self.host_cached_exhausted_at = None                 # the view in which no duplicate was left
         if self.unmapped_policy == "kswapd":
             self.page_alloc.fastpath_hook = lambda: pagecache_control.wakeup_if_unmapped_high(self)
         self.page_alloc.free_cache = lambda nr: pagecache_control.free_cache_for_balloon(self, nr)

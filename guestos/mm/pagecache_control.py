@@ -17,7 +17,7 @@ Chosen on the command line, tuned in /proc/sys/vm:
   copies of those first, keeping pages only the guest holds.
 """
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced
+from .mm_types import PG_dirty, PG_locked, PG_lru
 
 
 def _vmscan():
@@ -138,29 +138,39 @@ def host_caches(k, mapping, pfn: int) -> bool:
     return page >> 3 < len(bitmap) and bitmap[page >> 3] >> (page & 7) & 1 == 1
 
 
+DEDUP_SCAN_MIN = 4096                           # pages looked at per call, at least
+
+
 def shrink_duplicates(k, nr_to_reclaim: int) -> int:
-    """Free clean, unmapped, unreferenced inactive page-cache pages the host also caches, oldest
-    first: the guest keeps what only it holds."""
+    """Free clean, unmapped inactive page-cache pages the host also caches, oldest first; pages
+    only the guest holds go back to the head of the list. A scan that finds none stops the
+    search until the view of the host cache is refreshed."""
     refresh_host_cached(k)
-    if not k.host_cached:
+    if not k.host_cached or k.host_cached_exhausted_at == k.host_cached_at:
         return 0
     mem_map, lru = k.mem_map, k.lru
     freed = scanned = 0
+    limit = max(4 * nr_to_reclaim, DEDUP_SCAN_MIN)
     for pfn in list(lru.from_tail(LRU_INACTIVE_FILE)):
-        if freed >= nr_to_reclaim:
+        if freed >= nr_to_reclaim or scanned >= limit:
             break
         scanned += 1
         flags = mem_map.flags(pfn)
-        if flags & ((1 << PG_dirty) | (1 << PG_locked) | (1 << PG_referenced)) or not flags & (1 << PG_lru) \
+        # as page_check_references(): an unmapped clean page goes even if it was referenced
+        if flags & ((1 << PG_dirty) | (1 << PG_locked)) or not flags & (1 << PG_lru) \
                 or mem_map.mapcount(pfn) or mem_map.refcount(pfn) != 1:
             continue
         mapping = k.address_spaces.get(mem_map.mapping(pfn))
         index = mem_map.index(pfn)
-        if mapping is None or mapping.unevictable_metadata or mapping.pages.get(index) != pfn \
-                or not host_caches(k, mapping, pfn):
+        if mapping is None or mapping.unevictable_metadata or mapping.pages.get(index) != pfn:
+            continue
+        if not host_caches(k, mapping, pfn):
+            lru.rotate(pfn)                 # only the guest holds it: a second chance, at the head
             continue
         mapping.remove_from_page_cache(index)
         freed += 1
     k.vmstat["pgscan_dedup"] += scanned
     k.vmstat["pgsteal_dedup"] += freed
+    if not freed and scanned < limit:           # the whole list, and not one duplicate in it
+        k.host_cached_exhausted_at = k.host_cached_at
     return freed
