@@ -4,7 +4,6 @@ import importlib.metadata
 import re
 import tomllib
 
-
 import vmm.scenario  # noqa: F401  loaded here: pytester drops the modules a run imports, unicorn cannot load twice
 from ballast_testlib import REPO
 
@@ -50,6 +49,7 @@ def test_the_entry_point_is_declared():
 def test_fixture_options_and_teardown(pytester):
     result = run(pytester, '''
 import os
+import pytest
 
 GUESTS = []
 SWAP = []
@@ -89,6 +89,7 @@ def test_run_ok_fails_on_a_failing_program(balloon_vm):
 
 def test_bad_options_fail_the_test_in_one_line(pytester):
     result = run(pytester, '''
+import pytest
 
 def test_feature(ballast_vm):
     ballast_vm(balloon=["NOPE"])
