@@ -134,6 +134,9 @@ class BlockBackend:
                     + self._load_cost(io, sequential) + self._eviction_cost(io))
             self.stats.host_hits += io.hits
             self.stats.host_misses += io.misses
+            if self.cache.exclusive:
+                first = offset // PAGE_SIZE
+                self.cache.demote(self.key, first, (offset + length - 1) // PAGE_SIZE - first + 1, self.vm_id)
         else:
             cost = self._write_back_range(offset, length)
             self.image.pread_into(offset, dest)

@@ -14,14 +14,17 @@ DEFAULT_CACHE_BYTES = 1 << 30        # host page cache when no budget is given
 
 
 class Host:
-    """memory_budget_bytes bounds the host page cache; cache_capacity (in pages) bounds it further."""
+    """memory_budget_bytes bounds the host page cache; cache_capacity (in pages) bounds it further;
+    exclusive_cache makes the host keep only pages several VMs read (the guest holds the rest)."""
 
     def __init__(self, memory_budget_bytes: int | None = None, cache_capacity: int | None = None,
-                 host_costs: HostCosts | None = None):
+                 host_costs: HostCosts | None = None, exclusive_cache: bool = False):
         self.memory_budget_bytes = memory_budget_bytes
         self.cache_capacity = cache_capacity
         self.costs = host_costs or HostCosts()
         self.cache = HostPageCache(self._cache_pages())
+        # exclusive caching: drop from the host what exactly one guest read, keep what several share
+        self.cache.set_exclusive(exclusive_cache)
         self._images = {}            # (st_dev, st_ino) -> DiskImage
         self._next_vm_id = 1
         self.closed = False

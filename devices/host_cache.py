@@ -27,6 +27,8 @@ ARENA_CHUNK_PAGES = 1 << ARENA_CHUNK_SHIFT
 _CHUNK_MASK = ARENA_CHUNK_PAGES - 1
 MAX_IO_PAGES = 256                        # pages per preadv/pwritev (1 MiB), like a large bio
 
+_SHARED = "shared"                        # a page several VMs have read (exclusive caching)
+
 # page flags (one byte per slot)
 PG_referenced = 0x1
 PG_active = 0x2
@@ -315,6 +317,43 @@ class HostPageCache:
         for slot in victims:
             self._remove(slot)
         return len(victims)
+
+    # --- exclusive caching (DEMOTE, Wong & Wilkes 2002): keep only what several guests share ---
+    exclusive = False
+    _readers = None                       # (key, page index) -> the one VM that read it, or SHARED
+
+    def set_exclusive(self, enabled: bool) -> None:
+        self.exclusive = bool(enabled)
+        self._readers = {} if enabled else None
+
+    def demote(self, key, first_page: int, npages: int, vm_id) -> int:
+        """A guest has just read these pages into its own cache: forget the clean ones that no
+        other guest ever read (the guest holds them now); keep those several guests read.
+        Returns how many were dropped."""
+        readers, pages = self._readers, self._files.get(key)
+        if readers is None or not pages:
+            return 0
+        victims = []
+        for index in range(first_page, first_page + npages):
+            who = readers.get((key, index))
+            if who is None:
+                readers[(key, index)] = who = vm_id
+            elif who != vm_id:
+                readers[(key, index)] = who = _SHARED
+            slot = pages.get(index)
+            if who == vm_id and slot is not None and not self._flags[slot] & PG_dirty:
+                victims.append(slot)
+        for slot in victims:
+            self._remove(slot)
+        self._release_memory(victims)
+        self.demoted += len(victims)
+        return len(victims)
+
+    def shared_pages(self, key) -> set:
+        """Pages of `key` that more than one VM has read (exclusive mode only)."""
+        return {index for (k, index), who in (self._readers or {}).items() if k == key and who is _SHARED}
+
+    demoted = 0
 
     def drop_caches(self) -> int:
         """Drop every clean page, like `echo 1 > /proc/sys/vm/drop_caches`. Returns how many."""
