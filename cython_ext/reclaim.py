@@ -309,7 +309,8 @@ class LruCore:
 class Reclaim:
     """One reclaim pass (a ScanControl) seen from the hot path: the LRU lists, the buddy lists,
     the page caches (mapping id -> address space with a `pages` dict index -> pfn), the vmstat
-    dict, and the kernel's Python code for the pages that are not the common case:
+    dict, pages_freed(n) for what the page allocator does for the pages freed here besides
+    listing them, and the kernel's Python code for the pages that are not the common case:
     shrink_page(k, pfn, sc) -> freed, shrink_active_page(k, pfn, sc); with tracing on,
     traced_freed(k, pfn, sc, referenced) and traced_deactivated(k, pfn, sc) record the
     decisions taken here."""
@@ -317,6 +318,7 @@ class Reclaim:
     buddy: BuddyCore
     address_spaces: dict
     vmstat: dict
+    pages_freed: object
     k: object
     sc: object
     shrink_page: object
@@ -326,12 +328,13 @@ class Reclaim:
     pgscan: str
     pgsteal: str
 
-    def __init__(self, lru: LruCore, buddy: BuddyCore, address_spaces: dict, vmstat: dict, k, sc,
+    def __init__(self, lru: LruCore, buddy: BuddyCore, address_spaces: dict, vmstat: dict, pages_freed, k, sc,
                  shrink_page, shrink_active_page, traced_freed, traced_deactivated):
         self.lru = lru
         self.buddy = buddy
         self.address_spaces = address_spaces
         self.vmstat = vmstat
+        self.pages_freed = pages_freed
         self.k = k
         self.sc = sc
         self.shrink_page = shrink_page
@@ -447,9 +450,9 @@ class Reclaim:
 
     @cython.cfunc
     def account_freed(self, freed: cython.Py_ssize_t) -> cython.void:
-        """What remove_from_page_cache and free_pages count for each page freed."""
+        """What remove_from_page_cache and free_pages do besides the lists, for `freed` pages."""
         self.vmstat["nr_file_pages"] -= freed
-        self.vmstat["pgfree"] += freed
+        self.pages_freed(freed)
 
     @cython.ccall
     @cython.wraparound(False)

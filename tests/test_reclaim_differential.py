@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import cython_ext
 from ballast_testlib import FIRMWARE
 from guestos.kernel.errno import SyscallError
+from guestos.fs.proc import SYSCTL_VM_DEFAULTS
 from guestos.kernel.main import VMSTAT_ITEMS
 from guestos.mm import lru as lru_mod
 from guestos.mm import mm_types, page_alloc as page_alloc_mod, vmscan
@@ -80,7 +81,7 @@ class Blk:
 class SmallKernel:
     """What vmscan, lru, page_alloc and filemap use of the kernel."""
 
-    def __init__(self, pure_reclaim: bool):
+    def __init__(self, pure_reclaim: bool, unmapped_policy: str = "none"):
         self.ram = memoryview(bytearray(NPAGES * mm_types.STRUCT_PAGE_SIZE))
         self.mem_map = MemMap(self.ram, 0, NPAGES, pure=pure_reclaim)
         for pfn in range(NPAGES):
@@ -93,12 +94,15 @@ class SmallKernel:
         self.page_alloc.on_free = self.lru.remove_if_listed
         self.page_alloc.reclaim = lambda nr: vmscan.try_to_free_pages(self, nr)
         self.page_alloc.wake_kswapd = lambda: None
+        self.reports = 0                                          # page_reporting_notify_free() calls
+        self.page_alloc.report_hook = self.page_reporting_notify_free
         self.pcp = PerCpuPages(self.page_alloc)
         self.address_spaces = {}
         self.reclaim_trace = collections.deque(maxlen=100_000)
         self.hw = SimpleNamespace(clock=Clock())
         self.swap = None
-        self.sysctl_vm = {"swappiness": 60}
+        self.sysctl_vm = dict(SYSCTL_VM_DEFAULTS)
+        self.unmapped_policy = unmapped_policy
         self.live_mms = []
         self.mm = SimpleNamespace(q=None)
         self.dirty_mappings = set()
@@ -109,6 +113,9 @@ class SmallKernel:
 
     def flush_tlb(self):
         pass
+
+    def page_reporting_notify_free(self):
+        self.reports += 1
 
     def mark_mapping_dirty(self, mapping):
         self.dirty_mappings.add(mapping)
@@ -128,7 +135,7 @@ class SmallKernel:
                     vmstat=dict(self.vmstat), trace=list(self.reclaim_trace), clock=self.hw.clock.t,
                     pages={mid: dict(m.pages) for mid, m in self.address_spaces.items()},
                     dirty={mid: sorted(m.dirty) for mid, m in self.address_spaces.items()},
-                    pcp=list(self.pcp.pages), held=list(self.held), anon=list(self.anon))
+                    pcp=list(self.pcp.pages), held=list(self.held), anon=list(self.anon), reports=self.reports)
 
 
 def apply(k: SmallKernel, op) -> object:
@@ -203,9 +210,11 @@ def workload(seed: int, length: int, weights) -> list:
 
 @settings(max_examples=60, deadline=None, database=None)
 @given(seed=st.integers(0, 1 << 32), length=st.integers(1, 1500),
-       weights=st.lists(st.integers(0, 12), min_size=len(KINDS), max_size=len(KINDS)))
-def test_random_workloads_compiled_equals_pure(seed, length, weights):
-    kernels = SmallKernel(pure_reclaim=False), SmallKernel(pure_reclaim=True)
+       weights=st.lists(st.integers(0, 12), min_size=len(KINDS), max_size=len(KINDS)),
+       policy=st.sampled_from(["none", "shrink_list"]))
+def test_random_workloads_compiled_equals_pure(seed, length, weights, policy):
+    kernels = SmallKernel(pure_reclaim=False, unmapped_policy=policy), SmallKernel(pure_reclaim=True,
+                                                                                   unmapped_policy=policy)
     assert kernels[0].mem_map.hotpath is compiled and kernels[1].mem_map.hotpath.__file__ == pure.__file__
     for step, op in enumerate(workload(seed, length, weights)):
         results = [apply(k, op) for k in kernels]

@@ -180,6 +180,7 @@ class PageAllocator:
         return pfn
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
+        # reclaim's hot path frees clean page-cache pages itself: keep account_freed() in step
         mm = self.mem_map
         if self.on_free is not None:
             for p in range(pfn, pfn + (1 << order)):
@@ -226,6 +227,14 @@ class PageAllocator:
             mm.set_disk_sector(pfn, None)
         self.vmstat["pgalloc_normal"] += len(pfns)
         return pfns
+
+    def account_freed(self, nr: int) -> None:
+        """The end of free_pages() for nr order-0 pages that reclaim's hot path (cython_ext/reclaim.py)
+        took off their lists, reset and merged into the buddy lists itself. The page reporting
+        hook only raises a flag: once for the batch does what once a page would."""
+        self.vmstat["pgfree"] += nr
+        if self.report_hook is not None:
+            self.report_hook()
 
     def put_page(self, pfn: int) -> None:
         """Drop a reference; the last one frees the page."""

@@ -79,9 +79,9 @@ def _hot(k, sc: ScanControl):
     unmapped page-cache pages and deactivates unmapped active pages itself, and hands every
     other page to shrink_page() or shrink_active_page() below."""
     tracing = k.reclaim_trace is not None
-    return k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat, k, sc,
-                                     shrink_page, shrink_active_page, _trace_freed if tracing else None,
-                                     _trace_deactivated if tracing else None)
+    return k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat,
+                                     k.page_alloc.account_freed, k, sc, shrink_page, shrink_active_page,
+                                     _trace_freed if tracing else None, _trace_deactivated if tracing else None)
 
 
 def _trace_freed(k, pfn: int, sc: ScanControl, referenced: bool) -> None:
