@@ -20,6 +20,10 @@ import mmap
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import cython_ext
+
+_hostcache = cython_ext.load("hostcache")     # the all-hit read, native unless BALLAST_PURE=1
+
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 ARENA_CHUNK_SHIFT = 10                    # 1024 slots (4 MiB) per arena mmap
@@ -145,13 +149,21 @@ class HostPageCache:
         length = len(dest)
         if length == 0:
             return io
-        pages = self._files.setdefault(key, {})
+        pages = self._files.get(key)
+        if pages is None:
+            pages = self._files[key] = {}
         end = offset + length
         index, last = offset >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
         if not (offset | length) & (PAGE_SIZE - 1):
-            slots = [pages.get(i) for i in range(index, last + 1)]
-            if None not in slots:
-                return self._read_hits(slots, dest, io)
+            # the common case: whole pages, all cached; one copy and one promotion each
+            promote = _hostcache.read_hits(pages, index, last - index + 1, self._chunk_views, ARENA_CHUNK_SHIFT,
+                                           self._flags, PG_referenced, PG_active, dest)
+            if promote is not None:
+                for slot in promote:
+                    self._activate(slot)
+                io.hits = last - index + 1
+                self.hits += io.hits
+                return io
         run_limit = min(MAX_IO_PAGES, self._capacity)
         run_first = run_n = 0
         views = self._chunk_views
@@ -185,19 +197,6 @@ class HostPageCache:
             self._fill_run(key, pages, run_first, run_n, dest, offset, end, vm_id, io)
         self.hits += io.hits
         self.misses += io.misses
-        return io
-
-    def _read_hits(self, slots, dest, io) -> CacheIO:
-        """The common case of a read: whole pages, all cached. One copy and one promotion each."""
-        views = self._chunk_views
-        pos = 0
-        for slot in slots:
-            base = (slot & _CHUNK_MASK) << PAGE_SHIFT
-            dest[pos:pos + PAGE_SIZE] = views[slot >> ARENA_CHUNK_SHIFT][base:base + PAGE_SIZE]
-            pos += PAGE_SIZE
-            self._mark_page_accessed(slot)
-        io.hits = len(slots)
-        self.hits += io.hits
         return io
 
     def _fill_run(self, key, pages, first, n, dest, offset, end, vm_id, io) -> None:
@@ -518,13 +517,17 @@ class HostPageCache:
         if f & PG_active:
             self._flags[slot] = f | PG_referenced
         elif f & PG_referenced:
-            del self._inactive[slot]
-            self._active[slot] = None
-            self._flags[slot] = (f | PG_active) & ~PG_referenced
-            self._charge[self._slot_owner[slot]][_CHARGE_ACTIVE] += 1
-            self.pgactivate += 1
+            self._activate(slot)
         else:
             self._flags[slot] = f | PG_referenced
+
+    def _activate(self, slot) -> None:
+        """An inactive page referenced a second time moves to the active list."""
+        del self._inactive[slot]
+        self._active[slot] = None
+        self._flags[slot] = (self._flags[slot] | PG_active) & ~PG_referenced
+        self._charge[self._slot_owner[slot]][_CHARGE_ACTIVE] += 1
+        self.pgactivate += 1
 
     def _set_dirty(self, slot) -> None:
         f = self._flags[slot]

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 from construct import Array, Int16ul, Int32ul, Int64ul, Struct
 
+import cython_ext
+
+_virtq = cython_ext.load("virtq")       # the chain walk, native unless BALLAST_PURE=1
+
 VIRTQ_DESC_F_NEXT = 1
 VIRTQ_DESC_F_WRITE = 2          # device writes (otherwise device reads)
 VIRTQ_DESC_F_INDIRECT = 4
@@ -80,12 +84,37 @@ class Descriptor:
 
 
 class DescriptorChain:
-    """One popped request: its head index and its buffers, already checked to lie inside RAM."""
-    __slots__ = ("head", "descriptors")
+    """One popped request: its head index and its buffers, already checked to lie inside RAM.
 
-    def __init__(self, head: int, descriptors: list):
+    Buffers are kept as (addr, length, is_write) tuples, as the chain walk makes them; `descriptors`
+    builds Descriptor objects only when asked."""
+    __slots__ = ("head", "raw", "readable_len", "writable_len", "ordered", "_descriptors")
+
+    def __init__(self, head: int, descriptors: list, *, raw: list = None, readable_len: int = None,
+                 writable_len: int = None, ordered: bool = None):
         self.head = head
-        self.descriptors = descriptors
+        if raw is None:
+            raw = [(d.addr, d.length, d.is_write) for d in descriptors]
+            self._descriptors = descriptors
+        else:
+            self._descriptors = None
+        self.raw = raw
+        if readable_len is None:
+            readable_len = sum(length for _, length, w in raw if not w)
+            writable_len = sum(length for _, length, w in raw if w)
+            seen_write, ordered = False, True
+            for _, _, w in raw:
+                if w:
+                    seen_write = True
+                elif seen_write:
+                    ordered = False
+        self.readable_len, self.writable_len, self.ordered = readable_len, writable_len, ordered
+
+    @property
+    def descriptors(self) -> list:
+        if self._descriptors is None:
+            self._descriptors = [Descriptor(a, n, w) for a, n, w in self.raw]
+        return self._descriptors
 
     def __repr__(self):
         return f"DescriptorChain(head={self.head}, descriptors={self.descriptors!r})"
@@ -96,42 +125,30 @@ class DescriptorChain:
     def writable(self) -> list:
         return [d for d in self.descriptors if d.is_write]
 
-    @property
-    def readable_len(self) -> int:
-        return sum(d.length for d in self.descriptors if not d.is_write)
-
-    @property
-    def writable_len(self) -> int:
-        return sum(d.length for d in self.descriptors if d.is_write)
-
     def check_direction(self) -> None:
         """Device-readable buffers must all come before device-writable ones (2.7.4.2, a driver MUST)."""
-        seen_write = False
-        for d in self.descriptors:
-            if d.is_write:
-                seen_write = True
-            elif seen_write:
-                raise QueueError(f"chain {self.head}: a device-readable buffer follows a device-writable one")
+        if not self.ordered:
+            raise QueueError(f"chain {self.head}: a device-readable buffer follows a device-writable one")
 
     def read_all(self, mem) -> bytes:
         """The device-readable part, concatenated."""
         view = mem.view
-        return b"".join(view[d.addr:d.addr + d.length] for d in self.descriptors if not d.is_write)
+        return b"".join(view[a:a + n] for a, n, w in self.raw if not w)
 
     def read(self, mem, offset: int, length: int) -> bytes:
         """Up to `length` bytes of the device-readable part, starting `offset` bytes in."""
         view = mem.view
         parts = []
-        for d in self.descriptors:
-            if d.is_write:
+        for addr, dlen, is_write in self.raw:
+            if is_write:
                 continue
-            if offset >= d.length:
-                offset -= d.length
+            if offset >= dlen:
+                offset -= dlen
                 continue
-            n = min(d.length - offset, length)
+            n = min(dlen - offset, length)
             if n <= 0:
                 break
-            start = d.addr + offset
+            start = addr + offset
             parts.append(view[start:start + n])
             length -= n
             offset = 0
@@ -140,12 +157,12 @@ class DescriptorChain:
     def writable_views(self, mem, length: int) -> list:
         """The first `length` device-writable bytes as views of guest memory (zero-copy DMA)."""
         view, out = mem.view, []
-        for d in self.descriptors:
+        for addr, dlen, is_write in self.raw:
             if length <= 0:
                 break
-            if d.is_write:
-                n = min(d.length, length)
-                out.append(view[d.addr:d.addr + n])
+            if is_write:
+                n = min(dlen, length)
+                out.append(view[addr:addr + n])
                 length -= n
         return out
 
@@ -154,16 +171,16 @@ class DescriptorChain:
         view = mem.view
         data = memoryview(data).cast("B")
         done = 0
-        for d in self.descriptors:
-            if not d.is_write:
+        for addr, dlen, is_write in self.raw:
+            if not is_write:
                 continue
-            if skip >= d.length:
-                skip -= d.length
+            if skip >= dlen:
+                skip -= dlen
                 continue
-            n = min(d.length - skip, len(data) - done)
+            n = min(dlen - skip, len(data) - done)
             if n <= 0:
                 break
-            start = d.addr + skip
+            start = addr + skip
             view[start:start + n] = data[done:done + n]
             done += n
             skip = 0
@@ -239,61 +256,30 @@ class SplitQueue:
 
     def pop(self, mem):
         """The next available chain, or None. A malformed chain is consumed and raises QueueError."""
-        if self.available(mem) == 0:
+        if not self.ready:
             return None
-        slot = self.avail_ring + RING_HEADER_SIZE + U16.size * (self.next_avail % self.size)
-        head = U16.unpack_from(mem.view, slot)[0]
-        self.next_avail = (self.next_avail + 1) & 0xFFFF
-        return DescriptorChain(head, self._walk(mem, head))
+        self._require_valid(mem)
+        view = mem.view
+        avail_ring = self.avail_ring
+        avail_idx = U16.unpack_from(view, avail_ring + 2)[0]
+        next_avail = self.next_avail
+        pending = (avail_idx - next_avail) & 0xFFFF
+        if pending == 0:
+            return None
+        if pending > self.size:
+            raise QueueError(f"avail idx {avail_idx} is {pending} ahead of the device, more than the queue size")
+        head = U16.unpack_from(view, avail_ring + RING_HEADER_SIZE + U16.size * (next_avail % self.size))[0]
+        self.next_avail = (next_avail + 1) & 0xFFFF
+        try:
+            raw, readable, writable, ordered = _virtq.walk_chain(view, mem.size, self.desc_table, self.size, head,
+                                                                self.indirect_desc)
+        except ValueError as err:
+            raise QueueError(str(err)) from None
+        return DescriptorChain(head, None, raw=raw, readable_len=readable, writable_len=writable, ordered=ordered)
 
     def undo_pop(self) -> None:
         """Give the last popped head back (the device could not take it now)."""
         self.next_avail = (self.next_avail - 1) & 0xFFFF
-
-    def _walk(self, mem, head: int) -> list:
-        size, view, ram = self.size, mem.view, mem.size
-        if head >= size:
-            raise QueueError(f"head {head} is not below the queue size {size}")
-        out = []
-        index = head
-        for _ in range(size):           # a chain of more than size descriptors is a loop or a driver bug
-            addr, length, flags, nxt = DESC.unpack_from(view, self.desc_table + DESC_SIZE * index)
-            if flags & VIRTQ_DESC_F_INDIRECT:
-                if flags & VIRTQ_DESC_F_NEXT:
-                    raise QueueError(f"descriptor {index} sets both NEXT and INDIRECT")
-                self._walk_indirect(view, ram, addr, length, out)
-                return out
-            _check_buffer(ram, addr, length, index)
-            out.append(Descriptor(addr, length, bool(flags & VIRTQ_DESC_F_WRITE)))
-            if not flags & VIRTQ_DESC_F_NEXT:
-                return out
-            if nxt >= size:
-                raise QueueError(f"descriptor {index} chains to {nxt}, not below the queue size {size}")
-            index = nxt
-        raise QueueError(f"chain from head {head} is longer than the queue size {size} (a loop?)")
-
-    def _walk_indirect(self, view, ram: int, table: int, table_len: int, out: list) -> None:
-        if not self.indirect_desc:
-            raise QueueError("an indirect descriptor without VIRTIO_F_INDIRECT_DESC")
-        if table_len == 0 or table_len % DESC_SIZE:
-            raise QueueError(f"indirect table length {table_len} is not a positive multiple of {DESC_SIZE}")
-        count = table_len // DESC_SIZE
-        if count > self.size:
-            raise QueueError(f"indirect table of {count} descriptors is larger than the queue size {self.size}")
-        _check_buffer(ram, table, table_len, "indirect table")
-        index = 0
-        for _ in range(count):
-            addr, length, flags, nxt = DESC.unpack_from(view, table + DESC_SIZE * index)
-            if flags & VIRTQ_DESC_F_INDIRECT:
-                raise QueueError(f"indirect descriptor {index} points to another indirect table")
-            _check_buffer(ram, addr, length, f"indirect {index}")
-            out.append(Descriptor(addr, length, bool(flags & VIRTQ_DESC_F_WRITE)))
-            if not flags & VIRTQ_DESC_F_NEXT:
-                return
-            if nxt >= count:
-                raise QueueError(f"indirect descriptor {index} chains to {nxt}, outside its table of {count}")
-            index = nxt
-        raise QueueError(f"indirect chain is longer than its table of {count} descriptors (a loop?)")
 
     # --- the used side ---
     def add_used(self, mem, head: int, length: int) -> None:
@@ -330,10 +316,3 @@ class SplitQueue:
         U16.pack_into(mem.view, self.used_ring + RING_HEADER_SIZE + USED_ELEM.size * self.size,
                       self.next_avail)
 
-
-def _check_buffer(ram: int, addr: int, length: int, what) -> None:
-    end = addr + length
-    if end > 1 << 64:
-        raise QueueError(f"descriptor {what}: addr {addr:#x} + len {length:#x} overflows 64 bits")
-    if end > ram:
-        raise QueueError(f"descriptor {what}: {addr:#x}+{length:#x} lies outside RAM")

@@ -1,0 +1,65 @@
+"""The host page cache's common read: a run of whole pages, all cached, copied out of the arena in order with
+each page's access noted (devices.host_cache.HostPageCache._read_hits). One source in Cython's pure-Python
+mode: compiled it is a memcpy per page; uncompiled (BALLAST_PURE=1) it is plain Python for pdb."""
+import cython
+
+if cython.compiled:
+    from cython.cimports.libc.string import memcpy
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, chunk_views: list,
+              chunk_shift: cython.int, flags: cython.uchar[::1], pg_referenced: cython.uchar,
+              pg_active: cython.uchar, dest: cython.uchar[::1]):
+    """Copy pages first..first+count-1 of `pages` {index: slot} into dest, page i at i*PAGE_SIZE; a slot's
+    bytes are at ((slot & mask) << PAGE_SHIFT) of chunk_views[slot >> chunk_shift].
+
+    mark_page_accessed's flag-only cases happen here (active: set referenced; inactive unreferenced: set
+    referenced); the slots that must move to the active list (inactive and already referenced) are returned
+    in order, untouched, for the caller's LRU lists. None, with nothing copied or changed, if a page is
+    missing."""
+    if count < 0 or count * PAGE_SIZE > len(dest):
+        raise ValueError(f"{count} pages do not fit in a destination of {len(dest)} bytes")
+    slots = []
+    i: cython.Py_ssize_t
+    for i in range(first, first + count):
+        slot = pages.get(i)
+        if slot is None:
+            return None
+        slots.append(slot)
+    promote = []
+    mask: cython.Py_ssize_t = (1 << chunk_shift) - 1
+    nflags: cython.Py_ssize_t = len(flags)
+    s: cython.Py_ssize_t
+    base: cython.Py_ssize_t
+    chunk_index: cython.Py_ssize_t = -1
+    c: cython.Py_ssize_t
+    chunk: cython.uchar[::1] = None
+    f: cython.uchar
+    pos: cython.Py_ssize_t = 0
+    for slot in slots:
+        s = slot
+        if s < 0 or s >= nflags:
+            raise IndexError(f"slot {s} outside the arena")
+        c = s >> chunk_shift
+        if c != chunk_index:
+            chunk = chunk_views[c]
+            chunk_index = c
+        base = (s & mask) << PAGE_SHIFT
+        if base + PAGE_SIZE > len(chunk):
+            raise IndexError(f"slot {s} outside its chunk")
+        if cython.compiled:
+            memcpy(cython.address(dest[pos]), cython.address(chunk[base]), PAGE_SIZE)
+        else:
+            dest[pos:pos + PAGE_SIZE] = chunk[base:base + PAGE_SIZE]
+        pos += PAGE_SIZE
+        f = flags[s]
+        if f & pg_active or not f & pg_referenced:
+            flags[s] = f | pg_referenced
+        else:
+            promote.append(slot)
+    return promote
