@@ -5,7 +5,7 @@ One source in Cython's pure-Python mode. Compiled, a clean page-cache page found
 the inactive list is isolated, tested, removed from its page cache, taken off the LRU and merged
 into the buddy lists without leaving C. Uncompiled (BALLAST_PURE=1), the same steps run as Python
 that pdb can step through. Every page that is not that common case goes back to the kernel's
-Python code (the `slow` callback), one page at a time, in order.
+Python code (vmscan.shrink_page and shrink_active_page), one page at a time, in order.
 
 Both work on the struct pages in guest RAM through the MemMap's views over the same bytes:
 q (64-bit words, 8 per page), i (signed ints, 16 per page), u (unsigned ints, 16 per page)."""

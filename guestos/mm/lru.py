@@ -68,10 +68,6 @@ class LruLists:
         """A page being freed leaves its list (release_pages -> del_page_from_lru)."""
         self.core.remove_if_listed(pfn)
 
-    def isolate_lru_pages(self, lru: int, nr_to_scan: int) -> int:
-        """Up to nr_to_scan pages from the tail of a list into core's isolated array: how many."""
-        return self.core.isolate_lru_pages(lru, nr_to_scan)
-
     def from_tail(self, lru: int):
         """Pfns from the tail towards the head, robust to the current page being moved."""
         pfn = self.tail[lru]
