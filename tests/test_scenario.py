@@ -292,6 +292,36 @@ def test_stats_are_polled_and_sleep_advances_guest_time(tmp_path):
     assert set(b["balloon"]["stats"]) >= {"swap-in", "free-memory", "available-memory", "oom-kills"}
 
 
+ISSUE_EXAMPLE = """
+[machine]
+mem = "512M"
+cmdline = ""                 # extra kernel command line
+root = "builtin"             # or a directory or an ext2 image
+swap = "256M"                # optional
+cache = "writeback"          # host cache mode of the root disk
+balloon = { features = ["MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM"], stats_interval_s = 1 }
+[host]
+memory = "2G"                # optional host budget: guest RSS + host page cache
+[[step]]
+run = ["/bin/memhog", "64M"] # runs in the guest to completion
+[[step]]
+balloon_mib = 128            # balloon size; `guest_mib = N` sets the guest size instead
+[[step]]
+wait = "balloon"             # until actual == target, bounded in virtual time
+[[step]]
+snapshot = "inflated"
+"""
+
+
+def test_the_format_as_the_issue_wrote_it(tmp_path):
+    r = run_text(tmp_path, ISSUE_EXAMPLE)
+    snap = r["snapshots"]["inflated"]
+    assert snap["balloon"]["actual_pages"] == 128 * 256
+    assert snap["guest"]["SwapTotal"] > 250 * 1024
+    assert snap["host"]["cache_capacity_pages"] == (2048 - 512) * 256
+    assert r["exit"]["ok"]
+
+
 def test_boot_errors_name_the_scenario_key():
     with pytest.raises(BallastError, match="features"):
         sc.MachineSpec.from_options(balloon=["NOPE"])
