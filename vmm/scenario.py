@@ -100,7 +100,7 @@ class MachineSpec:
         spec.on_violation = on_violation
         if host_memory is not None:
             spec.host_memory = _size(host_memory, where("host_memory"))
-            if spec.host_memory <= spec.mem:
+            if spec.host_memory - spec.mem < PAGE_SIZE:
                 raise BallastError(f"{where('host_memory')}: {_mib(spec.host_memory)} leaves no host page cache "
                                    f"beside the guest's {_mib(spec.mem)} (it bounds guest RSS + host page cache)")
         return spec
