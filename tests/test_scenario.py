@@ -1,7 +1,10 @@
 """`ballast scenario`: the file format's errors (one line naming the key), running steps,
 the JSON it writes, and determinism."""
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -206,6 +209,14 @@ def test_everything_but_rss_and_wall_time_repeats(example_results):
     assert first == second
     assert "rss_bytes" not in json.dumps(first) and "wall_s" not in json.dumps(first)
     assert all("rss_bytes" in s["host"] for s in example_results[0]["snapshots"].values())
+
+
+def test_another_process_with_another_hash_seed_gets_the_same(example_results, tmp_path):
+    out = tmp_path / "r.json"
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    subprocess.run([sys.executable, "-m", "vmm.cli", "scenario", str(EXAMPLE), "--json", str(out)],
+                   cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    assert sc.without_host_noise(json.loads(out.read_text())) == sc.without_host_noise(example_results[0])
 
 
 def test_summary_lists_steps_and_a_column_per_snapshot(capfd):
