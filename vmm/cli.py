@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
     sc.add_argument("file", metavar="FILE.toml", help="the scenario ([machine], [host], [[step]]; see README)")
     sc.add_argument("--json", metavar="OUT", help="write the snapshots and how the run ended as JSON ('-' for stdout)")
+    demo = sub.add_parser("demo", help="the 2010 debate as an experiment: every page-cache policy on the "
+                                       "built-in workloads under a balloon sweep, compared")
+    demo.add_argument("--quick", action="store_true", help="a smaller guest, two workloads, two balloon steps")
+    demo.add_argument("--workloads", metavar="LIST", help="comma-separated subset of stream,hotset,mapped,mixed")
+    demo.add_argument("--policies", metavar="LIST",
+                      help="comma-separated subset of linux,cache=none,unmapped,shrink_list,cache-first,dedup,exclusive")
+    demo.add_argument("--png", metavar="FILE", default="ballast-demo.png",
+                      help="memory over time per policy (default ballast-demo.png; '' for none)")
+    demo.add_argument("--json", metavar="OUT", help="write every figure and time series as JSON ('-' for stdout)")
     mk = sub.add_parser("mkdisk", help="make an ext2 image of a directory (with the real mke2fs -d)")
     mk.add_argument("directory", metavar="DIR")
     mk.add_argument("image", metavar="IMG")
@@ -137,6 +146,45 @@ def cmd_run(opts) -> int:
     finally:
         if swap_image is not None:
             os.unlink(swap_image)
+
+
+def cmd_demo(opts) -> int:
+    import dataclasses
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import demo
+
+    config = demo.DemoConfig.quick() if opts.quick else demo.DemoConfig()
+    if opts.workloads:
+        config = dataclasses.replace(config, workloads=tuple(w.strip() for w in opts.workloads.split(",") if w.strip()))
+    if opts.policies:
+        config = dataclasses.replace(config, policies=tuple(p.strip() for p in opts.policies.split(",") if p.strip()))
+    for path, what in ((opts.png, "--png"), (opts.json, "--json")):
+        if path and path != "-" and not os.path.isdir(os.path.dirname(path) or "."):
+            raise BallastError(f"{what} {path}: no such directory")
+    stream = sys.stderr if opts.json == "-" else sys.stdout
+    # a log or a pipe gets the whole table, not one squeezed to 80 columns
+    console = Console(stderr=opts.json == "-", highlight=False, width=None if stream.isatty() else 170)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("demo", total=len(config.workloads) * len(config.policies))
+        cells = demo.run_demo(config, progress=lambda done, total, label: bar.update(
+            task, completed=done, description=f"demo: {label}"))
+    console.print(demo.render_table(cells, config))
+    for p in demo.POLICIES:
+        if p.name in config.policies:
+            console.print(f"  [bold]{p.name}[/]: {p.what}", highlight=False)
+    failed = [f for c in cells for f in c.failures]
+    for f in failed:
+        console.print(f"[red]failed[/]: {f}")
+    if opts.png:
+        demo.write_png(cells, config, opts.png)
+        console.print(f"wrote {opts.png}")
+    if opts.json:
+        demo.write_json(cells, config, opts.json)
+    return 1 if failed else 0
 
 
 def cmd_scenario(opts) -> int:
@@ -238,7 +286,7 @@ def main(argv=None) -> int:
         if opts.command is None:
             parser.print_help()
             return 2
-        return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario}[opts.command](opts)
+        return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo}[opts.command](opts)
     except BallastError as e:
         print(f"ballast: {e}", file=sys.stderr)
         return 2

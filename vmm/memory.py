@@ -9,6 +9,7 @@ import mmap
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class GuestRAM:
@@ -45,6 +46,13 @@ class GuestRAM:
         """The host backs the frames again (they read as zero until written)."""
         self._check(pfn << PAGE_SHIFT, count << PAGE_SHIFT)
         self.backed[pfn:pfn + count] = b"\x01" * count
+
+    def resident_pages(self) -> int:
+        """Frames the host really holds for this guest now (mincore): touched and not given back."""
+        vec = (ctypes.c_ubyte * self.nr_frames)()
+        if _libc.mincore(ctypes.c_void_p(self.ptr), ctypes.c_size_t(self.size), vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore failed")
+        return self.nr_frames - bytes(vec).count(0)       # Linux writes 1 or 0 per page
 
     def close(self) -> None:
         self.view.release()

@@ -39,13 +39,13 @@ class RunResult:
 
 class GuestSession:
     def __init__(self, config: MachineConfig, root: str = None, host=None, console_sink=None,
-                 initramfs: dict = None, root_read_only: bool = False):
+                 initramfs: dict = None, root_read_only: bool = False, root_cache: str = "writeback"):
         """`root` an ext2 image (attached as the first disk, vda); `host` a devices.host.Host to share;
         `initramfs` more files for the initramfs ({guest path: bytes}), e.g. programs without a root.
         The root runs as a private snapshot, or read-only (then guests on one host share its cache)."""
         if root is not None:
-            config.disks.insert(0, DiskConfig(root, read_only=True) if root_read_only
-                                else DiskConfig(root, snapshot=True))
+            config.disks.insert(0, DiskConfig(root, cache=root_cache, read_only=True) if root_read_only
+                                else DiskConfig(root, cache=root_cache, snapshot=True))
         self.machine = Machine(config, console_sink=console_sink, host=host)
         self.machine.controller = self
         self.root = root
@@ -55,6 +55,7 @@ class GuestSession:
         self._wait = None               # (predicate, deadline_ns) while the host waits
         self._poll_armed = False
         self._running = None            # (argv, agent reply offset, console offset) of a spawned program
+        self._samplers = []             # [interval_ns, next_ns, fn]: read-only looks while the guest runs
         self.finished = False
 
     # --- lifecycle ---
@@ -211,11 +212,27 @@ class GuestSession:
         def poll():
             self._poll_armed = False
             if self._wait is not None:
+                self._sample()
                 self._checkpoint()
                 self._arm_poll()
         self.machine.clock.schedule(POLL_NS, poll, deferrable=True)
 
+    def add_sampler(self, fn, interval_s: float) -> None:
+        """Call fn() about every interval_s of guest time while the host waits, at points the
+        session stops at anyway (its polls and the host's turns), and once now. fn must only look."""
+        interval = max(POLL_NS, int(interval_s * NS))
+        self._samplers.append([interval, self.machine.clock.now_ns() + interval, fn])
+        fn()
+
+    def _sample(self) -> None:
+        now = self.machine.clock.now_ns()
+        for sampler in self._samplers:
+            if now >= sampler[1]:
+                sampler[1] = now + sampler[0]
+                sampler[2]()
+
     def _yield(self, why: str) -> None:
+        self._sample()
         self._wait = None
         self._host.switch(why)              # back here when the host has its next wait
 
