@@ -22,9 +22,13 @@ def test_demo_quick_is_deterministic_and_shows_each_policy_at_work(tmp_path, cap
                                      "exclusive"}
     assert all(c["balloon_reached"] and not c["failures"] for c in cells.values())
     linux = cells["linux", "stream"]
-    assert linux["duplicated_pages"] > 8192                              # double caching, measured
+    assert linux["duplicated_pages"] >= 4096                             # double caching, measured
     assert cells["unmapped", "stream"]["guest_cached_pages"] < linux["guest_cached_pages"] / 2
-    assert cells["unmapped", "stream"]["duplicated_pages"] < linux["duplicated_pages"] / 2
+    assert cells["unmapped", "stream"]["duplicated_pages"] < linux["duplicated_pages"]
+    dedup = cells["dedup", "stream"]                                     # kept what the host lacks:
+    assert dedup["disk_reads_pages"] < linux["disk_reads_pages"]        # fewer disk reads,
+    assert dedup["duplicated_pages"] < linux["duplicated_pages"] / 2     # less held twice,
+    assert dedup["estimated_duplicated_pages"] > 2 * dedup["duplicated_pages"]   # which the host cannot see
     for policy in ("cache=none", "exclusive"):                           # nothing cached twice
         assert cells[policy, "stream"]["duplicated_pages"] == 0
         assert cells[policy, "stream"]["host_memory_pages"] < linux["host_memory_pages"]

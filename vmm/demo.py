@@ -59,15 +59,16 @@ WORKLOADS = {
 @dataclass(frozen=True)
 class DemoConfig:
     mem_mib: int = 192
-    sweep: tuple = (0, 48, 96)            # balloon sizes (MiB) the host steps through
+    sweep: tuple = (0, 64, 128)           # balloon sizes (MiB) the host steps through
     workloads: tuple = tuple(WORKLOADS)
     policies: tuple = tuple(p.name for p in POLICIES)
+    host_cache_mib: int = 48              # the host page cache's share of host memory
     reads: int = 20000                    # randread calls per run
     sample_s: float = 0.02                # oracle samples, in guest seconds
 
     @classmethod
     def quick(cls) -> "DemoConfig":
-        return cls(mem_mib=128, sweep=(0, 64), workloads=("stream", "hotset"), reads=4000)
+        return cls(mem_mib=128, sweep=(0, 80), workloads=("stream", "hotset"), host_cache_mib=32, reads=4000)
 
 
 @dataclass
@@ -99,7 +100,7 @@ def run_cell(policy: Policy, workload: str, config: DemoConfig, root: str) -> Ce
     argv = [a.format(reads=config.reads) for a in WORKLOADS[workload][1]]
     features = MUST_TELL_HOST | STATS_VQ | (RECLAIM_CACHE_FIRST if policy.balloon_hint else 0)
     machine_config = MachineConfig(mem=config.mem_mib * MiB, cmdline=policy.cmdline, balloon_features=features)
-    with Host(exclusive_cache=policy.exclusive_host) as host:
+    with Host(cache_capacity=config.host_cache_mib * 256, exclusive_cache=policy.exclusive_host) as host:
         session = GuestSession(machine_config, root=root, root_cache=policy.cache, host=host)
         try:
             session.start()
@@ -187,8 +188,8 @@ def cell_row(c: Cell) -> list:
 
 def render_table(cells, config: DemoConfig):
     from rich.table import Table
-    table = Table(title=f"Ballast demo: {config.mem_mib} MiB guest, balloon sweep "
-                        f"{' -> '.join(str(s) for s in config.sweep)} MiB", title_justify="left")
+    table = Table(title=f"Ballast demo: {config.mem_mib} MiB guest, {config.host_cache_mib} MiB host page cache, "
+                        f"balloon sweep {' -> '.join(str(s) for s in config.sweep)} MiB", title_justify="left")
     for name, _ in COLUMNS:
         table.add_column(name, justify="left" if name in ("policy", "workload", "balloon") else "right")
     previous = None
@@ -201,7 +202,8 @@ def render_table(cells, config: DemoConfig):
 
 
 def write_json(cells, config: DemoConfig, path: str) -> None:
-    out = {"config": {"mem_mib": config.mem_mib, "sweep_mib": list(config.sweep), "workloads": list(config.workloads),
+    out = {"config": {"mem_mib": config.mem_mib, "host_cache_mib": config.host_cache_mib,
+                      "sweep_mib": list(config.sweep), "workloads": list(config.workloads),
                       "policies": list(config.policies)},
            "policies": {p.name: p.what for p in POLICIES if p.name in config.policies},
            "cells": [{k: v for k, v in vars(c).items()} for c in cells]}
