@@ -19,8 +19,9 @@ MUST_TELL_HOST, CACHE_FIRST_HINT = 1, 1 << 16
 
 @pytest.fixture(scope="module")
 def root(compile_c):
-    holdpages = compile_c((PROGRAMS / "holdpages.c").read_text(), "holdpages", flags=("-static", "-O1"))
-    return builtin_root({"holdpages": holdpages.read_bytes()})
+    programs = {name: compile_c((PROGRAMS / f"{name}.c").read_text(), name, flags=("-static", "-O1")).read_bytes()
+                for name in ("holdpages", "writefile")}
+    return builtin_root(programs)
 
 
 def guest(root, cmdline="", mem=128, features=MUST_TELL_HOST, host=None, **kw):
@@ -45,6 +46,18 @@ def test_unmapped_control_reproduces_the_2010_result_in_kind(root):
     # it stops near vm.max_unmapped_ratio of the zone
     zone_kb = controlled.machine.kernel.page_alloc.zone.present_pages * 4
     assert mi["Cached"] <= 0.17 * zone_kb + 2048
+
+
+def test_the_policy_switches_at_run_time_through_proc_sys_vm(root):
+    """Morton's objection to a boot option: here the knob is a sysctl as well."""
+    with guest(root) as s:
+        assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "1"]).exit_code == 0
+        assert s.machine.kernel.unmapped_policy == "kswapd"
+        mi, vm, _ = stream(s)
+        assert vm["pgsteal_unmapped"] > 0 and mi["Cached"] < 40 * 1024
+        assert s.run(["/bin/writefile", "/proc/sys/vm/max_unmapped_ratio", "40"]).exit_code == 0
+        assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "0"]).exit_code == 0
+        assert s.machine.kernel.unmapped_policy == "none"
 
 
 def _held(s):

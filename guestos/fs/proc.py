@@ -11,6 +11,8 @@ SYSCTL_VM_DEFAULTS = {
     "dirty_expire_centisecs": 3000, "dirty_writeback_centisecs": 500, "vfs_cache_pressure": 100,
     "drop_caches": 0, "overcommit_memory": 0, "page-cluster": 3,
     "min_unmapped_ratio": 1, "max_unmapped_ratio": 16,      # the 2010 series' knobs (v4)
+    "unmapped_page_control": 0,     # ours: 0 off, 1 the series' kswapd pass, 2 the review's shrink_list bias
+    "pagecache_dedup": 0,           # ours: reclaim drops what the host also caches first
 }
 
 

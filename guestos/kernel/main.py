@@ -175,17 +175,18 @@ class Kernel:
         self.page_alloc.on_free = self.lru.remove_if_listed
         self.page_alloc.reclaim = self.direct_reclaim
         self.page_alloc.wake_kswapd = self.wakeup_kswapd
+        # the policies start from the command line and can be switched in /proc/sys/vm (no reboot)
         try:
-            self.unmapped_policy = pagecache_control.policy_from_cmdline(self.params)
+            policy = pagecache_control.policy_from_cmdline(self.params)
         except ValueError as e:
             self.printk(KERN_WARNING, f"{e}: ignored")
-            self.unmapped_policy = "none"
+            policy = "none"
+        self.sysctl_vm["unmapped_page_control"] = pagecache_control.POLICIES.index(policy)
+        self.sysctl_vm["pagecache_dedup"] = 1 if "pagecache_dedup" in self.params else 0
         self.unmapped_wanted = False
-        self.pagecache_dedup = "pagecache_dedup" in self.params
         self.host_cached, self.host_cached_at = {}, -1      # disk -> bitmap of host-cached pages
         self.host_cached_exhausted_at = None                 # the view in which no duplicate was left
-        if self.unmapped_policy == "kswapd":
-            self.page_alloc.fastpath_hook = lambda: pagecache_control.wakeup_if_unmapped_high(self)
+        self.page_alloc.fastpath_hook = lambda: pagecache_control.wakeup_if_unmapped_high(self)
         self.page_alloc.free_cache = lambda nr: pagecache_control.free_cache_for_balloon(self, nr)
         self.mm = MemoryManager(self)
         self.printk(KERN_INFO, f"Memory: {self.totalram_pages * 4}K available, mem_map {self.mem_map.size >> 10}K")
@@ -389,6 +390,15 @@ class Kernel:
         if freed >= nr_to_reclaim:
             return freed
         return freed + vmscan.try_to_free_pages(self, nr_to_reclaim - freed)
+
+    @property
+    def unmapped_policy(self) -> str:
+        """none, kswapd (the series) or shrink_list (the review): vm.unmapped_page_control 0, 1, 2."""
+        return pagecache_control.POLICIES[min(self.sysctl_vm["unmapped_page_control"], 2)]
+
+    @property
+    def pagecache_dedup(self) -> bool:
+        return bool(self.sysctl_vm["pagecache_dedup"])
 
     def out_of_memory_notify(self) -> int:
         """out_of_memory()'s notifier chain: pages freed by whoever could (a balloon that may
