@@ -6,24 +6,28 @@ import cython
 if cython.compiled:
     from cython.cimports.libc.string import memcpy
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_SHIFT = cython.declare(cython.Py_ssize_t, 12)       # C constants: no Python ints in the loops
+PAGE_SIZE = cython.declare(cython.Py_ssize_t, 4096)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, chunk_views: list,
               chunk_shift: cython.int, flags: cython.uchar[::1], pg_referenced: cython.uchar,
-              pg_active: cython.uchar, dest: cython.uchar[::1]):
-    """Copy pages first..first+count-1 of `pages` {index: slot} into dest, page i at i*PAGE_SIZE; a slot's
-    bytes are at ((slot & mask) << PAGE_SHIFT) of chunk_views[slot >> chunk_shift].
+              pg_active: cython.uchar, dests: list):
+    """Copy pages first..first+count-1 of `pages` {index: slot}, in order, into the buffers `dests`
+    (scattered: a page may straddle two of them); a slot's bytes are at ((slot & mask) << PAGE_SHIFT)
+    of chunk_views[slot >> chunk_shift].
 
     mark_page_accessed's flag-only cases happen here (active: set referenced; inactive unreferenced: set
     referenced); the slots that must move to the active list (inactive and already referenced) are returned
     in order, untouched, for the caller's LRU lists. None, with nothing copied or changed, if a page is
     missing."""
-    if count < 0 or count * PAGE_SIZE > len(dest):
-        raise ValueError(f"{count} pages do not fit in a destination of {len(dest)} bytes")
+    room: cython.Py_ssize_t = 0
+    for d in dests:
+        room += len(d)
+    if count < 0 or count * PAGE_SIZE > room:
+        raise ValueError(f"{count} pages do not fit in destinations of {room} bytes")
     slots = []
     i: cython.Py_ssize_t
     for i in range(first, first + count):
@@ -40,7 +44,12 @@ def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, c
     c: cython.Py_ssize_t
     chunk: cython.uchar[::1] = None
     f: cython.uchar
-    pos: cython.Py_ssize_t = 0
+    dest: cython.uchar[::1] = None
+    di: cython.Py_ssize_t = 0
+    d_pos: cython.Py_ssize_t = 0
+    d_left: cython.Py_ssize_t = 0
+    done: cython.Py_ssize_t
+    n: cython.Py_ssize_t
     for slot in slots:
         s = slot
         if s < 0 or s >= nflags:
@@ -52,11 +61,21 @@ def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, c
         base = (s & mask) << PAGE_SHIFT
         if base + PAGE_SIZE > len(chunk):
             raise IndexError(f"slot {s} outside its chunk")
-        if cython.compiled:
-            memcpy(cython.address(dest[pos]), cython.address(chunk[base]), PAGE_SIZE)
-        else:
-            dest[pos:pos + PAGE_SIZE] = chunk[base:base + PAGE_SIZE]
-        pos += PAGE_SIZE
+        done = 0
+        while done < PAGE_SIZE:
+            while d_left == 0:              # room was checked: the next buffer exists
+                dest = dests[di]
+                di += 1
+                d_pos = 0
+                d_left = len(dest)
+            n = PAGE_SIZE - done if PAGE_SIZE - done < d_left else d_left
+            if cython.compiled:
+                memcpy(cython.address(dest[d_pos]), cython.address(chunk[base + done]), n)
+            else:
+                dest[d_pos:d_pos + n] = chunk[base + done:base + done + n]
+            done += n
+            d_pos += n
+            d_left -= n
         f = flags[s]
         if f & pg_active or not f & pg_referenced:
             flags[s] = f | pg_referenced

@@ -7,10 +7,10 @@ bounded by the queue size (by the table size inside an indirect table), and a br
 with the message the queue turns into a QueueError."""
 import cython
 
-NEXT = 1
-WRITE = 2
-INDIRECT = 4
-DESC_SIZE = 16
+NEXT = cython.declare(cython.uint, 1)             # C constants: no Python ints in the walk
+WRITE = cython.declare(cython.uint, 2)
+INDIRECT = cython.declare(cython.uint, 4)
+DESC_SIZE = cython.declare(cython.Py_ssize_t, 16)
 
 
 @cython.cfunc

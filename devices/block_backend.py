@@ -124,14 +124,28 @@ class BlockBackend:
         """Read straight into dest (e.g. a view of guest RAM)."""
         self._check(offset, length)
         dest = byte_view(dest)
-        if len(dest) < length:
-            raise ValueError(f"destination of {len(dest)} bytes is smaller than the {length}-byte read")
-        dest = dest[:length]
+        if len(dest) != length:
+            if len(dest) < length:
+                raise ValueError(f"destination of {len(dest)} bytes is smaller than the {length}-byte read")
+            dest = dest[:length]
+        return self._read(offset, length, [dest])
+
+    def readv_into(self, offset: int, dests) -> int:
+        """One request scattered over several buffers (a descriptor chain)."""
+        dests = [byte_view(d) for d in dests]
+        length = 0
+        for d in dests:
+            length += len(d)
+        self._check(offset, length)
+        return self._read(offset, length, dests)
+
+    def _read(self, offset: int, length: int, dests) -> int:
         sequential = offset == self._next_offset
         if self.mode.host_cache:
-            io = self.cache.read_into(self.key, offset, dest, self.vm_id)
-            cost = ((io.hits + io.misses) * self.host_costs.host_cache_hit_ns_per_page
-                    + self._load_cost(io, sequential) + self._eviction_cost(io))
+            io = self.cache.readv_into(self.key, offset, dests, self.vm_id)
+            cost = (io.hits + io.misses) * self.host_costs.host_cache_hit_ns_per_page
+            if io.loaded or io.written_back:        # nothing else to charge on a hit
+                cost += self._load_cost(io, sequential) + self._eviction_cost(io)
             self.stats.host_hits += io.hits
             self.stats.host_misses += io.misses
             if self.cache.exclusive:
@@ -139,26 +153,20 @@ class BlockBackend:
                 self.cache.demote(self.key, first, (offset + length - 1) // PAGE_SIZE - first + 1, self.vm_id)
         else:
             cost = self._write_back_range(offset, length)
-            self.image.pread_into(offset, dest)
+            if len(dests) == 1:
+                self.image.pread_into(offset, dests[0])
+            else:
+                buf = memoryview(bytearray(length))
+                self.image.pread_into(offset, buf)
+                pos = 0
+                for d in dests:
+                    d[:] = buf[pos:pos + len(d)]
+                    pos += len(d)
             cost += self.profile.read_cost_ns(length, sequential)
         self._next_offset = offset + length
         self.stats.reads += 1
         self.stats.bytes_read += length
         self.stats.busy_ns += cost
-        return cost
-
-    def readv_into(self, offset: int, dests) -> int:
-        """One request scattered over several buffers (a descriptor chain)."""
-        dests = [byte_view(d) for d in dests]
-        if len(dests) == 1:
-            return self.read_into(offset, len(dests[0]), dests[0])
-        total = sum(len(d) for d in dests)
-        buf = memoryview(bytearray(total))
-        cost = self.read_into(offset, total, buf)
-        pos = 0
-        for d in dests:
-            d[:] = buf[pos:pos + len(d)]
-            pos += len(d)
         return cost
 
     def write(self, offset: int, data) -> int:

@@ -154,16 +154,8 @@ class HostPageCache:
             pages = self._files[key] = {}
         end = offset + length
         index, last = offset >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
-        if not (offset | length) & (PAGE_SIZE - 1):
-            # the common case: whole pages, all cached; one copy and one promotion each
-            promote = _hostcache.read_hits(pages, index, last - index + 1, self._chunk_views, ARENA_CHUNK_SHIFT,
-                                           self._flags, PG_referenced, PG_active, dest)
-            if promote is not None:
-                for slot in promote:
-                    self._activate(slot)
-                io.hits = last - index + 1
-                self.hits += io.hits
-                return io
+        if not (offset | length) & (PAGE_SIZE - 1) and self._read_hits(pages, index, last - index + 1, [dest], io):
+            return io
         run_limit = min(MAX_IO_PAGES, self._capacity)
         run_first = run_n = 0
         views = self._chunk_views
@@ -198,6 +190,39 @@ class HostPageCache:
         self.hits += io.hits
         self.misses += io.misses
         return io
+
+    def readv_into(self, key, offset: int, dests, vm_id) -> CacheIO:
+        """read_into scattered over several byte views, filled in order (a descriptor chain's buffers)."""
+        length = 0
+        for d in dests:
+            length += len(d)
+        if length and not (offset | length) & (PAGE_SIZE - 1):
+            pages = self._files.get(key)
+            io = CacheIO()
+            if pages is not None and self._read_hits(pages, offset >> PAGE_SHIFT, length >> PAGE_SHIFT, dests, io):
+                return io
+        if len(dests) == 1:
+            return self.read_into(key, offset, dests[0], vm_id)
+        buf = memoryview(bytearray(length))
+        io = self.read_into(key, offset, buf, vm_id)
+        pos = 0
+        for d in dests:
+            d[:] = buf[pos:pos + len(d)]
+            pos += len(d)
+        return io
+
+    def _read_hits(self, pages, first: int, count: int, dests, io) -> bool:
+        """The common case of a read: whole pages, all cached; one copy and one promotion each.
+        False, with nothing done, if a page is missing."""
+        promote = _hostcache.read_hits(pages, first, count, self._chunk_views, ARENA_CHUNK_SHIFT, self._flags,
+                                       PG_referenced, PG_active, dests)
+        if promote is None:
+            return False
+        for slot in promote:
+            self._activate(slot)
+        io.hits = count
+        self.hits += count
+        return True
 
     def _fill_run(self, key, pages, first, n, dest, offset, end, vm_id, io) -> None:
         """Load n consecutive missing pages with one read, insert them, copy them out."""

@@ -17,29 +17,33 @@ def test_the_compiled_module_is_native():
     assert compiled.__file__.endswith(".so") and pure.__file__.endswith(".py")
 
 
-@settings(max_examples=200, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(pages=st.dictionaries(st.integers(0, 20), st.integers(0, NSLOTS - 1), max_size=20),
        flags=st.lists(st.integers(0, 7), min_size=NSLOTS, max_size=NSLOTS),
-       first=st.integers(0, 20), count=st.integers(0, 6), room=st.integers(0, 7))
-def test_read_hits_compiled_equals_pure(pages, flags, first, count, room):
+       first=st.integers(0, 20), count=st.integers(0, 6),
+       pieces=st.lists(st.integers(0, 3 * PAGE_SIZE), max_size=8))
+def test_read_hits_compiled_equals_pure(pages, flags, first, count, pieces):
+    """Destinations of any sizes (empty ones, pages straddling two of them, too little room)."""
     arena = bytes((i * 7 + 3) & 0xFF for i in range(NSLOTS * PAGE_SIZE))
     results = []
     for module in (compiled, pure):
         chunks = [memoryview(bytearray(arena[c * 4 * PAGE_SIZE:(c + 1) * 4 * PAGE_SIZE])) for c in range(NSLOTS // 4)]
         f = bytearray(flags)
-        dest = bytearray(b"\xee" * (room * PAGE_SIZE))
+        dests = [bytearray(b"\xee" * n) for n in pieces]
         try:
             promote = module.read_hits(dict(pages), first, count, chunks, CHUNK_SHIFT, f, PG_referenced, PG_active,
-                                       memoryview(dest))
-            results.append(("ok", promote, bytes(f), bytes(dest)))
+                                       [memoryview(d) for d in dests])
+            results.append(("ok", promote, bytes(f), b"".join(dests)))
         except ValueError as err:
-            results.append(("error", str(err), bytes(f), bytes(dest)))
+            results.append(("error", str(err), bytes(f), b"".join(dests)))
     assert results[0] == results[1]
-    kind, promote, f, dest = results[0]
+    kind, promote, f, out = results[0]
     if kind == "ok" and promote is not None:
         for i in range(count):
             slot = pages[first + i]
-            assert dest[i * PAGE_SIZE:(i + 1) * PAGE_SIZE] == arena[slot * PAGE_SIZE:(slot + 1) * PAGE_SIZE]
+            assert out[i * PAGE_SIZE:(i + 1) * PAGE_SIZE] == arena[slot * PAGE_SIZE:(slot + 1) * PAGE_SIZE]
+    else:
+        assert out == b"\xee" * sum(pieces)          # nothing copied
 
 
 class Image:
@@ -80,19 +84,26 @@ def lru_state(cache):
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(reads=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 8), st.integers(1, 3)), max_size=25),
+@given(reads=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 8), st.integers(1, 3), st.integers(1, 4)),
+                      max_size=25),
        capacity=st.integers(8, 40))
 def test_cache_reads_match_the_python_reference(reads, capacity):
     """Reads through the native all-hit path against the former Python one: same data, same LRU lists,
-    flags, counters and per-VM charges after every read (misses and evictions included)."""
+    flags, counters and per-VM charges after every read (misses and evictions included), whether the
+    destination is one buffer or scattered over several."""
     image = Image(40)
     fast, slow = HostPageCache(capacity), ReferenceCache(capacity)
     for cache in (fast, slow):
         cache.register_backing("img", image.read_pages, image.write_pages)
     try:
-        for first, n, vm in reads:
+        for first, n, vm, parts in reads:
             a, b = bytearray(n * PAGE_SIZE), bytearray(n * PAGE_SIZE)
-            fast.read_into("img", first * PAGE_SIZE, a, vm)
+            if parts == 1:
+                fast.read_into("img", first * PAGE_SIZE, a, vm)
+            else:                       # scattered: cut at uneven, sector-sized points
+                view, cuts = memoryview(a), sorted({(len(a) * k // parts) & ~511 for k in range(1, parts)})
+                bounds = [0] + cuts + [len(a)]
+                fast.readv_into("img", first * PAGE_SIZE, [view[x:y] for x, y in zip(bounds, bounds[1:])], vm)
             slow.read_into("img", first * PAGE_SIZE, b, vm)
             assert a == b == image.data[first * PAGE_SIZE:(first + n) * PAGE_SIZE]
             assert lru_state(fast) == lru_state(slow)
