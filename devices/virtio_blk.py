@@ -25,6 +25,7 @@ import logging
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 
 from construct import Const, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
@@ -270,11 +271,12 @@ class VirtioBlk(VirtioDevice):
             self.transport.set_needs_reset()
 
     def _submit(self, chain) -> None:
-        chain.check_direction()
-        last = chain.descriptors[-1] if chain.descriptors else None
-        if last is None or not last.is_write or last.length == 0:
+        if not chain.ordered:
+            chain.check_direction()
+        raw = chain.raw
+        if not raw or not raw[-1][2] or raw[-1][1] == 0:
             raise QueueError(f"request {chain.head} has no device-writable status byte at its end")
-        status_addr = last.addr + last.length - 1
+        status_addr = raw[-1][0] + raw[-1][1] - 1
         try:
             written, cost_ns = self._execute(chain)
             status = VIRTIO_BLK_S_OK
@@ -285,12 +287,13 @@ class VirtioBlk(VirtioDevice):
                 self.counters.ioerr += 1
             else:
                 self.counters.unsupp += 1
-        now = self.clock.now_ns()
-        done = max(now, self.busy_until_ns) + self.vm_exit_ns + max(0, int(cost_ns))
+        clock = self.clock
+        now = clock.now_ns()
+        busy = self.busy_until_ns
+        done = (now if now > busy else busy) + self.vm_exit_ns + (int(cost_ns) if cost_ns > 0 else 0)
         self.busy_until_ns = done
-        epoch, generation, head, used_len = self.epoch, self.queue.generation, chain.head, written + 1
-        self.clock.schedule(done - now, lambda: self._complete(epoch, generation, head, status_addr, status,
-                                                               used_len))
+        clock.schedule(done - now, partial(self._complete, self.epoch, self.queue.generation, chain.head,
+                                           status_addr, status, written + 1))
 
     def _complete(self, epoch, generation, head, status_addr, status, used_len) -> None:
         q = self.queue
@@ -308,11 +311,15 @@ class VirtioBlk(VirtioDevice):
         Sizes are checked before anything is copied, so a chain pointing many times at all of RAM costs
         the host nothing."""
         mem = self.mem
-        header = chain.read(mem, 0, OUTHDR.size)
-        if len(header) < OUTHDR.size:
-            self.counters.requests["bad_header"] += 1
-            raise _Status(VIRTIO_BLK_S_IOERR, f"header of {len(header)} bytes, not {OUTHDR.size}")
-        req_type, _, sector = OUTHDR.unpack(header)
+        first_addr, first_len, first_writes = chain.raw[0]
+        if not first_writes and first_len >= OUTHDR.size:      # the usual framing: the header on its own
+            req_type, _, sector = OUTHDR.unpack_from(mem.view, first_addr)
+        else:
+            header = chain.read(mem, 0, OUTHDR.size)
+            if len(header) < OUTHDR.size:
+                self.counters.requests["bad_header"] += 1
+                raise _Status(VIRTIO_BLK_S_IOERR, f"header of {len(header)} bytes, not {OUTHDR.size}")
+            req_type, _, sector = OUTHDR.unpack(header)
         self.counters.requests[REQUEST_NAMES.get(req_type, "unknown")] += 1
         data_out_len = chain.readable_len - OUTHDR.size     # readable bytes after the header
         data_in_room = chain.writable_len - 1               # writable bytes before the status byte

@@ -154,6 +154,8 @@ class VirtioMmioTransport:
 
     # --- the bus ---
     def mmio_read(self, offset: int, size: int) -> int:
+        if offset == INTERRUPT_STATUS and size == 4:       # every interrupt reads it: no register walk
+            return self.interrupt_status & 0xFFFFFFFF
         if offset >= CONFIG:
             if size not in (1, 2, 4):
                 return self._ignore("config read of size %d", size, value=0)
@@ -163,6 +165,13 @@ class VirtioMmioTransport:
         return self._read_register(offset) & 0xFFFFFFFF
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
+        if size == 4:                                       # the per-request registers first
+            if offset == QUEUE_NOTIFY:
+                self._notify(value & 0xFFFFFFFF)
+                return
+            if offset == INTERRUPT_ACK:
+                self.interrupt_status &= ~(value & 0xFFFFFFFF)
+                return
         if offset >= CONFIG:
             if size not in (1, 2, 4):
                 self._ignore("config write of size %d", size)
