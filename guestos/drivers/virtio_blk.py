@@ -30,6 +30,7 @@ VIRTIO_BLK_S_UNSUPP = 2
 SECTOR_SIZE = 512
 DEFAULT_MAX_SECTORS_KB = 512          # 2.6.35's BLK_DEF_MAX_SECTORS; `virtio_blk.max_sectors_kb=` changes it
 SLOT_SIZE = 32                         # request header (16) + status byte, in a slab page
+_OUTHDR = struct.Struct("<IIQ")          # virtio_blk_outhdr: type, reserved, sector
 WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_RO,
                                         VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_CONFIG_WCE,
                                         VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_F_EVENT_IDX,
@@ -79,18 +80,22 @@ class VirtioBlk:
     def submit(self, req_type: int, sector: int, data_sgs=()) -> BlkRequest:
         """Queue one request (waiting for room if the ring is full); data_sgs: [(paddr, len, device_writes)]."""
         need = len(data_sgs) + 2
-        if not (self.free_slots and self.vq.num_free >= need):
+        vq = self.vq
+        if not (self.free_slots and vq.num_free >= need):
             # the ring is full: let the device at what is queued, and wake at the first completion
-            self.vq.enable_cb_delayed(1)
-            self.vq.kick()
-            self.k.wait_event(lambda: self.free_slots and self.vq.num_free >= need)
+            vq.enable_cb_delayed(1)
+            vq.kick()
+            self.k.wait_event(lambda: self.free_slots and vq.num_free >= need)
         slot = self.free_slots.pop()
         req = BlkRequest(slot)
         hdr = self.slab_paddr + slot * SLOT_SIZE
-        struct.pack_into("<IIQ", self.k.ram, hdr, req_type, 0, sector)
-        self.k.ram[hdr + 16] = 0xFF
-        sgs = [(hdr, 16, False)] + list(data_sgs) + [(hdr + 16, 1, True)]
-        self.vq.add_sgs(sgs, req)
+        ram = self.k.ram
+        _OUTHDR.pack_into(ram, hdr, req_type, 0, sector)
+        ram[hdr + 16] = 0xFF
+        sgs = [(hdr, 16, False)]
+        sgs += data_sgs
+        sgs.append((hdr + 16, 1, True))
+        vq.add_sgs(sgs, req)
         self.inflight += 1
         self.stats["requests"] += 1
         return req
@@ -99,7 +104,11 @@ class VirtioBlk:
         """Kick, sleep until every request completed; returns the first bad status or OK."""
         self.vq.enable_cb_delayed(self.inflight)
         self.vq.kick()
-        self.k.wait_event(lambda: all(r.done for r in reqs))
+        if len(reqs) == 1:
+            req = reqs[0]
+            self.k.wait_event(lambda: req.done)
+        else:
+            self.k.wait_event(lambda: all(r.done for r in reqs))
         bad = [r.status for r in reqs if r.status != VIRTIO_BLK_S_OK]
         if bad:
             self.stats["errors"] += len(bad)
@@ -114,23 +123,29 @@ class VirtioBlk:
         """Several disk extents at once [(disk offset, [(paddr, len)])], sector-aligned, in as many
         requests as the device's limits ask for, all in flight together; returns the first bad status."""
         reqs = []
-        max_bytes = min(self.max_request_bytes, self.size_max * max(1, self.seg_max))
+        seg_max = self.seg_max
+        max_bytes = min(self.max_request_bytes, self.size_max * max(1, seg_max))
+        limit = min(self.size_max, max_bytes)       # one segment's bytes
+        device_writes = not write
         for offset, segments in runs:
             batch, batch_bytes = [], 0
             start_sector = offset // SECTOR_SIZE
-            for paddr, length in _split(segments, min(self.size_max, max_bytes)):
-                if batch and (len(batch) >= self.seg_max or batch_bytes + length > max_bytes):
-                    reqs.append(self._rw_request(write, start_sector, batch))
-                    start_sector += batch_bytes // SECTOR_SIZE
-                    batch, batch_bytes = [], 0
-                batch.append((paddr, length, not write))
-                batch_bytes += length
+            for paddr, length in segments:
+                while length > 0:                   # segments longer than limit go in pieces
+                    n = length if length <= limit else limit
+                    if batch and (len(batch) >= seg_max or batch_bytes + n > max_bytes):
+                        reqs.append(self._rw_request(write, start_sector, batch, batch_bytes))
+                        start_sector += batch_bytes // SECTOR_SIZE
+                        batch, batch_bytes = [], 0
+                    batch.append((paddr, n, device_writes))
+                    batch_bytes += n
+                    paddr += n
+                    length -= n
             if batch:
-                reqs.append(self._rw_request(write, start_sector, batch))
+                reqs.append(self._rw_request(write, start_sector, batch, batch_bytes))
         return self.wait_all(reqs) if reqs else VIRTIO_BLK_S_OK
 
-    def _rw_request(self, write: bool, sector: int, sgs) -> BlkRequest:
-        nbytes = sum(length for _, length, _ in sgs)
+    def _rw_request(self, write: bool, sector: int, sgs, nbytes: int) -> BlkRequest:
         self.stats["write_bytes" if write else "read_bytes"] += nbytes
         return self.submit(VIRTIO_BLK_T_OUT if write else VIRTIO_BLK_T_IN, sector, sgs)
 
@@ -165,16 +180,6 @@ class VirtioBlk:
         finally:
             self.k.page_alloc.free_pages(page)
         return raw.rstrip(b"\0") if status == VIRTIO_BLK_S_OK else b""
-
-
-def _split(segments, limit: int):
-    for paddr, length in segments:
-        while length > limit:
-            yield paddr, limit
-            paddr += limit
-            length -= limit
-        if length:
-            yield paddr, length
 
 
 def virtblk_probe(k, vdev):

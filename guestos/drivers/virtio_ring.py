@@ -10,6 +10,8 @@ VRING_AVAIL_F_NO_INTERRUPT = 1
 VRING_USED_F_NO_NOTIFY = 1
 
 _DESC = struct.Struct("<QIHH")
+_U16 = struct.Struct("<H")
+_USED_ELEM = struct.Struct("<II")
 
 
 def vring_need_event(event_idx: int, new_idx: int, old_idx: int) -> bool:
@@ -35,8 +37,10 @@ class VringVirtqueue:
         self.ram = ram
         self.free_head = 0
         self.num_free = num
+        # desc_next mirrors each descriptor's next field (Linux's desc_extra): only the driver writes them
+        self.desc_next = [(i + 1) % num for i in range(num)]
         for i in range(num):
-            _DESC.pack_into(ram, self.desc_paddr + 16 * i, 0, 0, 0, (i + 1) % num)
+            _DESC.pack_into(ram, self.desc_paddr + 16 * i, 0, 0, 0, self.desc_next[i])
         self.avail_idx = 0                     # shadow of avail->idx
         self.last_used_idx = 0
         self.num_added = 0
@@ -49,20 +53,22 @@ class VringVirtqueue:
         n = len(sgs)
         if n == 0 or n > self.num_free:
             return False
-        ram, base = self.ram, self.desc_paddr
+        ram, base, desc_next, pack = self.ram, self.desc_paddr, self.desc_next, _DESC.pack_into
         head = i = self.free_head
+        last = n - 1
         for j, (paddr, length, writable) in enumerate(sgs):
-            flags = (VRING_DESC_F_WRITE if writable else 0) | (VRING_DESC_F_NEXT if j < n - 1 else 0)
-            nxt = struct.unpack_from("<H", ram, base + 16 * i + 14)[0]
-            _DESC.pack_into(ram, base + 16 * i, paddr, length, flags, nxt)
+            flags = (VRING_DESC_F_WRITE if writable else 0) | (VRING_DESC_F_NEXT if j < last else 0)
+            nxt = desc_next[i]
+            pack(ram, base + 16 * i, paddr, length, flags, nxt)
             i = nxt
         self.free_head = i
         self.num_free -= n
         self.tokens[head] = token
         self.chain_len[head] = n
-        struct.pack_into("<H", ram, self.avail_paddr + 4 + 2 * (self.avail_idx % self.num), head)
-        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
-        struct.pack_into("<H", ram, self.avail_paddr + 2, self.avail_idx)   # after the entry: a barrier
+        avail_idx = self.avail_idx
+        _U16.pack_into(ram, self.avail_paddr + 4 + 2 * (avail_idx % self.num), head)
+        self.avail_idx = avail_idx = (avail_idx + 1) & 0xFFFF
+        _U16.pack_into(ram, self.avail_paddr + 2, avail_idx)     # after the entry: a barrier
         self.num_added += 1
         return True
 
@@ -72,10 +78,10 @@ class VringVirtqueue:
         new = self.avail_idx
         self.num_added = 0
         if self.event_idx:
-            avail_event = struct.unpack_from("<H", self.ram, self.used_paddr + 4 + 8 * self.num)[0]
-            needed = vring_need_event(avail_event, new, old)
+            avail_event = _U16.unpack_from(self.ram, self.used_paddr + 4 + 8 * self.num)[0]
+            needed = (new - avail_event - 1) & 0xFFFF < (new - old) & 0xFFFF     # vring_need_event
         else:
-            needed = not struct.unpack_from("<H", self.ram, self.used_paddr)[0] & VRING_USED_F_NO_NOTIFY
+            needed = not _U16.unpack_from(self.ram, self.used_paddr)[0] & VRING_USED_F_NO_NOTIFY
         if needed:
             self.kicks += 1
             self.notify()
@@ -85,24 +91,26 @@ class VringVirtqueue:
         (virtqueue_enable_cb_delayed; needs EVENT_IDX, else every completion interrupts)."""
         if self.event_idx:
             used_event = (self.last_used_idx + max(pending, 1) - 1) & 0xFFFF
-            struct.pack_into("<H", self.ram, self.avail_paddr + 4 + 2 * self.num, used_event)
+            _U16.pack_into(self.ram, self.avail_paddr + 4 + 2 * self.num, used_event)
 
     def get_buf(self):
         """(token, used length) of the next completed chain, or None."""
-        used_idx = struct.unpack_from("<H", self.ram, self.used_paddr + 2)[0]
-        if used_idx == self.last_used_idx:
+        ram = self.ram
+        last_used = self.last_used_idx
+        if _U16.unpack_from(ram, self.used_paddr + 2)[0] == last_used:
             return None
-        slot = self.used_paddr + 4 + 8 * (self.last_used_idx % self.num)
-        head, length = struct.unpack_from("<II", self.ram, slot)
-        self.last_used_idx = (self.last_used_idx + 1) & 0xFFFF
+        head, length = _USED_ELEM.unpack_from(ram, self.used_paddr + 4 + 8 * (last_used % self.num))
+        self.last_used_idx = (last_used + 1) & 0xFFFF
         token = self.tokens[head]
         self.tokens[head] = None
         # detach_buf(): return the chain to the free list
         n = self.chain_len[head]
+        desc_next = self.desc_next
         i = head
         for _ in range(n - 1):
-            i = struct.unpack_from("<H", self.ram, self.desc_paddr + 16 * i + 14)[0]
-        struct.pack_into("<H", self.ram, self.desc_paddr + 16 * i + 14, self.free_head)
+            i = desc_next[i]
+        desc_next[i] = self.free_head
+        _U16.pack_into(ram, self.desc_paddr + 16 * i + 14, self.free_head)
         self.free_head = head
         self.num_free += n
         return token, length
