@@ -236,7 +236,7 @@ def test_json_to_stdout_is_pure_json(capfd):
     assert code == 0
     data = json.loads(out)
     assert set(data) == {"snapshots", "exit"}
-    assert set(data["snapshots"]["inflated"]) == {"guest", "vmstat", "balloon", "host", "time"}
+    assert set(data["snapshots"]["inflated"]) == {"guest", "vmstat", "balloon", "host", "time", "oracle", "policy"}
     assert "inflated" in err                # the summary went to stderr
 
 
@@ -336,3 +336,54 @@ def test_the_format_as_the_issue_wrote_it(tmp_path):
 def test_boot_errors_name_the_scenario_key():
     with pytest.raises(BallastError, match="features"):
         sc.MachineSpec.from_options(balloon=["NOPE"])
+
+
+# --- several machines on one host (issue 7) ---
+
+def test_two_guests_share_a_host_and_the_oracle_sees_both():
+    spec = sc.load(str(REPO / "examples" / "two-guests.toml"))
+    assert list(spec.machines) == ["a", "b"] and spec.several
+    result = sc.run(spec)
+    assert result["exit"]["ok"]
+    both = result["snapshots"]["both-read"]
+    assert set(both) == {"machines", "host", "time"}
+    a, b = both["machines"]["a"], both["machines"]["b"]
+    assert a["oracle"]["files"]["/data/mapped.bin"] == 4096 == b["oracle"]["files"]["/data/mapped.bin"]
+    assert both["host"]["pages_in_several_guests"] >= 4096
+    assert both["host"]["duplicated_pages"] == a["oracle"]["duplicated_pages"] + b["oracle"]["duplicated_pages"]
+    # b read through the host cache a filled: its own cache-stat charge cannot show it
+    assert b["oracle"]["estimated_duplicated_pages"] < b["oracle"]["duplicated_pages"]
+    assert a["policy"]["unmapped_page_control"] == "kswapd" and b["policy"]["unmapped_page_control"] == "none"
+    squeezed = result["snapshots"]["b-squeezed"]["machines"]
+    assert squeezed["b"]["balloon"]["actual_pages"] == 96 * 256 and squeezed["a"]["balloon"]["actual_pages"] == 0
+    series = result["series"]
+    assert {p["machine"] for p in series} == {"a", "b"} and len(series) >= 4
+    assert max(p["duplicated_pages"] for p in series) >= 8192
+
+
+def test_several_machines_errors_name_the_key(tmp_path):
+    def check(text, message):
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        with pytest.raises(BallastError, match=message):
+            sc.load(str(path))
+    two = '[machines.a]\nmem = "64M"\n[machines.b]\nmem = "64M"\n'
+    check(two + '[[step]]\nrun = ["/bin/hello"]\n', r"step 1: on: which machine\? \(one of a, b\)")
+    check(two + '[[step]]\non = "c"\nrun = ["/bin/hello"]\n', r"step 1: on: unknown machine 'c'")
+    check(two + '[[step]]\non = "a"\nsnapshot = "x"\n', "a snapshot takes every machine")
+    check('[machine]\nmem = "64M"\n' + two + '[[step]]\nsnapshot = "x"\n', "both \\[machine\\] and")
+    check('[machine]\nmem = "64M"\n[[step]]\non = "guest"\nsnapshot = "x"\n', "only one machine")
+    check(two + '[host]\nmemory = "100M"\n[[step]]\nsnapshot = "x"\n', "host.memory: 100 MiB leaves no host page cache")
+    check(two + '[host]\nexclusive = "yes"\n[[step]]\nsnapshot = "x"\n', "host.exclusive: must be true or false")
+    check('[machines.a]\nmem = "64M"\nroot_read_only = 1\n[[step]]\nsnapshot = "x"\n',
+          "machines.a.root_read_only: must be true or false")
+    check('[machine]\nmem = "64M"\n[series]\ninterval_s = 0.001\n[[step]]\nsnapshot = "x"\n',
+          "series.interval_s: at least 0.01")
+
+
+def test_exclusive_host_in_a_scenario(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text('[machine]\nmem = "96M"\n[host]\nexclusive = true\n'
+                    '[[step]]\nrun = ["/bin/seqread", "/data/mapped.bin"]\n[[step]]\nsnapshot = "read"\n')
+    snap = sc.run(sc.load(str(path)))["snapshots"]["read"]
+    assert snap["host"]["demoted_pages"] >= 4096 and snap["oracle"]["duplicated_pages"] == 0

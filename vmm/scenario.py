@@ -41,6 +41,7 @@ class MachineSpec:
     stats_interval_s: float = 0
     on_violation: str = "record"
     host_memory: int | None = None   # guest RSS + host page cache
+    root_read_only: bool = False     # attach the root read-only: guests on one host then share its cache
 
     @classmethod
     def from_options(cls, mem="128M", cmdline="", root="builtin", swap=None, cache="writeback",
@@ -112,6 +113,12 @@ class MachineSpec:
         return "balloon " + ("+".join(names) if names else "(no features)")
 
 
+@dataclass
+class HostSpec:
+    memory: int | None = None        # every guest's RSS + the host page cache
+    exclusive: bool = False          # the host keeps only pages several guests read
+
+
 class LabSession(GuestSession):
     """A GuestSession booted from a MachineSpec, with a few helpers for tests; close() also removes
     its swap disk and its host."""
@@ -160,8 +167,9 @@ class LabSession(GuestSession):
         return snapshot(self, time.perf_counter() - self._started)
 
 
-def boot(spec: MachineSpec, console_sink=None, start_timeout_s: float = 60) -> LabSession:
-    """A started LabSession for spec."""
+def boot(spec: MachineSpec, console_sink=None, start_timeout_s: float = 60, host=None) -> LabSession:
+    """A started LabSession for spec; on `host` (shared with other guests, not closed with it)
+    or on a host of its own."""
     from devices.host import Host
     from .machine import DiskConfig, MachineConfig
     from .rootfs import root_image
@@ -170,15 +178,19 @@ def boot(spec: MachineSpec, console_sink=None, start_timeout_s: float = 60) -> L
     try:
         root = root_image(spec.root) if spec.root is not None else None
         cmdline = spec.cmdline
-        # runs never change the root image: writes go to a private overlay
-        disks = [DiskConfig(root, cache=spec.cache, snapshot=True)] if root is not None else []
+        # runs never change the root image: writes go to a private overlay, or it is read-only
+        if root is None:
+            disks = []
+        elif spec.root_read_only:
+            disks = [DiskConfig(root, cache=spec.cache, read_only=True)]
+        else:
+            disks = [DiskConfig(root, cache=spec.cache, snapshot=True)]
         if spec.swap is not None:
             from .swapdisk import make_swap_image
             resources["swap"] = make_swap_image(spec.swap)
             disks.append(DiskConfig(resources["swap"]))
             cmdline = f"{cmdline} swap=/dev/vd{'abcdefghijklmnopqrstuvwxyz'[len(disks) - 1]}".strip()
-        host = None
-        if spec.host_memory is not None:
+        if host is None and spec.host_memory is not None:
             host = resources["host"] = Host(memory_budget_bytes=spec.host_memory,
                                             cache_capacity=(spec.host_memory - spec.mem) // PAGE_SIZE)
         config = MachineConfig(mem=spec.mem, cmdline=cmdline, disks=disks,
@@ -215,8 +227,13 @@ class Step:
     action: str
     value: object
     timeout_s: float | None = None
+    on: str | None = None            # the machine it acts on (None: the only one)
 
     def describe(self) -> str:
+        text = self._describe()
+        return f"{self.on}: {text}" if self.on else text
+
+    def _describe(self) -> str:
         if self.action == "run":
             return "run " + " ".join(self.value)
         if self.action == "wait":
@@ -230,10 +247,17 @@ class Step:
 
 @dataclass
 class Scenario:
-    machine: MachineSpec
+    machine: MachineSpec                                 # the first (or only) machine
     steps: list = field(default_factory=list)
     source: str = "scenario"
     description: str = ""
+    machines: dict = field(default_factory=dict)         # name -> MachineSpec, in file order
+    host: HostSpec = field(default_factory=HostSpec)
+    series_interval_s: float = 0                         # 0: no time series
+
+    @property
+    def several(self) -> bool:
+        return len(self.machines) > 1
 
     @property
     def snapshot_names(self) -> list:
@@ -258,66 +282,110 @@ def parse(data: dict, source: str = "scenario", base_dir: str = ".") -> Scenario
     def fail(text):
         raise BallastError(f"{source}: {text}")
 
-    _known(data, ("machine", "host", "step", "description"), "", fail, "top-level key")
+    _known(data, ("machine", "machines", "host", "step", "description", "series"), "", fail, "top-level key")
     description = data.get("description", "")
     if not isinstance(description, str):
         fail("description: must be a string")
-    machine = data.get("machine")
-    if machine is None:
-        fail("no [machine] table (it needs at least mem)")
-    if not isinstance(machine, dict):
-        fail("machine: must be a table ([machine])")
-    _known(machine, ("mem", "cmdline", "root", "swap", "cache", "balloon"), "machine", fail)
-    if "mem" not in machine:
-        fail("machine.mem: missing (the guest's RAM, e.g. \"256M\")")
     host = data.get("host", {})
     if not isinstance(host, dict):
         fail("host: must be a table ([host])")
-    _known(host, ("memory",), "host", fail)
-    balloon = machine.get("balloon")
-    options = {}
-    if balloon is not None:
-        if not isinstance(balloon, dict):
-            fail("machine.balloon: must be a table, e.g. { features = [\"MUST_TELL_HOST\"] }")
-        _known(balloon, ("features", "stats_interval_s", "on_violation"), "machine.balloon", fail)
-        options = {"balloon": balloon.get("features", []),
-                   "stats_interval_s": balloon.get("stats_interval_s", 0),
-                   "on_violation": balloon.get("on_violation", "record")}
+    _known(host, ("memory", "exclusive"), "host", fail)
+    exclusive = host.get("exclusive", False)
+    if not isinstance(exclusive, bool):
+        fail(f"host.exclusive: must be true or false, not {_toml_type(exclusive)}")
+    if "machine" in data and "machines" in data:
+        fail("both [machine] and [machines.NAME]: describe one guest with [machine], several with [machines.NAME]")
+    if "machines" in data:
+        tables = data["machines"]
+        if not isinstance(tables, dict) or not tables:
+            fail("machines: must hold one table per guest ([machines.NAME])")
+        named = [(name, table, f"machines.{name}") for name, table in tables.items()]
+    elif "machine" in data:
+        named = [("guest", data["machine"], "machine")]
     else:
-        options["balloon"] = None
-    names = {"features": "machine.balloon.features", "stats_interval_s": "machine.balloon.stats_interval_s",
-             "on_violation": "machine.balloon.on_violation", "host_memory": "host.memory"}
-    try:
-        spec = MachineSpec.from_options(
-            mem=machine["mem"], cmdline=machine.get("cmdline", ""), root=machine.get("root", "builtin"),
-            swap=machine.get("swap"), cache=machine.get("cache", "writeback"), host_memory=host.get("memory"),
-            base_dir=base_dir, where=lambda key: names.get(key, f"machine.{key}"), **options)
-    except BallastError as e:
-        fail(str(e))
+        fail("no [machine] table (it needs at least mem)")
+    machines = {}
+    for name, table, where in named:
+        machines[name] = _parse_machine(table, where, host, fail, base_dir)
+    host_spec = HostSpec(exclusive=exclusive)
+    if host.get("memory") is not None:
+        host_spec.memory = next(iter(machines.values())).host_memory
+        total = sum(m.mem for m in machines.values())
+        if host_spec.memory - total < PAGE_SIZE:
+            fail(f"host.memory: {_mib(host_spec.memory)} leaves no host page cache beside the guests' "
+                 f"{_mib(total)} (it bounds guest RSS + host page cache)")
+    series = data.get("series", {})
+    if not isinstance(series, dict):
+        fail("series: must be a table ([series] interval_s = 0.05)")
+    _known(series, ("interval_s",), "series", fail)
+    interval = _checked(lambda: _number(series.get("interval_s", 0), "series.interval_s", minimum=0), fail)
+    if 0 < interval < 0.01:
+        fail("series.interval_s: at least 0.01 s of guest time")
 
     raw_steps = data.get("step")
     if raw_steps is None:
         fail("no steps: add [[step]] tables (run, balloon_mib, guest_mib, wait, sleep, snapshot)")
     if not isinstance(raw_steps, list):
         fail("step: must be an array of tables: write [[step]], not [step]")
-    steps = [_parse_step(raw, i + 1, spec, fail) for i, raw in enumerate(raw_steps)]
+    steps = [_parse_step(raw, i + 1, machines, fail) for i, raw in enumerate(raw_steps)]
     seen = set()
     for step in steps:
         if step.action == "snapshot":
             if step.value in seen:
                 fail(f"step {step.number}: snapshot: the name '{step.value}' is already taken")
             seen.add(step.value)
-    return Scenario(spec, steps, source, description)
+    return Scenario(next(iter(machines.values())), steps, source, description, machines, host_spec, interval)
 
 
-def _parse_step(raw, number: int, spec: MachineSpec, fail) -> Step:
+def _parse_machine(machine, where: str, host: dict, fail, base_dir: str) -> MachineSpec:
+    if not isinstance(machine, dict):
+        fail(f"{where}: must be a table ([{where}])")
+    _known(machine, ("mem", "cmdline", "root", "swap", "cache", "balloon", "root_read_only"), where, fail)
+    if "mem" not in machine:
+        fail(f"{where}.mem: missing (the guest's RAM, e.g. \"256M\")")
+    balloon = machine.get("balloon")
+    options = {}
+    if balloon is not None:
+        if not isinstance(balloon, dict):
+            fail(f"{where}.balloon: must be a table, e.g. {{ features = [\"MUST_TELL_HOST\"] }}")
+        _known(balloon, ("features", "stats_interval_s", "on_violation"), f"{where}.balloon", fail)
+        options = {"balloon": balloon.get("features", []),
+                   "stats_interval_s": balloon.get("stats_interval_s", 0),
+                   "on_violation": balloon.get("on_violation", "record")}
+    else:
+        options["balloon"] = None
+    names = {"features": f"{where}.balloon.features", "stats_interval_s": f"{where}.balloon.stats_interval_s",
+             "on_violation": f"{where}.balloon.on_violation", "host_memory": "host.memory"}
+    try:
+        spec = MachineSpec.from_options(
+            mem=machine["mem"], cmdline=machine.get("cmdline", ""), root=machine.get("root", "builtin"),
+            swap=machine.get("swap"), cache=machine.get("cache", "writeback"), host_memory=host.get("memory"),
+            base_dir=base_dir, where=lambda key: names.get(key, f"{where}.{key}"), **options)
+    except BallastError as e:
+        fail(str(e))
+    read_only = machine.get("root_read_only", False)
+    if not isinstance(read_only, bool):
+        fail(f"{where}.root_read_only: must be true or false, not {_toml_type(read_only)}")
+    spec.root_read_only = read_only
+    return spec
+
+
+def _parse_step(raw, number: int, machines: dict, fail) -> Step:
     where = f"step {number}"
     if not isinstance(raw, dict):
         fail(f"{where}: must be a table ([[step]])")
-    unknown = [k for k in raw if k not in ACTIONS + ("timeout_s",)]
+    unknown = [k for k in raw if k not in ACTIONS + ("timeout_s", "on")]
     if unknown:
         fail(f"{where}: unknown key '{unknown[0]}' (a step is one of {', '.join(ACTIONS)}; "
-             "run and wait take timeout_s)")
+             "run and wait take timeout_s; on names the machine)")
+    on = raw.get("on")
+    if on is not None and (not isinstance(on, str) or on not in machines or len(machines) == 1):
+        if len(machines) == 1:
+            fail(f"{where}: on: there is only one machine; leave on out")
+        fail(f"{where}: on: unknown machine {on!r} (one of {', '.join(machines)})")
+    if on is None and len(machines) > 1 and "snapshot" not in raw:
+        fail(f"{where}: on: which machine? (one of {', '.join(machines)})")
+    spec = machines[on] if on is not None else next(iter(machines.values()))
     actions = [k for k in raw if k in ACTIONS]
     if not actions:
         fail(f"{where}: no action (one of {', '.join(ACTIONS)})")
@@ -367,7 +435,9 @@ def _parse_step(raw, number: int, spec: MachineSpec, fail) -> Step:
     elif action == "snapshot":
         if not isinstance(value, str) or not value.strip():
             fail(f"{key}: must be a non-empty name (a string)")
-    return Step(number, action, value, timeout_s)
+        if on is not None:
+            fail(f"{where}: on: a snapshot takes every machine")
+    return Step(number, action, value, timeout_s, on)
 
 
 def _known(table: dict, allowed, where: str, fail, noun: str = "key") -> None:
@@ -424,64 +494,144 @@ def _mib(size: int) -> str:
 
 # --- running ----------------------------------------------------------------------------------------
 
-def snapshot(session, wall_s: float) -> dict:
-    """What a snapshot records; with STATS_VQ it asks the driver for fresh statistics first."""
+def _machine_part(session) -> dict:
+    """What a snapshot records of one guest; with STATS_VQ it asks the driver for fresh statistics."""
     balloon = session.machine.balloon
     ballooned = {}
     if balloon is not None:
         stats = session.balloon_stats(STATS_TIMEOUT_S) if balloon.features & FEATURES["STATS_VQ"] else {}
         ballooned = {"target_pages": balloon.target_pages, "actual_pages": balloon.actual_pages,
                      "stats": dict(stats)}
-    cache = session.machine.host.cache
-    return {"guest": dict(session.meminfo()), "vmstat": dict(session.vmstat()), "balloon": ballooned,
-            "host": {"rss_bytes": session.host_rss_bytes(), "cache_pages": cache.nr_pages,
-                     "cache_capacity_pages": cache.capacity_pages},
-            "time": {"virtual_ns": session.virtual_ns(), "wall_s": round(wall_s, 3)}}
+    vmstat = dict(session.vmstat())
+    kernel = session.machine.kernel
+    policy = {"unmapped_page_control": kernel.unmapped_policy, "pagecache_dedup": kernel.pagecache_dedup,
+              **{name: vmstat[name] for name in POLICY_COUNTERS}}
+    return {"guest": dict(session.meminfo()), "vmstat": vmstat, "balloon": ballooned, "policy": policy}
+
+
+POLICY_COUNTERS = ("unmapped_wakeups", "unmapped_balance_runs", "pgscan_unmapped", "pgsteal_unmapped",
+                   "balloon_cache_first_calls", "pgsteal_cache_first", "host_cache_queries", "pgsteal_dedup")
+
+
+def _host_part(sessions: dict, host) -> dict:
+    from . import oracle
+    cache = host.cache
+    report = oracle.duplication(host, [s.machine for s in sessions.values()])
+    return {"rss_bytes": LabSession.host_rss_bytes(), "cache_pages": cache.nr_pages,
+            "cache_capacity_pages": cache.capacity_pages, "duplicated_pages": report["duplicated_pages"],
+            "pages_in_several_guests": report["host_pages_in_several_guests"],
+            "demoted_pages": cache.demoted}, report
+
+
+def snapshot(session, wall_s: float) -> dict:
+    """One guest's snapshot (the format of a single-machine scenario)."""
+    out = _machine_part(session)
+    out["host"], report = _host_part({"guest": session}, session.machine.host)
+    vm = report["vms"][session.machine.vm_id]
+    out["oracle"] = {k: vm[k] for k in ("duplicated_pages", "estimated_duplicated_pages", "files")}
+    out["time"] = {"virtual_ns": session.virtual_ns(), "wall_s": round(wall_s, 3)}
+    return out
+
+
+def snapshot_all(sessions: dict, host, wall_s: float) -> dict:
+    """Every guest of a multi-machine scenario, and the host they share."""
+    machines = {}
+    host_part, report = _host_part(sessions, host)
+    for name, session in sessions.items():
+        part = _machine_part(session)
+        vm = report["vms"][session.machine.vm_id]
+        part["oracle"] = {k: vm[k] for k in ("duplicated_pages", "estimated_duplicated_pages", "files")}
+        part["time"] = {"virtual_ns": session.virtual_ns()}
+        machines[name] = part
+    return {"machines": machines, "host": host_part, "time": {"wall_s": round(wall_s, 3)}}
 
 
 def run(scenario: Scenario, on_step=None, console_sink=None) -> dict:
-    """Run every step; returns {"snapshots": ..., "exit": ...}. on_step(step, None) is called before
-    each step and on_step(step, outcome) after it (outcome a short text). A BallastError mid-run is raised with the result so far attached
-    as its `result` attribute."""
+    """Run every step; returns {"snapshots": ..., "exit": ...} (and "series" with [series]).
+    on_step(step, None) is called before each step and on_step(step, outcome) after it (outcome a
+    short text). A BallastError mid-run is raised with the result so far attached as its `result`."""
+    from devices.host import Host
     started = time.perf_counter()
     result = {"snapshots": {}, "exit": {}}
     runs, waits = [], []
     exit_info = result["exit"]
     exit_info.update(ok=None, steps=len(scenario.steps), steps_run=0, runs=runs, last_run=None, waits=waits,
                      waits_met=True, violations=0, error=None, virtual_ns=0)
-    session = None
+    sessions = {}
+    host = None
+    shared_host = scenario.several or scenario.host.exclusive
     try:
-        session = boot(scenario.machine, console_sink=console_sink)
+        if shared_host:
+            memory = scenario.host.memory
+            cache_pages = None if memory is None else \
+                (memory - sum(m.mem for m in scenario.machines.values())) // PAGE_SIZE
+            host = Host(memory_budget_bytes=memory, cache_capacity=cache_pages,
+                        exclusive_cache=scenario.host.exclusive)
+        for name, spec in scenario.machines.items():
+            sessions[name] = boot(spec, console_sink=console_sink, host=host)
+        if host is None:
+            host = next(iter(sessions.values())).machine.host
+        if scenario.series_interval_s:
+            result["series"] = []
+            for name, session in sessions.items():
+                session.add_sampler(_sampler(name, session, sessions, host, result["series"]),
+                                    scenario.series_interval_s)
+
+        def take(name):
+            wall = time.perf_counter() - started
+            if scenario.several:
+                result["snapshots"][name] = snapshot_all(sessions, host, wall)
+            else:
+                result["snapshots"][name] = snapshot(next(iter(sessions.values())), wall)
         for step in scenario.steps:
             if on_step is not None:
                 on_step(step, None)
-            outcome = _do(session, step, result, runs, waits, started)
+            session = sessions[step.on] if step.on is not None else next(iter(sessions.values()))
+            outcome = _do(session, step, result, runs, waits, take)
             exit_info["steps_run"] += 1
             if on_step is not None:
                 on_step(step, outcome)
         if not any(s.action == "snapshot" for s in scenario.steps):
-            result["snapshots"][END_SNAPSHOT] = snapshot(session, time.perf_counter() - started)
+            take(END_SNAPSHOT)
     except BallastError as e:
         exit_info["error"] = str(e)
         e.result = result
         raise
     finally:
-        if session is not None:
-            exit_info["violations"] = len(session.machine.violations)
-            exit_info["virtual_ns"] = session.virtual_ns()
+        for session in sessions.values():
+            exit_info["violations"] += len(session.machine.violations)
+            exit_info["virtual_ns"] = max(exit_info["virtual_ns"], session.virtual_ns())
             session.close()
+        if shared_host and host is not None:
+            host.close()
         exit_info["waits_met"] = all(w["met"] for w in waits)
         exit_info["ok"] = exit_info["error"] is None and exit_info["waits_met"] and not exit_info["violations"]
     return result
 
 
-def _do(session, step: Step, result: dict, runs: list, waits: list, started: float) -> str:
+def _sampler(name, session, sessions, host, series):
+    """A time-series point as `name` runs: its guest's memory and the host's view of duplication."""
+    from . import oracle
+
+    def sample():
+        meminfo = session.meminfo()
+        report = oracle.duplication(host, [s.machine for s in sessions.values()])
+        series.append({"machine": name, "virtual_ns": session.virtual_ns(), "MemFree": meminfo["MemFree"],
+                       "Cached": meminfo["Cached"], "host_cache_pages": host.cache.nr_pages,
+                       "duplicated_pages": report["duplicated_pages"],
+                       "balloon_pages": session.machine.balloon.actual_pages if session.machine.balloon else 0})
+    return sample
+
+
+def _do(session, step: Step, result: dict, runs: list, waits: list, take) -> str:
     if step.action == "run":
         r = session.run(step.value, step.timeout_s or DEFAULT_RUN_TIMEOUT_S)
         from .oracle import decode_wait_status
         status = decode_wait_status(r.status)
         entry = {"step": step.number, "argv": step.value, "status": r.status, "exit_code": status["code"],
                  "signaled": status["signaled"], "signal": None, "output": r.output}
+        if step.on is not None:
+            entry["machine"] = step.on
         if status["signaled"]:
             from guestos.kernel.signal import signal_name
             entry["signal"] = signal_name(status["signal"])
@@ -510,7 +660,7 @@ def _do(session, step: Step, result: dict, runs: list, waits: list, started: flo
         session.advance(step.value)
         return ""
     if step.action == "snapshot":
-        result["snapshots"][step.value] = snapshot(session, time.perf_counter() - started)
+        take(step.value)
         return ""
     raise AssertionError(step.action)
 
@@ -559,8 +709,14 @@ SUMMARY_ROWS = (
     ("balloon", "actual", ("balloon", "actual_pages"), _pages),
     ("balloon", "free-memory", ("balloon", "stats", "free-memory"), _bytes),
     ("balloon", "available-memory", ("balloon", "stats", "available-memory"), _bytes),
+    ("policy", "unmapped reclaimed", ("policy", "pgsteal_unmapped"), _pages),
+    ("policy", "dedup reclaimed", ("policy", "pgsteal_dedup"), _pages),
+    ("oracle", "duplicated", ("oracle", "duplicated_pages"), _pages),
+    ("oracle", "host's estimate", ("oracle", "estimated_duplicated_pages"), _pages),
     ("host", "RSS", ("host", "rss_bytes"), _bytes),
     ("host", "page cache", ("host", "cache_pages"), _pages),
+    ("host", "duplicated", ("host", "duplicated_pages"), _pages),
+    ("host", "in several guests", ("host", "pages_in_several_guests"), _pages),
     ("time", "virtual", ("time", "virtual_ns"), lambda ns: f"{ns / 1e9:.3f} s"),
     ("time", "wall", ("time", "wall_s"), lambda s: f"{s:.2f} s"),
 )
@@ -574,6 +730,23 @@ def _dig(snap: dict, path):
     return snap
 
 
+def _rows(snaps: dict):
+    """(group, label, values, fmt) per row; a multi-machine scenario gets a block per machine."""
+    first = next(iter(snaps.values()))
+    if "machines" not in first:
+        for group, label, path, fmt in SUMMARY_ROWS:
+            yield group, label, [_dig(s, path) for s in snaps.values()], fmt
+        return
+    for machine in first["machines"]:
+        for group, label, path, fmt in SUMMARY_ROWS:
+            if group in ("host",) or (group == "time" and label == "wall"):
+                continue
+            yield f"{machine} {group}", label, [_dig(s, ("machines", machine) + path) for s in snaps.values()], fmt
+    for group, label, path, fmt in SUMMARY_ROWS:
+        if group == "host" or (group == "time" and label == "wall"):
+            yield group, label, [_dig(s, path) for s in snaps.values()], fmt
+
+
 def summary_table(result: dict):
     """One rich table: a row per measurement, a column per snapshot."""
     from rich.table import Table
@@ -584,12 +757,10 @@ def summary_table(result: dict):
     for name in snaps:
         table.add_column(name, justify="right")
     last_group = None
-    for group, label, path, fmt in SUMMARY_ROWS:
-        values = [_dig(s, path) for s in snaps.values()]
+    for group, label, values, fmt in _rows(snaps):
         if all(v is None for v in values):
             continue
-        if group == "guest" and label == "SwapFree" and all(_dig(s, ("guest", "SwapTotal")) == 0
-                                                            for s in snaps.values()):
+        if label == "SwapFree" and all(v == 0 or v is None for v in values):
             continue
         table.add_row(group if group != last_group else "", label, *(fmt(v) if v is not None else "" for v in values),
                       end_section=False)
