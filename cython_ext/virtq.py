@@ -142,3 +142,26 @@ def walk_chain(ram: cython.uchar[::1], ram_size: cython.Py_ssize_t, desc_table: 
             raise ValueError(f"descriptor {index} chains to {nxt}, not below the queue size {size}")
         index = nxt
     raise ValueError(f"chain from head {head} is longer than the queue size {size} (a loop?)")
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def pop_chain(ram: cython.uchar[::1], ram_size: cython.Py_ssize_t, desc_table: cython.Py_ssize_t,
+              avail_ring: cython.Py_ssize_t, size: cython.Py_ssize_t, next_avail: cython.Py_ssize_t,
+              indirect_ok: cython.bint):
+    """The chain the driver made available at next_avail: (head, descriptors, readable, writable, ordered)
+    as walk_chain gives them, or None when the avail ring holds nothing new. IndexError when avail->idx
+    runs more than `size` ahead (nothing is consumed); ValueError for a broken chain (its head is)."""
+    if ram_size > len(ram):
+        ram_size = len(ram)
+    if avail_ring < 0 or size <= 0 or avail_ring + 4 + 2 * size > ram_size:
+        raise IndexError(f"avail ring {avail_ring:#x} of {size} entries lies outside RAM")
+    avail_idx: cython.Py_ssize_t = _u16(ram, avail_ring + 2)
+    pending: cython.Py_ssize_t = (avail_idx - next_avail) & 0xFFFF
+    if pending == 0:
+        return None
+    if pending > size:
+        raise IndexError(f"avail idx {avail_idx} is {pending} ahead of the device, more than the queue size")
+    head: cython.Py_ssize_t = _u16(ram, avail_ring + 4 + 2 * (next_avail % size))
+    descriptors, readable, writable, ordered = walk_chain(ram, ram_size, desc_table, size, head, indirect_ok)
+    return head, descriptors, readable, writable, ordered

@@ -90,7 +90,7 @@ class DescriptorChain:
     builds Descriptor objects only when asked."""
     __slots__ = ("head", "raw", "readable_len", "writable_len", "ordered", "_descriptors")
 
-    def __init__(self, head: int, descriptors: list, *, raw: list = None, readable_len: int = None,
+    def __init__(self, head: int, descriptors: list, raw: list = None, readable_len: int = None,
                  writable_len: int = None, ordered: bool = None):
         self.head = head
         if raw is None:
@@ -259,23 +259,19 @@ class SplitQueue:
         if not self.ready:
             return None
         self._require_valid(mem)
-        view = mem.view
-        avail_ring = self.avail_ring
-        avail_idx = U16.unpack_from(view, avail_ring + 2)[0]
-        next_avail = self.next_avail
-        pending = (avail_idx - next_avail) & 0xFFFF
-        if pending == 0:
-            return None
-        if pending > self.size:
-            raise QueueError(f"avail idx {avail_idx} is {pending} ahead of the device, more than the queue size")
-        head = U16.unpack_from(view, avail_ring + RING_HEADER_SIZE + U16.size * (next_avail % self.size))[0]
-        self.next_avail = (next_avail + 1) & 0xFFFF
         try:
-            raw, readable, writable, ordered = _virtq.walk_chain(view, mem.size, self.desc_table, self.size, head,
-                                                                self.indirect_desc)
-        except ValueError as err:
+            got = _virtq.pop_chain(mem.view, mem.size, self.desc_table, self.avail_ring, self.size, self.next_avail,
+                                   self.indirect_desc)
+        except IndexError as err:           # avail idx too far ahead: nothing consumed
             raise QueueError(str(err)) from None
-        return DescriptorChain(head, None, raw=raw, readable_len=readable, writable_len=writable, ordered=ordered)
+        except ValueError as err:           # a broken chain: consumed
+            self.next_avail = (self.next_avail + 1) & 0xFFFF
+            raise QueueError(str(err)) from None
+        if got is None:
+            return None
+        self.next_avail = (self.next_avail + 1) & 0xFFFF
+        head, raw, readable, writable, ordered = got
+        return DescriptorChain(head, None, raw, readable, writable, ordered)
 
     def undo_pop(self) -> None:
         """Give the last popped head back (the device could not take it now)."""

@@ -180,3 +180,21 @@ def test_pop_through_the_queue_matches_the_reference(setup, next_avail, pending)
             assert q.next_avail == (before + 1) & 0xFFFF            # a malformed chain is consumed too
     finally:
         mem.close()
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.lists(st.integers(0, 0xFFFF), max_size=32))
+def test_pop_chain_compiled_equals_pure(setup, next_avail, avail_idx, ring):
+    ram = fill(setup)
+    size = setup["size"]
+    for i, head in enumerate(ring[:size]):
+        U16.pack_into(ram, AVAIL_BASE + 4 + 2 * i, head)
+    U16.pack_into(ram, AVAIL_BASE + 2, avail_idx)
+    results = []
+    for module in (compiled, pure):
+        try:
+            results.append(("ok", module.pop_chain(memoryview(ram), RAM, DESC_BASE, AVAIL_BASE, size, next_avail,
+                                                   setup["indirect"])))
+        except (IndexError, ValueError) as err:
+            results.append((type(err).__name__, str(err)))
+    assert results[0] == results[1]
