@@ -142,7 +142,7 @@ class BlockBackend:
     def _read(self, offset: int, length: int, dests) -> int:
         sequential = offset == self._next_offset
         if self.mode.host_cache:
-            io = self.cache.readv_into(self.key, offset, dests, self.vm_id)
+            io = self.cache.readv_into(self.key, offset, dests, self.vm_id, length)
             cost = (io.hits + io.misses) * self.host_costs.host_cache_hit_ns_per_page
             if io.loaded or io.written_back:        # nothing else to charge on a hit
                 cost += self._load_cost(io, sequential) + self._eviction_cost(io)

@@ -191,16 +191,24 @@ class HostPageCache:
         self.misses += io.misses
         return io
 
-    def readv_into(self, key, offset: int, dests, vm_id) -> CacheIO:
-        """read_into scattered over several byte views, filled in order (a descriptor chain's buffers)."""
-        length = 0
-        for d in dests:
-            length += len(d)
+    def readv_into(self, key, offset: int, dests, vm_id, length: int = None) -> CacheIO:
+        """read_into scattered over several byte views, filled in order (a descriptor chain's buffers);
+        `length`, their total, if the caller knows it."""
+        if length is None:
+            length = 0
+            for d in dests:
+                length += len(d)
         if length and not (offset | length) & (PAGE_SIZE - 1):
             pages = self._files.get(key)
-            io = CacheIO()
-            if pages is not None and self._read_hits(pages, offset >> PAGE_SHIFT, length >> PAGE_SHIFT, dests, io):
-                return io
+            if pages is not None:
+                count = length >> PAGE_SHIFT
+                promote = _hostcache.read_hits(pages, offset >> PAGE_SHIFT, count, self._chunk_views,
+                                               ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, dests)
+                if promote is not None:         # all cached: copied, accesses noted
+                    for slot in promote:
+                        self._activate(slot)
+                    self.hits += count
+                    return CacheIO(count)
         if len(dests) == 1:
             return self.read_into(key, offset, dests[0], vm_id)
         buf = memoryview(bytearray(length))

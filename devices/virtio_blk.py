@@ -329,7 +329,11 @@ class VirtioBlk(VirtioDevice):
                 raise _Status(VIRTIO_BLK_S_IOERR, "read with device-readable data")
             offset = self._check_range(sector, data_in_room)
             # straight from the host cache into the driver's buffers, as DMA would
-            cost = self._backend(self.backend.readv_into, offset, chain.writable_views(mem, data_in_room))
+            try:
+                cost = self.backend.readv_into(offset, chain.writable_views(mem, data_in_room))
+            except (OSError, ValueError) as err:      # as _backend: I/O error or a short transfer
+                self.counters.backend_errors += 1
+                raise _Status(VIRTIO_BLK_S_IOERR, f"backend: {err}") from err
             self.counters.bytes_read += data_in_room
             return data_in_room, cost
 
