@@ -350,13 +350,13 @@ def blk_image() -> Path:
     return path
 
 
-def guest_blk_read(host, image: Path, read_size: int, cmdline: str) -> tuple[float, int]:
-    """(wall seconds of the guest program, virtio requests) for vdread over /dev/vda."""
+def guest_blk_read(host, image: Path, read_size: int, cmdline: str, passes: int = 1) -> tuple[float, int]:
+    """(wall seconds of the guest run, boot included, virtio IN requests) for vdread over /dev/vda."""
     from vmm.machine import DiskConfig
     m = Machine(MachineConfig(mem=256 * MiB, cmdline=cmdline, disks=[DiskConfig(str(image))]), host=host)
-    m.load(firmware("vdread"), "/bin/vdread", ["/dev/vda", str(read_size)])
+    m.load(firmware("vdread"), "/bin/vdread", ["/dev/vda", str(read_size), str(passes)])
     status = m.boot()
-    if status != 0 or not m.console_output.startswith(b"%d bytes" % (BLK_IMAGE_MIB * MiB)):
+    if status != 0 or not m.console_output.startswith(b"%d bytes" % (passes * BLK_IMAGE_MIB * MiB)):
         raise SystemExit(f"guest vdread failed (status {status:#x}): {bytes(m.console_output)[-300:]!r}")
     requests = m.disks[0][2].counters.requests["in"]
     seconds = m.wall_s
@@ -380,15 +380,26 @@ def host_pread_loop(image: Path, size: int = 64 << 10) -> float:
 
 
 def bench_blk(runs: int) -> list[dict]:
+    """Sequential reads of the image through /dev/vda with the host cache hot. The figure is one pass of
+    the read loop (a 3-pass run minus a 1-pass run, halved: boot and exit cancel out), as the host's
+    pread loop is timed without starting a process; the whole 1-pass run, boot included, is in the detail."""
     from devices.host import Host
     image = blk_image()
     host = Host()
+    cases = (("guest /dev/vda, 64 KiB read() calls", "read64k", 64 << 10, ""),
+             ("guest /dev/vda, 1 MiB read() calls in 64 KiB requests", "read1m", 1 << 20,
+              "virtio_blk.max_sectors_kb=64"))
     try:
         guest_blk_read(host, image, 64 << 10, "")          # warm the host cache (and the host's own)
-        small, large, host_s = [], [], []
+        samples = {key: ([], [], []) for _, key, _, _ in cases}     # per pass, whole 1-pass run, requests
+        host_s = []
         for _ in range(runs):
-            small.append(guest_blk_read(host, image, 64 << 10, ""))
-            large.append(guest_blk_read(host, image, 1 << 20, "virtio_blk.max_sectors_kb=64"))
+            for _, key, size, cmdline in cases:
+                one, requests = guest_blk_read(host, image, size, cmdline, passes=1)
+                three, _ = guest_blk_read(host, image, size, cmdline, passes=3)
+                samples[key][0].append((three - one) / 2)
+                samples[key][1].append(one)
+                samples[key][2].append(requests)
             host_s.append(host_pread_loop(image))
         if host.cache.misses != BLK_IMAGE_MIB * MiB // PAGE:
             raise SystemExit("blk benchmark: the host cache was not hot after the first pass")
@@ -400,12 +411,14 @@ def bench_blk(runs: int) -> list[dict]:
     rows = [dict(bench="blk", name="host pread loop, 64 KiB reads (baseline)", value=f"{nbytes / base_s / 1e9:.2f} GB/s",
                  detail=f"{BLK_IMAGE_MIB} MiB in {base_s * 1e3:.1f} ms, os.pread on the image in the host's page cache",
                  key="blk.host_pread_gb_s", number=nbytes / base_s / 1e9)]
-    for label, samples, key in (("guest /dev/vda, 64 KiB read() calls", small, "read64k"),
-                                ("guest /dev/vda, 1 MiB read() calls in 64 KiB requests", large, "read1m")):
-        secs = statistics.median(s for s, _ in samples)
+    for label, key, _, _ in cases:
+        per_pass, whole, requests = samples[key]
+        secs, whole_s = statistics.median(per_pass), statistics.median(whole)
         ratio = base_s / secs
         rows.append(dict(bench="blk", name=label, value=f"{nbytes / secs / 1e9:.2f} GB/s",
-                         detail=f"{samples[0][1]} virtio requests in {secs * 1e3:.1f} ms; host cache hot",
+                         detail=f"{requests[0]} virtio requests in {secs * 1e3:.1f} ms per pass "
+                                f"(3 passes minus 1, halved); host cache hot; the whole 1-pass run with boot "
+                                f"{whole_s * 1e3:.1f} ms ({base_s / whole_s:.2f}x host pread, information only)",
                          ratio=ratio, ratio_of="host pread", target=f">= {TARGET_BLK_RATIO}",
                          met=ratio >= TARGET_BLK_RATIO, key=f"blk.ratio_{key}", number=ratio))
     return rows
