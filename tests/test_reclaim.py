@@ -68,6 +68,36 @@ def test_small_guest_reads_a_file_three_times_its_memory(image):
     m.close()
 
 
+@pytest.fixture(scope="module")
+def big_image(tmp_path_factory):
+    """The issue's own sizes: a 512 MiB file for a 128 MiB guest."""
+    tmp = tmp_path_factory.mktemp("reclaim512")
+    root = tmp / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(FIRMWARE / "vdsha256", root / "bin" / "vdsha256")
+    data = hashlib.shake_256(b"512").digest(512 * MiB)
+    (root / "big").write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    del data
+    img = tmp / "root.img"
+    mkdisk(str(root), str(img))
+    (root / "big").unlink()
+    return img, expected
+
+
+def test_a_128m_guest_checksums_a_512m_file(big_image):
+    img, expected = big_image
+    m, status = boot(img, ["/bin/vdsha256", "/big"], mem=128 * MiB)
+    k = m.kernel
+    assert status == 0
+    assert m.console_output.decode().split()[0] == expected
+    vmstat = k.vmstat_snapshot()
+    assert vmstat["pgsteal_kswapd"] + vmstat["pgsteal_direct"] > (512 - 128) * MiB // 4096
+    assert vmstat["oom_kill"] == 0
+    check_lru_invariants(k)
+    m.close()
+
+
 def test_repeatedly_read_pages_are_active(image):
     img, _ = image
     m = Machine(MachineConfig(mem=48 * MiB, disks=[DiskConfig(str(img), snapshot=True)]))
