@@ -30,7 +30,6 @@ ARENA_CHUNK_SHIFT = 10                    # 1024 slots (4 MiB) per arena mmap
 ARENA_CHUNK_PAGES = 1 << ARENA_CHUNK_SHIFT
 _CHUNK_MASK = ARENA_CHUNK_PAGES - 1
 MAX_IO_PAGES = 256                        # pages per preadv/pwritev (1 MiB), like a large bio
-_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
 _SHARED = "shared"                        # a page several VMs have read (exclusive caching)
 
@@ -475,10 +474,6 @@ class HostPageCache:
         self._fresh += 1
         if slot >> ARENA_CHUNK_SHIFT == len(self._chunks):
             chunk = mmap.mmap(-1, ARENA_CHUNK_PAGES * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            if _MADV_HUGEPAGE is not None:
-                # 2 MiB pages: copies out of the cache take fewer TLB misses (the host kernel's page
-                # cache sits in its huge-page direct map); freeing one slot still frees 4 KiB
-                chunk.madvise(_MADV_HUGEPAGE)
             self._chunks.append(chunk)
             self._chunk_views.append(memoryview(chunk))
             self._slot_key.extend([None] * ARENA_CHUNK_PAGES)
