@@ -1,5 +1,7 @@
-"""The device's walk of one split-virtqueue descriptor chain (virtio 1.2, 2.7.5 and 2.7.5.3), the hot part of
-devices.virtqueue.SplitQueue.pop. One source in Cython's pure-Python mode: compiled it reads the descriptors
+"""Split virtqueues (virtio 1.2, 2.7) in guest RAM. The device's half: popping and walking one descriptor chain
+(2.7.5, 2.7.5.3), the hot part of devices.virtqueue.SplitQueue.pop. The driver's half: adding a chain and
+detaching a used one (Linux's virtqueue_add_split and detach_buf_split), the hot part of
+guestos.drivers.virtio_ring. One source in Cython's pure-Python mode: compiled it reads the descriptors
 straight from guest RAM; uncompiled (BALLAST_PURE=1) it is plain Python that pdb can step through.
 
 The queue owns no memory: RAM comes with every call. Every descriptor is checked against RAM, the walk is
@@ -165,3 +167,94 @@ def pop_chain(ram: cython.uchar[::1], ram_size: cython.Py_ssize_t, desc_table: c
     head: cython.Py_ssize_t = _u16(ram, avail_ring + 4 + 2 * (next_avail % size))
     descriptors, readable, writable, ordered = walk_chain(ram, ram_size, desc_table, size, head, indirect_ok)
     return head, descriptors, readable, writable, ordered
+
+
+# --- the driver's half ---
+
+@cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _put_u16(ram: cython.uchar[::1], off: cython.Py_ssize_t, v: cython.uint) -> cython.void:
+    ram[off] = v & 0xFF
+    ram[off + 1] = (v >> 8) & 0xFF
+
+
+@cython.cfunc
+@cython.inline
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _put_u32(ram: cython.uchar[::1], off: cython.Py_ssize_t, v: cython.ulonglong) -> cython.void:
+    ram[off] = v & 0xFF
+    ram[off + 1] = (v >> 8) & 0xFF
+    ram[off + 2] = (v >> 16) & 0xFF
+    ram[off + 3] = (v >> 24) & 0xFF
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def add_chain(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, avail_ring: cython.Py_ssize_t,
+              num: cython.Py_ssize_t, desc_next: list, free_head: cython.Py_ssize_t,
+              avail_idx: cython.Py_ssize_t, sgs: list) -> cython.Py_ssize_t:
+    """Write sgs [(paddr, length, device_writes)] into descriptors taken along the free list from free_head
+    (desc_next holds each descriptor's next field, which is kept), chained with NEXT; put the head in the
+    avail ring at avail_idx, then publish avail_idx + 1. Returns the new free head. The caller checked that
+    enough descriptors are free."""
+    n: cython.Py_ssize_t = len(sgs)
+    if num <= 0 or desc_table < 0 or avail_ring < 0 or desc_table + DESC_SIZE * num > len(ram) \
+            or avail_ring + 4 + 2 * num > len(ram):
+        raise ValueError("virtqueue rings outside RAM")
+    i: cython.Py_ssize_t = free_head
+    head: cython.Py_ssize_t = free_head
+    j: cython.Py_ssize_t
+    nxt: cython.Py_ssize_t
+    off: cython.Py_ssize_t
+    flags: cython.uint
+    addr: cython.ulonglong
+    for j in range(n):
+        if i < 0 or i >= num:
+            raise IndexError(f"free list reaches descriptor {i}, not below {num}")
+        paddr, length, writes = sgs[j]
+        if not 0 <= length <= 0xFFFFFFFF:
+            raise ValueError(f"buffer length {length} does not fit in le32")
+        addr = paddr
+        flags = (WRITE if writes else 0) | (NEXT if j < n - 1 else 0)
+        nxt = desc_next[i]
+        off = desc_table + DESC_SIZE * i
+        _put_u32(ram, off, addr & 0xFFFFFFFF)
+        _put_u32(ram, off + 4, addr >> 32)
+        _put_u32(ram, off + 8, cython.cast(cython.ulonglong, length) & 0xFFFFFFFF)
+        _put_u16(ram, off + 12, flags)
+        _put_u16(ram, off + 14, nxt & 0xFFFF)
+        i = nxt
+    _put_u16(ram, avail_ring + 4 + 2 * (avail_idx % num), head)
+    _put_u16(ram, avail_ring + 2, (avail_idx + 1) & 0xFFFF)     # after the entry, as a barrier would order it
+    return i
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def detach_used(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, used_ring: cython.Py_ssize_t,
+                num: cython.Py_ssize_t, desc_next: list, chain_len: list, last_used: cython.Py_ssize_t,
+                free_head: cython.Py_ssize_t):
+    """The next used element after last_used as (head, length, descriptors freed), its chain put back at
+    the front of the free list (desc_next and the last descriptor's next field point at free_head); None
+    when the device has used nothing new."""
+    if num <= 0 or desc_table < 0 or used_ring < 0 or desc_table + DESC_SIZE * num > len(ram) \
+            or used_ring + 4 + 8 * num > len(ram):
+        raise ValueError("virtqueue rings outside RAM")
+    if _u16(ram, used_ring + 2) == last_used:
+        return None
+    off: cython.Py_ssize_t = used_ring + 4 + 8 * (last_used % num)
+    head: cython.Py_ssize_t = _u32(ram, off)
+    length: cython.uint = _u32(ram, off + 4)
+    if head >= num:
+        raise IndexError(f"used head {head} is not below {num}")
+    n: cython.Py_ssize_t = chain_len[head]
+    i: cython.Py_ssize_t = head
+    k: cython.Py_ssize_t
+    for k in range(n - 1):
+        i = desc_next[i]
+    desc_next[i] = free_head
+    _put_u16(ram, desc_table + DESC_SIZE * i + 14, free_head & 0xFFFF)
+    return head, length, n

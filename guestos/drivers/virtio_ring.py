@@ -4,6 +4,10 @@ The descriptor table, avail ring and used ring live in pages the kernel
 allocated; the device sees them only through guest-physical addresses."""
 import struct
 
+import cython_ext
+
+_virtq = cython_ext.load("virtq")       # add and detach, native unless BALLAST_PURE=1
+
 VRING_DESC_F_NEXT = 1
 VRING_DESC_F_WRITE = 2
 VRING_AVAIL_F_NO_INTERRUPT = 1
@@ -11,7 +15,6 @@ VRING_USED_F_NO_NOTIFY = 1
 
 _DESC = struct.Struct("<QIHH")
 _U16 = struct.Struct("<H")
-_USED_ELEM = struct.Struct("<II")
 
 
 def vring_need_event(event_idx: int, new_idx: int, old_idx: int) -> bool:
@@ -53,22 +56,13 @@ class VringVirtqueue:
         n = len(sgs)
         if n == 0 or n > self.num_free:
             return False
-        ram, base, desc_next, pack = self.ram, self.desc_paddr, self.desc_next, _DESC.pack_into
-        head = i = self.free_head
-        last = n - 1
-        for j, (paddr, length, writable) in enumerate(sgs):
-            flags = (VRING_DESC_F_WRITE if writable else 0) | (VRING_DESC_F_NEXT if j < last else 0)
-            nxt = desc_next[i]
-            pack(ram, base + 16 * i, paddr, length, flags, nxt)
-            i = nxt
-        self.free_head = i
+        head = self.free_head
+        self.free_head = _virtq.add_chain(self.ram, self.desc_paddr, self.avail_paddr, self.num, self.desc_next,
+                                          head, self.avail_idx, sgs)
         self.num_free -= n
         self.tokens[head] = token
         self.chain_len[head] = n
-        avail_idx = self.avail_idx
-        _U16.pack_into(ram, self.avail_paddr + 4 + 2 * (avail_idx % self.num), head)
-        self.avail_idx = avail_idx = (avail_idx + 1) & 0xFFFF
-        _U16.pack_into(ram, self.avail_paddr + 2, avail_idx)     # after the entry: a barrier
+        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
         self.num_added += 1
         return True
 
@@ -95,22 +89,14 @@ class VringVirtqueue:
 
     def get_buf(self):
         """(token, used length) of the next completed chain, or None."""
-        ram = self.ram
-        last_used = self.last_used_idx
-        if _U16.unpack_from(ram, self.used_paddr + 2)[0] == last_used:
+        got = _virtq.detach_used(self.ram, self.desc_paddr, self.used_paddr, self.num, self.desc_next,
+                                 self.chain_len, self.last_used_idx, self.free_head)
+        if got is None:
             return None
-        head, length = _USED_ELEM.unpack_from(ram, self.used_paddr + 4 + 8 * (last_used % self.num))
-        self.last_used_idx = (last_used + 1) & 0xFFFF
+        head, length, n = got
+        self.last_used_idx = (self.last_used_idx + 1) & 0xFFFF
         token = self.tokens[head]
         self.tokens[head] = None
-        # detach_buf(): return the chain to the free list
-        n = self.chain_len[head]
-        desc_next = self.desc_next
-        i = head
-        for _ in range(n - 1):
-            i = desc_next[i]
-        desc_next[i] = self.free_head
-        _U16.pack_into(ram, self.desc_paddr + 16 * i + 14, self.free_head)
-        self.free_head = head
+        self.free_head = head               # detach_buf(): the chain is back on the free list
         self.num_free += n
         return token, length
