@@ -14,18 +14,28 @@ PAGE_SIZE = cython.declare(cython.Py_ssize_t, 4096)
 @cython.wraparound(False)
 def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, chunk_views: list,
               chunk_shift: cython.int, flags: cython.uchar[::1], pg_referenced: cython.uchar,
-              pg_active: cython.uchar, dests: list):
+              pg_active: cython.uchar, dests: list, ram: cython.uchar[::1] = None):
     """Copy pages first..first+count-1 of `pages` {index: slot}, in order, into the buffers `dests`
     (scattered: a page may straddle two of them); a slot's bytes are at ((slot & mask) << PAGE_SHIFT)
-    of chunk_views[slot >> chunk_shift].
+    of chunk_views[slot >> chunk_shift]. With `ram` (guest RAM), dests are runs (addr, length) in it
+    instead, as a descriptor chain gives them: no view per buffer.
 
     mark_page_accessed's flag-only cases happen here (active: set referenced; inactive unreferenced: set
     referenced); the slots that must move to the active list (inactive and already referenced) are returned
     in order, untouched, for the caller's LRU lists. None, with nothing copied or changed, if a page is
     missing."""
     room: cython.Py_ssize_t = 0
+    run_addr: cython.Py_ssize_t
+    run_len: cython.Py_ssize_t
+    use_ram: cython.bint = ram is not None
     for d in dests:
-        room += len(d)
+        if use_ram:
+            run_addr, run_len = d
+            if run_addr < 0 or run_len < 0 or run_addr + run_len > len(ram):
+                raise ValueError(f"run {run_addr:#x}+{run_len:#x} lies outside RAM")
+            room += run_len
+        else:
+            room += len(d)
     if count < 0 or count * PAGE_SIZE > room:
         raise ValueError(f"{count} pages do not fit in destinations of {room} bytes")
     slots = []
@@ -64,10 +74,16 @@ def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, c
         done = 0
         while done < PAGE_SIZE:
             while d_left == 0:              # room was checked: the next buffer exists
-                dest = dests[di]
+                if use_ram:
+                    dest = ram
+                    run_addr, run_len = dests[di]
+                    d_pos = run_addr
+                    d_left = run_len
+                else:
+                    dest = dests[di]
+                    d_pos = 0
+                    d_left = len(dest)
                 di += 1
-                d_pos = 0
-                d_left = len(dest)
             n = PAGE_SIZE - done if PAGE_SIZE - done < d_left else d_left
             if cython.compiled:
                 memcpy(cython.address(dest[d_pos]), cython.address(chunk[base + done]), n)

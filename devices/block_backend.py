@@ -139,10 +139,19 @@ class BlockBackend:
         self._check(offset, length)
         return self._read(offset, length, dests)
 
-    def _read(self, offset: int, length: int, dests) -> int:
+    def read_runs_into(self, offset: int, ram, runs, length: int) -> int:
+        """readv_into with the buffers given as runs [(addr, len)] of `ram` (guest RAM), `length` bytes
+        in all: what a device's DMA does, without a view per buffer."""
+        self._check(offset, length)
+        return self._read(offset, length, None, ram, runs)
+
+    def _read(self, offset: int, length: int, dests, ram=None, runs=None) -> int:
         sequential = offset == self._next_offset
         if self.mode.host_cache:
-            io = self.cache.readv_into(self.key, offset, dests, self.vm_id, length)
+            if runs is not None:
+                io = self.cache.read_runs_into(self.key, offset, ram, runs, self.vm_id, length)
+            else:
+                io = self.cache.readv_into(self.key, offset, dests, self.vm_id, length)
             cost = (io.hits + io.misses) * self.host_costs.host_cache_hit_ns_per_page
             if io.loaded or io.written_back:        # nothing else to charge on a hit
                 cost += self._load_cost(io, sequential) + self._eviction_cost(io)
@@ -153,6 +162,9 @@ class BlockBackend:
                 self.cache.demote(self.key, first, (offset + length - 1) // PAGE_SIZE - first + 1, self.vm_id)
         else:
             cost = self._write_back_range(offset, length)
+            if runs is not None:
+                ram = byte_view(ram)
+                dests = [ram[a:a + n] for a, n in runs]
             if len(dests) == 1:
                 self.image.pread_into(offset, dests[0])
             else:

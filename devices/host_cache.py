@@ -219,6 +219,23 @@ class HostPageCache:
             pos += len(d)
         return io
 
+    def read_runs_into(self, key, offset: int, ram, runs, vm_id, length: int) -> CacheIO:
+        """readv_into with the buffers given as runs [(addr, len)] of `ram` (a descriptor chain's
+        buffers in guest RAM, `length` bytes in all): an all-hit read copies straight into them."""
+        if length and not (offset | length) & (PAGE_SIZE - 1):
+            pages = self._files.get(key)
+            if pages is not None:
+                count = length >> PAGE_SHIFT
+                promote = _hostcache.read_hits(pages, offset >> PAGE_SHIFT, count, self._chunk_views,
+                                               ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, runs, ram)
+                if promote is not None:
+                    for slot in promote:
+                        self._activate(slot)
+                    self.hits += count
+                    return CacheIO(count)
+        ram = byte_view(ram)
+        return self.readv_into(key, offset, [ram[a:a + n] for a, n in runs], vm_id, length)
+
     def _read_hits(self, pages, first: int, count: int, dests, io) -> bool:
         """The common case of a read: whole pages, all cached; one copy and one promotion each.
         False, with nothing done, if a page is missing."""

@@ -19,7 +19,9 @@ so requests complete in submission order, serialised like a single disk.
 
 The backend is duck-typed: capacity_bytes, read_only, serial, read(offset, length) -> (bytes, cost_ns),
 write(offset, data) -> cost_ns, flush(), discard(offset, length), write_zeroes(offset, length) -> cost_ns and
-set_write_cache(enabled). Backend failures raise OSError.
+set_write_cache(enabled); IN requests use readv_into(offset, views) -> cost_ns, or read_runs_into(offset, ram,
+runs, length) -> cost_ns (runs of guest RAM, no view each) when the backend has it. Backend failures raise
+OSError.
 """
 import logging
 import struct
@@ -152,6 +154,7 @@ class VirtioBlk(VirtioDevice):
         if block_size < SECTOR_SIZE or block_size & (block_size - 1):
             raise ValueError(f"block size {block_size} is not a power of two of at least {SECTOR_SIZE}")
         self.backend = backend
+        self._read_runs = getattr(backend, "read_runs_into", None)     # DMA into guest RAM runs, if offered
         self.clock = clock
         if vm_exit_ns is None:
             vm_exit_ns = getattr(getattr(clock, "costs", None), "vm_exit_ns", 0)
@@ -330,7 +333,17 @@ class VirtioBlk(VirtioDevice):
             offset = self._check_range(sector, data_in_room)
             # straight from the host cache into the driver's buffers, as DMA would
             try:
-                cost = self.backend.readv_into(offset, chain.writable_views(mem, data_in_room))
+                if self._read_runs is not None:
+                    runs, left = [], data_in_room
+                    for addr, length, is_write in chain.raw:
+                        if is_write and left > 0:
+                            if length > left:
+                                length = left
+                            runs.append((addr, length))
+                            left -= length
+                    cost = self._read_runs(offset, mem.view, runs, data_in_room)
+                else:
+                    cost = self.backend.readv_into(offset, chain.writable_views(mem, data_in_room))
             except (OSError, ValueError) as err:      # as _backend: I/O error or a short transfer
                 self.counters.backend_errors += 1
                 raise _Status(VIRTIO_BLK_S_IOERR, f"backend: {err}") from err

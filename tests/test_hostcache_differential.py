@@ -111,3 +111,54 @@ def test_cache_reads_match_the_python_reference(reads, capacity):
     finally:
         fast.close()
         slow.close()
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(pages=st.dictionaries(st.integers(0, 20), st.integers(0, NSLOTS - 1), max_size=20),
+       flags=st.lists(st.integers(0, 7), min_size=NSLOTS, max_size=NSLOTS),
+       first=st.integers(0, 20), count=st.integers(0, 6),
+       runs=st.lists(st.tuples(st.integers(-8, 9 * PAGE_SIZE), st.integers(0, 3 * PAGE_SIZE)), max_size=8))
+def test_read_hits_into_ram_runs_compiled_equals_pure(pages, flags, first, count, runs):
+    """Destinations given as runs of one RAM buffer (any sizes, some outside it)."""
+    arena = bytes((i * 7 + 3) & 0xFF for i in range(NSLOTS * PAGE_SIZE))
+    results = []
+    for module in (compiled, pure):
+        chunks = [memoryview(bytearray(arena[c * 4 * PAGE_SIZE:(c + 1) * 4 * PAGE_SIZE])) for c in range(NSLOTS // 4)]
+        f = bytearray(flags)
+        ram = bytearray(b"\xee" * (10 * PAGE_SIZE))
+        try:
+            promote = module.read_hits(dict(pages), first, count, chunks, CHUNK_SHIFT, f, PG_referenced, PG_active,
+                                       list(runs), memoryview(ram))
+            results.append(("ok", promote, bytes(f), bytes(ram)))
+        except ValueError as err:
+            results.append(("error", str(err), bytes(f), bytes(ram)))
+    assert results[0] == results[1]
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(reads=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 8), st.integers(1, 3), st.integers(1, 4)),
+                      max_size=20),
+       capacity=st.integers(8, 40))
+def test_runs_reads_match_view_reads(reads, capacity):
+    """read_runs_into (runs of a RAM buffer) against readv_into (one view per run): same bytes, same LRU."""
+    image = Image(40)
+    by_runs, by_views = HostPageCache(capacity), HostPageCache(capacity)
+    for cache in (by_runs, by_views):
+        cache.register_backing("img", image.read_pages, image.write_pages)
+    try:
+        for first, n, vm, parts in reads:
+            length = n * PAGE_SIZE
+            cuts = sorted({(length * k // parts) & ~511 for k in range(1, parts)})
+            bounds = [0] + cuts + [length]
+            # scattered over RAM out of order, a gap between runs
+            runs = [(0x40000 - (i + 1) * 0x9000 + 512, y - x) for i, (x, y) in enumerate(zip(bounds, bounds[1:]))]
+            ram_a, ram_b = bytearray(0x40000), bytearray(0x40000)
+            by_runs.read_runs_into("img", first * PAGE_SIZE, memoryview(ram_a), runs, vm, length)
+            view_b = memoryview(ram_b)
+            by_views.readv_into("img", first * PAGE_SIZE, [view_b[a:a + m] for a, m in runs], vm)
+            assert ram_a == ram_b
+            assert b"".join(ram_a[a:a + m] for a, m in runs) == image.data[first * PAGE_SIZE:first * PAGE_SIZE + length]
+            assert lru_state(by_runs) == lru_state(by_views)
+    finally:
+        by_runs.close()
+        by_views.close()
