@@ -216,19 +216,22 @@ class VirtioBalloonDriver:
         return len(pfns)
 
     def leak_balloon(self, n: int) -> int:
+        """Take up to n pages out of the balloon: the host hears of them (and acknowledges)
+        before they are freed for the guest to use again."""
         k = self.k
-        pfns = [self.pages.pop() for _ in range(min(n, len(self.pages)))]
-        if not pfns and self.bug != "reuse":
-            return 0
-        early = self.bug == "early-free"
-        if early:
-            self.release_pages_balloon(pfns)                    # the bug: freed before the host knows
-        # the host hears of them before the guest uses them again, and acknowledges
-        if pfns:
+        if self.bug == "reuse":
+            n = min(n, self.num_pages)          # the pages went back to use at inflate: only a count
+        else:
+            pfns = [self.pages.pop() for _ in range(min(n, len(self.pages)))]
+            n = len(pfns)
+            if not n:
+                return 0
+            early = self.bug == "early-free"
+            if early:
+                self.release_pages_balloon(pfns)    # the bug: freed before the host knows
             self.tell_host(self.deflate_vq, pfns, wait=not early)
-        if self.bug != "early-free":
-            self.release_pages_balloon(pfns)
-        n = len(pfns) if self.bug != "reuse" else min(n, self.num_pages)
+            if not early:
+                self.release_pages_balloon(pfns)
         self.num_pages -= n
         if not self.deflate_on_oom:
             k.totalram_pages += n
