@@ -99,6 +99,8 @@ cdef struct uc_tb:
     uint16_t size
 
 ctypedef int (*uc_emu_stop_fn)(void *uc) noexcept nogil
+ctypedef int (*uc_emu_start_fn)(void *uc, uint64_t begin, uint64_t until, uint64_t timeout,
+                                size_t count) noexcept nogil
 ctypedef int (*uc_reg_read_fn)(void *uc, int regid, void *value) noexcept nogil
 ctypedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value) noexcept nogil
 ctypedef int (*uc_ctl_fn)(void *uc, int control, ...) noexcept nogil
@@ -429,6 +431,7 @@ cdef class NativeVcpu:
     cdef vcpu_state st
     cdef anon_fastpath fp
     cdef object _keep
+    cdef uc_emu_start_fn emu_start
 
     def __cinit__(self):
         memset(&self.st, 0, sizeof(vcpu_state))
@@ -436,7 +439,7 @@ cdef class NativeVcpu:
 
     def __init__(self, size_t uc_handle, size_t ram_ptr, uint64_t ram_size, backed,
                  size_t fn_hook_add, size_t fn_emu_stop, size_t fn_ctl, size_t fn_reg_read=0,
-                 size_t fn_reg_write=0):
+                 size_t fn_reg_write=0, size_t fn_emu_start=0):
         cdef uint8_t[::1] backed_view = backed
         self._keep = backed
         self.st.uc = <void *>uc_handle
@@ -448,6 +451,7 @@ cdef class NativeVcpu:
         self.st.reg_read = <uc_reg_read_fn>fn_reg_read
         self.st.reg_write = <uc_reg_write_fn>fn_reg_write
         self.st.deadline = <uint64_t>-1
+        self.emu_start = <uc_emu_start_fn>fn_emu_start
         self.st.bc_pc = <uint64_t *>calloc(1 << BLOCK_CACHE_BITS, sizeof(uint64_t))
         self.st.bc_val = <uint32_t *>calloc(1 << BLOCK_CACHE_BITS, sizeof(uint32_t))
         if self.st.bc_pc == NULL or self.st.bc_val == NULL:
@@ -531,6 +535,23 @@ cdef class NativeVcpu:
         if run_len:
             out.append((run_start, run_len))
         return out
+
+    def run(self, uint64_t deadline):
+        """One emu_start from RIP with preemption at `deadline` instructions, without the binding's
+        per-call overhead (one call per syscall): (uc_err, reason, fault_vaddr, fault_access,
+        fault_error, RIP after); the exit is taken as take_exit() would."""
+        cdef uint64_t rip = 0
+        cdef int err
+        if self.emu_start == NULL:
+            raise RuntimeError("NativeVcpu made without uc_emu_start")
+        self.st.reg_read(self.st.uc, 41, &rip)            # UC_X86_REG_RIP
+        self.st.deadline = deadline
+        with nogil:
+            err = self.emu_start(self.st.uc, rip, 0, 0, 0)
+        self.st.reg_read(self.st.uc, 41, &rip)
+        r = (err, self.st.exit_reason, self.st.fault_vaddr, self.st.fault_access, self.st.fault_error, rip)
+        self.st.exit_reason = EXIT_NONE
+        return r
 
     def take_exit(self):
         """(reason, fault_vaddr, fault_access, fault_error) of the last run; clears it."""

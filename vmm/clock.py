@@ -3,7 +3,7 @@
 Nothing here reads the host's time, so the same inputs give the same clock on
 any machine. Wall time is measured beside it and never steers the guest.
 """
-import heapq
+from heapq import heappop, heappush
 from dataclasses import dataclass, field, fields
 
 
@@ -47,14 +47,17 @@ class VirtualClock:
         deferrable timers) runs when time gets there but never wakes an idle machine."""
         self._sequence += 1
         at = self.now_ns() + max(0, int(delay_ns))
-        heapq.heappush(self._events, (at, self._sequence, callback, deferrable))
+        heappush(self._events, (at, self._sequence, callback, deferrable))
 
     def next_event_ns(self):
         return self._events[0][0] if self._events else None
 
     def next_wakeup_ns(self):
         """The next event that wakes an idle machine (deferrable ones do not)."""
-        return min((at for at, _, _, deferrable in self._events if not deferrable), default=None)
+        events = self._events
+        if events and not events[0][3]:     # the earliest event is not deferrable: no scan
+            return events[0][0]
+        return min((at for at, _, _, deferrable in events if not deferrable), default=None)
 
     def advance_to(self, at_ns: int) -> None:
         """Idle time passes up to at_ns; whatever falls due runs."""
@@ -67,8 +70,9 @@ class VirtualClock:
         """Run every event whose time has come; returns how many ran."""
         ran = 0
         now = self.now_ns()
-        while self._events and self._events[0][0] <= now:
-            callback = heapq.heappop(self._events)[2]
+        events = self._events
+        while events and events[0][0] <= now:
+            callback = heappop(events)[2]
             callback()
             ran += 1
         return ran

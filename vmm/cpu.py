@@ -45,6 +45,9 @@ class ExitReason(enum.IntEnum):
     INTERRUPT = 8        # a clock event came due (device completion): interrupts may be pending
 
 
+_SYSCALL = int(ExitReason.SYSCALL)
+
+
 @dataclass(slots=True)
 class VcpuExit:
     reason: ExitReason
@@ -86,7 +89,7 @@ class Vcpu:
         self.uc = uc
         self.native = NativeVcpu(uc._uch.value, ram.ptr, ram.size, ram.backed,
                                  _fn("uc_hook_add"), _fn("uc_emu_stop"), _fn("uc_ctl"),
-                                 _fn("uc_reg_read"), _fn("uc_reg_write"))
+                                 _fn("uc_reg_read"), _fn("uc_reg_write"), _fn("uc_emu_start"))
         self.exits = 0
         # every touch of a frame the host does not back comes out here first (second-stage fault)
         self.native.stop_on_violation = True
@@ -190,25 +193,31 @@ class Vcpu:
         return "(unreadable)"
 
     def _run_once(self) -> VcpuExit:
-        rip = self.native.read_reg(x86.UC_X86_REG_RIP)
-        error = None
         self.exits += 1
-        event_deadline = self._event_deadline()
-        self.native.deadline = min(self._deadline, event_deadline)
-        try:
-            self.uc.emu_start(rip, STOP_ADDRESS)
-        except UcError as e:
-            error = e.errno
-        reason, address, access, error_code = self.native.take_exit()
-        self.clock.instructions = self.native.icount
-        self.clock.run_due()
-        rip = self.native.read_reg(x86.UC_X86_REG_RIP)
+        clock = self.clock
+        native = self.native
+        # the instruction count at which the clock reaches its next event (_event_deadline, inline:
+        # this runs once per syscall)
+        events = clock._events
+        deadline = self._deadline
+        if events:
+            wait_ns = events[0][0] - clock.now_ns()
+            costs = clock.costs
+            at = native.icount + max(1, math.ceil((wait_ns if wait_ns > 0 else 0) * costs.cpu_ghz / costs.cpi))
+            if at < deadline:
+                deadline = at
+        status, reason, address, access, error_code, rip = native.run(deadline)
+        error = status if status != ucc.UC_ERR_OK else None
+        clock.instructions = native.icount
+        events = clock._events
+        if events and events[0][0] <= clock.now_ns():
+            clock.run_due()
+        if reason == _SYSCALL:
+            return VcpuExit(ExitReason.SYSCALL, rip)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)
             return VcpuExit(ExitReason(reason), rip, address & ~0xFFF, ACCESS_NAMES.get(access, "?"), error_code,
                             _cpu=self)
-        if reason == ExitReason.SYSCALL:
-            return VcpuExit(ExitReason.SYSCALL, rip)
         if error is not None:
             self._uncount_unretired(rip)
         if error == ucc.UC_ERR_INSN_INVALID:

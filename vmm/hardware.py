@@ -9,6 +9,11 @@ class Hardware:
         self.cpu = machine.cpu
         self.clock = machine.clock
         self.kernel = None                     # set by the kernel at boot, for the oracle only
+        # the per-request calls go straight to the machine: no wrapper frame on every MMIO access or IRQ
+        self.take_pending_irqs = machine.take_pending_irqs
+        self.idle = machine.idle
+        self.mmio_read = machine.mmio_read
+        self.mmio_write = machine.mmio_write
 
     def port_in(self, port: int) -> int:
         return self._machine.port_in(port)

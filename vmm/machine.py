@@ -69,6 +69,9 @@ class BalloonViolation:
     virtual_ns: int
 
 
+_NO_IRQS = ()
+
+
 class Machine:
     def __init__(self, config: MachineConfig, console_sink=None, host: Host = None):
         if config.mem < MIN_MEM:
@@ -88,6 +91,7 @@ class Machine:
         self.serial2 = Serial16550(self.agent_output.extend, COM2, lambda: self.raise_irq(COM2_IRQ))
         self.controller = None            # a host session that takes over when the guest idles
         self.mmio_devices = []        # (base, size, device) in the MMIO window
+        self._mmio_hits = {}          # address -> (base, device), filled by lookups
         self.exit_status = None
         self.irq_pending = set()      # interrupt lines raised and not yet taken by the kernel
         self.hw = Hardware(self)
@@ -144,6 +148,8 @@ class Machine:
         self.irq_pending.add(line)
 
     def take_pending_irqs(self) -> list:
+        if not self.irq_pending:               # the common case: the kernel looks more often than lines rise
+            return _NO_IRQS
         lines = sorted(self.irq_pending)
         self.irq_pending.clear()
         return lines
@@ -203,8 +209,12 @@ class Machine:
                 self.port_out(port, b)
 
     def _mmio_device(self, addr: int):
+        hit = self._mmio_hits.get(addr)
+        if hit is not None:
+            return hit
         for base, size, dev in self.mmio_devices:
             if base <= addr < base + size:
+                self._mmio_hits[addr] = base, dev   # devices are only ever added, never moved
                 return base, dev
         return None, None
 
