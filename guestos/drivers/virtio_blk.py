@@ -92,10 +92,7 @@ class VirtioBlk:
         ram = self.k.ram
         _OUTHDR.pack_into(ram, hdr, req_type, 0, sector)
         ram[hdr + 16] = 0xFF
-        sgs = [(hdr, 16, False)]
-        sgs += data_sgs
-        sgs.append((hdr + 16, 1, True))
-        vq.add_sgs(sgs, req)
+        vq.add_sgs([(hdr, 16, False), *data_sgs, (hdr + 16, 1, True)], req)
         self.inflight += 1
         self.stats["requests"] += 1
         return req
@@ -107,6 +104,10 @@ class VirtioBlk:
         if len(reqs) == 1:
             req = reqs[0]
             self.k.wait_event(lambda: req.done)
+            status = req.status
+            if status != VIRTIO_BLK_S_OK:
+                self.stats["errors"] += 1
+            return status
         else:
             last = reqs[-1]             # the device completes in order: test the last one first
             self.k.wait_event(lambda: last.done and all(r.done for r in reqs))

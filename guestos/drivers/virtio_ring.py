@@ -36,6 +36,8 @@ class VringVirtqueue:
         for p in self.pages:
             ram[p << 12:(p + 1) << 12] = bytes(4096)
         self.desc_paddr, self.avail_paddr, self.used_paddr = (p << 12 for p in self.pages)
+        self.used_event_paddr = self.avail_paddr + 4 + 2 * num     # avail->used_event (EVENT_IDX)
+        self.avail_event_paddr = self.used_paddr + 4 + 8 * num     # used->avail_event (EVENT_IDX)
         assert 16 * num <= 4096 and 6 + 8 * num <= 4096
         self.ram = ram
         self.free_head = 0
@@ -72,7 +74,7 @@ class VringVirtqueue:
         new = self.avail_idx
         self.num_added = 0
         if self.event_idx:
-            avail_event = _U16.unpack_from(self.ram, self.used_paddr + 4 + 8 * self.num)[0]
+            avail_event = _U16.unpack_from(self.ram, self.avail_event_paddr)[0]
             needed = (new - avail_event - 1) & 0xFFFF < (new - old) & 0xFFFF     # vring_need_event
         else:
             needed = not _U16.unpack_from(self.ram, self.used_paddr)[0] & VRING_USED_F_NO_NOTIFY
@@ -84,8 +86,8 @@ class VringVirtqueue:
         """Ask for one interrupt when `pending` more buffers are used, not one per buffer
         (virtqueue_enable_cb_delayed; needs EVENT_IDX, else every completion interrupts)."""
         if self.event_idx:
-            used_event = (self.last_used_idx + max(pending, 1) - 1) & 0xFFFF
-            _U16.pack_into(self.ram, self.avail_paddr + 4 + 2 * self.num, used_event)
+            used_event = (self.last_used_idx + (pending if pending > 1 else 1) - 1) & 0xFFFF
+            _U16.pack_into(self.ram, self.used_event_paddr, used_event)
 
     def get_buf(self):
         """(token, used length) of the next completed chain, or None."""

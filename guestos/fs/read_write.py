@@ -22,7 +22,14 @@ def _iovecs(k, task, iov, iovcnt):
 
 def _positioned(f) -> bool:
     """Files with a position (block devices, regular files) pass it to read_user/write_user."""
-    return hasattr(f, "read_user") and f.__class__.read_user is not File.read_user
+    cls = f.__class__
+    known = _POSITIONED.get(cls)
+    if known is None:
+        known = _POSITIONED[cls] = hasattr(f, "read_user") and cls.read_user is not File.read_user
+    return known
+
+
+_POSITIONED = {}         # file class -> _positioned(): asked on every read and write
 
 
 def sys_read(k, task, fd, buf, count, *_):
