@@ -233,7 +233,8 @@ class SplitQueue:
         return None
 
     def _require_valid(self, mem) -> None:
-        # the layout changes only when the transport writes registers: check each layout once
+        # the layout changes only when the transport writes registers: check each layout once (the
+        # callers compare the layout inline first: several of them run per request)
         layout = (self.size, self.desc_table, self.avail_ring, self.used_ring, mem.size)
         if layout == self._checked_layout:
             return
@@ -247,7 +248,8 @@ class SplitQueue:
         """How many heads the driver has made available that the device has not popped."""
         if not self.ready:
             return 0
-        self._require_valid(mem)
+        if (self.size, self.desc_table, self.avail_ring, self.used_ring, mem.size) != self._checked_layout:
+            self._require_valid(mem)
         avail_idx = U16.unpack_from(mem.view, self.avail_ring + 2)[0]
         pending = (avail_idx - self.next_avail) & 0xFFFF
         if pending > self.size:
@@ -258,7 +260,8 @@ class SplitQueue:
         """The next available chain, or None. A malformed chain is consumed and raises QueueError."""
         if not self.ready:
             return None
-        self._require_valid(mem)
+        if (self.size, self.desc_table, self.avail_ring, self.used_ring, mem.size) != self._checked_layout:
+            self._require_valid(mem)
         try:
             got = _virtq.pop_chain(mem.view, mem.size, self.desc_table, self.avail_ring, self.size, self.next_avail,
                                    self.indirect_desc)
@@ -284,7 +287,8 @@ class SplitQueue:
             raise ValueError(f"head {head} is not below the queue size {self.size}")
         if not 0 <= length <= 0xFFFFFFFF:
             raise ValueError(f"used length {length} does not fit in le32")
-        self._require_valid(mem)
+        if (self.size, self.desc_table, self.avail_ring, self.used_ring, mem.size) != self._checked_layout:
+            self._require_valid(mem)
         view = mem.view
         slot = self.used_ring + RING_HEADER_SIZE + USED_ELEM.size * (self.next_used % self.size)
         USED_ELEM.pack_into(view, slot, head, length)
@@ -293,7 +297,8 @@ class SplitQueue:
 
     def needs_notification(self, mem) -> bool:
         """Should the device interrupt the driver for what it added since it last asked?"""
-        self._require_valid(mem)
+        if (self.size, self.desc_table, self.avail_ring, self.used_ring, mem.size) != self._checked_layout:
+            self._require_valid(mem)
         view = mem.view
         if self.event_idx:
             new, old = self.next_used, self.signalled_used
@@ -308,7 +313,8 @@ class SplitQueue:
         """With EVENT_IDX: ask the driver to notify when it makes the next head available."""
         if not self.event_idx:
             return
-        self._require_valid(mem)
+        if (self.size, self.desc_table, self.avail_ring, self.used_ring, mem.size) != self._checked_layout:
+            self._require_valid(mem)
         U16.pack_into(mem.view, self.used_ring + RING_HEADER_SIZE + USED_ELEM.size * self.size,
                       self.next_avail)
 

@@ -220,12 +220,12 @@ class Machine:
 
     def mmio_read(self, addr: int, size: int) -> int:
         self.clock.charge(self.clock.costs.vm_exit_ns)
-        base, dev = self._mmio_device(addr)
+        base, dev = self._mmio_hits.get(addr) or self._mmio_device(addr)
         return dev.mmio_read(addr - base, size) if dev else (1 << (8 * size)) - 1
 
     def mmio_write(self, addr: int, size: int, value: int) -> None:
         self.clock.charge(self.clock.costs.vm_exit_ns)
-        base, dev = self._mmio_device(addr)
+        base, dev = self._mmio_hits.get(addr) or self._mmio_device(addr)
         if dev:
             dev.mmio_write(addr - base, size, value)
 
