@@ -107,8 +107,9 @@ class VirtioMmioDevice:
         num = min(self.read(VIRTIO_MMIO_QUEUE_NUM_MAX), max_num)
         if num == 0:
             return None
+        hw, notify_addr = self.k.hw, self.base + VIRTIO_MMIO_QUEUE_NOTIFY
         vq = VringVirtqueue(self.k, index, num, self.has(VIRTIO_F_EVENT_IDX),
-                            lambda: self.write(VIRTIO_MMIO_QUEUE_NOTIFY, index))
+                            lambda: hw.mmio_write(notify_addr, 4, index))
         vq.callback = callback
         self.write(VIRTIO_MMIO_QUEUE_NUM, num)
         for reg, paddr in ((VIRTIO_MMIO_QUEUE_DESC_LOW, vq.desc_paddr), (VIRTIO_MMIO_QUEUE_AVAIL_LOW, vq.avail_paddr),
@@ -120,8 +121,9 @@ class VirtioMmioDevice:
         return vq
 
     def vm_interrupt(self) -> None:
-        status = self.read(VIRTIO_MMIO_INTERRUPT_STATUS)
-        self.write(VIRTIO_MMIO_INTERRUPT_ACK, status)
+        hw, base = self.k.hw, self.base             # read() and write() inline: once per interrupt
+        status = hw.mmio_read(base + VIRTIO_MMIO_INTERRUPT_STATUS, 4)
+        hw.mmio_write(base + VIRTIO_MMIO_INTERRUPT_ACK, 4, status & 0xFFFFFFFF)
         if status & VIRTIO_MMIO_INT_CONFIG and self.config_changed is not None:
             self.config_changed()
         if status & VIRTIO_MMIO_INT_VRING:

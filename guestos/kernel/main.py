@@ -578,7 +578,7 @@ class Kernel:
         cpu = self.hw.cpu
         nr, a0, a1, a2, a3, a4, a5 = cpu.syscall_args()
         self.current_syscall_nr = nr
-        self.charge(self.costs.syscall_ns)
+        self.hw.clock.charge(self.costs.syscall_ns)
         handler = SYSCALL_TABLE.get(nr)
         if handler is None:
             if nr not in self.unknown_syscalls:
@@ -588,7 +588,8 @@ class Kernel:
             ret = -ENOSYS
         else:
             try:
-                ret = handler(self, task, _s(a0), a1, a2, a3, _s(a4), a5)
+                ret = handler(self, task, a0 - (1 << 64) if a0 >= 1 << 63 else a0, a1, a2, a3,
+                              a4 - (1 << 64) if a4 >= 1 << 63 else a4, a5)     # _s() inline
             except SyscallError as e:
                 ret = -e.errno
             except WouldBlock as e:
