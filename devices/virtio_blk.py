@@ -295,8 +295,8 @@ class VirtioBlk(VirtioDevice):
         busy = self.busy_until_ns
         done = (now if now > busy else busy) + self.vm_exit_ns + (int(cost_ns) if cost_ns > 0 else 0)
         self.busy_until_ns = done
-        clock.schedule(done - now, partial(self._complete, self.epoch, self.queue.generation, chain.head,
-                                           status_addr, status, written + 1))
+        clock.schedule_at(done, partial(self._complete, self.epoch, self.queue.generation, chain.head,
+                                        status_addr, status, written + 1))
 
     def _complete(self, epoch, generation, head, status_addr, status, used_len) -> None:
         q = self.queue

@@ -50,6 +50,11 @@ class VirtualClock:
         at = self.now_ns() + max(0, int(delay_ns))
         heappush(self._events, (at, self._sequence, callback, deferrable))
 
+    def schedule_at(self, at_ns: int, callback) -> None:
+        """schedule() for a time already known, not before now (a device's completion time)."""
+        self._sequence += 1
+        heappush(self._events, (at_ns, self._sequence, callback, False))
+
     def next_event_ns(self):
         return self._events[0][0] if self._events else None
 
