@@ -130,6 +130,20 @@ class VirtioBlk:
         limit = min(self.size_max, max_bytes)       # one segment's bytes
         device_writes = not write
         for offset, segments in runs:
+            if len(segments) <= seg_max:
+                # the common case, an extent that fits one request as it is: the loop below would
+                # make the same single request
+                total = 0
+                for _, length in segments:
+                    if not 0 < length <= limit:
+                        break
+                    total += length
+                else:
+                    if total and total <= max_bytes:
+                        reqs.append(self._rw_request(write, offset // SECTOR_SIZE,
+                                                     [(paddr, length, device_writes) for paddr, length in segments],
+                                                     total))
+                        continue
             batch, batch_bytes = [], 0
             start_sector = offset // SECTOR_SIZE
             for paddr, length in segments:

@@ -91,6 +91,8 @@ class VringVirtqueue:
 
     def get_buf(self):
         """(token, used length) of the next completed chain, or None."""
+        if _U16.unpack_from(self.ram, self.used_paddr + 2)[0] == self.last_used_idx:      # !more_used()
+            return None
         got = _virtq.detach_used(self.ram, self.desc_paddr, self.used_paddr, self.num, self.desc_next,
                                  self.chain_len, self.last_used_idx, self.free_head)
         if got is None:

@@ -26,7 +26,11 @@ class BlockDeviceFile(File):
 
     # --- data ---
     def read_user(self, k, task, buf: int, count: int, pos: int) -> int:
-        count = max(0, min(count, self.size - pos))
+        left = self.size - pos
+        if count > left:
+            count = left
+        if count < 0:
+            count = 0
         if count:
             self._rw_user(task, False, buf, count, pos)
         return count
