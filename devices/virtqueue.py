@@ -306,7 +306,7 @@ class SplitQueue:
             if old is None:
                 return True
             used_event = U16.unpack_from(view, self.avail_ring + RING_HEADER_SIZE + U16.size * self.size)[0]
-            return vring_need_event(used_event, new, old)
+            return (new - used_event - 1) & 0xFFFF < (new - old) & 0xFFFF      # vring_need_event()
         return not U16.unpack_from(view, self.avail_ring)[0] & VIRTQ_AVAIL_F_NO_INTERRUPT
 
     def set_avail_event(self, mem) -> None:
