@@ -334,17 +334,13 @@ class VirtioBlk(VirtioDevice):
             # straight from the host cache into the driver's buffers, as DMA would
             try:
                 if self._read_runs is not None:
-                    raw = chain.raw
-                    if len(raw) == 3 and not raw[0][2] and raw[1][2] and raw[1][1] == data_in_room > 0:
-                        runs = [(raw[1][0], data_in_room)]      # header, data, status: what the loop gives
-                    else:
-                        runs, left = [], data_in_room
-                        for addr, length, is_write in raw:
-                            if is_write and left > 0:
-                                if length > left:
-                                    length = left
-                                runs.append((addr, length))
-                                left -= length
+                    runs, left = [], data_in_room
+                    for addr, length, is_write in chain.raw:
+                        if is_write and left > 0:
+                            if length > left:
+                                length = left
+                            runs.append((addr, length))
+                            left -= length
                     cost = self._read_runs(offset, mem.view, runs, data_in_room)
                 else:
                     cost = self.backend.readv_into(offset, chain.writable_views(mem, data_in_room))
