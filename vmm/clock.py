@@ -3,8 +3,8 @@
 Nothing here reads the host's time, so the same inputs give the same clock on
 any machine. Wall time is measured beside it and never steers the guest.
 """
-from heapq import heappop, heappush
 from dataclasses import dataclass, field, fields
+from heapq import heappop, heappush
 
 
 @dataclass(frozen=True)

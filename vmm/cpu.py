@@ -165,15 +165,6 @@ class Vcpu:
         """Preempt (a QUANTUM exit) once icount instructions have retired."""
         self._deadline = icount
 
-    def _event_deadline(self) -> int:
-        """The instruction count at which the clock reaches its next event."""
-        at = self.clock.next_event_ns()
-        if at is None:
-            return (1 << 64) - 1
-        wait_ns = max(0, at - self.clock.now_ns())
-        costs = self.clock.costs
-        return self.native.icount + max(1, math.ceil(wait_ns * costs.cpu_ghz / costs.cpi))
-
     # --- run ---
     def run(self) -> VcpuExit:
         while True:
@@ -196,8 +187,7 @@ class Vcpu:
         self.exits += 1
         clock = self.clock
         native = self.native
-        # the instruction count at which the clock reaches its next event (_event_deadline, inline:
-        # this runs once per syscall)
+        # preempt when the clock reaches its next event (a device completion) or at the quantum
         events = clock._events
         deadline = self._deadline
         if events:
