@@ -1,5 +1,6 @@
 """Split virtqueues (virtio 1.2, 2.7) in guest RAM. The device's half: popping and walking one descriptor chain
-(2.7.5, 2.7.5.3), the hot part of devices.virtqueue.SplitQueue.pop. The driver's half: adding a chain and
+(2.7.5, 2.7.5.3), the hot part of devices.virtqueue.SplitQueue.pop, and a look at virtio-blk's commonest
+request without taking it (devices.virtio_blk's fast path). The driver's half: adding a chain and
 detaching a used one (Linux's virtqueue_add_split and detach_buf_split), the hot part of
 guestos.drivers.virtio_ring. One source in Cython's pure-Python mode: compiled it reads the descriptors
 straight from guest RAM; uncompiled (BALLAST_PURE=1) it is plain Python that pdb can step through.
@@ -189,6 +190,69 @@ def _put_u32(ram: cython.uchar[::1], off: cython.Py_ssize_t, v: cython.ulonglong
     ram[off + 1] = (v >> 8) & 0xFF
     ram[off + 2] = (v >> 16) & 0xFF
     ram[off + 3] = (v >> 24) & 0xFF
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def peek_blk_in(next_avail: cython.Py_ssize_t, ram: cython.uchar[::1], ram_size: cython.Py_ssize_t,
+                desc_table: cython.Py_ssize_t, avail_ring: cython.Py_ssize_t, size: cython.Py_ssize_t,
+                indirect_ok: cython.bint, capacity: cython.Py_ssize_t, max_bytes: cython.Py_ssize_t,
+                avail_event: cython.Py_ssize_t = -1):
+    """virtio-blk's common request without consuming it: the chain at next_avail if it is a well-formed IN
+    of whole 4 KiB pages (header alone in the first descriptor, no other readable bytes, the data before a
+    status byte, the range inside capacity and max_bytes): (head, runs [(addr, len)] of the data, data
+    length, byte offset, status byte address). 0 when nothing is pending; None for anything else (the
+    caller's full path pops and judges it). Every address comes from walk_chain, checked against RAM.
+    With EVENT_IDX, avail_event is the used ring's avail_event field: when nothing is pending, next_avail
+    is published there and the avail ring looked at again (as the device's set_avail_event, available)."""
+    if ram_size > len(ram):
+        ram_size = len(ram)
+    if avail_ring < 0 or size <= 0 or avail_ring + 4 + 2 * size > ram_size:
+        return None
+    pending: cython.Py_ssize_t = (_u16(ram, avail_ring + 2) - next_avail) & 0xFFFF
+    if pending == 0:
+        if avail_event < 0:
+            return 0
+        if avail_event + 2 > ram_size:
+            return None
+        _put_u16(ram, avail_event, next_avail & 0xFFFF)
+        pending = (_u16(ram, avail_ring + 2) - next_avail) & 0xFFFF
+        if pending == 0:
+            return 0
+    if pending > size:
+        return None
+    head: cython.Py_ssize_t = _u16(ram, avail_ring + 4 + 2 * (next_avail % size))
+    try:
+        raw, readable, writable, ordered = walk_chain(ram, ram_size, desc_table, size, head, indirect_ok)
+    except ValueError:
+        return None
+    if not ordered or readable != 16 or writable <= 1:
+        return None
+    first_addr, first_len, first_writes = raw[0]
+    last_addr, last_len, last_writes = raw[len(raw) - 1]
+    if first_writes or first_len < 16 or not last_writes or last_len == 0:
+        return None
+    hdr: cython.Py_ssize_t = first_addr
+    if _u32(ram, hdr) != 0:                         # VIRTIO_BLK_T_IN
+        return None
+    sector: cython.ulonglong = _u64(ram, hdr + 8)
+    length: cython.Py_ssize_t = writable - 1
+    if length > max_bytes or length & 4095 or sector > cython.cast(cython.ulonglong, capacity) >> 9:
+        return None
+    offset: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, sector) << 9
+    if offset & 4095 or offset + length > capacity:
+        return None
+    runs = []
+    left: cython.Py_ssize_t = length
+    n: cython.Py_ssize_t
+    for addr, dlen, is_write in raw:
+        if is_write and left > 0:
+            n = dlen
+            if n > left:
+                n = left
+            runs.append((addr, n))
+            left -= n
+    return head, runs, length, offset, last_addr + last_len - 1
 
 
 @cython.boundscheck(False)

@@ -145,6 +145,26 @@ class BlockBackend:
         self._check(offset, length)
         return self._read(offset, length, None, ram, runs)
 
+    def read_runs_hit(self, offset: int, ram, runs, length: int):
+        """read_runs_into when every page is in the host cache (whole pages, host-cache mode, caching not
+        exclusive): the same copy, counters and cost; None, with nothing done, in every other case."""
+        if not self.mode.host_cache or self.cache.exclusive:
+            return None
+        if offset % SECTOR_SIZE or offset < 0 or length < 0 or offset + length > self.image.size:
+            return None
+        hits = self.cache.read_runs_hit(self.key, offset, ram, runs, length)
+        if hits is None:
+            return None
+        # as _read: an all-hit read loads and writes back nothing, so it costs the lookups alone
+        cost = hits * self.host_costs.host_cache_hit_ns_per_page
+        stats = self.stats
+        stats.host_hits += hits
+        self._next_offset = offset + length
+        stats.reads += 1
+        stats.bytes_read += length
+        stats.busy_ns += cost
+        return cost
+
     def _read(self, offset: int, length: int, dests, ram=None, runs=None) -> int:
         sequential = offset == self._next_offset
         if self.mode.host_cache:

@@ -222,6 +222,15 @@ class HostPageCache:
     def read_runs_into(self, key, offset: int, ram, runs, vm_id, length: int) -> CacheIO:
         """readv_into with the buffers given as runs [(addr, len)] of `ram` (a descriptor chain's
         buffers in guest RAM, `length` bytes in all): an all-hit read copies straight into them."""
+        count = self.read_runs_hit(key, offset, ram, runs, length)
+        if count is not None:
+            return CacheIO(count)
+        ram = byte_view(ram)
+        return self.readv_into(key, offset, [ram[a:a + n] for a, n in runs], vm_id, length)
+
+    def read_runs_hit(self, key, offset: int, ram, runs, length: int):
+        """read_runs_into's common case alone: whole pages, all cached, copied and their accesses noted;
+        returns the pages read (all hits), or None with nothing done."""
         if length and not (offset | length) & (PAGE_SIZE - 1):
             pages = self._files.get(key)
             if pages is not None:
@@ -232,9 +241,8 @@ class HostPageCache:
                     for slot in promote:
                         self._activate(slot)
                     self.hits += count
-                    return CacheIO(count)
-        ram = byte_view(ram)
-        return self.readv_into(key, offset, [ram[a:a + n] for a, n in runs], vm_id, length)
+                    return count
+        return None
 
     def _read_hits(self, pages, first: int, count: int, dests, io) -> bool:
         """The common case of a read: whole pages, all cached; one copy and one promotion each.
