@@ -81,6 +81,9 @@ class HostPageCache:
         self._dirty = {}                  # key -> set of dirty page indices
         self._backing = {}                # key -> (read_pages, write_pages)
         self._charge = {}                 # vm_id -> [pages, active, dirty]
+        # exclusive caching: (key, page index) -> the one VM that read it, or _SHARED
+        self.exclusive = False
+        self._readers = None
         # counters (Linux vmstat / memcg names where they exist)
         self.hits = 0
         self.misses = 0
@@ -90,6 +93,7 @@ class HostPageCache:
         self.pgactivate = 0
         self.pgdeactivate = 0
         self.nr_dirty = 0
+        self.demoted = 0                  # pages dropped by exclusive caching
 
     @staticmethod
     def _checked_capacity(capacity_pages) -> int:
@@ -376,8 +380,6 @@ class HostPageCache:
         return len(victims)
 
     # --- exclusive caching (DEMOTE, Wong & Wilkes 2002): keep only what several guests share ---
-    exclusive = False
-    _readers = None                       # (key, page index) -> the one VM that read it, or SHARED
 
     def set_exclusive(self, enabled: bool) -> None:
         self.exclusive = bool(enabled)
@@ -409,8 +411,6 @@ class HostPageCache:
     def shared_pages(self, key) -> set:
         """Pages of `key` that more than one VM has read (exclusive mode only)."""
         return {index for (k, index), who in (self._readers or {}).items() if k == key and who is _SHARED}
-
-    demoted = 0
 
     def drop_caches(self) -> int:
         """Drop every clean page, like `echo 1 > /proc/sys/vm/drop_caches`. Returns how many."""

@@ -178,8 +178,12 @@ COLUMNS = (
 )
 
 
+def _mib(pages: int) -> str:
+    return f"{pages * PAGE / MiB:,.1f}"
+
+
 def cell_row(c: Cell) -> list:
-    mib = lambda pages: f"{pages * PAGE / MiB:,.1f}"                     # noqa: E731
+    mib = _mib
     return [c.policy, c.workload, mib(c.host_memory_pages), mib(c.duplicated_pages),
             mib(c.estimated_duplicated_pages), mib(c.guest_cached_pages), f"{c.runtime_ns / 1e9:.3f}",
             mib(c.disk_reads_pages), mib(c.host_hits_pages), str(c.majfaults),

@@ -238,10 +238,8 @@ class VirtioBalloonDriver:
         return n
 
     def release_pages_balloon(self, pfns) -> None:
-        k = self.k
         for pfn in pfns:
-            k.mem_map.set_flags(pfn, 0)
-            k.page_alloc.free_pages(pfn, 0)
+            self.k.page_alloc.free_pages(pfn, 0)            # resets the struct page too
 
     # --- the OOM notifier (DEFLATE_ON_OOM) ---
     def oom_notify(self) -> int:

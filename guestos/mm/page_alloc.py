@@ -90,6 +90,15 @@ class Zone:
         return True
 
 
+def reset_struct_page(mem_map, pfn: int, refcount: int) -> None:
+    """prep_new_page() / free_pages_prepare(): no flags, no mapping, this many references."""
+    mem_map.set_flags(pfn, 0)
+    mem_map.set_refcount(pfn, refcount)
+    mem_map.set_mapcount(pfn, 0)
+    mem_map.set_mapping(pfn, 0, 0)
+    mem_map.set_disk_sector(pfn, None)
+
+
 def min_free_kbytes_default(lowmem_kbytes: int) -> int:
     """init_per_zone_wmark_min(): sqrt(lowmem * 16), clamped to [128, 65536]."""
     return max(128, min(65536, int(math.sqrt(lowmem_kbytes * 16))))
@@ -171,11 +180,7 @@ class PageAllocator:
             return NIL
         mm = self.mem_map
         for p in range(pfn, pfn + (1 << order)):
-            mm.set_flags(p, 0)
-            mm.set_refcount(p, 1)
-            mm.set_mapcount(p, 0)
-            mm.set_mapping(p, 0, 0)
-            mm.set_disk_sector(p, None)
+            reset_struct_page(mm, p, 1)
         self.vmstat["pgalloc_normal"] += 1 << order
         return pfn
 
@@ -186,11 +191,7 @@ class PageAllocator:
             for p in range(pfn, pfn + (1 << order)):
                 self.on_free(p)
         for p in range(pfn, pfn + (1 << order)):
-            mm.set_flags(p, 0)
-            mm.set_refcount(p, 0)
-            mm.set_mapcount(p, 0)
-            mm.set_mapping(p, 0, 0)
-            mm.set_disk_sector(p, None)
+            reset_struct_page(mm, p, 0)
         self.vmstat["pgfree"] += 1 << order
         self.zone.free_pages(pfn, order)
         if self.report_hook is not None:
@@ -211,20 +212,13 @@ class PageAllocator:
                 if not self.watermark_slowpath(0, high_prio, gfp):
                     break
                 room = 1
-            for _ in range(min(room, nr_pages - len(pfns))):
-                pfn = zone.rmqueue(0)
-                if pfn == NIL:
-                    break
+            wanted = len(pfns) + min(room, nr_pages - len(pfns))
+            while len(pfns) < wanted and (pfn := zone.rmqueue(0)) != NIL:
                 pfns.append(pfn)
-            else:
-                continue
-            break
+            if len(pfns) < wanted:                  # the buddy lists ran dry
+                break
         for pfn in pfns:
-            mm.set_flags(pfn, 0)
-            mm.set_refcount(pfn, 1)
-            mm.set_mapcount(pfn, 0)
-            mm.set_mapping(pfn, 0, 0)
-            mm.set_disk_sector(pfn, None)
+            reset_struct_page(mm, pfn, 1)
         self.vmstat["pgalloc_normal"] += len(pfns)
         return pfns
 
@@ -297,12 +291,7 @@ class PerCpuPages:
         if self.count == 0 and not self.rmqueue_bulk():
             return NIL
         pfn = self._pop()
-        mm = self.allocator.mem_map
-        mm.set_flags(pfn, 0)
-        mm.set_refcount(pfn, 1)
-        mm.set_mapcount(pfn, 0)
-        mm.set_mapping(pfn, 0, 0)
-        mm.set_disk_sector(pfn, None)
+        reset_struct_page(self.allocator.mem_map, pfn, 1)
         self.allocator.vmstat["pgalloc_normal"] += 1
         return pfn
 

@@ -18,11 +18,7 @@ Chosen on the command line, tuned in /proc/sys/vm:
 """
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
 from .mm_types import PG_dirty, PG_locked, PG_lru
-
-
-def _vmscan():
-    from . import vmscan            # vmscan calls back into this module: import it late
-    return vmscan
+from . import vmscan                # a module cycle: names are looked up at call time
 
 POLICIES = ("none", "kswapd", "shrink_list")
 HOST_CACHE_QUERY_INTERVAL_NS = 100_000_000     # the guest's view of the host cache is this fresh
@@ -73,7 +69,6 @@ def wakeup_if_unmapped_high(k) -> None:
 def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = True) -> int:
     """Reclaim up to nr_to_reclaim clean, unmapped page-cache pages, from DEF_PRIORITY toward 0,
     never going below vm.min_unmapped_ratio. Mapped and dirty pages stay where they are."""
-    vmscan = _vmscan()
     sc = vmscan.ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=kswapd, may_writepage=False,
                      may_unmap=False, may_swap=False)
     floor = min_unmapped_pages(k)
