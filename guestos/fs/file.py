@@ -12,6 +12,7 @@ class File:
     rdev = 0
     size = 0
     ino = 0
+    stream = False             # FMODE_STREAM: no position (pipes), pread/pwrite give ESPIPE
 
     def __init__(self, name: str):
         self.name = name

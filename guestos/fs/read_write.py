@@ -1,7 +1,8 @@
 """read, write, readv, writev, lseek, ioctl, close, stat and readlink (fs/read_write.c, fs/stat.c)."""
 import struct
 
-from ..kernel.errno import EINVAL, ENOENT, ESPIPE, SyscallError
+from ..kernel.errno import EBADF, EFAULT, EINVAL, ENOENT, ESPIPE, SyscallError
+from ..mm.memory import access_ok
 from .file import File
 
 IOV_MAX = 1024
@@ -14,10 +15,31 @@ _STAT = struct.Struct("<QQQIIIIQqqqqqqqqq24x")
 
 
 def _iovecs(k, task, iov, iovcnt):
+    """import_iovec(): the (base, len) pairs, each range checked as read() checks its buffer."""
     if iovcnt > IOV_MAX:
         raise SyscallError(EINVAL)
     raw = k.mm.copy_from_user(task, iov, 16 * iovcnt)
-    return [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
+    vecs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
+    total = 0
+    for base, length in vecs:
+        if length >= 1 << 63:
+            raise SyscallError(EINVAL)
+        if not access_ok(base, length):
+            raise SyscallError(EFAULT)
+        total += length
+    if total >= 1 << 63:
+        raise SyscallError(EINVAL)
+    return vecs
+
+
+def _verify_area(f, buf: int, count: int, write: bool) -> int:
+    """vfs_read()/vfs_write()'s checks in Linux's order: the open mode (EBADF), the whole user range
+    (EFAULT), then the count capped at MAX_RW_COUNT."""
+    if not getattr(f, "writable" if write else "readable", True):
+        raise SyscallError(EBADF)
+    if not access_ok(buf, count):
+        raise SyscallError(EFAULT)
+    return min(count, MAX_RW_COUNT)
 
 
 def _positioned(f) -> bool:
@@ -25,7 +47,7 @@ def _positioned(f) -> bool:
     cls = f.__class__
     known = _POSITIONED.get(cls)
     if known is None:
-        known = _POSITIONED[cls] = hasattr(f, "read_user") and cls.read_user is not File.read_user
+        known = _POSITIONED[cls] = cls.read_user is not File.read_user and not cls.stream
     return known
 
 
@@ -34,7 +56,7 @@ _POSITIONED = {}         # file class -> _positioned(): asked on every read and 
 
 def sys_read(k, task, fd, buf, count, *_):
     f = k.fds_of(task).get(fd)
-    n = f.read_user(k, task, buf, min(count, MAX_RW_COUNT), f.pos)
+    n = f.read_user(k, task, buf, _verify_area(f, buf, count, False), f.pos)
     if _positioned(f):
         f.pos += n
     return n
@@ -42,33 +64,35 @@ def sys_read(k, task, fd, buf, count, *_):
 
 def sys_write(k, task, fd, buf, count, *_):
     f = k.fds_of(task).get(fd)
-    n = f.write_user(k, task, buf, min(count, MAX_RW_COUNT), f.pos)
+    n = f.write_user(k, task, buf, _verify_area(f, buf, count, True), f.pos)
     if _positioned(f):
         f.pos += n
     return n
 
 
 def sys_pread64(k, task, fd, buf, count, pos, *_):
-    f = k.fds_of(task).get(fd)
-    if pos < 0 or pos >= 1 << 63:
+    if pos < 0:
         raise SyscallError(EINVAL)
+    f = k.fds_of(task).get(fd)
     if not _positioned(f):
         raise SyscallError(ESPIPE)
-    return f.read_user(k, task, buf, min(count, MAX_RW_COUNT), pos)
+    return f.read_user(k, task, buf, _verify_area(f, buf, count, False), pos)
 
 
 def sys_pwrite64(k, task, fd, buf, count, pos, *_):
-    f = k.fds_of(task).get(fd)
-    if pos < 0 or pos >= 1 << 63:
+    if pos < 0:
         raise SyscallError(EINVAL)
+    f = k.fds_of(task).get(fd)
     if not _positioned(f):
         raise SyscallError(ESPIPE)
-    return f.write_user(k, task, buf, min(count, MAX_RW_COUNT), pos)
+    return f.write_user(k, task, buf, _verify_area(f, buf, count, True), pos)
 
 
 def _rw_iovecs(k, task, fd, iov, iovcnt, write: bool) -> int:
     """readv/writev: one buffer after another, stopping at the first short transfer."""
     f = k.fds_of(task).get(fd)
+    if not getattr(f, "writable" if write else "readable", True):
+        raise SyscallError(EBADF)
     move = f.write_user if write else f.read_user
     total = 0
     for base, length in _iovecs(k, task, iov, iovcnt):

@@ -38,7 +38,7 @@ from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from . import exit as kexit
 from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
-from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+from .syscall_64 import SYSCALL_ARGS, SYSCALL_NAMES, SYSCALL_TABLE
 from .timer import TimerList
 
 O_ACCMODE, O_RDONLY = 3, 0
@@ -577,19 +577,21 @@ class Kernel:
     def do_syscall(self, task) -> None:
         cpu = self.hw.cpu
         nr, a0, a1, a2, a3, a4, a5 = cpu.syscall_args()
+        nr &= 0xFFFFFFFF                 # do_syscall_64(regs, int nr): the upper half of rax is ignored
         self.current_syscall_nr = nr
         self.hw.clock.charge(self.costs.syscall_ns)
         handler = SYSCALL_TABLE.get(nr)
         if handler is None:
             if nr not in self.unknown_syscalls:
-                self.printk(KERN_INFO,
-                            f"{task.comm}[{task.pid}]: unknown system call {nr} ({SYSCALL_NAMES.get(nr, '?')})")
+                name = SYSCALL_NAMES.get(nr)
+                self.printk(KERN_INFO, f"{task.comm}[{task.pid}]: unknown system call {nr}"
+                                       + (f" ({name})" if name else ""))
             self.unknown_syscalls[nr] = self.unknown_syscalls.get(nr, 0) + 1
             ret = -ENOSYS
         else:
             try:
-                ret = handler(self, task, a0 - (1 << 64) if a0 >= 1 << 63 else a0, a1, a2, a3,
-                              a4 - (1 << 64) if a4 >= 1 << 63 else a4, a5)     # _s() inline
+                # each register as its SYSCALL_DEFINE type (int, pid_t, off_t, size_t, pointer...)
+                ret = handler(self, task, *SYSCALL_ARGS[nr](a0, a1, a2, a3, a4, a5))
             except SyscallError as e:
                 ret = -e.errno
             except WouldBlock as e:
@@ -645,11 +647,6 @@ class Kernel:
         out = dict(self.vmstat)
         out["nr_free_pages"] = self.page_alloc.nr_free_pages
         return out
-
-
-def _s(v: int) -> int:
-    """Registers are unsigned; descriptors and offsets are signed ints."""
-    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 class NullFile(File):
