@@ -1,5 +1,5 @@
 """Open files and the descriptor table (fs/file.c), and the console's file."""
-from ..kernel.errno import EBADF, EMFILE, ESPIPE, ENOTTY, SyscallError
+from ..kernel.errno import EBADF, EINVAL, EMFILE, ESPIPE, ENOTTY, SyscallError
 
 S_IFCHR = 0o020000
 S_IFREG = 0o100000
@@ -36,7 +36,8 @@ class File:
         raise SyscallError(ENOTTY)
 
     def fsync(self) -> None:
-        """Nothing is cached on the way to most files."""
+        """vfs_fsync_range(): a file without an fsync operation (a tty, a pipe, /dev/null)."""
+        raise SyscallError(EINVAL)
 
     # user-memory entry points; block devices override them to DMA straight into user pages
     def read_user(self, k, task, buf: int, count: int, pos: int) -> int:
@@ -91,7 +92,7 @@ class FdTable:
         self.users = 1             # tasks sharing the table (CLONE_FILES)
 
     def get(self, fd: int) -> File:
-        f = self.fds.get(fd)
+        f = self.fds.get(fd & 0xFFFFFFFF)                # fdget(unsigned int fd)
         if f is None:
             raise SyscallError(EBADF)
         return f

@@ -4,10 +4,15 @@ import struct
 from ..kernel.errno import EBADF, EFAULT, EINVAL, ENOENT, ESPIPE, SyscallError
 from ..mm.memory import access_ok
 from .file import File
+from .names import fs_decode, fs_encode
 
 IOV_MAX = 1024
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_STAT_FLAGS = AT_SYMLINK_NOFOLLOW | 0x800 | AT_EMPTY_PATH | 0x6000     # ...AT_NO_AUTOMOUNT, AT_STATX_SYNC_TYPE
+O_NOFOLLOW = 0o400000
+F_OK, X_OK, W_OK, R_OK = 0, 1, 2, 4
 MAX_RW_COUNT = 0x7FFFF000
 
 # struct stat on x86-64 (144 bytes)
@@ -16,8 +21,11 @@ _STAT = struct.Struct("<QQQIIIIQqqqqqqqqq24x")
 
 def _iovecs(k, task, iov, iovcnt):
     """import_iovec(): the (base, len) pairs, each range checked as read() checks its buffer."""
+    iovcnt &= 0xFFFFFFFF                 # import_iovec(..., unsigned nr_segs, ...)
     if iovcnt > IOV_MAX:
         raise SyscallError(EINVAL)
+    if not iovcnt:
+        return []
     raw = k.mm.copy_from_user(task, iov, 16 * iovcnt)
     vecs = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
     total = 0
@@ -155,23 +163,25 @@ def sys_fstat(k, task, fd, statbuf, *_):
 
 
 def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
-    path = k.mm.strncpy_from_user(task, pathname) if pathname else b""
+    if flags & ~AT_STAT_FLAGS:
+        raise SyscallError(EINVAL)
+    path = k.mm.strncpy_from_user(task, pathname) if pathname or not flags & AT_EMPTY_PATH else b""
     if not path:
         if not flags & AT_EMPTY_PATH:
             raise SyscallError(ENOENT)
         return _fill_stat(k, task, k.fds_of(task).get(dirfd), statbuf)
-    f = k.open_path(path.decode(errors="replace"), 0o400000 if flags & 0x100 else 0, task=task, dirfd=dirfd)
+    f = k.open_path(fs_decode(path), O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0, task=task, dirfd=dirfd)
     return _fill_stat(k, task, f, statbuf)
 
 
 def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
-    path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
-    if path == "/proc/self/exe":
-        target = task.exe_path.encode()
-    else:
-        raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
     if bufsiz <= 0:
         raise SyscallError(EINVAL)
+    path = fs_decode(k.mm.getname(task, pathname))
+    if path == "/proc/self/exe":
+        target = fs_encode(task.exe_path)
+    else:
+        raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
     target = target[:bufsiz]
     k.mm.copy_to_user(task, buf, target)
     return len(target)
@@ -186,13 +196,15 @@ def sys_open(k, task, pathname, flags, mode, *_):
 
 
 def sys_openat(k, task, dirfd, pathname, flags, mode, *_):
-    path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
+    path = fs_decode(k.mm.getname(task, pathname))
     return k.fds_of(task).install(k.open_path(path, flags, mode, task=task, dirfd=dirfd),
                                   cloexec=bool(flags & 0o2000000))
 
 
 def sys_access(k, task, pathname, mode, *_):
-    path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
+    if mode & ~(X_OK | W_OK | R_OK):
+        raise SyscallError(EINVAL)
+    path = fs_decode(k.mm.getname(task, pathname))
     k.open_path(path, 0, task=task)
     return 0
 

@@ -35,15 +35,16 @@ def do_exit(k, task, code: int, signaled: bool = False) -> None:
     init = k.init_task
     for child in task.children:
         child.parent = init
+        child.exit_signal = 17               # reparent_leader(): "we don't want people slaying init"
         if init is not None and init is not task:
             init.children.append(child)
     task.children = []
     task.state = TASK_ZOMBIE
     if task.parent is None:                  # init: nobody reaps it; the machine stops
         return
-    if not task.parent.exited:               # do_notify_parent(): SIGCHLD (ignored by default)
-        from .signal import SIGNALS, send_signal, siginfo
-        send_signal(k, task.parent, SIGNALS["SIGCHLD"], siginfo(SIGNALS["SIGCHLD"], 1, task.pid))
+    if not task.parent.exited and task.exit_signal:   # do_notify_parent(): SIGCHLD unless clone said otherwise
+        from .signal import send_signal, siginfo
+        send_signal(k, task.parent, task.exit_signal, siginfo(task.exit_signal, 1, task.pid))
 
 
 def _matches(child, pid: int) -> bool:

@@ -66,10 +66,12 @@ def dup_mmap(k, old: MM) -> MM:
 def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
     if flags & CLONE_THREAD or (flags & CLONE_SIGHAND and not flags & CLONE_VM):
         raise SyscallError(EINVAL)                 # threads are not supported (yet)
+    if flags & CSIGNAL > 64:
+        raise SyscallError(EINVAL)                 # not a valid exit signal
     k.lru_add_drain()
     child = Task(pid=k.alloc_pid(), comm=parent.comm, exe_path=parent.exe_path, parent=parent,
                  sigactions=dict(parent.sigactions), sigmask=parent.sigmask, cwd=parent.cwd,
-                 cwd_ino=parent.cwd_ino)
+                 cwd_ino=parent.cwd_ino, exit_signal=flags & CSIGNAL)
     if flags & CLONE_VM:
         child.mm = parent.mm
         parent.mm.users += 1

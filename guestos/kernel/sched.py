@@ -47,6 +47,9 @@ class Task:
     clear_child_tid: int = 0
     robust_list: int = 0
     rseq: int = 0
+    exit_signal: int = 17                       # sent to the parent at exit (clone's CSIGNAL bits)
+    rseq_len: int = 0
+    rseq_sig: int = 0
     vfork_parent: "Task" = None                 # released when this child execs or exits
     wait_ready: object = None                   # while sleeping: the condition to wake on
     cwd: str = "/"

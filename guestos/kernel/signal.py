@@ -103,13 +103,17 @@ def sys_rt_sigreturn(k, task, *_):
     """Unwind the frame the handler returns through: registers and mask as it left them."""
     cpu = k.hw.cpu
     uc = cpu.reg("rsp")
-    raw = k.mm.copy_from_user(task, uc, UC_SIZE)
-    mcontext = raw[40:40 + 256]
-    values = struct.unpack_from("<18Q", mcontext, 0)
+    try:
+        raw = k.mm.copy_from_user(task, uc, UC_SIZE)
+    except SyscallError:
+        raw = None
     while task.sigframes and task.sigframes[-1][0] != uc:
         task.sigframes.pop()                            # frames abandoned by a longjmp
-    if not task.sigframes:
-        raise SyscallError(EFAULT)
+    if raw is None or not task.sigframes:
+        k.force_sig(task, SIGNALS["SIGSEGV"])           # signal_fault(): no frame to return through
+        return 0
+    mcontext = raw[40:40 + 256]
+    values = struct.unpack_from("<18Q", mcontext, 0)
     _, context = task.sigframes.pop()
     cpu.restore_context(context)
     regs = dict(zip(SIGCONTEXT_REGS, values))
@@ -170,8 +174,12 @@ def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
 
 
 def sys_tgkill(k, task, tgid, tid, sig, *_):
+    if tgid <= 0 or tid <= 0:
+        raise SyscallError(EINVAL)
     return sys_kill(k, task, tid, sig, code=SI_TKILL)
 
 
 def sys_tkill(k, task, tid, sig, *_):
+    if tid <= 0:
+        raise SyscallError(EINVAL)
     return sys_kill(k, task, tid, sig, code=SI_TKILL)

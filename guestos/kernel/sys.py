@@ -2,7 +2,8 @@
 import hashlib
 import struct
 
-from .errno import EAGAIN, EINVAL, ENOSYS, SyscallError
+from ..mm.memory import access_ok
+from .errno import EAGAIN, EBUSY, EFAULT, EINVAL, ENOSYS, EPERM, ESRCH, SyscallError
 
 UTS_SYSNAME = b"Linux"
 UTS_NODENAME = b"ballast"
@@ -19,7 +20,12 @@ CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
 
 FUTEX_WAIT, FUTEX_WAKE = 0, 1
-RSEQ_SIG_LEN = 32
+GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
+GRND_FLAGS = GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE
+MAX_RW_COUNT = 0x7FFFF000
+KTIME_MAX = (1 << 63) - 1
+RSEQ_SIG_LEN = 32                      # ORIG_RSEQ_SIZE
+RSEQ_FLAG_UNREGISTER = 1
 
 
 def sys_uname(k, task, buf, *_):
@@ -55,18 +61,25 @@ def sys_prlimit64(k, task, pid, resource, new_rlim, old_rlim, *_):
 
 
 def sys_getrlimit(k, task, resource, rlim, *_):
-    return sys_prlimit64(k, task, 0, resource, 0, rlim)
+    if resource >= 16:
+        raise SyscallError(EINVAL)
+    k.mm.copy_to_user(task, rlim, struct.pack("<QQ", *RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))))
+    return 0
 
 
 def sys_getrandom(k, task, buf, count, flags, *_):
-    """Deterministic: a hash stream seeded at boot, so runs repeat exactly."""
-    count = min(count, 1 << 20)
+    """Deterministic: a hash stream seeded at boot, so runs repeat exactly. Like Linux it returns
+    what it could copy before a fault (EFAULT when nothing)."""
+    if flags & ~GRND_FLAGS or flags & GRND_INSECURE and flags & GRND_RANDOM:
+        raise SyscallError(EINVAL)
+    count = min(count, MAX_RW_COUNT, 1 << 20)
+    if not access_ok(buf, count):
+        raise SyscallError(EFAULT)
     out = bytearray()
     while len(out) < count:
         k.random_counter += 1
         out += hashlib.sha256(k.boot_seed + k.random_counter.to_bytes(8, "little")).digest()
-    k.mm.copy_to_user(task, buf, bytes(out[:count]))
-    return count
+    return k.mm.copy_to_user_partial(task, buf, bytes(out[:count]))
 
 
 def _clock_ns(k, task, clock_id: int) -> int:
@@ -111,7 +124,7 @@ def sys_nanosleep(k, task, req, rem, *_):
     sec, nsec = struct.unpack("<qq", k.mm.copy_from_user(task, req, 16))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SyscallError(EINVAL)
-    k.charge(sec * 10**9 + nsec)      # an idle machine jumps ahead in virtual time
+    k.charge(min(sec * 10**9 + nsec, KTIME_MAX))      # an idle machine jumps ahead in virtual time
     return 0
 
 
@@ -136,14 +149,28 @@ def sys_set_robust_list(k, task, head, length, *_):
 
 
 def sys_rseq(k, task, rseq, rseq_len, flags, sig, *_):
-    """Register the rseq area and publish cpu 0; a single vCPU never migrates."""
-    if flags & 1:                                 # RSEQ_FLAG_UNREGISTER
+    """Register the rseq area and publish cpu 0; a single vCPU never migrates. kernel/rseq.c's checks."""
+    registered = (task.rseq, getattr(task, "rseq_len", 0), getattr(task, "rseq_sig", 0))
+    if flags & RSEQ_FLAG_UNREGISTER:
+        if flags & ~RSEQ_FLAG_UNREGISTER or registered[:2] != (rseq, rseq_len) or not task.rseq:
+            raise SyscallError(EINVAL)
+        if registered[2] != sig:
+            raise SyscallError(EPERM)
         task.rseq = 0
         return 0
-    if rseq_len < RSEQ_SIG_LEN or rseq & 31:
+    if flags:
         raise SyscallError(EINVAL)
+    if task.rseq:
+        if registered[:2] != (rseq, rseq_len):
+            raise SyscallError(EINVAL)
+        raise SyscallError(EPERM if registered[2] != sig else EBUSY)
+    if rseq_len < RSEQ_SIG_LEN or rseq_len == RSEQ_SIG_LEN and rseq & 31 or \
+            rseq_len != RSEQ_SIG_LEN and (rseq & 31 or rseq_len < RSEQ_SIG_LEN):
+        raise SyscallError(EINVAL)
+    if not access_ok(rseq, rseq_len):
+        raise SyscallError(EFAULT)
     k.mm.copy_to_user(task, rseq, struct.pack("<II", 0, 0))   # cpu_id_start, cpu_id
-    task.rseq = rseq
+    task.rseq, task.rseq_len, task.rseq_sig = rseq, rseq_len, sig
     return 0
 
 
@@ -165,7 +192,10 @@ def sys_exit(k, task, code, *_):
 
 
 def sys_getpgid(k, task, pid, *_):
-    return pid or task.pid
+    target = task if pid == 0 else k.find_task(pid)
+    if target is None or target.exited:
+        raise SyscallError(ESRCH)
+    return getattr(target, "pgid", None) or target.pid
 
 
 def sys_setpgid(k, task, pid, pgid, *_):

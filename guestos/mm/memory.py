@@ -6,7 +6,7 @@ changes speed, never the resulting memory state or counters.
 """
 import struct
 
-from ..kernel.errno import EFAULT, ENAMETOOLONG, SyscallError
+from ..kernel.errno import EFAULT, ENAMETOOLONG, ENOENT, SyscallError
 from .mm_types import NIL, PAGE_MAPPING_ANON, PG_lru, PG_pgtable, PG_swapbacked, PG_uptodate
 from .swapfile import is_swap_pte, swp_slot
 from .mmap import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, STACK_RLIMIT
@@ -384,6 +384,32 @@ class MemoryManager:
             ram[paddr:paddr + n] = data[pos:pos + n]
             pos += n
         self.k.charge(self.k.costs.copy_ns_per_kib * len(data) // 1024)
+
+    def copy_to_user_partial(self, task, addr: int, data) -> int:
+        """copy_to_user() as calls that return a short count use it: the bytes written before the
+        first page that faults (EFAULT only when that is none)."""
+        data = memoryview(data).cast("B")
+        if not access_ok(addr, len(data)):
+            raise SyscallError(EFAULT)
+        pos = 0
+        try:
+            while pos < len(data):
+                paddr = self.user_page(task, addr + pos, True)
+                n = min(len(data) - pos, PAGE_SIZE - ((addr + pos) & 0xFFF))
+                self.ram[paddr:paddr + n] = data[pos:pos + n]
+                pos += n
+        except SyscallError:
+            if pos == 0:
+                raise
+        self.k.charge(self.k.costs.copy_ns_per_kib * pos // 1024)
+        return pos
+
+    def getname(self, task, addr: int) -> bytes:
+        """getname(): a path from the user; the empty path is ENOENT."""
+        name = self.strncpy_from_user(task, addr)
+        if not name:
+            raise SyscallError(ENOENT)
+        return name
 
     def get_user(self, task, addr: int, fmt: str) -> int:
         """get_user(): one value of a struct format ("<i", "<Q"...) from user memory."""

@@ -6,6 +6,9 @@ from .mmap import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, 
 from .pgtable import PAGE_SIZE, page_align
 
 MADV_DONTNEED = 4
+PROT_SEM, PROT_GROWSDOWN, PROT_GROWSUP = 0x8, 0x01000000, 0x02000000
+# the advice values Linux 6.x accepts (madvise_behavior_valid)
+MADV_VALID = {0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 100, 101}
 
 
 def sys_brk(k, task, brk, *_):
@@ -63,9 +66,12 @@ def sys_mmap(k, task, addr, length, prot, flags, fd, offset):
             raise SyscallError(ENOMEM)
     mm.insert(VMA(start, start + length, vm_flags, vm_file, pgoff, mm.new_anon_id(), name))
     k.mm_changed(mm)
-    if flags & MAP_POPULATE:
+    if flags & MAP_POPULATE:                     # mm_populate(): a page that cannot be had stays unpopulated
         for a in range(start, start + length, PAGE_SIZE):
-            k.mm.user_page(task, a, bool(vm_flags & VM_WRITE))
+            try:
+                k.mm.user_page(task, a, bool(vm_flags & VM_WRITE))
+            except SyscallError:
+                break
     return start
 
 
@@ -76,15 +82,25 @@ def sys_munmap(k, task, addr, length, *_):
     return 0
 
 
+def _has_hole(mm, start: int, end: int) -> bool:
+    covered = sum(min(end, v.vm_end) - max(start, v.vm_start) for v in mm.overlapping(start, end))
+    return covered != end - start
+
+
 def sys_mprotect(k, task, start, length, prot, *_):
-    if start & (PAGE_SIZE - 1) or prot & ~7:
+    """do_mprotect_pkey()'s checks in its order."""
+    prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
+    if start & (PAGE_SIZE - 1):
         raise SyscallError(EINVAL)
+    if not length:
+        return 0
     mm = task.mm
     end = start + page_align(length)
-    if end == start:
-        return 0
-    covered = sum(min(end, v.vm_end) - max(start, v.vm_start) for v in mm.overlapping(start, end))
-    if covered != end - start:
+    if end <= start or end >= 1 << 64:
+        raise SyscallError(ENOMEM)
+    if prot & ~(7 | PROT_SEM):
+        raise SyscallError(EINVAL)
+    if _has_hole(mm, start, end):
         raise SyscallError(ENOMEM)              # a hole in the range
     vmas = mm.carve(start, end)
     for vma in vmas:
@@ -99,10 +115,15 @@ MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
 
 
 def sys_msync(k, task, start, length, flags, *_):
-    """Dirty bits of shared file mappings become dirty pages; MS_SYNC writes them back."""
+    """Dirty bits of shared file mappings become dirty pages; MS_SYNC writes them back. A range that
+    wraps or has a hole is ENOMEM (after doing the mapped parts, as Linux does)."""
     if start & (PAGE_SIZE - 1) or flags & ~7 or (flags & MS_ASYNC and flags & MS_SYNC):
         raise SyscallError(EINVAL)
     end = start + page_align(length)
+    if end < start or end >= 1 << 64:
+        raise SyscallError(ENOMEM)
+    if end == start:
+        return 0
     for vma in task.mm.overlapping(start, end):
         if vma.vm_file is None or not vma.vm_flags & VM_SHARED:
             continue
@@ -110,14 +131,24 @@ def sys_msync(k, task, start, length, flags, *_):
         mapping = getattr(vma.vm_file, "mapping", None)
         if flags & MS_SYNC and mapping is not None:
             mapping.writepages()
+    if _has_hole(task.mm, start, end):
+        raise SyscallError(ENOMEM)
     return 0
 
 
 def sys_madvise(k, task, start, length, advice, *_):
-    if start & (PAGE_SIZE - 1):
+    """do_madvise(): bad advice, alignment or a wrapping range EINVAL; the mapped parts advised;
+    a hole ENOMEM. Only MADV_DONTNEED changes anything here."""
+    if advice not in MADV_VALID or start & (PAGE_SIZE - 1):
         raise SyscallError(EINVAL)
+    end = start + page_align(length)
+    if length and end == start or end < start or end >= 1 << 64:
+        raise SyscallError(EINVAL)
+    if end == start:
+        return 0
     if advice == MADV_DONTNEED:
-        end = start + page_align(length)
         for vma in task.mm.overlapping(start, end):
             k.mm.zap_page_range(task.mm, max(start, vma.vm_start), min(end, vma.vm_end))
+    if _has_hole(task.mm, start, end):
+        raise SyscallError(ENOMEM)
     return 0
