@@ -1,5 +1,5 @@
 """Open files and the descriptor table (fs/file.c), and the console's file."""
-from ..kernel.errno import EBADF, EINVAL, EMFILE, ESPIPE, ENOTTY, SyscallError
+from ..kernel.errno import EBADF, EINVAL, EMFILE, ENXIO, ESPIPE, ENOTTY, SyscallError
 
 S_IFCHR = 0o020000
 S_IFREG = 0o100000
@@ -48,6 +48,29 @@ class File:
 
     def write_user(self, k, task, buf: int, count: int, pos: int) -> int:
         return self.write(task, k.mm.copy_from_user(task, buf, count))
+
+
+SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
+MAX_LFS_FILESIZE = (1 << 63) - 1
+
+
+def generic_file_llseek_size(pos: int, offset: int, whence: int, eof: int, maxsize: int = MAX_LFS_FILESIZE) -> int:
+    """The new position for lseek (fs/read_write.c): a file without holes has data up to eof and one
+    hole from there; a position below 0 or past maxsize is EINVAL."""
+    if whence == SEEK_END:
+        offset += eof
+    elif whence == SEEK_CUR:
+        offset += pos
+    elif whence in (SEEK_DATA, SEEK_HOLE):
+        if offset < 0 or offset >= eof:
+            raise SyscallError(ENXIO)
+        if whence == SEEK_HOLE:
+            offset = eof
+    elif whence != SEEK_SET:
+        raise SyscallError(EINVAL)
+    if offset < 0 or offset > maxsize:
+        raise SyscallError(EINVAL)
+    return offset
 
 
 class ConsoleFile(File):

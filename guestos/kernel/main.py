@@ -19,7 +19,7 @@ from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
 from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc
 from ..fs.vfs import MappedFile, Vfs
-from ..fs.file import ConsoleFile, FdTable, File, TtyFile
+from ..fs.file import ConsoleFile, FdTable, File, TtyFile, generic_file_llseek_size
 from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
 from ..mm.mmap import MM
@@ -695,11 +695,15 @@ class InodeFile(File):
     def write(self, task, data):
         raise SyscallError(EACCES)
 
+    def read_user(self, k, task, buf, count, pos):
+        """A short count when the buffer runs into a hole; the caller moves the position."""
+        if self.inode.is_dir:
+            raise SyscallError(EISDIR)
+        data = self.inode.read(pos, count)
+        return k.mm.copy_to_user_partial(task, buf, data) if data else 0
+
     def lseek(self, offset, whence):
-        base = {0: 0, 1: self.pos, 2: self.inode.size}.get(whence)
-        if base is None or base + offset < 0:
-            raise SyscallError(22)
-        self.pos = base + offset
+        self.pos = generic_file_llseek_size(self.pos, offset, whence, self.inode.size)
         return self.pos
 
 

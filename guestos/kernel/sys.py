@@ -178,6 +178,8 @@ def sys_futex(k, task, uaddr, op, val, *_):
     cmd = op & 0x7F
     if cmd == FUTEX_WAKE:
         return 0                                  # no other thread waits
+    if uaddr & 3:
+        raise SyscallError(EINVAL)                # get_futex_key(): a misaligned futex word
     if cmd == FUTEX_WAIT:
         current = struct.unpack("<I", k.mm.copy_from_user(task, uaddr, 4))[0]
         if current != val & 0xFFFFFFFF:

@@ -338,8 +338,9 @@ class MemoryManager:
                 raise SyscallError(EFAULT) from None      # the exception table's fixup
         raise SyscallError(EFAULT)
 
-    def user_runs(self, task, addr: int, length: int, write: bool) -> list:
-        """get_user_pages(): the physical runs behind a user range, faulting pages in."""
+    def user_runs(self, task, addr: int, length: int, write: bool, partial: bool = False) -> list:
+        """get_user_pages(): the physical runs behind a user range, faulting pages in. partial: the
+        runs up to the first page that cannot be had (a short copy; EFAULT only if that is the first)."""
         if not access_ok(addr, length):
             raise SyscallError(EFAULT)
         runs = self.k.hw.cpu.user_segments(addr, length, write)
@@ -348,7 +349,12 @@ class MemoryManager:
         runs = []
         end = addr + length
         while addr < end:
-            paddr = self.user_page(task, addr, write)
+            try:
+                paddr = self.user_page(task, addr, write)
+            except SyscallError:
+                if partial and runs:
+                    break
+                raise
             n = min(end - addr, PAGE_SIZE - (addr & 0xFFF))
             if runs and runs[-1][0] + runs[-1][1] == paddr:
                 runs[-1] = (runs[-1][0], runs[-1][1] + n)
