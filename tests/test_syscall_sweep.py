@@ -12,8 +12,13 @@ huge length" case: pointer arguments point at an 8 KiB buffer followed by an unm
 arguments (size_t, long, off_t...) are 2**62, int-like ones 0. The types come from the kernel's own
 table (guestos/kernel/syscall_tbl.py), so the sweep also exercises the typed dispatch.
 
-The default run (CI) takes three patterns of every call; BALLAST_SWEEP=full runs all six."""
+Eight more cases per call draw each register from edge values (0, 1, 2**31, 2**32 - 1, the top of the user
+half, 2**63, -1, -100, the kernel address, a length of 2**62, the buffer and its last bytes), seeded.
+
+The default run (CI) takes three patterns and one mixed case of every call; BALLAST_SWEEP=full runs all
+six patterns and eight mixed cases."""
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -27,9 +32,15 @@ from guestos.kernel.syscall_tbl import SYSCALLS
 M64 = (1 << 64) - 1
 KERNEL_ADDR = 0xFFFF888000000000
 HUGE = 1 << 62
-BUF = 0xB0FFE4B0FFE40001          # marker: replaced by the valid buffer's address at run time
+BUF = 0xB0FFE4B0FFE40000          # marker: BUF + n becomes the valid buffer's address + n at run time
 PATTERNS = {"zero": 0, "one": 1, "minus1": M64, "bit63": 1 << 63, "kernel": KERNEL_ADDR, "valid": None}
-CI_PATTERNS = ("minus1", "kernel", "valid")
+# "mixedK": each register drawn (seeded by call and K) from values that sit on the edges
+# (the buffer's address only where a pointer goes: its low bits differ between the runs)
+MIXED_POOL = (0, 1, 2, 3, 4096, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, (1 << 32) | 1, (1 << 47) - 4096, 1 << 47,
+              1 << 63, M64, M64 - 99, KERNEL_ADDR, HUGE)
+MIXED_POINTERS = MIXED_POOL + (BUF, BUF + 4093, BUF + 8191)
+MIXED = tuple(f"mixed{k}" for k in range(8))
+CI_PATTERNS = ("minus1", "kernel", "valid", "mixed0")
 ENOSYS = 38
 
 EXTRA_NUMBERS = [335, 387, 400, 423, 451, 512, 1000, 0x40000000 | 39, (1 << 32) | 39, M64]
@@ -86,6 +97,10 @@ def _name(nr: int) -> str:
 
 def case_args(nr: int, pattern: str) -> tuple:
     """The six register values of one case."""
+    if pattern.startswith("mixed"):
+        rng = random.Random(f"{nr}/{pattern}")
+        types = [t for t, _ in SYSCALLS.get(nr, ("", ()))[1]] + [""] * 6
+        return tuple(rng.choice(MIXED_POINTERS if "*" in types[i] else MIXED_POOL) for i in range(6))
     value = PATTERNS[pattern]
     if value is not None:
         return (value,) * 6
@@ -101,11 +116,12 @@ def case_args(nr: int, pattern: str) -> tuple:
 # native results that depend on timing: clone(1, stack 1, ...) makes a child that crashes at once and
 # sends SIGHUP (exit signal 1) to the caller, before or after it reports
 RACY = {("clone", "one")}
+FORKING = {"clone", "clone3", "fork", "vfork"}          # with random flags and stacks: racy natively
 
 
 def skip_reason(nr: int, pattern: str, native: bool):
     name = _name(nr)
-    if native and (name, pattern) in RACY:
+    if native and ((name, pattern) in RACY or pattern in MIXED and name in FORKING):
         return "timing-dependent natively"
     if name in BLOCKING:
         return "may block forever"
@@ -125,11 +141,12 @@ SOURCE = r"""
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define BUF_MARK 0xB0FFE4B0FFE40001ULL
+#define BUF_MARK 0xB0FFE4B0FFE40000UL
 struct sweep_case { int id; unsigned long nr, a[6]; };
 static const struct sweep_case cases[] = {
 %CASES%
@@ -149,15 +166,19 @@ static long raw_syscall(unsigned long nr, const unsigned long *a)
 int main(void)
 {
     /* fds 0-2 the same in both runs (natively /dev/null and pipes, in the guest the console): 0 the
-       read end of a pipe without writers, 1 and 2 the write end of a pipe nobody reads; the
+       read end of a pipe without writers, 1 and 2 the write end of a pipe without readers; the
        results go to the original stdout, now fd 199 */
+    struct rlimit files = {1024, 4096};           /* the guest's RLIMIT_NOFILE, natively too */
+    setrlimit(RLIMIT_NOFILE, &files);
     int p0[2], p1[2];
     if (dup2(1, 199) != 199 || pipe(p0) != 0 || dup2(p0[0], 0) != 0 || pipe(p1) != 0 ||
         dup2(p1[1], 1) != 1 || dup2(p1[1], 2) != 2)
         return 2;
     close(p0[0]);
     close(p0[1]);
+    close(p1[0]);                 /* writes to 1 and 2 fail with EPIPE (SIGPIPE ignored) */
     close(p1[1]);
+    signal(SIGPIPE, SIG_IGN);
     /* the valid buffer: two pages, then an unmapped page */
     char *buf = mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     munmap(buf + 2 * 4096, 4096);
@@ -166,7 +187,7 @@ int main(void)
         const struct sweep_case *c = &cases[i];
         unsigned long a[6];
         for (int j = 0; j < 6; j++)
-            a[j] = c->a[j] == BUF_MARK ? (unsigned long)buf : c->a[j];
+            a[j] = c->a[j] - BUF_MARK < 8192 ? (unsigned long)buf + (c->a[j] - BUF_MARK) : c->a[j];
         int fds[2];
         if (pipe(fds) != 0 || dup2(fds[1], 200) != 200)
             return 2;
@@ -284,7 +305,7 @@ def sweep(compile_c, tmp_path, patterns):
 
 
 def test_syscall_sweep_ci(compile_c, tmp_path):
-    """Three patterns of every call: the CI slice."""
+    """Three patterns and one mixed one of every call: the CI slice."""
     counts, findings = sweep(compile_c, tmp_path, CI_PATTERNS)
     print(counts)
     assert not findings, "\n".join([str(counts)] + findings)
@@ -292,6 +313,6 @@ def test_syscall_sweep_ci(compile_c, tmp_path):
 
 @pytest.mark.skipif(os.environ.get("BALLAST_SWEEP") != "full", reason="the full sweep: BALLAST_SWEEP=full")
 def test_syscall_sweep_full(compile_c, tmp_path):
-    counts, findings = sweep(compile_c, tmp_path, tuple(PATTERNS))
+    counts, findings = sweep(compile_c, tmp_path, tuple(PATTERNS) + MIXED)
     print(counts)
     assert not findings, "\n".join([str(counts)] + findings)

@@ -64,10 +64,9 @@ class PipeEnd(File):
             raise WouldBlock(lambda: pipe.buffer or pipe.writers == 0)
         return bytes(pipe.buffer[:length])
 
-    def write(self, task, data: bytes) -> int:
+    def room(self) -> int:
+        """pipe_write()'s checks before it copies: no reader is EPIPE, a full pipe EAGAIN or a sleep."""
         pipe = self.pipe
-        if not self.writer:
-            return super().write(task, data)
         if pipe.readers == 0:
             raise SyscallError(EPIPE)                           # (SIGPIPE is sent by the caller)
         room = PIPE_BUF_SIZE - len(pipe.buffer)
@@ -75,8 +74,22 @@ class PipeEnd(File):
             if self.flags & O_NONBLOCK:
                 raise SyscallError(EAGAIN)
             raise WouldBlock(lambda: len(pipe.buffer) < PIPE_BUF_SIZE or pipe.readers == 0)
-        pipe.buffer += data[:room]
+        return room
+
+    def write(self, task, data: bytes) -> int:
+        if not self.writer:
+            return super().write(task, data)
+        room = self.room()
+        self.pipe.buffer += data[:room]
         return min(room, len(data))
+
+    def write_user(self, k, task, buf: int, count: int, pos: int) -> int:
+        """Only what was copied enters the pipe; a copy that faults adds nothing (EFAULT)."""
+        if not count:
+            return 0
+        data = k.mm.copy_from_user(task, buf, min(self.room(), count))
+        self.pipe.buffer += data
+        return len(data)
 
     @property
     def size(self) -> int:

@@ -132,8 +132,14 @@ def sys_sync(k, task, *_):
     return 0
 
 
+SEEK_MAX = 4
+
+
 def sys_lseek(k, task, fd, offset, whence, *_):
-    return k.fds_of(task).get(fd).lseek(offset, whence)
+    f = k.fds_of(task).get(fd)
+    if whence > SEEK_MAX:
+        raise SyscallError(EINVAL)
+    return f.lseek(offset, whence)
 
 
 def sys_ioctl(k, task, fd, cmd, arg, *_):

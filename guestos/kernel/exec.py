@@ -59,6 +59,8 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     if task.files is not None:
         task.files.close_on_exec()
     task.vfork_parent = None                   # a vfork parent may run again
+    task.rseq = task.rseq_len = task.rseq_sig = 0           # rseq_execve()
+    task.sigaltstack = (0, 0, 0)
 
 
 MAX_ARG_STRINGS = 0x7FFFFFFF

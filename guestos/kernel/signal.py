@@ -2,7 +2,7 @@
 signal frame that rt_sigreturn unwinds."""
 import struct
 
-from .errno import EFAULT, EINVAL, ESRCH, SyscallError
+from .errno import EINVAL, ENOMEM, ESRCH, SyscallError
 
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
            "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13,
@@ -157,19 +157,50 @@ def sys_rt_sigprocmask(k, task, how, nset, oset, sigsetsize, *_):
     return 0
 
 
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+MINSIGSTKSZ = 2048
+
+
 def sys_sigaltstack(k, task, ss, old_ss, *_):
-    if old_ss:
-        k.mm.copy_to_user(task, old_ss, (0).to_bytes(8, "little") + (2).to_bytes(4, "little")
-                          + bytes(4) + (0).to_bytes(8, "little"))       # SS_DISABLE
+    """do_sigaltstack(): the new stack is read and checked, the old one returned. (Handlers still run on
+    the current stack: delivery on the alternate stack is not implemented.)"""
+    old_sp, old_flags, old_size = task.sigaltstack           # as stored: (sas_ss_sp, sas_ss_flags, size)
+    if ss:
+        sp, flags, size = struct.unpack("<Qi4xQ", k.mm.copy_from_user(task, ss, 24))
+        mode = flags & ~SS_AUTODISARM
+        if mode not in (0, SS_ONSTACK, SS_DISABLE):
+            raise SyscallError(EINVAL)
+        if (sp, flags, size) != task.sigaltstack:           # no change asked: nothing more to check
+            if mode == SS_DISABLE:
+                task.sigaltstack = (0, flags, 0)
+            elif size < MINSIGSTKSZ:
+                raise SyscallError(ENOMEM)
+            else:
+                task.sigaltstack = (sp, flags, size)
+    if old_ss:                                                # sas_ss_flags(): SS_DISABLE when there is none
+        flags_out = SS_DISABLE if old_size == 0 else old_flags & SS_AUTODISARM
+        k.mm.copy_to_user(task, old_ss, struct.pack("<Qi4xQ", old_sp, flags_out, old_size))
     return 0
 
 
 def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
-    target = k.find_task(pid if pid > 0 else task.pid)
-    if target is None:
-        raise SyscallError(ESRCH)
-    if sig:
-        send_signal(k, target, sig, siginfo(sig, code, task.pid))
+    """kill_something_info(): pid > 0 one process, 0 the caller's group, -1 everyone but init and
+    the caller, below -1 the group -pid; ESRCH when nobody matches."""
+    if not 0 <= sig <= _NSIG:
+        raise SyscallError(EINVAL)
+    if pid > 0:
+        target = k.find_task(pid)
+        targets = [target] if target is not None else []
+    elif pid == -1:
+        targets = [t for t in k.tasks.values() if t.pid > 1 and t is not task]
+    else:
+        group = (task.pgid or task.pid) if pid == 0 else -pid
+        targets = [t for t in k.tasks.values() if (t.pgid or t.pid) == group]
+    if not targets:
+        raise SyscallError(ESRCH)                     # (a zombie still counts, as on Linux)
+    for target in targets:
+        if sig and not target.exited:
+            send_signal(k, target, sig, siginfo(sig, code, task.pid))
     return 0
 
 

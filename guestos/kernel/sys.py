@@ -3,7 +3,7 @@ import hashlib
 import struct
 
 from ..mm.memory import access_ok
-from .errno import EAGAIN, EBUSY, EFAULT, EINVAL, ENOSYS, EPERM, ESRCH, SyscallError
+from .errno import EAGAIN, EBUSY, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, ESRCH, SyscallError
 
 UTS_SYSNAME = b"Linux"
 UTS_NODENAME = b"ballast"
@@ -110,6 +110,8 @@ def sys_gettimeofday(k, task, tv, tz, *_):
     ns = _clock_ns(k, task, CLOCK_REALTIME)
     if tv:
         k.mm.copy_to_user(task, tv, struct.pack("<qq", ns // 10**9, ns % 10**9 // 1000))
+    if tz:
+        k.mm.copy_to_user(task, tz, struct.pack("<ii", 0, 0))     # sys_tz: UTC, no DST
     return 0
 
 
@@ -128,8 +130,34 @@ def sys_nanosleep(k, task, req, rem, *_):
     return 0
 
 
+TIMER_ABSTIME = 1
+CLOCK_TAI = 11
+NANOSLEEP_CLOCKS = (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_PROCESS_CPUTIME_ID, CLOCK_TAI)
+NO_NSLEEP_CLOCKS = (CLOCK_THREAD_CPUTIME_ID, CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE)
+ALARM_CLOCKS = (8, 9)                  # CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM: no RTC wakeups here
+
+
 def sys_clock_nanosleep(k, task, clock_id, flags, req, rem, *_):
-    return sys_nanosleep(k, task, req, rem)
+    """Linux's order (checked natively): an unknown clock is EINVAL and a clock that cannot sleep
+    EOPNOTSUPP before the request is read; a bad request EFAULT, then EINVAL. TIMER_ABSTIME sleeps
+    until the clock reads the requested time."""
+    if clock_id in NO_NSLEEP_CLOCKS:
+        raise SyscallError(EOPNOTSUPP)
+    if clock_id >= 0 and clock_id not in NANOSLEEP_CLOCKS + ALARM_CLOCKS:
+        raise SyscallError(EINVAL)
+    sec, nsec = struct.unpack("<qq", k.mm.copy_from_user(task, req, 16))
+    if sec < 0 or not 0 <= nsec < 10**9:
+        raise SyscallError(EINVAL)
+    if clock_id < 0:
+        raise SyscallError(EINVAL)     # another process's CPU clock: not one we can sleep on
+    if clock_id in ALARM_CLOCKS:
+        raise SyscallError(EOPNOTSUPP)
+    wait = sec * 10**9 + nsec
+    if flags & TIMER_ABSTIME:
+        wait -= _clock_ns(k, task, clock_id if clock_id != CLOCK_TAI else CLOCK_REALTIME)
+    if wait > 0:
+        k.charge(min(wait, KTIME_MAX))       # an idle machine jumps ahead in virtual time
+    return 0
 
 
 def sys_sched_yield(k, task, *_):
@@ -197,9 +225,16 @@ def sys_getpgid(k, task, pid, *_):
     target = task if pid == 0 else k.find_task(pid)
     if target is None or target.exited:
         raise SyscallError(ESRCH)
-    return getattr(target, "pgid", None) or target.pid
+    return target.pgid or target.pid
 
 
 def sys_setpgid(k, task, pid, pgid, *_):
+    """The caller or a child of it joins (or starts) a process group."""
+    if pgid < 0:
+        raise SyscallError(EINVAL)
+    target = task if pid in (0, task.pid) else k.find_task(pid)
+    if target is None or target is not task and target.parent is not task:
+        raise SyscallError(ESRCH)
+    target.pgid = pgid or target.pid
     return 0
 

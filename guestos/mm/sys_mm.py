@@ -1,11 +1,12 @@
 """brk, mmap, munmap, mprotect, madvise (mm/mmap.c, mm/mprotect.c, mm/madvise.c)."""
-from ..kernel.errno import EEXIST, EINVAL, ENOMEM, SyscallError
+from ..kernel.errno import EEXIST, EINVAL, ENOMEM, EOVERFLOW, SyscallError
 from .mmap import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE,
                    MAP_SHARED, MMAP_MIN_ADDR, TASK_SIZE, VM_READ, VM_SHARED, VM_WRITE, VMA,
                    calc_vm_prot_bits)
 from .pgtable import PAGE_SIZE, page_align
 
 MADV_DONTNEED = 4
+MAP_TYPE, MAP_SHARED_VALIDATE = 0x0F, 0x03
 PROT_SEM, PROT_GROWSDOWN, PROT_GROWSUP = 0x8, 0x01000000, 0x02000000
 # the advice values Linux 6.x accepts (madvise_behavior_valid)
 MADV_VALID = {0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 100, 101}
@@ -39,21 +40,38 @@ def do_munmap(k, mm, start: int, length: int) -> None:
 
 
 def sys_mmap(k, task, addr, length, prot, flags, fd, offset):
+    """x86's sys_mmap, ksys_mmap_pgoff and do_mmap, their checks in their order."""
     mm = task.mm
-    if not length or addr & (PAGE_SIZE - 1) or offset & (PAGE_SIZE - 1):
+    if offset & (PAGE_SIZE - 1):
+        raise SyscallError(EINVAL)
+    f = None
+    if not flags & MAP_ANONYMOUS:
+        f = k.fds_of(task).get(fd)                          # EBADF before anything else looks
+    if not length:
         raise SyscallError(EINVAL)
     length = page_align(length)
     if length > TASK_SIZE:
         raise SyscallError(ENOMEM)
-    if not flags & (MAP_SHARED | MAP_PRIVATE):
+    pgoff = offset >> 12
+    if pgoff + (length >> 12) >= 1 << 64:
+        raise SyscallError(EOVERFLOW)
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        if addr & (PAGE_SIZE - 1):
+            raise SyscallError(EINVAL)
+        if addr > TASK_SIZE - length:
+            raise SyscallError(ENOMEM)
+    else:
+        addr &= ~(PAGE_SIZE - 1)                            # only a hint
+    if flags & MAP_TYPE not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
         raise SyscallError(EINVAL)
     vm_flags = calc_vm_prot_bits(prot) | (VM_SHARED if flags & MAP_SHARED else 0)
-    vm_file, pgoff, name = None, 0, ""
-    if not flags & MAP_ANONYMOUS:
-        vm_file, name = k.file_for_mmap(k.fds_of(task).get(fd & 0xFFFFFFFF), vm_flags)
-        pgoff = offset >> 12
+    vm_file, name = None, ""
+    if f is not None:
+        vm_file, name = k.file_for_mmap(f, vm_flags)
+    else:
+        pgoff = 0
     if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-        if addr < MMAP_MIN_ADDR or addr + length > TASK_SIZE:
+        if addr < MMAP_MIN_ADDR:
             raise SyscallError(EINVAL if flags & MAP_FIXED else ENOMEM)
         if mm.overlapping(addr, addr + length):
             if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED:
