@@ -16,7 +16,7 @@ Eight more cases per call draw each register from edge values (0, 1, 2**31, 2**3
 half, 2**63, -1, -100, the kernel address, a length of 2**62, the buffer and its last bytes), seeded.
 
 The default run (CI) takes three patterns and one mixed case of every call; BALLAST_SWEEP=full runs all
-six patterns and eight mixed cases."""
+six patterns and eight mixed cases (BALLAST_SWEEP_MIXED=N for N)."""
 import os
 import random
 import re
@@ -39,7 +39,7 @@ PATTERNS = {"zero": 0, "one": 1, "minus1": M64, "bit63": 1 << 63, "kernel": KERN
 MIXED_POOL = (0, 1, 2, 3, 4096, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, (1 << 32) | 1, (1 << 47) - 4096, 1 << 47,
               1 << 63, M64, M64 - 99, KERNEL_ADDR, HUGE)
 MIXED_POINTERS = MIXED_POOL + (BUF, BUF + 4093, BUF + 8191)
-MIXED = tuple(f"mixed{k}" for k in range(8))
+MIXED = tuple(f"mixed{k}" for k in range(int(os.environ.get("BALLAST_SWEEP_MIXED", "8"))))
 CI_PATTERNS = ("minus1", "kernel", "valid", "mixed0")
 ENOSYS = 38
 

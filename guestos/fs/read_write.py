@@ -142,8 +142,36 @@ def sys_lseek(k, task, fd, offset, whence, *_):
     return f.lseek(offset, whence)
 
 
+FIGETBSZ, FIONCLEX, FIOCLEX, FIONBIO, FIOASYNC, FIONREAD = 2, 0x5450, 0x5451, 0x5421, 0x5452, 0x541B
+O_NONBLOCK, O_ASYNC = 0o4000, 0o20000
+
+
 def sys_ioctl(k, task, fd, cmd, arg, *_):
-    return k.fds_of(task).get(fd).ioctl(cmd, arg, task)
+    """do_vfs_ioctl(): the commands every file answers, then the file's own."""
+    files = k.fds_of(task)
+    f = files.get(fd)
+    fd &= 0xFFFFFFFF
+    if cmd == FIOCLEX:
+        files.cloexec.add(fd)
+        return 0
+    if cmd == FIONCLEX:
+        files.cloexec.discard(fd)
+        return 0
+    if cmd in (FIONBIO, FIOASYNC):
+        on = k.mm.get_user(task, arg, "<i")
+        bit = O_NONBLOCK if cmd == FIONBIO else O_ASYNC
+        f.flags = f.flags | bit if on else f.flags & ~bit
+        return 0
+    if cmd == FIGETBSZ:
+        k.mm.put_user(task, arg, "<i", 4096)           # every file system here has 4 KiB blocks
+        return 0
+    if cmd == FIONREAD and f.mode & 0o170000 == 0o100000:
+        k.mm.put_user(task, arg, "<i", max(0, f.size - f.pos))
+        return 0
+    if cmd == FIONREAD and f.stream:
+        k.mm.put_user(task, arg, "<i", f.size)          # the bytes waiting in the pipe
+        return 0
+    return f.ioctl(cmd, arg, task)
 
 
 def sys_close(k, task, fd, *_):
@@ -168,14 +196,27 @@ def sys_fstat(k, task, fd, statbuf, *_):
     return _fill_stat(k, task, k.fds_of(task).get(fd), statbuf)
 
 
+def _empty_path(k, task, pathname) -> bool:
+    """vfs_empty_path(): NULL or "" (a path that cannot be read is not empty)."""
+    if not pathname:
+        return True
+    try:
+        return k.mm.strncpy_from_user(task, pathname, 1) == b""
+    except SyscallError:
+        return False
+
+
 def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
+    """vfs_fstatat() as Linux 6.x orders it (checked natively): AT_EMPTY_PATH with an empty path and a
+    descriptor is fstat of it, other flags unchecked; otherwise unknown flags are EINVAL first."""
+    if flags & AT_EMPTY_PATH and _empty_path(k, task, pathname):
+        f = k.fds_of(task).get(dirfd) if dirfd != AT_FDCWD else k.open_path(task.cwd, task=task)
+        if dirfd == AT_FDCWD and flags & ~AT_STAT_FLAGS:
+            raise SyscallError(EINVAL)
+        return _fill_stat(k, task, f, statbuf)
     if flags & ~AT_STAT_FLAGS:
         raise SyscallError(EINVAL)
-    path = k.mm.strncpy_from_user(task, pathname) if pathname or not flags & AT_EMPTY_PATH else b""
-    if not path:
-        if not flags & AT_EMPTY_PATH:
-            raise SyscallError(ENOENT)
-        return _fill_stat(k, task, k.fds_of(task).get(dirfd), statbuf)
+    path = k.mm.getname(task, pathname)
     f = k.open_path(fs_decode(path), O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0, task=task, dirfd=dirfd)
     return _fill_stat(k, task, f, statbuf)
 
@@ -183,7 +224,11 @@ def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
 def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
     if bufsiz <= 0:
         raise SyscallError(EINVAL)
-    path = fs_decode(k.mm.getname(task, pathname))
+    path = fs_decode(k.mm.strncpy_from_user(task, pathname))
+    if not path:                                         # LOOKUP_EMPTY: the directory fd itself
+        if dirfd != AT_FDCWD:
+            k.fds_of(task).get(dirfd)                    # EBADF
+        raise SyscallError(ENOENT)                       # (not a symlink opened with O_PATH)
     if path == "/proc/self/exe":
         target = fs_encode(task.exe_path)
     else:

@@ -1,13 +1,14 @@
 """Process exit and wait (kernel/exit.c)."""
 import struct
 
-from .errno import ECHILD, EINVAL, SyscallError
+from .errno import ECHILD, EINVAL, ESRCH, SyscallError
 from .sched import TASK_DEAD, TASK_ZOMBIE, WouldBlock
 
 WNOHANG = 1
 WUNTRACED = 2
 __WALL = 0x40000000
 __WCLONE = 0x80000000
+__WNOTHREAD = 0x20000000
 
 
 def do_exit(k, task, code: int, signaled: bool = False) -> None:
@@ -47,14 +48,25 @@ def do_exit(k, task, code: int, signaled: bool = False) -> None:
         send_signal(k, task.parent, task.exit_signal, siginfo(task.exit_signal, 1, task.pid))
 
 
-def _matches(child, pid: int) -> bool:
-    return pid <= 0 or child.pid == pid
+def _matches(child, pid: int, pgid: int) -> bool:
+    """-1 any child, 0 one in the caller's process group, below -1 one in group -pid, else that pid."""
+    if pid == -1:
+        return True
+    if pid <= 0:
+        return (child.pgid or child.pid) == (pgid if pid == 0 else -pid)
+    return child.pid == pid
+
+
+INT_MIN = -(1 << 31)
 
 
 def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
-    if options & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8):
+    if options & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8 | __WNOTHREAD):
         raise SyscallError(EINVAL)
-    candidates = [c for c in task.children if _matches(c, pid)]
+    if pid == INT_MIN:
+        raise SyscallError(ESRCH)                   # -INT_MIN is not a process group
+    group = task.pgid or task.pid
+    candidates = [c for c in task.children if _matches(c, pid, group)]
     if not candidates:
         raise SyscallError(ECHILD)
     for child in candidates:
@@ -69,7 +81,7 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
             return child.pid
     if options & WNOHANG:
         return 0
-    raise WouldBlock(lambda: any(c.state == TASK_ZOMBIE for c in task.children if _matches(c, pid)))
+    raise WouldBlock(lambda: any(c.state == TASK_ZOMBIE for c in task.children if _matches(c, pid, group)))
 
 
 def sys_exit_group(k, task, code, *_):

@@ -46,6 +46,7 @@ class Task:
     sigframes: list = field(default_factory=list)   # (ucontext address, saved CPU state) per handler
     clear_child_tid: int = 0
     robust_list: int = 0
+    rlimits: dict = field(default_factory=dict)  # resource -> (soft, hard) set by this task or inherited
     pgid: int = 0                               # process group (0: its own pid, as for init)
     sigaltstack: tuple = (0, 0, 0)              # (ss_sp, ss_flags, ss_size) as given; size 0: none
     rseq: int = 0

@@ -15,6 +15,9 @@ RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
 RLIMITS = {3: (8 << 20, RLIM_INFINITY),       # RLIMIT_STACK
            7: (1024, 4096),                   # RLIMIT_NOFILE
            }
+RLIM_NLIMITS = 16
+RLIMIT_NOFILE = 7
+NR_OPEN = 1 << 20                             # fs.nr_open
 REALTIME_EPOCH_NS = 1276473600 * 10**9        # 2010-06-14, the week of the LKML thread
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
@@ -46,24 +49,37 @@ def sys_getuid(k, task, *_):
     return 0
 
 
+def task_rlimit(task, resource: int) -> tuple:
+    """(soft, hard) of a task: its own once set, inherited at fork, else the boot defaults."""
+    return task.rlimits.get(resource) or RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
+
+
 def sys_prlimit64(k, task, pid, resource, new_rlim, old_rlim, *_):
-    if resource < 0 or resource >= 16:
+    """Linux's order: the new limit read (EFAULT), the process found (ESRCH), the resource and the
+    limit checked (EINVAL, EPERM), then the old limit written back."""
+    new = struct.unpack("<QQ", k.mm.copy_from_user(task, new_rlim, 16)) if new_rlim else None
+    target = task if pid == 0 else k.find_task(pid)
+    if target is None:
+        raise SyscallError(ESRCH)
+    if resource >= RLIM_NLIMITS:
         raise SyscallError(EINVAL)
-    cur = RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
-    if old_rlim:
-        k.mm.copy_to_user(task, old_rlim, struct.pack("<QQ", *cur))
-    if new_rlim:
-        soft, hard = struct.unpack("<QQ", k.mm.copy_from_user(task, new_rlim, 16))
+    old = task_rlimit(target, resource)
+    if new is not None:
+        soft, hard = new
         if soft > hard:
             raise SyscallError(EINVAL)
-        RLIMITS[resource] = (soft, hard)
+        if resource == RLIMIT_NOFILE and hard > NR_OPEN:
+            raise SyscallError(EPERM)
+        target.rlimits = {**target.rlimits, resource: (soft, hard)}
+    if old_rlim:
+        k.mm.copy_to_user(task, old_rlim, struct.pack("<QQ", *old))
     return 0
 
 
 def sys_getrlimit(k, task, resource, rlim, *_):
-    if resource >= 16:
+    if resource >= RLIM_NLIMITS:
         raise SyscallError(EINVAL)
-    k.mm.copy_to_user(task, rlim, struct.pack("<QQ", *RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))))
+    k.mm.copy_to_user(task, rlim, struct.pack("<QQ", *task_rlimit(task, resource)))
     return 0
 
 

@@ -7,6 +7,7 @@ from .pgtable import PAGE_SIZE, page_align
 
 MADV_DONTNEED = 4
 MAP_TYPE, MAP_SHARED_VALIDATE = 0x0F, 0x03
+MAP_HUGETLB, MAP_HUGE_SHIFT = 0x40000, 26
 PROT_SEM, PROT_GROWSDOWN, PROT_GROWSUP = 0x8, 0x01000000, 0x02000000
 # the advice values Linux 6.x accepts (madvise_behavior_valid)
 MADV_VALID = {0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 100, 101}
@@ -47,6 +48,12 @@ def sys_mmap(k, task, addr, length, prot, flags, fd, offset):
     f = None
     if not flags & MAP_ANONYMOUS:
         f = k.fds_of(task).get(fd)                          # EBADF before anything else looks
+        if flags & MAP_HUGETLB:
+            raise SyscallError(EINVAL)                      # not a hugetlbfs file
+    elif flags & MAP_HUGETLB:
+        if (flags >> MAP_HUGE_SHIFT) & 0x3F not in (0, 21, 30):
+            raise SyscallError(EINVAL)                      # no such huge page size
+        raise SyscallError(ENOMEM)                          # no huge pages are reserved here
     if not length:
         raise SyscallError(EINVAL)
     length = page_align(length)
