@@ -3,8 +3,8 @@ unknown calls ENOSYS and named once in the log."""
 import pytest
 
 from ballast_testlib import boot
-from guestos.kernel.syscall_64 import (SYSCALL_ARGS, SYSCALL_NAMES, SYSCALL_TABLE, arg_conversion, convert_arg,
-                                       is_user_pointer)
+from guestos.kernel.syscall_64 import (SYSCALL_ARGS, SYSCALL_ENTRIES, SYSCALL_NAMES, SYSCALL_TABLE, _make_entry,
+                                       arg_conversion, convert_arg, is_user_pointer)
 from guestos.kernel.syscall_tbl import SYSCALLS
 
 GARBAGE = 0xDEADBEEF00000000
@@ -51,6 +51,11 @@ def test_dispatch_converts_each_argument_by_the_calls_declaration():
     for nr, (_, args) in SYSCALLS.items():
         converted = SYSCALL_ARGS[nr](*regs)
         assert converted[:len(args)] == tuple(convert_arg(t, r) for (t, _), r in zip(args, regs))
+    # the entries dispatch calls hand their handlers the same values
+    assert set(SYSCALL_ENTRIES) == set(SYSCALL_TABLE)
+    for nr in SYSCALL_TABLE:
+        entry = _make_entry(lambda k, task, *values: values, SYSCALLS[nr][1])
+        assert entry(None, None, *regs) == SYSCALL_ARGS[nr](*regs)
 
 
 def test_unknown_calls_are_enosys_and_named_once(compile_c):

@@ -38,7 +38,7 @@ from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from . import exit as kexit
 from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
-from .syscall_64 import SYSCALL_ARGS, SYSCALL_NAMES, SYSCALL_TABLE
+from .syscall_64 import SYSCALL_ENTRIES, SYSCALL_NAMES
 from .timer import TimerList
 
 O_ACCMODE, O_RDONLY = 3, 0
@@ -581,8 +581,8 @@ class Kernel:
         nr &= 0xFFFFFFFF                 # do_syscall_64(regs, int nr): the upper half of rax is ignored
         self.current_syscall_nr = nr
         self.hw.clock.charge(self.costs.syscall_ns)
-        handler = SYSCALL_TABLE.get(nr)
-        if handler is None:
+        entry = SYSCALL_ENTRIES.get(nr)
+        if entry is None:
             if nr not in self.unknown_syscalls:
                 name = SYSCALL_NAMES.get(nr)
                 self.printk(KERN_INFO, f"{task.comm}[{task.pid}]: unknown system call {nr}"
@@ -592,7 +592,7 @@ class Kernel:
         else:
             try:
                 # each register as its SYSCALL_DEFINE type (int, pid_t, off_t, size_t, pointer...)
-                ret = handler(self, task, *SYSCALL_ARGS[nr](a0, a1, a2, a3, a4, a5))
+                ret = entry(self, task, a0, a1, a2, a3, a4, a5)
             except SyscallError as e:
                 ret = -e.errno
             except WouldBlock as e:

@@ -57,18 +57,27 @@ _EXPRESSIONS = {S32: "((a{i} & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000", U32: "a{
                 U16: "a{i} & 0xFFFF", S64: "a{i} - ((a{i} >> 63) << 64)", U64: "a{i}"}
 
 
-def _make_converter(args: tuple):
-    """One small function per argument signature, so dispatch converts without a loop."""
+def _converted(args: tuple) -> str:
     exprs = [_EXPRESSIONS[arg_conversion(ctype)].format(i=i) for i, (ctype, _name) in enumerate(args)]
-    exprs += ["0"] * (6 - len(exprs))                       # arguments the call does not declare
+    return ", ".join(exprs + ["0"] * (6 - len(exprs)))        # arguments the call does not declare
+
+
+def _make_converter(args: tuple):
+    """(a0..a5) -> the six values as the call's types: one small function per signature, no loop."""
     namespace = {}
-    exec(f"def convert(a0, a1, a2, a3, a4, a5):\n    return ({', '.join(exprs)})\n", namespace)
+    exec(f"def convert(a0, a1, a2, a3, a4, a5):\n    return ({_converted(args)})\n", namespace)
     return namespace["convert"]
 
 
-_CONVERTERS = {}
-SYSCALL_ARGS = {nr: _CONVERTERS.setdefault(tuple(arg_conversion(t) for t, _ in args), _make_converter(args))
-                for nr, (_name, args) in SYSCALLS.items()}
+def _make_entry(handler, args: tuple):
+    """handler(k, task, converted a0..a5): what dispatch calls (no tuple built on the way)."""
+    namespace = {"handler": handler}
+    exec(f"def entry(k, task, a0, a1, a2, a3, a4, a5):\n    return handler(k, task, {_converted(args)})\n",
+         namespace)
+    return namespace["entry"]
+
+
+SYSCALL_ARGS = {nr: _make_converter(args) for nr, (_name, args) in SYSCALLS.items()}
 
 SYSCALL_TABLE = {
     0: rw.sys_read, 1: rw.sys_write, 2: rw.sys_open, 3: rw.sys_close, 5: rw.sys_fstat, 8: rw.sys_lseek,
@@ -90,3 +99,6 @@ SYSCALL_TABLE = {
     257: rw.sys_openat, 262: rw.sys_newfstatat, 267: rw.sys_readlinkat, 273: sys.sys_set_robust_list,
     302: sys.sys_prlimit64, 318: sys.sys_getrandom, 334: sys.sys_rseq,
 }
+
+# the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME)
+SYSCALL_ENTRIES = {nr: _make_entry(handler, SYSCALLS[nr][1]) for nr, handler in SYSCALL_TABLE.items()}
