@@ -1,6 +1,11 @@
 """Open files and the descriptor table (fs/file.c), and the console's file."""
 from ..kernel.errno import EBADF, EINVAL, EMFILE, ENXIO, ESPIPE, ENOTTY, SyscallError
 
+# poll(2) events (include/uapi/asm-generic/poll.h)
+POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND = 0x40, 0x80, 0x100, 0x200
+DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
+
 S_IFCHR = 0o020000
 S_IFREG = 0o100000
 NR_OPEN_DEFAULT = 1024
@@ -38,6 +43,17 @@ class File:
     def fsync(self) -> None:
         """vfs_fsync_range(): a file without an fsync operation (a tty, a pipe, /dev/null)."""
         raise SyscallError(EINVAL)
+
+    def poll(self, task) -> int:
+        """vfs_poll(): a file without a poll operation never blocks (regular files, /dev/null)."""
+        return DEFAULT_POLLMASK
+
+    # in-kernel transfers (sendfile): bytes from a position, bytes to a position
+    def splice_read(self, k, task, pos: int, count: int) -> bytes:
+        return self.read(task, count)
+
+    def splice_write(self, k, task, data: bytes, pos: int) -> int:
+        return self.write(task, data)
 
     # user-memory entry points; block devices override them to DMA straight into user pages
     def read_user(self, k, task, buf: int, count: int, pos: int) -> int:
@@ -103,6 +119,9 @@ class TtyFile(File):
         if not self.port.rx_buf:
             raise WouldBlock(lambda: bool(self.port.rx_buf))
         return self.port.read(length)
+
+    def poll(self, task) -> int:
+        return POLLOUT | POLLWRNORM | (POLLIN | POLLRDNORM if self.port.rx_buf else 0)
 
     def write(self, task, data: bytes) -> int:
         return self.port.write(data)

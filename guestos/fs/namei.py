@@ -1,7 +1,7 @@
 """Name-space system calls on the root file system (fs/namei.c, fs/open.c, fs/readdir.c)."""
 import struct
 
-from ..kernel.errno import EBUSY, EINVAL, EISDIR, ENOENT, ENOTDIR, ERANGE, EROFS, ESPIPE, SyscallError
+from ..kernel.errno import EBUSY, EINVAL, EISDIR, ENOENT, ENOTDIR, EPERM, ERANGE, EROFS, ESPIPE, SyscallError
 from .ext2_layout import S_IFDIR
 from .names import fs_decode, fs_encode
 
@@ -23,7 +23,7 @@ def _path(k, task, ptr) -> str:
 def sys_mkdirat(k, task, dirfd, pathname, mode, *_):
     vfs = _vfs(k)
     parent, name = vfs.parent_and_name(_path(k, task, pathname), k.base_ino(task, dirfd))
-    vfs.call(vfs.fs.mkdir, parent, name, mode & 0o7777)
+    vfs.call(vfs.fs.mkdir, parent, name, mode & 0o1777 & ~task.umask)
     return 0
 
 
@@ -169,3 +169,174 @@ def sys_fadvise64(k, task, fd, offset, length, advice, *_):
 
 
 __all__ = ["struct"]
+
+
+# --- attributes, links and nodes (fs/open.c, fs/namei.c, fs/utimes.c) ---
+AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH = 0x100, 0x1000
+S_IFMT, S_IFREG, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK = 0o170000, 0o100000, 0o020000, 0o060000, 0o010000, 0o140000
+S_ISUID, S_ISGID, S_IXGRP = 0o4000, 0o2000, 0o010
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+def _lookup(k, task, dirfd, pathname, follow: bool = True):
+    """user_path_at(): the ext2 inode a path names (from dirfd), following a last symlink or not."""
+    vfs = _vfs(k)
+    path = _path(k, task, pathname)
+    return vfs.fs.iget(vfs.resolve(path, k.base_ino(task, dirfd), follow))
+
+
+def _fd_inode(k, task, fd):
+    """The ext2 inode behind a descriptor, or None for a file without one (a pipe, the console)."""
+    f = k.fds_of(task).get(fd)
+    inode = getattr(f, "stat_inode", None) or getattr(f, "inode", None)
+    return f, inode if hasattr(inode, "links_count") else None
+
+
+def _setattr(k, inode, **attrs) -> None:
+    vfs = _vfs(k)
+    vfs.call(lambda: vfs.fs.setattr(inode, **attrs))
+
+
+def chmod_common(k, inode, mode: int) -> None:
+    _setattr(k, inode, mode=mode & 0o7777)
+
+
+def sys_fchmodat(k, task, dirfd, pathname, mode, *_):
+    chmod_common(k, _lookup(k, task, dirfd, pathname), mode)
+    return 0
+
+
+def sys_chmod(k, task, pathname, mode, *_):
+    return sys_fchmodat(k, task, AT_FDCWD, pathname, mode)
+
+
+def sys_fchmod(k, task, fd, mode, *_):
+    f, inode = _fd_inode(k, task, fd)
+    if inode is not None:
+        chmod_common(k, inode, mode)
+    else:                                          # a pipe's or device's own inode (pipefs, devtmpfs)
+        f.mode = (f.mode & S_IFMT) | (mode & 0o7777)
+    return 0
+
+
+def chown_common(k, inode, user: int, group: int) -> None:
+    """chown_common(): -1 keeps an id; a non-directory loses set-user-ID, and set-group-ID when it is
+    group-executable (ATTR_KILL_SUID, ATTR_KILL_SGID)."""
+    attrs = {}
+    if user != 0xFFFFFFFF:
+        attrs["uid"] = user
+    if group != 0xFFFFFFFF:
+        attrs["gid"] = group
+    if not inode.is_dir:
+        mode = inode.mode & 0o7777 & ~S_ISUID
+        if inode.mode & (S_ISGID | S_IXGRP) == S_ISGID | S_IXGRP:
+            mode &= ~S_ISGID
+        if mode != inode.mode & 0o7777:
+            attrs["mode"] = mode
+    _setattr(k, inode, **attrs)
+
+
+def sys_fchownat(k, task, dirfd, pathname, user, group, flags, *_):
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(EINVAL)
+    if flags & AT_EMPTY_PATH and not k.mm.strncpy_from_user(task, pathname):
+        return sys_fchown(k, task, dirfd, user, group)
+    chown_common(k, _lookup(k, task, dirfd, pathname, follow=not flags & AT_SYMLINK_NOFOLLOW), user, group)
+    return 0
+
+
+def sys_chown(k, task, pathname, user, group, *_):
+    return sys_fchownat(k, task, AT_FDCWD, pathname, user, group, 0)
+
+
+def sys_lchown(k, task, pathname, user, group, *_):
+    return sys_fchownat(k, task, AT_FDCWD, pathname, user, group, AT_SYMLINK_NOFOLLOW)
+
+
+def sys_fchown(k, task, fd, user, group, *_):
+    _f, inode = _fd_inode(k, task, fd)
+    if inode is not None:
+        chown_common(k, inode, user, group)
+    return 0
+
+
+def sys_symlinkat(k, task, oldname, newdirfd, newname, *_):
+    target = k.mm.getname(task, oldname)
+    vfs = _vfs(k)
+    parent, name = vfs.parent_and_name(_path(k, task, newname), k.base_ino(task, newdirfd))
+    vfs.call(vfs.fs.symlink, parent, name, target)
+    return 0
+
+
+def sys_symlink(k, task, oldname, newname, *_):
+    return sys_symlinkat(k, task, oldname, AT_FDCWD, newname)
+
+
+def new_decode_dev(dev: int) -> tuple:
+    """The 32-bit dev_t of mknod(2): (major, minor)."""
+    return (dev & 0xFFF00) >> 8, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
+
+
+def sys_mknodat(k, task, dirfd, pathname, mode, dev, *_):
+    """may_mknod() first (a directory EPERM, an unknown type EINVAL), then the umask; a device's
+    number as ext2 stores it (old or new encoding)."""
+    kind = mode & S_IFMT
+    if kind == 0o040000:
+        raise SyscallError(EPERM)
+    if kind not in (0, S_IFREG, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK):
+        raise SyscallError(EINVAL)
+    vfs = _vfs(k)
+    parent, name = vfs.parent_and_name(_path(k, task, pathname), k.base_ino(task, dirfd))
+    major, minor = new_decode_dev(dev)
+    rdev = ((major & 0xFFF) << 8) | (minor & 0xFF) | ((minor & 0xFFF00) << 12)    # makedev(), as glibc
+    vfs.call(vfs.fs.mknod, parent, name, (kind or S_IFREG) | (mode & 0o7777 & ~task.umask), rdev)
+    return 0
+
+
+def sys_mknod(k, task, pathname, mode, dev, *_):
+    return sys_mknodat(k, task, AT_FDCWD, pathname, mode, dev)
+
+
+def _utime(k, sec: int, nsec: int, now: int):
+    if nsec == UTIME_OMIT:
+        return None
+    return now if nsec == UTIME_NOW else sec
+
+
+def sys_utimensat(k, task, dirfd, pathname, utimes, flags, *_):
+    """utimensat(2) in Linux's order: the times read (EFAULT), both UTIME_OMIT does nothing at all,
+    then flags and nanoseconds (EINVAL); a NULL path with a descriptor is futimens. ext2 keeps seconds."""
+    times = None
+    if utimes:
+        times = struct.unpack("<qqqq", k.mm.copy_from_user(task, utimes, 32))
+        if times[1] == UTIME_OMIT and times[3] == UTIME_OMIT:
+            return 0
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(EINVAL)
+    if times is not None:
+        for nsec in (times[1], times[3]):
+            if nsec not in (UTIME_NOW, UTIME_OMIT) and not 0 <= nsec < 10**9:
+                raise SyscallError(EINVAL)
+    if not pathname and dirfd != AT_FDCWD:
+        if flags & AT_SYMLINK_NOFOLLOW:
+            raise SyscallError(EINVAL)
+        _f, inode = _fd_inode(k, task, dirfd)
+        if inode is None:
+            return 0
+    else:
+        inode = _lookup(k, task, dirfd, pathname, follow=not flags & AT_SYMLINK_NOFOLLOW)
+    now = _vfs(k).fs.now()
+    if times is None:
+        _setattr(k, inode, atime=now, mtime=now)
+    else:
+        _setattr(k, inode, atime=_utime(k, times[0], times[1], now), mtime=_utime(k, times[2], times[3], now))
+    return 0
+
+
+def readlink_path(k, task, dirfd, path: str) -> bytes:
+    """The target of a symlink on ext2 (fast in i_block or slow in a block); EINVAL if not a link."""
+    vfs = _vfs(k)
+    inode = vfs.fs.iget(vfs.resolve(path, k.base_ino(task, dirfd), follow=False))
+    if not inode.is_lnk:
+        raise SyscallError(EINVAL)
+    return fs_encode(vfs.call(vfs.fs.readlink, inode))

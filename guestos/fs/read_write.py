@@ -2,6 +2,7 @@
 import struct
 
 from ..kernel.errno import EBADF, EFAULT, EINVAL, ENOENT, ESPIPE, SyscallError
+from ..kernel.sched import WouldBlock
 from ..mm.memory import access_ok
 from .file import File
 from .names import fs_decode, fs_encode
@@ -180,10 +181,11 @@ def sys_close(k, task, fd, *_):
 
 
 def _fill_stat(k, task, f, statbuf) -> int:
-    inode = getattr(f, "inode", None)
+    inode = getattr(f, "stat_inode", None) or getattr(f, "inode", None)      # a device or FIFO: its node
     if inode is not None and hasattr(inode, "links_count"):         # an ext2 file
-        raw = _STAT.pack(0x800 + 1, inode.ino, inode.links_count, inode.mode, inode.uid, inode.gid, 0, 0,
-                         inode.size, 4096, inode.blocks, inode.atime, 0, inode.mtime, 0, inode.ctime, 0)
+        raw = _STAT.pack(0x800 + 1, inode.ino, inode.links_count, inode.mode, inode.uid, inode.gid, 0,
+                         inode.rdev, inode.size, 4096, inode.blocks, inode.atime, 0, inode.mtime, 0,
+                         inode.ctime, 0)
     else:
         blocks = (f.size + 511) // 512
         raw = _STAT.pack(1, f.ino, 1, f.mode, 0, 0, 0, f.rdev, f.size, 4096 if f.size else 1024, blocks,
@@ -231,6 +233,9 @@ def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
         raise SyscallError(ENOENT)                       # (not a symlink opened with O_PATH)
     if path == "/proc/self/exe":
         target = fs_encode(task.exe_path)
+    elif k.vfs is not None:
+        from .namei import readlink_path
+        target = readlink_path(k, task, dirfd, path)
     else:
         raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
     target = target[:bufsiz]
@@ -248,8 +253,29 @@ def sys_open(k, task, pathname, flags, mode, *_):
 
 def sys_openat(k, task, dirfd, pathname, flags, mode, *_):
     path = fs_decode(k.mm.getname(task, pathname))
-    return k.fds_of(task).install(k.open_path(path, flags, mode, task=task, dirfd=dirfd),
-                                  cloexec=bool(flags & 0o2000000))
+    f = k.open_path(path, flags, mode & ~task.umask, task=task, dirfd=dirfd)
+    kind = f.mode & 0o170000
+    if kind in (0o020000, 0o010000) and hasattr(getattr(f, "inode", None), "links_count"):
+        f = special_open(k, task, f, flags)           # a device node or FIFO on ext2
+    return k.fds_of(task).install(f, cloexec=bool(flags & 0o2000000))
+
+
+def sys_creat(k, task, pathname, mode, *_):
+    return sys_openat(k, task, AT_FDCWD, pathname, 0o1101, mode)       # O_CREAT | O_WRONLY | O_TRUNC
+
+
+def special_open(k, task, f, flags):
+    """init_special_inode(): a character device opens its driver by number (chrdev_open), a FIFO
+    the pipe shared by everyone who opens it (fifo_open); stat of either shows the node."""
+    inode = f.inode
+    if inode.mode & 0o170000 == 0o010000:
+        from .pipe import fifo_open
+        end = fifo_open(k, task, f.vfs, inode, flags)
+    else:
+        end = k.open_chrdev(inode.rdev, flags)
+    end.name = f.name
+    end.stat_inode = inode
+    return end
 
 
 def sys_access(k, task, pathname, mode, *_):
@@ -266,4 +292,50 @@ def sys_stat(k, task, pathname, statbuf, *_):
 
 def sys_lstat(k, task, pathname, statbuf, *_):
     return sys_newfstatat(k, task, AT_FDCWD, pathname, statbuf, 0x100)
+
+
+
+def sys_sendfile64(k, task, out_fd, in_fd, offset, count, *_):
+    """do_sendfile(): both descriptors checked (EBADF: in must be readable, out writable), the
+    offset read (EFAULT) and checked (EINVAL), then up to count bytes copied through the kernel,
+    from *offset (which moves, the file position not) or from the input's position."""
+    files = k.fds_of(task)
+    src = files.get(in_fd)
+    if not getattr(src, "readable", True):
+        raise SyscallError(EBADF)
+    dst = files.get(out_fd)
+    if not getattr(dst, "writable", True):
+        raise SyscallError(EBADF)
+    if getattr(dst, "flags", 0) & 0o2000 or src.stream:
+        raise SyscallError(EINVAL)                           # O_APPEND output; a pipe has no splice_read
+    if offset:
+        pos = k.mm.get_user(task, offset, "<q")
+        if pos < 0:
+            raise SyscallError(EINVAL)
+        if not _positioned(src):
+            raise SyscallError(ESPIPE)
+    else:
+        pos = src.pos
+    count = min(count, MAX_RW_COUNT)
+    done = 0
+    while done < count:
+        data = src.splice_read(k, task, pos + done, min(count - done, 1 << 16))
+        if not data:
+            break
+        try:
+            n = dst.splice_write(k, task, data, dst.pos)
+        except (SyscallError, WouldBlock):
+            if not done:
+                raise
+            break                                            # what went through is the result
+        if _positioned(dst):
+            dst.pos += n
+        done += n
+        if n < len(data):
+            break
+    if offset:
+        k.mm.put_user(task, offset, "<q", pos + done)
+    elif _positioned(src):
+        src.pos = pos + done
+    return done
 

@@ -36,7 +36,8 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     mm.start_stack = STACK_TOP
     task.mm = mm
     task.exe_path = inode.path
-    task.comm = fs_decode(fs_encode(inode.path).rsplit(b"/", 1)[-1][:15])      # TASK_COMM_LEN bytes
+    filename = getattr(inode, "filename", inode.path)                     # the path as exec'd
+    task.comm = fs_decode(fs_encode(filename).rsplit(b"/", 1)[-1][:15])      # TASK_COMM_LEN bytes
     k.switch_mm(mm)
     if old_mm is not None:
         k.mmput(old_mm)
@@ -47,7 +48,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
     random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
     rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image), random_bytes,
-                                   execfn=fs_encode(inode.path))
+                                   execfn=fs_encode(filename))
     k.mm.copy_to_user(task, rsp, stack)
     regs = {name: 0 for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
                                  "r11", "r12", "r13", "r14", "r15", "fs_base", "gs_base")}
@@ -61,6 +62,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     task.vfork_parent = None                   # a vfork parent may run again
     task.rseq = task.rseq_len = task.rseq_sig = 0           # rseq_execve()
     task.sigaltstack = (0, 0, 0)
+    task.did_exec = True
 
 
 MAX_ARG_STRINGS = 0x7FFFFFFF

@@ -1,6 +1,7 @@
 """Process exit and wait (kernel/exit.c)."""
 import struct
 
+from . import sys as kernel_sys
 from .errno import ECHILD, EINVAL, ESRCH, SyscallError
 from .sched import TASK_DEAD, TASK_ZOMBIE, WouldBlock
 
@@ -23,6 +24,8 @@ def do_exit(k, task, code: int, signaled: bool = False) -> None:
             k.write_task_memory(task, task.clear_child_tid, bytes(4))
         except Exception:
             pass
+    if task.restart_block is not None and task.restart_block[0] == "fifo":
+        task.restart_block[1].release()      # killed in a FIFO open: the end it held goes
     files = task.files
     if files is not None:
         files.users -= 1
@@ -53,7 +56,7 @@ def _matches(child, pid: int, pgid: int) -> bool:
     if pid == -1:
         return True
     if pid <= 0:
-        return (child.pgid or child.pid) == (pgid if pid == 0 else -pid)
+        return child.pgid == (pgid if pid == 0 else -pid)
     return child.pid == pid
 
 
@@ -65,7 +68,7 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
         raise SyscallError(EINVAL)
     if pid == INT_MIN:
         raise SyscallError(ESRCH)                   # -INT_MIN is not a process group
-    group = task.pgid or task.pid
+    group = task.pgid
     candidates = [c for c in task.children if _matches(c, pid, group)]
     if not candidates:
         raise SyscallError(ECHILD)
@@ -73,8 +76,13 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
         if child.state == TASK_ZOMBIE:
             if wstatus:
                 k.mm.copy_to_user(task, wstatus, struct.pack("<i", child.exit_code))
-            if rusage:
-                k.mm.copy_to_user(task, rusage, bytes(144))
+            if rusage:                              # the child's and its reaped children's
+                k.mm.copy_to_user(task, rusage, kernel_sys.rusage(
+                    k, child.instructions + child.cinstructions, child.min_flt + child.cmin_flt,
+                    child.maj_flt + child.cmaj_flt, 0))
+            task.cinstructions += child.instructions + child.cinstructions
+            task.cmin_flt += child.min_flt + child.cmin_flt
+            task.cmaj_flt += child.maj_flt + child.cmaj_flt
             child.state = TASK_DEAD
             task.children.remove(child)
             k.tasks.pop(child.pid, None)

@@ -32,7 +32,7 @@ from ..mm.swapfile import SwapArea, SwapError
 from . import traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
 from .cmdline import memparse, parse_cmdline
-from .errno import EACCES, EISDIR, ENOENT, ENOSYS, EROFS, SyscallError
+from .errno import EACCES, EINTR, EISDIR, ENOENT, ENOSYS, ENXIO, EROFS, SyscallError
 from .exec import load_elf_binary
 from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from . import exit as kexit
@@ -304,6 +304,13 @@ class Kernel:
         return inode.ino
 
     def open_path(self, path: str, flags: int = 0, mode: int = 0o666, task=None, dirfd: int = -100) -> File:
+        if path.startswith("/dev/") and self.vfs is not None:       # a node on the disk comes first
+            try:
+                f = self.vfs.open(path, flags & ~0o100, mode, 2)
+            except SyscallError:
+                f = None
+            if f is not None and f.mode & 0o170000 != 0o060000:    # block devices: by name below
+                return f
         if path.startswith("/dev/vd") and path[5:] in self.block_devices:
             blk = self.block_devices[path[5:]]
             writable = flags & O_ACCMODE != O_RDONLY
@@ -326,6 +333,20 @@ class Kernel:
         if inode is None:
             raise SyscallError(ENOENT)
         return InodeFile(inode)
+
+    def open_chrdev(self, rdev: int, flags: int) -> File:
+        """chrdev_open(): the driver of a character device node, by its number (glibc's dev_t)."""
+        major = ((rdev >> 8) & 0xFFF) | ((rdev >> 32) & 0xFFFFF000)
+        minor = (rdev & 0xFF) | ((rdev >> 12) & 0xFFFFFF00)
+        if (major, minor) == (1, 3):
+            return NullFile()
+        if (major, minor) == (1, 5):
+            return ZeroFile()
+        if (major, minor) in ((5, 0), (5, 1), (4, 64)):       # /dev/tty, /dev/console, /dev/ttyS0
+            return ConsoleFile(self.console)
+        if (major, minor) == (4, 65):
+            return TtyFile(self.ttyS1, "/dev/ttyS1", 65)
+        raise SyscallError(ENXIO)                            # no driver for it here
 
     def file_for_mmap(self, f, vm_flags: int):
         """(vm_file, name) for mapping an open file; EACCES when its open mode forbids it."""
@@ -523,8 +544,10 @@ class Kernel:
     def lookup_exec(self, path: str, task=None):
         if self.vfs is not None:
             ino = self.vfs.resolve(path, task.cwd_ino if task is not None else 2)
-            inode = MappedFile(self.vfs, self.vfs.fs.iget(ino), path)
-            self.vfs.names.setdefault(ino, path)
+            real = self.vfs.real_path(path, task.cwd if task is not None else "/")
+            inode = MappedFile(self.vfs, self.vfs.fs.iget(ino), real)     # /proc/PID/exe, maps: the file
+            inode.filename = path                                         # comm, AT_EXECFN: as exec'd
+            self.vfs.names.setdefault(ino, real)
         else:
             inode = self.rootfs.lookup(path)
             if inode is None:
@@ -581,6 +604,8 @@ class Kernel:
         nr &= 0xFFFFFFFF                 # do_syscall_64(regs, int nr): the upper half of rax is ignored
         self.current_syscall_nr = nr
         self.hw.clock.charge(self.costs.syscall_ns)
+        task.restart = None                          # a call that slept runs again from here
+        task.woken_by_signal = False
         entry = SYSCALL_ENTRIES.get(nr)
         if entry is None:
             if nr not in self.unknown_syscalls:
@@ -596,7 +621,7 @@ class Kernel:
             except SyscallError as e:
                 ret = -e.errno
             except WouldBlock as e:
-                self.scheduler.sleep_on(task, e.ready)
+                self.scheduler.sleep_on(task, e.ready, e.restart, e.expires, e.interrupted)
                 return
             except FaultError as e:
                 if e.signal == "SIGKILL":
@@ -605,6 +630,9 @@ class Kernel:
                 ret = -14 if e.signal != "ENAMETOOLONG" else -36     # EFAULT, ENAMETOOLONG
         if task.exited:
             return
+        task.restart_block = task.interrupted = None
+        if task.saved_sigmask is not None and ret != -EINTR:
+            task.sigmask, task.saved_sigmask = task.saved_sigmask, None     # restore_saved_sigmask()
         cpu.set_reg("rax", ret)
         if self.sleep_after_syscall is not None:
             ready, self.sleep_after_syscall = self.sleep_after_syscall, None
@@ -706,6 +734,9 @@ class InodeFile(File):
     def lseek(self, offset, whence):
         self.pos = generic_file_llseek_size(self.pos, offset, whence, self.inode.size)
         return self.pos
+
+    def splice_read(self, k, task, pos, count):
+        return self.inode.read(pos, count)
 
 
 def start_kernel(hw) -> int:

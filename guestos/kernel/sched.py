@@ -3,7 +3,9 @@ in retired instructions so that preemption is deterministic (kernel/sched.c).
 
 A system call that must wait raises WouldBlock: the task sleeps with its
 `syscall` instruction rewound, and runs it again once woken (as Linux restarts
-a call interrupted before it did anything)."""
+a call interrupted before it did anything). A signal for a handler wakes it
+too; the call then returns EINTR or runs again after the handler, as its
+restart rule and SA_RESTART say (signal.py: handle_signal_restart)."""
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -19,12 +21,27 @@ DEFAULT_QUANTUM = 8_000_000
 SYSCALL_INSN_LEN = 2
 
 
-class WouldBlock(Exception):
-    """Raised by a system call that cannot finish yet; `ready()` says when to retry."""
+# what an interrupted sleeping call returns to a handler (include/linux/errno.h's restart codes)
+ERESTARTSYS = "ERESTARTSYS"                       # EINTR, or run again under SA_RESTART (read, wait4)
+ERESTARTNOINTR = "ERESTARTNOINTR"                 # always run again
+ERESTARTNOHAND = "ERESTARTNOHAND"                 # EINTR after a handler (select, pause, sigsuspend)
+ERESTART_RESTARTBLOCK = "ERESTART_RESTARTBLOCK"   # EINTR after a handler; else go on with what is left
+                                                  # (nanosleep, poll: task.restart_block)
 
-    def __init__(self, ready):
+
+class WouldBlock(Exception):
+    """Raised by a system call that cannot finish yet; `ready()` says when to retry.
+
+    restart: the call's rule when a signal interrupts it; expires: the virtual time (ns) at which
+    ready() turns true by itself (a timer wakes the machine then); interrupted(): run when the call
+    returns EINTR (nanosleep writes the time left)."""
+
+    def __init__(self, ready, restart: str = ERESTARTSYS, expires: int = None, interrupted=None):
         super().__init__("would block")
         self.ready = ready
+        self.restart = restart
+        self.expires = expires
+        self.interrupted = interrupted
 
 
 @dataclass(eq=False)
@@ -47,7 +64,7 @@ class Task:
     clear_child_tid: int = 0
     robust_list: int = 0
     rlimits: dict = field(default_factory=dict)  # resource -> (soft, hard) set by this task or inherited
-    pgid: int = 0                               # process group (0: its own pid, as for init)
+    pgid: int = 0                               # process group: init starts in the kernel's, 0
     sigaltstack: tuple = (0, 0, 0)              # (ss_sp, ss_flags, ss_size) as given; size 0: none
     rseq: int = 0
     exit_signal: int = 17                       # sent to the parent at exit (clone's CSIGNAL bits)
@@ -60,10 +77,30 @@ class Task:
     min_flt: int = 0
     maj_flt: int = 0
     instructions: int = 0
+    sid: int = 0                                # session: init starts in the kernel's, 0
+    did_exec: bool = False                      # not PF_FORKNOEXEC: setpgid by the parent is EACCES
+    umask: int = 0o022                          # init_fs's
+    restart: str = None                         # asleep in a rewound call: its restart rule
+    restart_block: tuple = None                 # what a call keeps across its re-runs (a deadline)
+    interrupted: object = None                  # the sleeping call's EINTR hook
+    woken_by_signal: bool = False
+    saved_sigmask: int = None                   # sigsuspend/ppoll/pselect6: the mask to restore
+    cinstructions: int = 0                      # retired by reaped children (and theirs): RUSAGE_CHILDREN
+    cmin_flt: int = 0
+    cmaj_flt: int = 0
 
     @property
     def exited(self) -> bool:
         return self.state in (TASK_ZOMBIE, TASK_DEAD)
+
+
+def signal_pending(task) -> bool:
+    """A pending signal the task does not block (blocked ones wait; ignored ones never queue)."""
+    return any(not task.sigmask >> (sig - 1) & 1 for sig in task.pending)
+
+
+def _timer_wakeup() -> None:
+    """A sleeper's timer: the interrupt itself is the point (the scheduler looks at ready())."""
 
 
 class Scheduler:
@@ -79,13 +116,21 @@ class Scheduler:
     def wake_up_new_task(self, task: Task) -> None:
         self.runqueue.append(task)
 
-    def sleep_on(self, task: Task, ready) -> None:
-        """The task waits in its system call; it will run the call again once ready() holds."""
+    def sleep_on(self, task: Task, ready, restart: str = ERESTARTSYS, expires: int = None,
+                 interrupted=None) -> None:
+        """The task waits in its system call; it will run the call again once ready() holds, or
+        a signal for a handler wakes it (then signal.handle_signal_restart decides)."""
         cpu = self.k.hw.cpu
         cpu.set_reg("rip", cpu.reg("rip") - SYSCALL_INSN_LEN)
         cpu.set_reg("rax", self.k.current_syscall_nr)
         task.state = TASK_INTERRUPTIBLE
         task.wait_ready = ready
+        task.restart = restart
+        task.interrupted = interrupted
+        if expires is not None:
+            delay = expires - self.k.hw.clock.now_ns()
+            if delay > 0:
+                self.k.timers.add_timer(delay, _timer_wakeup)      # hrtimer: the idle CPU wakes then
         self.sleeping.append(task)
 
     def sleep_after_return(self, task: Task, ready) -> None:
@@ -98,8 +143,9 @@ class Scheduler:
         for task in list(self.sleeping):
             if task.exited:
                 self.sleeping.remove(task)
-            elif task.wait_ready():
+            elif task.wait_ready() or task.restart is not None and signal_pending(task):
                 self.sleeping.remove(task)
+                task.woken_by_signal = not task.wait_ready()
                 task.state = TASK_RUNNING
                 task.wait_ready = None
                 self.runqueue.append(task)
@@ -137,7 +183,13 @@ class Scheduler:
                 k.run_kernel_threads()
                 continue
             task = self.runqueue.popleft()
+            if task.exited:
+                continue                           # killed while it waited for the CPU
             self.switch_to(task)
+            if task.pending and (task.restart is None or task.woken_by_signal):
+                k.do_signal(task)                  # before it runs: a sleeping call may return EINTR
+                if task.state != TASK_RUNNING:
+                    continue
             start = cpu.icount
             cpu.set_deadline(start + self.quantum)
             while task.state == TASK_RUNNING:

@@ -2,7 +2,8 @@
 signal frame that rt_sigreturn unwinds."""
 import struct
 
-from .errno import EINVAL, ENOMEM, ESRCH, SyscallError
+from .errno import EINTR, EINVAL, ENOMEM, ESRCH, SyscallError
+from .sched import ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, SYSCALL_INSN_LEN, WouldBlock
 
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
            "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13,
@@ -22,6 +23,7 @@ def signal_name(sig: int) -> str:
 
 
 SA_SIGINFO = 0x4
+SA_RESTART = 0x10000000
 SA_RESTORER = 0x04000000
 SA_NODEFER = 0x40000000
 SA_RESETHAND = 0x80000000
@@ -46,32 +48,72 @@ def siginfo(sig: int, code: int, pid: int = 0, addr: int = None) -> bytes:
     return info.ljust(SIGINFO_SIZE, b"\0")
 
 
+def sig_ignored(task, sig: int) -> bool:
+    handler = task.sigactions.get(sig, (SIG_DFL,))[0]
+    return sig not in (9, 19) and (handler == SIG_IGN or handler == SIG_DFL and sig in SIG_KERNEL_IGNORE)
+
+
 def send_signal(k, task, sig: int, info: bytes = None) -> None:
-    """Queue for a handler, or take the default action."""
+    """__send_signal(): a blocked signal waits in `pending` (whatever its action: the action may change
+    before it is unblocked), an ignored one is dropped, one for a handler is queued (waking the task
+    if it sleeps), and a fatal default action kills now."""
     if not 1 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
+    blocked = task.sigmask >> (sig - 1) & 1 and sig not in (9, 19)
+    if not blocked and sig_ignored(task, sig):
+        return
     handler = task.sigactions.get(sig, (SIG_DFL,))[0]
-    if handler not in (SIG_DFL, SIG_IGN) and sig not in (9, 19):
+    if blocked or handler not in (SIG_DFL, SIG_IGN) and sig not in (9, 19):
         task.pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.pid
                                                      if k.scheduler.current else 0))
-        return
-    if sig in SIG_KERNEL_IGNORE or (handler == SIG_IGN and sig not in (9, 19)):
         return
     k.do_exit(task, sig | (0x80 if sig in SIG_KERNEL_COREDUMP else 0), signaled=True)
 
 
+def send_sig(k, task, sig: int) -> None:
+    """send_sig(sig, current, 0): a signal the kernel sends (SIGPIPE), from SI_USER with pid 0."""
+    send_signal(k, task, sig, siginfo(sig, SI_USER, 0))
+
+
 def do_signal(k, task) -> None:
-    """On the way back to user mode: run the handler of the lowest pending, unblocked signal."""
+    """On the way back to user mode (get_signal): the lowest pending, unblocked signal is dropped if
+    ignored, kills if its default action does, or runs its handler; a sleeping call it interrupted
+    returns EINTR or runs again (handle_signal_restart)."""
     for sig in sorted(task.pending):
         if task.sigmask >> (sig - 1) & 1:
             continue
         info = task.pending.pop(sig)
         handler, flags, restorer, mask = task.sigactions.get(sig, (SIG_DFL, 0, 0, 0))
-        if handler in (SIG_DFL, SIG_IGN):              # reset meanwhile: the default action
-            send_signal(k, task, sig)
+        if sig_ignored(task, sig):
+            continue
+        if handler == SIG_DFL:
+            k.do_exit(task, sig | (0x80 if sig in SIG_KERNEL_COREDUMP else 0), signaled=True)
             return
+        handle_signal_restart(k, task, flags)
         setup_rt_frame(k, task, sig, info, handler, flags, restorer, mask)
         return
+
+
+def handle_signal_restart(k, task, sa_flags: int) -> None:
+    """arch/x86 handle_signal(): a call asleep when the signal came returns EINTR to the handler, or,
+    for ERESTARTSYS under SA_RESTART (and ERESTARTNOINTR), stays rewound to run again after it."""
+    rule = task.restart
+    if rule is None:
+        return
+    task.restart = None
+    task.woken_by_signal = False
+    hook, task.interrupted, task.restart_block = task.interrupted, None, None
+    ret = -EINTR
+    if hook is not None:
+        try:
+            hook()                  # nanosleep: the time left to rmtp; a FIFO open: its end let go
+        except SyscallError as e:
+            ret = -e.errno
+    if rule == ERESTARTNOINTR or rule == ERESTARTSYS and sa_flags & SA_RESTART:
+        return                      # runs again, from the start, after the handler
+    cpu = k.hw.cpu
+    cpu.set_reg("rip", cpu.reg("rip") + SYSCALL_INSN_LEN)
+    cpu.set_reg("rax", ret)
 
 
 def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, restorer: int, mask: int) -> None:
@@ -83,14 +125,16 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     frame = ((regs["rsp"] - 128 - FRAME_SIZE) & ~15) - 8   # below the red zone; rsp+8 aligned at entry
     uc = frame + 8
     mcontext = struct.pack("<18Q", *(regs[name] for name in SIGCONTEXT_REGS)) + struct.pack("<4H", 0x33, 0, 0, 0x2B)
-    mcontext += struct.pack("<4Q", 0, 14 if sig == 11 else 0, task.sigmask, 0) + struct.pack("<Q", 0) + bytes(64)
-    ucontext = struct.pack("<QQQi4xQ", 0, 0, 0, 2, 0) + mcontext + struct.pack("<Q", task.sigmask)
+    old_mask = task.sigmask if task.saved_sigmask is None else task.saved_sigmask   # sigsuspend's, restored on return
+    mcontext += struct.pack("<4Q", 0, 14 if sig == 11 else 0, old_mask, 0) + struct.pack("<Q", 0) + bytes(64)
+    ucontext = struct.pack("<QQQi4xQ", 0, 0, 0, 2, 0) + mcontext + struct.pack("<Q", old_mask)
     try:
         k.mm.copy_to_user(task, frame, struct.pack("<Q", restorer) + ucontext + info)
     except Exception:
         k.do_exit(task, 11 | 0x80, signaled=True)      # a stack that cannot take the frame
         return
     task.sigframes.append((uc, cpu.save_context()))     # x87/SSE state stays with the kernel
+    task.saved_sigmask = None                           # the frame has it; sigreturn restores it
     if not flags & SA_NODEFER:
         mask |= 1 << (sig - 1)
     task.sigmask |= mask & ~((1 << 8) | (1 << 18))
@@ -132,6 +176,8 @@ def sys_rt_sigaction(k, task, sig, act, oact, sigsetsize, *_):
     if act:
         raw = k.mm.copy_from_user(task, act, 32)
         task.sigactions[sig] = tuple(int.from_bytes(raw[i:i + 8], "little") for i in range(0, 32, 8))
+        if sig_ignored(task, sig):
+            task.pending.pop(sig, None)        # do_sigaction(): "POSIX 3.3.1.3": a pending one is discarded
     if oact:
         k.mm.copy_to_user(task, oact, b"".join(v.to_bytes(8, "little") for v in old))
     return 0
@@ -194,8 +240,8 @@ def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
     elif pid == -1:
         targets = [t for t in k.tasks.values() if t.pid > 1 and t is not task]
     else:
-        group = (task.pgid or task.pid) if pid == 0 else -pid
-        targets = [t for t in k.tasks.values() if (t.pgid or t.pid) == group]
+        group = task.pgid if pid == 0 else -pid
+        targets = [t for t in k.tasks.values() if t.pgid == group and t.pid != 0]
     if not targets:
         raise SyscallError(ESRCH)                     # (a zombie still counts, as on Linux)
     for target in targets:
@@ -214,3 +260,29 @@ def sys_tkill(k, task, tid, sig, *_):
     if tid <= 0:
         raise SyscallError(EINVAL)
     return sys_kill(k, task, tid, sig, code=SI_TKILL)
+
+
+def sys_rt_sigsuspend(k, task, unewset, sigsetsize, *_):
+    """Wait for a signal with `unewset` as the mask; the handler runs, then the call returns EINTR and
+    the old mask comes back (set_restore_sigmask). Woken for a signal that turned out ignored, it
+    sleeps again, its old mask still saved."""
+    if sigsetsize != 8:
+        raise SyscallError(EINVAL)
+    new = int.from_bytes(k.mm.copy_from_user(task, unewset, 8), "little") & ~((1 << 8) | (1 << 18))
+    if task.saved_sigmask is None:
+        task.saved_sigmask = task.sigmask
+    task.sigmask = new
+    raise WouldBlock(_never, restart=ERESTARTNOHAND)
+
+
+def _never() -> bool:
+    return False
+
+
+def sys_rt_sigpending(k, task, uset, sigsetsize, *_):
+    """The signals waiting because they are blocked."""
+    if sigsetsize > 8:
+        raise SyscallError(EINVAL)
+    waiting = sum(1 << (sig - 1) for sig in task.pending) & task.sigmask
+    k.mm.copy_to_user(task, uset, waiting.to_bytes(8, "little")[:sigsetsize])
+    return 0

@@ -3,7 +3,8 @@ import hashlib
 import struct
 
 from ..mm.memory import access_ok
-from .errno import EAGAIN, EBUSY, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, ESRCH, SyscallError
+from .errno import EACCES, EAGAIN, EBUSY, EFAULT, EINVAL, ENAMETOOLONG, ENOSYS, EOPNOTSUPP, EPERM, ESRCH, SyscallError
+from .sched import ERESTART_RESTARTBLOCK, WouldBlock
 
 UTS_SYSNAME = b"Linux"
 UTS_NODENAME = b"ballast"
@@ -142,8 +143,27 @@ def sys_nanosleep(k, task, req, rem, *_):
     sec, nsec = struct.unpack("<qq", k.mm.copy_from_user(task, req, 16))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SyscallError(EINVAL)
-    k.charge(min(sec * 10**9 + nsec, KTIME_MAX))      # an idle machine jumps ahead in virtual time
-    return 0
+    return hrtimer_nanosleep(k, task, k.hw.clock.now_ns() + min(sec * 10**9 + nsec, KTIME_MAX), rem)
+
+
+def hrtimer_nanosleep(k, task, expires: int, rmtp: int):
+    """do_nanosleep(): the task sleeps until the virtual clock reads `expires` (ns) while others run;
+    an idle machine jumps there. A handler's signal ends it with EINTR and the time left in rmtp;
+    a signal without one lets it go on to the same deadline (the restart block)."""
+    clock = k.hw.clock
+    if task.restart_block is not None and task.restart_block[0] == "nanosleep":
+        expires = task.restart_block[1]            # woken early, run again: the first deadline holds
+    if clock.now_ns() >= expires:
+        return 0
+    task.restart_block = ("nanosleep", expires)
+
+    def time_left():
+        if rmtp:
+            left = max(0, expires - clock.now_ns())
+            k.mm.copy_to_user(task, rmtp, struct.pack("<qq", left // 10**9, left % 10**9))
+
+    raise WouldBlock(lambda: clock.now_ns() >= expires, restart=ERESTART_RESTARTBLOCK, expires=expires,
+                     interrupted=time_left)
 
 
 TIMER_ABSTIME = 1
@@ -171,9 +191,8 @@ def sys_clock_nanosleep(k, task, clock_id, flags, req, rem, *_):
     wait = sec * 10**9 + nsec
     if flags & TIMER_ABSTIME:
         wait -= _clock_ns(k, task, clock_id if clock_id != CLOCK_TAI else CLOCK_REALTIME)
-    if wait > 0:
-        k.charge(min(wait, KTIME_MAX))       # an idle machine jumps ahead in virtual time
-    return 0
+        rem = 0                              # an absolute sleep has no time left to report
+    return hrtimer_nanosleep(k, task, k.hw.clock.now_ns() + min(max(wait, 0), KTIME_MAX), rem)
 
 
 def sys_sched_yield(k, task, *_):
@@ -241,16 +260,176 @@ def sys_getpgid(k, task, pid, *_):
     target = task if pid == 0 else k.find_task(pid)
     if target is None or target.exited:
         raise SyscallError(ESRCH)
-    return target.pgid or target.pid
+    return target.pgid
+
+
+def sys_getpgrp(k, task, *_):
+    return task.pgid
+
+
+def sys_getsid(k, task, pid, *_):
+    target = task if pid == 0 else k.find_task(pid)
+    if target is None or target.exited:
+        raise SyscallError(ESRCH)
+    return target.sid
 
 
 def sys_setpgid(k, task, pid, pgid, *_):
-    """The caller or a child of it joins (or starts) a process group."""
+    """The caller or a child of it joins (or starts) a process group of its session; Linux's checks in
+    its order: a child that exec'd is EACCES, a session leader or a group in another session EPERM."""
+    pid = pid or task.pid
+    pgid = pgid or pid
     if pgid < 0:
         raise SyscallError(EINVAL)
-    target = task if pid in (0, task.pid) else k.find_task(pid)
-    if target is None or target is not task and target.parent is not task:
+    target = k.find_task(pid)                       # (a zombie child is still found)
+    if target is None:
         raise SyscallError(ESRCH)
-    target.pgid = pgid or target.pid
+    if target.parent is task:
+        if target.sid != task.sid:
+            raise SyscallError(EPERM)
+        if target.did_exec:
+            raise SyscallError(EACCES)
+    elif target is not task:
+        raise SyscallError(ESRCH)
+    if target.sid == target.pid:
+        raise SyscallError(EPERM)                   # a session leader stays in its group
+    if pgid != pid and not any(t.pgid == pgid and t.sid == task.sid for t in k.tasks.values()):
+        raise SyscallError(EPERM)                   # no such group in the caller's session
+    target.pgid = pgid
     return 0
 
+
+def sys_setsid(k, task, *_):
+    """A new session and group led by the caller; EPERM if a group already has its pid as id."""
+    if any(t.pgid == task.pid for t in k.tasks.values()):
+        raise SyscallError(EPERM)
+    task.sid = task.pgid = task.pid
+    return task.pid
+
+
+def sys_umask(k, task, mask, *_):
+    old, task.umask = task.umask, mask & 0o777
+    return old
+
+
+def sys_getgroups(k, task, gidsetsize, grouplist, *_):
+    """init has no supplementary groups (init_groups), nor anything it starts here."""
+    if gidsetsize < 0:
+        raise SyscallError(EINVAL)
+    return 0
+
+
+RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
+
+
+def task_cputime_ns(k, instructions: int) -> int:
+    """User time: retired instructions at the cost model's CPI and clock (as /proc's)."""
+    return int(instructions * k.costs.cpi / k.costs.cpu_ghz)
+
+
+def rusage(k, instructions: int, min_flt: int, maj_flt: int, maxrss_kb: int) -> bytes:
+    """struct rusage: user time, no system time (the kernel's cost is not split out), the faults."""
+    us = task_cputime_ns(k, instructions) // 1000
+    return struct.pack("<4q14q", us // 10**6, us % 10**6, 0, 0, maxrss_kb, 0, 0, 0, min_flt, maj_flt,
+                       0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def task_rusage(k, task, who: int) -> bytes:
+    maxrss = (task.mm.rss_anon + task.mm.rss_file) * 4 if task.mm is not None else 0
+    if who == RUSAGE_CHILDREN:
+        return rusage(k, task.cinstructions, task.cmin_flt, task.cmaj_flt, 0)
+    return rusage(k, task.instructions, task.min_flt, task.maj_flt, maxrss)
+
+
+def sys_getrusage(k, task, who, ru, *_):
+    if who not in (RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD):
+        raise SyscallError(EINVAL)
+    k.mm.copy_to_user(task, ru, task_rusage(k, task, who))
+    return 0
+
+
+NR_CPUS = 1                                  # one vCPU
+
+
+def sys_sched_getaffinity(k, task, pid, length, user_mask_ptr, *_):
+    """CPU 0 only; the size copied (a whole number of longs) is what the call returns."""
+    if length * 8 < NR_CPUS or length & 7:
+        raise SyscallError(EINVAL)
+    if pid and (k.find_task(pid) is None or k.find_task(pid).exited):
+        raise SyscallError(ESRCH)
+    size = min(length, 8)
+    k.mm.copy_to_user(task, user_mask_ptr, (1).to_bytes(size, "little"))
+    return size
+
+
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_SET_NAME, PR_GET_NAME = 7, 8, 15, 16
+PR_GET_SECCOMP, PR_CAPBSET_READ, PR_GET_TIMERSLACK, PR_SET_TIMERSLACK = 21, 23, 30, 29
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 36, 37, 38, 39
+TASK_COMM_LEN = 16
+CAP_LAST_CAP = 40
+DEFAULT_TIMER_SLACK_NS = 50_000
+
+
+def sys_prctl(k, task, option, arg2, arg3, arg4, arg5, *_):
+    """The common options (kernel/sys.c); others are EINVAL, as for a kernel without them."""
+    option &= 0xFFFFFFFF
+    if option == PR_SET_NAME:
+        try:
+            name = k.mm.strncpy_from_user(task, arg2, TASK_COMM_LEN)
+        except SyscallError as e:
+            if e.errno != ENAMETOOLONG:
+                raise
+            name = k.mm.copy_from_user(task, arg2, TASK_COMM_LEN - 1)      # longer names are cut
+        task.comm = name[:TASK_COMM_LEN - 1].decode("utf-8", "surrogateescape")
+        return 0
+    if option == PR_GET_NAME:
+        k.mm.copy_to_user(task, arg2, task.comm.encode("utf-8", "surrogateescape")[:15].ljust(TASK_COMM_LEN, b"\0"))
+        return 0
+    if option == PR_SET_PDEATHSIG:
+        if not 0 <= arg2 <= 64:
+            raise SyscallError(EINVAL)
+        task.pdeath_signal = arg2
+        return 0
+    if option == PR_GET_PDEATHSIG:
+        k.mm.put_user(task, arg2, "<i", getattr(task, "pdeath_signal", 0))
+        return 0
+    if option == PR_GET_DUMPABLE:
+        return getattr(task, "dumpable", 1)
+    if option == PR_SET_DUMPABLE:
+        if arg2 not in (0, 1):
+            raise SyscallError(EINVAL)
+        task.dumpable = arg2
+        return 0
+    if option == PR_GET_KEEPCAPS:
+        return 0
+    if option == PR_SET_KEEPCAPS:
+        if arg2 not in (0, 1):
+            raise SyscallError(EINVAL)
+        return 0
+    if option == PR_GET_SECCOMP:
+        return 0
+    if option == PR_CAPBSET_READ:
+        if arg2 > CAP_LAST_CAP:
+            raise SyscallError(EINVAL)
+        return 1
+    if option == PR_GET_TIMERSLACK:
+        return DEFAULT_TIMER_SLACK_NS
+    if option == PR_SET_TIMERSLACK:
+        return 0
+    if option == PR_SET_CHILD_SUBREAPER:
+        task.child_subreaper = bool(arg2)
+        return 0
+    if option == PR_GET_CHILD_SUBREAPER:
+        k.mm.put_user(task, arg2, "<i", int(getattr(task, "child_subreaper", False)))
+        return 0
+    if option == PR_SET_NO_NEW_PRIVS:
+        if arg2 != 1 or arg3 or arg4 or arg5:
+            raise SyscallError(EINVAL)
+        task.no_new_privs = True
+        return 0
+    if option == PR_GET_NO_NEW_PRIVS:
+        if arg2 or arg3 or arg4 or arg5:
+            raise SyscallError(EINVAL)
+        return int(getattr(task, "no_new_privs", False))
+    raise SyscallError(EINVAL)

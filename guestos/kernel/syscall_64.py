@@ -10,10 +10,10 @@ SYSCALL_ARGS[nr] applies them to the six registers at dispatch."""
 from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
-from ..fs import fcntl, namei
+from ..fs import fcntl, namei, select
 from . import exec as kexec
 from . import exit as kexit
-from . import fork, signal, sys
+from . import fork, printk, signal, sys
 from .syscall_tbl import SYSCALLS
 
 SYSCALL_NAMES = {nr: name for nr, (name, _args) in SYSCALLS.items()}
@@ -98,6 +98,14 @@ SYSCALL_TABLE = {
     229: sys.sys_clock_getres, 230: sys.sys_clock_nanosleep, 231: kexit.sys_exit_group, 234: signal.sys_tgkill,
     257: rw.sys_openat, 262: rw.sys_newfstatat, 267: rw.sys_readlinkat, 273: sys.sys_set_robust_list,
     302: sys.sys_prlimit64, 318: sys.sys_getrandom, 334: sys.sys_rseq,
+    # issue 12: what shells and coreutils need
+    7: select.sys_poll, 23: select.sys_select, 270: select.sys_pselect6, 271: select.sys_ppoll,
+    130: signal.sys_rt_sigsuspend, 127: signal.sys_rt_sigpending, 40: rw.sys_sendfile64, 85: rw.sys_creat, 95: sys.sys_umask,
+    90: namei.sys_chmod, 91: namei.sys_fchmod, 268: namei.sys_fchmodat, 92: namei.sys_chown,
+    93: namei.sys_fchown, 94: namei.sys_lchown, 260: namei.sys_fchownat, 88: namei.sys_symlink,
+    266: namei.sys_symlinkat, 133: namei.sys_mknod, 259: namei.sys_mknodat, 280: namei.sys_utimensat,
+    115: sys.sys_getgroups, 103: printk.sys_syslog, 98: sys.sys_getrusage, 111: sys.sys_getpgrp,
+    112: sys.sys_setsid, 124: sys.sys_getsid, 204: sys.sys_sched_getaffinity, 157: sys.sys_prctl,
 }
 
 # the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME)

@@ -346,12 +346,14 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     return copied
 
 
-def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, pos: int) -> int:
-    """generic_perform_write(): page by page into the page cache, each page left dirty."""
+def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, pos: int, data=None) -> int:
+    """generic_perform_write(): page by page into the page cache, each page left dirty. The bytes
+    come from the user buffer, or from the kernel (`data`: sendfile)."""
     if pos + count > MAX_LFS_FILESIZE:
         raise SyscallError(EFBIG)
-    src = k.mm.user_runs(task, buf, count, False, partial=True)
-    count = sum(n for _, n in src)                                    # short up to a hole in it
+    if data is None:
+        src = k.mm.user_runs(task, buf, count, False, partial=True)
+        count = sum(n for _, n in src)                                # short up to a hole in it
     dst, held = [], []
     done = 0
     mem_map = k.mem_map
@@ -367,7 +369,13 @@ def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, 
             mapping.set_page_dirty(index)
             mark_page_accessed(k, pfn)
             done += n
-        written = k.usercopy.copy_runs(k.ram, src, dst)
+        if data is None:
+            written = k.usercopy.copy_runs(k.ram, src, dst)
+        else:
+            written = 0
+            for paddr, n in dst:
+                k.ram[paddr:paddr + n] = data[written:written + n]
+                written += n
     finally:
         for pfn in held:
             k.page_alloc.put_page(pfn)
