@@ -63,6 +63,8 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     task.rseq = task.rseq_len = task.rseq_sig = 0           # rseq_execve()
     task.sigaltstack = (0, 0, 0)
     task.did_exec = True
+    # flush_signal_handlers(): caught signals go back to SIG_DFL (the handlers were in the old image)
+    task.sigactions = {sig: (1, 0, 0, 0) for sig, act in task.sigactions.items() if act[0] == 1}
 
 
 MAX_ARG_STRINGS = 0x7FFFFFFF
