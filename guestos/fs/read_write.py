@@ -296,26 +296,27 @@ def sys_lstat(k, task, pathname, statbuf, *_):
 
 
 def sys_sendfile64(k, task, out_fd, in_fd, offset, count, *_):
-    """do_sendfile(): both descriptors checked (EBADF: in must be readable, out writable), the
-    offset read (EFAULT) and checked (EINVAL), then up to count bytes copied through the kernel,
-    from *offset (which moves, the file position not) or from the input's position."""
+    """sendfile64 and do_sendfile() in Linux's order: the offset read (EFAULT); the input checked
+    (EBADF unless readable, ESPIPE for an offset on a stream, EINVAL below 0), then the output (EBADF
+    unless writable; EINVAL when it appends or the input is a pipe, as do_splice_direct says); then up
+    to count bytes through the kernel, from *offset (which moves, the file position not) or from the
+    input's position."""
+    pos = k.mm.get_user(task, offset, "<q") if offset else None
     files = k.fds_of(task)
     src = files.get(in_fd)
     if not getattr(src, "readable", True):
         raise SyscallError(EBADF)
+    if pos is None:
+        pos = src.pos
+    elif not _positioned(src):
+        raise SyscallError(ESPIPE)
+    if pos < 0:
+        raise SyscallError(EINVAL)
     dst = files.get(out_fd)
     if not getattr(dst, "writable", True):
         raise SyscallError(EBADF)
     if getattr(dst, "flags", 0) & 0o2000 or src.stream:
-        raise SyscallError(EINVAL)                           # O_APPEND output; a pipe has no splice_read
-    if offset:
-        pos = k.mm.get_user(task, offset, "<q")
-        if pos < 0:
-            raise SyscallError(EINVAL)
-        if not _positioned(src):
-            raise SyscallError(ESPIPE)
-    else:
-        pos = src.pos
+        raise SyscallError(EINVAL)
     count = min(count, MAX_RW_COUNT)
     done = 0
     while done < count:
