@@ -127,7 +127,36 @@ class PipeEnd(File):
             self.pipe.readers -= 1
 
 
-O_ACCMODE, O_RDONLY, O_WRONLY = 3, 0, 1
+O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
+
+
+class FifoReadWrite(PipeEnd):
+    """A FIFO opened O_RDWR: a reader and a writer in one open file (Linux allows it)."""
+
+    def __init__(self, pipe: Pipe):
+        super().__init__(pipe, writer=True)
+        pipe.readers += 1
+        pipe.r_counter += 1
+
+    readable = True
+    writable = True
+
+    def read(self, task, length: int) -> bytes:
+        data = self.peek(task, length)
+        del self.pipe.buffer[:len(data)]
+        return data
+
+    def poll(self, task) -> int:
+        pipe, mask = self.pipe, 0
+        if pipe.buffer:
+            mask |= POLLIN | POLLRDNORM
+        if len(pipe.buffer) < PIPE_BUF_SIZE:
+            mask |= POLLOUT | POLLWRNORM
+        return mask
+
+    def release(self) -> None:
+        self.pipe.readers -= 1
+        self.pipe.writers -= 1
 
 
 def fifo_open(k, task, vfs, inode, flags: int) -> PipeEnd:
@@ -139,8 +168,12 @@ def fifo_open(k, task, vfs, inode, flags: int) -> PipeEnd:
     if pipe is None or pipe.readers == pipe.writers == 0:
         pipe = vfs.fifos[inode.ino] = Pipe()
     accmode = flags & O_ACCMODE
-    if accmode not in (O_RDONLY, O_WRONLY):
-        raise SyscallError(EINVAL)                   # O_RDWR on a FIFO is not supported here
+    if accmode == O_RDWR:
+        end = FifoReadWrite(pipe)                    # both ends at once: never waits
+        end.flags = flags & O_NONBLOCK
+        return end
+    if accmode != O_RDONLY and accmode != O_WRONLY:
+        raise SyscallError(EINVAL)
     writer = accmode == O_WRONLY
     if task.restart_block is not None and task.restart_block[0] == "fifo":
         end, partner_seen = task.restart_block[1], task.restart_block[2]

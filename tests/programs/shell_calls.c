@@ -48,7 +48,7 @@ static pid_t later(int ms, int sig) {
 }
 
 int main(int argc, char **argv) {
-    char buf[300]; ssize_t n;
+    char buf[300]; ssize_t n; pid_t c0;
     if (chdir(argv[1])) { perror("chdir"); return 1; }
     setvbuf(stdout, 0, _IONBF, 0);
     /* umask, creat, mkdir, mknod, chmod, chown */
@@ -94,6 +94,16 @@ int main(int argc, char **argv) {
     ts[0].tv_nsec = 1000000000; R(utimensat(AT_FDCWD, "f", ts, 0)); R(utimensat(AT_FDCWD, "f", 0, 77));
     fd = open("f", O_RDONLY); ts[0].tv_sec = 4000000; ts[0].tv_nsec = 0; ts[1].tv_nsec = UTIME_OMIT;
     R(futimens(fd, ts)); close(fd); stat("f", &s); printf("times %ld %ld\n", (long)s.st_atime, (long)s.st_mtime);
+    /* FIFOs on the disk: O_RDWR, a writer without reader (O_NONBLOCK), a blocking open meeting its partner */
+    int ff = open("fifo", O_RDWR); R(write(ff, "abc", 3)); n = read(ff, buf, 10); printf("fifo rdwr %zd\n", n);
+    int wn = open("fifo", O_WRONLY | O_NONBLOCK); printf("writer with a reader %d\n", wn >= 0); close(wn); close(ff);
+    R(open("fifo", O_WRONLY | O_NONBLOCK));
+    c0 = fork();
+    if (c0 == 0) { int w = open("fifo", O_WRONLY); write(w, "through", 7); close(w); _exit(0); }
+    ff = open("fifo", O_RDONLY); n = read(ff, buf, 20); printf("fifo read %.*s\n", (int)n, buf);
+    n = read(ff, buf, 20); printf("fifo eof %zd\n", n); close(ff); waitpid(c0, 0, 0);
+    fd = open("null", O_WRONLY); R(write(fd, "xyz", 3)); close(fd);
+    fd = open("null", O_RDONLY); R(read(fd, buf, 3)); close(fd);
     /* ids, groups, affinity, prctl, rusage */
     gid_t groups[8]; R(getgroups(8, groups)); R(getgroups(-1, groups));
     cpu_set_t set; CPU_ZERO(&set);
