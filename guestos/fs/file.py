@@ -25,6 +25,9 @@ class File:
         self.refs = 0              # descriptors (in any task) that refer to it
         self.flags = 0             # O_* status flags (fcntl F_GETFL/F_SETFL)
 
+    def installed(self) -> None:
+        """The first descriptor refers to it (an ext2 file holds its inode from here)."""
+
     def release(self) -> None:
         """The last descriptor went away."""
 
@@ -151,6 +154,8 @@ class FdTable:
     def install_at(self, fd: int, f: File, cloexec: bool = False) -> None:
         if fd in self.fds:
             self.close(fd)
+        if f.refs == 0:
+            f.installed()
         f.refs += 1
         self.fds[fd] = f
         if cloexec:

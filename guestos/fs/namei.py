@@ -60,7 +60,7 @@ def sys_renameat2(k, task, olddirfd, oldpath, newdirfd, newpath, flags, *_):
     old_parent, old_name = vfs.parent_and_name(_path(k, task, oldpath), k.base_ino(task, olddirfd))
     new_parent, new_name = vfs.parent_and_name(_path(k, task, newpath), k.base_ino(task, newdirfd))
     victim = vfs.call(vfs.fs.lookup, new_parent, new_name)
-    if victim is not None and vfs.fs.iget(victim).links_count <= 1:
+    if victim is not None and vfs.fs.iget(victim).links_count <= 1 and not vfs.fs.iget(victim).i_count:
         vfs.drop_pages(victim)
     vfs.call(vfs.fs.rename, old_parent, old_name, new_parent, new_name)
     return 0

@@ -160,7 +160,7 @@ class Vfs:
         inode = self.fs.iget(ino)
         if inode.is_dir:
             raise SyscallError(EISDIR)
-        if inode.links_count <= 1:
+        if inode.links_count <= 1 and not inode.i_count:       # open files keep their data (iput)
             self.drop_pages(ino)
         self.call(self.fs.unlink, parent, name)
 
@@ -187,6 +187,21 @@ class Ext2File(File):
         self.ino = inode.ino
         self.ra = FileRaState()
         self.dir_entries = None
+        self.held = False
+
+    def installed(self) -> None:
+        """In a descriptor table: an unlinked file lives on while it is open (igrab)."""
+        self.vfs.fs.igrab(self.inode)
+        self.held = True
+
+    def release(self) -> None:
+        """The last descriptor closed: an unlinked inode's pages go, then the inode (iput)."""
+        if not self.held:
+            return
+        self.held = False
+        if self.inode.links_count == 0 and self.inode.i_count == 1:
+            self.vfs.drop_pages(self.inode.ino)
+        self.vfs.call(self.vfs.fs.iput, self.inode)
 
     @property
     def mode(self) -> int:

@@ -104,6 +104,9 @@ int main(int argc, char **argv) {
     n = read(ff, buf, 20); printf("fifo eof %zd\n", n); close(ff); waitpid(c0, 0, 0);
     fd = open("null", O_WRONLY); R(write(fd, "xyz", 3)); close(fd);
     fd = open("null", O_RDONLY); R(read(fd, buf, 3)); close(fd);
+    /* a file unlinked while open keeps its data until the last close (zsh's here-documents) */
+    fd = open("tmpfile", O_CREAT | O_RDWR, 0600); write(fd, "kept", 4); R(unlink("tmpfile"));
+    lseek(fd, 0, SEEK_SET); n = read(fd, buf, 10); printf("unlinked, still open: %.*s\n", (int)n, buf); close(fd);
     /* ids, groups, affinity, prctl, rusage */
     gid_t groups[8]; R(getgroups(8, groups)); R(getgroups(-1, groups));
     cpu_set_t set; CPU_ZERO(&set);
