@@ -196,27 +196,36 @@ def sys_fstat(k, task, fd, statbuf, *_):
     return _fill_stat(k, task, k.fds_of(task).get(fd), statbuf)
 
 
-def _empty_path(k, task, pathname) -> bool:
-    """vfs_empty_path(): NULL or "" (a path that cannot be read is not empty)."""
-    if not pathname:
-        return True
+def _getname_maybe_null(k, task, pathname, flags):
+    """getname_maybe_null(): with AT_EMPTY_PATH a NULL or empty path is None; otherwise the name, or the
+    SyscallError reading it gave (reported only after the flags are checked, as vfs_statx does)."""
     try:
-        return k.mm.strncpy_from_user(task, pathname, 1) == b""
-    except SyscallError:
-        return False
+        if flags & AT_EMPTY_PATH:
+            if not pathname:
+                return None
+            name = k.mm.strncpy_from_user(task, pathname)
+            return name or None
+        return k.mm.getname(task, pathname)
+    except SyscallError as e:
+        return e
 
 
 def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
-    """vfs_fstatat() as Linux 6.x orders it (checked natively): AT_EMPTY_PATH with an empty path and a
-    descriptor is fstat of it, other flags unchecked; otherwise unknown flags are EINVAL first."""
-    if flags & AT_EMPTY_PATH and _empty_path(k, task, pathname):
-        f = k.fds_of(task).get(dirfd) if dirfd != AT_FDCWD else k.open_path(task.cwd, task=task)
-        if dirfd == AT_FDCWD and flags & ~AT_STAT_FLAGS:
-            raise SyscallError(EINVAL)
-        return _fill_stat(k, task, f, statbuf)
+    """vfs_fstatat() as Linux 6.x has it (checked natively): an empty path with AT_EMPTY_PATH and a
+    descriptor is fstat of it, whatever the other flags; then unknown flags are EINVAL, then the path's
+    own error (EFAULT, ENOENT...)."""
+    name = _getname_maybe_null(k, task, pathname, flags)
+    if name is None and dirfd >= 0:
+        return _fill_stat(k, task, k.fds_of(task).get(dirfd), statbuf)
     if flags & ~AT_STAT_FLAGS:
         raise SyscallError(EINVAL)
-    path = k.mm.getname(task, pathname)
+    if isinstance(name, SyscallError):
+        raise name
+    if name is None:                                     # the starting directory itself
+        if dirfd != AT_FDCWD:
+            raise SyscallError(EBADF)
+        return _fill_stat(k, task, k.open_path(task.cwd, task=task), statbuf)
+    path = name
     f = k.open_path(fs_decode(path), O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0, task=task, dirfd=dirfd)
     return _fill_stat(k, task, f, statbuf)
 

@@ -61,7 +61,7 @@ INT_MIN = -(1 << 31)
 
 
 def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
-    if options & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8 | __WNOTHREAD):
+    if options & 0xFFFFFFFF & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8 | __WNOTHREAD):
         raise SyscallError(EINVAL)
     if pid == INT_MIN:
         raise SyscallError(ESRCH)                   # -INT_MIN is not a process group

@@ -328,15 +328,16 @@ class Kernel:
         return InodeFile(inode)
 
     def file_for_mmap(self, f, vm_flags: int):
-        """(vm_file, name) for mapping an open file; EACCES when its open mode forbids it."""
+        """(vm_file, name) for mapping an open file; do_mmap's order: EACCES when its open mode forbids
+        it, then ENODEV when it cannot be mapped at all."""
         from ..mm.mmap import VM_SHARED, VM_WRITE
+        if vm_flags & VM_SHARED and vm_flags & VM_WRITE and not getattr(f, "writable", False):
+            raise SyscallError(EACCES)
+        if getattr(f, "readable", True) is False:
+            raise SyscallError(EACCES)
         inode = getattr(f, "inode", None)
         if inode is None or getattr(inode, "is_dir", False):
             raise SyscallError(19)                               # ENODEV: not mappable
-        if getattr(f, "readable", True) is False:
-            raise SyscallError(EACCES)
-        if vm_flags & VM_SHARED and vm_flags & VM_WRITE and not getattr(f, "writable", False):
-            raise SyscallError(EACCES)
         if hasattr(f, "vfs"):
             return MappedFile(f.vfs, inode, f.name), f.name
         return inode, f.name                                     # a ramfs file

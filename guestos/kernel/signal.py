@@ -207,6 +207,8 @@ def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
 def sys_tgkill(k, task, tgid, tid, sig, *_):
     if tgid <= 0 or tid <= 0:
         raise SyscallError(EINVAL)
+    if tgid != tid:
+        raise SyscallError(ESRCH)          # every task is its own thread group (no threads yet)
     return sys_kill(k, task, tid, sig, code=SI_TKILL)
 
 
