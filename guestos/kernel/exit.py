@@ -71,13 +71,15 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
         raise SyscallError(ECHILD)
     for child in candidates:
         if child.state == TASK_ZOMBIE:
+            # kernel_wait4(): the child is reaped first, the status and rusage copied out after
+            # (a bad pointer is EFAULT, and the child is gone all the same, as on Linux)
+            child.state = TASK_DEAD
+            task.children.remove(child)
+            k.tasks.pop(child.pid, None)
             if wstatus:
                 k.mm.copy_to_user(task, wstatus, struct.pack("<i", child.exit_code))
             if rusage:
                 k.mm.copy_to_user(task, rusage, bytes(144))
-            child.state = TASK_DEAD
-            task.children.remove(child)
-            k.tasks.pop(child.pid, None)
             return child.pid
     if options & WNOHANG:
         return 0
