@@ -19,10 +19,12 @@ cdef extern from *:
     #define UC_MEM_READ (16)
     #define UC_MEM_WRITE (17)
     #define UC_MEM_FETCH (18)
+    #define UC_HOOK_INTR (1)
     #define UC_HOOK_INSN (2)
     #define UC_HOOK_BLOCK (8)
     #define UC_HOOK_TLB_FILL (131072)
     #define UC_X86_INS_SYSCALL (699)
+    #define UC_X86_INS_SYSENTER (700)
     #define UC_CTL_TB_REQUEST_CACHE_RW (int)(8u | (2u << 26) | (3u << 30))
     #define PTE_P (1 << 0)
     #define PTE_RW (1 << 1)
@@ -43,6 +45,8 @@ cdef extern from *:
     #define EXIT_PAGE_FAULT (2)
     #define EXIT_QUANTUM (3)
     #define EXIT_BACKING (4)
+    #define EXIT_TRAP (9)
+    #define CPU_AREA_VADDR 0xfffffe0000000000ULL
     #define BLOCK_CACHE_BITS (16)
     #define GOLDEN 0x9E3779B97F4A7C15ULL
     #define VMA_READ (1)
@@ -56,10 +60,12 @@ cdef extern from *:
     const long long UC_MEM_READ
     const long long UC_MEM_WRITE
     const long long UC_MEM_FETCH
+    const long long UC_HOOK_INTR
     const long long UC_HOOK_INSN
     const long long UC_HOOK_BLOCK
     const long long UC_HOOK_TLB_FILL
     const long long UC_X86_INS_SYSCALL
+    const long long UC_X86_INS_SYSENTER
     const long long UC_CTL_TB_REQUEST_CACHE_RW
     const long long PTE_P
     const long long PTE_RW
@@ -80,6 +86,8 @@ cdef extern from *:
     const long long EXIT_PAGE_FAULT
     const long long EXIT_QUANTUM
     const long long EXIT_BACKING
+    const long long EXIT_TRAP
+    const unsigned long long CPU_AREA_VADDR
     const long long BLOCK_CACHE_BITS
     const unsigned long long GOLDEN
     const long long VMA_READ
@@ -162,6 +170,11 @@ cdef struct vcpu_state:
     uint64_t fault_vaddr
     int fault_access
     uint32_t fault_error
+    uint32_t trap_vector      # the CPU exception or `int n` vector of an EXIT_TRAP
+    uint64_t trap_rip         # the faulting instruction, when RIP has moved past it (sysenter); else 0
+    # the CPU area (GDT, the sysretq trampoline): mapped at CPU_AREA_VADDR only while entering user mode
+    int cpu_area_open
+    uint64_t cpu_area_paddr
     # violations (touching unbacked frames)
     uint64_t violations
     uint64_t last_violation_pfn
@@ -360,6 +373,10 @@ cdef bint hook_tlb_fill(void *uc, uint64_t vaddr, int access, uc_tlb_entry *resu
     cdef uint32_t perms = 0, error = 0
     st.tlb_fills += 1
     if walk(st, vaddr, access, &paddr, &perms, &error) != 0:
+        if st.cpu_area_open and (vaddr & ~(<uint64_t>0xfff)) == CPU_AREA_VADDR:
+            result.paddr = st.cpu_area_paddr
+            result.perms = UC_PROT_READ | UC_PROT_EXEC
+            return True
         if (error & (PF_PROT | PF_RSVD)) or do_anonymous_fault(st, vaddr, access) != 0 \
                 or walk(st, vaddr, access, &paddr, &perms, &error) != 0:
             st.exit_reason = EXIT_PAGE_FAULT
@@ -426,6 +443,26 @@ cdef void hook_syscall(void *uc, void *user_data) noexcept nogil:
     st.emu_stop(uc)
 
 
+cdef void hook_intr(void *uc, uint32_t intno, void *user_data) noexcept nogil:
+    """A CPU exception or `int n` at CPL 3 (never a page fault: those stop in the TLB fill).
+    RIP is at a faulting instruction, after a trapping one or an `int n`."""
+    cdef vcpu_state *st = <vcpu_state *>user_data
+    st.exit_reason = EXIT_TRAP
+    st.trap_vector = intno
+    st.trap_rip = 0
+    st.emu_stop(uc)
+
+
+cdef void hook_sysenter(void *uc, void *user_data) noexcept nogil:
+    """SYSENTER in 64-bit mode is #UD on AMD (Unicorn runs it as a no-op): a trap at the
+    instruction (RIP is synced to it while the hook runs and moves past it afterwards)."""
+    cdef vcpu_state *st = <vcpu_state *>user_data
+    st.exit_reason = EXIT_TRAP
+    st.trap_vector = 6
+    st.reg_read(uc, 41, &st.trap_rip)                     # UC_X86_REG_RIP
+    st.emu_stop(uc)
+
+
 cdef class NativeVcpu:
     """Native state shared with Unicorn's hooks for one vCPU."""
     cdef vcpu_state st
@@ -466,6 +503,11 @@ cdef class NativeVcpu:
         if hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_syscall, &self.st, 1, 0,
                     <int>UC_X86_INS_SYSCALL) != 0:
             raise RuntimeError("uc_hook_add(INSN syscall) failed")
+        if hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_sysenter, &self.st, 1, 0,
+                    <int>UC_X86_INS_SYSENTER) != 0:
+            raise RuntimeError("uc_hook_add(INSN sysenter) failed")
+        if hook_add(self.st.uc, &hh, UC_HOOK_INTR, <void *>hook_intr, &self.st, 1, 0) != 0:
+            raise RuntimeError("uc_hook_add(INTR) failed")
 
     def __dealloc__(self):
         free(self.st.bc_pc)
@@ -489,6 +531,16 @@ cdef class NativeVcpu:
     property deadline:
         def __get__(self): return self.st.deadline
         def __set__(self, uint64_t v): self.st.deadline = v
+    property cpu_area_open:
+        def __get__(self): return bool(self.st.cpu_area_open)
+        def __set__(self, v): self.st.cpu_area_open = 1 if v else 0
+    property cpu_area_paddr:
+        def __get__(self): return self.st.cpu_area_paddr
+        def __set__(self, uint64_t v): self.st.cpu_area_paddr = v
+    property trap_vector:
+        def __get__(self): return self.st.trap_vector
+    property trap_rip:
+        def __get__(self): return self.st.trap_rip
     property stop_on_violation:
         def __get__(self): return bool(self.st.stop_on_violation)
         def __set__(self, v): self.st.stop_on_violation = 1 if v else 0

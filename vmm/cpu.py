@@ -43,9 +43,28 @@ class ExitReason(enum.IntEnum):
     INVALID_OPCODE = 6   # #UD
     EXCEPTION = 7        # another CPU exception (#DE, #GP, int3, ...)
     INTERRUPT = 8        # a clock event came due (device completion): interrupts may be pending
+    TRAP = 9             # a CPU exception or `int n` (vector in VcpuExit.vector)
 
 
 _SYSCALL = int(ExitReason.SYSCALL)
+_TRAP = int(ExitReason.TRAP)
+
+# The CPU area: a GDT laid out as Linux's (arch/x86/include/asm/segment.h) and a one-instruction
+# ring-0 trampoline (sysretq) that lowers the CPL to 3. Its page sits in the e820-reserved hole below
+# 1 MiB and is mapped (at Linux's cpu_entry_area address) only while the trampoline runs.
+CPU_AREA_PADDR = 0x9F000
+CPU_AREA_VADDR = 0xFFFFFE0000000000
+GDT = (0,
+       0x00CF9B000000FFFF,       # 0x08 kernel CS, 32-bit
+       0x00AF9B000000FFFF,       # 0x10 __KERNEL_CS
+       0x00CF93000000FFFF,       # 0x18 __KERNEL_DS
+       0x00CFFB000000FFFF,       # 0x23 __USER32_CS
+       0x00CFF3000000FFFF,       # 0x2b __USER_DS
+       0x00AFFB000000FFFF)       # 0x33 __USER_CS
+KERNEL_CS, USER32_CS, USER_CS, USER_DS = 0x10, 0x23, 0x33, 0x2B
+TRAMPOLINE_OFFSET = 0x800
+SYSRETQ = bytes.fromhex("48 0f 07")
+MSR_EFER, MSR_STAR, EFER_SCE = 0xC0000080, 0xC0000081, 1
 
 
 @dataclass(slots=True)
@@ -55,6 +74,7 @@ class VcpuExit:
     page: int = 0        # the faulting page: all a fault handler needs
     access: str = ""     # read, write or fetch
     error_code: int = 0  # x86 #PF error code
+    vector: int = 0      # TRAP: the exception or `int n` vector
     detail: str = ""
     _address: int = None
     _cpu: object = None
@@ -96,6 +116,7 @@ class Vcpu:
         self.on_backing_violation = None  # callable(pfn, vaddr, rip, access) -> True to resume
         self._deadline = (1 << 64) - 1
         self._retired_cache = {}          # (cr3, block pc, size, rip) -> instructions retired before rip
+        self.user_mode = False            # CPL 3: entered once through the trampoline, kept by every exit
 
     # --- registers ---
     def reg(self, name: str) -> int:
@@ -116,6 +137,36 @@ class Vcpu:
 
     def restore_context(self, context) -> None:
         self.uc.context_restore(context)
+        self.user_mode = self.native.read_reg(x86.UC_X86_REG_CS) & 3 == 3
+
+    def enter_user_mode(self) -> None:
+        """Lower the CPL to 3 as Linux returns to user space: sysretq from a ring-0 trampoline
+        (STAR and EFER.SCE set up, CS/SS from STAR as Linux's). RIP, RFLAGS, RCX and R11 are the
+        user's afterwards; no user instruction runs and the trampoline does not count."""
+        self.ram.write(CPU_AREA_PADDR, b"".join(d.to_bytes(8, "little") for d in GDT).ljust(TRAMPOLINE_OFFSET, b"\0")
+                       + SYSRETQ)
+        uc = self.uc
+        uc.reg_write(x86.UC_X86_REG_GDTR, (0, CPU_AREA_VADDR, len(GDT) * 8 - 1, 0))
+        uc.msr_write(MSR_STAR, (USER32_CS << 48) | (KERNEL_CS << 32))
+        uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
+        saved = {name: self.reg(name) for name in ("rip", "eflags", "rcx", "r11")}
+        self.set_regs({"rcx": saved["rip"], "r11": saved["eflags"], "rip": CPU_AREA_VADDR + TRAMPOLINE_OFFSET})
+        native = self.native
+        native.cpu_area_paddr = CPU_AREA_PADDR
+        native.cpu_area_open = True
+        icount = native.icount
+        try:
+            status, reason, *_ = native.run(icount + 1)     # sysretq, then stop before the user's first block
+        finally:
+            native.cpu_area_open = False
+            self.flush_tlb()                                # no CPU-area translation outlives the trampoline
+        native.icount = icount
+        cs = native.read_reg(x86.UC_X86_REG_CS)
+        # it stops before the user's first block, or when fetching it faults (demand paging: run() retries)
+        if cs != USER_CS or self.reg("rip") != saved["rip"]:
+            raise RuntimeError(f"entering user mode failed: status {status}, exit {reason}, cs {cs:#x}")
+        self.set_regs({"rcx": saved["rcx"], "r11": saved["r11"], "eflags": saved["eflags"]})
+        self.user_mode = True
 
     def reset_fpu(self) -> None:
         """The x87 and SSE state a new program starts with (fninit, MXCSR default)."""
@@ -167,6 +218,8 @@ class Vcpu:
 
     # --- run ---
     def run(self) -> VcpuExit:
+        if not self.user_mode:
+            self.enter_user_mode()
         while True:
             exit = self._run_once()
             if exit.reason != ExitReason.BACKING or self.on_backing_violation is None or \
@@ -204,6 +257,12 @@ class Vcpu:
             clock.run_due()
         if reason == _SYSCALL:
             return VcpuExit(ExitReason.SYSCALL, rip)
+        if reason == _TRAP:
+            if native.trap_rip:                  # a fault reported after the instruction moved RIP on
+                rip = native.trap_rip
+                native.write_reg(x86.UC_X86_REG_RIP, rip)
+            self._uncount_unretired(rip)
+            return VcpuExit(ExitReason.TRAP, rip, vector=native.trap_vector)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)
             return VcpuExit(ExitReason(reason), rip, address & ~0xFFF, ACCESS_NAMES.get(access, "?"), error_code,

@@ -54,6 +54,7 @@ class Task:
     min_flt: int = 0
     maj_flt: int = 0
     instructions: int = 0
+    alarm_expires_ns: int = 0                   # alarm(2): when SIGALRM is due (0: none)
 
     @property
     def exited(self) -> bool:

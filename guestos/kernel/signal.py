@@ -2,7 +2,7 @@
 signal frame that rt_sigreturn unwinds."""
 import struct
 
-from .errno import EFAULT, EINVAL, ESRCH, SyscallError
+from .errno import EFAULT, EINTR, EINVAL, ESRCH, SyscallError
 
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
            "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13,
@@ -96,7 +96,9 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     task.sigmask |= mask & ~((1 << 8) | (1 << 18))
     if flags & SA_RESETHAND:
         task.sigactions[sig] = (SIG_DFL, 0, 0, 0)
-    cpu.set_regs({"rip": handler, "rsp": frame, "rdi": sig, "rsi": uc + UC_SIZE, "rdx": uc, "rax": 0})
+    # the handler starts without single-stepping, direction or resume flags (X86_EFLAGS_TF|DF|RF)
+    cpu.set_regs({"rip": handler, "rsp": frame, "rdi": sig, "rsi": uc + UC_SIZE, "rdx": uc, "rax": 0,
+                  "eflags": regs["eflags"] & ~0x10500})
 
 
 def sys_rt_sigreturn(k, task, *_):
@@ -175,3 +177,37 @@ def sys_tgkill(k, task, tgid, tid, sig, *_):
 
 def sys_tkill(k, task, tid, sig, *_):
     return sys_kill(k, task, tid, sig, code=SI_TKILL)
+
+
+def signal_pending(task) -> bool:
+    """A signal waits for its handler and is not blocked."""
+    return any(not task.sigmask >> (sig - 1) & 1 for sig in task.pending)
+
+
+def sys_pause(k, task, *_):
+    """Sleep until a signal is delivered: a handler ran (EINTR), or the signal killed us."""
+    if signal_pending(task):
+        raise SyscallError(EINTR)
+    from .sched import WouldBlock
+    raise WouldBlock(lambda: signal_pending(task))
+
+
+def sys_alarm(k, task, seconds, *_):
+    """SIGALRM after `seconds` of virtual time (kernel/time/itimer.c: alarm_setitimer); returns
+    the seconds left on the previous alarm, rounded as Linux rounds them."""
+    seconds &= 0xFFFFFFFF
+    now = k.hw.clock.now_ns()
+    left_ns = max(task.alarm_expires_ns - now, 0) if task.alarm_expires_ns else 0
+    left_s, left_rem = divmod(left_ns, 10**9)
+    if left_rem and (left_s == 0 and left_rem >= 1000 or left_rem >= 500_000_000):
+        left_s += 1
+    task.alarm_expires_ns = now + seconds * 10**9 if seconds else 0
+    if seconds:
+        expires = task.alarm_expires_ns
+
+        def it_real_fn():
+            if not task.exited and task.alarm_expires_ns == expires:
+                task.alarm_expires_ns = 0
+                send_signal(k, task, SIGNALS["SIGALRM"], siginfo(SIGNALS["SIGALRM"], 0x80))   # SI_KERNEL
+        k.timers.add_timer(seconds * 10**9, it_real_fn)
+    return left_s

@@ -1,0 +1,97 @@
+/* One CPU trap or privileged instruction per run: `traps CASE [handler]`.  With `handler`, a
+   SA_SIGINFO handler prints the signal, si_code, si_addr and the interrupted RIP (both relative
+   to the faulting instruction's label) and exits 0; without, the default action ends the program. */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define CASE(name, insns) \
+    extern char name##_at[]; \
+    static void name(void) { __asm__ volatile(".globl " #name "_at\n" #name "_at:\n\t" insns ::: "memory", "rax", "rcx", "rdx", "r11"); }
+
+CASE(cli, "cli")
+CASE(sti, "sti")
+CASE(hlt, "hlt")
+CASE(inb, "inb $0x80, %%al")
+CASE(outb, "outb %%al, $0x80")
+CASE(inb_dx, "mov $0x3f8, %%edx\n\t" ".globl inb_dx_insn\ninb_dx_insn: inb %%dx, %%al")
+CASE(outb_dx, "mov $0x3f8, %%edx\n\t" ".globl outb_dx_insn\noutb_dx_insn: outb %%al, %%dx")
+CASE(insb, "mov $0x80, %%edx\n\tlea -64(%%rsp), %%rdi\n\t" ".globl insb_insn\ninsb_insn: insb %%dx, (%%rdi)")
+CASE(rdmsr, "xor %%ecx, %%ecx\n\t" ".globl rdmsr_insn\nrdmsr_insn: rdmsr")
+CASE(wrmsr, "xor %%ecx, %%ecx\n\txor %%eax, %%eax\n\txor %%edx, %%edx\n\t" ".globl wrmsr_insn\nwrmsr_insn: wrmsr")
+CASE(read_cr3, "mov %%cr3, %%rax")
+CASE(write_cr3, "xor %%eax, %%eax\n\t" ".globl write_cr3_insn\nwrite_cr3_insn: mov %%rax, %%cr3")
+CASE(read_cr0, "mov %%cr0, %%rax")
+CASE(lgdt, "lgdt -16(%%rsp)")
+CASE(lidt, "lidt -16(%%rsp)")
+CASE(invlpg, "invlpg (%%rsp)")
+CASE(wbinvd, "wbinvd")
+CASE(swapgs, "swapgs")
+CASE(sysretq, "sysretq")
+CASE(vmcall, "vmcall")
+CASE(sysenter, "sysenter")
+CASE(int3, "int3")
+CASE(int_3, "int $3")
+CASE(ud2, "ud2")
+CASE(div0, "xor %%ecx, %%ecx\n\tmov $1, %%eax\n\txor %%edx, %%edx\n\t" ".globl div0_insn\ndiv0_insn: div %%ecx")
+CASE(idiv_overflow, "mov $0x80000000, %%eax\n\tcdq\n\tmov $-1, %%ecx\n\t" ".globl idiv_overflow_insn\nidiv_overflow_insn: idiv %%ecx")
+CASE(single_step, "pushfq\n\torq $0x100, (%%rsp)\n\tpopfq\n\t" ".globl single_step_insn\nsingle_step_insn: nop\n\tnop")
+CASE(push_noncanonical, "mov %%rsp, %%rcx\n\tmovabs $0x8000000000000000, %%rax\n\tmov %%rax, %%rsp\n\t"
+                       ".globl push_noncanonical_insn\npush_noncanonical_insn: push %%rax\n\tmov %%rcx, %%rsp")
+CASE(load_noncanonical, "movabs $0x8000000000000000, %%rcx\n\t" ".globl load_noncanonical_insn\nload_noncanonical_insn: mov (%%rcx), %%rax")
+CASE(int_0x81, "int $0x81")
+
+struct test { const char *name; void (*run)(void); const char *at; };
+extern char inb_dx_insn[], outb_dx_insn[], insb_insn[], rdmsr_insn[], wrmsr_insn[], write_cr3_insn[], div0_insn[],
+    idiv_overflow_insn[], single_step_insn[], push_noncanonical_insn[], load_noncanonical_insn[];
+#define T(name) {#name, name, name##_at}
+#define TI(name) {#name, name, name##_insn}
+static const struct test tests[] = {
+    T(cli), T(sti), T(hlt), T(inb), T(outb), TI(inb_dx), TI(outb_dx), TI(insb), TI(rdmsr), TI(wrmsr),
+    T(read_cr3), TI(write_cr3), T(read_cr0), T(lgdt), T(lidt), T(invlpg), T(wbinvd), T(swapgs), T(sysretq),
+    T(vmcall), T(sysenter), T(int3), T(int_3), T(ud2), TI(div0), TI(idiv_overflow), TI(single_step),
+    TI(push_noncanonical), TI(load_noncanonical), T(int_0x81),
+};
+static const char *label;
+
+static void rel(char *out, size_t n, unsigned long v) {
+    if (v == 0) snprintf(out, n, "0");
+    else snprintf(out, n, "%+ld", (long)(v - (unsigned long)label));
+}
+
+static void on_signal(int sig, siginfo_t *si, void *ctx) {
+    ucontext_t *uc = ctx;
+    char addr[32], rip[32], line[160];
+    rel(addr, sizeof addr, (unsigned long)si->si_addr);
+    rel(rip, sizeof rip, (unsigned long)uc->uc_mcontext.gregs[REG_RIP]);
+    int len = snprintf(line, sizeof line, "signal %d code %d addr %s rip %s\n", sig, si->si_code, addr, rip);
+    write(1, line, len);
+    _exit(0);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        if (strcmp(argv[1], tests[i].name)) continue;
+        label = tests[i].at;
+        if (argc > 2) {
+            static char altstack[65536];
+            stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+            if (!strcmp(argv[2], "altstack")) sigaltstack(&ss, 0);
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = on_signal;
+            sa.sa_flags = SA_SIGINFO | (!strcmp(argv[2], "altstack") ? SA_ONSTACK : 0);
+            for (int s = 1; s < 32; s++) sigaction(s, &sa, 0);
+        }
+        write(1, "start\n", 6);
+        tests[i].run();
+        write(1, "no fault\n", 9);
+        return 1;
+    }
+    return 2;
+}
