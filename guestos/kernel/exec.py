@@ -39,9 +39,10 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     k.switch_mm(mm)
     if old_mm is not None:
         k.mmput(old_mm)
-    # padzero(): the bytes of the last file page past p_filesz belong to .bss
+    # padzero(): the bytes of the last file page past p_filesz belong to .bss. Linux's clear_user
+    # fails on a segment that is not writable and the error is ignored: such a page keeps the file's bytes
     for seg in image.segments:
-        if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF:
+        if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF and seg.prot_write:
             end = seg.vaddr + seg.filesz
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
     random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]

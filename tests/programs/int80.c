@@ -1,3 +1,5 @@
+/* int $0x80: the 32-bit system call table with 32-bit registers (upper halves ignored), ENOSYS for
+   calls it lacks, and exit with the status in ebx. */
 #include <stdio.h>
 #include <unistd.h>
 static const char msg[] = "hello via int80\n";
