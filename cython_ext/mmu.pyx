@@ -25,6 +25,8 @@ cdef extern from *:
     #define UC_HOOK_TLB_FILL (131072)
     #define UC_X86_INS_SYSCALL (699)
     #define UC_X86_INS_SYSENTER (700)
+    #define UC_X86_INS_IN (218)
+    #define UC_X86_INS_OUT (500)
     #define UC_CTL_TB_REQUEST_CACHE_RW (int)(8u | (2u << 26) | (3u << 30))
     #define PTE_P (1 << 0)
     #define PTE_RW (1 << 1)
@@ -66,6 +68,8 @@ cdef extern from *:
     const long long UC_HOOK_TLB_FILL
     const long long UC_X86_INS_SYSCALL
     const long long UC_X86_INS_SYSENTER
+    const long long UC_X86_INS_IN
+    const long long UC_X86_INS_OUT
     const long long UC_CTL_TB_REQUEST_CACHE_RW
     const long long PTE_P
     const long long PTE_RW
@@ -172,6 +176,8 @@ cdef struct vcpu_state:
     uint32_t fault_error
     uint32_t trap_vector      # the CPU exception or `int n` vector of an EXIT_TRAP
     uint64_t trap_rip         # the faulting instruction, when RIP has moved past it (sysenter); else 0
+    int io_pending            # an IN/OUT ran: the I/O breakpoint (#DB) right after it is its #GP
+    int io_trap               # EXIT_TRAP came from port I/O: RIP is after the instruction
     # the CPU area (GDT, the sysretq trampoline): mapped at CPU_AREA_VADDR only while entering user mode
     int cpu_area_open
     uint64_t cpu_area_paddr
@@ -450,7 +456,33 @@ cdef void hook_intr(void *uc, uint32_t intno, void *user_data) noexcept nogil:
     st.exit_reason = EXIT_TRAP
     st.trap_vector = intno
     st.trap_rip = 0
+    st.io_trap = 0
+    if st.io_pending and intno == 1:
+        st.trap_vector = 13                               # #GP: port I/O at CPL 3 with IOPL 0
+        st.io_trap = 1
+    st.io_pending = 0
     st.emu_stop(uc)
+
+
+cdef void port_io_fault(vcpu_state *st, void *uc, uint32_t port) noexcept nogil:
+    """Unicorn does not check I/O permission (gen_check_io is compiled out). An I/O breakpoint
+    (DR7 type IO, armed by the trampoline) on this very port makes the CPU raise #DB right after
+    the instruction, before anything else runs; hook_intr reports it as the #GP it should be."""
+    cdef uint64_t dr0 = port
+    st.io_pending = 1
+    st.reg_write(uc, 66, &dr0)                            # UC_X86_REG_DR0
+
+
+cdef uint32_t hook_in(void *uc, uint32_t port, int size, void *user_data) noexcept nogil:
+    cdef vcpu_state *st = <vcpu_state *>user_data
+    cdef uint64_t rax = 0
+    port_io_fault(st, uc, port)
+    st.reg_read(uc, 35, &rax)                             # the destination keeps its value
+    return <uint32_t>rax
+
+
+cdef void hook_out(void *uc, uint32_t port, int size, uint32_t value, void *user_data) noexcept nogil:
+    port_io_fault(<vcpu_state *>user_data, uc, port)
 
 
 cdef void hook_sysenter(void *uc, void *user_data) noexcept nogil:
@@ -506,6 +538,9 @@ cdef class NativeVcpu:
         if hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_sysenter, &self.st, 1, 0,
                     <int>UC_X86_INS_SYSENTER) != 0:
             raise RuntimeError("uc_hook_add(INSN sysenter) failed")
+        if hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_in, &self.st, 1, 0, <int>UC_X86_INS_IN) != 0 \
+                or hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_out, &self.st, 1, 0, <int>UC_X86_INS_OUT) != 0:
+            raise RuntimeError("uc_hook_add(INSN in/out) failed")
         if hook_add(self.st.uc, &hh, UC_HOOK_INTR, <void *>hook_intr, &self.st, 1, 0) != 0:
             raise RuntimeError("uc_hook_add(INTR) failed")
 
@@ -541,6 +576,8 @@ cdef class NativeVcpu:
         def __get__(self): return self.st.trap_vector
     property trap_rip:
         def __get__(self): return self.st.trap_rip
+    property io_trap:
+        def __get__(self): return bool(self.st.io_trap)
     property stop_on_violation:
         def __get__(self): return bool(self.st.stop_on_violation)
         def __set__(self, v): self.st.stop_on_violation = 1 if v else 0

@@ -63,7 +63,10 @@ GDT = (0,
        0x00AFFB000000FFFF)       # 0x33 __USER_CS
 KERNEL_CS, USER32_CS, USER_CS, USER_DS = 0x10, 0x23, 0x33, 0x2B
 TRAMPOLINE_OFFSET = 0x800
-SYSRETQ = bytes.fromhex("48 0f 07")
+# mov %rax,%dr7 (an I/O breakpoint: how port I/O at CPL 3 is made to fault), then sysretq
+TRAMPOLINE = bytes.fromhex("0f 23 f8") + bytes.fromhex("48 0f 07")
+TRAMPOLINE_INSNS = 2
+DR7_IO_BREAKPOINT_0 = 1 | (2 << 16)      # L0, R/W0 = 10b (I/O), LEN0 = 1 byte; DR0 is set per access
 MSR_EFER, MSR_STAR, EFER_SCE = 0xC0000080, 0xC0000081, 1
 
 
@@ -144,19 +147,20 @@ class Vcpu:
         (STAR and EFER.SCE set up, CS/SS from STAR as Linux's). RIP, RFLAGS, RCX and R11 are the
         user's afterwards; no user instruction runs and the trampoline does not count."""
         self.ram.write(CPU_AREA_PADDR, b"".join(d.to_bytes(8, "little") for d in GDT).ljust(TRAMPOLINE_OFFSET, b"\0")
-                       + SYSRETQ)
+                       + TRAMPOLINE)
         uc = self.uc
         uc.reg_write(x86.UC_X86_REG_GDTR, (0, CPU_AREA_VADDR, len(GDT) * 8 - 1, 0))
         uc.msr_write(MSR_STAR, (USER32_CS << 48) | (KERNEL_CS << 32))
         uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
-        saved = {name: self.reg(name) for name in ("rip", "eflags", "rcx", "r11")}
-        self.set_regs({"rcx": saved["rip"], "r11": saved["eflags"], "rip": CPU_AREA_VADDR + TRAMPOLINE_OFFSET})
+        saved = {name: self.reg(name) for name in ("rip", "eflags", "rcx", "r11", "rax")}
+        self.set_regs({"rcx": saved["rip"], "r11": saved["eflags"], "rax": DR7_IO_BREAKPOINT_0,
+                       "rip": CPU_AREA_VADDR + TRAMPOLINE_OFFSET})
         native = self.native
         native.cpu_area_paddr = CPU_AREA_PADDR
         native.cpu_area_open = True
         icount = native.icount
         try:
-            status, reason, *_ = native.run(icount + 1)     # sysretq, then stop before the user's first block
+            native.run(icount + TRAMPOLINE_INSNS)           # stop before the user's first block
         finally:
             native.cpu_area_open = False
             self.flush_tlb()                                # no CPU-area translation outlives the trampoline
@@ -164,8 +168,8 @@ class Vcpu:
         cs = native.read_reg(x86.UC_X86_REG_CS)
         # it stops before the user's first block, or when fetching it faults (demand paging: run() retries)
         if cs != USER_CS or self.reg("rip") != saved["rip"]:
-            raise RuntimeError(f"entering user mode failed: status {status}, exit {reason}, cs {cs:#x}")
-        self.set_regs({"rcx": saved["rcx"], "r11": saved["r11"], "eflags": saved["eflags"]})
+            raise RuntimeError(f"entering user mode failed: cs {cs:#x}, rip {self.reg('rip'):#x}")
+        self.set_regs({"rcx": saved["rcx"], "r11": saved["r11"], "rax": saved["rax"], "eflags": saved["eflags"]})
         self.user_mode = True
 
     def reset_fpu(self) -> None:
@@ -261,6 +265,9 @@ class Vcpu:
             if native.trap_rip:                  # a fault reported after the instruction moved RIP on
                 rip = native.trap_rip
                 native.write_reg(x86.UC_X86_REG_RIP, rip)
+            elif native.io_trap:                 # port I/O: RIP is past it; the fault is on the instruction
+                rip = self._instruction_ending_at(rip)
+                native.write_reg(x86.UC_X86_REG_RIP, rip)
             self._uncount_unretired(rip)
             return VcpuExit(ExitReason.TRAP, rip, vector=native.trap_vector)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
@@ -309,6 +316,14 @@ class Vcpu:
         if retired < counted:
             self.native.icount -= counted - retired
             self.clock.instructions = self.native.icount
+
+    def _instruction_ending_at(self, rip: int) -> int:
+        """The start of the instruction of the current block that ends at rip."""
+        pc, size, _ = self.native.current_block()
+        for address, length, _, _ in _decoder.disasm_lite(self.read_code(pc, max(rip - pc, 0)), pc):
+            if address + length == rip:
+                return address
+        return rip
 
     def _fault_address(self, rip: int, page: int, error_code: int) -> int:
         """CR2: Unicorn tells the TLB fill only the page; the instruction tells the byte."""
