@@ -178,7 +178,8 @@ cdef struct vcpu_state:
     uint64_t trap_rip         # the faulting instruction, when RIP has moved past it (sysenter); else 0
     int io_pending            # an IN/OUT ran: the I/O breakpoint (#DB) right after it is its #GP
     int io_trap               # EXIT_TRAP came from port I/O: RIP is after the instruction
-    # the CPU area (GDT, the sysretq trampoline): mapped at CPU_AREA_VADDR only while entering user mode
+    # the CPU area (GDT, the sysretq trampoline) is mapped at CPU_AREA_VADDR for this many TLB fills:
+    # while entering user mode, and for one descriptor load from user mode (a supervisor access)
     int cpu_area_open
     uint64_t cpu_area_paddr
     # violations (touching unbacked frames)
@@ -379,7 +380,8 @@ cdef bint hook_tlb_fill(void *uc, uint64_t vaddr, int access, uc_tlb_entry *resu
     cdef uint32_t perms = 0, error = 0
     st.tlb_fills += 1
     if walk(st, vaddr, access, &paddr, &perms, &error) != 0:
-        if st.cpu_area_open and (vaddr & ~(<uint64_t>0xfff)) == CPU_AREA_VADDR:
+        if st.cpu_area_open > 0 and (vaddr & ~(<uint64_t>0xfff)) == CPU_AREA_VADDR:
+            st.cpu_area_open -= 1
             result.paddr = st.cpu_area_paddr
             result.perms = UC_PROT_READ | UC_PROT_EXEC
             return True
@@ -567,8 +569,9 @@ cdef class NativeVcpu:
         def __get__(self): return self.st.deadline
         def __set__(self, uint64_t v): self.st.deadline = v
     property cpu_area_open:
-        def __get__(self): return bool(self.st.cpu_area_open)
-        def __set__(self, v): self.st.cpu_area_open = 1 if v else 0
+        """TLB fills left that may map the CPU area."""
+        def __get__(self): return self.st.cpu_area_open
+        def __set__(self, int v): self.st.cpu_area_open = v
     property cpu_area_paddr:
         def __get__(self): return self.st.cpu_area_paddr
         def __set__(self, uint64_t v): self.st.cpu_area_paddr = v

@@ -19,7 +19,8 @@ PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 PRIVILEGED = ["cli", "sti", "hlt", "rdmsr", "wrmsr", "read_cr3", "write_cr3", "read_cr0", "lgdt", "lidt",
               "invlpg", "wbinvd", "swapgs", "sysretq", "vmcall", "sysenter", "int_0x81"]
-TRAPS = ["int3", "int_3", "ud2", "div0", "idiv_overflow", "single_step", "push_noncanonical", "load_noncanonical"]
+TRAPS = ["int3", "int_3", "ud2", "div0", "idiv_overflow", "single_step", "push_noncanonical", "load_noncanonical",
+         "read_kernel"]
 # Unicorn 2.1.4 compiles out the I/O permission check (translate.c gen_check_io); the vCPU makes
 # IN/OUT fault through an I/O breakpoint (cython_ext/mmu.pyx: port_io_fault)
 PORT_IO = ["inb", "outb", "inb_dx", "outb_dx", "insb"]
@@ -73,6 +74,14 @@ def test_trap_matches_linux(traps_exe, case, mode):
     expected = native(traps_exe, *args)
     assert expected[0] != 1, f"{case} did not fault natively"
     assert guest(traps_exe, *args) == expected
+
+
+def test_user_mode_may_load_its_own_selectors(traps_exe):
+    """mov to DS/ES/SS, lsl and lar read the GDT as a supervisor: allowed from CPL 3, while an
+    explicit read of the same kernel address faults (read_kernel above)."""
+    expected = native(traps_exe, "segments", "handler")
+    assert expected == (1, "start\nno fault\n")
+    assert guest(traps_exe, "segments", "handler") == expected
 
 
 def test_stack_fault_with_an_alternate_stack(traps_exe):

@@ -96,6 +96,9 @@ _detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 _detailed.detail = True
 # string instructions address memory through rsi/rdi without a memory operand
 _STRING_OPS = ("movs", "stos", "lods", "cmps", "scas")
+# instructions that read the GDT in user mode: a supervisor access the page tables do not grant
+_DESCRIPTOR_LOADS = ("lsl", "lar", "verr", "verw", "iret", "retf", "ljmp", "lcall", "lss", "lfs", "lgs")
+_SEGMENT_REGS = {cs_x86.X86_REG_DS, cs_x86.X86_REG_ES, cs_x86.X86_REG_SS, cs_x86.X86_REG_FS, cs_x86.X86_REG_GS}
 
 
 def _fn(name):
@@ -157,12 +160,12 @@ class Vcpu:
                        "rip": CPU_AREA_VADDR + TRAMPOLINE_OFFSET})
         native = self.native
         native.cpu_area_paddr = CPU_AREA_PADDR
-        native.cpu_area_open = True
+        native.cpu_area_open = 1 << 20
         icount = native.icount
         try:
             native.run(icount + TRAMPOLINE_INSNS)           # stop before the user's first block
         finally:
-            native.cpu_area_open = False
+            native.cpu_area_open = 0
             self.flush_tlb()                                # no CPU-area translation outlives the trampoline
         native.icount = icount
         cs = native.read_reg(x86.UC_X86_REG_CS)
@@ -226,6 +229,8 @@ class Vcpu:
             self.enter_user_mode()
         while True:
             exit = self._run_once()
+            if exit.reason == ExitReason.PAGE_FAULT and exit.page == CPU_AREA_VADDR and self._loads_descriptor(exit):
+                exit = self._run_once()
             if exit.reason != ExitReason.BACKING or self.on_backing_violation is None or \
                     not self.on_backing_violation(self._violation_pfn(),
                                                   exit.page, exit.rip, exit.access):
@@ -316,6 +321,18 @@ class Vcpu:
         if retired < counted:
             self.native.icount -= counted - retired
             self.clock.instructions = self.native.icount
+
+    def _loads_descriptor(self, exit) -> bool:
+        """A user instruction reading the GDT (mov to a segment register, lsl, iretq...): the CPU
+        does that as a supervisor, so the CPU area is mapped for that one fill. True to run again."""
+        insn = next(_detailed.disasm(self.read_code(exit.rip, 15), exit.rip, 1), None)
+        if insn is None or exit.access != "read":
+            return False
+        loads = insn.mnemonic.startswith(_DESCRIPTOR_LOADS) or (insn.mnemonic in ("mov", "pop") and any(
+            op.type == cs_x86.X86_OP_REG and op.reg in _SEGMENT_REGS for op in insn.operands[:1]))
+        if loads:
+            self.native.cpu_area_open = 1
+        return loads
 
     def _instruction_ending_at(self, rip: int) -> int:
         """The start of the instruction of the current block that ends at rip."""

@@ -44,17 +44,21 @@ CASE(push_noncanonical, "mov %%rsp, %%rcx\n\tmovabs $0x8000000000000000, %%rax\n
                        ".globl push_noncanonical_insn\npush_noncanonical_insn: push %%rax\n\tmov %%rcx, %%rsp")
 CASE(load_noncanonical, "movabs $0x8000000000000000, %%rcx\n\t" ".globl load_noncanonical_insn\nload_noncanonical_insn: mov (%%rcx), %%rax")
 CASE(int_0x81, "int $0x81")
+CASE(read_kernel, "movabs $0xfffffe0000000000, %%rcx\n\t" ".globl read_kernel_insn\nread_kernel_insn: mov (%%rcx), %%rax")
+/* not faults: a user program may load its own selectors (the CPU reads the GDT as a supervisor) */
+CASE(segments, "mov $0x2b, %%eax\n\tmov %%eax, %%ds\n\tmov %%eax, %%es\n\tmov %%ss, %%eax\n\tmov %%eax, %%ss\n\t"
+               "mov $0x33, %%ecx\n\tlsl %%ecx, %%eax\n\tlar %%ecx, %%eax")
 
 struct test { const char *name; void (*run)(void); const char *at; };
 extern char inb_dx_insn[], outb_dx_insn[], insb_insn[], rdmsr_insn[], wrmsr_insn[], write_cr3_insn[], div0_insn[],
-    idiv_overflow_insn[], single_step_insn[], push_noncanonical_insn[], load_noncanonical_insn[];
+    idiv_overflow_insn[], single_step_insn[], push_noncanonical_insn[], load_noncanonical_insn[], read_kernel_insn[];
 #define T(name) {#name, name, name##_at}
 #define TI(name) {#name, name, name##_insn}
 static const struct test tests[] = {
     T(cli), T(sti), T(hlt), T(inb), T(outb), TI(inb_dx), TI(outb_dx), TI(insb), TI(rdmsr), TI(wrmsr),
     T(read_cr3), TI(write_cr3), T(read_cr0), T(lgdt), T(lidt), T(invlpg), T(wbinvd), T(swapgs), T(sysretq),
     T(vmcall), T(sysenter), T(int3), T(int_3), T(ud2), TI(div0), TI(idiv_overflow), TI(single_step),
-    TI(push_noncanonical), TI(load_noncanonical), T(int_0x81),
+    TI(push_noncanonical), TI(load_noncanonical), T(int_0x81), TI(read_kernel), T(segments),
 };
 static const char *label;
 
