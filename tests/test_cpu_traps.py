@@ -90,10 +90,14 @@ def test_stack_fault_with_an_alternate_stack(traps_exe):
     expected = native(traps_exe, "push_noncanonical", "altstack")
     if "signal 7" not in expected[1]:
         pytest.skip("sigaltstack is not honoured by this kernel")
-    code, out = guest(traps_exe, "push_noncanonical", "altstack")
-    if "signal 7" not in out:
-        pytest.xfail("sigaltstack is not implemented in the guest kernel")
-    assert (code, out) == expected
+    assert guest(traps_exe, "push_noncanonical", "altstack") == expected
+
+
+def test_sigaltstack_matches_linux(compile_c):
+    exe = compile_c((PROGRAMS / "altstack.c").read_text(), "altstack", flags=("-static", "-O1"))
+    expected = native(exe)
+    assert "handler 10 on altstack 1" in expected[1] and "too small: -1 errno 12" in expected[1]
+    assert guest(exe) == expected
 
 
 def test_expected_signals_are_linux_s(traps_exe):

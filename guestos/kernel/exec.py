@@ -59,6 +59,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     if task.files is not None:
         task.files.close_on_exec()
     task.vfork_parent = None                   # a vfork parent may run again
+    task.sas_ss_sp = task.sas_ss_size = task.sas_ss_flags = 0    # the alternate stack was in the old mm
 
 
 MAX_ARG_STRINGS = 0x7FFFFFFF

@@ -55,6 +55,9 @@ class Task:
     maj_flt: int = 0
     instructions: int = 0
     alarm_expires_ns: int = 0                   # alarm(2): when SIGALRM is due (0: none)
+    sas_ss_sp: int = 0                          # sigaltstack(2): the alternate signal stack
+    sas_ss_size: int = 0
+    sas_ss_flags: int = 0                       # SS_AUTODISARM as given
 
     @property
     def exited(self) -> bool:

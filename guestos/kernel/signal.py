@@ -2,7 +2,7 @@
 signal frame that rt_sigreturn unwinds."""
 import struct
 
-from .errno import EFAULT, EINTR, EINVAL, ESRCH, SyscallError
+from .errno import EFAULT, EINTR, EINVAL, ENOMEM, EPERM, ESRCH, SyscallError
 
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
            "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13,
@@ -80,11 +80,18 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     if not flags & SA_RESTORER:
         k.do_exit(task, 11 | 0x80, signaled=True)      # nowhere to return to: SIGSEGV
         return
-    frame = ((regs["rsp"] - 128 - FRAME_SIZE) & ~15) - 8   # below the red zone; rsp+8 aligned at entry
+    # get_sigframe(): below the red zone, or at the top of the alternate stack (SA_ONSTACK)
+    sp = regs["rsp"] - 128
+    uc_stack = stack_t(task, regs["rsp"])
+    if flags & SA_ONSTACK and sas_ss_flags(task, sp) == 0:
+        sp = task.sas_ss_sp + task.sas_ss_size
+        if task.sas_ss_flags & SS_AUTODISARM:
+            task.sas_ss_sp = task.sas_ss_size = 0
+    frame = ((sp - FRAME_SIZE) & ~15) - 8                   # rsp+8 aligned at entry, as after a call
     uc = frame + 8
     mcontext = struct.pack("<18Q", *(regs[name] for name in SIGCONTEXT_REGS)) + struct.pack("<4H", 0x33, 0, 0, 0x2B)
     mcontext += struct.pack("<4Q", 0, 14 if sig == 11 else 0, task.sigmask, 0) + struct.pack("<Q", 0) + bytes(64)
-    ucontext = struct.pack("<QQQi4xQ", 0, 0, 0, 2, 0) + mcontext + struct.pack("<Q", task.sigmask)
+    ucontext = struct.pack("<QQ", 0, 0) + uc_stack + mcontext + struct.pack("<Q", task.sigmask)
     try:
         k.mm.copy_to_user(task, frame, struct.pack("<Q", restorer) + ucontext + info)
     except Exception:
@@ -155,10 +162,45 @@ def sys_rt_sigprocmask(k, task, how, nset, oset, sigsetsize, *_):
     return 0
 
 
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+MINSIGSTKSZ = 2048
+SA_ONSTACK = 0x08000000
+
+
+def on_sig_stack(task, sp: int) -> bool:
+    return sp > task.sas_ss_sp and sp - task.sas_ss_sp <= task.sas_ss_size
+
+
+def sas_ss_flags(task, sp: int) -> int:
+    if not task.sas_ss_size:
+        return SS_DISABLE
+    return SS_ONSTACK if on_sig_stack(task, sp) else 0
+
+
+def stack_t(task, sp: int) -> bytes:
+    """struct stack_t { void *ss_sp; int ss_flags; size_t ss_size; } as the task has it."""
+    return struct.pack("<Qi4xQ", task.sas_ss_sp, sas_ss_flags(task, sp) | task.sas_ss_flags, task.sas_ss_size)
+
+
 def sys_sigaltstack(k, task, ss, old_ss, *_):
+    """do_sigaltstack() (kernel/signal.c)."""
+    sp = k.hw.cpu.reg("rsp")
+    old = stack_t(task, sp)
+    if ss:
+        ss_sp, ss_flags, ss_size = struct.unpack("<Qi4xQ", k.mm.copy_from_user(task, ss, 24))
+        if on_sig_stack(task, sp):
+            raise SyscallError(EPERM)
+        mode = ss_flags & ~SS_AUTODISARM & 0xFFFFFFFF
+        if mode not in (SS_DISABLE, SS_ONSTACK, 0):
+            raise SyscallError(EINVAL)
+        if mode == SS_DISABLE:
+            ss_sp = ss_size = 0
+        elif ss_size < MINSIGSTKSZ:
+            raise SyscallError(ENOMEM)
+        task.sas_ss_sp, task.sas_ss_size = ss_sp, ss_size
+        task.sas_ss_flags = ss_flags & SS_AUTODISARM & 0xFFFFFFFF
     if old_ss:
-        k.mm.copy_to_user(task, old_ss, (0).to_bytes(8, "little") + (2).to_bytes(4, "little")
-                          + bytes(4) + (0).to_bytes(8, "little"))       # SS_DISABLE
+        k.mm.copy_to_user(task, old_ss, old)
     return 0
 
 
