@@ -20,7 +20,7 @@ PROGRAMS = Path(__file__).resolve().parent / "programs"
 PRIVILEGED = ["cli", "sti", "hlt", "rdmsr", "wrmsr", "read_cr3", "write_cr3", "read_cr0", "lgdt", "lidt",
               "invlpg", "wbinvd", "swapgs", "sysretq", "vmcall", "sysenter", "int_0x81"]
 TRAPS = ["int3", "int_3", "ud2", "div0", "idiv_overflow", "single_step", "push_noncanonical", "load_noncanonical",
-         "read_kernel"]
+         "read_kernel", "write_unmapped", "write_text"]
 # Unicorn 2.1.4 compiles out the I/O permission check (translate.c gen_check_io); the vCPU makes
 # IN/OUT fault through an I/O breakpoint (cython_ext/mmu.pyx: port_io_fault)
 PORT_IO = ["inb", "outb", "inb_dx", "outb_dx", "insb"]
@@ -102,10 +102,15 @@ def test_sigaltstack_matches_linux(compile_c):
 
 def test_expected_signals_are_linux_s(traps_exe):
     """The table the comparison relies on, spelled out (so a changed host cannot hide a regression)."""
-    want = {"cli": "signal 11 code 128 addr 0 rip +0", "int3": "signal 5 code 128 addr 0 rip +1",
-            "ud2": "signal 4 code 2 addr +0 rip +0", "div0": "signal 8 code 1 addr +0 rip +0",
-            "single_step": "signal 5 code 2 addr +1 rip +1", "sysenter": "signal 4 code 2 addr +0 rip +0",
-            "load_noncanonical": "signal 11 code 128 addr 0 rip +0", "inb_dx": "signal 11 code 128 addr 0 rip +0"}
+    want = {"cli": "signal 11 code 128 addr 0 rip +0 trapno 13 err 0 cr2 0",
+            "int3": "signal 5 code 128 addr 0 rip +1 trapno 3 err 0 cr2 0",
+            "ud2": "signal 4 code 2 addr +0 rip +0 trapno 6 err 0 cr2 0",
+            "div0": "signal 8 code 1 addr +0 rip +0 trapno 0 err 0 cr2 0",
+            "single_step": "signal 5 code 2 addr +1 rip +1 trapno 1 err 0 cr2 0",
+            "sysenter": "signal 4 code 2 addr +0 rip +0 trapno 6 err 0 cr2 0",
+            "load_noncanonical": "signal 11 code 128 addr 0 rip +0 trapno 13 err 0 cr2 0",
+            "inb_dx": "signal 11 code 128 addr 0 rip +0 trapno 13 err 0 cr2 0",
+            "int_0x81": "signal 11 code 128 addr 0 rip +0 trapno 13 err 1034 cr2 0"}
     for case, line in want.items():
         assert guest(traps_exe, case, "handler") == (0, f"start\n{line}\n"), case
     assert guest(traps_exe, "push_noncanonical")[0] == 128 + 7

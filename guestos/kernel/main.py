@@ -647,6 +647,9 @@ class Kernel:
                 return
             from .signal import SIGNALS, has_handler, siginfo
             sig = SIGNALS[e.signal]
+            # set_signal_archinfo(): user accesses to kernel addresses always look like protection faults
+            task.trap_nr, task.cr2 = traps.X86_TRAP_PF, exit.address
+            task.error_code = exit.error_code | 0x4 | (0x1 if exit.address >= 1 << 47 else 0)
             if has_handler(task, sig):                 # the program catches it: no report
                 self.force_sig(task, sig, siginfo(sig, e.code, addr=exit.address))
                 return

@@ -90,7 +90,7 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     frame = ((sp - FRAME_SIZE) & ~15) - 8                   # rsp+8 aligned at entry, as after a call
     uc = frame + 8
     mcontext = struct.pack("<18Q", *(regs[name] for name in SIGCONTEXT_REGS)) + struct.pack("<4H", 0x33, 0, 0, 0x2B)
-    mcontext += struct.pack("<4Q", 0, 14 if sig == 11 else 0, task.sigmask, 0) + struct.pack("<Q", 0) + bytes(64)
+    mcontext += struct.pack("<4Q", task.error_code, task.trap_nr, task.sigmask, task.cr2) + bytes(8 + 64)
     ucontext = struct.pack("<QQ", 0, 0) + uc_stack + mcontext + struct.pack("<Q", task.sigmask)
     try:
         k.mm.copy_to_user(task, frame, struct.pack("<Q", restorer) + ucontext + info)

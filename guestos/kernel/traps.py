@@ -20,7 +20,7 @@ _cs_detail.detail = True
 
 # arch/x86/include/asm/trapnr.h
 X86_TRAP_DE, X86_TRAP_DB, X86_TRAP_BP, X86_TRAP_OF, X86_TRAP_UD = 0, 1, 3, 4, 6
-X86_TRAP_SS, X86_TRAP_GP, X86_TRAP_MF, X86_TRAP_AC, X86_TRAP_XF = 12, 13, 16, 17, 19
+X86_TRAP_SS, X86_TRAP_GP, X86_TRAP_PF, X86_TRAP_MF, X86_TRAP_AC, X86_TRAP_XF = 12, 13, 14, 16, 17, 19
 IA32_SYSCALL_VECTOR = 0x80
 # include/uapi/asm-generic/siginfo.h
 SI_KERNEL = 0x80
@@ -79,42 +79,50 @@ def _software_int(k, rip: int, vector: int) -> bool:
 
 
 def classify(k, task, exit) -> tuple:
-    """(signal name, si_code, si_addr, description, rip of the faulting instruction) as
-    Linux's handlers choose them."""
+    """(signal name, si_code, si_addr, description, rip of the faulting instruction, trap number,
+    error code) as Linux's handlers choose them."""
     reason = exit.reason
     rip = exit.rip
+    error_code = 0
     if reason == X.EXIT_BACKING:
-        return "SIGBUS", 0, exit.address, f"access to a frame the host took back at {exit.address:#x}", rip
+        return "SIGBUS", 0, exit.address, f"access to a frame the host took back at {exit.address:#x}", rip, \
+            X86_TRAP_PF, exit.error_code
     if reason == X.EXIT_HALT:                       # hlt at CPL 0: a vCPU that never entered user mode
-        return "SIGSEGV", SI_KERNEL, 0, "general protection (privileged instruction)", rip - 1
+        return "SIGSEGV", SI_KERNEL, 0, "general protection (privileged instruction)", rip - 1, X86_TRAP_GP, 0
     if reason == X.EXIT_INVALID_OPCODE:
         vector = X86_TRAP_UD
     elif reason == X.EXIT_TRAP:
         vector = exit.vector
         if vector not in (X86_TRAP_BP, IA32_SYSCALL_VECTOR) and (vector >= 32 or _software_int(k, rip, vector)):
-            vector, rip = X86_TRAP_GP, rip - 2      # a gate user mode may not use: #GP on the int
+            # a gate user mode may not use: #GP on the int, the error code naming the IDT entry
+            vector, rip, error_code = X86_TRAP_GP, rip - 2, vector << 3 | 2
     else:                                           # an emulator error with no vector
         vector = X86_TRAP_GP
+    return _signal_for(k, vector, rip, error_code)
+
+
+def _signal_for(k, vector: int, rip: int, error_code: int) -> tuple:
+    """What Linux's handler for `vector` sends (arch/x86/kernel/traps.c)."""
     code = read_code(k, rip, 3)
     if vector == X86_TRAP_UD and code.startswith(HYPERCALLS):
         vector = X86_TRAP_GP
     elif vector == X86_TRAP_GP and code.startswith(SYSENTER):
         vector = X86_TRAP_UD
     if vector == X86_TRAP_UD:                       # exc_invalid_op
-        return "SIGILL", ILL_ILLOPN, rip, "invalid opcode", rip
+        return "SIGILL", ILL_ILLOPN, rip, "invalid opcode", rip, vector, error_code
     if vector == X86_TRAP_DE:                       # exc_divide_error
-        return "SIGFPE", FPE_INTDIV, rip, "divide error", rip
+        return "SIGFPE", FPE_INTDIV, rip, "divide error", rip, vector, error_code
     if vector == X86_TRAP_BP:                       # do_int3_user: force_sig(SIGTRAP)
-        return "SIGTRAP", SI_KERNEL, 0, "int3", rip
+        return "SIGTRAP", SI_KERNEL, 0, "int3", rip, vector, error_code
     if vector == X86_TRAP_DB:                       # exc_debug_user: single-step
-        return "SIGTRAP", TRAP_TRACE, rip, "trace trap", rip
+        return "SIGTRAP", TRAP_TRACE, rip, "trace trap", rip, vector, error_code
     if vector == X86_TRAP_SS:                       # exc_stack_segment
-        return "SIGBUS", SI_KERNEL, 0, "stack segment", rip
+        return "SIGBUS", SI_KERNEL, 0, "stack segment", rip, vector, error_code
     if vector == X86_TRAP_AC:
-        return "SIGBUS", BUS_ADRALN, 0, "alignment check", rip
+        return "SIGBUS", BUS_ADRALN, 0, "alignment check", rip, vector, error_code
     if vector in (X86_TRAP_MF, X86_TRAP_XF):
-        return "SIGFPE", 0, rip, "floating point exception", rip
-    return "SIGSEGV", SI_KERNEL, 0, "general protection", rip
+        return "SIGFPE", 0, rip, "floating point exception", rip, vector, error_code
+    return "SIGSEGV", SI_KERNEL, 0, "general protection", rip, vector, error_code
 
 
 def report_fatal(k, task, signame: str, what: str, rip: int) -> None:
@@ -124,11 +132,14 @@ def report_fatal(k, task, signame: str, what: str, rip: int) -> None:
                        f"in {task.exe_path}: {signame}: {disassemble_at(k, task, rip)}")
 
 
-def force_trap_signal(k, task, signame: str, code: int, addr: int, what: str, rip: int) -> None:
+def force_trap_signal(k, task, signame: str, code: int, addr: int, what: str, rip: int, trap_nr: int,
+                      error_code: int, cr2: int = 0) -> None:
     """The signal for a fault at rip: to the program's handler (RIP at the instruction, as the
-    sigcontext shows it), or fatal with Linux's one-line report."""
+    sigcontext shows it, with the trap number, error code and CR2 Linux keeps in the thread),
+    or fatal with Linux's one-line report."""
     from .signal import has_handler, siginfo
     sig = SIGNALS[signame]
+    task.trap_nr, task.error_code, task.cr2 = trap_nr, error_code, cr2
     k.hw.cpu.set_reg("rip", rip)
     if has_handler(task, sig):
         k.force_sig(task, sig, siginfo(sig, code, addr=addr))
@@ -147,7 +158,4 @@ def do_trap(k, task, exit) -> None:
 
 def do_noncanonical(k, task, exit) -> None:
     """A user access to a non-canonical address: the CPU raises #GP or #SS, not #PF."""
-    if noncanonical_vector(k, exit.rip) == X86_TRAP_SS:
-        force_trap_signal(k, task, "SIGBUS", SI_KERNEL, 0, "stack segment", exit.rip)
-    else:
-        force_trap_signal(k, task, "SIGSEGV", SI_KERNEL, 0, "general protection", exit.rip)
+    force_trap_signal(k, task, *_signal_for(k, noncanonical_vector(k, exit.rip), exit.rip, 0))

@@ -1,6 +1,6 @@
 /* One CPU trap or privileged instruction per run: `traps CASE [handler]`.  With `handler`, a
-   SA_SIGINFO handler prints the signal, si_code, si_addr and the interrupted RIP (both relative
-   to the faulting instruction's label) and exits 0; without, the default action ends the program. */
+   SA_SIGINFO handler prints the signal, si_code, si_addr, the interrupted RIP, and the sigcontext's
+   trap number, error code and CR2 (addresses relative to the faulting instruction's label) and exits 0; without, the default action ends the program. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -45,20 +45,22 @@ CASE(push_noncanonical, "mov %%rsp, %%rcx\n\tmovabs $0x8000000000000000, %%rax\n
 CASE(load_noncanonical, "movabs $0x8000000000000000, %%rcx\n\t" ".globl load_noncanonical_insn\nload_noncanonical_insn: mov (%%rcx), %%rax")
 CASE(int_0x81, "int $0x81")
 CASE(read_kernel, "movabs $0xfffffe0000000000, %%rcx\n\t" ".globl read_kernel_insn\nread_kernel_insn: mov (%%rcx), %%rax")
+CASE(write_unmapped, "movl $1, 0x1234")
+CASE(write_text, "lea write_text_at(%%rip), %%rcx\n\t" ".globl write_text_insn\nwrite_text_insn: movb $0, (%%rcx)")
 /* not faults: a user program may load its own selectors (the CPU reads the GDT as a supervisor) */
 CASE(segments, "mov $0x2b, %%eax\n\tmov %%eax, %%ds\n\tmov %%eax, %%es\n\tmov %%ss, %%eax\n\tmov %%eax, %%ss\n\t"
                "mov $0x33, %%ecx\n\tlsl %%ecx, %%eax\n\tlar %%ecx, %%eax")
 
 struct test { const char *name; void (*run)(void); const char *at; };
 extern char inb_dx_insn[], outb_dx_insn[], insb_insn[], rdmsr_insn[], wrmsr_insn[], write_cr3_insn[], div0_insn[],
-    idiv_overflow_insn[], single_step_insn[], push_noncanonical_insn[], load_noncanonical_insn[], read_kernel_insn[];
+    idiv_overflow_insn[], single_step_insn[], push_noncanonical_insn[], load_noncanonical_insn[], read_kernel_insn[], write_text_insn[];
 #define T(name) {#name, name, name##_at}
 #define TI(name) {#name, name, name##_insn}
 static const struct test tests[] = {
     T(cli), T(sti), T(hlt), T(inb), T(outb), TI(inb_dx), TI(outb_dx), TI(insb), TI(rdmsr), TI(wrmsr),
     T(read_cr3), TI(write_cr3), T(read_cr0), T(lgdt), T(lidt), T(invlpg), T(wbinvd), T(swapgs), T(sysretq),
     T(vmcall), T(sysenter), T(int3), T(int_3), T(ud2), TI(div0), TI(idiv_overflow), TI(single_step),
-    TI(push_noncanonical), TI(load_noncanonical), T(int_0x81), TI(read_kernel), T(segments),
+    TI(push_noncanonical), TI(load_noncanonical), T(int_0x81), TI(read_kernel), T(write_unmapped), TI(write_text), T(segments),
 };
 static const char *label;
 
@@ -69,10 +71,13 @@ static void rel(char *out, size_t n, unsigned long v) {
 
 static void on_signal(int sig, siginfo_t *si, void *ctx) {
     ucontext_t *uc = ctx;
-    char addr[32], rip[32], line[160];
+    char addr[32], rip[32], cr2[32], line[200];
     rel(addr, sizeof addr, (unsigned long)si->si_addr);
     rel(rip, sizeof rip, (unsigned long)uc->uc_mcontext.gregs[REG_RIP]);
-    int len = snprintf(line, sizeof line, "signal %d code %d addr %s rip %s\n", sig, si->si_code, addr, rip);
+    rel(cr2, sizeof cr2, (unsigned long)uc->uc_mcontext.gregs[REG_CR2]);
+    int len = snprintf(line, sizeof line, "signal %d code %d addr %s rip %s trapno %lld err %lld cr2 %s\n", sig,
+                       si->si_code, addr, rip, (long long)uc->uc_mcontext.gregs[REG_TRAPNO],
+                       (long long)uc->uc_mcontext.gregs[REG_ERR], cr2);
     write(1, line, len);
     _exit(0);
 }
