@@ -18,9 +18,10 @@ from ballast_testlib import boot, console_text
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
 PRIVILEGED = ["cli", "sti", "hlt", "rdmsr", "wrmsr", "read_cr3", "write_cr3", "read_cr0", "lgdt", "lidt",
-              "invlpg", "wbinvd", "swapgs", "sysretq", "vmcall", "sysenter", "int_0x81"]
+              "invlpg", "wbinvd", "swapgs", "sysretq", "vmcall", "sysenter", "int_0x81", "clts", "lmsw", "ltr",
+              "lldt", "invd", "xsetbv", "read_dr7", "write_dr7", "rdpmc", "monitor", "mwait"]
 TRAPS = ["int3", "int_3", "ud2", "div0", "idiv_overflow", "single_step", "push_noncanonical", "load_noncanonical",
-         "read_kernel", "write_unmapped", "write_text"]
+         "read_kernel", "write_unmapped", "write_text", "int_0x0d", "int_1", "int_4", "icebp"]
 # Unicorn 2.1.4 compiles out the I/O permission check (translate.c gen_check_io); the vCPU makes
 # IN/OUT fault through an I/O breakpoint (cython_ext/mmu.pyx: port_io_fault)
 PORT_IO = ["inb", "outb", "inb_dx", "outb_dx", "insb"]
@@ -76,12 +77,14 @@ def test_trap_matches_linux(traps_exe, case, mode):
     assert guest(traps_exe, *args) == expected
 
 
-def test_user_mode_may_load_its_own_selectors(traps_exe):
+@pytest.mark.parametrize("case", ["segments", "user_ok"])
+def test_what_user_mode_may_do(traps_exe, case):
     """mov to DS/ES/SS, lsl and lar read the GDT as a supervisor: allowed from CPL 3, while an
-    explicit read of the same kernel address faults (read_kernel above)."""
-    expected = native(traps_exe, "segments", "handler")
+    explicit read of the same kernel address faults (read_kernel above). cpuid, rdtscp, rdfsbase,
+    iretq and lretq to CPL 3 run; popf leaves IF alone at IOPL 0 without a fault."""
+    expected = native(traps_exe, case, "handler")
     assert expected == (1, "start\nno fault\n")
-    assert guest(traps_exe, "segments", "handler") == expected
+    assert guest(traps_exe, case, "handler") == expected
 
 
 def test_stack_fault_with_an_alternate_stack(traps_exe):

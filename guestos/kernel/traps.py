@@ -26,11 +26,14 @@ IA32_SYSCALL_VECTOR = 0x80
 SI_KERNEL = 0x80
 ILL_ILLOPN = 2
 FPE_INTDIV = 1
-TRAP_TRACE = 2
+TRAP_BRKPT, TRAP_TRACE = 1, 2
 BUS_ADRALN = 1
 # instructions a user program may not run that this CPU reports as something else
+ICEBP = b"\xf1"                         # int1: Unicorn decodes no such instruction
 SYSENTER = b"\x0f\x34"                  # #GP in QEMU's model; an AMD CPU (our CPUID) raises #UD in long mode
-HYPERCALLS = (b"\x0f\x01\xc1", b"\x0f\x01\xd9")   # vmcall, vmmcall: a hypervisor answers CPL 3 with #GP
+# #UD in Unicorn, #GP at CPL 3 on a CPU: vmcall and vmmcall (a hypervisor answers CPL 3 with #GP),
+# rdpmc with CR4.PCE clear (QEMU leaves rdpmc unimplemented)
+GP_NOT_UD = (b"\x0f\x01\xc1", b"\x0f\x01\xd9", b"\x0f\x33")
 # stack-segment references: a non-canonical address through them is #SS, not #GP
 _STACK_MNEMONICS = ("push", "pop", "call", "ret", "leave", "enter")
 _STACK_REGS = (cs_x86.X86_REG_RSP, cs_x86.X86_REG_RBP, cs_x86.X86_REG_ESP, cs_x86.X86_REG_EBP)
@@ -93,7 +96,9 @@ def classify(k, task, exit) -> tuple:
         vector = X86_TRAP_UD
     elif reason == X.EXIT_TRAP:
         vector = exit.vector
-        if vector not in (X86_TRAP_BP, IA32_SYSCALL_VECTOR) and (vector >= 32 or _software_int(k, rip, vector)):
+        # int3/int $3, int $4 (#OF, a trap) and int $0x80 have gates user mode may use
+        if vector not in (X86_TRAP_BP, X86_TRAP_OF, IA32_SYSCALL_VECTOR) and \
+                (vector >= 32 or _software_int(k, rip, vector)):
             # a gate user mode may not use: #GP on the int, the error code naming the IDT entry
             vector, rip, error_code = X86_TRAP_GP, rip - 2, vector << 3 | 2
     else:                                           # an emulator error with no vector
@@ -104,10 +109,12 @@ def classify(k, task, exit) -> tuple:
 def _signal_for(k, vector: int, rip: int, error_code: int) -> tuple:
     """What Linux's handler for `vector` sends (arch/x86/kernel/traps.c)."""
     code = read_code(k, rip, 3)
-    if vector == X86_TRAP_UD and code.startswith(HYPERCALLS):
+    if vector == X86_TRAP_UD and code.startswith(GP_NOT_UD):
         vector = X86_TRAP_GP
     elif vector == X86_TRAP_GP and code.startswith(SYSENTER):
         vector = X86_TRAP_UD
+    if vector == X86_TRAP_UD and code.startswith(ICEBP):     # int1: a #DB trap without DR6 bits
+        return "SIGTRAP", TRAP_BRKPT, rip + 1, "trace trap", rip + 1, X86_TRAP_DB, 0
     if vector == X86_TRAP_UD:                       # exc_invalid_op
         return "SIGILL", ILL_ILLOPN, rip, "invalid opcode", rip, vector, error_code
     if vector == X86_TRAP_DE:                       # exc_divide_error
@@ -116,6 +123,8 @@ def _signal_for(k, vector: int, rip: int, error_code: int) -> tuple:
         return "SIGTRAP", SI_KERNEL, 0, "int3", rip, vector, error_code
     if vector == X86_TRAP_DB:                       # exc_debug_user: single-step
         return "SIGTRAP", TRAP_TRACE, rip, "trace trap", rip, vector, error_code
+    if vector == X86_TRAP_OF:                       # exc_overflow
+        return "SIGSEGV", SI_KERNEL, 0, "overflow", rip, vector, error_code
     if vector == X86_TRAP_SS:                       # exc_stack_segment
         return "SIGBUS", SI_KERNEL, 0, "stack segment", rip, vector, error_code
     if vector == X86_TRAP_AC:

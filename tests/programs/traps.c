@@ -45,22 +45,45 @@ CASE(push_noncanonical, "mov %%rsp, %%rcx\n\tmovabs $0x8000000000000000, %%rax\n
 CASE(load_noncanonical, "movabs $0x8000000000000000, %%rcx\n\t" ".globl load_noncanonical_insn\nload_noncanonical_insn: mov (%%rcx), %%rax")
 CASE(int_0x81, "int $0x81")
 CASE(read_kernel, "movabs $0xfffffe0000000000, %%rcx\n\t" ".globl read_kernel_insn\nread_kernel_insn: mov (%%rcx), %%rax")
+CASE(clts, "clts")
+CASE(lmsw, "xor %%eax, %%eax\n\t" ".globl lmsw_insn\nlmsw_insn: lmsw %%ax")
+CASE(ltr, "xor %%eax, %%eax\n\t" ".globl ltr_insn\nltr_insn: ltr %%ax")
+CASE(lldt, "xor %%eax, %%eax\n\t" ".globl lldt_insn\nlldt_insn: lldt %%ax")
+CASE(invd, "invd")
+CASE(xsetbv, "mov $7, %%eax\n\txor %%edx, %%edx\n\txor %%ecx, %%ecx\n\t" ".globl xsetbv_insn\nxsetbv_insn: xsetbv")
+CASE(read_dr7, "mov %%dr7, %%rax")
+CASE(write_dr7, "xor %%eax, %%eax\n\t" ".globl write_dr7_insn\nwrite_dr7_insn: mov %%rax, %%dr7")
+CASE(rdpmc, "xor %%ecx, %%ecx\n\t" ".globl rdpmc_insn\nrdpmc_insn: rdpmc")
+CASE(monitor, "lea -64(%%rsp), %%rax\n\txor %%ecx, %%ecx\n\txor %%edx, %%edx\n\t" ".globl monitor_insn\nmonitor_insn: monitor")
+CASE(mwait, "xor %%eax, %%eax\n\txor %%ecx, %%ecx\n\t" ".globl mwait_insn\nmwait_insn: mwait")
+CASE(int_0x0d, "int $0x0d")
+CASE(int_1, "int $1")
+CASE(int_4, "int $4")
+CASE(icebp, ".byte 0xf1")
 CASE(write_unmapped, "movl $1, 0x1234")
 CASE(write_text, "lea write_text_at(%%rip), %%rcx\n\t" ".globl write_text_insn\nwrite_text_insn: movb $0, (%%rcx)")
 /* not faults: a user program may load its own selectors (the CPU reads the GDT as a supervisor) */
 CASE(segments, "mov $0x2b, %%eax\n\tmov %%eax, %%ds\n\tmov %%eax, %%es\n\tmov %%ss, %%eax\n\tmov %%eax, %%ss\n\t"
                "mov $0x33, %%ecx\n\tlsl %%ecx, %%eax\n\tlar %%ecx, %%eax")
+/* nor these: unprivileged, or silently limited at CPL 3 */
+CASE(user_ok, "cpuid\n\trdtscp\n\trdfsbase %%rax\n\t"
+              "pushfq\n\tandq $~0x200, (%%rsp)\n\tpopfq\n\t"                  /* IF: ignored at IOPL 0 */
+              "mov %%ss, %%eax\n\tpush %%rax\n\tlea 8(%%rsp), %%rax\n\tpush %%rax\n\tpushfq\n\t"
+              "mov %%cs, %%eax\n\tpush %%rax\n\tlea 1f(%%rip), %%rax\n\tpush %%rax\n\tiretq\n"
+              "1:\tmov %%cs, %%eax\n\tpush %%rax\n\tlea 2f(%%rip), %%rax\n\tpush %%rax\n\tlretq\n2:")
 
 struct test { const char *name; void (*run)(void); const char *at; };
 extern char inb_dx_insn[], outb_dx_insn[], insb_insn[], rdmsr_insn[], wrmsr_insn[], write_cr3_insn[], div0_insn[],
-    idiv_overflow_insn[], single_step_insn[], push_noncanonical_insn[], load_noncanonical_insn[], read_kernel_insn[], write_text_insn[];
+    idiv_overflow_insn[], single_step_insn[], lmsw_insn[], ltr_insn[], lldt_insn[], xsetbv_insn[], write_dr7_insn[],
+    rdpmc_insn[], monitor_insn[], mwait_insn[], push_noncanonical_insn[], load_noncanonical_insn[], read_kernel_insn[], write_text_insn[];
 #define T(name) {#name, name, name##_at}
 #define TI(name) {#name, name, name##_insn}
 static const struct test tests[] = {
     T(cli), T(sti), T(hlt), T(inb), T(outb), TI(inb_dx), TI(outb_dx), TI(insb), TI(rdmsr), TI(wrmsr),
     T(read_cr3), TI(write_cr3), T(read_cr0), T(lgdt), T(lidt), T(invlpg), T(wbinvd), T(swapgs), T(sysretq),
     T(vmcall), T(sysenter), T(int3), T(int_3), T(ud2), TI(div0), TI(idiv_overflow), TI(single_step),
-    TI(push_noncanonical), TI(load_noncanonical), T(int_0x81), TI(read_kernel), T(write_unmapped), TI(write_text), T(segments),
+    TI(push_noncanonical), TI(load_noncanonical), T(int_0x81), TI(read_kernel), T(clts), TI(lmsw), TI(ltr), TI(lldt), T(invd), TI(xsetbv), T(read_dr7),
+    TI(write_dr7), TI(rdpmc), TI(monitor), TI(mwait), T(int_0x0d), T(int_1), T(int_4), T(icebp), T(write_unmapped), TI(write_text), T(segments), T(user_ok),
 };
 static const char *label;
 
