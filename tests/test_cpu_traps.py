@@ -119,6 +119,22 @@ def test_expected_signals_are_linux_s(traps_exe):
     assert guest(traps_exe, "push_noncanonical")[0] == 128 + 7
 
 
+def test_x87_exception_matches_linux(compile_c):
+    """An unmasked x87 divide-by-zero: SIGFPE FPE_FLTDIV with trap number 16 (#MF)."""
+    exe = compile_c((PROGRAMS / "fpe.c").read_text(), "fpe", flags=("-static", "-O1"))
+    expected = native(exe, "x87")
+    assert expected == (0, "sig 8 code 3 trapno 16\n")
+    assert guest(exe, "x87") == expected
+
+
+@pytest.mark.xfail(strict=True, reason="Unicorn 2.1.4 (QEMU 5 softfloat) never raises #XM for SSE")
+def test_sse_exception_matches_linux(compile_c):
+    exe = compile_c((PROGRAMS / "fpe.c").read_text(), "fpe", flags=("-static", "-O1"))
+    expected = native(exe, "sse")
+    assert expected == (0, "sig 8 code 3 trapno 19\n")
+    assert guest(exe, "sse") == expected
+
+
 def test_killed_program_exits_128_plus_signal(traps_exe, capfd):
     from vmm import cli
     code = cli.main(["run", "--mem", "64M", str(traps_exe), "int3"])

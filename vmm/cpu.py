@@ -68,6 +68,7 @@ TRAMPOLINE = bytes.fromhex("0f 23 f8") + bytes.fromhex("48 0f 07")
 TRAMPOLINE_INSNS = 2
 DR7_IO_BREAKPOINT_0 = 1 | (2 << 16)      # L0, R/W0 = 10b (I/O), LEN0 = 1 byte; DR0 is set per access
 MSR_EFER, MSR_STAR, EFER_SCE = 0xC0000080, 0xC0000081, 1
+CR0_NE = 1 << 5
 
 
 @dataclass(slots=True)
@@ -155,6 +156,7 @@ class Vcpu:
         uc.reg_write(x86.UC_X86_REG_GDTR, (0, CPU_AREA_VADDR, len(GDT) * 8 - 1, 0))
         uc.msr_write(MSR_STAR, (USER32_CS << 48) | (KERNEL_CS << 32))
         uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
+        uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | CR0_NE)   # x87 errors raise #MF
         saved = {name: self.reg(name) for name in ("rip", "eflags", "rcx", "r11", "rax")}
         self.set_regs({"rcx": saved["rip"], "r11": saved["eflags"], "rax": DR7_IO_BREAKPOINT_0,
                        "rip": CPU_AREA_VADDR + TRAMPOLINE_OFFSET})
@@ -179,6 +181,11 @@ class Vcpu:
         """The x87 and SSE state a new program starts with (fninit, MXCSR default)."""
         self.uc.reg_write(x86.UC_X86_REG_FPCW, 0x37F)
         self.uc.reg_write(x86.UC_X86_REG_MXCSR, 0x1F80)
+
+    def fpu_exception_state(self) -> tuple:
+        """(x87 control word, x87 status word, MXCSR): what decides an FPU exception's si_code."""
+        uc = self.uc
+        return (uc.reg_read(x86.UC_X86_REG_FPCW), uc.reg_read(x86.UC_X86_REG_FPSW), uc.reg_read(x86.UC_X86_REG_MXCSR))
 
     def syscall_args(self):
         """(nr, a0..a5) as the x86-64 syscall ABI passes them."""

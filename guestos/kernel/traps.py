@@ -25,7 +25,7 @@ IA32_SYSCALL_VECTOR = 0x80
 # include/uapi/asm-generic/siginfo.h
 SI_KERNEL = 0x80
 ILL_ILLOPN = 2
-FPE_INTDIV = 1
+FPE_INTDIV, FPE_FLTDIV, FPE_FLTOVF, FPE_FLTUND, FPE_FLTRES, FPE_FLTINV = 1, 3, 4, 5, 6, 7
 TRAP_BRKPT, TRAP_TRACE = 1, 2
 BUS_ADRALN = 1
 # instructions a user program may not run that this CPU reports as something else
@@ -129,9 +129,22 @@ def _signal_for(k, vector: int, rip: int, error_code: int) -> tuple:
         return "SIGBUS", SI_KERNEL, 0, "stack segment", rip, vector, error_code
     if vector == X86_TRAP_AC:
         return "SIGBUS", BUS_ADRALN, 0, "alignment check", rip, vector, error_code
-    if vector in (X86_TRAP_MF, X86_TRAP_XF):
-        return "SIGFPE", 0, rip, "floating point exception", rip, vector, error_code
+    if vector in (X86_TRAP_MF, X86_TRAP_XF):       # math_error()
+        return "SIGFPE", fpu_exception_code(k, vector), rip, "floating point exception", rip, vector, 0
     return "SIGSEGV", SI_KERNEL, 0, "general protection", rip, vector, error_code
+
+
+def fpu_exception_code(k, trap_nr: int) -> int:
+    """fpu__exception_code(): the unmasked exception, most important first. 0 (a trap with nothing
+    unmasked, e.g. ES loaded by fldenv) is where Linux sends nothing and the task traps again
+    forever; we still send SIGFPE, so that such a loop cannot hold the vCPU without retiring anything."""
+    cwd, swd, mxcsr = k.hw.cpu.fpu_exception_state()
+    err = swd & ~cwd if trap_nr == X86_TRAP_MF else ~(mxcsr >> 7) & mxcsr
+    for bits, code in ((0x001, FPE_FLTINV), (0x004, FPE_FLTDIV), (0x008, FPE_FLTOVF), (0x012, FPE_FLTUND),
+                       (0x020, FPE_FLTRES)):
+        if err & bits:
+            return code
+    return 0
 
 
 def report_fatal(k, task, signame: str, what: str, rip: int) -> None:
