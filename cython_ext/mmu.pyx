@@ -455,6 +455,10 @@ cdef void hook_intr(void *uc, uint32_t intno, void *user_data) noexcept nogil:
     """A CPU exception or `int n` at CPL 3 (never a page fault: those stop in the TLB fill).
     RIP is at a faulting instruction, after a trapping one or an `int n`."""
     cdef vcpu_state *st = <vcpu_state *>user_data
+    if intno == 1 and st.exit_reason == EXIT_SYSCALL:
+        # TF over `syscall`: Linux masks TF for the call (SFMASK) and the step trap comes after the
+        # next instruction; the system call is what this exit is for
+        return
     st.exit_reason = EXIT_TRAP
     st.trap_vector = intno
     st.trap_rip = 0

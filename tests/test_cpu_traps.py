@@ -119,6 +119,13 @@ def test_expected_signals_are_linux_s(traps_exe):
     assert guest(traps_exe, "push_noncanonical")[0] == 128 + 7
 
 
+def test_single_step_across_a_system_call(compile_c):
+    exe = compile_c((PROGRAMS / "stepsys.c").read_text(), "stepsys", flags=("-static", "-O1"))
+    expected = native(exe)
+    assert expected == (0, "sig 5 code 2 at after_mov rax_is_pid 0\nsig 5 code 2 at after_nop rax_is_pid 1\ndone\n")
+    assert guest(exe) == expected
+
+
 def test_x87_exception_matches_linux(compile_c):
     """An unmasked x87 divide-by-zero: SIGFPE FPE_FLTDIV with trap number 16 (#MF)."""
     exe = compile_c((PROGRAMS / "fpe.c").read_text(), "fpe", flags=("-static", "-O1"))
