@@ -178,6 +178,7 @@ cdef struct vcpu_state:
     uint64_t trap_rip         # the faulting instruction, when RIP has moved past it (sysenter); else 0
     int io_pending            # an IN/OUT ran: the I/O breakpoint (#DB) right after it is its #GP
     int io_trap               # EXIT_TRAP came from port I/O: RIP is after the instruction
+    uint64_t io_regs[4]       # rax, rcx, rsi, rdi before it: a faulting instruction changes nothing
     # the CPU area (GDT, the sysretq trampoline) is mapped at CPU_AREA_VADDR for this many TLB fills:
     # while entering user mode, and for one descriptor load from user mode (a supervisor access)
     int cpu_area_open
@@ -475,6 +476,11 @@ cdef void port_io_fault(vcpu_state *st, void *uc, uint32_t port) noexcept nogil:
     (DR7 type IO, armed by the trampoline) on this very port makes the CPU raise #DB right after
     the instruction, before anything else runs; hook_intr reports it as the #GP it should be."""
     cdef uint64_t dr0 = port
+    if not st.io_pending:
+        st.reg_read(uc, 35, &st.io_regs[0])               # rax, rcx, rsi, rdi (string I/O moves them)
+        st.reg_read(uc, 38, &st.io_regs[1])
+        st.reg_read(uc, 43, &st.io_regs[2])
+        st.reg_read(uc, 39, &st.io_regs[3])
     st.io_pending = 1
     st.reg_write(uc, 66, &dr0)                            # UC_X86_REG_DR0
 
@@ -585,6 +591,10 @@ cdef class NativeVcpu:
         def __get__(self): return self.st.trap_rip
     property io_trap:
         def __get__(self): return bool(self.st.io_trap)
+
+    def io_saved_regs(self):
+        """(rax, rcx, rsi, rdi) as they were before the faulting port I/O."""
+        return (self.st.io_regs[0], self.st.io_regs[1], self.st.io_regs[2], self.st.io_regs[3])
     property stop_on_violation:
         def __get__(self): return bool(self.st.stop_on_violation)
         def __set__(self, v): self.st.stop_on_violation = 1 if v else 0

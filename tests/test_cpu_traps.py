@@ -24,7 +24,7 @@ TRAPS = ["int3", "int_3", "ud2", "div0", "idiv_overflow", "single_step", "push_n
          "read_kernel", "write_unmapped", "write_text", "int_0x0d", "int_1", "int_4", "icebp"]
 # Unicorn 2.1.4 compiles out the I/O permission check (translate.c gen_check_io); the vCPU makes
 # IN/OUT fault through an I/O breakpoint (cython_ext/mmu.pyx: port_io_fault)
-PORT_IO = ["inb", "outb", "inb_dx", "outb_dx", "insb"]
+PORT_IO = ["inb", "outb", "inb_dx", "outb_dx", "insb", "insl_regs"]
 
 
 def _cpu_flags() -> tuple:

@@ -41,7 +41,7 @@ class ExitReason(enum.IntEnum):
     BACKING = 4          # touched a frame the host does not back (balloon violation)
     HALT = 5             # hlt: privileged in user mode
     INVALID_OPCODE = 6   # #UD
-    EXCEPTION = 7        # another CPU exception (#DE, #GP, int3, ...)
+    EXCEPTION = 7        # an emulator error without a vector (CPU exceptions are TRAP exits)
     INTERRUPT = 8        # a clock event came due (device completion): interrupts may be pending
     TRAP = 9             # a CPU exception or `int n` (vector in VcpuExit.vector)
 
@@ -49,9 +49,10 @@ class ExitReason(enum.IntEnum):
 _SYSCALL = int(ExitReason.SYSCALL)
 _TRAP = int(ExitReason.TRAP)
 
-# The CPU area: a GDT laid out as Linux's (arch/x86/include/asm/segment.h) and a one-instruction
-# ring-0 trampoline (sysretq) that lowers the CPL to 3. Its page sits in the e820-reserved hole below
-# 1 MiB and is mapped (at Linux's cpu_entry_area address) only while the trampoline runs.
+# The CPU area: a GDT laid out as Linux's (arch/x86/include/asm/segment.h) and a ring-0 trampoline
+# that arms the I/O breakpoint and lowers the CPL to 3 with sysretq. Its page sits in the e820-reserved
+# hole below 1 MiB and is mapped (at Linux's cpu_entry_area address) only while the trampoline runs
+# and for a user-mode descriptor load (Vcpu._loads_descriptor).
 CPU_AREA_PADDR = 0x9F000
 CPU_AREA_VADDR = 0xFFFFFE0000000000
 GDT = (0,
@@ -279,7 +280,7 @@ class Vcpu:
                 native.write_reg(x86.UC_X86_REG_RIP, rip)
             elif native.io_trap:                 # port I/O: RIP is past it; the fault is on the instruction
                 rip = self._instruction_ending_at(rip)
-                native.write_reg(x86.UC_X86_REG_RIP, rip)
+                self.set_regs({"rip": rip, **dict(zip(("rax", "rcx", "rsi", "rdi"), native.io_saved_regs()))})
             self._uncount_unretired(rip)
             return VcpuExit(ExitReason.TRAP, rip, vector=native.trap_vector)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:

@@ -21,6 +21,9 @@ CASE(outb, "outb %%al, $0x80")
 CASE(inb_dx, "mov $0x3f8, %%edx\n\t" ".globl inb_dx_insn\ninb_dx_insn: inb %%dx, %%al")
 CASE(outb_dx, "mov $0x3f8, %%edx\n\t" ".globl outb_dx_insn\noutb_dx_insn: outb %%al, %%dx")
 CASE(insb, "mov $0x80, %%edx\n\tlea -64(%%rsp), %%rdi\n\t" ".globl insb_insn\ninsb_insn: insb %%dx, (%%rdi)")
+static char io_buf[64];
+CASE(insl_regs, "movabs $0x1122334455667788, %%rax\n\tmov $3, %%ecx\n\tmov $0x80, %%edx\n\t"
+                "lea io_buf(%%rip), %%rdi\n\t" ".globl insl_regs_insn\ninsl_regs_insn: rep insl %%dx, (%%rdi)")
 CASE(rdmsr, "xor %%ecx, %%ecx\n\t" ".globl rdmsr_insn\nrdmsr_insn: rdmsr")
 CASE(wrmsr, "xor %%ecx, %%ecx\n\txor %%eax, %%eax\n\txor %%edx, %%edx\n\t" ".globl wrmsr_insn\nwrmsr_insn: wrmsr")
 CASE(read_cr3, "mov %%cr3, %%rax")
@@ -73,13 +76,13 @@ CASE(user_ok, "cpuid\n\trdtscp\n\trdfsbase %%rax\n\t"
               "1:\tmov %%cs, %%eax\n\tpush %%rax\n\tlea 2f(%%rip), %%rax\n\tpush %%rax\n\tlretq\n2:")
 
 struct test { const char *name; void (*run)(void); const char *at; };
-extern char inb_dx_insn[], outb_dx_insn[], insb_insn[], rdmsr_insn[], wrmsr_insn[], write_cr3_insn[], div0_insn[],
+extern char insl_regs_insn[], inb_dx_insn[], outb_dx_insn[], insb_insn[], rdmsr_insn[], wrmsr_insn[], write_cr3_insn[], div0_insn[],
     idiv_overflow_insn[], single_step_insn[], lmsw_insn[], ltr_insn[], lldt_insn[], xsetbv_insn[], write_dr7_insn[],
     rdpmc_insn[], monitor_insn[], mwait_insn[], push_noncanonical_insn[], load_noncanonical_insn[], read_kernel_insn[], write_text_insn[];
 #define T(name) {#name, name, name##_at}
 #define TI(name) {#name, name, name##_insn}
 static const struct test tests[] = {
-    T(cli), T(sti), T(hlt), T(inb), T(outb), TI(inb_dx), TI(outb_dx), TI(insb), TI(rdmsr), TI(wrmsr),
+    T(cli), T(sti), T(hlt), T(inb), T(outb), TI(inb_dx), TI(outb_dx), TI(insb), TI(insl_regs), TI(rdmsr), TI(wrmsr),
     T(read_cr3), TI(write_cr3), T(read_cr0), T(lgdt), T(lidt), T(invlpg), T(wbinvd), T(swapgs), T(sysretq),
     T(vmcall), T(sysenter), T(int3), T(int_3), T(ud2), TI(div0), TI(idiv_overflow), TI(single_step),
     TI(push_noncanonical), TI(load_noncanonical), T(int_0x81), TI(read_kernel), T(clts), TI(lmsw), TI(ltr), TI(lldt), T(invd), TI(xsetbv), T(read_dr7),
@@ -102,6 +105,12 @@ static void on_signal(int sig, siginfo_t *si, void *ctx) {
                        si->si_code, addr, rip, (long long)uc->uc_mcontext.gregs[REG_TRAPNO],
                        (long long)uc->uc_mcontext.gregs[REG_ERR], cr2);
     write(1, line, len);
+    if (label == insl_regs_insn) {     /* a faulting instruction changes no register */
+        greg_t *g = uc->uc_mcontext.gregs;
+        len = snprintf(line, sizeof line, "rax %llx rcx %lld rdi %+lld\n", (long long)g[REG_RAX], (long long)g[REG_RCX],
+                       (long long)(g[REG_RDI] - (greg_t)io_buf));
+        write(1, line, len);
+    }
     _exit(0);
 }
 
