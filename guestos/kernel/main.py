@@ -40,6 +40,7 @@ from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
 from .timer import TimerList
+from .vdso import VSYSCALL_ADDR, Vdso, emulate_vsyscall
 
 O_ACCMODE, O_RDONLY = 3, 0
 LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
@@ -53,6 +54,7 @@ VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", 
                 "balloon_cache_first_calls", "pgscan_cache_first", "pgsteal_cache_first",
                 "host_cache_queries", "pgscan_dedup", "pgsteal_dedup")
 
+DEBUGCON_PORT = 0xE9            # a debug console (QEMU's isa-debugcon): where traces go
 # wait status to power off with when there is nothing to run (Linux panics here)
 PANIC_NO_INIT = 0xFF00
 
@@ -90,6 +92,8 @@ class Kernel:
         self.block_devices = {}         # "vda" -> VirtioBlk
         self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
         self.address_spaces = {}        # page->mapping id -> AddressSpace
+        self.strace = None              # the system call tracer, when `strace` is on the command line
+        self.syscall_blocked = False
 
     # --- boot ---
     def boot(self) -> None:
@@ -99,6 +103,8 @@ class Kernel:
         self.boot_seed = hashlib.sha256(str(self.params.get("random.seed", "ballast")).encode()).digest()
         if "loglevel" in self.params:
             self.printk.console_loglevel = int(self.params["loglevel"])
+        if "strace" in self.params:
+            self.start_strace()
         self.printk(KERN_INFO, f"Command line: {self.cmdline}")
         self.setup_memory(bp)
         self.rootfs = RamFs(self)
@@ -106,6 +112,7 @@ class Kernel:
         nfiles = self.rootfs.unpack_initramfs(initrd)
         self.free_initrd_mem(bp.initrd_paddr, bp.initrd_size)
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
+        self.vdso = None if self.params.get("vdso") == "0" else Vdso.load(self)     # vdso=0: none, as Linux
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
         self.wb_timer_armed = False
         self.timers = TimerList(self)
@@ -493,6 +500,10 @@ class Kernel:
         return task.exit_code
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
+        if self.strace is not None and not task.exited:
+            kexit.do_exit(self, task, code, signaled)
+            self.strace.exited(task, task.exit_code)
+            return
         kexit.do_exit(self, task, code, signaled)
 
     def alloc_pid(self) -> int:
@@ -573,6 +584,29 @@ class Kernel:
                 raise KernelPanic("waiting for an event that can never come")
             self.do_IRQ()
 
+    # --- strace (guestos/kernel/strace.py) ---
+    def start_strace(self) -> None:
+        """`strace` on the command line: trace every system call to the debug console (port 0xe9,
+        which reads back 0xe9 when present, as QEMU's isa-debugcon), else to the console."""
+        from .strace import Strace
+        if self.hw.port_in(DEBUGCON_PORT) == DEBUGCON_PORT:
+            write = lambda line: self.hw.port_out_string(DEBUGCON_PORT, line.encode())      # noqa: E731
+        else:
+            write = lambda line: self.console.write(line.encode())                           # noqa: E731
+        self.strace = Strace(self, write)
+        self.do_syscall = self.do_syscall_traced          # untraced runs keep the plain entry
+
+    def do_syscall_traced(self, task) -> None:
+        nr, *args = self.hw.cpu.syscall_args()
+
+        def call():
+            self.syscall_blocked = False
+            Kernel.do_syscall(self, task)
+            if self.syscall_blocked:
+                return False, None
+            return True, None if task.exited else self.hw.cpu.reg("rax")
+        self.strace.trace_syscall(task, nr, args, call)
+
     # --- entry points from the run loop ---
     def do_syscall(self, task) -> None:
         cpu = self.hw.cpu
@@ -594,6 +628,7 @@ class Kernel:
                 ret = -e.errno
             except WouldBlock as e:
                 self.scheduler.sleep_on(task, e.ready)
+                self.syscall_blocked = True           # for strace: the call runs again later
                 return
             except FaultError as e:
                 if e.signal == "SIGKILL":
@@ -608,6 +643,8 @@ class Kernel:
             self.scheduler.sleep_after_return(task, ready)
 
     def do_page_fault(self, task, exit) -> None:
+        if exit.page == VSYSCALL_ADDR and exit.access == "fetch" and emulate_vsyscall(self, task, exit.address):
+            return
         try:
             self.mm.handle_mm_fault(task, exit.page, exit.error_code)
         except FaultError as e:
