@@ -86,6 +86,12 @@ def sys_getdents64(k, task, fd, dirp, count, *_):
 
 def sys_chdir(k, task, pathname, *_):
     path = _path(k, task, pathname)
+    full = _normalize(path if path.startswith("/") else task.cwd.rstrip("/") + "/" + path)
+    if full == "/proc" or full.startswith("/proc/"):           # procfs is not on ext2
+        if not getattr(k.open_path(full, 0, task=task), "is_dir", False):
+            raise SyscallError(ENOTDIR)
+        task.cwd = full
+        return 0
     vfs = _vfs(k)
     ino = vfs.resolve(path, task.cwd_ino)
     if not vfs.fs.iget(ino).is_dir:

@@ -36,6 +36,8 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     sysinfo_ehdr = k.vdso.map(mm) if k.vdso is not None else None
     task.mm = mm
     task.exe_path = inode.path
+    task.cmdline = b"".join(a + b"\0" for a in argv)
+    task.environ = b"".join(e + b"\0" for e in envp)
     task.comm = inode.path.rsplit("/", 1)[-1][:15]
     k.switch_mm(mm)
     if old_mm is not None:

@@ -17,7 +17,7 @@ from ..fs.binfmt_elf import ENOEXEC
 from ..fs.blockdev import BlockDeviceFile
 from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
-from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc
+from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc, proc_readlink
 from ..fs.vfs import MappedFile, Vfs
 from ..fs.file import ConsoleFile, FdTable, File, TtyFile
 from ..fs.ramfs import RamFs
@@ -324,8 +324,11 @@ class Kernel:
             return NullFile()
         if path == "/dev/zero":
             return ZeroFile()
-        if path.startswith("/proc/"):
-            return open_proc(self, task or self.scheduler.current, path)
+        if task is not None and task.cwd.startswith("/proc") and not path.startswith("/") and \
+                dirfd & 0xFFFFFFFF == 0xFFFFFF9C:                  # AT_FDCWD
+            path = task.cwd + "/" + path                   # relative to a cwd in /proc
+        if path == "/proc" or path.startswith("/proc/"):
+            return open_proc(self, task or self.scheduler.current, path, flags)
         if self.vfs is not None:
             return self.vfs.open(path, flags, mode, self.base_ino(task, dirfd))
         inode = self.rootfs.lookup(path)
@@ -531,6 +534,8 @@ class Kernel:
                 self.switch_mm(current)
 
     def lookup_exec(self, path: str, task=None):
+        if path.startswith("/proc/"):               # /proc/self/exe (busybox runs its applets so)
+            path = proc_readlink(self, task or self.scheduler.current, path) or path
         if self.vfs is not None:
             ino = self.vfs.resolve(path, task.cwd_ino if task is not None else 2)
             inode = MappedFile(self.vfs, self.vfs.fs.iget(ino), path)

@@ -245,7 +245,7 @@ def a_path(c, v):
 
 
 def a_octal(c, v):
-    return f"{v & 0xFFFFFFFF:#o}" if v & 0xFFFFFFFF else "000"
+    return f"0{v & 0xFFFFFFFF:o}" if v & 0xFFFFFFFF else "000"
 
 
 def a_open_flags(c, v):
