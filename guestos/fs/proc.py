@@ -46,8 +46,33 @@ def meminfo(k) -> dict:
     return {name: n * 4 for name, n in pages.items()}
 
 
+# meminfo_proc_show()'s lines in Linux 6.1's order; those our kernel has no counterpart for are 0
+# (its own memory is outside guest RAM: no slab, kernel stacks or vmalloc in it)
+MEMINFO_ORDER = ("MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active", "Inactive",
+                 "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable", "Mlocked",
+                 "SwapTotal", "SwapFree", "Zswap", "Zswapped", "Dirty", "Writeback", "AnonPages", "Mapped",
+                 "Shmem", "KReclaimable", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables",
+                 "NFS_Unstable", "Bounce", "WritebackTmp", "CommitLimit", "Committed_AS", "VmallocTotal",
+                 "VmallocUsed", "VmallocChunk", "Percpu", "HardwareCorrupted", "AnonHugePages", "ShmemHugePages",
+                 "ShmemPmdMapped", "FileHugePages", "FilePmdMapped", "HugePages_Total", "HugePages_Free",
+                 "HugePages_Rsvd", "HugePages_Surp", "Hugepagesize", "Hugetlb", "DirectMap4k", "DirectMap2M",
+                 "DirectMap1G")
+VMALLOC_TOTAL_KB = 34359738367
+
+
 def _render_meminfo(k, task) -> str:
-    return "".join(f"{name + ':':<16}{kb:>8} kB\n" for name, kb in meminfo(k).items())
+    m = meminfo(k)
+    extra = {"CommitLimit": m["MemTotal"] // 2 + m["SwapTotal"],        # overcommit_ratio 50
+             "Committed_AS": m["AnonPages"], "VmallocTotal": VMALLOC_TOTAL_KB, "Hugepagesize": 2048,
+             "DirectMap4k": m["MemTotal"]}
+    lines = []
+    for name in MEMINFO_ORDER:
+        value = m.get(name, extra.get(name, 0))
+        if name.startswith("HugePages_"):
+            lines.append(f"{name + ':':<16}{value:>8}\n")
+        else:
+            lines.append(f"{name + ':':<16}{value:>8} kB\n")
+    return "".join(lines)
 
 
 def _render_vmstat(k, task) -> str:
@@ -322,7 +347,7 @@ class ProcDir(File):
 
     def __init__(self, path: str, entries: list):
         super().__init__(path)
-        self.entries = entries                  # (name, d_type)
+        self.entries = entries                  # [(name, d_type)], or a function that lists them
         self.ino = _ino(path)
 
     @property
@@ -341,6 +366,8 @@ class ProcDir(File):
         return offset
 
     def getdents64(self, k, task, buf: int, count: int) -> int:
+        if callable(self.entries):                   # listed when read (fd/ sees the fd reading it)
+            self.entries = self.entries()
         entries = [(".", DT_DIR), ("..", DT_DIR)] + self.entries
         out = bytearray()
         while self.pos < len(entries):
@@ -448,8 +475,7 @@ def open_proc(k, task, path: str, flags: int = 0) -> File:
     if len(parts) == 2 and parts[1] in PID_FILES:
         return ProcFile(path, PID_FILES[parts[1]](k, t))
     if parts[1:] == ["fd"]:
-        fds = sorted(t.files.fds) if t.files is not None else []
-        return ProcDir(path, [(str(fd), DT_LNK) for fd in fds])
+        return ProcDir(path, lambda: [(str(fd), DT_LNK) for fd in sorted(t.files.fds if t.files else ())])
     raise SyscallError(ENOENT)
 
 
