@@ -229,7 +229,7 @@ def a_ulong(c, v):
 
 
 def a_hex(c, v):
-    return f"{v:#x}"
+    return f"{v:#x}" if v else "0"                  # C's %#lx
 
 
 def a_ptr(c, v):
@@ -557,7 +557,7 @@ def clone_args(c):
 
 
 def ret_hex(c):
-    return f"{c.ret:#x}"
+    return f"{c.ret:#x}" if c.ret else "0"
 
 
 # name -> (argument printers, result printer or None); a callable instead of a tuple prints every argument
@@ -647,6 +647,95 @@ DECODERS = {
     "sigaltstack": ((a_ptr, a_ptr), None),
     "msync": ((a_ptr, a_ulong, a_hex), None),
 }
+
+
+PRCTL_OPTIONS = {1: "PR_SET_PDEATHSIG", 2: "PR_GET_PDEATHSIG", 3: "PR_GET_DUMPABLE", 4: "PR_SET_DUMPABLE",
+                 15: "PR_SET_NAME", 16: "PR_GET_NAME", 22: "PR_GET_SECCOMP", 36: "PR_SET_CHILD_SUBREAPER",
+                 38: "PR_SET_NO_NEW_PRIVS", 39: "PR_GET_NO_NEW_PRIVS"}
+FS_MAGICS = {0xEF53: "EXT2_SUPER_MAGIC", 0x9FA0: "PROC_SUPER_MAGIC", 0x858458F6: "RAMFS_MAGIC",
+             0x01021994: "TMPFS_MAGIC"}
+STATFS_FLAGS = ((1, "ST_RDONLY"), (2, "ST_NOSUID"), (4, "ST_NODEV"), (8, "ST_NOEXEC"), (16, "ST_SYNCHRONOUS"),
+                (32, "ST_VALID"), (64, "ST_MANDLOCK"), (1024, "ST_NOATIME"), (2048, "ST_NODIRATIME"),
+                (4096, "ST_RELATIME"))
+
+
+def prctl_args(c):
+    option = c.args[0] & 0xFFFFFFFF
+    name = PRCTL_OPTIONS.get(option, f"{option:#x} /* PR_??? */")
+    if option == 15:
+        return [name, c.string(c.args[1], 16)]
+    if option == 16:
+        return [name, c.string(c.args[1], 16) if not c.failed else ptr(c.args[1])]
+    if option in (3, 22, 39):
+        return [name]
+    return [name] + [f"{a:#x}" if a else "0" for a in c.args[1:5]]
+
+
+def statfs_text(c, v):
+    st = c.struct(v, "<qqQQQQQiiqqq")
+    if st is None:
+        return ptr(v)
+    magic = FS_MAGICS.get(st[0], f"{st[0]:#x}")
+    return (f"{{f_type={magic}, f_bsize={st[1]}, f_blocks={st[2]}, f_bfree={st[3]}, f_bavail={st[4]}, "
+            f"f_files={st[5]}, f_ffree={st[6]}, f_fsid={{val=[{st[7]}, {st[8]}]}}, f_namelen={st[9]}, "
+            f"f_frsize={st[10]}, f_flags={flags_text(st[11], STATFS_FLAGS)}}}")
+
+
+def sysinfo_text(c, v):
+    si = c.struct(v, "<q3Q6QH6x2QI")
+    if si is None:
+        return ptr(v)
+    return (f"{{uptime={si[0]}, loads=[{si[1]}, {si[2]}, {si[3]}], totalram={si[4]}, freeram={si[5]}, "
+            f"sharedram={si[6]}, bufferram={si[7]}, totalswap={si[8]}, freeswap={si[9]}, procs={si[10]}, "
+            f"totalhigh={si[11]}, freehigh={si[12]}, mem_unit={si[13]}}}")
+
+
+def offset_ptr_text(c, v):
+    """sendfile's in/out offset: [N]."""
+    if v == 0:
+        return "NULL"
+    o = c.struct(v, "<q")
+    return ptr(v) if o is None else f"[{o[0]}]"
+
+
+def ret_octal(c):
+    return a_octal(c, c.ret)
+
+
+DECODERS.update({
+    "sendfile": ((a_int, a_int, offset_ptr_text, a_ulong), None),
+    "prctl": (prctl_args, None),
+    "statfs": ((a_path, out_after(statfs_text)), None),
+    "fstatfs": ((a_int, out_after(statfs_text)), None),
+    "sysinfo": ((out_after(sysinfo_text),), None),
+    "umask": ((a_octal,), ret_octal),
+    "chmod": ((a_path, a_octal), None),
+    "fchmod": ((a_int, a_octal), None),
+    "fchmodat": ((a_dirfd, a_path, a_octal), None),
+    "chown": ((a_path, a_int, a_int), None),
+    "lchown": ((a_path, a_int, a_int), None),
+    "fchown": ((a_int, a_int, a_int), None),
+    "symlink": ((a_path, a_path), None),
+    "symlinkat": ((a_path, a_dirfd, a_path), None),
+    "link": ((a_path, a_path), None),
+    "linkat": ((a_dirfd, a_path, a_dirfd, a_path, a_at_flags), None),
+    "mknod": ((a_path, lambda c, v: mode_text(v & 0xFFFFFFFF), a_hex), None),
+    "mknodat": ((a_dirfd, a_path, lambda c, v: mode_text(v & 0xFFFFFFFF), a_hex), None),
+    "faccessat": ((a_dirfd, a_path, a_access), None),
+    "faccessat2": ((a_dirfd, a_path, a_access, a_at_flags), None),
+    "utimensat": ((a_dirfd, a_path, a_ptr, a_at_flags), None),
+    "setsid": ((), None), "getpgrp": ((), None),
+    "rt_sigsuspend": ((a_sigset, a_ulong), None),
+    "rt_sigpending": ((out_after(sigset_ptr_text), a_ulong), None),
+    "getrusage": ((lambda c, v: {0: "RUSAGE_SELF", 0xFFFFFFFF: "RUSAGE_CHILDREN", 1: "RUSAGE_THREAD"}.get(
+        v & 0xFFFFFFFF, str(s32(v))), a_ptr), None),
+    "alarm": ((a_ulong,), None),
+    "pause": ((), None),
+    "setuid": ((a_int,), None), "setgid": ((a_int,), None),
+    "sched_getaffinity": ((a_int, a_ulong, a_ptr), None),
+    "chroot": ((a_path,), None),
+    "sync_file_range": ((a_int, a_long, a_long, a_hex), None),
+})
 
 
 def _hexbuffer(data, length):
