@@ -10,11 +10,13 @@ from vmm import cli
 from vmm.machine import Machine, MachineConfig
 
 PROGRAM = r"""
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 int main(void) {
     openat(AT_FDCWD, "/no/such/file", O_RDONLY | O_CLOEXEC);
@@ -37,19 +39,45 @@ int main(void) {
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, NULL);
     kill(getpid(), 0);
+    int q[2];
+    pipe2(q, O_CLOEXEC);
+    dup3(q[0], 9, O_CLOEXEC);
+    pid_t child = fork();
+    if (child == 0)
+        _exit(5);
+    int status;
+    waitpid(child, &status, 0);
     syscall(157, 15, "x", 0, 0, 0);          /* prctl(PR_SET_NAME) */
     return 3;
 }
 """
 COMMON = ("openat(", "open(", "write(", "pipe(", "read(", "lseek(", "close(", "nanosleep(", "rt_sigaction(",
-          "rt_sigprocmask(", "kill(", "exit_group(")
+          "rt_sigprocmask(", "kill(", "pipe2(", "dup3(", "clone(", "wait4(", "exit_group(")
 
 
 def normalize(line: str) -> str:
-    line = re.sub(r"^\[pid +\d+\] ", "", line)
+    line = re.sub(r"^(\[pid +\d+\] |\d+ +)", "", line)       # ours, and strace -f -o's prefix
     line = re.sub(r"0x[0-9a-f]{5,}", "ADDR", line)
-    line = re.sub(r"^kill\(\d+,", "kill(PID,", line)          # the pid: 1 in the guest
+    line = re.sub(r"^(kill|wait4)\(\d+,", r"\1(PID,", line)      # pids: 1 and 2 in the guest
+    line = re.sub(r"^(clone|wait4)(\(.*\) = )\d+$", r"\1\2PID", line)
     return re.sub(r"\)\s+= ", ") = ", line)
+
+
+def join_resumed(lines: list) -> list:
+    """strace -f splits a call another process interrupts: `wait4(-1,  <unfinished ...>` ...
+    `<... wait4 resumed>[...], 0, NULL) = 2`; the guest has one CPU and prints each call whole."""
+    pending, out = {}, []
+    for line in lines:
+        pid = line.split()[0]
+        if line.endswith(" <unfinished ...>"):
+            pending[pid] = line[:-len(" <unfinished ...>")]
+            continue
+        resumed = re.match(r"^(\d+) +<\.\.\. \w+ resumed>(.*)$", line)
+        if resumed and pid in pending:
+            head = pending.pop(pid)
+            line = head + resumed.group(2)
+        out.append(line)
+    return out
 
 
 def guest_trace(binary, cmdline="strace"):
@@ -74,16 +102,18 @@ def program(tmp_path_factory):
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (.ci/run installs it)")
 def test_common_calls_print_as_real_strace_prints_them(program, tmp_path):
     out = tmp_path / "native.trace"
-    subprocess.run(["strace", "-o", str(out), str(program)], capture_output=True)
-    native = [normalize(line) for line in out.read_text().splitlines() if line.startswith(COMMON)]
+    subprocess.run(["strace", "-f", "-o", str(out), str(program)], capture_output=True)
+    text = join_resumed(out.read_text().splitlines())
+    parent = text[0].split()[0]
+    native = [normalize(line) for line in text if line.split()[0] == parent and normalize(line).startswith(COMMON)]
     status, _, trace = guest_trace(program)
     assert status == 3 << 8
     lines = trace.splitlines()
-    assert all(line.startswith("[pid     1] ") for line in lines)
-    guest = [normalize(line) for line in lines if normalize(line).startswith(COMMON)]
+    assert all(line.startswith(("[pid     1] ", "[pid     2] ")) for line in lines)
+    guest = [normalize(line) for line in lines if line.startswith("[pid     1] ") and normalize(line).startswith(COMMON)]
     # the guest makes the same calls from main(); glibc's start-up differs (no ld.so.cache, vDSO...)
-    tail = guest[-len(native[-16:]):]
-    assert tail == native[-16:], "\n".join(f"{g!r}\n{n!r}" for g, n in zip(tail, native[-16:]) if g != n)
+    tail = guest[-len(native[-20:]):]
+    assert tail == native[-20:], "\n".join(f"{g!r}\n{n!r}" for g, n in zip(tail, native[-20:]) if g != n)
     # the alignment is strace's: the result at column 40 when the call is shorter
     assert "[pid     1] close(99)                   = -1 EBADF (Bad file descriptor)" in lines
 

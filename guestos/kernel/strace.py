@@ -255,6 +255,11 @@ def a_open_flags(c, v):
     return acc + ("|" + rest if rest else "")
 
 
+def a_fd_flags(c, v):
+    """pipe2's and dup3's flags: O_CLOEXEC, O_NONBLOCK..., or 0 (no access mode)."""
+    return flags_text(v & 0xFFFFFFFF, OPEN_FLAGS)
+
+
 def a_prot(c, v):
     return flags_text(v & 0xFFFFFFFF, PROT_FLAGS, "PROT_NONE")
 
@@ -638,8 +643,8 @@ DECODERS = {
     "renameat2": ((a_dirfd, a_path, a_dirfd, a_path, a_rename_flags), None),
     "readlinkat": ((a_dirfd, a_path, lambda c, v: ptr(v) if c.failed else _buffer(c, v, c.ret), a_ulong), None),
     "set_robust_list": ((a_ptr, a_ulong), None),
-    "dup3": ((a_int, a_int, a_open_flags), None),
-    "pipe2": ((out_after(pipefd_text), a_open_flags), None),
+    "dup3": ((a_int, a_int, a_fd_flags), None),
+    "pipe2": ((out_after(pipefd_text), a_fd_flags), None),
     "prlimit64": ((a_int, a_rlimit, a_rlimit_in, out_after(rlimit_text)), None),
     "getrandom": ((lambda c, v: ptr(v) if c.failed else
                    _hexbuffer(c.peek(v, min(c.ret, MAX_STRLEN)), c.ret), a_ulong, a_grnd), None),
