@@ -162,8 +162,13 @@ def _sigmasks(task):
     return pending, task.sigmask, ignored, caught
 
 
-def _ticks(task) -> int:
-    return task.instructions // 20_000_000 if task.instructions else 0      # 2 GHz, CPI 1: 10 ms
+def _cpu_ns(k, task) -> int:
+    """The task's user time: its retired instructions at the cost model's CPI and clock."""
+    return int(task.instructions * k.costs.cpi / k.costs.cpu_ghz)
+
+
+def _ticks(k, task) -> int:
+    return _cpu_ns(k, task) // NS_PER_TICK
 
 
 def _pgrp(task) -> int:
@@ -178,7 +183,7 @@ def _render_pid_stat(k, task) -> str:
     state = _state(k, task)
     fields = [task.pid, f"({task.comm})", state, task.parent.pid if task.parent else 0, _pgrp(task),
               getattr(task, "session", 1), 0, -1, 0x400000 if task.cmdline else 0x40,
-              task.min_flt, 0, task.maj_flt, 0, _ticks(task), 0, 0, 0, 20, 0, 1, 0,
+              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20, 0, 1, 0,
               task.start_time_ns // NS_PER_TICK, st["size"] << 10, rss, RLIM_INFINITY,
               st["start_code"] if mm else 0, st["end_code"] if mm else 0, mm.start_stack if mm else 0, 0, 0,
               pending, blocked, ignored, caught, 0 if state == "R" else 1, 0, 0, 17, 0, 0, 0, 0, 0, 0,
@@ -229,7 +234,7 @@ def _render_status(k, task) -> str:
 def _render_uptime(k, task) -> str:
     """uptime and idle seconds (one CPU: idle is what no task used)."""
     now = k.hw.clock.now_ns()
-    busy = sum(t.instructions for t in k.tasks.values()) * NS_PER_TICK // 20_000_000
+    busy = sum(_cpu_ns(k, t) for t in k.tasks.values())
     idle = max(0, now - busy)
     return f"{now // 10**9}.{now // 10**7 % 100:02d} {idle // 10**9}.{idle // 10**7 % 100:02d}\n"
 
@@ -243,7 +248,7 @@ def _render_loadavg(k, task) -> str:
 def _render_stat(k, task) -> str:
     """show_stat(): one CPU's times in USER_HZ ticks, then the counters."""
     now = k.hw.clock.now_ns()
-    user = sum(_ticks(t) for t in k.tasks.values())
+    user = sum(_ticks(k, t) for t in k.tasks.values())
     idle = max(0, now // NS_PER_TICK - user)
     cpu = f"{user} 0 0 {idle} 0 0 0 0 0 0"
     running = sum(1 for t in k.tasks.values() if _state(k, t) == "R")
