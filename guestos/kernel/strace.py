@@ -707,7 +707,15 @@ def ret_octal(c):
     return a_octal(c, c.ret)
 
 
+def rt_sigreturn_args(c):
+    """{mask=[...]}: the mask the frame restores (uc_sigmask, read before the frame is gone)."""
+    uc = c.tracer.k.hw.cpu.reg("rsp")
+    mask = c.struct(uc + 8 + 8 + 24 + 256, "<Q")
+    return [f"{{mask={sigset_text(mask[0])}}}" if mask else ptr(uc)]
+
+
 DECODERS.update({
+    "rt_sigreturn": (rt_sigreturn_args, None),
     "sendfile": ((a_int, a_int, offset_ptr_text, a_ulong), None),
     "prctl": (prctl_args, None),
     "statfs": ((a_path, out_after(statfs_text)), None),
@@ -756,6 +764,41 @@ def _drop_unused_mode(name, c, printed):
     if flags_index is not None and not c.args[flags_index] & (0o100 | 0o20000000):
         return printed[:-1]
     return printed
+
+
+SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -2: "SI_TIMER", -3: "SI_MESGQ", -4: "SI_ASYNCIO",
+            -6: "SI_TKILL"}
+FAULT_CODES = {4: {1: "ILL_ILLOPC", 2: "ILL_ILLOPN", 3: "ILL_ILLADR", 4: "ILL_ILLTRP", 5: "ILL_PRVOPC",
+                   6: "ILL_PRVREG", 7: "ILL_COPROC", 8: "ILL_BADSTK"},
+               8: {1: "FPE_INTDIV", 2: "FPE_INTOVF", 3: "FPE_FLTDIV", 4: "FPE_FLTOVF", 5: "FPE_FLTUND",
+                   6: "FPE_FLTRES", 7: "FPE_FLTINV", 8: "FPE_FLTSUB"},
+               11: {1: "SEGV_MAPERR", 2: "SEGV_ACCERR", 3: "SEGV_BNDERR", 4: "SEGV_PKUERR"},
+               7: {1: "BUS_ADRALN", 2: "BUS_ADRERR", 3: "BUS_OBJERR"},
+               5: {1: "TRAP_BRKPT", 2: "TRAP_TRACE"}}
+CLD_CODES = {1: "CLD_EXITED", 2: "CLD_KILLED", 3: "CLD_DUMPED", 4: "CLD_TRAPPED", 5: "CLD_STOPPED",
+             6: "CLD_CONTINUED"}
+
+
+def siginfo_text(info: bytes) -> str:
+    """printsiginfo(): the fields strace shows for the signal and its si_code."""
+    sig, _, code = struct.unpack_from("<iii", info)
+    head = f"si_signo={_signame(sig)}"
+    if code <= 0 or code == 0x80:
+        pid, uid = struct.unpack_from("<ii", info, 16)
+        name = SI_CODES.get(code, str(code))
+        if code == 0x80:
+            return f"{{{head}, si_code={name}}}"
+        return f"{{{head}, si_code={name}, si_pid={pid}, si_uid={uid}}}"
+    if sig == 17:
+        pid, uid, status = struct.unpack_from("<iii", info, 16)
+        utime, stime = struct.unpack_from("<qq", info, 32)
+        return (f"{{{head}, si_code={CLD_CODES.get(code, code)}, si_pid={pid}, si_uid={uid}, "
+                f"si_status={_signame(status) if code != 1 else status}, si_utime={utime}, si_stime={stime}}}")
+    names = FAULT_CODES.get(sig)
+    if names is not None:
+        addr = struct.unpack_from("<Q", info, 16)[0]
+        return f"{{{head}, si_code={names.get(code, code)}, si_addr={ptr(addr)}}}"
+    return f"{{{head}, si_code={code}}}"
 
 
 class Strace:
@@ -836,7 +879,7 @@ class Strace:
         again writes nothing now: its line comes when it completes."""
         call = Call(self, task, nr, tuple(args))
         name = syscall_name(nr)
-        early = self.format_args(call) if name in ("execve", "exit", "exit_group") else None
+        early = self.format_args(call) if name in ("execve", "exit", "exit_group", "rt_sigreturn") else None
         self.in_call = task
         try:
             done, ret = do_call()
@@ -851,6 +894,10 @@ class Strace:
         call.ret = s64(ret)
         self.write(self.line(call, early if early is not None else self.format_args(call),
                              self.format_result(call)))
+
+    def signal(self, task, sig: int, info: bytes) -> None:
+        """--- SIGNAME {siginfo} ---: a signal delivered to a handler."""
+        self.write(f"{self.prefix(task)}--- {_signame(sig)} {siginfo_text(info)} ---\n")
 
     def exited(self, task, status: int) -> None:
         """+++ exited with N +++ or +++ killed by SIG +++, after the task's last line."""
