@@ -145,3 +145,48 @@ def test_cli_strace_to_stderr_and_to_a_file(program, tmp_path, capfd):
     assert out.read_text().splitlines()[-1] == "[pid     1] +++ exited with 3 +++"
     assert cli.main(["run", "--strace=/no/such/dir/t", str(program)]) == 2
     assert capfd.readouterr().err.startswith("ballast: --strace /no/such/dir/t: ")
+
+
+class _FakeCpu:
+    def __init__(self, memory):
+        self.memory = memory
+
+    def user_segments(self, addr, length, write):
+        return [(addr & 0xFFFF, length)] if self.memory else None
+
+    def reg(self, name):
+        return 0x7FFFFFFF0000
+
+
+class _FakeKernel:
+    def __init__(self, memory: bytes):
+        class Hw:
+            pass
+        self.hw = Hw()
+        self.hw.cpu = _FakeCpu(memory)
+        self.hw.ram = (memory * (0x20000 // max(1, len(memory)) + 1))[:0x20000] if memory else b""
+
+
+def test_decoding_never_fails_whatever_the_guest_passes():
+    """Every decoder, on arbitrary registers and memory: a line, never an exception."""
+    from hypothesis import given, settings, strategies as st
+
+    from guestos.kernel.strace import Call, Strace, syscall_name
+
+    lines = []
+
+    register = st.one_of(st.integers(0, 64), st.integers(0x1000, 0xFFFFF), st.integers(0, (1 << 64) - 1),
+                         st.sampled_from([0xFFFFFF9C, (1 << 64) - 100, 1 << 63]))
+
+    @settings(max_examples=300, deadline=None)
+    @given(nr=st.integers(0, 450), args=st.lists(register, min_size=6, max_size=6),
+           memory=st.binary(max_size=64), ret=st.integers(-4095, (1 << 63) - 1))
+    def check(nr, args, memory, ret):
+        tracer = Strace(_FakeKernel(memory), lines.append)
+        call = Call(tracer, type("T", (), {"pid": 7})(), nr, tuple(args))
+        call.ret = ret
+        line = tracer.line(call, tracer.format_args(call), tracer.format_result(call))
+        assert line.startswith("[pid     7] ") and line.endswith("\n")
+        assert (syscall_name(nr) or f"syscall_{nr:#x}") + "(" in line
+
+    check()

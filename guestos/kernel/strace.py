@@ -847,6 +847,14 @@ class Strace:
         return f"[pid {task.pid:5d}] "
 
     def format_args(self, call) -> str:
+        """The decoded arguments; raw hex if a decoder trips over what the guest passed (a trace
+        must never stop the machine)."""
+        try:
+            return self._format_args(call)
+        except Exception:                                   # noqa: BLE001 (any guest input)
+            return ", ".join(f"{a:#x}" for a in call.args)
+
+    def _format_args(self, call) -> str:
         name = syscall_name(call.nr)
         spec = DECODERS.get(name)
         if spec is None:
@@ -866,7 +874,10 @@ class Strace:
             return f"-1 {name} ({message})"
         spec = DECODERS.get(syscall_name(call.nr))
         if spec is not None and spec[1] is not None:
-            return spec[1](call)
+            try:
+                return spec[1](call)
+            except Exception:                               # noqa: BLE001
+                pass
         return str(ret)
 
     def line(self, call, args_text: str, result: str) -> str:
@@ -897,7 +908,11 @@ class Strace:
 
     def signal(self, task, sig: int, info: bytes) -> None:
         """--- SIGNAME {siginfo} ---: a signal delivered to a handler."""
-        self.write(f"{self.prefix(task)}--- {_signame(sig)} {siginfo_text(info)} ---\n")
+        try:
+            text = siginfo_text(info)
+        except Exception:                                   # noqa: BLE001
+            text = "{...}"
+        self.write(f"{self.prefix(task)}--- {_signame(sig)} {text} ---\n")
 
     def exited(self, task, status: int) -> None:
         """+++ exited with N +++ or +++ killed by SIG +++, after the task's last line."""
