@@ -136,6 +136,17 @@ def test_tracing_is_deterministic_and_off_by_default(program):
     assert trace == "" and status == first[0] and console == first[1]
 
 
+def test_without_a_debug_console_the_trace_goes_to_the_console(program):
+    m = Machine(MachineConfig(mem=64 << 20, cmdline="strace"))
+    try:
+        m.load(program.read_bytes(), "/bin/prog", [])
+        assert m.boot() == 3 << 8
+        out = m.console_output.decode()
+    finally:
+        m.close()
+    assert "[pid     1] exit_group(3)               = ?\n" in out and "usr1\n" in out
+
+
 def test_cli_strace_to_stderr_and_to_a_file(program, tmp_path, capfd):
     assert cli.main(["run", "--strace", str(program)]) == 3
     captured = capfd.readouterr()
