@@ -192,3 +192,47 @@ def test_mount_lists_the_root_and_proc(bbroot):
     assert "proc on /proc type proc (rw,relatime)" in native.stdout.splitlines()
     status, out = guest_run(image, ["sysctl", "-a"])
     assert "kernel.ostype = Linux" in out.splitlines() and "vm.swappiness = 60" in out.splitlines()
+
+
+CPUID_PROGRAM = r"""
+#include <cpuid.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    unsigned a, b, c, d, regs[12];
+    char vendor[13] = {0}, brand[49] = {0};
+    __cpuid(0, a, b, c, d);
+    memcpy(vendor, &b, 4); memcpy(vendor + 4, &d, 4); memcpy(vendor + 8, &c, 4);
+    printf("vendor_id=%s\ncpuid level=%u\n", vendor, a);
+    __cpuid(1, a, b, c, d);
+    unsigned family = (a >> 8) & 15, model = (a >> 4) & 15;
+    if (family == 6 || family == 15) model += ((a >> 16) & 15) << 4;
+    if (family == 15) family += (a >> 20) & 255;
+    printf("cpu family=%u\nmodel=%u\nstepping=%u\n", family, model, a & 15);
+    printf("fpu=%u\nsse2=%u\npni=%u\nhypervisor=%u\n", d & 1, d >> 26 & 1, c & 1, c >> 31 & 1);
+    for (unsigned i = 0; i < 3; i++) __cpuid(0x80000002 + i, regs[i * 4], regs[i * 4 + 1], regs[i * 4 + 2], regs[i * 4 + 3]);
+    memcpy(brand, regs, 48);
+    printf("model name=%s\n", brand);
+    __cpuid(0x80000008, a, b, c, d);
+    printf("address sizes=%u bits physical, %u bits virtual\n", a & 255, a >> 8 & 255);
+    __cpuid(0x80000006, a, b, c, d);
+    printf("cache size=%u KB\n", c >> 16);
+    return 0;
+}
+"""
+
+
+def test_cpuinfo_says_what_the_vcpu_says_by_cpuid(reader, tmp_path):
+    (tmp_path / "cpuid.c").write_text(CPUID_PROGRAM)
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(tmp_path / "cpuid"), str(tmp_path / "cpuid.c")], check=True)
+    run = boot((tmp_path / "cpuid").read_bytes(), name="cpuid")
+    said = dict(line.split("=", 1) for line in run.output.decode().splitlines())
+    run = boot(reader.read_bytes(), ["/proc/cpuinfo"], name="reader")
+    info = dict((k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in
+                                                       sections(run.output.decode())["/proc/cpuinfo"].splitlines()))
+    for name in ("vendor_id", "cpu family", "model", "stepping", "model name", "cpuid level", "address sizes",
+                 "cache size"):
+        assert info[name] == said[name], name
+    flags = info["flags"].split()
+    for flag in ("fpu", "sse2", "pni", "hypervisor"):
+        assert (flag in flags) == (said[flag] == "1"), flag

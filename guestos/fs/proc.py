@@ -261,17 +261,29 @@ def _render_stat(k, task) -> str:
 BOOT_TIME = 1276473600           # the epoch of CLOCK_REALTIME at boot (guestos/kernel/sys.py)
 
 
+# What the vCPU reports by CPUID (Unicorn's x86-64 model: leaves 0, 1, 7, 0xd, 0x80000001-8), in the
+# names and order of Linux's feature words; tests/test_procfs.py checks them against CPUID in a guest.
+CPU_VENDOR, CPU_FAMILY, CPU_MODEL, CPU_STEPPING = "GenuineIntel", 6, 60, 4
+CPU_MODEL_NAME, CPUID_LEVEL, L2_CACHE_KB = "Intel Core Processor (Haswell)", 13, 512
+CPU_FLAGS = ("fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 "
+             "syscall nx rdtscp lm nopl cpuid pni pclmulqdq ssse3 cx16 sse4_1 sse4_2 movbe popcnt aes xsave "
+             "rdrand hypervisor lahf_lm abm fsgsbase bmi1 smep bmi2 erms xsaveopt")
+ADDRESS_SIZES = "40 bits physical, 48 bits virtual"
+
+
 def _render_cpuinfo(k, task) -> str:
-    """show_cpuinfo() for the one vCPU: what Unicorn's qemu64 model reports by CPUID."""
+    """show_cpuinfo() for the one vCPU; MHz and bogomips from the cost model's clock."""
     mhz = k.costs.cpu_ghz * 1000
-    return (f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 15\nmodel\t\t: 107\n"
-            f"model name\t: QEMU Virtual CPU version 2.5+\nstepping\t: 1\ncpu MHz\t\t: {mhz:.3f}\n"
-            f"cache size\t: 512 KB\nphysical id\t: 0\nsiblings\t: 1\ncore id\t\t: 0\ncpu cores\t: 1\n"
-            f"apicid\t\t: 0\ninitial apicid\t: 0\nfpu\t\t: yes\nfpu_exception\t: yes\ncpuid level\t: 13\n"
-            f"wp\t\t: yes\nflags\t\t: fpu de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 "
-            f"clflush mmx fxsr sse sse2 syscall nx lm nopl cpuid pni cx16 hypervisor lahf_lm\n"
-            f"bugs\t\t:\nbogomips\t: {mhz * 2:.2f}\nclflush size\t: 64\ncache_alignment\t: 64\n"
-            f"address sizes\t: 40 bits physical, 48 bits virtual\npower management:\n\n")
+    fields = [("processor", "0"), ("vendor_id", CPU_VENDOR), ("cpu family", CPU_FAMILY), ("model", CPU_MODEL),
+              ("model name", CPU_MODEL_NAME), ("stepping", CPU_STEPPING), ("microcode", "0x1"),
+              ("cpu MHz", f"{mhz:.3f}"), ("cache size", f"{L2_CACHE_KB} KB"), ("physical id", 0),
+              ("siblings", 1), ("core id", 0), ("cpu cores", 1), ("apicid", 0), ("initial apicid", 0),
+              ("fpu", "yes"), ("fpu_exception", "yes"), ("cpuid level", CPUID_LEVEL), ("wp", "yes"),
+              ("flags", CPU_FLAGS), ("bugs", ""), ("bogomips", f"{mhz * 2:.2f}"), ("clflush size", 64),
+              ("cache_alignment", 64), ("address sizes", ADDRESS_SIZES)]
+    # seq_printf(m, "%s\t: ...") with the names padded by tabs to two tab stops, as Linux writes them
+    return "".join(f"{name}{chr(9) * (2 if len(name) < 8 else 1)}: {value}".rstrip(" ") + "\n"
+                   for name, value in fields) + "power management:\n\n"
 
 
 def _render_mounts(k, task) -> str:
