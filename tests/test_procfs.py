@@ -236,3 +236,61 @@ def test_cpuinfo_says_what_the_vcpu_says_by_cpuid(reader, tmp_path):
     flags = info["flags"].split()
     for flag in ("fpu", "sse2", "pni", "hypervisor"):
         assert (flag in flags) == (said[flag] == "1"), flag
+
+
+FAMILY = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static int asleep(int pid) {            /* /proc/PID/stat says S */
+    char path[64], buf[256] = {0};
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    return strstr(buf, ") S ") != 0;
+}
+int main(int argc, char **argv) {
+    int p[2], kids[2];
+    char c;
+    pipe(p);
+    for (int i = 0; i < 2; i++)
+        if ((kids[i] = fork()) == 0) {  /* children wait on the pipe: asleep while ps looks */
+            close(p[1]);
+            read(p[0], &c, 1);
+            _exit(0);
+        }
+    close(p[0]);
+    for (int i = 0; i < 2; i++)
+        while (!asleep(kids[i])) ;      /* until the scheduler ran them into their read */
+    char *ps[] = {"/bin/busybox", argv[1], argv[2], argv[3], 0};
+    execv(ps[0], argc > 3 ? ps : (char *[]){"/bin/busybox", argv[1], 0});
+    return 127;
+}
+"""
+
+
+@pytest.mark.parametrize("argv", [["ps"], ["top", "-b", "-n1"]], ids=lambda a: a[0])
+def test_ps_and_top_list_every_task_as_natively(bbroot, tmp_path, argv):
+    """A parent forks two children that sleep on a pipe, then execs ps: every task is listed, the
+    children with their command line and state, as ps lists them natively."""
+    for mark in needs_chroot:
+        if mark.args[0]:
+            pytest.skip(mark.kwargs["reason"])
+    tree, _ = bbroot
+    (tmp_path / "family.c").write_text(FAMILY)
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(tree / "bin" / "family"), str(tmp_path / "family.c")],
+                   check=True)
+    image = tmp_path / "root.img"
+    mkdisk(str(tree), str(image))
+    native = native_run(tree, ["sh", "-c", "exec /bin/family " + " ".join(argv)])
+    status, out = run_root(image, ["/bin/family", *argv], mem=64 << 20)[:2]
+    assert status == 0, out
+    pid = lambda line: re.sub(r"^ *\d+( +\d+)?", "PID", line)         # noqa: E731
+    mine = [pid(line) for line in out.splitlines() if "/bin/family" in line]
+    theirs = [pid(line) for line in native.stdout.splitlines() if "/bin/family" in line]
+    if argv[0] == "top":                 # VSZ and %VSZ are the machine's: compare the other columns
+        cut = lambda line: line.split()[1:3] + line.split()[6:]             # noqa: E731
+        mine, theirs = [cut(m) for m in mine], [cut(t) for t in theirs]
+    assert len(mine) == 2 and sorted(mine) == sorted(theirs)
