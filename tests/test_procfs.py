@@ -294,3 +294,54 @@ def test_ps_and_top_list_every_task_as_natively(bbroot, tmp_path, argv):
         cut = lambda line: line.split()[1:3] + line.split()[6:]             # noqa: E731
         mine, theirs = [cut(m) for m in mine], [cut(t) for t in theirs]
     assert len(mine) == 2 and sorted(mine) == sorted(theirs)
+
+
+PROC_PATHS = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static void say(const char *what, int r) { printf("%s %d %s\n", what, r < 0 ? -1 : 0, r < 0 ? strerror(errno) : ""); }
+int main(void) {
+    int self = open("/proc/self", O_RDONLY | O_DIRECTORY), sys = open("/proc/sys", O_RDONLY | O_DIRECTORY);
+    say("openat(self, comm)", openat(self, "comm", O_RDONLY));
+    say("openat(sys, kernel/ostype)", openat(sys, "kernel/ostype", O_RDONLY));
+    say("fchdir(sys)", fchdir(sys));
+    say("open(vm/swappiness)", open("vm/swappiness", O_RDONLY));
+    say("chdir(/proc)", chdir("/proc"));
+    say("mkdir(x)", mkdir("x", 0755));
+    say("mkdir(/proc/self)", mkdir("/proc/self", 0755));
+    say("unlink(stat)", unlink("stat"));
+    say("rmdir(/proc/sys)", rmdir("/proc/sys"));
+    say("mkdirat(self, y)", mkdirat(self, "y", 0755));
+    struct stat st;
+    say("stat(self)", stat("self", &st));
+    printf("self is a directory %d, a link %d\n", S_ISDIR(st.st_mode), lstat("self", &st) == 0 && S_ISLNK(st.st_mode));
+    char cwd[64];
+    printf("cwd %s\n", getcwd(cwd, sizeof cwd));
+    return 0;
+}
+"""
+
+
+def test_paths_in_proc_behave_as_natively(bbroot, tmp_path):
+    """Relative to an open /proc directory or a cwd in /proc, and nothing created or removed there
+    (the ext2 directory under /proc is never reached)."""
+    for mark in needs_chroot:
+        if mark.args[0]:
+            pytest.skip(mark.kwargs["reason"])
+    tree, _ = bbroot
+    (tmp_path / "paths.c").write_text(PROC_PATHS)
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(tree / "bin" / "paths"), str(tmp_path / "paths.c")],
+                   check=True)
+    image = tmp_path / "root.img"
+    mkdisk(str(tree), str(image))
+    native = subprocess.run(["sh", "-c", f"mount -t proc proc {tree}/proc && chroot {tree} /bin/paths; "
+                                         f"umount {tree}/proc"], capture_output=True, text=True)
+    status, out = run_root(image, ["/bin/paths"], mem=64 << 20)[:2]
+    assert status == 0
+    assert out == native.stdout
+    listing = subprocess.run(["debugfs", "-R", "ls /proc", str(image)], capture_output=True, text=True).stdout
+    assert " x " not in listing and " y " not in listing

@@ -460,6 +460,14 @@ def _parts(path: str) -> list:
     return parts
 
 
+def proc_base(k, task, dirfd: int):
+    """The /proc directory a relative path starts from (the cwd, or an open /proc directory), or None."""
+    if dirfd & 0xFFFFFFFF == 0xFFFFFF9C:                    # AT_FDCWD
+        return task.cwd if task.cwd == "/proc" or task.cwd.startswith("/proc/") else None
+    f = task.files.fds.get(dirfd & 0xFFFFFFFF) if task.files is not None else None
+    return f.name if isinstance(f, ProcDir) else None
+
+
 def open_proc(k, task, path: str, flags: int = 0) -> File:
     parts = _parts(path)
     path = "/proc" + "".join("/" + p for p in parts)

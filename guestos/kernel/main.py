@@ -17,7 +17,7 @@ from ..fs.binfmt_elf import ENOEXEC
 from ..fs.blockdev import BlockDeviceFile
 from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
-from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc, proc_readlink
+from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc, proc_base, proc_readlink
 from ..fs.vfs import MappedFile, Vfs
 from ..fs.file import ConsoleFile, FdTable, File, TtyFile
 from ..fs.ramfs import RamFs
@@ -305,6 +305,8 @@ class Kernel:
         if task is None or dirfd == -100:
             return task.cwd_ino if task is not None else 2
         f = self.fds_of(task).get(dirfd)
+        if f.name == "/proc" or f.name.startswith("/proc/"):
+            raise SyscallError(ENOENT)                 # an open /proc directory: not on ext2
         inode = getattr(f, "inode", None)
         if inode is None or not getattr(inode, "is_dir", False):
             raise SyscallError(20)                    # ENOTDIR
@@ -325,9 +327,10 @@ class Kernel:
             return NullFile()
         if path == "/dev/zero":
             return ZeroFile()
-        if task is not None and task.cwd.startswith("/proc") and not path.startswith("/") and \
-                dirfd & 0xFFFFFFFF == 0xFFFFFF9C:                  # AT_FDCWD
-            path = task.cwd + "/" + path                   # relative to a cwd in /proc
+        if task is not None and not path.startswith("/"):
+            proc_dir = proc_base(self, task, dirfd)
+            if proc_dir is not None:
+                path = proc_dir + "/" + path                # relative to a directory in /proc
         if path == "/proc" or path.startswith("/proc/"):
             return open_proc(self, task or self.scheduler.current, path, flags)
         if self.vfs is not None:
