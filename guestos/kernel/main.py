@@ -39,6 +39,7 @@ from . import exit as kexit
 from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+from .strace import strace_start
 from .timer import TimerList
 from .vdso import VSYSCALL_ADDR, Vdso, emulate_vsyscall
 
@@ -54,7 +55,6 @@ VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", 
                 "balloon_cache_first_calls", "pgscan_cache_first", "pgsteal_cache_first",
                 "host_cache_queries", "pgscan_dedup", "pgsteal_dedup")
 
-DEBUGCON_PORT = 0xE9            # a debug console (QEMU's isa-debugcon): where traces go
 # wait status to power off with when there is nothing to run (Linux panics here)
 PANIC_NO_INIT = 0xFF00
 
@@ -104,7 +104,7 @@ class Kernel:
         if "loglevel" in self.params:
             self.printk.console_loglevel = int(self.params["loglevel"])
         if "strace" in self.params:
-            self.start_strace()
+            strace_start(self)
         self.printk(KERN_INFO, f"Command line: {self.cmdline}")
         self.setup_memory(bp)
         self.rootfs = RamFs(self)
@@ -592,29 +592,6 @@ class Kernel:
             if not self.hw.idle():
                 raise KernelPanic("waiting for an event that can never come")
             self.do_IRQ()
-
-    # --- strace (guestos/kernel/strace.py) ---
-    def start_strace(self) -> None:
-        """`strace` on the command line: trace every system call to the debug console (port 0xe9,
-        which reads back 0xe9 when present, as QEMU's isa-debugcon), else to the console."""
-        from .strace import Strace
-        if self.hw.port_in(DEBUGCON_PORT) == DEBUGCON_PORT:
-            write = lambda line: self.hw.port_out_string(DEBUGCON_PORT, line.encode())      # noqa: E731
-        else:
-            write = lambda line: self.console.write(line.encode())                           # noqa: E731
-        self.strace = Strace(self, write)
-        self.do_syscall = self.do_syscall_traced          # untraced runs keep the plain entry
-
-    def do_syscall_traced(self, task) -> None:
-        nr, *args = self.hw.cpu.syscall_args()
-
-        def call():
-            self.syscall_blocked = False
-            Kernel.do_syscall(self, task)
-            if self.syscall_blocked:
-                return False, None
-            return True, None if task.exited else self.hw.cpu.reg("rax")
-        self.strace.trace_syscall(task, nr, args, call)
 
     # --- entry points from the run loop ---
     def do_syscall(self, task) -> None:

@@ -17,6 +17,7 @@ from .errno import ERRNO_NAMES
 from .signal import SIGNAL_NAMES
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
 
+DEBUGCON_PORT = 0xE9            # a debug console (QEMU's isa-debugcon): where traces go
 MAX_STRLEN = 32                 # strace -s 32
 PATH_MAX = 4096
 RESULT_COLUMN = 40              # strace's acolumn
@@ -923,3 +924,31 @@ class Strace:
         else:
             core = " (core dumped)" if status & 0x80 else ""
             self.write(f"{self.prefix(task)}+++ killed by {_signame(status & 0x7F)}{core} +++\n")
+
+
+def strace_start(k) -> None:
+    """`strace` on the command line: trace every system call to the debug console (port 0xe9, which
+    reads back 0xe9 when present, as QEMU's isa-debugcon), else to the console. The kernel's system
+    call entry is replaced by a tracing one for this kernel only: untraced kernels keep the plain one."""
+    hw = k.hw
+    if hw.port_in(DEBUGCON_PORT) == DEBUGCON_PORT:
+        def write(line):
+            hw.port_out_string(DEBUGCON_PORT, line.encode())
+    else:
+        def write(line):
+            k.console.write(line.encode())
+    tracer = k.strace = Strace(k, write)
+    plain = k.do_syscall
+
+    def do_syscall_traced(task) -> None:
+        nr, *args = hw.cpu.syscall_args()
+
+        def call():
+            k.syscall_blocked = False
+            plain(task)
+            if k.syscall_blocked:                   # it sleeps and will run again: no line yet
+                return False, None
+            return True, None if task.exited else hw.cpu.reg("rax")
+        tracer.trace_syscall(task, nr, args, call)
+
+    k.do_syscall = do_syscall_traced
