@@ -507,11 +507,10 @@ class Kernel:
         return task.exit_code
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
-        if self.strace is not None and not task.exited:
-            kexit.do_exit(self, task, code, signaled)
-            self.strace.exited(task, task.exit_code)
-            return
+        was_alive = not task.exited
         kexit.do_exit(self, task, code, signaled)
+        if self.strace is not None and was_alive:
+            self.strace.exited(task, task.exit_code)          # +++ exited with N +++
 
     def alloc_pid(self) -> int:
         pid = self.next_pid
