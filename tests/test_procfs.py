@@ -345,3 +345,27 @@ def test_paths_in_proc_behave_as_natively(bbroot, tmp_path):
     assert out == native.stdout
     listing = subprocess.run(["debugfs", "-R", "ls /proc", str(image)], capture_output=True, text=True).stdout
     assert " x " not in listing and " y " not in listing
+
+
+def test_fd_links_name_pipes_as_linux(tmp_path):
+    source = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    int p[2];
+    char a[64] = {0}, b[64] = {0}, c[64] = {0};
+    pipe(p);
+    readlink("/proc/self/fd/3", a, 63);
+    readlink("/proc/self/fd/4", b, 63);
+    readlink("/proc/self/fd/1", c, 63);
+    printf("%s\n%s\n%s\n", a, b, c);
+    return 0;
+}
+"""
+    (tmp_path / "fds.c").write_text(source)
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(tmp_path / "fds"), str(tmp_path / "fds.c")], check=True)
+    native = subprocess.run([str(tmp_path / "fds")], capture_output=True, text=True).stdout.splitlines()
+    guest = boot((tmp_path / "fds").read_bytes(), name="fds").output.decode().splitlines()
+    for lines in (native, guest):
+        assert re.fullmatch(r"pipe:\[\d+\]", lines[0]) and lines[0] == lines[1]
+    assert guest[2] == "/dev/console"

@@ -424,8 +424,18 @@ def _task_for(k, task, name: str):
     return None
 
 
-def _fd_target(f) -> str:
-    return f.name
+PIPEFS_FIRST_INO = 4096
+
+
+def _fd_target(k, f) -> str:
+    """What readlink gives for an open file: its path, or pipe:[ino] with a number the pipe keeps."""
+    pipe = getattr(f, "pipe", None)
+    if pipe is None:
+        return f.name
+    if getattr(pipe, "ino", None) is None:
+        k.pipefs_next_ino = getattr(k, "pipefs_next_ino", PIPEFS_FIRST_INO) + 1
+        pipe.ino = k.pipefs_next_ino
+    return f"pipe:[{pipe.ino}]"
 
 
 def proc_readlink(k, task, path: str):
@@ -445,7 +455,7 @@ def proc_readlink(k, task, path: str):
             return t.cwd
         if len(parts) == 3 and parts[1] == "fd" and parts[2].isdigit() and t.files is not None:
             f = t.files.fds.get(int(parts[2]))
-            return _fd_target(f) if f is not None else None
+            return _fd_target(k, f) if f is not None else None
     return None
 
 
