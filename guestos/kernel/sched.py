@@ -54,6 +54,9 @@ class Task:
     min_flt: int = 0
     maj_flt: int = 0
     instructions: int = 0
+    start_time_ns: int = 0                      # virtual time of fork, for /proc/PID/stat
+    cmdline: bytes = b""                        # argv and envp as exec laid them out (/proc/PID/cmdline)
+    environ: bytes = b""
     alarm_expires_ns: int = 0                   # alarm(2): when SIGALRM is due (0: none)
     sas_ss_sp: int = 0                          # sigaltstack(2): the alternate signal stack
     sas_ss_size: int = 0
