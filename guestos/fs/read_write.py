@@ -5,6 +5,7 @@ from ..kernel.errno import EBADF, EFAULT, EINVAL, ENOENT, ESPIPE, SyscallError
 from ..mm.memory import access_ok
 from .file import File
 from .names import fs_decode, fs_encode
+from .proc import proc_readlink
 
 IOV_MAX = 1024
 AT_FDCWD = -100
@@ -238,8 +239,9 @@ def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
         if dirfd != AT_FDCWD:
             k.fds_of(task).get(dirfd)                    # EBADF
         raise SyscallError(ENOENT)                       # (not a symlink opened with O_PATH)
-    if path == "/proc/self/exe":
-        target = fs_encode(task.exe_path)
+    link = proc_readlink(k, task, path) if path == "/proc" or path.startswith("/proc/") else None
+    if link is not None:
+        target = fs_encode(link) if isinstance(link, str) else bytes(link)
     else:
         raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
     target = target[:bufsiz]
