@@ -213,7 +213,8 @@ class GdbStub:
         try:
             if self.conn is None:
                 self._accept()
-                self._stop(SIGTRAP)
+                self._stop(SIGTRAP, report=False)         # gdb asks with '?'
+
             elif self.stop_pending is not None:
                 signal, self.stop_pending = self.stop_pending, None
                 self._stop(signal)
@@ -291,14 +292,15 @@ class GdbStub:
         self.close()
 
     # --- stops ---
-    def _stop(self, signal: int, swbreak: bool = False) -> None:
-        """Report a stop and serve gdb until it resumes the guest."""
+    def _stop(self, signal: int, swbreak: bool = False, report: bool = True) -> None:
+        """Report a stop (the answer to the resume) and serve gdb until it resumes the guest."""
         self._clear_step()
         self.stops += 1
         self._lift_breakpoints()
         tid = self._tid()
         self.last_stop = f"T{signal:02x}" + ("swbreak:;" if swbreak else "") + f"thread:{tid:x};"
-        self.conn.send_packet(self.last_stop)
+        if report:
+            self.conn.send_packet(self.last_stop)
         self._serve()
 
     def _serve(self) -> None:
