@@ -104,6 +104,29 @@ def test_break_next_print_examine_monitor_continue(debug_program):
     assert stdout.endswith(native.stdout.decode()), stdout
 
 
+ABORT = r"""
+#include <stdlib.h>
+#include <unistd.h>
+
+int main(void)
+{
+    write(1, "before\n", 7);
+    abort();
+}
+"""
+
+
+def test_killed_by_a_signal_is_reported_to_gdb(compile_c):
+    program = compile_c(ABORT.lstrip(), name="abort", flags=("-static", "-g", "-O0"))
+    ballast = Ballast(program)
+    out = gdb_batch(program, ballast.port, "break write", "continue", "stepi 40", "bt", "continue")
+    code, stdout, stderr = ballast.finish()
+    assert "Breakpoint 1, " in out and "in write ()" in out, out
+    assert re.search(r"^#1 .* in main \(\) at .*abort\.c:7$", out, re.M), out   # stepped on into abort()
+    assert "Program terminated with signal SIGABRT, Aborted." in out, out
+    assert code == 128 + 6 and stdout.endswith("before\n"), (code, stdout, stderr)
+
+
 def _metrics(path) -> dict:
     m = json.loads(path.read_text())
     return {"exit": m["exit"], "instructions": m["instructions"], "virtual_ns": m["virtual_ns"],

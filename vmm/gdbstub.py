@@ -349,6 +349,8 @@ class GdbStub:
             action = packet[6:7]
             return self._resume(step=action in "sS", packet="")
         if head == "k" or packet.startswith("vKill"):
+            if head == "v":                   # vKill is answered; k is not
+                self.conn.send_packet("OK")
             self._kill()
         if head == "D":
             self._lift_breakpoints()
