@@ -281,6 +281,32 @@ class LruCore:
         self.head[lru] = pfns[n - 1]
         self.nr[lru] += n
 
+    @cython.wraparound(False)
+    def add_page_cache_batch(self, pfns: list, mapping: cython.ulonglong, indices: list, sectors: list,
+                             flags: cython.ulonglong) -> None:
+        """add_to_page_cache_lru() for a batch of fresh pages being read: each struct page as the allocator
+        leaves it (one reference, unmapped), at `mapping` and its index, holding disk sector `sectors[j]`
+        (None: no block), with `flags`; then all on the inactive file list, in order."""
+        n: cython.Py_ssize_t = len(pfns)
+        if len(indices) != n or len(sectors) != n:
+            raise ValueError("add_page_cache_batch: pfns, indices and sectors differ in length")
+        j: cython.Py_ssize_t
+        pfn: cython.Py_ssize_t
+        for j in range(n):
+            pfn = pfns[j]
+            if pfn < 0 or pfn >= self.nr_pages:
+                raise IndexError(f"pfn {pfn} outside mem_map")
+        for j in range(n):
+            pfn = pfns[j]
+            sector = sectors[j]
+            self.q[pfn << 3] = 0
+            self.i[(pfn << 4) + I_REFCOUNT] = 1
+            self.i[(pfn << 4) + I_MAPCOUNT] = -1
+            self.q[(pfn << 3) + Q_MAPPING] = mapping
+            self.q[(pfn << 3) + Q_INDEX] = indices[j]
+            self.q[(pfn << 3) + Q_DISK_SECTOR] = 0 if sector is None else sector + 1
+        self.add_batch(pfns, LRU_INACTIVE_FILE, flags)
+
     # --- scans ---
     @cython.ccall
     @cython.wraparound(False)

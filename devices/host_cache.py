@@ -230,6 +230,14 @@ class HostPageCache:
         if count is not None:
             return CacheIO(count)
         ram = byte_view(ram)
+        count = length >> PAGE_SHIFT
+        if length and not (offset | length) & (PAGE_SIZE - 1) and self._used + count <= self._capacity:
+            # whole pages and room for all of them: read_into's loop, natively, with no eviction to redo
+            io = CacheIO()
+            _hostcache.read_fill(self, key, self._files.setdefault(key, {}), offset >> PAGE_SHIFT, count, ram,
+                                 runs, vm_id, io, min(MAX_IO_PAGES, self._capacity), ARENA_CHUNK_SHIFT,
+                                 PG_referenced)
+            return io
         return self.readv_into(key, offset, [ram[a:a + n] for a, n in runs], vm_id, length)
 
     def read_runs_hit(self, key, offset: int, ram, runs, length: int):

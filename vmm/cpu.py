@@ -7,11 +7,10 @@ cython_ext.mmu; Python sees only the exits.
 """
 import ctypes
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
-import capstone
-from capstone import x86_const as cs_x86
 
 from unicorn import Uc, UcError, UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
 from unicorn import unicorn_const as ucc
@@ -68,9 +67,16 @@ class VcpuExit:
         return self._address
 
 
-_decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_detailed.detail = True
+@functools.cache
+def _disassemblers():
+    """(plain, detailed) capstone decoders, made when first needed (reports, CR2, a stopped block)."""
+    import capstone
+    plain = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    detailed.detail = True
+    return plain, detailed
+
+
 # string instructions address memory through rsi/rdi without a memory operand
 _STRING_OPS = ("movs", "stos", "lods", "cmps", "scas")
 
@@ -179,7 +185,7 @@ class Vcpu:
 
     def instruction_at(self, rip: int) -> str:
         """The instruction at rip, disassembled (for reports)."""
-        for _, _, mnemonic, op_str in _decoder.disasm_lite(self.read_code(rip, 15), rip, 1):
+        for _, _, mnemonic, op_str in _disassemblers()[0].disasm_lite(self.read_code(rip, 15), rip, 1):
             return f"{mnemonic} {op_str}".strip()
         return "(unreadable)"
 
@@ -245,7 +251,7 @@ class Vcpu:
         key = (self.native.cr3, pc, size, rip)
         retired = self._retired_cache.get(key)
         if retired is None:
-            retired = sum(1 for _ in _decoder.disasm_lite(self.read_code(pc, rip - pc), pc))
+            retired = sum(1 for _ in _disassemblers()[0].disasm_lite(self.read_code(pc, rip - pc), pc))
             self._retired_cache[key] = retired
         if retired < counted:
             self.native.icount -= counted - retired
@@ -256,7 +262,8 @@ class Vcpu:
         page &= ~0xFFF
         if error_code & 0x10:                       # PF_INSTR
             return rip if rip & ~0xFFF == page else page
-        insn = next(_detailed.disasm(self.read_code(rip, 15), rip, 1), None)
+        from capstone import x86_const as cs_x86
+        insn = next(_disassemblers()[1].disasm(self.read_code(rip, 15), rip, 1), None)
         if insn is None:
             return page
         candidates = []

@@ -1,13 +1,17 @@
 """CPU exceptions in user mode become signals (arch/x86/kernel/traps.c), and
 the report Linux prints for an unhandled fatal signal, with the faulting
 instruction disassembled."""
-import capstone
+import functools
 
 from ..arch import vcpu_exits as X
 from .printk import KERN_ERR
 from .signal import SIGNALS
 
-_cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+@functools.cache
+def _disassembler():
+    import capstone                     # only for crash reports
+    return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
 
 def disassemble_at(k, task, rip: int) -> str:
@@ -18,7 +22,7 @@ def disassemble_at(k, task, rip: int) -> str:
         if paddr is None:
             break
         code.append(k.ram[paddr])
-    for insn in _cs.disasm(bytes(code), rip):
+    for insn in _disassembler().disasm(bytes(code), rip):
         return f"{insn.mnemonic} {insn.op_str}".strip()
     return "(unreadable)"
 

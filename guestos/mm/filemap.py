@@ -15,6 +15,8 @@ PG_readahead = PG_reclaim              # as Linux: the same bit, the meaning dep
 VM_MAX_READAHEAD_KB = 128              # read_ahead_kb default
 MAX_LFS_FILESIZE = 1 << 40
 ZERO_PAGE = bytes(PAGE_SIZE)
+READ_BATCHES = True                    # False: _read_pages page by page (the differential tests' reference)
+READ_BATCH_FLAGS = (1 << PG_locked) | (1 << PG_uptodate) | (1 << PG_mappedtodisk)   # a page under read
 
 
 class FileRaState:
@@ -110,9 +112,29 @@ class AddressSpace:
 
     def _read_pages(self, indices, runs, locked, isize) -> None:
         k = self.k
-        for index in indices:
-            if index in self.pages or index << PAGE_SHIFT >= isize:
+        pages = self.pages
+        map_cached = getattr(self.a_ops, "map_pages_cached", None) if READ_BATCHES else None
+        at, nr = 0, len(indices)
+        while at < nr:
+            index = indices[at]
+            if index in pages or index << PAGE_SHIFT >= isize:
+                at += 1
                 continue
+            # A batch: the consecutive pages that the per-cpu list can hold, none cached yet, mapped
+            # without I/O. No other code runs while a batch goes in (no allocator refill, no sleep), so
+            # it leaves everything as page by page would; anything else goes page by page.
+            room = k.pcp.count
+            if map_cached is not None and room > 1:
+                end = at + 1
+                while end < nr and end - at < room and indices[end] == index + end - at and \
+                        indices[end] not in pages and indices[end] << PAGE_SHIFT < isize:
+                    end += 1
+                extents = map_cached(self, index, end - at)
+                if extents:
+                    self._add_read_batch(index, extents, runs, locked)
+                    at += len(extents)
+                    continue
+            at += 1
             pfn = self.add_to_page_cache(index)
             k.mem_map.set(pfn, PG_locked)          # under read: reclaim leaves it alone
             locked.append(pfn)
@@ -139,6 +161,40 @@ class AddressSpace:
                     if index in self.pages and index not in self.dirty:
                         self.remove_from_page_cache(index)
                 raise SyscallError(EIO)
+
+    def _add_read_batch(self, first: int, extents: list, runs: list, locked: list) -> None:
+        """Pages first, first+1, ... (one per extents list) as the loop of _read_pages adds them: allocated,
+        in the page cache on the inactive list, locked, up to date, their blocks appended to runs."""
+        k = self.k
+        n = len(extents)
+        pfns = k.pcp.take(n)
+        pages, ram = self.pages, k.ram
+        sectors = []
+        index = first
+        for pfn, page_extents in zip(pfns, extents):
+            pages[index] = pfn
+            index += 1
+            base = pfn << PAGE_SHIFT
+            sector = None
+            for disk_offset, length in page_extents:
+                if disk_offset is None:
+                    ram[base:base + length] = ZERO_PAGE[:length]
+                else:
+                    if sector is None:
+                        sector = disk_offset >> 9
+                    if runs and runs[-1][2] == disk_offset:
+                        runs[-1][1].append((base, length))
+                        runs[-1][2] += length
+                    else:
+                        runs.append([disk_offset, [(base, length)], disk_offset + length])
+                base += length
+            sectors.append(sector)
+        vmstat = k.vmstat
+        vmstat["pgalloc_normal"] += n
+        vmstat["nr_file_pages"] += n
+        k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
+                                        READ_BATCH_FLAGS)
+        locked.extend(pfns)
 
     def ra_submit(self, ra: FileRaState) -> None:
         """Read the window, and mark the page where the next (asynchronous) window starts."""

@@ -295,6 +295,15 @@ class PerCpuPages:
         self.allocator.vmstat["pgalloc_normal"] += 1
         return pfn
 
+    def take(self, n: int) -> list:
+        """n pages off the list (n <= count), in the order alloc() would take them; their struct pages
+        are the caller's to reset and pgalloc_normal its to count (a batch of allocations)."""
+        if self.native is not None:
+            pop = self.native.pcp_pop
+            return [pop() for _ in range(n)]
+        pages = self.pages
+        return [pages.pop() for _ in range(n)]
+
     def drain(self) -> None:
         """Give every page on the list back to the buddy allocator."""
         pfns = self.native.pcp_take_all() if self.native is not None else self.pages
