@@ -345,15 +345,9 @@ def _first_sector(extents):
 
 
 def mark_page_accessed(k, pfn: int) -> None:
-    """inactive,unreferenced -> inactive,referenced -> active (mm/swap.c)."""
-    mem_map = k.mem_map
-    flags = mem_map.flags(pfn)
-    if not flags & ((1 << PG_active) | (1 << PG_unevictable)) and flags & (1 << PG_referenced) \
-            and flags & (1 << PG_lru):
-        k.lru.activate_page(pfn)
-        mem_map.clear(pfn, PG_referenced)
-    elif not flags & (1 << PG_referenced):
-        mem_map.set(pfn, PG_referenced)
+    """inactive,unreferenced -> inactive,referenced -> active (mm/swap.c; the hot path's LruCore does it)."""
+    if k.lru.core.mark_page_accessed(pfn):
+        k.vmstat["pgactivate"] += 1
 
 
 def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int, count: int, pos: int) -> int:
@@ -364,38 +358,46 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     count = min(count, isize - pos)
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
     mem_map = k.mem_map
-    src, held = [], []
-    done = 0
+    core = k.lru.core
+    held = []
     dst = k.mm.user_runs(task, buf, count, True)                      # fault the buffer in first
     cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
-    flags = [mem_map.flags(pfn) if pfn is not None else -1 for pfn in cached]
+    flags = core.flags_of(cached)
     readahead_bit = 1 << PG_readahead
     settled = (1 << PG_active) | (1 << PG_referenced)              # mark_page_accessed: nothing to do
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
     # reading may reclaim: then every page is held until copied.
     hold = any(f < 0 or f & readahead_bit for f in flags)
-    first = index
-    while index <= last:
-        pfn, f = cached[index - first], flags[index - first]
-        if f < 0 or f & readahead_bit:
-            pfn = mapping.get_page(index, ra, last - index + 1)
-            f = mem_map.flags(pfn)
-        if f & settled != settled:
-            mark_page_accessed(k, pfn)
-        if hold:
-            mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until copied (get_page)
-            held.append(pfn)
-        offset = (pos + done) & (PAGE_SIZE - 1)
-        n = min(PAGE_SIZE - offset, count - done)
-        src.append(((pfn << PAGE_SHIFT) + offset, n))
-        done += n
-        index += 1
+    nr = last - index + 1
+    at = 0
     try:
+        while True:
+            # the pages found cached and unmarked, natively, up to the next miss or readahead mark
+            at, activated = core.read_pages_accessed(cached, flags, at, hold, readahead_bit, held)
+            if activated:
+                k.vmstat["pgactivate"] += activated
+            if at == nr:
+                break
+            pfn = cached[at] = mapping.get_page(index + at, ra, nr - at)
+            if mem_map.flags(pfn) & settled != settled:
+                mark_page_accessed(k, pfn)
+            if hold:
+                mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until copied (get_page)
+                held.append(pfn)
+            at += 1
+        offset = pos & (PAGE_SIZE - 1)
+        if nr == 1:
+            src = [((cached[0] << PAGE_SHIFT) + offset, count)]
+        else:
+            src = [(pfn << PAGE_SHIFT, PAGE_SIZE) for pfn in cached]
+            src[0] = ((cached[0] << PAGE_SHIFT) + offset, PAGE_SIZE - offset)
+            src[-1] = (cached[-1] << PAGE_SHIFT, count - (PAGE_SIZE - offset) - PAGE_SIZE * (nr - 2))
         copied = k.usercopy.copy_runs(k.ram, src, dst)
     finally:
-        for pfn in held:
-            k.page_alloc.put_page(pfn)
+        if held:
+            for pfn in core.put_pages(held):        # the last reference: free it (put_page)
+                k.page_alloc.free_pages(pfn, 0)
     k.charge(k.costs.copy_ns_per_kib * copied // 1024)
     ra.prev_pos = pos + copied - 1
     return copied

@@ -92,11 +92,12 @@ class Zone:
 
 def reset_struct_page(mem_map, pfn: int, refcount: int) -> None:
     """prep_new_page() / free_pages_prepare(): no flags, no mapping, this many references."""
-    mem_map.set_flags(pfn, 0)
-    mem_map.set_refcount(pfn, refcount)
-    mem_map.set_mapcount(pfn, 0)
-    mem_map.set_mapping(pfn, 0, 0)
-    mem_map.set_disk_sector(pfn, None)
+    mem_map.hotpath.reset_struct_pages(mem_map.q, mem_map.i, [pfn], refcount)
+
+
+def reset_struct_pages(mem_map, pfns: list, refcount: int) -> None:
+    """reset_struct_page() of each (the hot path's loop)."""
+    mem_map.hotpath.reset_struct_pages(mem_map.q, mem_map.i, pfns, refcount)
 
 
 def min_free_kbytes_default(lowmem_kbytes: int) -> int:
@@ -217,8 +218,7 @@ class PageAllocator:
                 pfns.append(pfn)
             if len(pfns) < wanted:                  # the buddy lists ran dry
                 break
-        for pfn in pfns:
-            reset_struct_page(mm, pfn, 1)
+        reset_struct_pages(mm, pfns, 1)
         self.vmstat["pgalloc_normal"] += len(pfns)
         return pfns
 
