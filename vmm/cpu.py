@@ -9,6 +9,8 @@ import ctypes
 import enum
 import functools
 import math
+import os
+import sys
 from dataclasses import dataclass
 
 
@@ -22,6 +24,7 @@ from cython_ext.mmu import NativeVcpu
 # Where emulation would stop on its own: page 0 is never mapped in user space,
 # so reaching it means a jump to a null pointer.
 STOP_ADDRESS = 0
+CS_ARCH_X86, CS_MODE_64 = 3, 1 << 3       # capstone.CS_ARCH_X86, capstone.CS_MODE_64 (a test holds them equal)
 
 REGS = {name: getattr(x86, "UC_X86_REG_" + name.upper()) for name in (
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
@@ -65,6 +68,47 @@ class VcpuExit:
             self._address = self._cpu._fault_address(self.rip, self.page, self.error_code) \
                 if self._cpu is not None else self.page
         return self._address
+
+
+@functools.cache
+def _instruction_counter():
+    """count(code, address): how many x86-64 instructions capstone decodes from code, as
+    len(disasm_lite(code, address)) would say. Straight through libcapstone when the capstone package
+    ships it (its Python binding imports every architecture: ~30 ms for a page fault's question)."""
+    import importlib.util
+    spec = importlib.util.find_spec("capstone")
+    names = {"linux": "libcapstone.so", "darwin": "libcapstone.dylib", "win32": "capstone.dll"}
+    lib = None
+    for where in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(where, "lib", names.get(sys.platform, "libcapstone.so"))
+        if os.path.exists(path):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                lib = None
+            break
+    if lib is None:
+        plain = _disassemblers()[0]
+        return lambda code, address: sum(1 for _ in plain.disasm_lite(code, address))
+    lib.cs_open.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
+    lib.cs_open.restype = ctypes.c_int
+    lib.cs_disasm.argtypes = [ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_void_p)]
+    lib.cs_disasm.restype = ctypes.c_size_t
+    lib.cs_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.cs_free.restype = None
+    handle = ctypes.c_size_t()
+    if lib.cs_open(CS_ARCH_X86, CS_MODE_64, ctypes.byref(handle)) != 0:
+        plain = _disassemblers()[0]
+        return lambda code, address: sum(1 for _ in plain.disasm_lite(code, address))
+
+    def count(code: bytes, address: int) -> int:
+        insns = ctypes.c_void_p()
+        n = lib.cs_disasm(handle.value, code, len(code), address, 0, ctypes.byref(insns))
+        if n:
+            lib.cs_free(insns, n)
+        return n
+    return count
 
 
 @functools.cache
@@ -251,7 +295,7 @@ class Vcpu:
         key = (self.native.cr3, pc, size, rip)
         retired = self._retired_cache.get(key)
         if retired is None:
-            retired = sum(1 for _ in _disassemblers()[0].disasm_lite(self.read_code(pc, rip - pc), pc))
+            retired = _instruction_counter()(self.read_code(pc, rip - pc), pc)
             self._retired_cache[key] = retired
         if retired < counted:
             self.native.icount -= counted - retired

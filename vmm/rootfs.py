@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 from .errors import BallastError
-from .mkdisk import mkdisk
 
 EXT2_MAGIC_OFFSET = 1024 + 56
 EXT2_SUPER_MAGIC = b"\x53\xef"
@@ -58,6 +57,7 @@ def builtin_root(extra_programs: dict = None) -> str:
     import shutil
     import subprocess
     import tempfile
+    from .mkdisk import mkdisk
     images.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=images) as staging:
         tree = Path(staging) / "root"
@@ -110,6 +110,7 @@ def root_image(spec: str) -> str:
         image = images / f"{tree_digest(spec)}.img"
         if not image.exists():
             tmp = image.with_suffix(f".tmp{os.getpid()}")
+            from .mkdisk import mkdisk
             mkdisk(spec, str(tmp))
             os.replace(tmp, image)
         return str(image)
