@@ -43,6 +43,8 @@ import time
 import weakref
 from typing import Callable, NamedTuple, Protocol
 
+import cython_ext
+
 from ..kernel import errno as _errno
 from ..kernel.errno import (EBUSY, EEXIST, EFBIG, EINVAL, EIO, EISDIR, ELOOP, EMLINK, ENAMETOOLONG, ENOENT,
                             ENOSPC, ENOTDIR, ENOTEMPTY, EPERM, EROFS, SyscallError)
@@ -66,6 +68,7 @@ MAXSYMLINKS = 40        # symlinks followed in one path walk (Linux: 40 in total
 PATH_MAX = 4096
 
 _U32 = struct.Struct("<I")
+_pagecache = cython_ext.load("pagecache")      # block checks of a whole indirect block, native unless BALLAST_PURE=1
 _ERRNO_NAMES = {v: k for k, v in vars(_errno).items() if k.startswith("E") and isinstance(v, int)}
 _ERRNO_NAMES.update({EUCLEAN: "EUCLEAN", ESTALE: "ESTALE"})
 
@@ -790,15 +793,12 @@ class Ext2Fs:
                 lblk += 1
                 continue
             start = path[-1]
-            for b in entries[start:start + min(apb - start, n - len(out))]:
-                if b and not first_data <= b < nblocks:
-                    return out
-                if b:
-                    i = bisect.bisect_right(zone_starts, b) - 1
-                    if i >= 0 and zone_ends[i] > b:
-                        return out
-                out.append(b)
-                lblk += 1
+            chunk = entries[start:start + min(apb - start, n - len(out))].tolist()
+            valid = _pagecache.valid_blocks(chunk, first_data, nblocks, zone_starts, zone_ends)
+            out.extend(chunk[:valid] if valid < len(chunk) else chunk)
+            if valid < len(chunk):
+                return out
+            lblk += valid
         return out
 
     def bmap(self, inode, lblk: int, create: bool = False, zero_data: bool = True) -> int:

@@ -114,6 +114,7 @@ class AddressSpace:
         k = self.k
         pages = self.pages
         map_cached = getattr(self.a_ops, "map_pages_cached", None) if READ_BATCHES else None
+        page_blocks = getattr(self.a_ops, "page_blocks_cached", None) if READ_BATCHES else None
         at, nr = 0, len(indices)
         while at < nr:
             index = indices[at]
@@ -129,7 +130,12 @@ class AddressSpace:
                 while end < nr and end - at < room and indices[end] == index + end - at and \
                         indices[end] not in pages and indices[end] << PAGE_SHIFT < isize:
                     end += 1
-                extents = map_cached(self, index, end - at)
+                blocks = page_blocks(self, index, end - at) if page_blocks is not None else None
+                if blocks:
+                    self._add_read_blocks(index, blocks, runs, locked)
+                    at += len(blocks)
+                    continue
+                extents = map_cached(self, index, end - at) if blocks is None else None
                 if extents:
                     self._add_read_batch(index, extents, runs, locked)
                     at += len(extents)
@@ -189,6 +195,19 @@ class AddressSpace:
                         runs.append([disk_offset, [(base, length)], disk_offset + length])
                 base += length
             sectors.append(sector)
+        vmstat = k.vmstat
+        vmstat["pgalloc_normal"] += n
+        vmstat["nr_file_pages"] += n
+        k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
+                                        READ_BATCH_FLAGS)
+        locked.extend(pfns)
+
+    def _add_read_blocks(self, first: int, blocks: list, runs: list, locked: list) -> None:
+        """_add_read_batch when each page is one block (blocks[j], 0 for a hole), natively."""
+        k = self.k
+        n = len(blocks)
+        pfns = k.pcp.take(n)
+        sectors = k.pagecache.add_read_batch(k.ram, self.pages, first, pfns, blocks, runs)
         vmstat = k.vmstat
         vmstat["pgalloc_normal"] += n
         vmstat["nr_file_pages"] += n
