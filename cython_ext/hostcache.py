@@ -155,9 +155,10 @@ def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.P
     cache.misses += misses
 
 
+@cython.cfunc
 def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_t, ram: cython.uchar[::1],
           runs: list, cursor: list, vm_id, io, chunk_shift: cython.int, mask: cython.Py_ssize_t,
-          pg_referenced: cython.uchar):
+          pg_referenced: cython.uchar) -> cython.void:
     """HostPageCache._fill_run into runs of RAM: n fresh slots, one read, installed in order, copied out."""
     reader = cache._reader(key)
     free: list = cache._free
@@ -208,10 +209,11 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
     charge[0] += n                      # _CHARGE_PAGES
 
 
+@cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def _copy_page(chunk: cython.uchar[::1], base: cython.Py_ssize_t, ram: cython.uchar[::1], runs: list,
-               cursor: list) -> None:
+               cursor: list) -> cython.void:
     """One page from the arena to the next PAGE_SIZE bytes of the runs (cursor: run, position, left)."""
     di: cython.Py_ssize_t = cursor[0]
     d_pos: cython.Py_ssize_t = cursor[1]

@@ -72,6 +72,19 @@ def reset_struct_pages(q: cython.ulonglong[::1], i: cython.int[::1], pfns: list,
         q[(pfn << 3) + Q_DISK_SECTOR] = 0
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def clear_page_flag(q: cython.ulonglong[::1], pfns: list, bit: cython.int) -> None:
+    """ClearPageX() of each page (e.g. unlock_page() after a read)."""
+    nr_pages: cython.Py_ssize_t = q.shape[0] >> 3
+    pfn: cython.Py_ssize_t
+    for p in pfns:
+        pfn = p
+        if pfn < 0 or pfn >= nr_pages:
+            raise IndexError(f"pfn {pfn} outside mem_map")
+        q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << bit)
+
+
 @cython.final
 @cython.cclass
 class BuddyCore:

@@ -107,8 +107,8 @@ class AddressSpace:
         try:
             self._read_pages(indices, runs, locked, isize)
         finally:
-            for pfn in locked:
-                k.mem_map.clear(pfn, PG_locked)
+            if locked:
+                k.mem_map.hotpath.clear_page_flag(k.mem_map.q, locked, PG_locked)
 
     def _read_pages(self, indices, runs, locked, isize) -> None:
         k = self.k
@@ -126,10 +126,14 @@ class AddressSpace:
             # it leaves everything as page by page would; anything else goes page by page.
             room = k.pcp.count
             if map_cached is not None and room > 1:
-                end = at + 1
-                while end < nr and end - at < room and indices[end] == index + end - at and \
-                        indices[end] not in pages and indices[end] << PAGE_SHIFT < isize:
-                    end += 1
+                end = min(nr, at + room)
+                run = indices[at:end]
+                if not (run == list(range(index, index + end - at)) and indices[end - 1] << PAGE_SHIFT < isize
+                        and pages.keys().isdisjoint(run)):
+                    end = at + 1            # not the usual run of consecutive missing pages: look one by one
+                    while end < nr and end - at < room and indices[end] == index + end - at and \
+                            indices[end] not in pages and indices[end] << PAGE_SHIFT < isize:
+                        end += 1
                 blocks = page_blocks(self, index, end - at) if page_blocks is not None else None
                 if blocks:
                     self._add_read_blocks(index, blocks, runs, locked)
