@@ -85,6 +85,19 @@ def clear_page_flag(q: cython.ulonglong[::1], pfns: list, bit: cython.int) -> No
         q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << bit)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def set_page_flags(q: cython.ulonglong[::1], pfns: list, value: cython.ulonglong) -> None:
+    """page->flags = value for each page."""
+    nr_pages: cython.Py_ssize_t = q.shape[0] >> 3
+    pfn: cython.Py_ssize_t
+    for p in pfns:
+        pfn = p
+        if pfn < 0 or pfn >= nr_pages:
+            raise IndexError(f"pfn {pfn} outside mem_map")
+        q[pfn << 3] = value
+
+
 @cython.final
 @cython.cclass
 class BuddyCore:
@@ -161,6 +174,18 @@ class BuddyCore:
     def free_pages(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
         self.nr_free_pages += 1 << order
         self.free_one_page(pfn, order)
+
+    def rmqueue_many(self, n: cython.Py_ssize_t, out: list) -> cython.Py_ssize_t:
+        """rmqueue(0) up to n times, the pages appended to out, until the lists run dry; how many."""
+        got: cython.Py_ssize_t = 0
+        pfn: cython.Py_ssize_t
+        while got < n:
+            pfn = self.rmqueue(0)
+            if pfn == NIL:
+                break
+            out.append(pfn)
+            got += 1
+        return got
 
     @cython.ccall
     @cython.wraparound(False)

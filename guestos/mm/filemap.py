@@ -108,7 +108,7 @@ class AddressSpace:
             self._read_pages(indices, runs, locked, isize)
         finally:
             if locked:
-                k.mem_map.hotpath.clear_page_flag(k.mem_map.q, locked, PG_locked)
+                k.mem_map.clear_many(locked, PG_locked)
 
     def _read_pages(self, indices, runs, locked, isize) -> None:
         k = self.k

@@ -214,8 +214,7 @@ class PageAllocator:
                     break
                 room = 1
             wanted = len(pfns) + min(room, nr_pages - len(pfns))
-            while len(pfns) < wanted and (pfn := zone.rmqueue(0)) != NIL:
-                pfns.append(pfn)
+            zone.core.rmqueue_many(wanted - len(pfns), pfns)
             if len(pfns) < wanted:                  # the buddy lists ran dry
                 break
         reset_struct_pages(mm, pfns, 1)
@@ -277,11 +276,7 @@ class PerCpuPages:
         # one watermark check per refill, as get_page_from_freelist before rmqueue_bulk
         if not self.allocator.watermark_slowpath(0):
             return False
-        for _ in range(self.batch):
-            pfn = zone.rmqueue(0)
-            if pfn == NIL:
-                break
-            got.append(pfn)
+        zone.core.rmqueue_many(self.batch, got)
         # pushed in reverse so pages leave the list in the order the buddy gave them
         self._push(reversed(got))
         return bool(got)
