@@ -294,8 +294,7 @@ class PerCpuPages:
         """n pages off the list (n <= count), in the order alloc() would take them; their struct pages
         are the caller's to reset and pgalloc_normal its to count (a batch of allocations)."""
         if self.native is not None:
-            pop = self.native.pcp_pop
-            return [pop() for _ in range(n)]
+            return self.native.pcp_take(n)
         pages = self.pages
         return [pages.pop() for _ in range(n)]
 
