@@ -30,6 +30,7 @@ ARENA_CHUNK_SHIFT = 10                    # 1024 slots (4 MiB) per arena mmap
 ARENA_CHUNK_PAGES = 1 << ARENA_CHUNK_SHIFT
 _CHUNK_MASK = ARENA_CHUNK_PAGES - 1
 MAX_IO_PAGES = 256                        # pages per preadv/pwritev (1 MiB), like a large bio
+NATIVE_FILL = True                        # False: cold reads through read_into (the differential tests' reference)
 
 _SHARED = "shared"                        # a page several VMs have read (exclusive caching)
 
@@ -231,7 +232,7 @@ class HostPageCache:
             return CacheIO(count)
         ram = byte_view(ram)
         count = length >> PAGE_SHIFT
-        if length and not (offset | length) & (PAGE_SIZE - 1) and self._used + count <= self._capacity:
+        if NATIVE_FILL and length and not (offset | length) & (PAGE_SIZE - 1) and self._used + count <= self._capacity:
             # whole pages and room for all of them: read_into's loop, natively, with no eviction to redo
             io = CacheIO()
             _hostcache.read_fill(self, key, self._files.setdefault(key, {}), offset >> PAGE_SHIFT, count, ram,
