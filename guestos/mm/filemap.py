@@ -125,7 +125,12 @@ class AddressSpace:
             # without I/O. No other code runs while a batch goes in (no allocator refill, no sleep), so
             # it leaves everything as page by page would; anything else goes page by page.
             room = k.pcp.count
-            if map_cached is not None and room > 1:
+            if map_cached is not None and room == 0:
+                # the list is empty: refill it now, as this page's alloc() would (and fail as it would)
+                if not k.pcp.rmqueue_bulk():
+                    raise SyscallError(ENOMEM)
+                room = k.pcp.count
+            if map_cached is not None and room > 0:
                 end = min(nr, at + room)
                 run = indices[at:end]
                 if not (run == list(range(index, index + end - at)) and indices[end - 1] << PAGE_SHIFT < isize
