@@ -425,6 +425,9 @@ class VirtioBlk(VirtioDevice):
     def _read_in(self, offset: int, view, runs, length: int):
         """An IN's data, straight from the host cache into the driver's buffers (runs of RAM), as DMA
         would; its cost. A backend failure is the request's IOERR."""
+        populate = getattr(self.mem, "populate", None)
+        if populate is not None:
+            populate(runs)
         try:
             cost = self._read_runs(offset, view, runs, length)
         except (OSError, ValueError) as err:      # as _backend: I/O error or a short transfer
