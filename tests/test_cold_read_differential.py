@@ -413,3 +413,20 @@ def test_instructions_counted_as_capstone_s_binding_counts_them():
         off, n = rng.randrange(len(data) - 64), rng.randrange(0, 60)
         code, address = data[off:off + n], 0x401000 + off
         assert count(code, address) == sum(1 for _ in binding.disasm_lite(code, address))
+
+
+def test_populating_guest_ram_changes_no_byte():
+    """GuestRAM.populate (before a device writes an IN's buffers) backs the frames and leaves every byte as
+    it was: written pages keep their data, untouched ones read as zeros."""
+    from vmm.memory import GuestRAM
+    ram = GuestRAM(64 * PAGE_SIZE)
+    try:
+        ram.write(3 * PAGE_SIZE + 100, b"kept")
+        resident = ram.resident_pages()                  # (reading untouched frames would map them)
+        ram.populate([(2 * PAGE_SIZE, PAGE_SIZE), (3 * PAGE_SIZE, 2 * PAGE_SIZE), (40 * PAGE_SIZE, 3 * PAGE_SIZE)])
+        assert ram.resident_pages() == resident + 5       # frames 2, 4, 40-42 are backed now (3 was already)
+        expected = bytearray(64 * PAGE_SIZE)
+        expected[3 * PAGE_SIZE + 100:3 * PAGE_SIZE + 104] = b"kept"
+        assert bytes(ram.view) == expected
+    finally:
+        ram.close()
