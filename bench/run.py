@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Ballast benchmarks: compute-loop speed, anonymous first-touch fault rate, boot time.
+"""Ballast benchmarks: compute-loop speed, fault rate, boot time, disk and page-cache reads, reclaim, balloon,
+and the whole balloon CI test against QEMU TCG + Linux.
 
     python3 bench/run.py [--quick] [--write] [--runs N] [--only NAMES] [--profile CASE]
 
