@@ -66,6 +66,7 @@ class HostPageCache:
         # arena
         self._chunks = []                 # anonymous mmaps of ARENA_CHUNK_PAGES pages
         self._chunk_views = []            # a memoryview of each
+        self._small_pages = set()         # chunks that gave memory back: no huge pages for them
         self._free = []                   # slots given back
         self._fresh = 0                   # next slot never used
         self._used = 0                    # slots holding a page (or being filled)
@@ -619,9 +620,14 @@ class HostPageCache:
             self._charge[self._slot_owner[slot]][_CHARGE_DIRTY] -= 1
 
     def _release_memory(self, slots) -> None:
-        """Return freed slots' memory to the host kernel (RSS falls; they read as zeros later)."""
+        """Return freed slots' memory to the host kernel (RSS falls; they read as zeros later). A chunk
+        that gives memory back asks for no more huge pages, so khugepaged does not fill its holes again."""
         for slot in sorted(slots):
-            chunk = self._chunks[slot >> ARENA_CHUNK_SHIFT]
+            c = slot >> ARENA_CHUNK_SHIFT
+            chunk = self._chunks[c]
+            if c not in self._small_pages and hasattr(mmap, "MADV_NOHUGEPAGE"):
+                chunk.madvise(mmap.MADV_NOHUGEPAGE)
+                self._small_pages.add(c)
             chunk.madvise(mmap.MADV_DONTNEED, (slot & _CHUNK_MASK) << PAGE_SHIFT, PAGE_SIZE)
 
     def close(self) -> None:
