@@ -45,12 +45,27 @@ int main(void)
 """
 
 
+_started = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_guests():
+    """A failed test leaves no guest running: every ballast it started is killed at teardown."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=TIMEOUT_S)
+
+
 class Ballast:
     """`ballast run --gdb ADDR ...` in the background, with the port it printed."""
 
     def __init__(self, program, address="127.0.0.1:0", extra=()):
         self.proc = subprocess.Popen([sys.executable, "-m", "vmm.cli", "run", "--gdb", address, *extra, str(program)],
                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _started.append(self.proc)
         line = self.proc.stderr.readline().decode()
         match = re.match(r"Waiting for gdb on 127\.0\.0\.1:(\d+)$", line.strip())
         if not match:
