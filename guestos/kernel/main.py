@@ -486,6 +486,10 @@ class Kernel:
             self.panic(f"Requested init {path} failed (error -8): {e}")
             self.last_fatal = ("ENOEXEC", str(e), 0, "")
             return PANIC_NO_INIT
+        except SyscallError as e:           # reading the program failed (a damaged disk: EIO, EUCLEAN)
+            detail = f": {e}" if isinstance(e, Ext2Error) else ""
+            self.panic(f"Requested init {path} failed (error -{e.errno}){detail}")
+            return PANIC_NO_INIT
         self.scheduler.wake_up_new_task(task)
         self.scheduler.run()
         # init is gone: write everything back before the machine powers off (a clean poweroff)
