@@ -334,7 +334,7 @@ def boot_root(image, argv):
         m.clock.schedule(GUEST_LIMIT_NS, too_long)
         with wall_limit(WALL_LIMIT_S):
             status = m.boot()
-        return status, m.console_output.decode(errors="replace"), m.kernel.panic_message
+        return status, m.console_output.decode("utf-8", "surrogateescape"), m.kernel.panic_message
     finally:
         m.close()
 
@@ -364,3 +364,20 @@ def test_edited_fields_booted_as_root(fuzz_image, tmp_path_factory, data):
         if clean:
             assert panic is None and status == 0, console[-2000:]
     event(f"{' / '.join(outcomes)}; e2fsck {'clean' if clean else 'finds damage'}")
+
+
+@pytest.mark.skipif(not BUSYBOX.exists(), reason="needs Debian's busybox-static (.ci/run installs it)")
+def test_a_name_that_is_not_utf8_is_listed_as_its_bytes(tmp_path):
+    """Found by the fuzz above: a directory entry whose name is not UTF-8 crashed getdents64. Linux
+    hands the bytes over as they are on the disk."""
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    name = b"caf\xe9-\xff\x80"
+    with open(os.path.join(os.fsencode(root), name), "wb") as f:
+        f.write(b"x")
+    image = tmp_path / "root.img"
+    mkdisk(str(root), str(image), 8 << 20)
+    status, console, panic = boot_root(image, ["/bin/busybox", "ls", "-1", "/"])
+    assert panic is None and status is not None, console
+    assert "caf\udce9-\udcff\udc80".encode("utf-8", "surrogateescape") in console.encode("utf-8", "surrogateescape")

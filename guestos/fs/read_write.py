@@ -143,7 +143,7 @@ def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
 def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
     path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
     if path == "/proc/self/exe":
-        target = task.exe_path.encode()
+        target = task.exe_path.encode("utf-8", "surrogateescape")
     else:
         raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
     if bufsiz <= 0:

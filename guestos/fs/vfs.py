@@ -215,7 +215,8 @@ class Ext2File(File):
         out = bytearray()
         while self.pos < len(self.dir_entries):
             name, ino, ft = self.dir_entries[self.pos]
-            raw = name.encode() if isinstance(name, str) else bytes(name)
+            # names are bytes on disk; ext2 hands them over as str with surrogateescape
+            raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
             reclen = (19 + len(raw) + 1 + 7) & ~7
             if len(out) + reclen > count:
                 if not out:
