@@ -116,6 +116,8 @@ def actions(n_queues: int):
 def steps(n_queues: int):
     return st.lists(st.one_of(
         st.tuples(st.just("bring_up"), st.integers(0, (1 << 64) - 1), st.booleans()),
+        st.tuples(st.just("bring_up"), st.integers(0, (1 << 64) - 1), st.booleans(),
+                  st.tuples(st.integers(0, n_queues - 1), U16, ADDRESSES, ADDRESSES, ADDRESSES)),
         st.tuples(st.just("read"), REG_OFFSETS, st.sampled_from([1, 2, 4, 8])),
         st.tuples(st.just("write"), REG_OFFSETS, st.sampled_from([1, 2, 4, 8]), VALUES),
         st.tuples(st.just("status"), st.sampled_from([0, 1, 2, 3, 4, 7, 8, 11, 15, 0x40, 0x80, 0x8F, 0xFF])),
@@ -239,7 +241,9 @@ class HostileDriver:
     def write(self, offset, size, value):
         self.transport.mmio_write(offset, size, value & ((1 << (8 * size)) - 1))
 
-    def bring_up(self, features: int, all_queues: bool) -> None:
+    def bring_up(self, features: int, all_queues: bool, hostile_queue=None) -> None:
+        """The initialisation sequence; hostile_queue (index, size, desc, avail, used) sets up one queue
+        with any size and addresses (past RAM, misaligned, wrapping 2^64) instead of ours."""
         w = lambda off, v: self.write(off, 4, v)        # noqa: E731
         w(STATUS, 0)
         w(STATUS, STATUS_ACKNOWLEDGE)
@@ -255,8 +259,11 @@ class HostileDriver:
         w(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK)
         for i in range(len(self.roles) if all_queues else 1):
             desc, avail, used = ring_layout(i)
+            size = BLK_QUEUE_SIZE
+            if hostile_queue is not None and hostile_queue[0] == i:
+                _, size, desc, avail, used = hostile_queue
             w(QUEUE_SEL, i)
-            w(QUEUE_NUM, BLK_QUEUE_SIZE)
+            w(QUEUE_NUM, size)
             for low, high, addr in ((QUEUE_DESC_LOW, QUEUE_DESC_HIGH, desc), (QUEUE_DRIVER_LOW, QUEUE_DRIVER_HIGH,
                                     avail), (QUEUE_DEVICE_LOW, QUEUE_DEVICE_HIGH, used)):
                 w(low, addr & 0xFFFFFFFF)
