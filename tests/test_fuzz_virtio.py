@@ -25,7 +25,7 @@ import cython_ext
 import devices.virtio_blk as virtio_blk_module
 import devices.virtqueue as virtqueue_module
 from devices.host import Host
-from devices.virtio_balloon import (ALL_FEATURES as BALLOON_FEATURES, DEFLATE, INFLATE, VirtioBalloon,
+from devices.virtio_balloon import (ALL_FEATURES as BALLOON_FEATURES, DEFLATE, INFLATE, STATS, VirtioBalloon,
                                     queue_roles)
 from devices.virtio_blk import OUTHDR, VirtioBlk
 from devices.virtio_device import (STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK)
@@ -99,7 +99,7 @@ def chains(draw, n_queues: int):
 @st.composite
 def good_requests(draw, n_queues: int):
     """A well-formed request, so that the devices do real work."""
-    q = draw(st.integers(0, n_queues - 1))
+    q = draw(st.sampled_from([0, 0, 1, *range(n_queues)]))
     kind = draw(st.sampled_from(["in", "out", "flush", "get_id", "pfns"]))
     return ("good", q, draw(st.integers(0, BLK_QUEUE_SIZE - 4)), kind, draw(st.integers(0, DISK_SIZE // 512 - 8)),
             draw(st.integers(1, 4)), draw(st.lists(st.integers(DATA_BASE >> 12, (RAM_SIZE >> 12) - 1),
@@ -107,10 +107,18 @@ def good_requests(draw, n_queues: int):
 
 
 def actions(n_queues: int):
-    """A script; most begin with a proper bring-up (any features), so that the device is live."""
+    """A script: half are hostile throughout (most begin with a proper bring-up, so that the device is
+    live); half are a driver doing real work (good requests, the clock, host actions) with one hostile
+    step somewhere, so that the devices' data paths run under fire too."""
     bring_up = st.tuples(st.just("bring_up"), st.integers(0, (1 << 64) - 1), st.just(True))
-    return st.tuples(st.sampled_from([True, True, True, True, False]), bring_up, steps(n_queues)).map(
+    hostile = st.tuples(st.sampled_from([True, True, True, True, False]), bring_up, steps(n_queues)).map(
         lambda t: [t[1]] * t[0] + t[2])
+    work = st.lists(st.one_of(good_requests(n_queues), st.tuples(st.just("clock"),),
+                              st.tuples(st.just("host"), st.integers(0, 3), st.integers(0, RAM_SIZE >> 12))),
+                    min_size=1, max_size=20)
+    gentle = st.tuples(bring_up, work, steps(n_queues).map(lambda s: s[:1]), st.integers(0, 20)).map(
+        lambda t: [t[0]] + t[1][:t[3]] + t[2] + t[1][t[3]:])
+    return st.one_of(hostile, gentle)
 
 
 def steps(n_queues: int):
@@ -312,8 +320,18 @@ class HostileDriver:
         header, status = base, base + 0x100
         data = [(DATA_BASE + 0x20000 + PAGE * ((first + i) % 24), PAGE) for i in range(pages)]
         if self.kind == "balloon":
-            self.poke(base, b"".join(struct.pack("<I", p) for p in pfns))
-            segments = [(base, 4 * len(pfns), False)]
+            role = self.roles[q]
+            if role in (INFLATE, DEFLATE):
+                self.poke(base, b"".join(struct.pack("<I", p) for p in pfns))
+                segments = [(base, 4 * len(pfns), False)]
+            elif role == STATS:
+                self.poke(base, b"".join(struct.pack("<HQ", tag, 1000 * tag) for tag in range(10)))
+                segments = [(base, 100, False)]
+            elif kind == "flush":                          # free page hinting: the command id first
+                self.poke(base, struct.pack("<I", self.device.cmd_id))
+                segments = [(base, 4, False)]
+            else:                                           # hinted or reported free pages
+                segments = [(p << 12, PAGE * pages, True) for p in pfns[:4]]
         elif kind in ("in", "get_id"):
             self.poke(header, OUTHDR.pack(0 if kind == "in" else 8, 0, sector & ~7))
             segments = [(header, 16, False)] + [(a, n, True) for a, n in data] + [(status, 1, True)]
@@ -466,6 +484,7 @@ def test_hostile_driver_against_virtio_balloon(virtq_path, ram, tmp_path_factory
     bed = run_hostile("balloon", ram, tmp_path_factory.mktemp("balloon"), script)
     c = bed.device.counters
     event("pages inflated" if c.inflated_pages else "nothing inflated")
+    event("pages reported or hinted" if c.reported_pages or c.hinted_pages else "nothing reported")
     event("broken ring seen" if c.broken else "no broken ring")
 
 
