@@ -177,3 +177,65 @@ def test_the_fuzzed_base_program_runs(tmp_path, capfd):
     out[CODE_OFFSET:CODE_OFFSET + len(EXIT_42)] = EXIT_42
     (tmp_path / "prog").write_bytes(bytes(out))
     assert cli.main(["run", "--mem", "32M", str(tmp_path / "prog")]) == 42
+
+
+# --- the same files through execve(2) from a running program ---
+
+EXEC_ONE = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char *args[] = {argv[1], 0};
+    execve(argv[1], args, args + 1);
+    printf("errno %d\n", errno);
+    return 3;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def exec_one(tmp_path_factory):
+    import shutil
+    import subprocess
+    if not shutil.which("gcc"):
+        pytest.skip("gcc is needed")
+    d = tmp_path_factory.mktemp("exec_one")
+    (d / "exec_one.c").write_text(EXEC_ONE)
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(d / "exec_one"), str(d / "exec_one.c")], check=True)
+    return d / "exec_one"
+
+
+@settings(max_examples=max(EXAMPLES // 6, 1), deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(data=elf_files())
+def test_execve_of_a_bent_elf(data, exec_one):
+    """A refused file is ENOEXEC to the caller, which goes on running; an accepted one replaces it."""
+    from ballast_testlib import console_text
+    from vmm.machine import Machine, MachineConfig
+    from vmm.oracle import decode_wait_status
+    try:
+        image = parse_elf(data)
+        accepted = True
+    except ENOEXEC:
+        accepted = False
+    else:
+        assume(not bss_in_a_read_only_page(image))
+    machine = Machine(MachineConfig(mem=32 << 20))
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(WALL_LIMIT_S)
+    try:
+        machine.load(exec_one.read_bytes(), "/bin/exec_one", ["/bin/bent"], initramfs={"/bin/bent": data})
+        status = machine.boot()
+        output = console_text(bytes(machine.console_output))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        machine.close()
+    code = decode_wait_status(status)["code"]
+    event("ENOEXEC" if not accepted else f"exit {code}")
+    if not accepted:
+        assert (code, output) == (3, "errno 8\n")
+    else:
+        assert code == 42 or code > 128, (code, output)
