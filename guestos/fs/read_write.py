@@ -145,7 +145,7 @@ def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
     if path == "/proc/self/exe":
         target = task.exe_path.encode("utf-8", "surrogateescape")
     else:
-        raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
+        target = k.readlink(path, task, dirfd)
     if bufsiz <= 0:
         raise SyscallError(EINVAL)
     target = target[:bufsiz]
