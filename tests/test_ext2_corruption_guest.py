@@ -402,3 +402,24 @@ def test_symlinks_on_the_root_read_back(fuzz_image, tmp_path):
     assert "slowlink -> d/sub" + "/../sub" * 10 + "/deeper/leaf" in console
     status, console, _ = boot_root(image, ["/bin/busybox", "readlink", "/d/small"])
     assert status >> 8 == 1 and console == ""                    # not a symlink: EINVAL, as on Linux
+
+
+@pytest.mark.skipif(not BUSYBOX.exists(), reason="needs Debian's busybox-static (.ci/run installs it)")
+def test_a_damaged_image_that_is_not_root_is_only_bytes(fuzz_image, tmp_path):
+    """A disk that is not the root is never parsed (the kernel has no mount(2)): a program reads it raw,
+    every byte as the host holds it, whatever its superblock says."""
+    data = bytearray(fuzz_image[0])
+    struct.pack_into("<I", data, 1024 + 24, 9)                  # s_log_block_size: 512 KiB blocks
+    struct.pack_into("<H", data, 1024 + 56, 0)                  # no magic
+    image = tmp_path / "second.img"
+    image.write_bytes(bytes(data))
+    m = Machine(MachineConfig(mem=64 << 20, disks=[DiskConfig(str(image))]))
+    try:
+        m.load(BUSYBOX.read_bytes(), "/bin/busybox", ["md5sum", "/dev/vda"])
+        with wall_limit(WALL_LIMIT_S):
+            status = m.boot()
+        console = m.console_output.decode()
+    finally:
+        m.close()
+    assert status == 0, console
+    assert f"{hashlib.md5(bytes(data)).hexdigest()}  /dev/vda" in console
