@@ -92,9 +92,10 @@ from vmm.errors import MachineStopped  # noqa: E402
 
 FUZZ_EXAMPLES = int(os.environ.get("BALLAST_FUZZ_EXAMPLES", "0")) or 100
 FUZZ_BOOTS = max(FUZZ_EXAMPLES // 4, 1) if os.environ.get("BALLAST_FUZZ_EXAMPLES") else 10
-# A clean run takes about 10 ms of guest time (ls -lR 6 ms, find|md5sum 11 ms). A damaged name can send a program into a legitimate deep
-# recursion (a name of NUL bytes reads as "" and find descends into the same directory until PATH_MAX, as
-# it would on Linux); the guest-time limit bounds that, the host-time alarm catches a VMM that hangs.
+# A clean run takes about 10 ms of guest time (ls -lR 6 ms, find|md5sum 11 ms). A damaged name can send a
+# program into a legitimate deep recursion (a name of NUL bytes reads as "" and find descends into the same
+# directory until PATH_MAX, as it would on Linux); the guest-time limit bounds that, the host-time alarm
+# catches a VMM that hangs.
 GUEST_LIMIT_NS = 40 * 10 ** 6
 WALL_LIMIT_S = 120
 BS = 1024
