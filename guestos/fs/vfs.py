@@ -106,6 +106,14 @@ class Vfs:
             raise SyscallError(ENOTDIR)
         return parent, name
 
+    def readlink(self, path: str, cwd_ino: int) -> bytes:
+        """readlink(2): the target of the symlink at path (the last component not followed), as the
+        bytes on the disk; EINVAL when path names anything else."""
+        inode = self.call(self.fs.iget, self.resolve(path, cwd_ino, follow=False))
+        if not inode.is_lnk:
+            raise SyscallError(EINVAL)
+        return self.call(self.fs.readlink, inode).encode("utf-8", "surrogateescape")
+
     def call(self, fn, *args):
         """A file-system operation; corruption it finds reaches the caller as EIO, as ext2's does."""
         try:
