@@ -241,7 +241,8 @@ def cmd_sweep(opts) -> int:
         raise BallastError(f"--cell-timeout {opts.cell_timeout:g}: must be a positive number of seconds")
     if opts.scheduler and not opts.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://")):
         raise BallastError(f"--scheduler {opts.scheduler}: give an address like tcp://HOST:PORT")
-    console = Console(highlight=False)
+    # lines are not wrapped: a log or a test reads them whole
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     axes = ", ".join(f"{a.name} ({len(a.labels)})" for a in spec.axes) or "no axes"
     console.print(f"[bold]{escape(opts.file)}[/]: {len(spec.cells)} cell{'s' * (len(spec.cells) != 1)} "
                   f"over {escape(axes)}")

@@ -47,7 +47,7 @@ class Cell:
     @property
     def key(self) -> str:
         """The cell's identity in a results table: its axis values, canonical JSON."""
-        return json.dumps(self.point, sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.point, separators=(",", ":"))      # axes in the file's order
 
     def describe(self) -> str:
         return ", ".join(f"{k}={_text(v)}" for k, v in self.point.items()) or "the scenario as written"
@@ -105,11 +105,10 @@ def parse(data: dict, source: str = "sweep", base_dir: str = ".") -> Sweep:
         if not isinstance(template, dict):
             fail("scenario: must be a table ([scenario])")
         scenario_dir = base_dir
-    from . import scenario as sc
     try:
-        sc.parse(copy.deepcopy(template), source="scenario", base_dir=scenario_dir)
+        _check(template, scenario_dir)
     except BallastError as e:
-        fail(str(e))
+        fail(f"{head.get('scenario', 'scenario')}: {e}")
 
     raw_axes = data.get("axes", {})
     if not isinstance(raw_axes, dict):
@@ -121,7 +120,7 @@ def parse(data: dict, source: str = "sweep", base_dir: str = ".") -> Sweep:
         for label, sets in zip(axis.labels, axis.sets):
             scenario = _apply(template, sets, lambda text: fail(f"axis '{axis.name}' = {_text(label)}: {text}"))
             try:
-                sc.parse(scenario, source="scenario", base_dir=scenario_dir)
+                _check(scenario, scenario_dir)
             except BallastError as e:
                 fail(f"axis '{axis.name}' = {_text(label)}: {e}")
     # ... then every combination
@@ -133,11 +132,20 @@ def parse(data: dict, source: str = "sweep", base_dir: str = ".") -> Sweep:
         cell = Cell(index, point, None)
         cell.scenario = _apply(template, sets, lambda text: fail(f"cell {index} ({cell.describe()}): {text}"))
         try:
-            sc.parse(copy.deepcopy(cell.scenario), source="scenario", base_dir=scenario_dir)
+            _check(cell.scenario, scenario_dir)
         except BallastError as e:
             fail(f"cell {index} ({cell.describe()}): {e}")
         sweep.cells.append(cell)
     return sweep
+
+
+def _check(scenario: dict, base_dir: str) -> None:
+    """The scenario parser's verdict on a cell (its error without the parser's "scenario: ")."""
+    from . import scenario as sc
+    try:
+        sc.parse(copy.deepcopy(scenario), source="scenario", base_dir=base_dir)
+    except BallastError as e:
+        raise BallastError(str(e).removeprefix("scenario: ")) from None
 
 
 def _parse_axis(name: str, values, fail) -> Axis:
@@ -403,6 +411,9 @@ def write_table(rows: list, path: str) -> None:
     import pandas as pd
     frame = pd.DataFrame(rows)
     if len(frame):
+        # the cell, its axes, how it ran, then its metrics as first seen
+        front = list(ID_COLUMNS) + list(json.loads(rows[0]["cell_key"])) + list(RUN_COLUMNS)
+        frame = frame[[c for c in front if c in frame.columns] + [c for c in frame.columns if c not in front]]
         frame = frame.sort_values("cell", kind="stable").reset_index(drop=True)
         for column in frame.columns:        # one type per column (parquet needs it; csv readers like it)
             kinds = {type(v) for v in frame[column] if v is not None and v == v}
@@ -438,6 +449,7 @@ def done_rows(sweep: Sweep, path: str) -> list:
     for record in frame.to_dict("records"):
         record = {k: v for k, v in record.items() if not (v is None or v != v)}     # drop NaN (absent)
         if not record.get("error"):
+            record["error"] = ""
             rows.append(record)
     return rows
 
@@ -457,8 +469,11 @@ class Cluster:
             if scheduler:
                 self.client = Client(scheduler, timeout="10s")
             else:
+                # loopback only; no dashboard, and its HTTP routes on a free port rather than 8787
                 self.cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                                            processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+                                            processes=True, host="127.0.0.1", dashboard_address=None,
+                                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                            silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
         except OSError as e:
             self.close()

@@ -5,7 +5,7 @@ import os
 import re
 
 from .errors import BallastError
-from .sweep import ID_COLUMNS, RUN_COLUMNS, read_table
+from .sweep import read_table
 
 # what the summary and the plots show by default, per snapshot (the last one taken)
 DEFAULT_METRICS = ("guest.MemFree", "guest.Cached", "oracle.duplicated_pages", "host.cache_pages",
@@ -73,15 +73,20 @@ def _fmt(value) -> str:
 
 
 def summary_table(frame, axes: list, metrics: list, title: str):
-    """A row per cell: its axis values, the metrics and its error (if any)."""
+    """A row per cell: its axis values, the metrics and its error (if any). Metrics of one snapshot
+    are headed without its name, which goes in the title."""
     from rich.table import Table
+    snaps = {m.split(".")[0] for m in metrics if m.split(".")[0] in snapshot_names(frame)}
+    shared = next(iter(snaps)) if len(snaps) == 1 else None
+    if shared:
+        title += f" (metrics at snapshot '{shared}')"
     table = Table(title=title, title_justify="left")
     for axis in axes:
         table.add_column(axis)
     for metric in metrics:
-        table.add_column(metric, justify="right")
+        table.add_column(metric.removeprefix(f"{shared}.") if shared else metric, justify="right")
     table.add_column("wall s", justify="right")
-    table.add_column("error")
+    table.add_column("error", no_wrap=True)
     for record in frame.sort_values("cell").to_dict("records"):
         error = record.get("error")
         table.add_row(*(_fmt(record.get(a)) for a in axes), *(_fmt(record.get(m)) for m in metrics),
