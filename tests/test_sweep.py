@@ -139,6 +139,13 @@ def test_a_killed_workers_cell_runs_again_on_another(tmp_path, cluster, one_by_o
     pd.testing.assert_frame_equal(measurements(table), measurements(one_by_one), check_dtype=False)
 
 
+def test_workers_without_this_ballast_are_one_line(tmp_path, cluster, monkeypatch):
+    monkeypatch.setattr(sw, "installed_version", lambda: "0.0.0-not-theirs")
+    with pytest.raises(sw.BallastError, match=r"^Dask worker tcp://127\.0\.0\.1:\d+ has Ballast .*, this is "
+                                              r"0\.0\.0-not-theirs: install the same version$"):
+        sw.run(sw.load(sweep_file(tmp_path)), client=cluster.client)
+
+
 def test_resume_after_a_killed_sweep_runs_only_the_missing_cells(tmp_path):
     text = QUICK.replace('"machine.mem" = ["48M", "64M"]', '"machine.mem" = ["48M", "56M", "64M"]')
     path = sweep_file(tmp_path, text)

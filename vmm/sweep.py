@@ -492,6 +492,24 @@ class Cluster:
         self.close()
 
 
+def installed_version() -> str:
+    from importlib.metadata import version
+    return version("ballast")
+
+
+def check_workers(client) -> None:
+    """Every worker of the cluster has this version of Ballast (a cell is a call into it there)."""
+    from importlib.metadata import version
+    mine = installed_version()
+    theirs = client.run(version, "ballast", on_error="return")
+    for address, v in sorted(theirs.items()):
+        if isinstance(v, BaseException):
+            raise BallastError(f"Dask worker {address} has no Ballast installed ({type(v).__name__}); install "
+                               "it on every worker (pip install ballast, or this repository)")
+        if v != mine:
+            raise BallastError(f"Dask worker {address} has Ballast {v}, this is {mine}: install the same version")
+
+
 def run(sweep: Sweep, out: str | None = None, client=None, scheduler: str | None = None,
         n_workers: int | None = None, resume: bool = False, cell_timeout_s: float | None = None,
         on_cell=None, progress=None) -> list:
@@ -517,6 +535,7 @@ def run(sweep: Sweep, out: str | None = None, client=None, scheduler: str | None
         own = Cluster(scheduler, n_workers)
         client = own.client
     try:
+        check_workers(client)
         futures = {}
         for cell in todo:
             future = client.submit(execute_cell, cell.scenario, sweep.base_dir, timeout, pure=False,
