@@ -176,6 +176,8 @@ def cmd_demo(opts) -> int:
     def names(text):
         return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
     sweep = demo.load(opts.quick, names(opts.workloads), names(opts.policies))
+    if opts.workers is not None and opts.workers < 1:
+        raise BallastError(f"--workers {opts.workers}: at least 1")
     for path, what in ((opts.png, "--png"), (opts.json, "--json")):
         if path and path != "-" and not os.path.isdir(os.path.dirname(path) or "."):
             raise BallastError(f"{what} {path}: no such directory")
