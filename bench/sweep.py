@@ -77,7 +77,8 @@ def host_info() -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=1, help="repetitions of each (default 1)")
-    p.add_argument("--workers", type=int, default=os.cpu_count(), help="local cluster workers (default: cores)")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                   help="local cluster workers (default: cores)")
     p.add_argument("--write", action="store_true", help="append the figures to bench/RESULTS.md")
     args = p.parse_args(argv)
     sweep = bench_sweep()

@@ -147,8 +147,7 @@ def test_workers_without_this_ballast_are_one_line(tmp_path, cluster, monkeypatc
 
 
 def test_resume_after_a_killed_sweep_runs_only_the_missing_cells(tmp_path):
-    text = QUICK.replace('"machine.mem" = ["48M", "64M"]', '"machine.mem" = ["48M", "56M", "64M"]')
-    path = sweep_file(tmp_path, text)
+    path = sweep_file(tmp_path)
     out = str(tmp_path / "results.csv")
     cmd = [sys.executable, "-m", "vmm.cli", "sweep", path, "--out", out, "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -162,12 +161,12 @@ def test_resume_after_a_killed_sweep_runs_only_the_missing_cells(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)         # the sweep and its local cluster, mid-sweep
         proc.wait()
     before = sw.read_table(out)
-    assert 2 <= len(before) < 12, "the sweep finished before it could be killed"
+    assert 2 <= len(before) < 8, "the sweep finished before it could be killed"
     result = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"{len(before)} cells already in {out}; running {12 - len(before)}" in " ".join(result.stdout.split())
+    assert f"{len(before)} cells already in {out}; running {8 - len(before)}" in " ".join(result.stdout.split())
     after = sw.read_table(out)
-    assert sorted(after["cell"]) == list(range(12)) and not any(after["error"].fillna(""))
+    assert sorted(after["cell"]) == list(range(8)) and not any(after["error"].fillna(""))
     kept = after[after["cell"].isin(before["cell"])].reset_index(drop=True)
     # the cells done before the kill were not run again: their rows (wall time, worker) are as written then
     pd.testing.assert_frame_equal(kept, before.sort_values("cell").reset_index(drop=True), check_dtype=False)
@@ -210,26 +209,34 @@ def test_dry_run_prints_the_grid(tmp_path, capsys):
 
 
 def test_failed_and_overrunning_cells_are_recorded_and_the_sweep_goes_on(tmp_path, cluster, capsys):
-    text = QUICK.replace('"step.1.run" = [["/bin/memhog", "4M"], ["/bin/memhog", "12M", "2"]]',
-                         '"step.1.run" = [["/bin/memhog", "4M"], ["/bin/memhog", "12M", "2"], ["/bin/compute", '
-                         '"100000000000"], ["/bin/no-such-program"]]\n"step.1.timeout_s" = [3000]')
+    text = QUICK.replace('"step.1.run" = [["/bin/memhog", "4M"], ["/bin/memhog", "12M", "2"]]', '''
+[axes.program]
+memhog = { "step.1.run" = ["/bin/memhog", "4M"] }
+endless = { "step.1.run" = ["/bin/compute", "100000000000"] }
+slow = { "step.1.run" = ["/bin/compute", "100000000000"], "step.1.timeout_s" = 0.05 }
+missing = { "step.1.run" = ["/bin/no-such-program"] }
+''').replace('"machine.mem" = ["48M", "64M"]', "")
     sweep = sw.load(sweep_file(tmp_path, text))
     out = str(tmp_path / "results.parquet")
     rows = sw.run(sweep, out=out, client=cluster.client, cell_timeout_s=4)
     table = sw.read_table(out)
-    assert len(table) == 16
-    errors = dict(zip(table["step.1.run"], table["error"].fillna("")))
-    assert errors['["/bin/compute", "100000000000"]'] == "timed out after 4 s of wall time"
-    assert not errors['["/bin/memhog", "4M"]'] and not errors['["/bin/memhog", "12M", "2"]']
-    missing = table[table["step.1.run"] == '["/bin/no-such-program"]']
+    assert len(table) == 8
+    errors = dict(zip(zip(table["program"], table["policy"]), table["error"].fillna("")))
+    for policy in ("linux", "unmapped"):
+        assert errors["endless", policy] == "timed out after 4 s of wall time"        # the wall-time limit
+        assert errors["slow", policy] == "/bin/compute did not finish within 0.05 s of guest time (timeout)"
+        assert not errors["memhog", policy] and not errors["missing", policy]
+    missing = table[table["program"] == "missing"]
     assert (missing["step.1.exit_code"] != 0).all()                # a program's failure is a measurement
+    slow = table[table["program"] == "slow"]
+    assert (slow["exit.ok"] == False).all()                        # noqa: E712  (the partial result is kept)
     assert sum(bool(r["error"]) for r in rows) == 4
     # the report: a summary of every cell and a plot per metric against the axes, a line per policy
     assert main(["sweep-report", out, "--png-dir", str(tmp_path)]) == 0
     report = capsys.readouterr().out
-    assert "16 cells, 4 failed" in report and "timed out" in report
+    assert "8 cells, 4 failed" in report and "timed out" in report
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert "results.after.guest.MemFree.by-machine.mem.png" in pngs
+    assert "results.after.guest.MemFree.by-program.png" in pngs
     assert all((tmp_path / p).stat().st_size > 10_000 for p in pngs)
     assert main(["sweep-report", out, "--metric", "after.guest.Nope"]) == 2
     assert "no such column" in capsys.readouterr().err

@@ -246,6 +246,16 @@ def cmd_sweep(opts) -> int:
     # lines are not wrapped: a log or a test reads them whole
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     axes = ", ".join(f"{a.name} ({len(a.labels)})" for a in spec.axes) or "no axes"
+    if not opts.dry_run:
+        if not opts.out:
+            raise BallastError("--out RESULTS is needed (a .csv or .parquet file), or --dry-run")
+        sw.check_out(opts.out)
+        if not opts.resume and os.path.exists(opts.out):
+            raise BallastError(f"--out {opts.out}: already exists (--resume to continue it, or remove it)")
+        if opts.resume and os.path.exists(opts.out):
+            done = len(sw.done_rows(spec, opts.out))
+        if opts.scheduler:
+            sw.check_scheduler(opts.scheduler)
     console.print(f"[bold]{escape(opts.file)}[/]: {len(spec.cells)} cell{'s' * (len(spec.cells) != 1)} "
                   f"over {escape(axes)}")
     if spec.description:
@@ -260,16 +270,9 @@ def cmd_sweep(opts) -> int:
             table.add_row(str(cell.index), *(escape(sw._text(v)) for v in cell.point.values()))
         console.print(table)
         return 0
-    if not opts.out:
-        raise BallastError("--out RESULTS is needed (a .csv or .parquet file), or --dry-run")
-    sw.check_out(opts.out)
-    if not opts.resume and os.path.exists(opts.out):
-        raise BallastError(f"--out {opts.out}: already exists (--resume to continue it, or remove it)")
     progress = _sweep_progress(console, "sweep", len(spec.cells))
     if opts.resume and os.path.exists(opts.out):
-        before = len(sw.done_rows(spec, opts.out))
-        console.print(f"{before} cell{'s' * (before != 1)} already in {escape(opts.out)}; running "
-                      f"{len(spec.cells) - before}")
+        console.print(f"{done} cell{'s' * (done != 1)} already in {escape(opts.out)}; running {len(spec.cells) - done}")
 
     def on_cell(cell, outcome, row):
         if row["error"]:

@@ -260,12 +260,15 @@ def execute_cell(scenario: dict, base_dir: str, timeout_s: float | None = None) 
     return out
 
 
-def _warm_imports() -> None:
-    """What a cell imports, imported once in the worker so that each forked child starts warm."""
-    import devices.host  # noqa: F401
-    import guestos.kernel.signal  # noqa: F401
+# What a cell imports: imported once per worker, so that each forked cell starts warm.
+CELL_MODULES = ("devices.host", "guestos.kernel.signal", "vmm.machine", "vmm.oracle", "vmm.rootfs", "vmm.scenario",
+                "vmm.swapdisk")
 
-    from . import machine, oracle, rootfs, scenario, swapdisk  # noqa: F401
+
+def _warm_imports() -> None:
+    import importlib
+    for name in CELL_MODULES:
+        importlib.import_module(name)
 
 
 def _forked(fn, args, timeout_s):
@@ -456,6 +459,25 @@ def done_rows(sweep: Sweep, path: str) -> list:
 
 # --- running ------------------------------------------------------------------------------------------
 
+def check_scheduler(address: str) -> None:
+    """A refused or unroutable tcp:// address fails at once (Dask's client would retry for its timeout)."""
+    import socket
+    from urllib.parse import urlsplit
+    if not address.startswith("tcp://"):
+        return
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise BallastError(f"--scheduler {address}: {e}") from None
+    if not host or port is None:
+        raise BallastError(f"--scheduler {address}: give an address like tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as e:
+        raise BallastError(f"--scheduler {address}: cannot reach the Dask scheduler ({e.strerror or e})") from None
+
+
 class Cluster:
     """A Dask client: on a LocalCluster of n_workers processes (one per core by default) that it owns,
     or on an existing scheduler."""
@@ -467,13 +489,21 @@ class Cluster:
         self.cluster = None
         try:
             if scheduler:
+                check_scheduler(scheduler)
                 self.client = Client(scheduler, timeout="10s")
             else:
-                # loopback only; no dashboard, and its HTTP routes on a free port rather than 8787
-                self.cluster = LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                                            processes=True, host="127.0.0.1", dashboard_address=None,
-                                            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                                            silence_logs=logging.ERROR)
+                import dask
+                from distributed.utils import get_mp_context
+                # Workers forked from one server that has imported Dask and Ballast once, rather than
+                # each spawned and importing both (seconds of a sweep on a small machine).
+                with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+                    get_mp_context().set_forkserver_preload(["distributed", "vmm.sweep", *CELL_MODULES])
+                    # loopback only; no dashboard, and its HTTP routes on a free port rather than 8787
+                    self.cluster = LocalCluster(n_workers=n_workers or len(os.sched_getaffinity(0)),
+                                                threads_per_worker=1, processes=True, host="127.0.0.1",
+                                                dashboard_address=None,
+                                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                                silence_logs=logging.ERROR)
                 self.client = Client(self.cluster)
         except OSError as e:
             self.close()
