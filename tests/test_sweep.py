@@ -185,6 +185,8 @@ BAD = [
      "cell 4 (machine.mem=16M, step.2.balloon_mib=24, step.1.run=[\"/bin/memhog\", \"4M\"], policy=linux): "
      "step 2: balloon_mib: a balloon of 24 MiB is bigger than the guest"),                # fine alone, not together
     ('[axes]', '[axis]', "unknown top-level key 'axis'"),
+    ('"machine.mem" = ["48M", "64M"]', '"machine.cmdline" = ["", "pagecache_dedup"]',
+     "axes 'machine.cmdline' and 'policy' both set machine.cmdline"),
 ]
 
 

@@ -114,6 +114,7 @@ def parse(data: dict, source: str = "sweep", base_dir: str = ".") -> Sweep:
     if not isinstance(raw_axes, dict):
         fail("axes: must be a table ([axes] \"machine.mem\" = [\"128M\", \"192M\"])")
     axes = [_parse_axis(name, values, fail) for name, values in raw_axes.items()]
+    _no_overlap(axes, fail)
     sweep = Sweep(source, scenario_dir, template, axes, description=description, cell_timeout_s=timeout)
     # each value alone first, so that an error names the axis and its value ...
     for axis in axes:
@@ -171,6 +172,17 @@ def _parse_axis(name: str, values, fail) -> Axis:
             sets.append(flat)
         return Axis(name, labels, sets)
     fail(f"axis '{name}': must be a list of values, or a table of named values")
+
+
+def _no_overlap(axes: list, fail) -> None:
+    """Two axes that set one path (or one inside the other) would silently override each other."""
+    owner = {}
+    for axis in axes:
+        for path in {p for sets in axis.sets for p in sets}:
+            for other, by in owner.items():
+                if by != axis.name and (path == other or path.startswith(other + ".") or other.startswith(path + ".")):
+                    fail(f"axes '{by}' and '{axis.name}' both set {min(path, other, key=len)}")
+            owner.setdefault(path, axis.name)
 
 
 def _flatten_paths(table: dict, prefix: str = ""):
