@@ -305,8 +305,11 @@ def cmd_sweep_report(opts) -> int:
     console.print(rep.summary_table(frame, axes, metrics, f"{opts.results}: {len(frame)} cells, {failed} failed"))
     if png_dir:
         stem = os.path.splitext(os.path.basename(opts.results))[0]
-        for path in rep.write_plots(frame, axes, metrics, by, png_dir, stem):
+        written = rep.write_plots(frame, axes, metrics, by, png_dir, stem)
+        for path in written:
             console.print(f"wrote {escape(path)}")
+        if not written:
+            console.print("no plots: no axis" + (f" besides {by}" if by else "") + " has several values")
     return 0
 
 
