@@ -106,7 +106,8 @@ def test_duckdb_reads_both_formats(tmp_path, one_by_one):
         out = str(tmp_path / f"t{ext}")
         sw.write_table(one_by_one.to_dict("records"), out)
         reader = "read_parquet" if ext == ".parquet" else "read_csv_auto"
-        n, free = duckdb.connect().execute(f"select count(*), sum(\"after.guest.MemFree\") from {reader}('{out}')").fetchone()
+        query = f"select count(*), sum(\"after.guest.MemFree\") from {reader}('{out}')"
+        n, free = duckdb.connect().execute(query).fetchone()
         assert n == 8 and free == one_by_one["after.guest.MemFree"].sum()
 
 
@@ -177,7 +178,8 @@ def test_resume_after_a_killed_sweep_runs_only_the_missing_cells(tmp_path):
 BAD = [
     ('"machine.mem" = ["48M", "64M"]', '"machine.memory" = ["48M"]', "machine: unknown key 'memory'"),
     ('"machine.mem" = ["48M", "64M"]', '"machine.mem" = []', "axis 'machine.mem' is empty"),
-    ('"machine.mem" = ["48M", "64M"]', '"machine.mem" = ["48M", "1M"]', "axis 'machine.mem' = 1M: machine.mem: 1 MiB is too small"),
+    ('"machine.mem" = ["48M", "64M"]', '"machine.mem" = ["48M", "1M"]',
+     "axis 'machine.mem' = 1M: machine.mem: 1 MiB is too small"),
     ('"machine.mem" = ["48M", "64M"]', '"step.9.run" = [["/bin/hello"]]', "'step.9.run': step has 4 entries"),
     ('unmapped = { "machine.cmdline" = "unmapped_page_control" }', 'odd = { "machine.cache" = "sideways" }',
      "axis 'policy' = odd: machine.cache: unknown cache mode 'sideways'"),

@@ -522,8 +522,8 @@ def _machine_part(session) -> dict:
         backend = session.machine.disks[0][1]
         stats = backend.stats
         # pages the root disk read from its image (a miss of the host cache, or every read without one)
-        out["disk"] = {"reads_pages": stats.host_misses if backend.mode.host_cache else stats.bytes_read // PAGE_SIZE,
-                       "host_hits_pages": stats.host_hits}
+        reads = stats.host_misses if backend.mode.host_cache else stats.bytes_read // PAGE_SIZE
+        out["disk"] = {"reads_pages": reads, "host_hits_pages": stats.host_hits}
     return out
 
 
