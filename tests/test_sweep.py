@@ -205,6 +205,18 @@ def test_a_bad_sweep_file_is_one_line_before_anything_starts(tmp_path, capsys, m
     assert not started and not out.exists()
 
 
+def test_resume_refuses_another_sweeps_results(tmp_path, capsys, monkeypatch):
+    started = []
+    monkeypatch.setattr(sw, "Cluster", lambda *a, **k: started.append(a))
+    out = tmp_path / "results.csv"
+    out.write_text('cell,cell_key,error\n0,"{""machine.mem"":""32M""}",\n')
+    assert main(["sweep", sweep_file(tmp_path), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "1 row(s) are not cells of" in err and err.count("\n") == 1 and not started
+    assert main(["sweep", sweep_file(tmp_path), "--out", str(out)]) == 2
+    assert "already exists (--resume to continue it" in capsys.readouterr().err
+
+
 def test_dry_run_prints_the_grid(tmp_path, capsys):
     assert main(["sweep", sweep_file(tmp_path), "--dry-run"]) == 0
     text = capsys.readouterr().out
