@@ -12,7 +12,6 @@ import argparse
 import datetime
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -40,10 +39,18 @@ def bench_sweep() -> sw.Sweep:
 
 
 def cpu_s() -> float:
-    """CPU time of this process and of its reaped children (the cluster's processes and, through
-    them, every forked cell, once the cluster has stopped)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    """CPU time of this process, of the processes under it now (the cluster's forkserver and workers)
+    and of the children each has reaped (the workers' forked cells)."""
+    import psutil
+    me = psutil.Process()
+    total = 0.0
+    for p in [me] + me.children(recursive=True):
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def one_by_one(sweep: sw.Sweep) -> tuple[float, float, list]:
@@ -54,8 +61,10 @@ def one_by_one(sweep: sw.Sweep) -> tuple[float, float, list]:
 
 def on_dask(sweep: sw.Sweep, workers: int) -> tuple[float, float, list]:
     started, cpu = time.perf_counter(), cpu_s()
-    rows = sw.run(sweep, n_workers=workers)          # cluster start and stop included
-    return time.perf_counter() - started, cpu_s() - cpu, rows
+    with sw.Cluster(n_workers=workers) as cluster:   # its start and stop are in the wall time
+        rows = sw.run(sweep, client=cluster.client)
+        used = cpu_s() - cpu                          # while the workers are there to be asked
+    return time.perf_counter() - started, used, rows
 
 
 def same(a: list, b: list) -> bool:
