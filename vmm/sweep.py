@@ -27,7 +27,7 @@ from .errors import BallastError
 FORMATS = (".csv", ".parquet")
 # columns that are not a cell's measurements (a wall time or a place differs from run to run)
 ID_COLUMNS = ("cell", "cell_key")
-RUN_COLUMNS = ("error", "wall_s", "worker")
+RUN_COLUMNS = ("error", "wall_s", "cpu_s", "worker")
 SKIPPED = {("oracle", "files"), ("host", "rss_bytes")}   # per-file detail; the worker process's RSS
 
 
@@ -322,12 +322,15 @@ def _forked(fn, args, timeout_s):
             chunks.append(chunk)
     finally:
         os.close(reader)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     if chunks:
-        return pickle.loads(b"".join(chunks))
-    if os.WIFSIGNALED(status):
-        return {"result": None, "error": f"the cell's process died of signal {os.WTERMSIG(status)}"}
-    return {"result": None, "error": f"the cell's process exited {os.WEXITSTATUS(status)} without an answer"}
+        answer = pickle.loads(b"".join(chunks))
+    elif os.WIFSIGNALED(status):
+        answer = {"result": None, "error": f"the cell's process died of signal {os.WTERMSIG(status)}"}
+    else:
+        answer = {"result": None, "error": f"the cell's process exited {os.WEXITSTATUS(status)} without an answer"}
+    answer["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
+    return answer
 
 
 def _die_with_parent() -> None:
@@ -352,6 +355,7 @@ def row(cell: Cell, outcome: dict) -> dict:
         out[name] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
     out["error"] = outcome.get("error") or ""
     out["wall_s"] = outcome.get("wall_s")
+    out["cpu_s"] = outcome.get("cpu_s")
     out["worker"] = outcome.get("worker", "")
     result = outcome.get("result")
     if result:
