@@ -8,7 +8,6 @@ BallastError naming the key, raised before the guest boots."""
 import math
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 
 from .errors import BallastError
@@ -268,6 +267,7 @@ class Scenario:
 
 
 def load(path: str) -> Scenario:
+    import tomllib                      # only scenario files need it
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
