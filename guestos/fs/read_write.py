@@ -6,6 +6,7 @@ from ..kernel.sched import WouldBlock
 from ..mm.memory import access_ok
 from .file import File
 from .names import fs_decode, fs_encode
+from .proc import proc_readlink
 
 IOV_MAX = 1024
 AT_FDCWD = -100
@@ -198,27 +199,36 @@ def sys_fstat(k, task, fd, statbuf, *_):
     return _fill_stat(k, task, k.fds_of(task).get(fd), statbuf)
 
 
-def _empty_path(k, task, pathname) -> bool:
-    """vfs_empty_path(): NULL or "" (a path that cannot be read is not empty)."""
-    if not pathname:
-        return True
+def _getname_maybe_null(k, task, pathname, flags):
+    """getname_maybe_null(): with AT_EMPTY_PATH a NULL or empty path is None; otherwise the name, or the
+    SyscallError reading it gave (reported only after the flags are checked, as vfs_statx does)."""
     try:
-        return k.mm.strncpy_from_user(task, pathname, 1) == b""
-    except SyscallError:
-        return False
+        if flags & AT_EMPTY_PATH:
+            if not pathname:
+                return None
+            name = k.mm.strncpy_from_user(task, pathname)
+            return name or None
+        return k.mm.getname(task, pathname)
+    except SyscallError as e:
+        return e
 
 
 def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
-    """vfs_fstatat() as Linux 6.x orders it (checked natively): AT_EMPTY_PATH with an empty path and a
-    descriptor is fstat of it, other flags unchecked; otherwise unknown flags are EINVAL first."""
-    if flags & AT_EMPTY_PATH and _empty_path(k, task, pathname):
-        f = k.fds_of(task).get(dirfd) if dirfd != AT_FDCWD else k.open_path(task.cwd, task=task)
-        if dirfd == AT_FDCWD and flags & ~AT_STAT_FLAGS:
-            raise SyscallError(EINVAL)
-        return _fill_stat(k, task, f, statbuf)
+    """vfs_fstatat() as Linux 6.x has it (checked natively): an empty path with AT_EMPTY_PATH and a
+    descriptor is fstat of it, whatever the other flags; then unknown flags are EINVAL, then the path's
+    own error (EFAULT, ENOENT...)."""
+    name = _getname_maybe_null(k, task, pathname, flags)
+    if name is None and dirfd >= 0:
+        return _fill_stat(k, task, k.fds_of(task).get(dirfd), statbuf)
     if flags & ~AT_STAT_FLAGS:
         raise SyscallError(EINVAL)
-    path = k.mm.getname(task, pathname)
+    if isinstance(name, SyscallError):
+        raise name
+    if name is None:                                     # the starting directory itself
+        if dirfd != AT_FDCWD:
+            raise SyscallError(EBADF)
+        return _fill_stat(k, task, k.open_path(task.cwd, task=task), statbuf)
+    path = name
     f = k.open_path(fs_decode(path), O_NOFOLLOW if flags & AT_SYMLINK_NOFOLLOW else 0, task=task, dirfd=dirfd)
     return _fill_stat(k, task, f, statbuf)
 
@@ -231,13 +241,11 @@ def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
         if dirfd != AT_FDCWD:
             k.fds_of(task).get(dirfd)                    # EBADF
         raise SyscallError(ENOENT)                       # (not a symlink opened with O_PATH)
-    if path == "/proc/self/exe":
-        target = fs_encode(task.exe_path)
-    elif k.vfs is not None:
-        from .namei import readlink_path
-        target = readlink_path(k, task, dirfd, path)
+    link = proc_readlink(k, task, path) if path == "/proc" or path.startswith("/proc/") else None
+    if link is not None:
+        target = fs_encode(link) if isinstance(link, str) else bytes(link)
     else:
-        raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
+        target = k.readlink(path, task, dirfd)          # a symlink on ext2 (EINVAL for anything else)
     target = target[:bufsiz]
     k.mm.copy_to_user(task, buf, target)
     return len(target)

@@ -34,20 +34,24 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
                     mm.new_anon_id(), "[stack]")
     mm.insert(stack_vma)
     mm.start_stack = STACK_TOP
+    sysinfo_ehdr = k.vdso.map(mm) if k.vdso is not None else None
     task.mm = mm
     task.exe_path = inode.path
+    task.cmdline = b"".join(a + b"\0" for a in argv)
+    task.environ = b"".join(e + b"\0" for e in envp)
     filename = getattr(inode, "filename", inode.path)                     # the path as exec'd
     task.comm = fs_decode(fs_encode(filename).rsplit(b"/", 1)[-1][:15])      # TASK_COMM_LEN bytes
     k.switch_mm(mm)
     if old_mm is not None:
         k.mmput(old_mm)
-    # padzero(): the bytes of the last file page past p_filesz belong to .bss
+    # padzero(): the bytes of the last file page past p_filesz belong to .bss. Linux's clear_user
+    # fails on a segment that is not writable and the error is ignored: such a page keeps the file's bytes
     for seg in image.segments:
-        if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF:
+        if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF and seg.prot_write:
             end = seg.vaddr + seg.filesz
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
     random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
-    rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image), random_bytes,
+    rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image, sysinfo_ehdr=sysinfo_ehdr), random_bytes,
                                    execfn=fs_encode(filename))
     k.mm.copy_to_user(task, rsp, stack)
     regs = {name: 0 for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
@@ -61,7 +65,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
         task.files.close_on_exec()
     task.vfork_parent = None                   # a vfork parent may run again
     task.rseq = task.rseq_len = task.rseq_sig = 0           # rseq_execve()
-    task.sigaltstack = (0, 0, 0)
+    task.sas_ss_sp = task.sas_ss_size = task.sas_ss_flags = 0    # the alternate stack was in the old mm
     task.did_exec = True
     # flush_signal_handlers(): caught signals go back to SIG_DFL (the handlers were in the old image)
     task.sigactions = {sig: (1, 0, 0, 0) for sig, act in task.sigactions.items() if act[0] == 1}

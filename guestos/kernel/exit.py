@@ -64,7 +64,7 @@ INT_MIN = -(1 << 31)
 
 
 def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
-    if options & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8 | __WNOTHREAD):
+    if options & 0xFFFFFFFF & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8 | __WNOTHREAD):
         raise SyscallError(EINVAL)
     if pid == INT_MIN:
         raise SyscallError(ESRCH)                   # -INT_MIN is not a process group
@@ -74,18 +74,20 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
         raise SyscallError(ECHILD)
     for child in candidates:
         if child.state == TASK_ZOMBIE:
+            # kernel_wait4(): the child is reaped first, the status and rusage copied out after
+            # (a bad pointer is EFAULT, and the child is gone all the same, as on Linux)
+            child.state = TASK_DEAD
+            task.children.remove(child)
+            k.tasks.pop(child.pid, None)
+            task.cinstructions += child.instructions + child.cinstructions
+            task.cmin_flt += child.min_flt + child.cmin_flt
+            task.cmaj_flt += child.maj_flt + child.cmaj_flt
             if wstatus:
                 k.mm.copy_to_user(task, wstatus, struct.pack("<i", child.exit_code))
             if rusage:                              # the child's and its reaped children's
                 k.mm.copy_to_user(task, rusage, kernel_sys.rusage(
                     k, child.instructions + child.cinstructions, child.min_flt + child.cmin_flt,
                     child.maj_flt + child.cmaj_flt, 0))
-            task.cinstructions += child.instructions + child.cinstructions
-            task.cmin_flt += child.min_flt + child.cmin_flt
-            task.cmaj_flt += child.maj_flt + child.cmaj_flt
-            child.state = TASK_DEAD
-            task.children.remove(child)
-            k.tasks.pop(child.pid, None)
             return child.pid
     if options & WNOHANG:
         return 0

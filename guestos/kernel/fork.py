@@ -71,9 +71,12 @@ def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
     k.lru_add_drain()
     child = Task(pid=k.alloc_pid(), comm=parent.comm, exe_path=parent.exe_path, parent=parent,
                  sigactions=dict(parent.sigactions), sigmask=parent.sigmask, cwd=parent.cwd,
-                 cwd_ino=parent.cwd_ino, exit_signal=flags & CSIGNAL, rlimits=parent.rlimits, pgid=parent.pgid,
-                 sid=parent.sid, umask=parent.umask,
-                 sigaltstack=(0, 0, 0) if flags & CLONE_VM and not flags & CLONE_VFORK else parent.sigaltstack)
+                 cwd_ino=parent.cwd_ino, start_time_ns=k.hw.clock.now_ns(), cmdline=parent.cmdline,
+                 environ=parent.environ, exit_signal=flags & CSIGNAL, rlimits=parent.rlimits,
+                 pgid=parent.pgid, sid=parent.sid, umask=parent.umask)
+    if not flags & CLONE_VM or flags & CLONE_VFORK:         # a thread starts without the alternate stack
+        child.sas_ss_sp, child.sas_ss_size, child.sas_ss_flags = \
+            parent.sas_ss_sp, parent.sas_ss_size, parent.sas_ss_flags
     if not flags & CLONE_VM:                       # rseq_fork(): a copy keeps the registration
         child.rseq, child.rseq_len, child.rseq_sig = parent.rseq, parent.rseq_len, parent.rseq_sig
     if flags & CLONE_VM:

@@ -17,7 +17,7 @@ from ..fs.binfmt_elf import ENOEXEC
 from ..fs.blockdev import BlockDeviceFile
 from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
-from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc
+from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc, proc_base, proc_readlink
 from ..fs.vfs import MappedFile, Vfs
 from ..fs.file import ConsoleFile, FdTable, File, TtyFile, generic_file_llseek_size
 from ..fs.ramfs import RamFs
@@ -36,10 +36,13 @@ from .errno import EACCES, EINTR, EISDIR, ENOENT, ENOSYS, ENXIO, EROFS, SyscallE
 from .exec import load_elf_binary
 from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from . import exit as kexit
-from .sched import Scheduler, Task, WouldBlock
+from .sched import TASK_INTERRUPTIBLE, Scheduler, Task, WouldBlock
 from .signal import signal_name
 from .syscall_64 import SYSCALL_ENTRIES, SYSCALL_NAMES
+from .syscall_32 import IA32_SYSCALL_NAMES, IA32_TO_X86_64
+from .strace import strace_start
 from .timer import TimerList
+from .vdso import VSYSCALL_ADDR, Vdso, emulate_vsyscall
 
 O_ACCMODE, O_RDONLY = 3, 0
 LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
@@ -77,6 +80,7 @@ class Kernel:
         self.panic_message = None
         self.random_counter = 0
         self.unknown_syscalls = {}
+        self.unknown_syscalls_32 = {}
         self.last_fatal = None
         self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
         self.current_mm = None
@@ -87,9 +91,12 @@ class Kernel:
         MM.anon_ids = itertools.count(1)
         self.irq_handlers = {}          # line -> handler()
         self.usercopy = cython_ext.load("usercopy")
+        self.pagecache = cython_ext.load("pagecache")
         self.block_devices = {}         # "vda" -> VirtioBlk
         self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
         self.address_spaces = {}        # page->mapping id -> AddressSpace
+        self.strace = None              # the system call tracer, when `strace` is on the command line
+        self.syscall_blocked = False
 
     # --- boot ---
     def boot(self) -> None:
@@ -99,6 +106,8 @@ class Kernel:
         self.boot_seed = hashlib.sha256(str(self.params.get("random.seed", "ballast")).encode()).digest()
         if "loglevel" in self.params:
             self.printk.console_loglevel = int(self.params["loglevel"])
+        if "strace" in self.params:
+            strace_start(self)
         self.printk(KERN_INFO, f"Command line: {self.cmdline}")
         self.setup_memory(bp)
         self.rootfs = RamFs(self)
@@ -106,6 +115,7 @@ class Kernel:
         nfiles = self.rootfs.unpack_initramfs(initrd)
         self.free_initrd_mem(bp.initrd_paddr, bp.initrd_size)
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
+        self.vdso = None if self.params.get("vdso") == "0" else Vdso.load(self)     # vdso=0: none, as Linux
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
         self.wb_timer_armed = False
         self.timers = TimerList(self)
@@ -298,6 +308,8 @@ class Kernel:
         if task is None or dirfd == -100:
             return task.cwd_ino if task is not None else 2
         f = self.fds_of(task).get(dirfd)
+        if f.name == "/proc" or f.name.startswith("/proc/"):
+            raise SyscallError(ENOENT)                 # an open /proc directory: not on ext2
         inode = getattr(f, "inode", None)
         if inode is None or not getattr(inode, "is_dir", False):
             raise SyscallError(20)                    # ENOTDIR
@@ -325,8 +337,12 @@ class Kernel:
             return NullFile()
         if path == "/dev/zero":
             return ZeroFile()
-        if path.startswith("/proc/"):
-            return open_proc(self, task or self.scheduler.current, path)
+        if task is not None and not path.startswith("/"):
+            proc_dir = proc_base(self, task, dirfd)
+            if proc_dir is not None:
+                path = proc_dir + "/" + path                # relative to a directory in /proc
+        if path == "/proc" or path.startswith("/proc/"):
+            return open_proc(self, task or self.scheduler.current, path, flags)
         if self.vfs is not None:
             return self.vfs.open(path, flags, mode, self.base_ino(task, dirfd))
         inode = self.rootfs.lookup(path)
@@ -347,17 +363,24 @@ class Kernel:
         if (major, minor) == (4, 65):
             return TtyFile(self.ttyS1, "/dev/ttyS1", 65)
         raise SyscallError(ENXIO)                            # no driver for it here
+    def readlink(self, path: str, task=None, dirfd: int = -100) -> bytes:
+        """readlink(2) of anything but /proc/self/exe: a symlink on the root file system; the initramfs
+        has none (EINVAL for what it holds)."""
+        if self.vfs is not None:
+            return self.vfs.readlink(path, self.base_ino(task, dirfd))
+        raise SyscallError(ENOENT if self.rootfs.lookup(path) is None else 22)     # EINVAL
 
     def file_for_mmap(self, f, vm_flags: int):
-        """(vm_file, name) for mapping an open file; EACCES when its open mode forbids it."""
+        """(vm_file, name) for mapping an open file; do_mmap's order: EACCES when its open mode forbids
+        it, then ENODEV when it cannot be mapped at all."""
         from ..mm.mmap import VM_SHARED, VM_WRITE
+        if vm_flags & VM_SHARED and vm_flags & VM_WRITE and not getattr(f, "writable", False):
+            raise SyscallError(EACCES)
+        if getattr(f, "readable", True) is False:
+            raise SyscallError(EACCES)
         inode = getattr(f, "inode", None)
         if inode is None or getattr(inode, "is_dir", False):
             raise SyscallError(19)                               # ENODEV: not mappable
-        if getattr(f, "readable", True) is False:
-            raise SyscallError(EACCES)
-        if vm_flags & VM_SHARED and vm_flags & VM_WRITE and not getattr(f, "writable", False):
-            raise SyscallError(EACCES)
         if hasattr(f, "vfs"):
             return MappedFile(f.vfs, inode, f.name), f.name
         return inode, f.name                                     # a ramfs file
@@ -508,6 +531,10 @@ class Kernel:
             self.panic(f"Requested init {path} failed (error -8): {e}")
             self.last_fatal = ("ENOEXEC", str(e), 0, "")
             return PANIC_NO_INIT
+        except SyscallError as e:           # reading the program failed (a damaged disk: EIO, EUCLEAN)
+            detail = f": {e}" if isinstance(e, Ext2Error) else ""
+            self.panic(f"Requested init {path} failed (error -{e.errno}){detail}")
+            return PANIC_NO_INIT
         self.scheduler.wake_up_new_task(task)
         self.scheduler.run()
         # init is gone: write everything back before the machine powers off (a clean poweroff)
@@ -515,7 +542,10 @@ class Kernel:
         return task.exit_code
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
+        was_alive = not task.exited
         kexit.do_exit(self, task, code, signaled)
+        if self.strace is not None and was_alive:
+            self.strace.exited(task, task.exit_code)          # +++ exited with N +++
 
     def alloc_pid(self) -> int:
         pid = self.next_pid
@@ -542,6 +572,8 @@ class Kernel:
                 self.switch_mm(current)
 
     def lookup_exec(self, path: str, task=None):
+        if path.startswith("/proc/"):               # /proc/self/exe (busybox runs its applets so)
+            path = proc_readlink(self, task or self.scheduler.current, path) or path
         if self.vfs is not None:
             ino = self.vfs.resolve(path, task.cwd_ino if task is not None else 2)
             real = self.vfs.real_path(path, task.cwd if task is not None else "/")
@@ -560,6 +592,7 @@ class Kernel:
         """Every task sleeps and nothing can wake them: Linux would hang; we end them."""
         self.printk(KERN_ERR, "all tasks are asleep and nothing can wake them: killing " +
                     ", ".join(f"{t.comm}[{t.pid}]" for t in sleeping))
+        self.last_fatal = ("SIGKILL", "every task was asleep and nothing could wake them", 0, "")
         for t in list(sleeping):
             self.do_exit(t, 9, signaled=True)
 
@@ -622,6 +655,7 @@ class Kernel:
                 ret = -e.errno
             except WouldBlock as e:
                 self.scheduler.sleep_on(task, e.ready, e.restart, e.expires, e.interrupted)
+                self.syscall_blocked = True           # for strace: the call runs again later
                 return
             except FaultError as e:
                 if e.signal == "SIGKILL":
@@ -638,7 +672,37 @@ class Kernel:
             ready, self.sleep_after_syscall = self.sleep_after_syscall, None
             self.scheduler.sleep_after_return(task, ready)
 
+    def do_int80_syscall_32(self, task) -> None:
+        """`int $0x80`: Linux's 32-bit system call table (arch/x86/entry/common.c): eax the number,
+        ebx, ecx, edx, esi, edi, ebp the arguments, every other register preserved. The calls we
+        take share their 64-bit implementation, as most of Linux's compat table does."""
+        cpu = self.hw.cpu
+        regs = cpu.regs()
+        nr = regs["rax"] & 0xFFFFFFFF
+        nr64 = IA32_TO_X86_64.get(nr)
+        if nr64 is None:
+            if nr not in self.unknown_syscalls_32:
+                self.printk(KERN_INFO, f"{task.comm}[{task.pid}]: unknown 32-bit system call {nr} "
+                                       f"({IA32_SYSCALL_NAMES.get(nr, '?')})")
+            self.unknown_syscalls_32[nr] = self.unknown_syscalls_32.get(nr, 0) + 1
+            self.hw.clock.charge(self.costs.syscall_ns)
+            cpu.set_reg("rax", -ENOSYS)
+            return
+        abi64 = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+        cpu.set_regs({"rax": nr64, **{r64: regs[r32] & 0xFFFFFFFF for r64, r32 in
+                                      zip(abi64, ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp"))}})
+        self.do_syscall(task)
+        cpu.set_regs({r: regs[r] for r in abi64})
+        if task.state == TASK_INTERRUPTIBLE and cpu.reg("rip") == regs["rip"] - 2:
+            cpu.set_reg("rax", nr)                  # it sleeps to run `int $0x80` again: the 32-bit number
+        self.current_syscall_nr = nr
+
     def do_page_fault(self, task, exit) -> None:
+        if exit.page == VSYSCALL_ADDR and exit.access == "fetch" and emulate_vsyscall(self, task, exit.address):
+            return
+        if not traps.is_canonical(exit.page):
+            traps.do_noncanonical(self, task, exit)
+            return
         try:
             self.mm.handle_mm_fault(task, exit.page, exit.error_code)
         except FaultError as e:
@@ -647,6 +711,9 @@ class Kernel:
                 return
             from .signal import SIGNALS, has_handler, siginfo
             sig = SIGNALS[e.signal]
+            # set_signal_archinfo(): user accesses to kernel addresses always look like protection faults
+            task.trap_nr, task.cr2 = traps.X86_TRAP_PF, exit.address
+            task.error_code = exit.error_code | 0x4 | (0x1 if exit.address >= 1 << 47 else 0)
             if has_handler(task, sig):                 # the program catches it: no report
                 self.force_sig(task, sig, siginfo(sig, e.code, addr=exit.address))
                 return

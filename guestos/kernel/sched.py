@@ -65,7 +65,6 @@ class Task:
     robust_list: int = 0
     rlimits: dict = field(default_factory=dict)  # resource -> (soft, hard) set by this task or inherited
     pgid: int = 0                               # process group: init starts in the kernel's, 0
-    sigaltstack: tuple = (0, 0, 0)              # (ss_sp, ss_flags, ss_size) as given; size 0: none
     rseq: int = 0
     exit_signal: int = 17                       # sent to the parent at exit (clone's CSIGNAL bits)
     rseq_len: int = 0
@@ -88,6 +87,16 @@ class Task:
     cinstructions: int = 0                      # retired by reaped children (and theirs): RUSAGE_CHILDREN
     cmin_flt: int = 0
     cmaj_flt: int = 0
+    start_time_ns: int = 0                      # virtual time of fork, for /proc/PID/stat
+    cmdline: bytes = b""                        # argv and envp as exec laid them out (/proc/PID/cmdline)
+    environ: bytes = b""
+    alarm_expires_ns: int = 0                   # alarm(2): when SIGALRM is due (0: none)
+    sas_ss_sp: int = 0                          # sigaltstack(2): the alternate signal stack
+    sas_ss_size: int = 0
+    sas_ss_flags: int = 0                       # SS_AUTODISARM as given
+    trap_nr: int = 0                            # the last CPU trap (thread.trap_nr, error_code, cr2):
+    error_code: int = 0                         # what a signal frame's sigcontext shows
+    cr2: int = 0
 
     @property
     def exited(self) -> bool:

@@ -11,6 +11,7 @@ from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
 from ..fs import fcntl, namei, select
+from ..fs import statfs
 from . import exec as kexec
 from . import exit as kexit
 from . import fork, printk, signal, sys
@@ -90,7 +91,7 @@ SYSCALL_TABLE = {
     87: namei.sys_unlink, 217: namei.sys_getdents64, 221: namei.sys_fadvise64, 258: namei.sys_mkdirat,
     263: namei.sys_unlinkat, 264: namei.sys_renameat, 316: namei.sys_renameat2, 4: rw.sys_stat, 6: rw.sys_lstat, 109: sys.sys_setpgid, 121: sys.sys_getpgid, 292: fcntl.sys_dup3,
     293: fcntl.sys_pipe2, 24: sys.sys_sched_yield, 28: sys_mm.sys_madvise,
-    26: sys_mm.sys_msync, 35: sys.sys_nanosleep, 74: rw.sys_fsync, 75: rw.sys_fsync, 162: rw.sys_sync, 39: sys.sys_getpid, 60: sys.sys_exit, 62: signal.sys_kill, 63: sys.sys_uname,
+    26: sys_mm.sys_msync, 34: signal.sys_pause, 35: sys.sys_nanosleep, 37: signal.sys_alarm, 74: rw.sys_fsync, 75: rw.sys_fsync, 162: rw.sys_sync, 39: sys.sys_getpid, 60: sys.sys_exit, 62: signal.sys_kill, 63: sys.sys_uname,
     89: rw.sys_readlink, 96: sys.sys_gettimeofday, 97: sys.sys_getrlimit, 102: sys.sys_getuid,
     104: sys.sys_getuid, 107: sys.sys_getuid, 108: sys.sys_getuid, 110: sys.sys_getppid,
     131: signal.sys_sigaltstack, 158: sys_arch_prctl, 186: sys.sys_getpid, 200: signal.sys_tkill,
@@ -106,6 +107,7 @@ SYSCALL_TABLE = {
     266: namei.sys_symlinkat, 133: namei.sys_mknod, 259: namei.sys_mknodat, 280: namei.sys_utimensat,
     115: sys.sys_getgroups, 103: printk.sys_syslog, 98: sys.sys_getrusage, 111: sys.sys_getpgrp,
     112: sys.sys_setsid, 124: sys.sys_getsid, 204: sys.sys_sched_getaffinity, 157: sys.sys_prctl,
+    99: sys.sys_sysinfo, 137: statfs.sys_statfs, 138: statfs.sys_fstatfs,
 }
 
 # the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME)

@@ -57,7 +57,7 @@ def sys_mmap(k, task, addr, length, prot, flags, fd, offset):
     if not length:
         raise SyscallError(EINVAL)
     length = page_align(length)
-    if length > TASK_SIZE:
+    if length > TASK_SIZE - MMAP_MIN_ADDR:                  # get_unmapped_area(): it can never fit
         raise SyscallError(ENOMEM)
     pgoff = offset >> 12
     if pgoff + (length >> 12) >= 1 << 64:
@@ -114,6 +114,8 @@ def _has_hole(mm, start: int, end: int) -> bool:
 
 def sys_mprotect(k, task, start, length, prot, *_):
     """do_mprotect_pkey()'s checks in its order."""
+    if prot & (PROT_GROWSDOWN | PROT_GROWSUP) == PROT_GROWSDOWN | PROT_GROWSUP:
+        raise SyscallError(EINVAL)                 # cannot grow both ways
     prot &= ~(PROT_GROWSDOWN | PROT_GROWSUP)
     if start & (PAGE_SIZE - 1):
         raise SyscallError(EINVAL)
@@ -144,8 +146,8 @@ def sys_msync(k, task, start, length, flags, *_):
     wraps or has a hole is ENOMEM (after doing the mapped parts, as Linux does)."""
     if start & (PAGE_SIZE - 1) or flags & ~7 or (flags & MS_ASYNC and flags & MS_SYNC):
         raise SyscallError(EINVAL)
-    end = start + page_align(length)
-    if end < start or end >= 1 << 64:
+    end = start + (page_align(length) & ((1 << 64) - 1))       # PAGE_ALIGN wraps in 64 bits
+    if end >= 1 << 64:
         raise SyscallError(ENOMEM)
     if end == start:
         return 0

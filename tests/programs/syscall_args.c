@@ -40,6 +40,13 @@ int main(int argc, char **argv)
     SHOW("wait4(-1) reaped the child", got == child);
     SHOW("wait4 status", WEXITSTATUS(status));
 
+    /* a status pointer that faults: EFAULT, and Linux has reaped the child anyway */
+    child = fork();
+    if (child == 0)
+        _exit(3);
+    SHOW("wait4 into KADDR", sc(SYS_wait4, -1, KADDR, 0, 0, 0, 0));
+    SHOW("wait4 again", sc(SYS_wait4, -1, (unsigned long)&status, 0, 0, 0, 0));
+
     /* lseek with a negative off_t, a fd and whence with garbage upper halves */
     int fd = open(argv[0], O_RDONLY);
     SHOW("lseek SEEK_SET 100", sc(SYS_lseek, HIGH | fd, 100, HIGH | SEEK_SET, 0, 0, 0));
