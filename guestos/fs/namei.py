@@ -356,11 +356,3 @@ def sys_utimensat(k, task, dirfd, pathname, utimes, flags, *_):
         _setattr(k, inode, atime=_utime(k, times[0], times[1], now), mtime=_utime(k, times[2], times[3], now))
     return 0
 
-
-def readlink_path(k, task, dirfd, path: str) -> bytes:
-    """The target of a symlink on ext2 (fast in i_block or slow in a block); EINVAL if not a link."""
-    vfs = _vfs(k)
-    inode = vfs.fs.iget(vfs.resolve(path, k.base_ino(task, dirfd), follow=False))
-    if not inode.is_lnk:
-        raise SyscallError(EINVAL)
-    return fs_encode(vfs.call(vfs.fs.readlink, inode))
