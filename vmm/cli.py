@@ -7,6 +7,10 @@ import sys
 from .errors import BallastError
 
 
+TIMEOUT_REASON = "timeout"
+TIMEOUT_EXIT = 124                  # as coreutils timeout(1)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise BallastError(message)
@@ -23,9 +27,11 @@ def parse_size(text: str, what: str) -> int:
 
 def parse_disk(spec: str):
     from .machine import CACHE_MODES, DiskConfig
+    from .hostinput import regular_file
     path, *options = spec.split(",")
     if not path:
         raise BallastError(f"--disk '{spec}': no image path")
+    regular_file(path, "--disk")
     disk = DiskConfig(path)
     for opt in options:
         key, sep, value = opt.partition("=")
@@ -61,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace-reclaim", metavar="FILE",
                      help="write every reclaim decision (the last million) as JSON lines")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
+    run.add_argument("--timeout", metavar="SECONDS",
+                     help="end the program after SECONDS of guest (virtual) time; exit status 124")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
     sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
@@ -93,9 +101,18 @@ def cmd_mkdisk(opts) -> int:
 def cmd_run(opts) -> int:
     from guestos.fs.binfmt_elf import ENOEXEC, parse_elf
 
-    from .machine import Machine, MachineConfig
+    from . import hostinput
+    from .machine import Machine, MachineConfig, check_mem
 
-    mem = parse_size(opts.mem, "--mem")
+    # every option is checked before anything is built or boots
+    mem = check_mem(parse_size(opts.mem, "--mem"), "--mem")
+    hostinput.kernel_cmdline(opts.cmdline, mem, "--cmdline")
+    timeout_s = hostinput.guest_seconds(opts.timeout, "--timeout") if opts.timeout is not None else None
+    hostinput.output_file(opts.json, "--json")
+    hostinput.output_file(opts.trace_reclaim, "--trace-reclaim")
+    args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+    hostinput.guest_arguments(args)
+    hostinput.check_disk_count(len(opts.disk) + bool(opts.root) + bool(opts.swap))
     disks = [parse_disk(spec) for spec in opts.disk]
     if opts.root:
         from .machine import CACHE_MODES, DiskConfig
@@ -109,11 +126,7 @@ def cmd_run(opts) -> int:
             raise BallastError(f"{opts.program}: with --root, PROGRAM is an absolute path inside the guest")
         program, guest_path = None, opts.program
     else:
-        try:
-            with open(opts.program, "rb") as f:
-                program = f.read()
-        except OSError as e:
-            raise BallastError(f"{opts.program}: {e.strerror}") from None
+        program = hostinput.read_regular_file(opts.program, "PROGRAM")
         try:
             parse_elf(program)
         except ENOEXEC as e:
@@ -133,12 +146,13 @@ def cmd_run(opts) -> int:
         from .swapdisk import make_swap_image
         swap_image = make_swap_image(parse_size(opts.swap, "--swap"))
         disks.append(DiskConfig(swap_image))
-        cmdline = f"{cmdline} swap=/dev/vd{'abcdefghijklmnopqrstuvwxyz'[len(disks) - 1]}".strip()
+        cmdline = f"{cmdline} swap=/dev/{hostinput.disk_name(len(disks) - 1)}".strip()
     try:
         machine = Machine(MachineConfig(mem=mem, cmdline=cmdline, disks=disks), console_sink=sink)
-        args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
         try:
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
+            if timeout_s is not None:
+                machine.stop_at(int(timeout_s * 1e9), TIMEOUT_REASON)
             status = machine.boot()
             return _report(opts, machine, status)
         finally:
@@ -161,9 +175,9 @@ def cmd_demo(opts) -> int:
         config = dataclasses.replace(config, workloads=tuple(w.strip() for w in opts.workloads.split(",") if w.strip()))
     if opts.policies:
         config = dataclasses.replace(config, policies=tuple(p.strip() for p in opts.policies.split(",") if p.strip()))
+    from .hostinput import output_file
     for path, what in ((opts.png, "--png"), (opts.json, "--json")):
-        if path and path != "-" and not os.path.isdir(os.path.dirname(path) or "."):
-            raise BallastError(f"{what} {path}: no such directory")
+        output_file(path, what)
     stream = sys.stderr if opts.json == "-" else sys.stdout
     # a log or a pipe gets the whole table, not one squeezed to 80 columns
     console = Console(stderr=opts.json == "-", highlight=False, width=None if stream.isatty() else 170)
@@ -194,9 +208,9 @@ def cmd_scenario(opts) -> int:
 
     from . import scenario as sc
 
+    from .hostinput import output_file
+    output_file(opts.json, "--json")
     spec = sc.load(opts.file)
-    if opts.json and opts.json != "-" and not os.path.isdir(os.path.dirname(opts.json) or "."):
-        raise BallastError(f"--json {opts.json}: no such directory")
     # with --json - the JSON owns stdout and the summary goes to stderr
     console = Console(stderr=opts.json == "-", highlight=False)
     m = spec.machine
@@ -255,15 +269,21 @@ def _report(opts, machine, status) -> int:
             write_reclaim_trace(machine, opts.trace_reclaim)
         except OSError as e:
             raise BallastError(f"--trace-reclaim {opts.trace_reclaim}: {e.strerror}") from None
-    exit_info = decode_wait_status(status)
+    exit_info = decode_wait_status(status) if status is not None else None
     kernel = machine.kernel
     if opts.json:
         text = json.dumps(run_metrics(machine, opts.program), indent=2, sort_keys=True)
         if opts.json == "-":
             print(text)
         else:
-            with open(opts.json, "w") as f:
-                f.write(text + "\n")
+            try:
+                with open(opts.json, "w") as f:
+                    f.write(text + "\n")
+            except OSError as e:
+                raise BallastError(f"--json {opts.json}: {e.strerror}") from None
+    if machine.stop_reason == TIMEOUT_REASON:
+        print(f"ballast: {opts.program}: timed out after {float(opts.timeout):g} s of guest time", file=sys.stderr)
+        return TIMEOUT_EXIT
     if kernel is not None and kernel.last_fatal and kernel.last_fatal[0] == "ENOEXEC":
         raise BallastError(f"{opts.program}: {kernel.last_fatal[1]}")
     if kernel is not None and kernel.panic_message:

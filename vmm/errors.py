@@ -5,5 +5,6 @@ class BallastError(Exception):
     """A mistake in what the user asked for (bad option, bad file, bad image)."""
 
 
-class MachineStopped(Exception):
-    """The VMM stopped the machine (a balloon violation in stop mode); not a user error."""
+class MachineStopped(BaseException):
+    """The VMM stopped the machine (a balloon violation in stop mode, a timeout); not a user error.
+    A BaseException, so that no `except Exception` on the guest kernel's side can swallow it."""

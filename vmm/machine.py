@@ -19,6 +19,7 @@ from .clock import CostModel, VirtualClock
 from .cpu import Vcpu
 from .errors import BallastError, MachineStopped
 from .hardware import Hardware
+from .hostinput import check_disk_count, disk_name, kernel_cmdline, regular_file
 from .memory import PAGE_SIZE, GuestRAM
 from .serial import COM1, COM2, Serial16550
 
@@ -73,14 +74,22 @@ class BalloonViolation:
 _NO_IRQS = ()
 
 
+def check_mem(mem: int, what: str = "--mem") -> int:
+    """The guest's RAM size as the machine can hold it; returns it."""
+    if mem < MIN_MEM:
+        raise BallastError(f"{what} {mem >> 20}M is too small: a guest needs at least {MIN_MEM >> 20}M")
+    if mem > MAX_MEM:
+        raise BallastError(f"{what} must be at most {MAX_MEM >> 20}M (RAM lies below the MMIO window)")
+    if mem % PAGE_SIZE:
+        raise BallastError(f"{what} must be a multiple of 4K")
+    return mem
+
+
 class Machine:
     def __init__(self, config: MachineConfig, console_sink=None, host: Host = None):
-        if config.mem < MIN_MEM:
-            raise BallastError(f"--mem {config.mem >> 20}M is too small: a guest needs at least {MIN_MEM >> 20}M")
-        if config.mem > MAX_MEM:
-            raise BallastError(f"--mem must be at most {MAX_MEM >> 20}M (RAM lies below the MMIO window)")
-        if config.mem % PAGE_SIZE:
-            raise BallastError("--mem must be a multiple of 4K")
+        check_mem(config.mem)
+        kernel_cmdline(config.cmdline, config.mem, "cmdline")
+        check_disk_count(len(config.disks), "disks")
         self.config = config
         self.ram = GuestRAM(config.mem)
         self.clock = VirtualClock(config.costs)
@@ -130,9 +139,10 @@ class Machine:
     def add_disk(self, disk: DiskConfig) -> None:
         if disk.cache not in CACHE_MODES:
             raise BallastError(f"{disk.path}: unknown cache mode '{disk.cache}' (one of {', '.join(CACHE_MODES)})")
+        regular_file(disk.path, "--disk")
         try:
             backend = self.host.block_backend(disk.path, disk.cache, self.vm_id, disk.read_only, disk.profile,
-                                              serial=f"ballast-vd{'abcdefghijklmnopqrstuvwxyz'[len(self.disks)]}".encode(),
+                                              serial=f"ballast-{disk_name(len(self.disks))}".encode(),
                                               snapshot=disk.snapshot)
         except (OSError, ValueError) as e:
             raise BallastError(f"--disk {disk.path}: {getattr(e, 'strerror', None) or e}") from None
@@ -181,6 +191,14 @@ class Machine:
             raise MachineStopped(self.stop_reason)
         self.ram.reback(pfn)
         return True
+
+    def stop_at(self, virtual_ns: int, reason: str) -> None:
+        """Stop the machine when the guest clock reaches virtual_ns (`ballast run --timeout`): an
+        event like a timer's, so an idle guest is woken for it and a busy one preempted."""
+        def stop():
+            self.stop_reason = reason
+            raise MachineStopped(reason)
+        self.clock.schedule_at(virtual_ns, stop)
 
     # --- buses ---
     def port_in(self, port: int) -> int:
