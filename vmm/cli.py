@@ -4,7 +4,7 @@ import json
 import os
 import sys
 
-from .errors import BallastError
+from .errors import BallastError, one_line
 
 
 TIMEOUT_REASON = "timeout"
@@ -282,7 +282,8 @@ def _report(opts, machine, status) -> int:
             except OSError as e:
                 raise BallastError(f"--json {opts.json}: {e.strerror}") from None
     if machine.stop_reason == TIMEOUT_REASON:
-        print(f"ballast: {opts.program}: timed out after {float(opts.timeout):g} s of guest time", file=sys.stderr)
+        print(f"ballast: {one_line(opts.program)}: timed out after {float(opts.timeout):g} s of guest time",
+              file=sys.stderr)
         return TIMEOUT_EXIT
     if kernel is not None and kernel.last_fatal and kernel.last_fatal[0] == "ENOEXEC":
         raise BallastError(f"{opts.program}: {kernel.last_fatal[1]}")
@@ -308,7 +309,7 @@ def main(argv=None) -> int:
             return 2
         return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo}[opts.command](opts)
     except BallastError as e:
-        print(f"ballast: {e}", file=sys.stderr)
+        print(f"ballast: {one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader went away (ballast run ... | head): not an error of ours
