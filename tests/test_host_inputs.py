@@ -70,6 +70,7 @@ BAD_CMDLINES = [
     ("init=bin/sh", "--cmdline: init=bin/sh: not an absolute path"),
     ("nofastfault=perhaps", "--cmdline: nofastfault=perhaps: not a boolean"),
     ('loglevel="7', "--cmdline: cannot split the command line: no closing quotation"),
+    ("loglevel=7 -- x", "--cmdline: '--' ends the kernel's options"),
 ]
 
 
@@ -147,6 +148,12 @@ def test_a_fifo_is_refused_not_waited_on(capfd, fifo, where):
     line = one_error_line(code, err)
     assert line == f"ballast: {where}: {fifo}: is a FIFO, not a regular file" + \
         (" or a directory" if where == "--root" else "")
+
+
+def test_mkdisk_into_a_fifo_is_refused(tmp_path, capfd, fifo):
+    (tmp_path / "tree").mkdir()
+    code, out, err = run_cli(capfd, "mkdisk", tmp_path / "tree", fifo)
+    assert one_error_line(code, err) == f"ballast: IMG: {fifo}: is a FIFO, not a regular file"
 
 
 @pytest.mark.parametrize("where, device", [("PROGRAM", "/dev/zero"), ("--disk", "/dev/null")])
@@ -356,6 +363,8 @@ def test_any_top_level_shape_is_a_one_line_error_or_a_valid_spec(data):
     ('balloon = { features = ["STATS_VQ"], stats_interval_s = 1e300 }',
      "machine.balloon.stats_interval_s: must be at most 1000000, not 1e+300"),
     ('balloon = { on_violation = ["stop"] }', "machine.balloon.on_violation: must be 'record' or 'stop'"),
+    ('balloon = { features = ["STATS_VQ"], stats_interval_s = 1e-9 }',
+     "machine.balloon.stats_interval_s: at least 0.01 s of guest time (or 0: off)"),
 ])
 def test_bad_machine_values_in_a_scenario_file(tmp_path, capfd, text, message):
     path = tmp_path / "s.toml"
@@ -386,6 +395,14 @@ def test_a_key_or_value_with_a_newline_is_shown_escaped_on_one_line(tmp_path, ca
     assert one_error_line(code, err) == f"ballast: {path}: machine: unknown key 'bad\\nkey' " \
                                         "(expected one of mem, cmdline, root, swap, cache, balloon, root_read_only)"
     assert one_line("a\nb\x1f\udcff é") == "a\\nb\\x1f\\udcff é"
+
+
+def test_a_nul_in_a_program_argument_is_refused(tmp_path, capfd):
+    path = tmp_path / "s.toml"
+    path.write_text('[machine]\nmem = "64M"\n[[step]]\nrun = ["/bin/hello", "a\\u0000b"]\n')
+    code, out, err = run_cli(capfd, "scenario", path)
+    assert one_error_line(code, err) == \
+        f"ballast: {path}: step 1: run: 'a\\x00b': arguments cannot hold newlines, NUL or 0x1f"
 
 
 def test_deeply_nested_arrays_are_one_line(tmp_path, capfd):

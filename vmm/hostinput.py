@@ -3,6 +3,7 @@ line, disk counts, times), shared by `ballast run`, scenarios and Machine. Each 
 BallastError whose text names the option or key, before anything boots."""
 import math
 import os
+import shlex
 import stat
 
 from .errors import BallastError
@@ -84,6 +85,8 @@ def kernel_cmdline(cmdline: str, ram_bytes: int, what: str = "--cmdline") -> Non
         check_cmdline(cmdline, ram_bytes)
     except ParamError as e:
         raise BallastError(f"{what}: {e}") from None
+    if "--" in shlex.split(cmdline):    # the VMM puts the program's arguments after its own '--'
+        raise BallastError(f"{what}: '--' ends the kernel's options; the program's arguments go after PROGRAM")
 
 
 def guest_arguments(args: list, what: str = "ARGS") -> None:

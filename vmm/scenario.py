@@ -101,6 +101,8 @@ class MachineSpec:
             spec.balloon_features = bits
         spec.stats_interval_s = _number(stats_interval_s, where("stats_interval_s"), minimum=0,
                                         maximum=MAX_GUEST_SECONDS)
+        if 0 < spec.stats_interval_s < 0.01:           # an event per nanosecond would stall the run
+            raise BallastError(f"{where('stats_interval_s')}: at least 0.01 s of guest time (or 0: off)")
         if spec.stats_interval_s and not (spec.balloon_features or 0) & FEATURES["STATS_VQ"]:
             raise BallastError(f"{where('stats_interval_s')}: needs a balloon with the STATS_VQ feature")
         if not isinstance(on_violation, str) or on_violation not in ("record", "stop"):
@@ -419,8 +421,8 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
         for item in value:
             if not isinstance(item, str):
                 fail(f"{key}: every item must be a string, not {_toml_type(item)} ({item!r})")
-            if "\n" in item or "\x1f" in item:
-                fail(f"{key}: {item!r}: arguments cannot hold newlines or 0x1f")
+            if "\n" in item or "\x1f" in item or "\0" in item:
+                fail(f"{key}: {_short(item)}: arguments cannot hold newlines, NUL or 0x1f")
         if not value[0].startswith("/"):
             fail(f"{key}: the program must be an absolute path in the guest (e.g. /bin/{value[0]})")
         if len(value) > AGENT_MAX_ARGS:
