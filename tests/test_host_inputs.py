@@ -116,6 +116,37 @@ def test_a_sysctl_write_in_the_guest_uses_the_boot_options_range():
             check_sysctl_vm(name, value, 64 << 20)
 
 
+SYSCTL_WRITER = r"""
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static void put(const char *v) {
+    int fd = open("/proc/sys/vm/swappiness", O_WRONLY);
+    long n = write(fd, v, strlen(v));
+    printf("%s -> %ld %s\n", v, n, n < 0 ? strerror(errno) : "ok");
+    close(fd);
+}
+int main(void) {
+    char buf[32] = {0};
+    put("101"); put("-1"); put("100");
+    int fd = open("/proc/sys/vm/swappiness", O_RDONLY);
+    read(fd, buf, sizeof buf - 1);
+    printf("now %s", buf);
+    return 0;
+}
+"""
+
+
+def test_a_program_writing_a_sysctl_meets_the_same_range(capfd, compile_c):
+    """Linux 2.6.35's proc_dointvec_minmax: swappiness is 0..100, anything else EINVAL and unchanged."""
+    exe = compile_c(SYSCTL_WRITER, "sysctl_writer")
+    code, out, err = run_cli(capfd, "run", "--mem", "64M", "--cmdline", "vm.swappiness=7", exe)
+    assert (code, err) == (0, "")
+    assert out == "101 -> -1 Invalid argument\n-1 -> -1 Invalid argument\n100 -> 3 ok\nnow 100\n"
+
+
 _WORDS = st.sampled_from(sorted(KERNEL_PARAMS) + ["vm.bogus", "virtio_blk.x", "quiet", "--", "x"])
 _VALUES = st.one_of(st.none(), st.text(max_size=12), st.integers(-2**70, 2**70).map(str),
                     st.sampled_from(["0x", "0x10", "1K", "16M", "1e3", "nan", "-0", " 5", "y", "off", "4K@0x0:5"]))
