@@ -246,6 +246,39 @@ def test_26_disks_boot_and_the_last_is_vdz(tmp_path, capfd):
     assert "[vdz]" in out and out.endswith(HELLO_TEXT)
 
 
+@pytest.mark.parametrize("name", ["a b", 'a"b', "h\udcffllo", "back\\slash"])
+def test_a_program_with_an_awkward_name_runs(tmp_path, capfd, name):
+    """The name travels on the kernel command line (init=): spaces, quotes and bytes that are not UTF-8."""
+    exe = tmp_path / name
+    exe.write_bytes(HELLO.read_bytes())
+    code, out, err = run_cli(capfd, "run", "--mem", "64M", exe, "3")
+    assert (code, out, err) == (3, HELLO_TEXT, "")
+
+
+def test_a_program_larger_than_ram_is_refused_before_it_is_read(tmp_path, capfd):
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(65 << 20)                # sparse: nothing is written
+    code, out, err = run_cli(capfd, "run", "--mem", "64M", big)
+    assert one_error_line(code, err) == f"ballast: PROGRAM: {big}: 65 MiB does not fit in 64 MiB of RAM"
+
+
+def test_a_session_refuses_an_unbounded_timeout():
+    from vmm.session import GuestSession
+    session = GuestSession(MachineConfig(mem=64 << 20)).start()
+    try:
+        for value, message in ((1e300, "at most 1000000 s"), (math.nan, "finite"), (-1, "at least 0")):
+            with pytest.raises(BallastError, match=f"^timeout_s: .*{message}"):
+                session.advance(value)
+            with pytest.raises(BallastError, match=f"^timeout_s: .*{message}"):
+                session.wait_until(lambda: False, value)
+        before = session.virtual_ns()
+        session.advance(0.5)
+        assert session.virtual_ns() - before >= 500_000_000
+    finally:
+        session.close()
+
+
 def test_a_guest_names_its_27th_disk_as_linux_does():
     from guestos.drivers.virtio_blk import virtblk_name_format
     assert [virtblk_name_format(i) for i in (0, 25, 26, 27, 701, 702)] == \

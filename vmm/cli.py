@@ -126,12 +126,14 @@ def cmd_run(opts) -> int:
             raise BallastError(f"{opts.program}: with --root, PROGRAM is an absolute path inside the guest")
         program, guest_path = None, opts.program
     else:
-        program = hostinput.read_regular_file(opts.program, "PROGRAM")
+        program = hostinput.read_regular_file(opts.program, "PROGRAM", max_size=mem)
         try:
             parse_elf(program)
         except ENOEXEC as e:
             raise BallastError(f"{opts.program}: {e}") from None
-        guest_path = "/bin/" + (os.path.basename(opts.program) or "init")
+        # the name travels as UTF-8 text on the kernel command line: bytes that are not become U+FFFD
+        name = os.fsencode(os.path.basename(opts.program)).decode("utf-8", "replace")
+        guest_path = "/bin/" + (name or "init")
 
     def sink(data: bytes) -> None:
         sys.stdout.buffer.write(data)

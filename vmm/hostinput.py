@@ -42,17 +42,21 @@ def regular_file(path: str, what: str, allow_dir: bool = False) -> str:
     raise BallastError(f"{what}: {path}: is {kind}, not {wanted}")
 
 
-def read_regular_file(path: str, what: str) -> bytes:
+def read_regular_file(path: str, what: str, max_size: int = None) -> bytes:
     """The contents of a regular file, opened without blocking (a FIFO swapped in after the check
-    cannot hang us) and checked again on the open descriptor."""
+    cannot hang us) and checked again on the open descriptor; larger than max_size is refused
+    before it is read."""
     regular_file(path, what)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise BallastError(f"{what}: {path}: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise BallastError(f"{what}: {path}: is not a regular file")
+        if max_size is not None and st.st_size > max_size:
+            raise BallastError(f"{what}: {path}: {st.st_size >> 20} MiB does not fit in {max_size >> 20} MiB of RAM")
         try:
             return f.read()
         except OSError as e:

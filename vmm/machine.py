@@ -265,7 +265,9 @@ class Machine:
         self.ram.write(initrd_paddr, archive)
         devices = " ".join(f"virtio_mmio.device=4K@{base:#x}:{irq}" for base, irq, _, _ in self.virtio)
         root = f"root={root_device}" if root_device else ""
-        cmdline = " ".join(w for w in ("console=ttyS0", devices, root, f"init={guest_path}", self.config.cmdline) if w)
+        # init= quoted: a program's name may hold spaces or quotes
+        cmdline = " ".join(w for w in ("console=ttyS0", devices, root, f"init={_quote(guest_path)}", self.config.cmdline)
+                           if w)
         if args:
             cmdline += " -- " + " ".join(_quote(a) for a in args)
         raw = cmdline.encode()
