@@ -138,14 +138,10 @@ class Choice:
 
 @dataclass(frozen=True)
 class Text:
-    """Any string (a path, a device name); `absolute` wants it to start with '/'."""
-    absolute: bool = False
-
+    """Any string (a path, a device name), resolved where it is used, as Linux does."""
     def parse(self, text, ram_bytes: int) -> str:
         if text is True:
             raise ParamError("needs a value")
-        if self.absolute and not text.startswith("/"):
-            raise ParamError("not an absolute path")
         return text
 
 
@@ -196,12 +192,12 @@ KERNEL_PARAMS = {p.name: p for p in (
     Param("console", Text(), None),
     Param("loglevel", Integer(0, 15), None),                 # 8 and above show KERN_DEBUG too
     Param("mem", Size(16 << 20, U64_MAX), None),             # less than 16M leaves no room to boot
-    Param("root", Text(absolute=True), None),
+    Param("root", Text(), None),
     Param("ro", Flag(), False),
     Param("rw", Flag(), False),
-    Param("init", Text(absolute=True), "/init"),
-    Param("rdinit", Text(absolute=True), None),
-    Param("swap", Text(absolute=True), None),
+    Param("init", Text(), "/init"),
+    Param("rdinit", Text(), None),
+    Param("swap", Text(), None),
     Param("sched_quantum", Integer(1000, 1 << 40), 8_000_000),      # instructions per time slice
     Param("reclaim_trace", Integer(0, 10_000_000), 0),              # reclaim decisions kept
     Param("nofastfault", Flag(), False),
