@@ -185,8 +185,8 @@ class Kernel:
         self.page_alloc.reclaim = self.direct_reclaim
         self.page_alloc.wake_kswapd = self.wakeup_kswapd
         # the policies start from the command line and can be switched in /proc/sys/vm (no reboot)
-        if self.params.value("unmapped_page_control") is not None:
-            policy = pagecache_control.policy_from_cmdline(self.params)
+        policy = pagecache_control.policy_from_cmdline(self.params)
+        if policy != "none":                # else vm.unmapped_page_control= (or its default) stands
             self.sysctl_vm["unmapped_page_control"] = pagecache_control.POLICIES.index(policy)
         if self.params.value("pagecache_dedup"):
             self.sysctl_vm["pagecache_dedup"] = 1
