@@ -300,6 +300,30 @@ def test_bad_timeouts(capfd, value, message):
     assert one_error_line(code, err) == f"ballast: --timeout: {message}"
 
 
+_OPTION_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(
+    ["", "-", "0", "-1", "64M", "1e300", "nan", "inf", "1T", "x,ro", ",", "a,cache=", "a,profile=", "/dev/null",
+     "/nonexistent/x", "loglevel=x", 'a="b', "--", "\udcff"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["--mem", "--cmdline", "--timeout", "--swap", "--disk", "--json",
+                                           "--trace-reclaim", "--cache"]), _OPTION_VALUES), max_size=4))
+def test_any_run_options_are_checked_before_the_program_is_read(capfd, options):
+    """Whatever the options, nothing boots (PROGRAM does not exist): the answer is one line, exit 2."""
+    argv = ["run"] + [f"{name}={value}" for name, value in options] + ["/nonexistent/program"]
+    code, out, err = run_cli(capfd, *argv)
+    one_error_line(code, err)
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv", [["run", "--mem=--", "x"], ["run", "--disk=--", "x"], ["demo", "--png=--"]])
+def test_a_double_dash_as_an_option_value_is_one_line(capfd, argv):
+    """argparse drops a value of exactly '--' and leaves an empty list (it was an internal error)."""
+    code, out, err = run_cli(capfd, *argv)
+    assert one_error_line(code, err) == f"ballast: {argv[1].split('=')[0]}: '--' is not a value"
+
+
 # --- ballast run --timeout ---------------------------------------------------------------------------
 
 SPIN = "int main(void) { volatile unsigned long i = 0; for (;;) i++; }\n"

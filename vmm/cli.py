@@ -15,6 +15,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise BallastError(message)
 
+    def parse_args(self, args=None, namespace=None):
+        opts = super().parse_args(args, namespace)
+        # argparse drops a value of exactly '--' (`--mem=--`) and leaves an empty list behind
+        for name, value in vars(opts).items():
+            if (value == [] and name not in ("args", "disk")) or \
+                    (isinstance(value, list) and any(not isinstance(v, str) for v in value)):
+                raise BallastError(f"--{name.replace('_', '-')}: '--' is not a value")
+        return opts
+
 
 def parse_size(text: str, what: str) -> int:
     from guestos.kernel.cmdline import memparse

@@ -35,6 +35,8 @@ def regular_file(path: str, what: str, allow_dir: bool = False) -> str:
         st = os.stat(path)
     except OSError as e:
         raise BallastError(f"{what}: {path}: {e.strerror}") from None
+    except ValueError:                  # a NUL in the name (from a file, not a shell)
+        raise BallastError(f"{what}: {path}: a file name cannot hold NUL") from None
     if stat.S_ISREG(st.st_mode) or (allow_dir and stat.S_ISDIR(st.st_mode)):
         return path
     kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
