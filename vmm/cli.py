@@ -40,7 +40,8 @@ def parse_disk(spec: str):
     path, *options = spec.split(",")
     if not path:
         raise BallastError(f"--disk '{spec}': no image path")
-    regular_file(path, "--disk")
+    if os.path.lexists(path):           # a missing image: the disk layer says so below
+        regular_file(path, "--disk")
     disk = DiskConfig(path)
     for opt in options:
         key, sep, value = opt.partition("=")

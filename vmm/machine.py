@@ -2,6 +2,7 @@
 
 The VMM is also the boot loader: it packs the program into an initramfs, writes
 the zero page (command line, memory map, initrd) and calls the kernel's entry."""
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -139,7 +140,8 @@ class Machine:
     def add_disk(self, disk: DiskConfig) -> None:
         if disk.cache not in CACHE_MODES:
             raise BallastError(f"{disk.path}: unknown cache mode '{disk.cache}' (one of {', '.join(CACHE_MODES)})")
-        regular_file(disk.path, "--disk")
+        if os.path.lexists(disk.path):      # a missing image: block_backend says so
+            regular_file(disk.path, "--disk")
         try:
             backend = self.host.block_backend(disk.path, disk.cache, self.vm_id, disk.read_only, disk.profile,
                                               serial=f"ballast-{disk_name(len(self.disks))}".encode(),
