@@ -116,6 +116,15 @@ def test_a_sysctl_write_in_the_guest_uses_the_boot_options_range():
             check_sysctl_vm(name, value, 64 << 20)
 
 
+def test_every_sysctl_has_a_declared_range_that_holds_its_default():
+    """proc.py keeps the defaults, cmdline.py the ranges: the same names, each default in range."""
+    from guestos.fs.proc import SYSCTL_VM_DEFAULTS
+    from guestos.kernel.cmdline import SYSCTL_VM_RANGES, check_sysctl_vm
+    assert set(SYSCTL_VM_RANGES) == set(SYSCTL_VM_DEFAULTS)
+    for name, value in SYSCTL_VM_DEFAULTS.items():
+        check_sysctl_vm(name, value, 64 << 20)
+
+
 SYSCTL_WRITER = r"""
 #include <errno.h>
 #include <fcntl.h>
