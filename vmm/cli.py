@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("--timeout", metavar="SECONDS",
                      help="end the program after SECONDS of guest (virtual) time; exit status 124")
+    run.add_argument("--strace", action="store_const", const="-",
+                     help="trace every guest system call as strace does, to stderr (--strace=FILE: to FILE)")
+    run.add_argument("--strace-to", dest="strace", metavar="FILE", help=argparse.SUPPRESS)
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
     sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
@@ -120,6 +123,7 @@ def cmd_run(opts) -> int:
     timeout_s = hostinput.guest_seconds(opts.timeout, "--timeout") if opts.timeout is not None else None
     hostinput.output_file(opts.json, "--json")
     hostinput.output_file(opts.trace_reclaim, "--trace-reclaim")
+    hostinput.output_file(opts.strace, "--strace")
     args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
     hostinput.guest_arguments(args)
     hostinput.check_disk_count(len(opts.disk) + bool(opts.root) + bool(opts.swap))
@@ -150,6 +154,13 @@ def cmd_run(opts) -> int:
         sys.stdout.flush()
 
     cmdline = opts.cmdline
+    strace_out = None
+    if opts.strace is not None:
+        cmdline = f"{cmdline} strace".strip()
+        try:
+            strace_out = sys.stderr.buffer if opts.strace == "-" else open(opts.strace, "wb")
+        except OSError as e:
+            raise BallastError(f"--strace {opts.strace}: {e.strerror}") from None
     if opts.trace_reclaim:
         cmdline = f"{cmdline} reclaim_trace=1000000".strip()
     swap_image = None
@@ -160,7 +171,8 @@ def cmd_run(opts) -> int:
         disks.append(DiskConfig(swap_image))
         cmdline = f"{cmdline} swap=/dev/{hostinput.disk_name(len(disks) - 1)}".strip()
     try:
-        machine = Machine(MachineConfig(mem=mem, cmdline=cmdline, disks=disks), console_sink=sink)
+        machine = Machine(MachineConfig(mem=mem, cmdline=cmdline, disks=disks), console_sink=sink,
+                          debugcon_sink=strace_out.write if strace_out is not None else None)
         try:
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
             if timeout_s is not None:
@@ -172,6 +184,8 @@ def cmd_run(opts) -> int:
     finally:
         if swap_image is not None:
             os.unlink(swap_image)
+        if strace_out is not None and strace_out is not sys.stderr.buffer:
+            strace_out.close()
 
 
 def cmd_demo(opts) -> int:
@@ -312,10 +326,34 @@ def _report(opts, machine, status) -> int:
     return exit_info["code"]
 
 
+def _strace_equals(argv: list) -> list:
+    """`ballast run --strace=FILE`: argparse cannot give --strace an optional value without it
+    swallowing PROGRAM, so the = form is renamed before parsing (only among run's own options)."""
+    if argv[:1] != ["run"]:
+        return argv
+    takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace-reclaim", "--json",
+                   "--strace-to"}
+    out, i = ["run"], 1
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--strace="):
+            out.append("--strace-to=" + a[len("--strace="):])
+        elif a in takes_value:
+            out += argv[i:i + 2]
+            i += 2
+            continue
+        elif not a.startswith("-") or a == "--":
+            return out + argv[i:]
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
-        opts = parser.parse_args(argv)
+        opts = parser.parse_args(_strace_equals(list(sys.argv[1:] if argv is None else argv)))
         if opts.command is None:
             parser.print_help()
             return 2

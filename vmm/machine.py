@@ -31,6 +31,7 @@ MAX_MEM = MMIO_BASE          # RAM sits below the MMIO window
 CMDLINE_PADDR = 0x2000
 CMDLINE_MAX = 0x1000
 DEBUG_EXIT_PORT = 0x501
+DEBUGCON_PORT = 0xE9         # QEMU's isa-debugcon: reads back 0xe9 when present; takes no virtual time
 VIRTIO_SLOT_SIZE = 0x1000
 VIRTIO_FIRST_IRQ = 5
 COM2_IRQ = 3
@@ -87,7 +88,7 @@ def check_mem(mem: int, what: str = "--mem") -> int:
 
 
 class Machine:
-    def __init__(self, config: MachineConfig, console_sink=None, host: Host = None):
+    def __init__(self, config: MachineConfig, console_sink=None, host: Host = None, debugcon_sink=None):
         check_mem(config.mem)
         kernel_cmdline(config.cmdline, config.mem, "cmdline")
         check_disk_count(len(config.disks), "disks")
@@ -98,6 +99,7 @@ class Machine:
         self.cpu = Vcpu(self.ram, self.clock)
         self.console_output = bytearray()
         self._sink = console_sink
+        self._debugcon = debugcon_sink    # bytes the guest writes to port 0xe9 (its strace)
         self.serial = Serial16550(self._console_write, COM1)
         self.agent_output = bytearray()   # what the guest wrote on COM2 (the agent's channel)
         self.serial2 = Serial16550(self.agent_output.extend, COM2, lambda: self.raise_irq(COM2_IRQ))
@@ -209,6 +211,8 @@ class Machine:
         if self.serial2.owns(port):
             self.clock.charge(self.clock.costs.vm_exit_ns)
             return self.serial2.port_in(port)
+        if port == DEBUGCON_PORT and self._debugcon is not None:
+            return DEBUGCON_PORT
         return 0xFF                    # nothing there: the bus floats high
 
     def port_out(self, port: int, value: int) -> None:
@@ -221,6 +225,9 @@ class Machine:
             self.exit_status = value
 
     def port_out_string(self, port: int, data: bytes) -> None:
+        if port == DEBUGCON_PORT and self._debugcon is not None:
+            self._debugcon(data)       # free, so that tracing a run does not change it
+            return
         self.clock.charge(self.clock.costs.vm_exit_ns)
         if self.serial.owns(port):
             self.serial.write_bytes(data)

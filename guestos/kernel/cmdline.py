@@ -203,6 +203,8 @@ KERNEL_PARAMS = {p.name: p for p in (
     Param("nofastfault", Flag(), False),
     Param("unmapped_page_control", Choice(("", "1", "kswapd", "shrink_list"), bare="kswapd"), None),
     Param("pagecache_dedup", Flag(), False),
+    Param("strace", Flag(), False),                                 # trace every system call
+    Param("vdso", Flag(), True),                                    # vdso=0: no vDSO, as Linux
     Param("random.seed", Integer(0, U64_MAX), None),
     Param("virtio_mmio.device", MmioDevice(), None, repeatable=True),
     Param("virtio_blk.max_sectors_kb", Integer(4, 32768), 512),     # 2.6.35's BLK_DEF_MAX_SECTORS
