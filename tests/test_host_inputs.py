@@ -69,6 +69,7 @@ BAD_CMDLINES = [
     ("unmapped_page_control=always", "--cmdline: unmapped_page_control=always: not one of"),
     ("init", "--cmdline: init: needs a value"),
     ("nofastfault=perhaps", "--cmdline: nofastfault=perhaps: not a boolean"),
+    ("vdso=2", "--cmdline: vdso=2: not a boolean"),
     ('loglevel="7', "--cmdline: cannot split the command line: no closing quotation"),
     ("loglevel=7 -- x", "--cmdline: '--' ends the kernel's options"),
 ]
@@ -84,7 +85,7 @@ def test_a_bad_kernel_option_is_refused_before_boot(capfd, cmdline, message):
 
 def test_good_kernel_options_still_boot(capfd):
     cmdline = ("loglevel=3 sched_quantum=0x100000 vm.swappiness=100 vm.min_free_kbytes=4096 random.seed=7 "
-               "virtio_blk.max_sectors_kb=64 unmapped_page_control nofastfault=0 quiet some_linux_option=1")
+               "virtio_blk.max_sectors_kb=64 unmapped_page_control nofastfault=0 vdso=1 quiet some_linux_option=1")
     code, out, err = run_cli(capfd, "run", "--mem", "64M", "--cmdline", cmdline, HELLO)
     assert (code, out, err) == (0, HELLO_TEXT, "")
 
