@@ -8,7 +8,6 @@ BallastError naming the key, raised before the guest boots."""
 import math
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 
 from .errors import BallastError
@@ -275,6 +274,7 @@ class Scenario:
 
 
 def load(path: str) -> Scenario:
+    import tomllib                      # only scenario files need it
     try:
         regular_file(path, "FILE.toml")          # a FIFO would block the read forever
         with open(path, "rb") as f:
