@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strace", action="store_const", const="-",
                      help="trace every guest system call as strace does, to stderr (--strace=FILE: to FILE)")
     run.add_argument("--strace-to", dest="strace", metavar="FILE", help=argparse.SUPPRESS)
+    run.add_argument("--gdb", metavar="127.0.0.1:PORT",
+                     help="wait for gdb (target remote) before the program's first instruction; loopback only, "
+                          "port 0 picks a free one (the address is printed on stderr)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
     sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
@@ -128,6 +131,10 @@ def cmd_run(opts) -> int:
     hostinput.guest_arguments(args)
     hostinput.check_disk_count(len(opts.disk) + bool(opts.root) + bool(opts.swap))
     disks = [parse_disk(spec) for spec in opts.disk]
+    gdb_address = None
+    if opts.gdb is not None:
+        from .gdbstub import parse_address
+        gdb_address = parse_address(opts.gdb)
     if opts.root:
         from .machine import CACHE_MODES, DiskConfig
         from .rootfs import root_image
@@ -173,13 +180,27 @@ def cmd_run(opts) -> int:
     try:
         machine = Machine(MachineConfig(mem=mem, cmdline=cmdline, disks=disks), console_sink=sink,
                           debugcon_sink=strace_out.write if strace_out is not None else None)
+        stub = None
         try:
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
             if timeout_s is not None:
                 machine.stop_at(int(timeout_s * 1e9), TIMEOUT_REASON)
+            if gdb_address is not None:
+                from .gdbstub import GdbStub
+                stub = GdbStub(*gdb_address)
+                stub.attach(machine)
             status = machine.boot()
+            if stub is not None:
+                if status is not None:
+                    stub.inferior_exited(status)
+                stub.close()
+            if status is None and machine.stop_reason != TIMEOUT_REASON:      # a timeout: _report says so
+                print(f"ballast: {opts.program}: {machine.stop_reason or 'stopped'}", file=sys.stderr)
+                return 128 + 9
             return _report(opts, machine, status)
         finally:
+            if stub is not None:
+                stub.close()
             machine.close()
     finally:
         if swap_image is not None:
@@ -332,7 +353,7 @@ def _strace_equals(argv: list) -> list:
     if argv[:1] != ["run"]:
         return argv
     takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace-reclaim", "--json",
-                   "--strace-to"}
+                   "--strace-to", "--gdb"}
     out, i = ["run"], 1
     while i < len(argv):
         a = argv[i]
