@@ -16,7 +16,8 @@ from .session import GuestSession
 
 PAGE_SIZE = 4096
 FEATURES = {"MUST_TELL_HOST": 1 << 0, "STATS_VQ": 1 << 1, "DEFLATE_ON_OOM": 1 << 2,
-            "FREE_PAGE_HINT": 1 << 3, "PAGE_POISON": 1 << 4, "REPORTING": 1 << 5}
+            "FREE_PAGE_HINT": 1 << 3, "PAGE_POISON": 1 << 4, "REPORTING": 1 << 5,
+            "RECLAIM_CACHE_FIRST": 1 << 16}   # ours, experimental: the host's per-target "cache first" hint
 ACTIONS = ("run", "balloon_mib", "guest_mib", "wait", "sleep", "snapshot")
 WAITS = ("balloon",)
 DEFAULT_RUN_TIMEOUT_S = 3600         # virtual seconds; a program that never ends is an error
@@ -236,6 +237,7 @@ class Step:
     value: object
     timeout_s: float | None = None
     on: str | None = None            # the machine it acts on (None: the only one)
+    hint: str | None = None          # balloon_mib / guest_mib: "cache" asks for unmapped cache first
 
     def describe(self) -> str:
         text = self._describe()
@@ -250,7 +252,7 @@ class Step:
             return f"sleep {self.value:g} s"
         if self.action == "snapshot":
             return f"snapshot {self.value}"
-        return f"{self.action} = {self.value:g}"
+        return f"{self.action} = {self.value:g}" + (f" (hint {self.hint})" if self.hint else "")
 
 
 @dataclass
@@ -387,10 +389,10 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
     where = f"step {number}"
     if not isinstance(raw, dict):
         fail(f"{where}: must be a table ([[step]])")
-    unknown = [k for k in raw if k not in ACTIONS + ("timeout_s", "on")]
+    unknown = [k for k in raw if k not in ACTIONS + ("timeout_s", "on", "hint")]
     if unknown:
         fail(f"{where}: unknown key '{unknown[0]}' (a step is one of {', '.join(ACTIONS)}; "
-             "run and wait take timeout_s; on names the machine)")
+             "run and wait take timeout_s; balloon_mib and guest_mib take hint; on names the machine)")
     on = raw.get("on")
     if on is not None and (not isinstance(on, str) or on not in machines or len(machines) == 1):
         if len(machines) == 1:
@@ -439,7 +441,15 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
             fail(f"{key}: a balloon of {value:g} MiB is bigger than the guest ({mem_mib:g} MiB)")
         if action == "guest_mib" and not 0 < value <= mem_mib:
             fail(f"{key}: must be more than 0 and at most the guest's {mem_mib:g} MiB, not {value:g}")
-    elif action == "wait":
+    hint = raw.get("hint")
+    if hint is not None:
+        if action not in ("balloon_mib", "guest_mib"):
+            fail(f"{where}: hint: only balloon_mib and guest_mib steps take a hint")
+        if hint != "cache":
+            fail(f"{where}: hint: unknown hint {hint!r} (only 'cache')")
+        if not spec.balloon_features & FEATURES["RECLAIM_CACHE_FIRST"]:
+            fail(f"{where}: hint: needs the balloon feature RECLAIM_CACHE_FIRST")
+    if action == "wait":
         if value not in WAITS:
             fail(f"{key}: unknown wait {value!r} (one of {', '.join(repr(w) for w in WAITS)})")
         if spec.balloon_features is None:
@@ -451,7 +461,7 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
             fail(f"{key}: must be a non-empty name (a string)")
         if on is not None:
             fail(f"{where}: on: a snapshot takes every machine")
-    return Step(number, action, value, timeout_s, on)
+    return Step(number, action, value, timeout_s, on, hint)
 
 
 def _known(table: dict, allowed, where: str, fail, noun: str = "key") -> None:
@@ -528,7 +538,15 @@ def _machine_part(session) -> dict:
     kernel = session.machine.kernel
     policy = {"unmapped_page_control": kernel.unmapped_policy, "pagecache_dedup": kernel.pagecache_dedup,
               **{name: vmstat[name] for name in POLICY_COUNTERS}}
-    return {"guest": dict(session.meminfo()), "vmstat": vmstat, "balloon": ballooned, "policy": policy}
+    out = {"guest": dict(session.meminfo()), "vmstat": vmstat, "balloon": ballooned, "policy": policy,
+           "ram": {"resident_pages": session.machine.ram.resident_pages()}}   # frames the host holds (mincore)
+    if session.machine.disks:
+        backend = session.machine.disks[0][1]
+        stats = backend.stats
+        # pages the root disk read from its image (a miss of the host cache, or every read without one)
+        reads = stats.host_misses if backend.mode.host_cache else stats.bytes_read // PAGE_SIZE
+        out["disk"] = {"reads_pages": reads, "host_hits_pages": stats.host_hits}
+    return out
 
 
 POLICY_COUNTERS = ("unmapped_wakeups", "unmapped_balance_runs", "pgscan_unmapped", "pgsteal_unmapped",
@@ -641,17 +659,20 @@ def _sampler(name, session, sessions, host, series):
         series.append({"machine": name, "virtual_ns": session.virtual_ns(), "MemFree": meminfo["MemFree"],
                        "Cached": meminfo["Cached"], "host_cache_pages": host.cache.nr_pages,
                        "duplicated_pages": report["duplicated_pages"],
+                       "resident_pages": session.machine.ram.resident_pages(),
                        "balloon_pages": session.machine.balloon.actual_pages if session.machine.balloon else 0})
     return sample
 
 
 def _do(session, step: Step, result: dict, runs: list, waits: list, take) -> str:
     if step.action == "run":
+        started = session.virtual_ns()
         r = session.run(step.value, step.timeout_s or DEFAULT_RUN_TIMEOUT_S)
         from .oracle import decode_wait_status
         status = decode_wait_status(r.status)
         entry = {"step": step.number, "argv": step.value, "status": r.status, "exit_code": status["code"],
-                 "signaled": status["signaled"], "signal": None, "output": r.output}
+                 "signaled": status["signaled"], "signal": None, "output": r.output,
+                 "virtual_ns": session.virtual_ns() - started}
         if step.on is not None:
             entry["machine"] = step.on
         if status["signaled"]:
@@ -663,10 +684,10 @@ def _do(session, step: Step, result: dict, runs: list, waits: list, take) -> str
         how = f"killed by {entry['signal']}" if entry["signaled"] else f"exit {entry['exit_code']}"
         return f"{how}: {said[0][:70]}" if said[0] else how
     if step.action == "balloon_mib":
-        session.set_balloon_mib(step.value)
+        session.set_balloon_mib(step.value, hint=step.hint)
         return f"target {session.balloon.target_pages} pages"
     if step.action == "guest_mib":
-        session.set_guest_mib(step.value)
+        session.set_guest_mib(step.value, hint=step.hint)
         return f"target {session.balloon.target_pages} pages"
     if step.action == "wait":
         before = session.virtual_ns()
