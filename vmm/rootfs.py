@@ -114,6 +114,8 @@ def root_image(spec: str) -> str:
             mkdisk(spec, str(tmp))
             os.replace(tmp, image)
         return str(image)
+    from .hostinput import regular_file
+    regular_file(spec, "--root", allow_dir=True)      # a FIFO or a device would block or change
     try:
         with open(spec, "rb") as f:
             f.seek(EXT2_MAGIC_OFFSET)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import BallastError
+from .hostinput import MAX_GUEST_SECONDS, kernel_cmdline, regular_file
 from .session import GuestSession
 
 PAGE_SIZE = 4096
@@ -61,6 +62,7 @@ class MachineSpec:
         if spec.mem % PAGE_SIZE:
             raise BallastError(f"{where('mem')}: must be a multiple of 4K")
         spec.cmdline = _typed(cmdline, str, where("cmdline"), "a string")
+        kernel_cmdline(spec.cmdline, spec.mem, where("cmdline"))
         if root is not None:
             root = _typed(root, str, where("root"), "a string")
             if root != "builtin":
@@ -68,12 +70,15 @@ class MachineSpec:
                 if not os.path.exists(root):
                     raise BallastError(f"{where('root')}: {root} does not exist "
                                        "(give 'builtin', a directory or an ext2 image)")
+                regular_file(root, where("root"), allow_dir=True)
         spec.root = root
         if swap is not None:
             spec.swap = _size(swap, where("swap"))
-            from .swapdisk import MIN_SWAP
+            from .swapdisk import MAX_SWAP, MIN_SWAP
             if spec.swap < MIN_SWAP or spec.swap % PAGE_SIZE:
                 raise BallastError(f"{where('swap')}: must be a multiple of 4K and at least {MIN_SWAP >> 10}K")
+            if spec.swap > MAX_SWAP:
+                raise BallastError(f"{where('swap')}: at most {MAX_SWAP >> 30} GiB")
         from .machine import CACHE_MODES
         spec.cache = _typed(cache, str, where("cache"), "a string")
         if spec.cache not in CACHE_MODES:
@@ -87,16 +92,20 @@ class MachineSpec:
                                    f"(of {', '.join(FEATURES)})")
             bits = 0
             for name in balloon:
-                if name not in FEATURES:
-                    shown = name if isinstance(name, str) else repr(name)
+                if not isinstance(name, str) or name not in FEATURES:     # a table is not hashable
+                    shown = name if isinstance(name, str) else \
+                        _short(name) if isinstance(name, (int, float)) else _toml_type(name)
                     raise BallastError(f"{where('features')}: unknown balloon feature '{shown}' "
                                        f"(one of {', '.join(FEATURES)})")
                 bits |= FEATURES[name]
             spec.balloon_features = bits
-        spec.stats_interval_s = _number(stats_interval_s, where("stats_interval_s"), minimum=0)
+        spec.stats_interval_s = _number(stats_interval_s, where("stats_interval_s"), minimum=0,
+                                        maximum=MAX_GUEST_SECONDS)
+        if 0 < spec.stats_interval_s < 0.01:           # an event per nanosecond would stall the run
+            raise BallastError(f"{where('stats_interval_s')}: at least 0.01 s of guest time (or 0: off)")
         if spec.stats_interval_s and not (spec.balloon_features or 0) & FEATURES["STATS_VQ"]:
             raise BallastError(f"{where('stats_interval_s')}: needs a balloon with the STATS_VQ feature")
-        if on_violation not in ("record", "stop"):
+        if not isinstance(on_violation, str) or on_violation not in ("record", "stop"):
             raise BallastError(f"{where('on_violation')}: must be 'record' or 'stop', not {on_violation!r}")
         spec.on_violation = on_violation
         if host_memory is not None:
@@ -269,6 +278,7 @@ class Scenario:
 def load(path: str) -> Scenario:
     import tomllib                      # only scenario files need it
     try:
+        regular_file(path, "FILE.toml")          # a FIFO would block the read forever
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except OSError as e:
@@ -277,6 +287,8 @@ def load(path: str) -> Scenario:
         raise BallastError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise BallastError(f"{path}: not valid TOML: not UTF-8 text") from None
+    except RecursionError:
+        raise BallastError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     return parse(data, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
@@ -320,7 +332,8 @@ def parse(data: dict, source: str = "scenario", base_dir: str = ".") -> Scenario
     if not isinstance(series, dict):
         fail("series: must be a table ([series] interval_s = 0.05)")
     _known(series, ("interval_s",), "series", fail)
-    interval = _checked(lambda: _number(series.get("interval_s", 0), "series.interval_s", minimum=0), fail)
+    interval = _checked(lambda: _number(series.get("interval_s", 0), "series.interval_s", minimum=0,
+                                        maximum=MAX_GUEST_SECONDS), fail)
     if 0 < interval < 0.01:
         fail("series.interval_s: at least 0.01 s of guest time")
 
@@ -400,7 +413,8 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
     if "timeout_s" in raw:
         if action not in ("run", "wait"):
             fail(f"{where}: timeout_s: only run and wait steps take a timeout")
-        timeout_s = _checked(lambda: _number(raw["timeout_s"], f"{where}: timeout_s", minimum=0), fail)
+        timeout_s = _checked(lambda: _number(raw["timeout_s"], f"{where}: timeout_s", minimum=0,
+                                             maximum=MAX_GUEST_SECONDS), fail)
         if timeout_s == 0:
             fail(f"{where}: timeout_s: must be positive")
     if action == "run":
@@ -409,8 +423,8 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
         for item in value:
             if not isinstance(item, str):
                 fail(f"{key}: every item must be a string, not {_toml_type(item)} ({item!r})")
-            if "\n" in item or "\x1f" in item:
-                fail(f"{key}: {item!r}: arguments cannot hold newlines or 0x1f")
+            if "\n" in item or "\x1f" in item or "\0" in item:
+                fail(f"{key}: {_short(item)}: arguments cannot hold newlines, NUL or 0x1f")
         if not value[0].startswith("/"):
             fail(f"{key}: the program must be an absolute path in the guest (e.g. /bin/{value[0]})")
         if len(value) > AGENT_MAX_ARGS:
@@ -441,7 +455,7 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
         if spec.balloon_features is None:
             fail(f"{key}: this machine has no balloon to wait for")
     elif action == "sleep":
-        value = _checked(lambda: _number(value, key, minimum=0), fail)
+        value = _checked(lambda: _number(value, key, minimum=0, maximum=MAX_GUEST_SECONDS), fail)
     elif action == "snapshot":
         if not isinstance(value, str) or not value.strip():
             fail(f"{key}: must be a non-empty name (a string)")
@@ -477,14 +491,22 @@ def _size(value, what: str) -> int:
     return size
 
 
-def _number(value, what: str, minimum=None) -> float:
+def _number(value, what: str, minimum=None, maximum=None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BallastError(f"{what}: must be a number, not {_toml_type(value)} ({value!r})")
+        raise BallastError(f"{what}: must be a number, not {_toml_type(value)} ({_short(value)})")
     if not math.isfinite(value):
         raise BallastError(f"{what}: must be a finite number, not {value}")
     if minimum is not None and value < minimum:
         raise BallastError(f"{what}: must be at least {minimum}, not {value:g}")
+    if maximum is not None and value > maximum:
+        raise BallastError(f"{what}: must be at most {maximum}, not {value:g}")
     return value
+
+
+def _short(value) -> str:
+    """A value for a one-line message: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _typed(value, kind, what: str, noun: str):
