@@ -1,10 +1,12 @@
 """The `ballast` command."""
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
 
 from .errors import BallastError
+from .units import parse_size
 
 
 class _Parser(argparse.ArgumentParser):
@@ -12,13 +14,11 @@ class _Parser(argparse.ArgumentParser):
         raise BallastError(message)
 
 
-def parse_size(text: str, what: str) -> int:
-    from guestos.kernel.cmdline import memparse
+def version() -> str:
     try:
-        value = memparse(text)
-    except ValueError:
-        raise BallastError(f"{what}: cannot read '{text}' as a size (examples: 512M, 1G, 65536K)") from None
-    return value
+        return importlib.metadata.version("ballast")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def parse_disk(spec: str):
@@ -46,6 +46,7 @@ def parse_disk(spec: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ballast", description="A hardware-free lab for memory ballooning and page-cache reclaim.")
+    p.add_argument("--version", action="version", version=f"ballast {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="boot a guest and run a static x86-64 Linux program as its init")
     run.add_argument("--mem", default="256M", help="guest RAM (default 256M)")
@@ -93,18 +94,14 @@ def cmd_mkdisk(opts) -> int:
 def cmd_run(opts) -> int:
     from guestos.fs.binfmt_elf import ENOEXEC, parse_elf
 
-    from .machine import Machine, MachineConfig
+    from .machine import CACHE_MODES, Machine
+    from .machine_spec import MachineSpec, Resources, assemble
 
     mem = parse_size(opts.mem, "--mem")
     disks = [parse_disk(spec) for spec in opts.disk]
     if opts.root:
-        from .machine import CACHE_MODES, DiskConfig
-        from .rootfs import root_image
         if opts.cache not in CACHE_MODES:
             raise BallastError(f"--cache: unknown mode '{opts.cache}' (one of {', '.join(CACHE_MODES)})")
-        # an image we made (from a directory, or the built-in one) is a template: runs never change it
-        made = os.path.isdir(opts.root) or opts.root == "builtin"
-        disks.insert(0, DiskConfig(root_image(opts.root), cache=opts.cache, snapshot=made))
         if not opts.program.startswith("/"):
             raise BallastError(f"{opts.program}: with --root, PROGRAM is an absolute path inside the guest")
         program, guest_path = None, opts.program
@@ -127,15 +124,15 @@ def cmd_run(opts) -> int:
     cmdline = opts.cmdline
     if opts.trace_reclaim:
         cmdline = f"{cmdline} reclaim_trace=1000000".strip()
-    swap_image = None
-    if opts.swap:
-        from .machine import DiskConfig
-        from .swapdisk import make_swap_image
-        swap_image = make_swap_image(parse_size(opts.swap, "--swap"))
-        disks.append(DiskConfig(swap_image))
-        cmdline = f"{cmdline} swap=/dev/vd{'abcdefghijklmnopqrstuvwxyz'[len(disks) - 1]}".strip()
+    # an image we made (from a directory, or the built-in one) is a template: runs never change it
+    made = opts.root is not None and (os.path.isdir(opts.root) or opts.root == "builtin")
+    spec = MachineSpec(mem=mem, cmdline=cmdline, root=opts.root or None, root_writable=not made, cache=opts.cache,
+                       swap=parse_size(opts.swap, "--swap") if opts.swap else None, balloon_features=None,
+                       disks=disks)
+    resources = Resources()
     try:
-        machine = Machine(MachineConfig(mem=mem, cmdline=cmdline, disks=disks), console_sink=sink)
+        config, _, host = assemble(spec, resources)
+        machine = Machine(config, console_sink=sink, host=host)
         args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
         try:
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
@@ -144,8 +141,7 @@ def cmd_run(opts) -> int:
         finally:
             machine.close()
     finally:
-        if swap_image is not None:
-            os.unlink(swap_image)
+        resources.release()
 
 
 def cmd_demo(opts) -> int:

@@ -11,16 +11,17 @@ import json
 from dataclasses import dataclass, field
 
 from devices.host import Host
+from devices.virtio_balloon import FEATURES_BY_NAME, VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
 
 from . import oracle
 from .errors import BallastError
-from .machine import MachineConfig
+from .machine_spec import MachineSpec, boot
 from .rootfs import root_image
-from .session import GuestSession
 
 MiB = 1 << 20
 PAGE = 4096
-MUST_TELL_HOST, STATS_VQ, RECLAIM_CACHE_FIRST = 1 << 0, 1 << 1, 1 << 16
+BALLOON_FEATURES = FEATURES_BY_NAME["MUST_TELL_HOST"] | FEATURES_BY_NAME["STATS_VQ"]
+RECLAIM_CACHE_FIRST = 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,12 @@ def host_memory_pages(session, host) -> int:
 def run_cell(policy: Policy, workload: str, config: DemoConfig, root: str) -> Cell:
     cell = Cell(policy.name, workload)
     argv = [a.format(reads=config.reads) for a in WORKLOADS[workload][1]]
-    features = MUST_TELL_HOST | STATS_VQ | (RECLAIM_CACHE_FIRST if policy.balloon_hint else 0)
-    machine_config = MachineConfig(mem=config.mem_mib * MiB, cmdline=policy.cmdline, balloon_features=features)
+    features = BALLOON_FEATURES | (RECLAIM_CACHE_FIRST if policy.balloon_hint else 0)
+    spec = MachineSpec(mem=config.mem_mib * MiB, cmdline=policy.cmdline, root=root, cache=policy.cache,
+                       balloon_features=features)
     with Host(cache_capacity=config.host_cache_mib * 256, exclusive_cache=policy.exclusive_host) as host:
-        session = GuestSession(machine_config, root=root, root_cache=policy.cache, host=host)
+        session = boot(spec, host=host)
         try:
-            session.start()
             m = session.machine
             backend = m.disks[0][1]
 

@@ -2,9 +2,13 @@
 directory with mke2fs -d and cached between runs (keyed by the directory's contents)."""
 import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 from .errors import BallastError
+from .firmware import program_path
 from .mkdisk import mkdisk
 
 EXT2_MAGIC_OFFSET = 1024 + 56
@@ -29,7 +33,6 @@ def tree_digest(path: str) -> str:
     return h.hexdigest()[:24]
 
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "firmware" / "bin"
 BUILTIN_PROGRAMS = ("hello", "memhog", "compute", "seqread", "randread", "mmapread", "writer", "mixed",
                     "vdread", "vdwrite", "vdsha256")
 
@@ -40,26 +43,29 @@ def builtin_root(extra_programs: dict = None) -> str:
     images = cache_dir()
     extra = dict(sorted((extra_programs or {}).items()))
     h = hashlib.sha256()
-    for name in BUILTIN_PROGRAMS + ("mkdata",):
-        h.update(name.encode() + b"\0" + (FIRMWARE / name).read_bytes())
+    programs = {name: program_path(name) for name in BUILTIN_PROGRAMS + ("mkdata",)}
+    for name, path in programs.items():
+        h.update(name.encode() + b"\0" + path.read_bytes())
     for name, data in extra.items():
         h.update(b"extra\0" + name.encode() + b"\0" + data)
     image = images / f"builtin-{h.hexdigest()[:24]}.img"
     if image.exists():
         return str(image)
-    import shutil
-    import subprocess
-    import tempfile
     images.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=images) as staging:
         tree = Path(staging) / "root"
         (tree / "bin").mkdir(parents=True)
         for name in BUILTIN_PROGRAMS:
-            shutil.copy(FIRMWARE / name, tree / "bin" / name)
+            shutil.copy(programs[name], tree / "bin" / name)
+            (tree / "bin" / name).chmod(0o755)
         for name, data in extra.items():
             (tree / "bin" / name).write_bytes(data)
             (tree / "bin" / name).chmod(0o755)
-        proc = subprocess.run([str(FIRMWARE / "mkdata"), str(tree)], capture_output=True, text=True)
+        # run a private copy: an installed package need not keep the executable bit
+        mkdata = Path(staging) / "mkdata"
+        shutil.copy(programs["mkdata"], mkdata)
+        mkdata.chmod(0o755)
+        proc = subprocess.run([str(mkdata), str(tree)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise BallastError(f"building the built-in root: mkdata failed: {proc.stderr.strip()}")
         (tree / "tmp").mkdir()
