@@ -2,6 +2,7 @@
 resize_balloon, snapshot, ...). machine_spec.boot() makes one from a MachineSpec; the pytest plugin
 hands it to tests."""
 import dataclasses
+import textwrap
 import time
 
 from devices.virtio_balloon import FEATURES_BY_NAME
@@ -106,5 +107,6 @@ def _balloon_text(session) -> str:
              + "".join(f"\n  {v}" for v in session.machine.violations[:5]),
              "counters " + ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(b.counters).items() if v)]
     if b.latest_stats:
-        lines.append("latest stats " + ", ".join(f"{k} {v}" for k, v in b.latest_stats.items()))
+        lines.append(textwrap.fill("latest stats " + ", ".join(f"{k} {v}" for k, v in b.latest_stats.items()),
+                                   width=100, subsequent_indent="  "))
     return "\n".join(lines)
