@@ -17,6 +17,7 @@ import cython
 NIL = cython.declare(cython.longlong, 0xFFFFFFFF)
 PG_locked = cython.declare(cython.int, 0)
 PG_referenced = cython.declare(cython.int, 2)
+PG_reported = cython.declare(cython.int, 3)         # PG_uptodate, which a free page reuses
 PG_dirty = cython.declare(cython.int, 4)
 PG_lru = cython.declare(cython.int, 5)
 PG_active = cython.declare(cython.int, 6)
@@ -38,6 +39,7 @@ LRU_INACTIVE_ANON = cython.declare(cython.int, 0)
 LRU_INACTIVE_FILE = cython.declare(cython.int, 2)
 LRU_UNEVICTABLE = cython.declare(cython.int, 4)
 MAX_ORDER = cython.declare(cython.int, 11)
+NO_REPORTING = cython.declare(cython.int, 11)       # reporting_order when nobody reports free pages
 
 # a page with any of these is not the common case of shrink_page_list
 NOT_SIMPLE_FILE = cython.declare(cython.ulonglong, (1 << 20) | (1 << 0) | (1 << 4))   # swapbacked, locked, dirty
@@ -45,7 +47,7 @@ NOT_SIMPLE_FILE = cython.declare(cython.ulonglong, (1 << 20) | (1 << 0) | (1 << 
 
 def constants() -> dict:
     """The layout this module was written against."""
-    return dict(NIL=NIL, PG_locked=PG_locked, PG_referenced=PG_referenced, PG_dirty=PG_dirty, PG_lru=PG_lru,
+    return dict(NIL=NIL, PG_locked=PG_locked, PG_referenced=PG_referenced, PG_reported=PG_reported, PG_dirty=PG_dirty, PG_lru=PG_lru,
                 PG_active=PG_active, PG_buddy=PG_buddy, PG_swapbacked=PG_swapbacked, PG_unevictable=PG_unevictable,
                 OFF_FLAGS=Q_FLAGS * 8, OFF_PRIVATE=Q_PRIVATE * 8, OFF_MAPPING=Q_MAPPING * 8, OFF_INDEX=Q_INDEX * 8,
                 OFF_DISK_SECTOR=Q_DISK_SECTOR * 8, OFF_REFCOUNT=I_REFCOUNT * 4, OFF_MAPCOUNT=I_MAPCOUNT * 4,
@@ -56,24 +58,42 @@ def constants() -> dict:
 @cython.final
 @cython.cclass
 class BuddyCore:
-    """A zone's free lists (struct free_area): a head and a count per order in two arrays that the
-    Zone owns, the blocks linked through their first struct page."""
+    """A zone's free lists (struct free_area): a head, a tail and a count per order in arrays that
+    the Zone owns, the blocks linked through their first struct page.
+
+    Free page reporting (mm/page_reporting.c) hooks in here as in Linux: a block that leaves its
+    list loses PG_reported (del_page_from_free_list), and a free that ends in a block of
+    reporting_order or more raises report_notify (page_reporting_notify_free)."""
     q: cython.ulonglong[::1]
     u: cython.uint[::1]
     area_head: cython.longlong[::1]
+    area_tail: cython.longlong[::1]
     area_nr: cython.longlong[::1]
     start_pfn: cython.Py_ssize_t
     end_pfn: cython.Py_ssize_t
     nr_free_pages = cython.declare(cython.Py_ssize_t, visibility="public")
+    reporting_order = cython.declare(cython.Py_ssize_t, visibility="public")
+    report_notify = cython.declare(cython.bint, visibility="public")
 
-    def __init__(self, q, u, area_head, area_nr, start_pfn: cython.Py_ssize_t, end_pfn: cython.Py_ssize_t):
+    def __init__(self, q, u, area_head, area_tail, area_nr, start_pfn: cython.Py_ssize_t,
+                 end_pfn: cython.Py_ssize_t):
         self.q = q
         self.u = u
         self.area_head = area_head
+        self.area_tail = area_tail
         self.area_nr = area_nr
         self.start_pfn = start_pfn
         self.end_pfn = end_pfn
         self.nr_free_pages = 0
+        self.reporting_order = NO_REPORTING
+        self.report_notify = False
+
+    @cython.cfunc
+    @cython.inline
+    def _listed(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
+        self.area_nr[order] += 1
+        self.q[pfn << 3] |= 1 << PG_buddy
+        self.q[(pfn << 3) + Q_PRIVATE] = order
 
     @cython.ccall
     @cython.wraparound(False)
@@ -83,10 +103,23 @@ class BuddyCore:
         self.u[(pfn << 4) + I_LRU_PREV] = NIL
         if head != NIL:
             self.u[(head << 4) + I_LRU_PREV] = pfn
+        else:
+            self.area_tail[order] = pfn
         self.area_head[order] = pfn
-        self.area_nr[order] += 1
-        self.q[pfn << 3] |= 1 << PG_buddy
-        self.q[(pfn << 3) + Q_PRIVATE] = order
+        self._listed(pfn, order)
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def list_add_tail(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
+        tail: cython.Py_ssize_t = self.area_tail[order]
+        self.u[(pfn << 4) + I_LRU_NEXT] = NIL
+        self.u[(pfn << 4) + I_LRU_PREV] = tail
+        if tail != NIL:
+            self.u[(tail << 4) + I_LRU_NEXT] = pfn
+        else:
+            self.area_head[order] = pfn
+        self.area_tail[order] = pfn
+        self._listed(pfn, order)
 
     @cython.ccall
     @cython.wraparound(False)
@@ -97,12 +130,15 @@ class BuddyCore:
             self.area_head[order] = nxt
         else:
             self.u[(prev << 4) + I_LRU_NEXT] = nxt
-        if nxt != NIL:
+        if nxt == NIL:
+            self.area_tail[order] = prev
+        else:
             self.u[(nxt << 4) + I_LRU_PREV] = prev
         self.u[(pfn << 4) + I_LRU_NEXT] = NIL
         self.u[(pfn << 4) + I_LRU_PREV] = NIL
         self.area_nr[order] -= 1
-        self.q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << PG_buddy)
+        self.q[pfn << 3] &= ~((cython.cast(cython.ulonglong, 1) << PG_buddy) |
+                              (cython.cast(cython.ulonglong, 1) << PG_reported))
         self.q[(pfn << 3) + Q_PRIVATE] = 0
 
     @cython.ccall
@@ -113,8 +149,11 @@ class BuddyCore:
         return (self.q[pfn << 3] >> PG_buddy) & 1 == 1 and self.q[(pfn << 3) + Q_PRIVATE] == order
 
     @cython.ccall
-    def free_one_page(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
-        """__free_one_page(): merge with free buddies while they are whole, then list the block."""
+    def free_one_page(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t, to_tail: cython.bint = False,
+                      report: cython.bint = True) -> cython.Py_ssize_t:
+        """__free_one_page(): merge with free buddies while they are whole, then list the block
+        (at the tail for FPI_TO_TAIL); without FPI_SKIP_REPORT_NOTIFY a block of reporting order
+        or more asks for a report. Returns the block's first pfn."""
         buddy: cython.Py_ssize_t
         while order < MAX_ORDER - 1:
             buddy = pfn ^ (1 << order)
@@ -123,12 +162,24 @@ class BuddyCore:
             self.list_del(buddy, order)
             pfn &= buddy
             order += 1
-        self.list_add(pfn, order)
+        if to_tail:
+            self.list_add_tail(pfn, order)
+        else:
+            self.list_add(pfn, order)
+        if report and order >= self.reporting_order:
+            self.report_notify = True
+        return pfn
 
     @cython.ccall
     def free_pages(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.void:
         self.nr_free_pages += 1 << order
-        self.free_one_page(pfn, order)
+        self.free_one_page(pfn, order, False, True)
+
+    @cython.ccall
+    def putback_isolated_page(self, pfn: cython.Py_ssize_t, order: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """__putback_isolated_page(): back at the tail, without a new report; the block's first pfn."""
+        self.nr_free_pages += 1 << order
+        return self.free_one_page(pfn, order, True, False)
 
     @cython.ccall
     @cython.wraparound(False)

@@ -42,7 +42,7 @@ def free_blocks(pa):
             prev, pfn = pfn, mm.lru_next(pfn)
             n += 1
             assert n <= area.nr_free
-        assert n == area.nr_free
+        assert n == area.nr_free and area.tail == prev
     return out
 
 

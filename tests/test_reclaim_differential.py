@@ -40,7 +40,7 @@ def test_the_compiled_module_is_native():
 
 def test_the_layout_is_the_kernel_s():
     expected = {name: getattr(mm_types, name) for name in (
-        "NIL", "PG_locked", "PG_referenced", "PG_dirty", "PG_lru", "PG_active", "PG_buddy", "PG_swapbacked",
+        "NIL", "PG_locked", "PG_referenced", "PG_reported", "PG_dirty", "PG_lru", "PG_active", "PG_buddy", "PG_swapbacked",
         "PG_unevictable", "OFF_FLAGS", "OFF_PRIVATE", "OFF_MAPPING", "OFF_INDEX", "OFF_DISK_SECTOR",
         "OFF_REFCOUNT", "OFF_MAPCOUNT", "OFF_LRU_NEXT", "OFF_LRU_PREV")}
     expected["MAX_ORDER"] = page_alloc_mod.MAX_ORDER
@@ -96,6 +96,8 @@ class SmallKernel:
         self.page_alloc.wake_kswapd = lambda: None
         self.reports = 0                                          # page_reporting_notify_free() calls
         self.page_alloc.report_hook = self.page_reporting_notify_free
+        self.page_alloc.zone.core.reporting_order = 4             # small blocks: this zone has 256 pages
+        self.shrinkers = []
         self.pcp = PerCpuPages(self.page_alloc)
         self.address_spaces = {}
         self.reclaim_trace = collections.deque(maxlen=100_000)

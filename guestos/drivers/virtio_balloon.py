@@ -9,12 +9,14 @@
   pages per call instead of letting the OOM killer run.
 - The statistics buffer (16 tags) is answered whenever the device returns it.
 - Free page hinting: a round started by the host (cmd_id >= 2) sends free max-order blocks,
-  which the driver holds until the host says DONE (or memory gets tight).
+  which the driver holds until the host says DONE or reclaim takes them back (a shrinker).
 - Cache first (the 2010 series, patch 2/2): with `virtio_balloon.cache_first=1`, or when the host
   hints it for a target (our experimental feature bit 16), balloon pages are allocated with
   __GFP_FREE_CACHE: the allocator first reclaims as much clean unmapped page cache.
-- Free page reporting: 2 s after a pageblock-order block is freed, free blocks of that order and
-  above not reported yet are reported, up to 32 per request.
+- Free page reporting: 2 s after a free merges into a block of pageblock order or more, free
+  blocks of that order and above not reported yet are reported, up to 32 per request, and go
+  back to the tail of their free list; a reported block that leaves its list (allocated or merged)
+  is no longer reported.
 PAGE_POISON is not negotiated: as in Linux, only a kernel that poisons or zeroes freed pages
 offers it, and this one does neither.
 
@@ -24,8 +26,9 @@ acknowledgement and does not wait for it."""
 import struct
 
 from ..kernel.printk import KERN_INFO
-from ..mm.mm_types import NIL, PG_reserved, PG_uptodate
+from ..mm.mm_types import NIL, PG_buddy, PG_reported, PG_reserved
 from ..mm.page_alloc import GFP_FREE_CACHE, GFP_NORECLAIM, GFP_NORETRY, MAX_ORDER
+from ..mm.vmscan import Shrinker
 from .virtio_mmio import VIRTIO_ID_BALLOON
 
 VIRTIO_BALLOON_F_MUST_TELL_HOST = 0
@@ -38,13 +41,13 @@ VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST = 16        # ours, experimental: see devic
 VIRTIO_BALLOON_ARRAY_PFNS_MAX = 256
 VIRTIO_BALLOON_OOM_NR_PAGES = 256
 VIRTIO_BALLOON_HINT_BLOCK_ORDER = MAX_ORDER - 1
+VIRTIO_BALLOON_HINT_BLOCK_PAGES = 1 << VIRTIO_BALLOON_HINT_BLOCK_ORDER
 FREE_PAGE_HINT_CMD_ID_STOP = 0
 FREE_PAGE_HINT_CMD_ID_DONE = 1
 BALLOON_BACKOFF_NS = 200_000_000         # msleep(200) after a failed inflate
 PAGE_REPORTING_DELAY_NS = 2_000_000_000  # 2 * HZ
 PAGE_REPORTING_CAPACITY = 32
 PAGE_REPORTING_ORDER = 9                 # pageblock_order: 2 MiB blocks
-PG_reported = PG_uptodate                # Linux reuses PG_uptodate on free pages too
 WANTED = sum(1 << bit for bit in (VIRTIO_BALLOON_F_MUST_TELL_HOST, VIRTIO_BALLOON_F_STATS_VQ,
                                   VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_FREE_PAGE_HINT,
                                   VIRTIO_BALLOON_F_REPORTING, VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST))
@@ -98,6 +101,9 @@ class VirtioBalloonDriver:
         if self.stats_vq is not None:
             self._send_stats()
         if self.reporting_vq is not None:
+            # page_reporting_register(): frees that end in a pageblock-order block ask for a
+            # report, and a first pass over the zone is requested at once
+            self.k.page_alloc.zone.core.reporting_order = PAGE_REPORTING_ORDER
             self.k.page_alloc.report_hook = self.page_reporting_notify_free
             self.page_reporting_notify_free()
 
@@ -253,7 +259,7 @@ class VirtioBalloonDriver:
     def _send_stats(self) -> None:
         k = self.k
         vm, mi = k.vmstat_snapshot(), k.meminfo()
-        values = [vm["pswpin"] * 4096, vm["pswpout"] * 4096, vm["pgmajfault"], vm["pgfault"] - vm["pgmajfault"],
+        values = [vm["pswpin"] * 4096, vm["pswpout"] * 4096, vm["pgmajfault"], vm["pgfault"],
                   mi["MemFree"] * 1024, mi["MemTotal"] * 1024, mi["MemAvailable"] * 1024,
                   (mi["Cached"] + mi["Buffers"]) * 1024, 0, 0, vm["oom_kill"], vm["allocstall"],
                   vm["pgscan_kswapd"], vm["pgscan_direct"], vm["pgsteal_kswapd"], vm["pgsteal_direct"]]
@@ -298,12 +304,24 @@ class VirtioBalloonDriver:
         vq.kick()
 
     def return_free_pages_to_mm(self, limit: int = None) -> int:
-        """The round is over (DONE), or memory is short: the hinted blocks are free again."""
-        blocks = self.hinted if limit is None else self.hinted[-limit:]
+        """The round is over (DONE), or memory is short: the hinted blocks (all, or up to
+        `limit` of them) are free again; returns how many blocks."""
+        blocks = self.hinted if limit is None else self.hinted[len(self.hinted) - min(limit, len(self.hinted)):]
         for pfn in blocks:
             self.k.page_alloc.free_pages(pfn, VIRTIO_BALLOON_HINT_BLOCK_ORDER)
-        del self.hinted[len(self.hinted) - len(blocks):]
-        return len(blocks) << VIRTIO_BALLOON_HINT_BLOCK_ORDER
+        freed = len(blocks)
+        del self.hinted[len(self.hinted) - freed:]
+        return freed
+
+    # --- the shrinker (FREE_PAGE_HINT): reclaim takes hinted blocks back ---
+    def shrinker_count(self) -> int:
+        """virtio_balloon_shrinker_count(): the hinted pages reclaim could have back."""
+        return len(self.hinted) * VIRTIO_BALLOON_HINT_BLOCK_PAGES
+
+    def shrinker_scan(self, nr_to_scan: int) -> int:
+        """virtio_balloon_shrinker_scan() -> shrink_free_pages(): whole blocks, rounded up."""
+        blocks = -(-nr_to_scan // VIRTIO_BALLOON_HINT_BLOCK_PAGES)
+        return self.return_free_pages_to_mm(limit=blocks) * VIRTIO_BALLOON_HINT_BLOCK_PAGES
 
     # --- free page reporting ---
     def page_reporting_notify_free(self) -> None:
@@ -340,8 +358,10 @@ class VirtioBalloonDriver:
                     zone.isolate_free_block(pfn, order)
                 self._report(batch, order)
                 for pfn in batch:
-                    zone.free_pages(pfn, order)
-                    mem_map.set(pfn, PG_reported)
+                    # page_reporting_drain(): back at the tail; marked only if it did not merge
+                    zone.putback_isolated_block(pfn, order)
+                    if mem_map.test(pfn, PG_buddy) and mem_map.private(pfn) == order:
+                        mem_map.set(pfn, PG_reported)
                 self.counters["reported_blocks"] += len(batch)
 
     def _report(self, pfns, order: int) -> None:
@@ -362,7 +382,7 @@ def virtballoon_probe(k, vdev):
     if driver.deflate_on_oom:
         k.oom_notifiers.append(driver.oom_notify)
     if driver.free_page_vq is not None:
-        k.oom_notifiers.append(lambda: driver.return_free_pages_to_mm(limit=1))
+        k.shrinkers.append(Shrinker(driver.shrinker_count, driver.shrinker_scan))
     k.printk(KERN_INFO, "virtio_balloon: ready")
     return driver
 

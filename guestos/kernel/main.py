@@ -47,7 +47,7 @@ VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", 
                 "nr_page_table_pages", "nr_unevictable", "pgpgin", "pgpgout", "pgalloc_normal", "pgfree",
                 "pgactivate", "pgdeactivate", "pgfault", "pgmajfault", "pgrefill", "pgsteal_kswapd",
                 "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "kswapd_runs", "allocstall", "pswpin",
-                "pswpout", "oom_kill",
+                "pswpout", "slabs_scanned", "oom_kill",
                 # ours: the page-cache control policies (guestos/mm/pagecache_control.py)
                 "unmapped_wakeups", "unmapped_balance_runs", "pgscan_unmapped", "pgsteal_unmapped",
                 "balloon_cache_first_calls", "pgscan_cache_first", "pgsteal_cache_first",
@@ -114,6 +114,7 @@ class Kernel:
         self.balloon = None
         self.deferred_work = []         # drivers' work items: .work_pending and .run()
         self.oom_notifiers = []         # register_oom_notifier(): each returns pages it freed
+        self.shrinkers = []             # register_shrinker(): vmscan.Shrinker, asked by shrink_slab()
         self.page_alloc.oom_notify = self.out_of_memory_notify
         self.virtio_devices = virtio_mmio_probe(self, {**VIRTIO_BLK_DRIVERS, **VIRTIO_BALLOON_DRIVERS})
         self.vfs = None

@@ -32,6 +32,7 @@ PG_locked = 0
 PG_error = 1
 PG_referenced = 2
 PG_uptodate = 3
+PG_reported = PG_uptodate                       # on a free page: free page reporting sent it
 PG_dirty = 4
 PG_lru = 5
 PG_active = 6

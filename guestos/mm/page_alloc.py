@@ -27,14 +27,18 @@ ALLOC_WMARK_HIGH = 2
 
 class FreeArea:
     """struct free_area of one order: a view of the zone's arrays (the hot path links the blocks)."""
-    __slots__ = ("heads", "counts", "order")
+    __slots__ = ("heads", "tails", "counts", "order")
 
-    def __init__(self, heads, counts, order: int):
-        self.heads, self.counts, self.order = heads, counts, order
+    def __init__(self, heads, tails, counts, order: int):
+        self.heads, self.tails, self.counts, self.order = heads, tails, counts, order
 
     @property
     def head(self) -> int:
         return self.heads[self.order]
+
+    @property
+    def tail(self) -> int:
+        return self.tails[self.order]
 
     @property
     def nr_free(self) -> int:
@@ -50,9 +54,10 @@ class Zone:
         self.zone_start_pfn = start_pfn
         self.spanned_pages = end_pfn - start_pfn
         self.present_pages = 0
-        heads, counts = array("q", [NIL] * MAX_ORDER), array("q", [0] * MAX_ORDER)
-        self.core = mem_map.hotpath.BuddyCore(mem_map.q, mem_map.u, heads, counts, start_pfn, end_pfn)
-        self.free_area = [FreeArea(heads, counts, order) for order in range(MAX_ORDER)]
+        heads, tails = array("q", [NIL] * MAX_ORDER), array("q", [NIL] * MAX_ORDER)
+        counts = array("q", [0] * MAX_ORDER)
+        self.core = mem_map.hotpath.BuddyCore(mem_map.q, mem_map.u, heads, tails, counts, start_pfn, end_pfn)
+        self.free_area = [FreeArea(heads, tails, counts, order) for order in range(MAX_ORDER)]
         self.watermark = [0, 0, 0]
 
     @property
@@ -72,6 +77,11 @@ class Zone:
         """__isolate_free_page(): take one free block off its list (page reporting holds it)."""
         self.core.list_del(pfn, order)
         self.core.nr_free_pages -= 1 << order
+
+    def putback_isolated_block(self, pfn: int, order: int) -> int:
+        """__putback_isolated_page(): back at the tail of the free list, merged with its free
+        buddies, without asking for another report; returns the first pfn of the merged block."""
+        return self.core.putback_isolated_page(pfn, order)
 
     def watermark_ok(self, order: int, mark: int, alloc_flags_high: bool = False) -> bool:
         """zone_watermark_ok(): free pages above the mark even after this allocation,
@@ -119,7 +129,7 @@ class PageAllocator:
         self.oom_notify = None          # out_of_memory()'s notifier chain: returns pages freed
         self.fastpath_hook = None       # unmapped page-cache control looks at every allocation batch
         self.free_cache = None          # reclaims unmapped page cache for __GFP_FREE_CACHE
-        self.report_hook = None         # page_reporting_notify_free()
+        self.report_hook = None         # page_reporting_notify_free(): a block of reporting order freed
 
     # --- boot: memblock_free_all ---
     def free_bootmem_range(self, start_pfn: int, end_pfn: int) -> None:
@@ -159,10 +169,12 @@ class PageAllocator:
             return True
         if self.reclaim is not None:
             for _ in range(1 if gfp & GFP_NORETRY else 3):
-                if not self.reclaim(max(32, 1 << order)):
-                    break
+                progress = self.reclaim(max(32, 1 << order))
+                # shrinkers free pages that reclaim does not count: look at the lists anyway
                 if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
                     return True
+                if not progress:
+                    break
         if self.oom_notify is not None and not gfp & GFP_NORETRY:
             while self.oom_notify():
                 if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
@@ -194,8 +206,7 @@ class PageAllocator:
             reset_struct_page(mm, p, 0)
         self.vmstat["pgfree"] += 1 << order
         self.zone.free_pages(pfn, order)
-        if self.report_hook is not None:
-            self.report_hook()
+        self._notify_reporting()
 
     def alloc_pages_bulk(self, gfp: int, nr_pages: int) -> list:
         """alloc_pages_bulk(): up to nr_pages order-0 pages, each allocation checked against the
@@ -224,11 +235,18 @@ class PageAllocator:
 
     def account_freed(self, nr: int) -> None:
         """The end of free_pages() for nr order-0 pages that reclaim's hot path (cython_ext/reclaim.py)
-        took off their lists, reset and merged into the buddy lists itself. The page reporting
-        hook only raises a flag: once for the batch does what once a page would."""
+        took off their lists, reset and merged into the buddy lists itself."""
         self.vmstat["pgfree"] += nr
-        if self.report_hook is not None:
-            self.report_hook()
+        self._notify_reporting()
+
+    def _notify_reporting(self) -> None:
+        """page_reporting_notify_free(): only a free that merged into a block of the reporting
+        order or more (the buddy core raised report_notify) interests free page reporting."""
+        core = self.zone.core
+        if core.report_notify:
+            core.report_notify = False
+            if self.report_hook is not None:
+                self.report_hook()
 
     def put_page(self, pfn: int) -> None:
         """Drop a reference; the last one frees the page."""

@@ -4,6 +4,7 @@ refills the inactive one; direct reclaim in the allocator's slow path and kswapd
 to the high watermark. Anonymous memory waits for swap, and mapped pages for reverse mapping."""
 from array import array
 from dataclasses import dataclass
+from typing import Callable
 
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
 from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
@@ -12,6 +13,8 @@ from .swapfile import swp_pte
 from . import pagecache_control
 
 DEF_PRIORITY = 12
+SHRINK_BATCH = 128
+DEFAULT_SEEKS = 2
 
 
 @dataclass
@@ -24,6 +27,44 @@ class ScanControl:
     priority: int = DEF_PRIORITY
     nr_scanned: int = 0
     nr_reclaimed: int = 0
+
+
+@dataclass
+class Shrinker:
+    """struct shrinker, with today's two callbacks: count_objects() says how many objects could be
+    freed, scan_objects(n) frees up to n of them and returns how many it freed."""
+    count_objects: Callable[[], int]
+    scan_objects: Callable[[int], int]
+    seeks: int = DEFAULT_SEEKS
+    nr: int = 0                       # scan work deferred to the next call
+
+
+def shrink_slab(k, scanned: int) -> int:
+    """2.6.35's shrink_slab(): every shrinker scans in proportion to the LRU pages reclaim just
+    scanned, in batches of SHRINK_BATCH, carrying the remainder; returns the objects freed."""
+    if not k.shrinkers:
+        return 0
+    lru_pages = zone_reclaimable_pages(k)
+    freed = 0
+    for shrinker in k.shrinkers:
+        max_pass = shrinker.count_objects()
+        total_scan = shrinker.nr + (4 * scanned) // shrinker.seeks * max_pass // (lru_pages + 1)
+        total_scan = min(total_scan, max_pass * 2)        # never more than twice what there is
+        while total_scan >= SHRINK_BATCH:
+            freed += shrinker.scan_objects(SHRINK_BATCH)
+            k.vmstat["slabs_scanned"] += SHRINK_BATCH
+            total_scan -= SHRINK_BATCH
+        shrinker.nr = total_scan
+    return freed
+
+
+def zone_reclaimable_pages(k) -> int:
+    """The file LRU pages, and the anonymous ones when there is swap to put them in."""
+    nr = k.lru.nr
+    pages = nr[LRU_INACTIVE_FILE] + nr[LRU_ACTIVE_FILE]
+    if k.swap is not None and k.swap.nr_free > 0:
+        pages += nr[LRU_INACTIVE_ANON] + nr[LRU_ACTIVE_ANON]
+    return pages
 
 
 def inactive_file_is_low(k) -> bool:
@@ -243,7 +284,9 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
     sc = ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=False)
     for priority in range(DEF_PRIORITY, -1, -1):
         sc.priority = priority
+        scanned = sc.nr_scanned
         shrink_zone(k, sc)
+        shrink_slab(k, sc.nr_scanned - scanned)
         if sc.nr_reclaimed >= nr_to_reclaim:
             break
     return sc.nr_reclaimed
@@ -259,7 +302,9 @@ def balance_pgdat(k) -> int:
             break
         sc.priority = priority
         sc.nr_to_reclaim = max(SWAP_CLUSTER_MAX, high - zone.nr_free_pages)
+        scanned = sc.nr_scanned
         shrink_zone(k, sc)
+        shrink_slab(k, sc.nr_scanned - scanned)
     k.vmstat["kswapd_runs"] += 1
     return sc.nr_reclaimed
 
