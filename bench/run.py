@@ -47,7 +47,7 @@ TARGET_INFLATE_RATE = 500_000     # balloon pages per wall second, inflating 1 G
 ITER_FULL = 100_000_000
 ITER_QUICK = 20_000_000
 
-BENCHMARKS = ("compute", "faults", "boot", "blk", "pagecache", "reclaim", "balloon")
+BENCHMARKS = ("compute", "faults", "boot", "blk", "pagecache", "reclaim", "balloon", "syscalls")
 TARGET_RECLAIM_RATE = 1_000_000   # pages scanned per second, compiled, 1 GiB guest of clean page cache
 TARGET_RECLAIM_RATIO = 20         # compiled / uncompiled reclaim scan rate
 PROFILE_CASES = ("compute", "compute-q1m", "faults", "faults-slow", "boot")
@@ -731,6 +731,44 @@ def write_results(rows: list[dict], info: dict, args, iterations: int) -> None:
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
+# --- 8. the system call path, untraced and under strace ----------------------------
+
+SYSCALLS_N = 100_000
+
+
+def guest_syscalls(n: int, cmdline: str = "", debugcon=None) -> float:
+    """Wall seconds of /bin/syscalls N (N getppid calls) as the machine's init."""
+    m = Machine(MachineConfig(mem=64 * MiB, cmdline=cmdline), debugcon_sink=debugcon)
+    m.load(firmware("syscalls"), "/bin/syscalls", [str(n)])
+    status = m.boot()
+    if status != 0 or not m.console_output.startswith(b"syscalls: %d" % n):
+        raise SystemExit(f"guest syscalls failed (status {status:#x}): {bytes(m.console_output)[-300:]!r}")
+    seconds = m.wall_s
+    m.close()
+    release()
+    return seconds
+
+
+def bench_syscalls(runs: int) -> list[dict]:
+    """System calls per wall second: untraced (the baseline), and with `strace` writing every line
+    (to a sink that drops them): the price of a trace, and the untraced rate is what the
+    tracer must not change."""
+    plain, traced = [], []
+    for _ in range(runs):
+        plain.append(guest_syscalls(SYSCALLS_N))
+        traced.append(guest_syscalls(SYSCALLS_N, "strace", debugcon=lambda data: None))
+    plain_s, traced_s = statistics.median(plain), statistics.median(traced)
+    return [
+        dict(bench="syscalls", name=f"getppid() x {SYSCALLS_N:,}, untraced (baseline)",
+             value=f"{SYSCALLS_N / plain_s / 1000:.0f}k/s", detail=f"{plain_s * 1e6 / SYSCALLS_N:.2f} us per call",
+             key="syscalls.untraced_per_s", number=SYSCALLS_N / plain_s),
+        dict(bench="syscalls", name=f"getppid() x {SYSCALLS_N:,}, under strace",
+             value=f"{SYSCALLS_N / traced_s / 1000:.0f}k/s", ratio=plain_s / traced_s, ratio_of="untraced",
+             detail=f"{traced_s * 1e6 / SYSCALLS_N:.2f} us per call", key="syscalls.traced_ratio",
+             number=plain_s / traced_s),
+    ]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="2 runs each and a shorter compute loop")
@@ -773,6 +811,8 @@ def main(argv=None) -> int:
         rows += bench_reclaim(args.runs)
     if "balloon" in args.only:
         rows += bench_balloon(args.runs)
+    if "syscalls" in args.only:
+        rows += bench_syscalls(args.runs)
     print_table(rows, f"Ballast benchmarks (median of {args.runs}; {time.perf_counter() - started:.0f} s)")
     if args.write:
         write_results(rows, info, args, iterations)

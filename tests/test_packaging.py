@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ballast_testlib import REPO
+from guestos.kernel.vdso import vdso_image
 from vmm import firmware
 from vmm.cli import main
 from vmm.errors import BallastError
@@ -24,8 +25,9 @@ def test_the_guest_programs_come_from_the_package():
     import ballast_firmware
     assert firmware.bin_dir() == Path(ballast_firmware.__file__).parent / "bin"
     assert firmware.bin_dir().resolve() == (REPO / "firmware" / "bin").resolve()     # installed from this checkout
-    for name in BUILTIN_PROGRAMS + ("mkdata", "ballast-agent"):
+    for name in BUILTIN_PROGRAMS + ("mkdata", "ballast-agent", "vdso.so"):
         assert firmware.read_program(name)[:4] == b"\x7fELF"
+    assert vdso_image() == firmware.read_program("vdso.so")          # the kernel finds its vDSO the same way
 
 
 def test_a_missing_guest_program_is_one_line():

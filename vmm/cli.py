@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace-reclaim", metavar="FILE",
                      help="write every reclaim decision (the last million) as JSON lines")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
+    run.add_argument("--strace", action="store_const", const="-",
+                     help="trace every guest system call as strace does, to stderr (--strace=FILE: to FILE)")
+    run.add_argument("--strace-to", dest="strace", metavar="FILE", help=argparse.SUPPRESS)
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
     sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
@@ -122,6 +125,13 @@ def cmd_run(opts) -> int:
         sys.stdout.flush()
 
     cmdline = opts.cmdline
+    strace_out = None
+    if opts.strace is not None:
+        cmdline = f"{cmdline} strace".strip()
+        try:
+            strace_out = sys.stderr.buffer if opts.strace == "-" else open(opts.strace, "wb")
+        except OSError as e:
+            raise BallastError(f"--strace {opts.strace}: {e.strerror}") from None
     if opts.trace_reclaim:
         cmdline = f"{cmdline} reclaim_trace=1000000".strip()
     # an image we made (from a directory, or the built-in one) is a template: runs never change it
@@ -132,7 +142,8 @@ def cmd_run(opts) -> int:
     resources = Resources()
     try:
         config, _, host = assemble(spec, resources)
-        machine = Machine(config, console_sink=sink, host=host)
+        machine = Machine(config, console_sink=sink, host=host,
+                          debugcon_sink=strace_out.write if strace_out is not None else None)
         args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
         try:
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
@@ -142,6 +153,8 @@ def cmd_run(opts) -> int:
             machine.close()
     finally:
         resources.release()
+        if strace_out is not None and strace_out is not sys.stderr.buffer:
+            strace_out.close()
 
 
 def cmd_demo(opts) -> int:
@@ -275,10 +288,34 @@ def _report(opts, machine, status) -> int:
     return exit_info["code"]
 
 
+def _strace_equals(argv: list) -> list:
+    """`ballast run --strace=FILE`: argparse cannot give --strace an optional value without it
+    swallowing PROGRAM, so the = form is renamed before parsing (only among run's own options)."""
+    if argv[:1] != ["run"]:
+        return argv
+    takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace-reclaim", "--json",
+                   "--strace-to"}
+    out, i = ["run"], 1
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--strace="):
+            out.append("--strace-to=" + a[len("--strace="):])
+        elif a in takes_value:
+            out += argv[i:i + 2]
+            i += 2
+            continue
+        elif not a.startswith("-") or a == "--":
+            return out + argv[i:]
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
-        opts = parser.parse_args(argv)
+        opts = parser.parse_args(_strace_equals(list(sys.argv[1:] if argv is None else argv)))
         if opts.command is None:
             parser.print_help()
             return 2

@@ -8,12 +8,13 @@ cython_ext.mmu; Python sees only the exits.
 import ctypes
 import enum
 import math
+import struct
 from dataclasses import dataclass
 
 import capstone
 from capstone import x86_const as cs_x86
 
-from unicorn import Uc, UcError, UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
+from unicorn import Uc, UcError, UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
 from unicorn import unicorn_const as ucc
 from unicorn import x86_const as x86
 from unicorn.unicorn_py3.unicorn import uclib
@@ -29,6 +30,13 @@ REGS = {name: getattr(x86, "UC_X86_REG_" + name.upper()) for name in (
     "r12", "r13", "r14", "r15", "rip", "eflags", "fs_base", "gs_base")}
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
         "r12", "r13", "r14", "r15", "rip", "eflags", "fs_base", "gs_base")
+
+# The machine's paravirtual CPUID leaves (the hypervisor range, as KVM's): 0x40000000 names the
+# hypervisor, 0x40000001 reads the virtual clock in ns into EDX:EAX, exact to the instruction (Unicorn
+# cannot trap rdtsc: it would return the host's TSC). The vDSO reads time this way.
+CPUID_HYPERVISOR_BASE = 0x40000000
+CPUID_VIRTUAL_CLOCK = 0x40000001
+HYPERVISOR_SIGNATURE = b"BallastVMM\0\0"
 
 ACCESS_NAMES = {ucc.UC_MEM_READ: "read", ucc.UC_MEM_WRITE: "write", ucc.UC_MEM_FETCH: "fetch"}
 
@@ -96,6 +104,7 @@ class Vcpu:
         self.on_backing_violation = None  # callable(pfn, vaddr, rip, access) -> True to resume
         self._deadline = (1 << 64) - 1
         self._retired_cache = {}          # (cr3, block pc, size, rip) -> instructions retired before rip
+        self._cpuid_hook = uc.hook_add(UC_HOOK_INSN, self._hook_cpuid, None, 1, 0, x86.UC_X86_INS_CPUID)
 
     # --- registers ---
     def reg(self, name: str) -> int:
@@ -155,6 +164,36 @@ class Vcpu:
     def walk(self, vaddr: int, access: str):
         kind = {"read": ucc.UC_MEM_READ, "write": ucc.UC_MEM_WRITE, "fetch": ucc.UC_MEM_FETCH}[access]
         return self.native.walk(vaddr, kind)
+
+    def _hook_cpuid(self, uc, _) -> int:
+        """The paravirtual leaves; any other leaf runs as the CPU runs it (return 0)."""
+        leaf = uc.reg_read(x86.UC_X86_REG_RAX) & 0xFFFFFFFF
+        if leaf == CPUID_VIRTUAL_CLOCK:
+            ns = self.clock_ns_at(uc.reg_read(x86.UC_X86_REG_RIP))
+            values = (ns & 0xFFFFFFFF, 0, 0, ns >> 32 & 0xFFFFFFFF)
+        elif leaf == CPUID_HYPERVISOR_BASE:
+            values = (CPUID_VIRTUAL_CLOCK,) + struct.unpack("<III", HYPERVISOR_SIGNATURE)
+        else:
+            return 0
+        for reg, value in zip((x86.UC_X86_REG_RAX, x86.UC_X86_REG_RBX, x86.UC_X86_REG_RCX, x86.UC_X86_REG_RDX),
+                              values):
+            uc.reg_write(reg, value)
+        return 1
+
+    def clock_ns_at(self, rip: int) -> int:
+        """The virtual clock as an instruction at rip in the running block sees it: the block was
+        counted whole on entry, so take back what has not retired yet."""
+        pc, size, counted = self.native.current_block()
+        retired = counted
+        if pc <= rip < pc + size:
+            key = (self.native.cr3, pc, size, rip)
+            retired = self._retired_cache.get(key)
+            if retired is None:
+                retired = sum(1 for _ in _decoder.disasm_lite(self.read_code(pc, rip - pc), pc))
+                self._retired_cache[key] = retired
+        clock = self.clock
+        instructions = self.native.icount - counted + retired
+        return int(instructions * clock.costs.cpi / clock.costs.cpu_ghz) + clock.charged_ns
 
     # --- clock and preemption ---
     @property

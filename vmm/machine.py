@@ -30,6 +30,7 @@ MAX_MEM = MMIO_BASE          # RAM sits below the MMIO window
 CMDLINE_PADDR = 0x2000
 CMDLINE_MAX = 0x1000
 DEBUG_EXIT_PORT = 0x501
+DEBUGCON_PORT = 0xE9         # QEMU's isa-debugcon: reads back 0xe9 when present; takes no virtual time
 VIRTIO_SLOT_SIZE = 0x1000
 VIRTIO_FIRST_IRQ = 5
 COM2_IRQ = 3
@@ -81,7 +82,7 @@ _NO_IRQS = ()
 
 
 class Machine:
-    def __init__(self, config: MachineConfig, console_sink=None, host: Host = None):
+    def __init__(self, config: MachineConfig, console_sink=None, host: Host = None, debugcon_sink=None):
         if config.mem < MIN_MEM:
             raise BallastError(f"--mem {config.mem >> 20}M is too small: a guest needs at least {MIN_MEM >> 20}M")
         if config.mem > MAX_MEM:
@@ -95,6 +96,7 @@ class Machine:
         self.cpu = Vcpu(self.ram, self.clock)
         self.console_output = bytearray()
         self._sink = console_sink
+        self._debugcon = debugcon_sink    # bytes the guest writes to port 0xe9 (its strace)
         self.serial = Serial16550(self._console_write, COM1)
         self.agent_output = bytearray()   # what the guest wrote on COM2 (the agent's channel)
         self.serial2 = Serial16550(self.agent_output.extend, COM2, lambda: self.raise_irq(COM2_IRQ))
@@ -195,6 +197,8 @@ class Machine:
         if self.serial2.owns(port):
             self.clock.charge(self.clock.costs.vm_exit_ns)
             return self.serial2.port_in(port)
+        if port == DEBUGCON_PORT and self._debugcon is not None:
+            return DEBUGCON_PORT
         return 0xFF                    # nothing there: the bus floats high
 
     def port_out(self, port: int, value: int) -> None:
@@ -207,6 +211,9 @@ class Machine:
             self.exit_status = value
 
     def port_out_string(self, port: int, data: bytes) -> None:
+        if port == DEBUGCON_PORT and self._debugcon is not None:
+            self._debugcon(data)       # free, so that tracing a run does not change it
+            return
         self.clock.charge(self.clock.costs.vm_exit_ns)
         if self.serial.owns(port):
             self.serial.write_bytes(data)

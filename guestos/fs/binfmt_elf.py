@@ -492,11 +492,11 @@ def find_symbol(data: bytes | bytearray | memoryview, name: str | bytes) -> int 
 
 
 def elf_auxv(image: ElfImage, *, uid: int = 0, euid: int = 0, gid: int = 0, egid: int = 0,
-             secure: int = 0) -> list[tuple[int, int]]:
+             secure: int = 0, sysinfo_ehdr: int = None) -> list[tuple[int, int]]:
     """The auxv entries Linux gives a static binary, in Linux's order, without
     AT_RANDOM/AT_EXECFN/AT_PLATFORM/AT_NULL (create_elf_tables adds those).
-    No vDSO, so no AT_SYSINFO_EHDR."""
-    return [
+    AT_SYSINFO_EHDR (x86's ARCH_DLINFO, first) when a vDSO is mapped."""
+    return ([(AT_SYSINFO_EHDR, sysinfo_ehdr)] if sysinfo_ehdr is not None else []) + [
         (AT_MINSIGSTKSZ, MINSIGSTKSZ),  # x86 ARCH_DLINFO
         (AT_HWCAP, ELF_HWCAP),
         (AT_PAGESZ, ELF_EXEC_PAGESIZE),

@@ -1,7 +1,7 @@
 """Name-space system calls on the root file system (fs/namei.c, fs/open.c, fs/readdir.c)."""
 import struct
 
-from ..kernel.errno import EBADF, EBUSY, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS, SyscallError
+from ..kernel.errno import EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, EPERM, ERANGE, EROFS, SyscallError
 from .ext2_layout import S_IFDIR
 
 AT_FDCWD = -100
@@ -15,16 +15,32 @@ def _vfs(k):
     return k.vfs
 
 
-def _path(k, task, ptr) -> str:
+def _path(k, task, ptr, in_proc: int = EPERM) -> str:
+    """The path argument of a call that changes the name space; in_proc: its errno for an existing
+    /proc entry (None: a call that does not change anything)."""
     path = k.mm.strncpy_from_user(task, ptr).decode(errors="replace")
     if not path:
         raise SyscallError(ENOENT)
+    if in_proc is not None:
+        _not_in_proc(k, task, path, in_proc)
     return path
+
+
+def _not_in_proc(k, task, path: str, exists: int) -> None:
+    """procfs takes no mkdir, unlink, rename or truncate: `exists` for what is there, ENOENT
+    otherwise (the ext2 directory under /proc is never reached)."""
+    full = _normalize(path if path.startswith("/") else task.cwd.rstrip("/") + "/" + path)
+    if full == "/proc" or full.startswith("/proc/"):
+        try:
+            k.open_path(full, 0o400000, task=task)          # O_NOFOLLOW: the entry itself
+        except SyscallError:
+            raise SyscallError(ENOENT) from None
+        raise SyscallError(exists)
 
 
 def sys_mkdirat(k, task, dirfd, pathname, mode, *_):
     vfs = _vfs(k)
-    parent, name = vfs.parent_and_name(_path(k, task, pathname), k.base_ino(task, dirfd))
+    parent, name = vfs.parent_and_name(_path(k, task, pathname, in_proc=EEXIST), k.base_ino(task, dirfd))
     vfs.call(vfs.fs.mkdir, parent, name, mode & 0o7777)
     return 0
 
@@ -85,7 +101,13 @@ def sys_getdents64(k, task, fd, dirp, count, *_):
 
 
 def sys_chdir(k, task, pathname, *_):
-    path = _path(k, task, pathname)
+    path = _path(k, task, pathname, in_proc=None)
+    full = _normalize(path if path.startswith("/") else task.cwd.rstrip("/") + "/" + path)
+    if full == "/proc" or full.startswith("/proc/"):           # procfs is not on ext2
+        if not getattr(k.open_path(full, 0, task=task), "is_dir", False):
+            raise SyscallError(ENOTDIR)
+        task.cwd = full
+        return 0
     vfs = _vfs(k)
     ino = vfs.resolve(path, task.cwd_ino)
     if not vfs.fs.iget(ino).is_dir:

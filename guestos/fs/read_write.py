@@ -3,6 +3,7 @@ import struct
 
 from ..kernel.errno import EINVAL, ENOENT, ESPIPE, SyscallError
 from .file import File
+from .proc import proc_readlink
 
 IOV_MAX = 1024
 AT_FDCWD = -100
@@ -142,8 +143,9 @@ def sys_newfstatat(k, task, dirfd, pathname, statbuf, flags, *_):
 
 def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
     path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
-    if path == "/proc/self/exe":
-        target = task.exe_path.encode()
+    link = proc_readlink(k, task, path) if path == "/proc" or path.startswith("/proc/") else None
+    if link is not None:
+        target = link.encode()
     else:
         raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
     if bufsiz <= 0:

@@ -33,8 +33,11 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
                     mm.new_anon_id(), "[stack]")
     mm.insert(stack_vma)
     mm.start_stack = STACK_TOP
+    sysinfo_ehdr = k.vdso.map(mm) if k.vdso is not None else None
     task.mm = mm
     task.exe_path = inode.path
+    task.cmdline = b"".join(a + b"\0" for a in argv)
+    task.environ = b"".join(e + b"\0" for e in envp)
     task.comm = inode.path.rsplit("/", 1)[-1][:15]
     k.switch_mm(mm)
     if old_mm is not None:
@@ -45,7 +48,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
             end = seg.vaddr + seg.filesz
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
     random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
-    rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image), random_bytes,
+    rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image, sysinfo_ehdr=sysinfo_ehdr), random_bytes,
                                    execfn=inode.path.encode())
     k.mm.copy_to_user(task, rsp, stack)
     regs = {name: 0 for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",

@@ -69,7 +69,8 @@ def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
     k.lru_add_drain()
     child = Task(pid=k.alloc_pid(), comm=parent.comm, exe_path=parent.exe_path, parent=parent,
                  sigactions=dict(parent.sigactions), sigmask=parent.sigmask, cwd=parent.cwd,
-                 cwd_ino=parent.cwd_ino)
+                 cwd_ino=parent.cwd_ino, start_time_ns=k.hw.clock.now_ns(), cmdline=parent.cmdline,
+                 environ=parent.environ)
     if flags & CLONE_VM:
         child.mm = parent.mm
         parent.mm.users += 1

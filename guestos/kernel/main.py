@@ -17,7 +17,7 @@ from ..fs.binfmt_elf import ENOEXEC
 from ..fs.blockdev import BlockDeviceFile
 from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
-from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc
+from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc, proc_base, proc_readlink
 from ..fs.vfs import MappedFile, Vfs
 from ..fs.file import ConsoleFile, FdTable, File, TtyFile
 from ..fs.ramfs import RamFs
@@ -39,7 +39,9 @@ from . import exit as kexit
 from .sched import Scheduler, Task, WouldBlock
 from .signal import signal_name
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+from .strace import strace_start
 from .timer import TimerList
+from .vdso import VSYSCALL_ADDR, Vdso, emulate_vsyscall
 
 O_ACCMODE, O_RDONLY = 3, 0
 LOW_RESERVED = 1 << 20          # the first MiB: zero page, command line, firmware
@@ -90,6 +92,8 @@ class Kernel:
         self.block_devices = {}         # "vda" -> VirtioBlk
         self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
         self.address_spaces = {}        # page->mapping id -> AddressSpace
+        self.strace = None              # the system call tracer, when `strace` is on the command line
+        self.syscall_blocked = False
 
     # --- boot ---
     def boot(self) -> None:
@@ -99,6 +103,8 @@ class Kernel:
         self.boot_seed = hashlib.sha256(str(self.params.get("random.seed", "ballast")).encode()).digest()
         if "loglevel" in self.params:
             self.printk.console_loglevel = int(self.params["loglevel"])
+        if "strace" in self.params:
+            strace_start(self)
         self.printk(KERN_INFO, f"Command line: {self.cmdline}")
         self.setup_memory(bp)
         self.rootfs = RamFs(self)
@@ -106,6 +112,7 @@ class Kernel:
         nfiles = self.rootfs.unpack_initramfs(initrd)
         self.free_initrd_mem(bp.initrd_paddr, bp.initrd_size)
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
+        self.vdso = None if self.params.get("vdso") == "0" else Vdso.load(self)     # vdso=0: none, as Linux
         self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
         self.wb_timer_armed = False
         self.timers = TimerList(self)
@@ -298,6 +305,8 @@ class Kernel:
         if task is None or dirfd == -100:
             return task.cwd_ino if task is not None else 2
         f = self.fds_of(task).get(dirfd)
+        if f.name == "/proc" or f.name.startswith("/proc/"):
+            raise SyscallError(ENOENT)                 # an open /proc directory: not on ext2
         inode = getattr(f, "inode", None)
         if inode is None or not getattr(inode, "is_dir", False):
             raise SyscallError(20)                    # ENOTDIR
@@ -318,8 +327,12 @@ class Kernel:
             return NullFile()
         if path == "/dev/zero":
             return ZeroFile()
-        if path.startswith("/proc/"):
-            return open_proc(self, task or self.scheduler.current, path)
+        if task is not None and not path.startswith("/"):
+            proc_dir = proc_base(self, task, dirfd)
+            if proc_dir is not None:
+                path = proc_dir + "/" + path                # relative to a directory in /proc
+        if path == "/proc" or path.startswith("/proc/"):
+            return open_proc(self, task or self.scheduler.current, path, flags)
         if self.vfs is not None:
             return self.vfs.open(path, flags, mode, self.base_ino(task, dirfd))
         inode = self.rootfs.lookup(path)
@@ -494,7 +507,10 @@ class Kernel:
         return task.exit_code
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
+        was_alive = not task.exited
         kexit.do_exit(self, task, code, signaled)
+        if self.strace is not None and was_alive:
+            self.strace.exited(task, task.exit_code)          # +++ exited with N +++
 
     def alloc_pid(self) -> int:
         pid = self.next_pid
@@ -521,6 +537,8 @@ class Kernel:
                 self.switch_mm(current)
 
     def lookup_exec(self, path: str, task=None):
+        if path.startswith("/proc/"):               # /proc/self/exe (busybox runs its applets so)
+            path = proc_readlink(self, task or self.scheduler.current, path) or path
         if self.vfs is not None:
             ino = self.vfs.resolve(path, task.cwd_ino if task is not None else 2)
             inode = MappedFile(self.vfs, self.vfs.fs.iget(ino), path)
@@ -595,6 +613,7 @@ class Kernel:
                 ret = -e.errno
             except WouldBlock as e:
                 self.scheduler.sleep_on(task, e.ready)
+                self.syscall_blocked = True           # for strace: the call runs again later
                 return
             except FaultError as e:
                 if e.signal == "SIGKILL":
@@ -609,6 +628,8 @@ class Kernel:
             self.scheduler.sleep_after_return(task, ready)
 
     def do_page_fault(self, task, exit) -> None:
+        if exit.page == VSYSCALL_ADDR and exit.access == "fetch" and emulate_vsyscall(self, task, exit.address):
+            return
         try:
             self.mm.handle_mm_fault(task, exit.page, exit.error_code)
         except FaultError as e:

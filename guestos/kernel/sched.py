@@ -54,6 +54,9 @@ class Task:
     min_flt: int = 0
     maj_flt: int = 0
     instructions: int = 0
+    start_time_ns: int = 0                      # virtual time of fork, for /proc/PID/stat
+    cmdline: bytes = b""                        # argv and envp as exec laid them out (/proc/PID/cmdline)
+    environ: bytes = b""
 
     @property
     def exited(self) -> bool:

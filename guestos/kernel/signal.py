@@ -70,6 +70,8 @@ def do_signal(k, task) -> None:
         if handler in (SIG_DFL, SIG_IGN):              # reset meanwhile: the default action
             send_signal(k, task, sig)
             return
+        if k.strace is not None:
+            k.strace.signal(task, sig, info)
         setup_rt_frame(k, task, sig, info, handler, flags, restorer, mask)
         return
 

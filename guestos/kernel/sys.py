@@ -171,3 +171,16 @@ def sys_getpgid(k, task, pid, *_):
 def sys_setpgid(k, task, pid, pgid, *_):
     return 0
 
+
+
+def sys_sysinfo(k, task, info, *_):
+    """struct sysinfo (kernel/sys.c do_sysinfo), in bytes (mem_unit 1). The load averages are 0:
+    nothing computes them (no tick)."""
+    from ..fs.proc import meminfo
+    m = meminfo(k)
+    uptime = (k.hw.clock.now_ns() + 10**9 - 1) // 10**9          # Linux rounds up (get_monotonic_boottime)
+    procs = sum(1 for t in k.tasks.values() if not t.exited)
+    raw = struct.pack("<q3Q6QH6x2QI", uptime, 0, 0, 0, m["MemTotal"] << 10, m["MemFree"] << 10,
+                      0, m["Buffers"] << 10, m["SwapTotal"] << 10, m["SwapFree"] << 10, procs, 0, 0, 1)
+    k.mm.copy_to_user(task, info, raw.ljust(112, b"\0"))
+    return 0

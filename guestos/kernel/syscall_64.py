@@ -3,6 +3,7 @@ from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
 from ..fs import fcntl, namei
+from ..fs import statfs
 from . import exec as kexec
 from . import exit as kexit
 from . import fork, signal, sys
@@ -38,4 +39,5 @@ SYSCALL_TABLE = {
     229: sys.sys_clock_getres, 230: sys.sys_clock_nanosleep, 231: kexit.sys_exit_group, 234: signal.sys_tgkill,
     257: rw.sys_openat, 262: rw.sys_newfstatat, 267: rw.sys_readlinkat, 273: sys.sys_set_robust_list,
     302: sys.sys_prlimit64, 318: sys.sys_getrandom, 334: sys.sys_rseq,
+    99: sys.sys_sysinfo, 137: statfs.sys_statfs, 138: statfs.sys_fstatfs,
 }
