@@ -15,6 +15,7 @@ extensions = [
 setup(
     packages=find_packages(include=["vmm*", "devices*", "guestos*", "cython_ext*"]) + ["ballast_firmware"],
     package_dir={"ballast_firmware": "firmware"},
-    package_data={"ballast_firmware": ["bin/*", "README.md"]},
+    # data files the code reads at run time (ballast sweep's built-in sweep files live in vmm/sweeps/)
+    package_data={"ballast_firmware": ["bin/*", "README.md"], "vmm": ["sweeps/*.toml"]},
     ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
 )
