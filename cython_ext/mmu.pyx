@@ -19,10 +19,14 @@ cdef extern from *:
     #define UC_MEM_READ (16)
     #define UC_MEM_WRITE (17)
     #define UC_MEM_FETCH (18)
+    #define UC_HOOK_INTR (1)
     #define UC_HOOK_INSN (2)
     #define UC_HOOK_BLOCK (8)
     #define UC_HOOK_TLB_FILL (131072)
     #define UC_X86_INS_SYSCALL (699)
+    #define UC_X86_INS_SYSENTER (700)
+    #define UC_X86_INS_IN (218)
+    #define UC_X86_INS_OUT (500)
     #define UC_CTL_TB_REQUEST_CACHE_RW (int)(8u | (2u << 26) | (3u << 30))
     #define PTE_P (1 << 0)
     #define PTE_RW (1 << 1)
@@ -43,6 +47,8 @@ cdef extern from *:
     #define EXIT_PAGE_FAULT (2)
     #define EXIT_QUANTUM (3)
     #define EXIT_BACKING (4)
+    #define EXIT_TRAP (9)
+    #define CPU_AREA_VADDR 0xfffffe0000000000ULL
     #define BLOCK_CACHE_BITS (16)
     #define GOLDEN 0x9E3779B97F4A7C15ULL
     #define VMA_READ (1)
@@ -56,10 +62,14 @@ cdef extern from *:
     const long long UC_MEM_READ
     const long long UC_MEM_WRITE
     const long long UC_MEM_FETCH
+    const long long UC_HOOK_INTR
     const long long UC_HOOK_INSN
     const long long UC_HOOK_BLOCK
     const long long UC_HOOK_TLB_FILL
     const long long UC_X86_INS_SYSCALL
+    const long long UC_X86_INS_SYSENTER
+    const long long UC_X86_INS_IN
+    const long long UC_X86_INS_OUT
     const long long UC_CTL_TB_REQUEST_CACHE_RW
     const long long PTE_P
     const long long PTE_RW
@@ -80,6 +90,8 @@ cdef extern from *:
     const long long EXIT_PAGE_FAULT
     const long long EXIT_QUANTUM
     const long long EXIT_BACKING
+    const long long EXIT_TRAP
+    const unsigned long long CPU_AREA_VADDR
     const long long BLOCK_CACHE_BITS
     const unsigned long long GOLDEN
     const long long VMA_READ
@@ -162,6 +174,15 @@ cdef struct vcpu_state:
     uint64_t fault_vaddr
     int fault_access
     uint32_t fault_error
+    uint32_t trap_vector      # the CPU exception or `int n` vector of an EXIT_TRAP
+    uint64_t trap_rip         # the faulting instruction, when RIP has moved past it (sysenter); else 0
+    int io_pending            # an IN/OUT ran: the I/O breakpoint (#DB) right after it is its #GP
+    int io_trap               # EXIT_TRAP came from port I/O: RIP is after the instruction
+    uint64_t io_regs[4]       # rax, rcx, rsi, rdi before it: a faulting instruction changes nothing
+    # the CPU area (GDT, the sysretq trampoline) is mapped at CPU_AREA_VADDR for this many TLB fills:
+    # while entering user mode, and for one descriptor load from user mode (a supervisor access)
+    int cpu_area_open
+    uint64_t cpu_area_paddr
     # violations (touching unbacked frames)
     uint64_t violations
     uint64_t last_violation_pfn
@@ -360,6 +381,11 @@ cdef bint hook_tlb_fill(void *uc, uint64_t vaddr, int access, uc_tlb_entry *resu
     cdef uint32_t perms = 0, error = 0
     st.tlb_fills += 1
     if walk(st, vaddr, access, &paddr, &perms, &error) != 0:
+        if st.cpu_area_open > 0 and (vaddr & ~(<uint64_t>0xfff)) == CPU_AREA_VADDR:
+            st.cpu_area_open -= 1
+            result.paddr = st.cpu_area_paddr
+            result.perms = UC_PROT_READ | UC_PROT_EXEC
+            return True
         if (error & (PF_PROT | PF_RSVD)) or do_anonymous_fault(st, vaddr, access) != 0 \
                 or walk(st, vaddr, access, &paddr, &perms, &error) != 0:
             st.exit_reason = EXIT_PAGE_FAULT
@@ -426,6 +452,61 @@ cdef void hook_syscall(void *uc, void *user_data) noexcept nogil:
     st.emu_stop(uc)
 
 
+cdef void hook_intr(void *uc, uint32_t intno, void *user_data) noexcept nogil:
+    """A CPU exception or `int n` at CPL 3 (never a page fault: those stop in the TLB fill).
+    RIP is at a faulting instruction, after a trapping one or an `int n`."""
+    cdef vcpu_state *st = <vcpu_state *>user_data
+    if intno == 1 and st.exit_reason == EXIT_SYSCALL:
+        # TF over `syscall`: Linux masks TF for the call (SFMASK) and the step trap comes after the
+        # next instruction; the system call is what this exit is for
+        return
+    st.exit_reason = EXIT_TRAP
+    st.trap_vector = intno
+    st.trap_rip = 0
+    st.io_trap = 0
+    if st.io_pending and intno == 1:
+        st.trap_vector = 13                               # #GP: port I/O at CPL 3 with IOPL 0
+        st.io_trap = 1
+    st.io_pending = 0
+    st.emu_stop(uc)
+
+
+cdef void port_io_fault(vcpu_state *st, void *uc, uint32_t port) noexcept nogil:
+    """Unicorn does not check I/O permission (gen_check_io is compiled out). An I/O breakpoint
+    (DR7 type IO, armed by the trampoline) on this very port makes the CPU raise #DB right after
+    the instruction, before anything else runs; hook_intr reports it as the #GP it should be."""
+    cdef uint64_t dr0 = port
+    if not st.io_pending:
+        st.reg_read(uc, 35, &st.io_regs[0])               # rax, rcx, rsi, rdi (string I/O moves them)
+        st.reg_read(uc, 38, &st.io_regs[1])
+        st.reg_read(uc, 43, &st.io_regs[2])
+        st.reg_read(uc, 39, &st.io_regs[3])
+    st.io_pending = 1
+    st.reg_write(uc, 66, &dr0)                            # UC_X86_REG_DR0
+
+
+cdef uint32_t hook_in(void *uc, uint32_t port, int size, void *user_data) noexcept nogil:
+    cdef vcpu_state *st = <vcpu_state *>user_data
+    cdef uint64_t rax = 0
+    port_io_fault(st, uc, port)
+    st.reg_read(uc, 35, &rax)                             # the destination keeps its value
+    return <uint32_t>rax
+
+
+cdef void hook_out(void *uc, uint32_t port, int size, uint32_t value, void *user_data) noexcept nogil:
+    port_io_fault(<vcpu_state *>user_data, uc, port)
+
+
+cdef void hook_sysenter(void *uc, void *user_data) noexcept nogil:
+    """SYSENTER in 64-bit mode is #UD on AMD (Unicorn runs it as a no-op): a trap at the
+    instruction (RIP is synced to it while the hook runs and moves past it afterwards)."""
+    cdef vcpu_state *st = <vcpu_state *>user_data
+    st.exit_reason = EXIT_TRAP
+    st.trap_vector = 6
+    st.reg_read(uc, 41, &st.trap_rip)                     # UC_X86_REG_RIP
+    st.emu_stop(uc)
+
+
 cdef class NativeVcpu:
     """Native state shared with Unicorn's hooks for one vCPU."""
     cdef vcpu_state st
@@ -466,6 +547,14 @@ cdef class NativeVcpu:
         if hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_syscall, &self.st, 1, 0,
                     <int>UC_X86_INS_SYSCALL) != 0:
             raise RuntimeError("uc_hook_add(INSN syscall) failed")
+        if hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_sysenter, &self.st, 1, 0,
+                    <int>UC_X86_INS_SYSENTER) != 0:
+            raise RuntimeError("uc_hook_add(INSN sysenter) failed")
+        if hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_in, &self.st, 1, 0, <int>UC_X86_INS_IN) != 0 \
+                or hook_add(self.st.uc, &hh, UC_HOOK_INSN, <void *>hook_out, &self.st, 1, 0, <int>UC_X86_INS_OUT) != 0:
+            raise RuntimeError("uc_hook_add(INSN in/out) failed")
+        if hook_add(self.st.uc, &hh, UC_HOOK_INTR, <void *>hook_intr, &self.st, 1, 0) != 0:
+            raise RuntimeError("uc_hook_add(INTR) failed")
 
     def __dealloc__(self):
         free(self.st.bc_pc)
@@ -489,6 +578,23 @@ cdef class NativeVcpu:
     property deadline:
         def __get__(self): return self.st.deadline
         def __set__(self, uint64_t v): self.st.deadline = v
+    property cpu_area_open:
+        """TLB fills left that may map the CPU area."""
+        def __get__(self): return self.st.cpu_area_open
+        def __set__(self, int v): self.st.cpu_area_open = v
+    property cpu_area_paddr:
+        def __get__(self): return self.st.cpu_area_paddr
+        def __set__(self, uint64_t v): self.st.cpu_area_paddr = v
+    property trap_vector:
+        def __get__(self): return self.st.trap_vector
+    property trap_rip:
+        def __get__(self): return self.st.trap_rip
+    property io_trap:
+        def __get__(self): return bool(self.st.io_trap)
+
+    def io_saved_regs(self):
+        """(rax, rcx, rsi, rdi) as they were before the faulting port I/O."""
+        return (self.st.io_regs[0], self.st.io_regs[1], self.st.io_regs[2], self.st.io_regs[3])
     property stop_on_violation:
         def __get__(self): return bool(self.st.stop_on_violation)
         def __set__(self, v): self.st.stop_on_violation = 1 if v else 0

@@ -49,11 +49,35 @@ class ExitReason(enum.IntEnum):
     BACKING = 4          # touched a frame the host does not back (balloon violation)
     HALT = 5             # hlt: privileged in user mode
     INVALID_OPCODE = 6   # #UD
-    EXCEPTION = 7        # another CPU exception (#DE, #GP, int3, ...)
+    EXCEPTION = 7        # an emulator error without a vector (CPU exceptions are TRAP exits)
     INTERRUPT = 8        # a clock event came due (device completion): interrupts may be pending
+    TRAP = 9             # a CPU exception or `int n` (vector in VcpuExit.vector)
 
 
 _SYSCALL = int(ExitReason.SYSCALL)
+_TRAP = int(ExitReason.TRAP)
+
+# The CPU area: a GDT laid out as Linux's (arch/x86/include/asm/segment.h) and a ring-0 trampoline
+# that arms the I/O breakpoint and lowers the CPL to 3 with sysretq. Its page sits in the e820-reserved
+# hole below 1 MiB and is mapped (at Linux's cpu_entry_area address) only while the trampoline runs
+# and for a user-mode descriptor load (Vcpu._loads_descriptor).
+CPU_AREA_PADDR = 0x9F000
+CPU_AREA_VADDR = 0xFFFFFE0000000000
+GDT = (0,
+       0x00CF9B000000FFFF,       # 0x08 kernel CS, 32-bit
+       0x00AF9B000000FFFF,       # 0x10 __KERNEL_CS
+       0x00CF93000000FFFF,       # 0x18 __KERNEL_DS
+       0x00CFFB000000FFFF,       # 0x23 __USER32_CS
+       0x00CFF3000000FFFF,       # 0x2b __USER_DS
+       0x00AFFB000000FFFF)       # 0x33 __USER_CS
+KERNEL_CS, USER32_CS, USER_CS, USER_DS = 0x10, 0x23, 0x33, 0x2B
+TRAMPOLINE_OFFSET = 0x800
+# mov %rax,%dr7 (an I/O breakpoint: how port I/O at CPL 3 is made to fault), then sysretq
+TRAMPOLINE = bytes.fromhex("0f 23 f8") + bytes.fromhex("48 0f 07")
+TRAMPOLINE_INSNS = 2
+DR7_IO_BREAKPOINT_0 = 1 | (2 << 16)      # L0, R/W0 = 10b (I/O), LEN0 = 1 byte; DR0 is set per access
+MSR_EFER, MSR_STAR, EFER_SCE = 0xC0000080, 0xC0000081, 1
+CR0_NE = 1 << 5
 
 
 @dataclass(slots=True)
@@ -63,6 +87,7 @@ class VcpuExit:
     page: int = 0        # the faulting page: all a fault handler needs
     access: str = ""     # read, write or fetch
     error_code: int = 0  # x86 #PF error code
+    vector: int = 0      # TRAP: the exception or `int n` vector
     detail: str = ""
     _address: int = None
     _cpu: object = None
@@ -81,6 +106,9 @@ _detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 _detailed.detail = True
 # string instructions address memory through rsi/rdi without a memory operand
 _STRING_OPS = ("movs", "stos", "lods", "cmps", "scas")
+# instructions that read the GDT in user mode: a supervisor access the page tables do not grant
+_DESCRIPTOR_LOADS = ("lsl", "lar", "verr", "verw", "iret", "retf", "ljmp", "lcall", "lss", "lfs", "lgs")
+_SEGMENT_REGS = {cs_x86.X86_REG_DS, cs_x86.X86_REG_ES, cs_x86.X86_REG_SS, cs_x86.X86_REG_FS, cs_x86.X86_REG_GS}
 
 
 def _fn(name):
@@ -104,6 +132,7 @@ class Vcpu:
         self.on_backing_violation = None  # callable(pfn, vaddr, rip, access) -> True to resume
         self._deadline = (1 << 64) - 1
         self._retired_cache = {}          # (cr3, block pc, size, rip) -> instructions retired before rip
+        self.user_mode = False            # CPL 3: entered once through the trampoline, kept by every exit
         self._cpuid_hook = uc.hook_add(UC_HOOK_INSN, self._hook_cpuid, None, 1, 0, x86.UC_X86_INS_CPUID)
 
     # --- registers ---
@@ -125,11 +154,48 @@ class Vcpu:
 
     def restore_context(self, context) -> None:
         self.uc.context_restore(context)
+        self.user_mode = self.native.read_reg(x86.UC_X86_REG_CS) & 3 == 3
+
+    def enter_user_mode(self) -> None:
+        """Lower the CPL to 3 as Linux returns to user space: sysretq from a ring-0 trampoline
+        (STAR and EFER.SCE set up, CS/SS from STAR as Linux's). RIP, RFLAGS, RCX and R11 are the
+        user's afterwards; no user instruction runs and the trampoline does not count."""
+        self.ram.write(CPU_AREA_PADDR, b"".join(d.to_bytes(8, "little") for d in GDT).ljust(TRAMPOLINE_OFFSET, b"\0")
+                       + TRAMPOLINE)
+        uc = self.uc
+        uc.reg_write(x86.UC_X86_REG_GDTR, (0, CPU_AREA_VADDR, len(GDT) * 8 - 1, 0))
+        uc.msr_write(MSR_STAR, (USER32_CS << 48) | (KERNEL_CS << 32))
+        uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
+        uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | CR0_NE)   # x87 errors raise #MF
+        saved = {name: self.reg(name) for name in ("rip", "eflags", "rcx", "r11", "rax")}
+        self.set_regs({"rcx": saved["rip"], "r11": saved["eflags"], "rax": DR7_IO_BREAKPOINT_0,
+                       "rip": CPU_AREA_VADDR + TRAMPOLINE_OFFSET})
+        native = self.native
+        native.cpu_area_paddr = CPU_AREA_PADDR
+        native.cpu_area_open = 1 << 20
+        icount = native.icount
+        try:
+            native.run(icount + TRAMPOLINE_INSNS)           # stop before the user's first block
+        finally:
+            native.cpu_area_open = 0
+            self.flush_tlb()                                # no CPU-area translation outlives the trampoline
+        native.icount = icount
+        cs = native.read_reg(x86.UC_X86_REG_CS)
+        # it stops before the user's first block, or when fetching it faults (demand paging: run() retries)
+        if cs != USER_CS or self.reg("rip") != saved["rip"]:
+            raise RuntimeError(f"entering user mode failed: cs {cs:#x}, rip {self.reg('rip'):#x}")
+        self.set_regs({"rcx": saved["rcx"], "r11": saved["r11"], "rax": saved["rax"], "eflags": saved["eflags"]})
+        self.user_mode = True
 
     def reset_fpu(self) -> None:
         """The x87 and SSE state a new program starts with (fninit, MXCSR default)."""
         self.uc.reg_write(x86.UC_X86_REG_FPCW, 0x37F)
         self.uc.reg_write(x86.UC_X86_REG_MXCSR, 0x1F80)
+
+    def fpu_exception_state(self) -> tuple:
+        """(x87 control word, x87 status word, MXCSR): what decides an FPU exception's si_code."""
+        uc = self.uc
+        return (uc.reg_read(x86.UC_X86_REG_FPCW), uc.reg_read(x86.UC_X86_REG_FPSW), uc.reg_read(x86.UC_X86_REG_MXCSR))
 
     def syscall_args(self):
         """(nr, a0..a5) as the x86-64 syscall ABI passes them."""
@@ -206,8 +272,12 @@ class Vcpu:
 
     # --- run ---
     def run(self) -> VcpuExit:
+        if not self.user_mode:
+            self.enter_user_mode()
         while True:
             exit = self._run_once()
+            if exit.reason == ExitReason.PAGE_FAULT and exit.page == CPU_AREA_VADDR and self._loads_descriptor(exit):
+                exit = self._run_once()
             if exit.reason != ExitReason.BACKING or self.on_backing_violation is None or \
                     not self.on_backing_violation(self._violation_pfn(),
                                                   exit.page, exit.rip, exit.access):
@@ -243,6 +313,15 @@ class Vcpu:
             clock.run_due()
         if reason == _SYSCALL:
             return VcpuExit(ExitReason.SYSCALL, rip)
+        if reason == _TRAP:
+            if native.trap_rip:                  # a fault reported after the instruction moved RIP on
+                rip = native.trap_rip
+                native.write_reg(x86.UC_X86_REG_RIP, rip)
+            elif native.io_trap:                 # port I/O: RIP is past it; the fault is on the instruction
+                rip = self._instruction_ending_at(rip)
+                self.set_regs({"rip": rip, **dict(zip(("rax", "rcx", "rsi", "rdi"), native.io_saved_regs()))})
+            self._uncount_unretired(rip)
+            return VcpuExit(ExitReason.TRAP, rip, vector=native.trap_vector)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)
             return VcpuExit(ExitReason(reason), rip, address & ~0xFFF, ACCESS_NAMES.get(access, "?"), error_code,
@@ -289,6 +368,26 @@ class Vcpu:
         if retired < counted:
             self.native.icount -= counted - retired
             self.clock.instructions = self.native.icount
+
+    def _loads_descriptor(self, exit) -> bool:
+        """A user instruction reading the GDT (mov to a segment register, lsl, iretq...): the CPU
+        does that as a supervisor, so the CPU area is mapped for that one fill. True to run again."""
+        insn = next(_detailed.disasm(self.read_code(exit.rip, 15), exit.rip, 1), None)
+        if insn is None or exit.access != "read":
+            return False
+        loads = insn.mnemonic.startswith(_DESCRIPTOR_LOADS) or (insn.mnemonic in ("mov", "pop") and any(
+            op.type == cs_x86.X86_OP_REG and op.reg in _SEGMENT_REGS for op in insn.operands[:1]))
+        if loads:
+            self.native.cpu_area_open = 1
+        return loads
+
+    def _instruction_ending_at(self, rip: int) -> int:
+        """The start of the instruction of the current block that ends at rip."""
+        pc, size, _ = self.native.current_block()
+        for address, length, _, _ in _decoder.disasm_lite(self.read_code(pc, max(rip - pc, 0)), pc):
+            if address + length == rip:
+                return address
+        return rip
 
     def _fault_address(self, rip: int, page: int, error_code: int) -> int:
         """CR2: Unicorn tells the TLB fill only the page; the instruction tells the byte."""

@@ -8,3 +8,4 @@ EXIT_HALT = 5
 EXIT_INVALID_OPCODE = 6
 EXIT_EXCEPTION = 7
 EXIT_INTERRUPT = 8           # a device event came due: interrupts may be pending
+EXIT_TRAP = 9                # a CPU exception or `int n`: exit.vector says which

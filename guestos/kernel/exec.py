@@ -42,9 +42,10 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     k.switch_mm(mm)
     if old_mm is not None:
         k.mmput(old_mm)
-    # padzero(): the bytes of the last file page past p_filesz belong to .bss
+    # padzero(): the bytes of the last file page past p_filesz belong to .bss. Linux's clear_user
+    # fails on a segment that is not writable and the error is ignored: such a page keeps the file's bytes
     for seg in image.segments:
-        if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF:
+        if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF and seg.prot_write:
             end = seg.vaddr + seg.filesz
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
     random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
@@ -61,6 +62,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     if task.files is not None:
         task.files.close_on_exec()
     task.vfork_parent = None                   # a vfork parent may run again
+    task.sas_ss_sp = task.sas_ss_size = task.sas_ss_flags = 0    # the alternate stack was in the old mm
 
 
 MAX_ARG_STRINGS = 0x7FFFFFFF

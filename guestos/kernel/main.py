@@ -36,9 +36,10 @@ from .errno import EACCES, EISDIR, ENOENT, ENOSYS, EROFS, SyscallError
 from .exec import load_elf_binary
 from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from . import exit as kexit
-from .sched import Scheduler, Task, WouldBlock
+from .sched import TASK_INTERRUPTIBLE, Scheduler, Task, WouldBlock
 from .signal import signal_name
 from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+from .syscall_32 import IA32_SYSCALL_NAMES, IA32_TO_X86_64
 from .strace import strace_start
 from .timer import TimerList
 from .vdso import VSYSCALL_ADDR, Vdso, emulate_vsyscall
@@ -79,6 +80,7 @@ class Kernel:
         self.panic_message = None
         self.random_counter = 0
         self.unknown_syscalls = {}
+        self.unknown_syscalls_32 = {}
         self.last_fatal = None
         self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
         self.current_mm = None
@@ -555,6 +557,7 @@ class Kernel:
         """Every task sleeps and nothing can wake them: Linux would hang; we end them."""
         self.printk(KERN_ERR, "all tasks are asleep and nothing can wake them: killing " +
                     ", ".join(f"{t.comm}[{t.pid}]" for t in sleeping))
+        self.last_fatal = ("SIGKILL", "every task was asleep and nothing could wake them", 0, "")
         for t in list(sleeping):
             self.do_exit(t, 9, signaled=True)
 
@@ -627,8 +630,36 @@ class Kernel:
             ready, self.sleep_after_syscall = self.sleep_after_syscall, None
             self.scheduler.sleep_after_return(task, ready)
 
+    def do_int80_syscall_32(self, task) -> None:
+        """`int $0x80`: Linux's 32-bit system call table (arch/x86/entry/common.c): eax the number,
+        ebx, ecx, edx, esi, edi, ebp the arguments, every other register preserved. The calls we
+        take share their 64-bit implementation, as most of Linux's compat table does."""
+        cpu = self.hw.cpu
+        regs = cpu.regs()
+        nr = regs["rax"] & 0xFFFFFFFF
+        nr64 = IA32_TO_X86_64.get(nr)
+        if nr64 is None:
+            if nr not in self.unknown_syscalls_32:
+                self.printk(KERN_INFO, f"{task.comm}[{task.pid}]: unknown 32-bit system call {nr} "
+                                       f"({IA32_SYSCALL_NAMES.get(nr, '?')})")
+            self.unknown_syscalls_32[nr] = self.unknown_syscalls_32.get(nr, 0) + 1
+            self.hw.clock.charge(self.costs.syscall_ns)
+            cpu.set_reg("rax", -ENOSYS)
+            return
+        abi64 = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
+        cpu.set_regs({"rax": nr64, **{r64: regs[r32] & 0xFFFFFFFF for r64, r32 in
+                                      zip(abi64, ("rbx", "rcx", "rdx", "rsi", "rdi", "rbp"))}})
+        self.do_syscall(task)
+        cpu.set_regs({r: regs[r] for r in abi64})
+        if task.state == TASK_INTERRUPTIBLE and cpu.reg("rip") == regs["rip"] - 2:
+            cpu.set_reg("rax", nr)                  # it sleeps to run `int $0x80` again: the 32-bit number
+        self.current_syscall_nr = nr
+
     def do_page_fault(self, task, exit) -> None:
         if exit.page == VSYSCALL_ADDR and exit.access == "fetch" and emulate_vsyscall(self, task, exit.address):
+            return
+        if not traps.is_canonical(exit.page):
+            traps.do_noncanonical(self, task, exit)
             return
         try:
             self.mm.handle_mm_fault(task, exit.page, exit.error_code)
@@ -638,6 +669,9 @@ class Kernel:
                 return
             from .signal import SIGNALS, has_handler, siginfo
             sig = SIGNALS[e.signal]
+            # set_signal_archinfo(): user accesses to kernel addresses always look like protection faults
+            task.trap_nr, task.cr2 = traps.X86_TRAP_PF, exit.address
+            task.error_code = exit.error_code | 0x4 | (0x1 if exit.address >= 1 << 47 else 0)
             if has_handler(task, sig):                 # the program catches it: no report
                 self.force_sig(task, sig, siginfo(sig, e.code, addr=exit.address))
                 return

@@ -57,6 +57,13 @@ class Task:
     start_time_ns: int = 0                      # virtual time of fork, for /proc/PID/stat
     cmdline: bytes = b""                        # argv and envp as exec laid them out (/proc/PID/cmdline)
     environ: bytes = b""
+    alarm_expires_ns: int = 0                   # alarm(2): when SIGALRM is due (0: none)
+    sas_ss_sp: int = 0                          # sigaltstack(2): the alternate signal stack
+    sas_ss_size: int = 0
+    sas_ss_flags: int = 0                       # SS_AUTODISARM as given
+    trap_nr: int = 0                            # the last CPU trap (thread.trap_nr, error_code, cr2):
+    error_code: int = 0                         # what a signal frame's sigcontext shows
+    cr2: int = 0
 
     @property
     def exited(self) -> bool:

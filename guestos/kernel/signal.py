@@ -2,7 +2,7 @@
 signal frame that rt_sigreturn unwinds."""
 import struct
 
-from .errno import EFAULT, EINVAL, ESRCH, SyscallError
+from .errno import EFAULT, EINTR, EINVAL, ENOMEM, EPERM, ESRCH, SyscallError
 
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
            "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13,
@@ -82,11 +82,18 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     if not flags & SA_RESTORER:
         k.do_exit(task, 11 | 0x80, signaled=True)      # nowhere to return to: SIGSEGV
         return
-    frame = ((regs["rsp"] - 128 - FRAME_SIZE) & ~15) - 8   # below the red zone; rsp+8 aligned at entry
+    # get_sigframe(): below the red zone, or at the top of the alternate stack (SA_ONSTACK)
+    sp = regs["rsp"] - 128
+    uc_stack = stack_t(task, regs["rsp"])
+    if flags & SA_ONSTACK and sas_ss_flags(task, sp) == 0:
+        sp = task.sas_ss_sp + task.sas_ss_size
+        if task.sas_ss_flags & SS_AUTODISARM:
+            task.sas_ss_sp = task.sas_ss_size = 0
+    frame = ((sp - FRAME_SIZE) & ~15) - 8                   # rsp+8 aligned at entry, as after a call
     uc = frame + 8
     mcontext = struct.pack("<18Q", *(regs[name] for name in SIGCONTEXT_REGS)) + struct.pack("<4H", 0x33, 0, 0, 0x2B)
-    mcontext += struct.pack("<4Q", 0, 14 if sig == 11 else 0, task.sigmask, 0) + struct.pack("<Q", 0) + bytes(64)
-    ucontext = struct.pack("<QQQi4xQ", 0, 0, 0, 2, 0) + mcontext + struct.pack("<Q", task.sigmask)
+    mcontext += struct.pack("<4Q", task.error_code, task.trap_nr, task.sigmask, task.cr2) + bytes(8 + 64)
+    ucontext = struct.pack("<QQ", 0, 0) + uc_stack + mcontext + struct.pack("<Q", task.sigmask)
     try:
         k.mm.copy_to_user(task, frame, struct.pack("<Q", restorer) + ucontext + info)
     except Exception:
@@ -98,7 +105,9 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     task.sigmask |= mask & ~((1 << 8) | (1 << 18))
     if flags & SA_RESETHAND:
         task.sigactions[sig] = (SIG_DFL, 0, 0, 0)
-    cpu.set_regs({"rip": handler, "rsp": frame, "rdi": sig, "rsi": uc + UC_SIZE, "rdx": uc, "rax": 0})
+    # the handler starts without single-stepping, direction or resume flags (X86_EFLAGS_TF|DF|RF)
+    cpu.set_regs({"rip": handler, "rsp": frame, "rdi": sig, "rsi": uc + UC_SIZE, "rdx": uc, "rax": 0,
+                  "eflags": regs["eflags"] & ~0x10500})
 
 
 def sys_rt_sigreturn(k, task, *_):
@@ -155,10 +164,45 @@ def sys_rt_sigprocmask(k, task, how, nset, oset, sigsetsize, *_):
     return 0
 
 
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+MINSIGSTKSZ = 2048
+SA_ONSTACK = 0x08000000
+
+
+def on_sig_stack(task, sp: int) -> bool:
+    return sp > task.sas_ss_sp and sp - task.sas_ss_sp <= task.sas_ss_size
+
+
+def sas_ss_flags(task, sp: int) -> int:
+    if not task.sas_ss_size:
+        return SS_DISABLE
+    return SS_ONSTACK if on_sig_stack(task, sp) else 0
+
+
+def stack_t(task, sp: int) -> bytes:
+    """struct stack_t { void *ss_sp; int ss_flags; size_t ss_size; } as the task has it."""
+    return struct.pack("<Qi4xQ", task.sas_ss_sp, sas_ss_flags(task, sp) | task.sas_ss_flags, task.sas_ss_size)
+
+
 def sys_sigaltstack(k, task, ss, old_ss, *_):
+    """do_sigaltstack() (kernel/signal.c)."""
+    sp = k.hw.cpu.reg("rsp")
+    old = stack_t(task, sp)
+    if ss:
+        ss_sp, ss_flags, ss_size = struct.unpack("<Qi4xQ", k.mm.copy_from_user(task, ss, 24))
+        if on_sig_stack(task, sp):
+            raise SyscallError(EPERM)
+        mode = ss_flags & ~SS_AUTODISARM & 0xFFFFFFFF
+        if mode not in (SS_DISABLE, SS_ONSTACK, 0):
+            raise SyscallError(EINVAL)
+        if mode == SS_DISABLE:
+            ss_sp = ss_size = 0
+        elif ss_size < MINSIGSTKSZ:
+            raise SyscallError(ENOMEM)
+        task.sas_ss_sp, task.sas_ss_size = ss_sp, ss_size
+        task.sas_ss_flags = ss_flags & SS_AUTODISARM & 0xFFFFFFFF
     if old_ss:
-        k.mm.copy_to_user(task, old_ss, (0).to_bytes(8, "little") + (2).to_bytes(4, "little")
-                          + bytes(4) + (0).to_bytes(8, "little"))       # SS_DISABLE
+        k.mm.copy_to_user(task, old_ss, old)
     return 0
 
 
@@ -177,3 +221,37 @@ def sys_tgkill(k, task, tgid, tid, sig, *_):
 
 def sys_tkill(k, task, tid, sig, *_):
     return sys_kill(k, task, tid, sig, code=SI_TKILL)
+
+
+def signal_pending(task) -> bool:
+    """A signal waits for its handler and is not blocked."""
+    return any(not task.sigmask >> (sig - 1) & 1 for sig in task.pending)
+
+
+def sys_pause(k, task, *_):
+    """Sleep until a signal is delivered: a handler ran (EINTR), or the signal killed us."""
+    if signal_pending(task):
+        raise SyscallError(EINTR)
+    from .sched import WouldBlock
+    raise WouldBlock(lambda: signal_pending(task))
+
+
+def sys_alarm(k, task, seconds, *_):
+    """SIGALRM after `seconds` of virtual time (kernel/time/itimer.c: alarm_setitimer); returns
+    the seconds left on the previous alarm, rounded as Linux rounds them."""
+    seconds &= 0xFFFFFFFF
+    now = k.hw.clock.now_ns()
+    left_ns = max(task.alarm_expires_ns - now, 0) if task.alarm_expires_ns else 0
+    left_s, left_rem = divmod(left_ns, 10**9)
+    if left_rem and (left_s == 0 and left_rem >= 1000 or left_rem >= 500_000_000):
+        left_s += 1
+    task.alarm_expires_ns = now + seconds * 10**9 if seconds else 0
+    if seconds:
+        expires = task.alarm_expires_ns
+
+        def it_real_fn():
+            if not task.exited and task.alarm_expires_ns == expires:
+                task.alarm_expires_ns = 0
+                send_signal(k, task, SIGNALS["SIGALRM"], siginfo(SIGNALS["SIGALRM"], 0x80))   # SI_KERNEL
+        k.timers.add_timer(seconds * 10**9, it_real_fn)
+    return left_s
