@@ -10,6 +10,7 @@ extensions = [
     Extension("cython_ext.virtq", ["cython_ext/virtq.py"], extra_compile_args=["-O2"]),
     Extension("cython_ext.hostcache", ["cython_ext/hostcache.py"], extra_compile_args=["-O2"]),
     Extension("cython_ext.reclaim", ["cython_ext/reclaim.py"], extra_compile_args=["-O2"]),
+    Extension("cython_ext.pagecache", ["cython_ext/pagecache.py"], extra_compile_args=["-O2"]),
 ]
 
 setup(

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Ballast benchmarks: compute-loop speed, anonymous first-touch fault rate, boot time.
+"""Ballast benchmarks: compute-loop speed, fault rate, boot time, disk and page-cache reads, reclaim, balloon,
+and the whole balloon CI test against QEMU TCG + Linux.
 
     python3 bench/run.py [--quick] [--write] [--runs N] [--only NAMES] [--profile CASE]
 
@@ -47,7 +48,8 @@ TARGET_INFLATE_RATE = 500_000     # balloon pages per wall second, inflating 1 G
 ITER_FULL = 100_000_000
 ITER_QUICK = 20_000_000
 
-BENCHMARKS = ("compute", "faults", "boot", "blk", "pagecache", "reclaim", "balloon", "syscalls")
+BENCHMARKS = ("compute", "faults", "boot", "blk", "pagecache", "reclaim", "balloon", "syscalls", "ci")
+TARGET_CI_RATIO = 0.1             # the whole balloon CI test's CPU time / the same test on QEMU TCG + Linux
 TARGET_RECLAIM_RATE = 1_000_000   # pages scanned per second, compiled, 1 GiB guest of clean page cache
 TARGET_RECLAIM_RATIO = 20         # compiled / uncompiled reclaim scan rate
 PROFILE_CASES = ("compute", "compute-q1m", "faults", "faults-slow", "boot")
@@ -584,6 +586,103 @@ def bench_balloon(runs: int) -> list[dict]:
                  key="balloon.inflate_pages_per_s", number=rate)]
 
 
+# --- 8. the whole balloon CI test, one process, against QEMU TCG + Linux -------------
+
+REFERENCE_QEMU_CPU_S = 3.9        # the team's REFERENCE.md: Linux 6.1 under QEMU 7.2 TCG, same test
+
+
+def ci_child_env(pycache: str) -> dict:
+    """The child's environment: bytecode caching on (as an installed package has its .pyc files), in a
+    directory of this run's own, so the checkout is not written to."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = pycache
+    return env
+
+
+def ballast_ci_run(env: dict) -> dict:
+    """bench/balloon_ci.py as a process of its own: its CPU time (user + sys, from wait4)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "balloon_ci.py")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()
+    # communicate() reaped it: its usage is in the children's total, taken around the call below
+    return dict(out=out.decode(errors="replace"), err=err.decode(errors="replace"), status=proc.returncode,
+                wall_s=time.perf_counter() - start)
+
+
+def _child_cpu(run) -> tuple[float, object]:
+    """(user + sys seconds of the children reaped while run() ran, its result)."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result
+
+
+def bench_ci(runs: int) -> list[dict]:
+    """The balloon CI test of bench/balloon_ci.py (boot 512 MiB on the built-in ext2 root, read 64 MiB,
+    shrink to 384 MiB, wait for actual == target, check MemTotal and Cached) against the same test on QEMU
+    TCG with a Debian cloud kernel (bench/qemu_balloon_ci.py), in turn; QEMU only where it is installed."""
+    import tempfile
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import qemu_balloon_ci
+    from vmm.rootfs import builtin_root
+
+    missing = qemu_balloon_ci.available()
+    root = builtin_root()
+    ballast, qemu, qemu_wall, walls = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="ballast-pyc-") as pycache:
+        env = ci_child_env(pycache)
+
+        def one_ballast():
+            cpu, r = _child_cpu(lambda: ballast_ci_run(env))
+            if r["status"] != 0 or "balloon_ci: ok" not in r["out"]:
+                raise SystemExit(f"balloon CI test failed ({r['status']}): {r['out'][-300:]} {r['err'][-600:]}")
+            return cpu, r
+
+        one_ballast()                   # untimed: writes the .pyc files and the built-in root's note
+        if missing is None:
+            qemu_balloon_ci.run(root)   # untimed: the host's page cache holds the kernel and the image
+        for _ in range(runs):
+            cpu, r = one_ballast()
+            ballast.append(cpu)
+            walls.append(r["wall_s"])
+            if missing is None:
+                got = qemu_balloon_ci.run(root)
+                qemu.append(got["cpu_s"])
+                qemu_wall.append(got["wall_s"])
+    b = statistics.median(ballast)
+    rows = [dict(bench="ci", name="balloon CI test, one Ballast process (512M, read 64 MiB, shrink to 384M)",
+                 value=f"{b:.3f} s CPU",
+                 detail=f"user + sys of `python bench/balloon_ci.py` (start-up and imports included), "
+                        f"{statistics.median(walls):.2f} s wall; runs {', '.join(f'{c:.3f}' for c in ballast)} s",
+                 key="ci.ballast_cpu_s", number=b)]
+    if qemu:
+        q = statistics.median(qemu)
+        rows[0].update(ratio=b / q, ratio_of="QEMU", target=f"<= {TARGET_CI_RATIO:.2f}x QEMU",
+                       met=b / q <= TARGET_CI_RATIO)
+        kernel = Path(qemu_balloon_ci.kernel()[0]).name
+        rows.append(dict(bench="ci", name="the same test on QEMU TCG + Linux (baseline)", value=f"{q:.2f} s CPU",
+                         detail=f"qemu-system-x86_64 {_qemu_version()}, {kernel}, busybox initramfs, `dd bs=64k`, "
+                                f"QMP balloon + query-balloon; user + sys of qemu (all threads), "
+                                f"{statistics.median(qemu_wall):.1f} s wall; runs {', '.join(f'{c:.2f}' for c in qemu)} s",
+                         key="ci.qemu_cpu_s", number=q))
+    else:
+        rows[0].update(target=f"<= {TARGET_CI_RATIO * REFERENCE_QEMU_CPU_S:.2f} s (0.1x QEMU's reference)",
+                       detail=rows[0]["detail"] + f"; QEMU baseline skipped: {missing} (REFERENCE.md: "
+                                                  f"{REFERENCE_QEMU_CPU_S} s CPU on QEMU 7.2 TCG + Linux 6.1)")
+    return rows
+
+
+def _qemu_version() -> str:
+    try:
+        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout
+        return out.split("version", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
 # --- warm-up and profile -----------------------------------------------------
 
 def warm_up() -> None:
@@ -813,6 +912,8 @@ def main(argv=None) -> int:
         rows += bench_balloon(args.runs)
     if "syscalls" in args.only:
         rows += bench_syscalls(args.runs)
+    if "ci" in args.only:
+        rows += bench_ci(args.runs)
     print_table(rows, f"Ballast benchmarks (median of {args.runs}; {time.perf_counter() - started:.0f} s)")
     if args.write:
         write_results(rows, info, args, iterations)

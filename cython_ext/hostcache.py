@@ -1,5 +1,6 @@
-"""The host page cache's common read: a run of whole pages, all cached, copied out of the arena in order with
-each page's access noted (devices.host_cache.HostPageCache._read_hits). One source in Cython's pure-Python
+"""The host page cache's reads of whole pages into guest RAM: the common one, a run of pages all cached,
+copied out of the arena in order with each page's access noted (devices.host_cache.HostPageCache._read_hits),
+and the cold one, misses loaded into fresh slots and installed (read_fill, when nothing must be evicted). One source in Cython's pure-Python
 mode: compiled it is a memcpy per page; uncompiled (BALLAST_PURE=1) it is plain Python for pdb."""
 import cython
 
@@ -98,3 +99,143 @@ def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, c
         else:
             promote.append(slot)
     return promote
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, ram: cython.uchar[::1],
+              runs: list, vm_id, io, run_limit: cython.Py_ssize_t, chunk_shift: cython.int, pg_referenced: cython.uchar):
+    """HostPageCache.read_into of whole pages first..first+count-1 into runs (addr, length) of guest RAM, when
+    the cache has room for every one of them (nothing is evicted on the way): misses are loaded with one
+    read per run of consecutive missing pages (at most run_limit each) through the image's reader, given
+    slots (the free list first, then fresh ones), installed on the inactive list and charged to vm_id; hits
+    are copied and marked accessed; all in index order, as read_into does, with the same counters in io."""
+    room: cython.Py_ssize_t = 0
+    run_addr: cython.Py_ssize_t
+    run_len: cython.Py_ssize_t
+    for d in runs:
+        run_addr, run_len = d
+        if run_addr < 0 or run_len < 0 or run_addr + run_len > len(ram):
+            raise ValueError(f"run {run_addr:#x}+{run_len:#x} lies outside RAM")
+        room += run_len
+    if count < 0 or count * PAGE_SIZE > room:
+        raise ValueError(f"{count} pages do not fit in destinations of {room} bytes")
+    mask: cython.Py_ssize_t = (1 << chunk_shift) - 1
+    cursor = [0, 0, 0]                  # runs: next run, position in the current one, bytes left in it
+    index: cython.Py_ssize_t = first
+    last: cython.Py_ssize_t = first + count - 1
+    run_first: cython.Py_ssize_t = 0
+    run_n: cython.Py_ssize_t = 0
+    hits: cython.Py_ssize_t = 0
+    misses: cython.Py_ssize_t = 0
+    while index <= last:
+        slot = pages.get(index)
+        if slot is None:
+            if run_n == 0:
+                run_first = index
+            run_n += 1
+            misses += 1
+            index += 1
+            if run_n == run_limit:
+                _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, mask, pg_referenced)
+                run_n = 0
+            continue
+        if run_n:
+            _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, mask, pg_referenced)
+            run_n = 0
+        hits += 1
+        _copy_page(cache._chunk_views[slot >> chunk_shift], (slot & mask) << PAGE_SHIFT, ram, runs, cursor)
+        cache._mark_page_accessed(slot)
+        index += 1
+    if run_n:
+        _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, mask, pg_referenced)
+    io.hits += hits
+    io.misses += misses
+    cache.hits += hits
+    cache.misses += misses
+
+
+@cython.cfunc
+def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_t, ram: cython.uchar[::1],
+          runs: list, cursor: list, vm_id, io, chunk_shift: cython.int, mask: cython.Py_ssize_t,
+          pg_referenced: cython.uchar) -> cython.void:
+    """HostPageCache._fill_run into runs of RAM: n fresh slots, one read, installed in order, copied out."""
+    reader = cache._reader(key)
+    free: list = cache._free
+    views: list = cache._chunk_views
+    slots = []
+    fresh: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    try:
+        for j in range(n):
+            fresh = cache._fresh
+            if free or fresh >> chunk_shift == len(views):    # the rare cases: let _alloc_slot do them
+                slots.append(cache._alloc_slot(io))
+            else:
+                cache._used += 1
+                cache._fresh = fresh + 1
+                slots.append(fresh)
+        buffers = []
+        for slot in slots:
+            base = (slot & mask) << PAGE_SHIFT
+            buffers.append(views[slot >> chunk_shift][base:base + PAGE_SIZE])
+        reader(first, buffers)
+    except BaseException:
+        cache._free_slots(slots)
+        raise
+    io.loaded += n
+    io.load_runs += 1
+    cache.disk_reads_pages += n
+    slot_key: list = cache._slot_key
+    slot_index: list = cache._slot_index
+    slot_owner: list = cache._slot_owner
+    flags: cython.uchar[::1] = cache._flags
+    inactive = cache._inactive
+    charge = cache._charge.get(vm_id)
+    if charge is None:
+        charge = cache._charge[vm_id] = [0, 0, 0]
+    s: cython.Py_ssize_t
+    for j in range(n):
+        slot = slots[j]
+        s = slot
+        index = first + j
+        slot_key[s] = key                   # _install
+        slot_index[s] = index
+        slot_owner[s] = vm_id
+        flags[s] = pg_referenced            # the access that brought it in
+        pages[index] = slot
+        inactive[slot] = None
+        _copy_page(views[s >> chunk_shift], (s & mask) << PAGE_SHIFT, ram, runs, cursor)
+    charge[0] += n                      # _CHARGE_PAGES
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _copy_page(chunk: cython.uchar[::1], base: cython.Py_ssize_t, ram: cython.uchar[::1], runs: list,
+               cursor: list) -> cython.void:
+    """One page from the arena to the next PAGE_SIZE bytes of the runs (cursor: run, position, left)."""
+    di: cython.Py_ssize_t = cursor[0]
+    d_pos: cython.Py_ssize_t = cursor[1]
+    d_left: cython.Py_ssize_t = cursor[2]
+    done: cython.Py_ssize_t = 0
+    n: cython.Py_ssize_t
+    run_addr: cython.Py_ssize_t
+    run_len: cython.Py_ssize_t
+    while done < PAGE_SIZE:
+        while d_left == 0:                  # the caller checked the room: the next run exists
+            run_addr, run_len = runs[di]
+            d_pos = run_addr
+            d_left = run_len
+            di += 1
+        n = PAGE_SIZE - done if PAGE_SIZE - done < d_left else d_left
+        if cython.compiled:
+            memcpy(cython.address(ram[d_pos]), cython.address(chunk[base + done]), n)
+        else:
+            ram[d_pos:d_pos + n] = chunk[base + done:base + done + n]
+        done += n
+        d_pos += n
+        d_left -= n
+    cursor[0] = di
+    cursor[1] = d_pos
+    cursor[2] = d_left

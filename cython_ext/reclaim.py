@@ -55,6 +55,51 @@ def constants() -> dict:
                 NOT_SIMPLE_FILE=NOT_SIMPLE_FILE)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def reset_struct_pages(q: cython.ulonglong[::1], i: cython.int[::1], pfns: list, refcount: cython.int) -> None:
+    """prep_new_page() / free_pages_prepare() of each page: no flags, no mapping, no disk sector,
+    unmapped, `refcount` references (guestos.mm.page_alloc.reset_struct_page)."""
+    nr_pages: cython.Py_ssize_t = q.shape[0] >> 3
+    pfn: cython.Py_ssize_t
+    for p in pfns:
+        pfn = p
+        if pfn < 0 or pfn >= nr_pages:
+            raise IndexError(f"pfn {pfn} outside mem_map")
+        q[pfn << 3] = 0
+        i[(pfn << 4) + I_REFCOUNT] = refcount
+        i[(pfn << 4) + I_MAPCOUNT] = -1
+        q[(pfn << 3) + Q_MAPPING] = 0
+        q[(pfn << 3) + Q_INDEX] = 0
+        q[(pfn << 3) + Q_DISK_SECTOR] = 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def clear_page_flag(q: cython.ulonglong[::1], pfns: list, bit: cython.int) -> None:
+    """ClearPageX() of each page (e.g. unlock_page() after a read)."""
+    nr_pages: cython.Py_ssize_t = q.shape[0] >> 3
+    pfn: cython.Py_ssize_t
+    for p in pfns:
+        pfn = p
+        if pfn < 0 or pfn >= nr_pages:
+            raise IndexError(f"pfn {pfn} outside mem_map")
+        q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << bit)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def set_page_flags(q: cython.ulonglong[::1], pfns: list, value: cython.ulonglong) -> None:
+    """page->flags = value for each page."""
+    nr_pages: cython.Py_ssize_t = q.shape[0] >> 3
+    pfn: cython.Py_ssize_t
+    for p in pfns:
+        pfn = p
+        if pfn < 0 or pfn >= nr_pages:
+            raise IndexError(f"pfn {pfn} outside mem_map")
+        q[pfn << 3] = value
+
+
 @cython.final
 @cython.cclass
 class BuddyCore:
@@ -180,6 +225,18 @@ class BuddyCore:
         """__putback_isolated_page(): back at the tail, without a new report; the block's first pfn."""
         self.nr_free_pages += 1 << order
         return self.free_one_page(pfn, order, True, False)
+
+    def rmqueue_many(self, n: cython.Py_ssize_t, out: list) -> cython.Py_ssize_t:
+        """rmqueue(0) up to n times, the pages appended to out, until the lists run dry; how many."""
+        got: cython.Py_ssize_t = 0
+        pfn: cython.Py_ssize_t
+        while got < n:
+            pfn = self.rmqueue(0)
+            if pfn == NIL:
+                break
+            out.append(pfn)
+            got += 1
+        return got
 
     @cython.ccall
     @cython.wraparound(False)
@@ -331,6 +388,105 @@ class LruCore:
             self.tail[lru] = first
         self.head[lru] = pfns[n - 1]
         self.nr[lru] += n
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def mark_page_accessed(self, pfn: cython.Py_ssize_t) -> cython.bint:
+        """mark_page_accessed() (mm/swap.c): inactive,unreferenced -> inactive,referenced -> active.
+        True when the page moved to the active list (a pgactivate)."""
+        flags: cython.ulonglong = self.q[pfn << 3]
+        if not flags & ((1 << PG_active) | (1 << PG_unevictable)) and flags & (1 << PG_referenced) \
+                and flags & (1 << PG_lru):
+            moved: cython.bint = self.activate_page(pfn)
+            self.q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)
+            return moved
+        if not flags & (1 << PG_referenced):
+            self.q[pfn << 3] |= 1 << PG_referenced
+        return False
+
+    @cython.wraparound(False)
+    def flags_of(self, pfns: list) -> list:
+        """Each page's flags, -1 for None (a page-cache lookup's misses)."""
+        out = []
+        pfn: cython.Py_ssize_t
+        for p in pfns:
+            if p is None:
+                out.append(-1)
+                continue
+            pfn = p
+            if pfn < 0 or pfn >= self.nr_pages:
+                raise IndexError(f"pfn {pfn} outside mem_map")
+            out.append(self.q[pfn << 3])
+        return out
+
+    @cython.wraparound(False)
+    def read_pages_accessed(self, pfns: list, flags: list, start: cython.Py_ssize_t, hold: cython.bint,
+                            stop_flags: cython.longlong, held: list) -> tuple:
+        """do_generic_file_read()'s loop over the pages it found cached, with their flags as looked up
+        before it: from `start`, mark each accessed unless already active and referenced, and with `hold`
+        take a reference (its pfn appended to `held`); stop at the first page missing (flags -1) or with a
+        bit of stop_flags (the readahead mark). Returns (where it stopped, pages moved to the active list)."""
+        n: cython.Py_ssize_t = len(pfns)
+        settled: cython.longlong = (1 << PG_active) | (1 << PG_referenced)
+        activated: cython.Py_ssize_t = 0
+        j: cython.Py_ssize_t = start
+        f: cython.longlong
+        pfn: cython.Py_ssize_t
+        while j < n:
+            f = flags[j]
+            if f < 0 or f & stop_flags:
+                break
+            pfn = pfns[j]
+            if pfn < 0 or pfn >= self.nr_pages:
+                raise IndexError(f"pfn {pfn} outside mem_map")
+            if f & settled != settled:
+                activated += self.mark_page_accessed(pfn)
+            if hold:
+                self.i[(pfn << 4) + I_REFCOUNT] += 1
+                held.append(pfn)
+            j += 1
+        return j, activated
+
+    @cython.wraparound(False)
+    def put_pages(self, pfns: list) -> list:
+        """put_page() of each: drop a reference; returns the pages whose last reference it was, in order,
+        for the allocator to free."""
+        last = []
+        pfn: cython.Py_ssize_t
+        for p in pfns:
+            pfn = p
+            if pfn < 0 or pfn >= self.nr_pages:
+                raise IndexError(f"pfn {pfn} outside mem_map")
+            self.i[(pfn << 4) + I_REFCOUNT] -= 1
+            if self.i[(pfn << 4) + I_REFCOUNT] == 0:
+                last.append(p)
+        return last
+
+    @cython.wraparound(False)
+    def add_page_cache_batch(self, pfns: list, mapping: cython.ulonglong, indices: list, sectors: list,
+                             flags: cython.ulonglong) -> None:
+        """add_to_page_cache_lru() for a batch of fresh pages being read: each struct page as the allocator
+        leaves it (one reference, unmapped), at `mapping` and its index, holding disk sector `sectors[j]`
+        (None: no block), with `flags`; then all on the inactive file list, in order."""
+        n: cython.Py_ssize_t = len(pfns)
+        if len(indices) != n or len(sectors) != n:
+            raise ValueError("add_page_cache_batch: pfns, indices and sectors differ in length")
+        j: cython.Py_ssize_t
+        pfn: cython.Py_ssize_t
+        for j in range(n):
+            pfn = pfns[j]
+            if pfn < 0 or pfn >= self.nr_pages:
+                raise IndexError(f"pfn {pfn} outside mem_map")
+        for j in range(n):
+            pfn = pfns[j]
+            sector = sectors[j]
+            self.q[pfn << 3] = 0
+            self.i[(pfn << 4) + I_REFCOUNT] = 1
+            self.i[(pfn << 4) + I_MAPCOUNT] = -1
+            self.q[(pfn << 3) + Q_MAPPING] = mapping
+            self.q[(pfn << 3) + Q_INDEX] = indices[j]
+            self.q[(pfn << 3) + Q_DISK_SECTOR] = 0 if sector is None else sector + 1
+        self.add_batch(pfns, LRU_INACTIVE_FILE, flags)
 
     # --- scans ---
     @cython.ccall

@@ -108,7 +108,7 @@ class DiskImage:
     def _preadv(self, offset: int, buffers) -> None:
         for start in range(0, len(buffers), IOV_MAX):
             batch = buffers[start:start + IOV_MAX]
-            want = sum(len(b) for b in batch)
+            want = sum(map(len, batch))
             done = 0
             while done < want:
                 n = os.preadv(self.fd, _skip(batch, done), offset + done)

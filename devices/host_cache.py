@@ -30,6 +30,7 @@ ARENA_CHUNK_SHIFT = 10                    # 1024 slots (4 MiB) per arena mmap
 ARENA_CHUNK_PAGES = 1 << ARENA_CHUNK_SHIFT
 _CHUNK_MASK = ARENA_CHUNK_PAGES - 1
 MAX_IO_PAGES = 256                        # pages per preadv/pwritev (1 MiB), like a large bio
+NATIVE_FILL = True                        # False: cold reads through read_into (the differential tests' reference)
 
 _SHARED = "shared"                        # a page several VMs have read (exclusive caching)
 
@@ -65,6 +66,7 @@ class HostPageCache:
         # arena
         self._chunks = []                 # anonymous mmaps of ARENA_CHUNK_PAGES pages
         self._chunk_views = []            # a memoryview of each
+        self._small_pages = set()         # chunks that gave memory back: no huge pages for them
         self._free = []                   # slots given back
         self._fresh = 0                   # next slot never used
         self._used = 0                    # slots holding a page (or being filled)
@@ -230,6 +232,14 @@ class HostPageCache:
         if count is not None:
             return CacheIO(count)
         ram = byte_view(ram)
+        count = length >> PAGE_SHIFT
+        if NATIVE_FILL and length and not (offset | length) & (PAGE_SIZE - 1) and self._used + count <= self._capacity:
+            # whole pages and room for all of them: read_into's loop, natively, with no eviction to redo
+            io = CacheIO()
+            _hostcache.read_fill(self, key, self._files.setdefault(key, {}), offset >> PAGE_SHIFT, count, ram,
+                                 runs, vm_id, io, min(MAX_IO_PAGES, self._capacity), ARENA_CHUNK_SHIFT,
+                                 PG_referenced)
+            return io
         return self.readv_into(key, offset, [ram[a:a + n] for a, n in runs], vm_id, length)
 
     def read_runs_hit(self, key, offset: int, ram, runs, length: int):
@@ -499,6 +509,8 @@ class HostPageCache:
         self._fresh += 1
         if slot >> ARENA_CHUNK_SHIFT == len(self._chunks):
             chunk = mmap.mmap(-1, ARENA_CHUNK_PAGES * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            if hasattr(mmap, "MADV_HUGEPAGE"):
+                chunk.madvise(mmap.MADV_HUGEPAGE)   # filled whole by cold reads: fewer host page faults
             self._chunks.append(chunk)
             self._chunk_views.append(memoryview(chunk))
             self._slot_key.extend([None] * ARENA_CHUNK_PAGES)
@@ -608,9 +620,14 @@ class HostPageCache:
             self._charge[self._slot_owner[slot]][_CHARGE_DIRTY] -= 1
 
     def _release_memory(self, slots) -> None:
-        """Return freed slots' memory to the host kernel (RSS falls; they read as zeros later)."""
+        """Return freed slots' memory to the host kernel (RSS falls; they read as zeros later). A chunk
+        that gives memory back asks for no more huge pages, so khugepaged does not fill its holes again."""
         for slot in sorted(slots):
-            chunk = self._chunks[slot >> ARENA_CHUNK_SHIFT]
+            c = slot >> ARENA_CHUNK_SHIFT
+            chunk = self._chunks[c]
+            if c not in self._small_pages and hasattr(mmap, "MADV_NOHUGEPAGE"):
+                chunk.madvise(mmap.MADV_NOHUGEPAGE)
+                self._small_pages.add(c)
             chunk.madvise(mmap.MADV_DONTNEED, (slot & _CHUNK_MASK) << PAGE_SHIFT, PAGE_SIZE)
 
     def close(self) -> None:

@@ -357,8 +357,11 @@ class VirtioBalloon(VirtioDevice):
             self._complain("malformed", "a PFN array with trailing bytes or device-writable parts")
         data = chain.read(self.mem, 0, length - length % PFN.size)
         nr_frames = self.ram.size >> PFN_SHIFT
+        listed = list(struct.unpack(f"{PFN.format[0]}{len(data) // PFN.size}{PFN.format[1:]}", data))   # PFN, each
+        if not listed or max(listed) < nr_frames:       # the usual array: every PFN in RAM
+            return listed
         pfns = []
-        for (pfn,) in PFN.iter_unpack(data):
+        for pfn in listed:
             if pfn < nr_frames:
                 pfns.append(pfn)
             else:

@@ -263,8 +263,9 @@ class VirtioBlk(VirtioDevice):
             while True:
                 fast = self._fast_in_args(q, mem)
                 while True:
-                    # The common request, a whole-page IN the host cache holds, goes through in native calls;
-                    # anything else (or a miss) is left on the ring for pop and _submit, which judge it.
+                    # The common request, a whole-page IN, is taken from what the native peek found: served
+                    # from the host cache in native calls when it holds every page, else read as _execute
+                    # would; anything else is left on the ring for pop and _submit, which judge it.
                     if fast is not None:
                         got = _virtq.peek_blk_in(q.next_avail, *fast)
                         if got is not None:
@@ -276,14 +277,21 @@ class VirtioBlk(VirtioDevice):
                                 q.next_avail = (q.next_avail + 1) & 0xFFFF
                                 counters.requests["in"] += 1
                                 counters.bytes_read += length
-                                # as _submit schedules the completion
-                                now = clock.now_ns()
-                                busy = self.busy_until_ns
-                                done = (now if now > busy else busy) + self.vm_exit_ns + \
-                                    (int(cost) if cost > 0 else 0)
-                                self.busy_until_ns = done
-                                clock.schedule_at(done, partial(self._complete, self.epoch, q.generation, head,
-                                                                status_addr, VIRTIO_BLK_S_OK, length + 1))
+                                self._schedule(head, status_addr, VIRTIO_BLK_S_OK, length + 1, cost)
+                                continue
+                            if self._read_runs is not None:
+                                # a miss: the request peek checked is what pop and _execute would take;
+                                # take it as they do, from the runs peek found
+                                q.next_avail = (q.next_avail + 1) & 0xFFFF
+                                counters.requests["in"] += 1
+                                try:
+                                    cost = self._read_in(offset, fast[0], runs, length)
+                                    status, written = VIRTIO_BLK_S_OK, length
+                                except _Status as stop:
+                                    log.debug("virtio-blk: request %d: %s", head, stop)
+                                    cost, status, written = 0, stop.status, 0
+                                    counters.ioerr += 1
+                                self._schedule(head, status_addr, status, written + 1, cost)
                                 continue
                     chain = q.pop(mem)
                     if chain is None:
@@ -328,13 +336,17 @@ class VirtioBlk(VirtioDevice):
                 self.counters.ioerr += 1
             else:
                 self.counters.unsupp += 1
+        self._schedule(chain.head, status_addr, status, written + 1, cost_ns)
+
+    def _schedule(self, head: int, status_addr: int, status: int, used_len: int, cost_ns) -> None:
+        """The completion: at max(now, busy_until) + the exit cost + the request's own, in order."""
         clock = self.clock
         now = clock.now_ns()
         busy = self.busy_until_ns
         done = (now if now > busy else busy) + self.vm_exit_ns + (int(cost_ns) if cost_ns > 0 else 0)
         self.busy_until_ns = done
-        clock.schedule_at(done, partial(self._complete, self.epoch, self.queue.generation, chain.head,
-                                        status_addr, status, written + 1))
+        clock.schedule_at(done, partial(self._complete, self.epoch, self.queue.generation, head,
+                                        status_addr, status, used_len))
 
     def _complete(self, epoch, generation, head, status_addr, status, used_len) -> None:
         q = self.queue
@@ -369,19 +381,17 @@ class VirtioBlk(VirtioDevice):
             if data_out_len:
                 raise _Status(VIRTIO_BLK_S_IOERR, "read with device-readable data")
             offset = self._check_range(sector, data_in_room)
-            # straight from the host cache into the driver's buffers, as DMA would
+            if self._read_runs is not None:
+                runs, left = [], data_in_room
+                for addr, length, is_write in chain.raw:
+                    if is_write and left > 0:
+                        if length > left:
+                            length = left
+                        runs.append((addr, length))
+                        left -= length
+                return data_in_room, self._read_in(offset, mem.view, runs, data_in_room)
             try:
-                if self._read_runs is not None:
-                    runs, left = [], data_in_room
-                    for addr, length, is_write in chain.raw:
-                        if is_write and left > 0:
-                            if length > left:
-                                length = left
-                            runs.append((addr, length))
-                            left -= length
-                    cost = self._read_runs(offset, mem.view, runs, data_in_room)
-                else:
-                    cost = self.backend.readv_into(offset, chain.writable_views(mem, data_in_room))
+                cost = self.backend.readv_into(offset, chain.writable_views(mem, data_in_room))
             except (OSError, ValueError) as err:      # as _backend: I/O error or a short transfer
                 self.counters.backend_errors += 1
                 raise _Status(VIRTIO_BLK_S_IOERR, f"backend: {err}") from err
@@ -411,6 +421,20 @@ class VirtioBlk(VirtioDevice):
             return self._host_cache_query(chain, sector, data_out_len, data_in_room)
 
         raise _Status(VIRTIO_BLK_S_UNSUPP, f"request type {req_type}")
+
+    def _read_in(self, offset: int, view, runs, length: int):
+        """An IN's data, straight from the host cache into the driver's buffers (runs of RAM), as DMA
+        would; its cost. A backend failure is the request's IOERR."""
+        populate = getattr(self.mem, "populate", None)
+        if populate is not None:
+            populate(runs)
+        try:
+            cost = self._read_runs(offset, view, runs, length)
+        except (OSError, ValueError) as err:      # as _backend: I/O error or a short transfer
+            self.counters.backend_errors += 1
+            raise _Status(VIRTIO_BLK_S_IOERR, f"backend: {err}") from err
+        self.counters.bytes_read += length
+        return cost
 
     def _host_cache_query(self, chain, sector: int, data_out_len: int, room: int):
         """A bitmap of the disk's pages the host caches, from the page holding `sector`."""

@@ -7,12 +7,13 @@ cython_ext.mmu; Python sees only the exits.
 """
 import ctypes
 import enum
+import functools
 import math
+import os
 import struct
+import sys
 from dataclasses import dataclass
 
-import capstone
-from capstone import x86_const as cs_x86
 
 from unicorn import Uc, UcError, UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
 from unicorn import unicorn_const as ucc
@@ -24,6 +25,7 @@ from cython_ext.mmu import NativeVcpu
 # Where emulation would stop on its own: page 0 is never mapped in user space,
 # so reaching it means a jump to a null pointer.
 STOP_ADDRESS = 0
+CS_ARCH_X86, CS_MODE_64 = 3, 1 << 3       # capstone.CS_ARCH_X86, capstone.CS_MODE_64 (a test holds them equal)
 
 REGS = {name: getattr(x86, "UC_X86_REG_" + name.upper()) for name in (
     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
@@ -101,14 +103,62 @@ class VcpuExit:
         return self._address
 
 
-_decoder = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_detailed.detail = True
+@functools.cache
+def _instruction_counter():
+    """count(code, address): how many x86-64 instructions capstone decodes from code, as
+    len(disasm_lite(code, address)) would say. Straight through libcapstone when the capstone package
+    ships it (its Python binding imports every architecture: ~30 ms for a page fault's question)."""
+    import importlib.util
+    spec = importlib.util.find_spec("capstone")
+    names = {"linux": "libcapstone.so", "darwin": "libcapstone.dylib", "win32": "capstone.dll"}
+    lib = None
+    for where in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(where, "lib", names.get(sys.platform, "libcapstone.so"))
+        if os.path.exists(path):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                lib = None
+            break
+    if lib is None:
+        plain = _disassemblers()[0]
+        return lambda code, address: sum(1 for _ in plain.disasm_lite(code, address))
+    lib.cs_open.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_size_t)]
+    lib.cs_open.restype = ctypes.c_int
+    lib.cs_disasm.argtypes = [ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_void_p)]
+    lib.cs_disasm.restype = ctypes.c_size_t
+    lib.cs_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.cs_free.restype = None
+    handle = ctypes.c_size_t()
+    if lib.cs_open(CS_ARCH_X86, CS_MODE_64, ctypes.byref(handle)) != 0:
+        plain = _disassemblers()[0]
+        return lambda code, address: sum(1 for _ in plain.disasm_lite(code, address))
+
+    def count(code: bytes, address: int) -> int:
+        insns = ctypes.c_void_p()
+        n = lib.cs_disasm(handle.value, code, len(code), address, 0, ctypes.byref(insns))
+        if n:
+            lib.cs_free(insns, n)
+        return n
+    return count
+
+
+@functools.cache
+def _disassemblers():
+    """(plain, detailed) capstone decoders, made when first needed (reports, CR2, a stopped block)."""
+    import capstone
+    plain = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    detailed.detail = True
+    return plain, detailed
+
+
 # string instructions address memory through rsi/rdi without a memory operand
 _STRING_OPS = ("movs", "stos", "lods", "cmps", "scas")
 # instructions that read the GDT in user mode: a supervisor access the page tables do not grant
 _DESCRIPTOR_LOADS = ("lsl", "lar", "verr", "verw", "iret", "retf", "ljmp", "lcall", "lss", "lfs", "lgs")
-_SEGMENT_REGS = {cs_x86.X86_REG_DS, cs_x86.X86_REG_ES, cs_x86.X86_REG_SS, cs_x86.X86_REG_FS, cs_x86.X86_REG_GS}
+_SEGMENT_REG_NAMES = ("X86_REG_DS", "X86_REG_ES", "X86_REG_SS", "X86_REG_FS", "X86_REG_GS")   # capstone's
 
 
 def _fn(name):
@@ -255,7 +305,7 @@ class Vcpu:
             key = (self.native.cr3, pc, size, rip)
             retired = self._retired_cache.get(key)
             if retired is None:
-                retired = sum(1 for _ in _decoder.disasm_lite(self.read_code(pc, rip - pc), pc))
+                retired = _instruction_counter()(self.read_code(pc, rip - pc), pc)
                 self._retired_cache[key] = retired
         clock = self.clock
         instructions = self.native.icount - counted + retired
@@ -288,7 +338,7 @@ class Vcpu:
 
     def instruction_at(self, rip: int) -> str:
         """The instruction at rip, disassembled (for reports)."""
-        for _, _, mnemonic, op_str in _decoder.disasm_lite(self.read_code(rip, 15), rip, 1):
+        for _, _, mnemonic, op_str in _disassemblers()[0].disasm_lite(self.read_code(rip, 15), rip, 1):
             return f"{mnemonic} {op_str}".strip()
         return "(unreadable)"
 
@@ -363,7 +413,7 @@ class Vcpu:
         key = (self.native.cr3, pc, size, rip)
         retired = self._retired_cache.get(key)
         if retired is None:
-            retired = sum(1 for _ in _decoder.disasm_lite(self.read_code(pc, rip - pc), pc))
+            retired = _instruction_counter()(self.read_code(pc, rip - pc), pc)
             self._retired_cache[key] = retired
         if retired < counted:
             self.native.icount -= counted - retired
@@ -372,11 +422,13 @@ class Vcpu:
     def _loads_descriptor(self, exit) -> bool:
         """A user instruction reading the GDT (mov to a segment register, lsl, iretq...): the CPU
         does that as a supervisor, so the CPU area is mapped for that one fill. True to run again."""
-        insn = next(_detailed.disasm(self.read_code(exit.rip, 15), exit.rip, 1), None)
+        from capstone import x86_const as cs_x86
+        insn = next(_disassemblers()[1].disasm(self.read_code(exit.rip, 15), exit.rip, 1), None)
         if insn is None or exit.access != "read":
             return False
+        segment_regs = {getattr(cs_x86, name) for name in _SEGMENT_REG_NAMES}
         loads = insn.mnemonic.startswith(_DESCRIPTOR_LOADS) or (insn.mnemonic in ("mov", "pop") and any(
-            op.type == cs_x86.X86_OP_REG and op.reg in _SEGMENT_REGS for op in insn.operands[:1]))
+            op.type == cs_x86.X86_OP_REG and op.reg in segment_regs for op in insn.operands[:1]))
         if loads:
             self.native.cpu_area_open = 1
         return loads
@@ -384,7 +436,7 @@ class Vcpu:
     def _instruction_ending_at(self, rip: int) -> int:
         """The start of the instruction of the current block that ends at rip."""
         pc, size, _ = self.native.current_block()
-        for address, length, _, _ in _decoder.disasm_lite(self.read_code(pc, max(rip - pc, 0)), pc):
+        for address, length, _, _ in _disassemblers()[0].disasm_lite(self.read_code(pc, max(rip - pc, 0)), pc):
             if address + length == rip:
                 return address
         return rip
@@ -394,7 +446,8 @@ class Vcpu:
         page &= ~0xFFF
         if error_code & 0x10:                       # PF_INSTR
             return rip if rip & ~0xFFF == page else page
-        insn = next(_detailed.disasm(self.read_code(rip, 15), rip, 1), None)
+        from capstone import x86_const as cs_x86
+        insn = next(_disassemblers()[1].disasm(self.read_code(rip, 15), rip, 1), None)
         if insn is None:
             return page
         candidates = []

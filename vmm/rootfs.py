@@ -2,14 +2,10 @@
 directory with mke2fs -d and cached between runs (keyed by the directory's contents)."""
 import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from .errors import BallastError
 from .firmware import program_path
-from .mkdisk import mkdisk
 
 EXT2_MAGIC_OFFSET = 1024 + 56
 EXT2_SUPER_MAGIC = b"\x53\xef"
@@ -42,15 +38,27 @@ def builtin_root(extra_programs: dict = None) -> str:
     `extra_programs` ({name: ELF bytes}) go to /bin beside them."""
     images = cache_dir()
     extra = dict(sorted((extra_programs or {}).items()))
-    h = hashlib.sha256()
     programs = {name: program_path(name) for name in BUILTIN_PROGRAMS + ("mkdata",)}
+    # hashing ~10 MB of programs costs more than a small guest's boot: a note keyed by their
+    # stat() says which image their contents made last time
+    note = None if extra else _stat_note(images, list(programs.values()))
+    if note is not None and note.exists():
+        image = images / note.read_text()
+        if image.exists():
+            return str(image)
+    h = hashlib.sha256()
     for name, path in programs.items():
         h.update(name.encode() + b"\0" + path.read_bytes())
     for name, data in extra.items():
         h.update(b"extra\0" + name.encode() + b"\0" + data)
     image = images / f"builtin-{h.hexdigest()[:24]}.img"
     if image.exists():
+        _write_note(note, image.name)
         return str(image)
+    import shutil                       # lazily (i13-perf): only building an image needs these
+    import subprocess
+    import tempfile
+    from .mkdisk import mkdisk
     images.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=images) as staging:
         tree = Path(staging) / "root"
@@ -72,7 +80,31 @@ def builtin_root(extra_programs: dict = None) -> str:
         tmp = image.with_suffix(f".tmp{os.getpid()}")
         mkdisk(str(tree), str(tmp))
         os.replace(tmp, image)
+    _write_note(note, image.name)
     return str(image)
+
+
+def _stat_note(images: Path, paths) -> Path | None:
+    h = hashlib.sha256(b"stat-note-1\0")
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, TypeError):
+            return None
+        h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return images / f"builtin-stat-{h.hexdigest()[:24]}"
+
+
+def _write_note(note: Path | None, name: str) -> None:
+    if note is None:
+        return
+    try:
+        note.parent.mkdir(parents=True, exist_ok=True)
+        tmp = note.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(name)
+        os.replace(tmp, note)
+    except OSError:
+        pass                    # only a shortcut
 
 
 def root_image(spec: str) -> str:
@@ -84,6 +116,7 @@ def root_image(spec: str) -> str:
         image = images / f"{tree_digest(spec)}.img"
         if not image.exists():
             tmp = image.with_suffix(f".tmp{os.getpid()}")
+            from .mkdisk import mkdisk
             mkdisk(spec, str(tmp))
             os.replace(tmp, image)
         return str(image)

@@ -2,7 +2,6 @@
 [series], [[step]]) and its validation. Every mistake is a BallastError naming the key, raised
 before anything boots."""
 import os
-import tomllib
 from dataclasses import dataclass, field
 
 from .errors import BallastError
@@ -61,6 +60,7 @@ class Scenario:
 
 
 def load(path: str) -> Scenario:
+    import tomllib                      # only scenario files need it (lazily, for start-up time)
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)

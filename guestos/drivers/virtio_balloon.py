@@ -207,9 +207,7 @@ class VirtioBalloonDriver:
         pfns = k.page_alloc.alloc_pages_bulk(GFP_NORETRY | (GFP_FREE_CACHE if self.cache_first() else 0), n)
         if not pfns:
             return 0
-        mem_map = k.mem_map
-        for pfn in pfns:
-            mem_map.set_flags(pfn, 1 << PG_reserved)            # not the kernel's now (PageOffline)
+        k.mem_map.set_flags_many(pfns, 1 << PG_reserved)       # not the kernel's now (PageOffline)
         self.tell_host(self.inflate_vq, pfns)
         if self.bug == "reuse":
             for pfn in pfns:                                    # the bug: the pages go back to use

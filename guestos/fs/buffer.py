@@ -21,6 +21,9 @@ class _BdevAops:
 
     map_page_for_write = map_page
 
+    def map_pages_cached(self, mapping, first: int, n: int):
+        return [[(index << PAGE_SHIFT, PAGE_SIZE)] for index in range(first, first + n)]
+
 
 class BufferCache:
     """The BlockIO a file system mounts on: bread() gives a block as a writable view of guest
@@ -50,6 +53,18 @@ class BufferCache:
         if offset + self.block_size > self.blk.size_bytes:
             raise OSError(f"block {block} beyond the end of {self.blk.name}")
         pfn = self.mapping.get_page(offset >> PAGE_SHIFT)
+        start = (pfn << PAGE_SHIFT) + (offset & (PAGE_SIZE - 1))
+        return self.k.ram[start:start + self.block_size]
+
+    def cached_block(self, block: int):
+        """bread() of a block already in the cache (no I/O, no side effect), or None when bread would
+        have to read it or fail."""
+        offset = block * self.block_size
+        if offset + self.block_size > self.blk.size_bytes:
+            return None
+        pfn = self.mapping.pages.get(offset >> PAGE_SHIFT)
+        if pfn is None:
+            return None
         start = (pfn << PAGE_SHIFT) + (offset & (PAGE_SIZE - 1))
         return self.k.ram[start:start + self.block_size]
 

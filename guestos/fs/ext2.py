@@ -43,6 +43,8 @@ import time
 import weakref
 from typing import Callable, NamedTuple, Protocol
 
+import cython_ext
+
 from ..kernel import errno as _errno
 from ..kernel.errno import (EBUSY, EEXIST, EFBIG, EINVAL, EIO, EISDIR, ELOOP, EMLINK, ENAMETOOLONG, ENOENT,
                             ENOSPC, ENOTDIR, ENOTEMPTY, EPERM, EROFS, SyscallError)
@@ -66,6 +68,7 @@ MAXSYMLINKS = 40        # symlinks followed in one path walk (Linux: 40 in total
 PATH_MAX = 4096
 
 _U32 = struct.Struct("<I")
+_pagecache = cython_ext.load("pagecache")      # block checks of a whole indirect block, native unless BALLAST_PURE=1
 _ERRNO_NAMES = {v: k for k, v in vars(_errno).items() if k.startswith("E") and isinstance(v, int)}
 _ERRNO_NAMES.update({EUCLEAN: "EUCLEAN", ESTALE: "ESTALE"})
 
@@ -751,6 +754,52 @@ class Ext2Fs:
         if lblk < apb * apb * apb:
             return [EXT2_TIND_BLOCK, lblk // (apb * apb), (lblk // apb) % apb, lblk % apb]
         raise Ext2Error(EFBIG, "block beyond the triple indirect block")
+
+    def bmap_cached(self, inode, lblk: int, n: int) -> list[int]:
+        """bmap() of file blocks lblk, lblk+1, ... (at most n), without create: the longest prefix that
+        bmap would map from indirect blocks already in the buffer cache, so with no I/O and no error (the
+        block where it stops is left to bmap, which reads or complains). One walk per indirect block."""
+        cached_block = getattr(self.bio, "cached_block", None)
+        inode = self._inode(inode)
+        if cached_block is None or not self._has_block_map(inode):
+            return []
+        out = []
+        apb = self.addr_per_block
+        first_data, nblocks = self.first_data_block, self.blocks_count
+        zone_starts, zone_ends = self._zone_starts, self._zone_ends
+        while len(out) < n:
+            try:
+                path = self._block_to_path(lblk)
+            except Ext2Error:
+                break
+            blk = inode.i_block[path[0]]
+            level = 1
+            entries = None
+            while blk and level < len(path):        # down to the last indirect block, all cached
+                if not first_data <= blk < nblocks or self.in_system_zone(blk, 1):
+                    return out
+                buf = cached_block(blk)
+                if buf is None or len(buf) != self.block_size:
+                    return out
+                if level == len(path) - 1:
+                    entries = buf.cast("I")
+                else:
+                    blk = _U32.unpack_from(buf, path[level] * 4)[0]
+                level += 1
+            if entries is None:                     # a direct block, or a hole above the last level
+                if blk and len(path) == 1 and (not first_data <= blk < nblocks or self.in_system_zone(blk, 1)):
+                    break
+                out.append(blk if len(path) == 1 else 0)
+                lblk += 1
+                continue
+            start = path[-1]
+            chunk = entries[start:start + min(apb - start, n - len(out))].tolist()
+            valid = _pagecache.valid_blocks(chunk, first_data, nblocks, zone_starts, zone_ends)
+            out.extend(chunk[:valid] if valid < len(chunk) else chunk)
+            if valid < len(chunk):
+                return out
+            lblk += valid
+        return out
 
     def bmap(self, inode, lblk: int, create: bool = False, zero_data: bool = True) -> int:
         """ext2_get_block(): the disk block behind file block `lblk`, 0 for a hole.

@@ -45,6 +45,24 @@ class Ext2Aops:
     def map_page(self, mapping, index: int):
         return self._map(index, False)
 
+    def map_pages_cached(self, mapping, first: int, n: int) -> list:
+        """map_page() of pages first, first+1, ... (at most n), as far as it needs no I/O and meets no
+        error (ext2's bmap_cached): [extents] per page."""
+        bs = self.fs.block_size
+        per_page = PAGE_SIZE // bs
+        blocks = self.fs.bmap_cached(self.inode, first * per_page, n * per_page)
+        if per_page == 1:
+            return [[(block * bs if block else None, bs)] for block in blocks]
+        return [[(block * bs if block else None, bs) for block in blocks[j:j + per_page]]
+                for j in range(0, len(blocks) - per_page + 1, per_page)]
+
+    def page_blocks_cached(self, mapping, first: int, n: int):
+        """map_pages_cached() when a block is a page: the block of each page (0: a hole), or None when
+        blocks are smaller than pages."""
+        if self.fs.block_size != PAGE_SIZE:
+            return None
+        return self.fs.bmap_cached(self.inode, first, n)
+
     def map_page_for_write(self, mapping, index: int):
         # blocks past the end of the file are not allocated for a partial last page
         end = self.inode.size

@@ -91,6 +91,7 @@ class Kernel:
         MM.anon_ids = itertools.count(1)
         self.irq_handlers = {}          # line -> handler()
         self.usercopy = cython_ext.load("usercopy")
+        self.pagecache = cython_ext.load("pagecache")
         self.block_devices = {}         # "vda" -> VirtioBlk
         self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
         self.address_spaces = {}        # page->mapping id -> AddressSpace

@@ -7,16 +7,23 @@ The vCPU runs user code at CPL 3, so the hardware raises the exceptions itself:
 `int n` reaches us with its vector and RIP after the instruction; only
 `int $0x80` (the 32-bit system call) and `int3`/`int $3` have a gate user mode
 may use, every other vector is a #GP on the `int` itself."""
-import capstone
-from capstone import x86_const as cs_x86
+import functools
 
 from ..arch import vcpu_exits as X
 from .printk import KERN_ERR
 from .signal import SIGNALS
 
-_cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_cs_detail = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-_cs_detail.detail = True
+
+
+@functools.cache
+def _disassemblers():
+    """(plain, detailed) capstone decoders, made when a trap first needs one (capstone's binding takes
+    ~30 ms to import: a run without traps does not pay it)."""
+    import capstone
+    plain = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    detailed = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    detailed.detail = True
+    return plain, detailed
 
 # arch/x86/include/asm/trapnr.h
 X86_TRAP_DE, X86_TRAP_DB, X86_TRAP_BP, X86_TRAP_OF, X86_TRAP_UD = 0, 1, 3, 4, 6
@@ -36,7 +43,6 @@ SYSENTER = b"\x0f\x34"                  # #GP in QEMU's model; an AMD CPU (our C
 GP_NOT_UD = (b"\x0f\x01\xc1", b"\x0f\x01\xd9", b"\x0f\x33")
 # stack-segment references: a non-canonical address through them is #SS, not #GP
 _STACK_MNEMONICS = ("push", "pop", "call", "ret", "leave", "enter")
-_STACK_REGS = (cs_x86.X86_REG_RSP, cs_x86.X86_REG_RBP, cs_x86.X86_REG_ESP, cs_x86.X86_REG_EBP)
 
 
 def read_code(k, rip: int, length: int = 15) -> bytes:
@@ -52,7 +58,7 @@ def read_code(k, rip: int, length: int = 15) -> bytes:
 
 def disassemble_at(k, task, rip: int) -> str:
     """The instruction at rip, read without faulting anything in."""
-    for insn in _cs.disasm(read_code(k, rip), rip):
+    for insn in _disassemblers()[0].disasm(read_code(k, rip), rip):
         return f"{insn.mnemonic} {insn.op_str}".strip()
     return "(unreadable)"
 
@@ -64,13 +70,15 @@ def is_canonical(addr: int) -> bool:
 def noncanonical_vector(k, rip: int) -> int:
     """A memory access to a non-canonical address faults before paging: #SS when it goes
     through the stack segment (push, pop, call, ret, or RSP/RBP as the base), else #GP."""
-    insn = next(_cs_detail.disasm(read_code(k, rip), rip, 1), None)
+    from capstone import x86_const as cs_x86
+    insn = next(_disassemblers()[1].disasm(read_code(k, rip), rip, 1), None)
     if insn is None:
         return X86_TRAP_GP
     if insn.mnemonic.startswith(_STACK_MNEMONICS):
         return X86_TRAP_SS
     for op in insn.operands:
-        if op.type == cs_x86.X86_OP_MEM and op.mem.base in _STACK_REGS:
+        if op.type == cs_x86.X86_OP_MEM and op.mem.base in (cs_x86.X86_REG_RSP, cs_x86.X86_REG_RBP,
+                                                             cs_x86.X86_REG_ESP, cs_x86.X86_REG_EBP):
             return X86_TRAP_SS
     return X86_TRAP_GP
 

@@ -15,6 +15,8 @@ PG_readahead = PG_reclaim              # as Linux: the same bit, the meaning dep
 VM_MAX_READAHEAD_KB = 128              # read_ahead_kb default
 MAX_LFS_FILESIZE = 1 << 40
 ZERO_PAGE = bytes(PAGE_SIZE)
+READ_BATCHES = True                    # False: _read_pages page by page (the differential tests' reference)
+READ_BATCH_FLAGS = (1 << PG_locked) | (1 << PG_uptodate) | (1 << PG_mappedtodisk)   # a page under read
 
 
 class FileRaState:
@@ -105,14 +107,49 @@ class AddressSpace:
         try:
             self._read_pages(indices, runs, locked, isize)
         finally:
-            for pfn in locked:
-                k.mem_map.clear(pfn, PG_locked)
+            if locked:
+                k.mem_map.clear_many(locked, PG_locked)
 
     def _read_pages(self, indices, runs, locked, isize) -> None:
         k = self.k
-        for index in indices:
-            if index in self.pages or index << PAGE_SHIFT >= isize:
+        pages = self.pages
+        map_cached = getattr(self.a_ops, "map_pages_cached", None) if READ_BATCHES else None
+        page_blocks = getattr(self.a_ops, "page_blocks_cached", None) if READ_BATCHES else None
+        at, nr = 0, len(indices)
+        while at < nr:
+            index = indices[at]
+            if index in pages or index << PAGE_SHIFT >= isize:
+                at += 1
                 continue
+            # A batch: the consecutive pages that the per-cpu list can hold, none cached yet, mapped
+            # without I/O. No other code runs while a batch goes in (no allocator refill, no sleep), so
+            # it leaves everything as page by page would; anything else goes page by page.
+            room = k.pcp.count
+            if map_cached is not None and room == 0:
+                # the list is empty: refill it now, as this page's alloc() would (and fail as it would)
+                if not k.pcp.rmqueue_bulk():
+                    raise SyscallError(ENOMEM)
+                room = k.pcp.count
+            if map_cached is not None and room > 0:
+                end = min(nr, at + room)
+                run = indices[at:end]
+                if not (run == list(range(index, index + end - at)) and indices[end - 1] << PAGE_SHIFT < isize
+                        and pages.keys().isdisjoint(run)):
+                    end = at + 1            # not the usual run of consecutive missing pages: look one by one
+                    while end < nr and end - at < room and indices[end] == index + end - at and \
+                            indices[end] not in pages and indices[end] << PAGE_SHIFT < isize:
+                        end += 1
+                blocks = page_blocks(self, index, end - at) if page_blocks is not None else None
+                if blocks:
+                    self._add_read_blocks(index, blocks, runs, locked)
+                    at += len(blocks)
+                    continue
+                extents = map_cached(self, index, end - at) if blocks is None else None
+                if extents:
+                    self._add_read_batch(index, extents, runs, locked)
+                    at += len(extents)
+                    continue
+            at += 1
             pfn = self.add_to_page_cache(index)
             k.mem_map.set(pfn, PG_locked)          # under read: reclaim leaves it alone
             locked.append(pfn)
@@ -139,6 +176,53 @@ class AddressSpace:
                     if index in self.pages and index not in self.dirty:
                         self.remove_from_page_cache(index)
                 raise SyscallError(EIO)
+
+    def _add_read_batch(self, first: int, extents: list, runs: list, locked: list) -> None:
+        """Pages first, first+1, ... (one per extents list) as the loop of _read_pages adds them: allocated,
+        in the page cache on the inactive list, locked, up to date, their blocks appended to runs."""
+        k = self.k
+        n = len(extents)
+        pfns = k.pcp.take(n)
+        pages, ram = self.pages, k.ram
+        sectors = []
+        index = first
+        for pfn, page_extents in zip(pfns, extents):
+            pages[index] = pfn
+            index += 1
+            base = pfn << PAGE_SHIFT
+            sector = None
+            for disk_offset, length in page_extents:
+                if disk_offset is None:
+                    ram[base:base + length] = ZERO_PAGE[:length]
+                else:
+                    if sector is None:
+                        sector = disk_offset >> 9
+                    if runs and runs[-1][2] == disk_offset:
+                        runs[-1][1].append((base, length))
+                        runs[-1][2] += length
+                    else:
+                        runs.append([disk_offset, [(base, length)], disk_offset + length])
+                base += length
+            sectors.append(sector)
+        vmstat = k.vmstat
+        vmstat["pgalloc_normal"] += n
+        vmstat["nr_file_pages"] += n
+        k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
+                                        READ_BATCH_FLAGS)
+        locked.extend(pfns)
+
+    def _add_read_blocks(self, first: int, blocks: list, runs: list, locked: list) -> None:
+        """_add_read_batch when each page is one block (blocks[j], 0 for a hole), natively."""
+        k = self.k
+        n = len(blocks)
+        pfns = k.pcp.take(n)
+        sectors = k.pagecache.add_read_batch(k.ram, self.pages, first, pfns, blocks, runs)
+        vmstat = k.vmstat
+        vmstat["pgalloc_normal"] += n
+        vmstat["nr_file_pages"] += n
+        k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
+                                        READ_BATCH_FLAGS)
+        locked.extend(pfns)
 
     def ra_submit(self, ra: FileRaState) -> None:
         """Read the window, and mark the page where the next (asynchronous) window starts."""
@@ -289,15 +373,9 @@ def _first_sector(extents):
 
 
 def mark_page_accessed(k, pfn: int) -> None:
-    """inactive,unreferenced -> inactive,referenced -> active (mm/swap.c)."""
-    mem_map = k.mem_map
-    flags = mem_map.flags(pfn)
-    if not flags & ((1 << PG_active) | (1 << PG_unevictable)) and flags & (1 << PG_referenced) \
-            and flags & (1 << PG_lru):
-        k.lru.activate_page(pfn)
-        mem_map.clear(pfn, PG_referenced)
-    elif not flags & (1 << PG_referenced):
-        mem_map.set(pfn, PG_referenced)
+    """inactive,unreferenced -> inactive,referenced -> active (mm/swap.c; the hot path's LruCore does it)."""
+    if k.lru.core.mark_page_accessed(pfn):
+        k.vmstat["pgactivate"] += 1
 
 
 def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int, count: int, pos: int) -> int:
@@ -308,38 +386,46 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     count = min(count, isize - pos)
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
     mem_map = k.mem_map
-    src, held = [], []
-    done = 0
+    core = k.lru.core
+    held = []
     dst = k.mm.user_runs(task, buf, count, True)                      # fault the buffer in first
     cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
-    flags = [mem_map.flags(pfn) if pfn is not None else -1 for pfn in cached]
+    flags = core.flags_of(cached)
     readahead_bit = 1 << PG_readahead
     settled = (1 << PG_active) | (1 << PG_referenced)              # mark_page_accessed: nothing to do
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
     # reading may reclaim: then every page is held until copied.
     hold = any(f < 0 or f & readahead_bit for f in flags)
-    first = index
-    while index <= last:
-        pfn, f = cached[index - first], flags[index - first]
-        if f < 0 or f & readahead_bit:
-            pfn = mapping.get_page(index, ra, last - index + 1)
-            f = mem_map.flags(pfn)
-        if f & settled != settled:
-            mark_page_accessed(k, pfn)
-        if hold:
-            mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until copied (get_page)
-            held.append(pfn)
-        offset = (pos + done) & (PAGE_SIZE - 1)
-        n = min(PAGE_SIZE - offset, count - done)
-        src.append(((pfn << PAGE_SHIFT) + offset, n))
-        done += n
-        index += 1
+    nr = last - index + 1
+    at = 0
     try:
+        while True:
+            # the pages found cached and unmarked, natively, up to the next miss or readahead mark
+            at, activated = core.read_pages_accessed(cached, flags, at, hold, readahead_bit, held)
+            if activated:
+                k.vmstat["pgactivate"] += activated
+            if at == nr:
+                break
+            pfn = cached[at] = mapping.get_page(index + at, ra, nr - at)
+            if mem_map.flags(pfn) & settled != settled:
+                mark_page_accessed(k, pfn)
+            if hold:
+                mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until copied (get_page)
+                held.append(pfn)
+            at += 1
+        offset = pos & (PAGE_SIZE - 1)
+        if nr == 1:
+            src = [((cached[0] << PAGE_SHIFT) + offset, count)]
+        else:
+            src = [(pfn << PAGE_SHIFT, PAGE_SIZE) for pfn in cached]
+            src[0] = ((cached[0] << PAGE_SHIFT) + offset, PAGE_SIZE - offset)
+            src[-1] = (cached[-1] << PAGE_SHIFT, count - (PAGE_SIZE - offset) - PAGE_SIZE * (nr - 2))
         copied = k.usercopy.copy_runs(k.ram, src, dst)
     finally:
-        for pfn in held:
-            k.page_alloc.put_page(pfn)
+        if held:
+            for pfn in core.put_pages(held):        # the last reference: free it (put_page)
+                k.page_alloc.free_pages(pfn, 0)
     k.charge(k.costs.copy_ns_per_kib * copied // 1024)
     ra.prev_pos = pos + copied - 1
     return copied

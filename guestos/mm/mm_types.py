@@ -87,6 +87,12 @@ class MemMap:
     def set_flags(self, pfn: int, value: int) -> None:
         self.q[pfn << 3] = value
 
+    def set_flags_many(self, pfns: list, value: int) -> None:
+        self.hotpath.set_page_flags(self.q, pfns, value)
+
+    def clear_many(self, pfns: list, bit: int) -> None:
+        self.hotpath.clear_page_flag(self.q, pfns, bit)
+
     # counts
     def refcount(self, pfn: int) -> int:
         return self.i[(pfn << 4) + 2]

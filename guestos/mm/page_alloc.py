@@ -102,11 +102,12 @@ class Zone:
 
 def reset_struct_page(mem_map, pfn: int, refcount: int) -> None:
     """prep_new_page() / free_pages_prepare(): no flags, no mapping, this many references."""
-    mem_map.set_flags(pfn, 0)
-    mem_map.set_refcount(pfn, refcount)
-    mem_map.set_mapcount(pfn, 0)
-    mem_map.set_mapping(pfn, 0, 0)
-    mem_map.set_disk_sector(pfn, None)
+    mem_map.hotpath.reset_struct_pages(mem_map.q, mem_map.i, [pfn], refcount)
+
+
+def reset_struct_pages(mem_map, pfns: list, refcount: int) -> None:
+    """reset_struct_page() of each (the hot path's loop)."""
+    mem_map.hotpath.reset_struct_pages(mem_map.q, mem_map.i, pfns, refcount)
 
 
 def min_free_kbytes_default(lowmem_kbytes: int) -> int:
@@ -224,12 +225,10 @@ class PageAllocator:
                     break
                 room = 1
             wanted = len(pfns) + min(room, nr_pages - len(pfns))
-            while len(pfns) < wanted and (pfn := zone.rmqueue(0)) != NIL:
-                pfns.append(pfn)
+            zone.core.rmqueue_many(wanted - len(pfns), pfns)
             if len(pfns) < wanted:                  # the buddy lists ran dry
                 break
-        for pfn in pfns:
-            reset_struct_page(mm, pfn, 1)
+        reset_struct_pages(mm, pfns, 1)
         self.vmstat["pgalloc_normal"] += len(pfns)
         return pfns
 
@@ -295,11 +294,7 @@ class PerCpuPages:
         # one watermark check per refill, as get_page_from_freelist before rmqueue_bulk
         if not self.allocator.watermark_slowpath(0):
             return False
-        for _ in range(self.batch):
-            pfn = zone.rmqueue(0)
-            if pfn == NIL:
-                break
-            got.append(pfn)
+        zone.core.rmqueue_many(self.batch, got)
         # pushed in reverse so pages leave the list in the order the buddy gave them
         self._push(reversed(got))
         return bool(got)
@@ -312,6 +307,14 @@ class PerCpuPages:
         reset_struct_page(self.allocator.mem_map, pfn, 1)
         self.allocator.vmstat["pgalloc_normal"] += 1
         return pfn
+
+    def take(self, n: int) -> list:
+        """n pages off the list (n <= count), in the order alloc() would take them; their struct pages
+        are the caller's to reset and pgalloc_normal its to count (a batch of allocations)."""
+        if self.native is not None:
+            return self.native.pcp_take(n)
+        pages = self.pages
+        return [pages.pop() for _ in range(n)]
 
     def drain(self) -> None:
         """Give every page on the list back to the buddy allocator."""

@@ -1,0 +1,432 @@
+"""The native cold read path changes nothing but speed.
+
+- cython_ext.pagecache, the new struct-page loops of cython_ext.reclaim and hostcache.read_fill: compiled ==
+  uncompiled (the same pure-Python-mode source) on random inputs, and read_fill == the Python read_into path.
+- Booted guests: with every native batch (readahead batches, the host cache fill, generic_file_read's loop,
+  the device taking a missed IN from its peek) against the Python path they replaced (page by page
+  _read_pages, read_into, the former generic_file_read kept below, every request through pop and _submit), on several workloads: the same console output, virtual time, vmstat, meminfo, balloon and
+  request counters, host cache counters and every struct page. And the same compiled and uncompiled."""
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cython_ext
+from devices import host_cache as host_cache_mod
+from devices import virtio_blk as virtio_blk_dev
+from devices.host_cache import ARENA_CHUNK_SHIFT, PAGE_SIZE, PG_referenced, CacheIO, HostPageCache
+from guestos.mm import filemap
+from guestos.mm.filemap import PAGE_SHIFT, PG_readahead, mark_page_accessed
+from guestos.mm.mm_types import PG_active, PG_referenced as PAGE_REFERENCED
+
+pagecache_c = cython_ext.load("pagecache", pure=False)
+pagecache_py = cython_ext.load("pagecache", pure=True)
+reclaim_c = cython_ext.load("reclaim", pure=False)
+reclaim_py = cython_ext.load("reclaim", pure=True)
+hostcache_c = cython_ext.load("hostcache", pure=False)
+hostcache_py = cython_ext.load("hostcache", pure=True)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_compiled_modules_are_native():
+    for module in (pagecache_c, reclaim_c, hostcache_c):
+        assert module.__file__.endswith(".so")
+    for module in (pagecache_py, reclaim_py, hostcache_py):
+        assert module.__file__.endswith(".py")
+
+
+# --- cython_ext.pagecache ---------------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(blocks=st.lists(st.one_of(st.just(0), st.integers(0, 200)), max_size=40),
+       zones=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 20)), max_size=5),
+       first_data=st.integers(0, 3), nr_blocks=st.integers(100, 220))
+def test_valid_blocks_compiled_equals_pure_equals_the_check(blocks, zones, first_data, nr_blocks):
+    starts, ends = [], []
+    for start, n in sorted(zones):
+        if not starts or start >= ends[-1]:
+            starts.append(start)
+            ends.append(start + n)
+    expected = len(blocks)
+    for j, b in enumerate(blocks):          # ext2_data_block_valid() on each, as bmap does
+        if b and (not first_data <= b < nr_blocks or any(s <= b < e for s, e in zip(starts, ends))):
+            expected = j
+            break
+    for module in (pagecache_c, pagecache_py):
+        assert module.valid_blocks(list(blocks), first_data, nr_blocks, starts, ends) == expected
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(blocks=st.lists(st.one_of(st.just(0), st.integers(1, 50)), min_size=1, max_size=12),
+       prior=st.one_of(st.none(), st.integers(1, 50)), seed=st.integers(0, 1000))
+def test_add_read_batch_compiled_equals_pure_equals_page_by_page(blocks, prior, seed):
+    """The runs, pages, sectors and zeroed holes as AddressSpace._add_read_batch builds them page by page."""
+    rng = random.Random(seed)
+    pfns = rng.sample(range(16), len(blocks))
+    results = []
+    for module in (pagecache_c, pagecache_py, None):
+        ram = bytearray(b"\xee" * (16 * PAGE_SIZE))
+        pages = {}
+        runs = [] if prior is None else [[prior * PAGE_SIZE, [(0, PAGE_SIZE)], (prior + 1) * PAGE_SIZE]]
+        if module is not None:
+            sectors = module.add_read_batch(memoryview(ram), pages, 100, list(pfns), list(blocks), runs)
+        else:                               # the Python loop of _add_read_batch, one 4 KiB extent a page
+            sectors = []
+            for j, (pfn, block) in enumerate(zip(pfns, blocks)):
+                pages[100 + j] = pfn
+                base = pfn << PAGE_SHIFT
+                if not block:
+                    ram[base:base + PAGE_SIZE] = bytes(PAGE_SIZE)
+                    sectors.append(None)
+                    continue
+                offset = block * PAGE_SIZE
+                sectors.append(offset >> 9)
+                if runs and runs[-1][2] == offset:
+                    runs[-1][1].append((base, PAGE_SIZE))
+                    runs[-1][2] += PAGE_SIZE
+                else:
+                    runs.append([offset, [(base, PAGE_SIZE)], offset + PAGE_SIZE])
+        results.append((sectors, pages, runs, bytes(ram)))
+    assert results[0] == results[1] == results[2]
+
+
+def test_add_read_batch_refuses_frames_outside_ram():
+    for module in (pagecache_c, pagecache_py):
+        with pytest.raises(IndexError):
+            module.add_read_batch(memoryview(bytearray(2 * PAGE_SIZE)), {}, 0, [2], [7], [])
+
+
+# --- cython_ext.reclaim: the struct page loops ---------------------------------------------------------------
+
+NPAGES = 64
+
+
+def _mem_map(module, seed):
+    from array import array
+    raw = bytearray(random.Random(seed).randbytes(NPAGES * 64))
+    view = memoryview(raw)
+    q, i, u = view.cast("Q"), view.cast("i"), view.cast("I")
+    NIL = 0xFFFFFFFF
+    head, tail, nr = array("q", [NIL] * 5), array("q", [NIL] * 5), array("q", [0] * 5)
+    for pfn in range(NPAGES):              # nothing linked yet: flags without PG_lru, links empty
+        q[pfn << 3] &= ((1 << 24) - 1) & ~(1 << 5)       # page flags (PG_* < 24), not on a list
+        u[(pfn << 4) + 10] = u[(pfn << 4) + 11] = NIL
+        i[(pfn << 4) + 2] = abs(i[(pfn << 4) + 2]) % 3 + 1
+    core = module.LruCore(q, i, u, head, tail, nr, array("q", bytes(8 * 32)))
+    return raw, q, i, core, (head, tail, nr)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(seed=st.integers(0, 10_000), ops=st.lists(st.tuples(st.sampled_from(
+    ["reset", "set_flags", "clear", "mark", "read", "put", "add_batch"]), st.integers(0, 10_000)), max_size=12))
+def test_struct_page_loops_compiled_equals_pure(seed, ops):
+    states = []
+    for module in (reclaim_c, reclaim_py):
+        raw, q, i, core, lists = _mem_map(module, seed)
+        added = set()
+        log = []
+        for op, arg in ops:
+            rng = random.Random(arg)
+            pfns = rng.sample(range(NPAGES), rng.randint(0, 6))
+            if op == "reset":
+                module.reset_struct_pages(q, i, pfns, arg % 2)
+            elif op == "set_flags":
+                module.set_page_flags(q, pfns, arg * 0x9E3779B1 & ((1 << 40) - 1) & ~(1 << 5))
+            elif op == "clear":
+                module.clear_page_flag(q, pfns, arg % 24)
+            elif op == "mark":
+                log.append([core.mark_page_accessed(p) for p in pfns])
+            elif op == "read":
+                flags = [-1 if rng.random() < 0.2 else q[p << 3] for p in pfns]
+                held = []
+                log.append((core.read_pages_accessed(pfns, flags, 0, bool(arg % 2), 1 << PG_readahead, held), held))
+            elif op == "put":
+                log.append(core.put_pages(pfns))
+            else:
+                fresh = [p for p in pfns if p not in added]
+                added.update(fresh)
+                core.add_page_cache_batch(fresh, 2 * arg, list(range(arg, arg + len(fresh))),
+                                          [None if rng.random() < 0.3 else rng.randrange(1 << 20) for _ in fresh],
+                                          (1 << 0) | (1 << 3))
+        states.append((bytes(raw), [list(a) for a in lists], log))
+    assert states[0] == states[1]
+
+
+def test_mark_page_accessed_is_linux_s():
+    """inactive,unreferenced -> inactive,referenced -> active (one pgactivate), via the kernel's front."""
+    _, q, _, core, _ = _mem_map(reclaim_c, 1)
+    core.add_page_cache_batch([5], 2, [0], [None], 0)
+    vmstat = {"pgactivate": 0}
+    k = type("K", (), {"lru": type("L", (), {"core": core})(), "vmstat": vmstat})()
+    mark_page_accessed(k, 5)
+    assert q[5 << 3] & (1 << PAGE_REFERENCED) and not q[5 << 3] & (1 << PG_active)
+    mark_page_accessed(k, 5)
+    assert q[5 << 3] & (1 << PG_active) and not q[5 << 3] & (1 << PAGE_REFERENCED) and vmstat["pgactivate"] == 1
+
+
+# --- cython_ext.hostcache.read_fill -----------------------------------------------------------------------
+
+class Image:
+    def __init__(self, npages):
+        self.data = bytearray(random.Random(npages).randbytes(npages * PAGE_SIZE))
+        self.loads = []
+
+    def read_pages(self, first, buffers):
+        self.loads.append((first, len(buffers)))
+        for i, b in enumerate(buffers):
+            b[:] = self.data[(first + i) * PAGE_SIZE:(first + i + 1) * PAGE_SIZE]
+
+    def write_pages(self, first, buffers):
+        pass
+
+
+def cache_state(cache):
+    return (list(cache._inactive), list(cache._active), bytes(cache._flags[:cache._fresh]), cache.pgactivate,
+            cache.evictions, cache.hits, cache.misses, cache.disk_reads_pages, cache._used, cache._fresh,
+            list(cache._free), {vm: list(c) for vm, c in cache._charge.items()},
+            {k: dict(v) for k, v in cache._files.items()})
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(["read", "read", "read", "drop"]), st.integers(0, 40),
+                                st.integers(1, 12), st.integers(1, 3), st.integers(1, 4)), max_size=25),
+       capacity=st.integers(8, 60))
+def test_read_fill_compiled_equals_pure_equals_read_into(steps, capacity):
+    """Cold and mixed reads of whole pages into RAM runs: the native fill (compiled and uncompiled) against
+    the Python read_into path, with misses, hits, freed slots reused and chunks crossed: the same bytes in
+    RAM, loads from the image, LRU lists, flags, counters, slots and charges after every step."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _read_fill_steps(steps, capacity, monkeypatch)
+
+
+def _read_fill_steps(steps, capacity, monkeypatch):
+    chunk_shift = 3                     # 8 slots per arena chunk: fills cross chunks
+    monkeypatch.setattr(host_cache_mod, "ARENA_CHUNK_SHIFT", chunk_shift)
+    monkeypatch.setattr(host_cache_mod, "ARENA_CHUNK_PAGES", 1 << chunk_shift)
+    monkeypatch.setattr(host_cache_mod, "_CHUNK_MASK", (1 << chunk_shift) - 1)
+    image = Image(60)
+    sides = []
+    for module, native in ((hostcache_c, True), (hostcache_py, True), (hostcache_c, False)):
+        cache = HostPageCache(capacity)
+        cache.register_backing("img", image.read_pages, image.write_pages)
+        sides.append((module, native, cache, Image(60)))
+    try:
+        for op, first, n, vm, parts in steps:
+            first = min(first, 60 - n)
+            results = []
+            for module, native, cache, img in sides:
+                cache._backing["img"] = (img.read_pages, img.write_pages)
+                monkeypatch.setattr(host_cache_mod, "_hostcache", module)
+                monkeypatch.setattr(host_cache_mod, "NATIVE_FILL", native)
+                if op == "drop":
+                    results.append(cache.drop("img", first, n))
+                    continue
+                length = n * PAGE_SIZE
+                cuts = sorted({(length * k // parts) & ~511 for k in range(1, parts)})
+                bounds = [0] + cuts + [length]
+                runs = [(0x80000 - (i + 1) * 0xd000 + 512, y - x) for i, (x, y) in enumerate(zip(bounds, bounds[1:]))]
+                ram = bytearray(0x80000)
+                io = cache.read_runs_into("img", first * PAGE_SIZE, memoryview(ram), runs, vm, length)
+                assert b"".join(ram[a:a + m] for a, m in runs) == image.data[first * PAGE_SIZE:(first + n) * PAGE_SIZE]
+                results.append((bytes(ram), (io.hits, io.misses, io.loaded, io.load_runs, io.written_back)))
+                cache.audit()
+            assert results[0] == results[1] == results[2]
+            states = [cache_state(cache) for _, _, cache, _ in sides]
+            assert states[0] == states[1] == states[2]
+            assert sides[0][3].loads == sides[1][3].loads == sides[2][3].loads
+    finally:
+        for _, _, cache, _ in sides:
+            cache.close()
+
+
+def test_the_host_cache_fills_natively(monkeypatch):
+    """The mechanism is there: a cold read of whole pages with room goes through read_fill."""
+    calls = []
+    real = host_cache_mod._hostcache
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def read_fill(self, *args):
+            calls.append(args[3:5])
+            return real.read_fill(*args)
+
+    monkeypatch.setattr(host_cache_mod, "_hostcache", Spy())
+    image = Image(16)
+    cache = HostPageCache(64)
+    cache.register_backing("img", image.read_pages, image.write_pages)
+    ram = bytearray(16 * PAGE_SIZE)
+    io = cache.read_runs_into("img", 0, memoryview(ram), [(0, 8 * PAGE_SIZE)], 1, 8 * PAGE_SIZE)
+    cache.close()
+    assert calls == [(0, 8)] and (io.misses, io.loaded, io.load_runs) == (8, 8, 1)
+    assert bytes(ram[:8 * PAGE_SIZE]) == bytes(image.data[:8 * PAGE_SIZE])
+
+
+# --- booted guests ----------------------------------------------------------------------------------------
+
+def python_generic_file_read(k, task, mapping, ra, buf, count, pos):
+    """do_generic_file_read() as it was in Python before LruCore took its loop (the reference)."""
+    isize = mapping.a_ops.i_size()
+    if pos >= isize or count <= 0:
+        return 0
+    count = min(count, isize - pos)
+    index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
+    mem_map = k.mem_map
+    src, held = [], []
+    done = 0
+    dst = k.mm.user_runs(task, buf, count, True)
+    cached = k.usercopy.lookup_pages(mapping.pages, index, last)
+    flags = [mem_map.flags(pfn) if pfn is not None else -1 for pfn in cached]
+    readahead_bit = 1 << PG_readahead
+    settled = (1 << PG_active) | (1 << PAGE_REFERENCED)
+    hold = any(f < 0 or f & readahead_bit for f in flags)
+    first = index
+    while index <= last:
+        pfn, f = cached[index - first], flags[index - first]
+        if f < 0 or f & readahead_bit:
+            pfn = mapping.get_page(index, ra, last - index + 1)
+            f = mem_map.flags(pfn)
+        if f & settled != settled:
+            flags_now = mem_map.flags(pfn)
+            if not flags_now & ((1 << PG_active) | (1 << 21)) and flags_now & (1 << PAGE_REFERENCED) \
+                    and flags_now & (1 << 5):
+                k.lru.activate_page(pfn)
+                mem_map.clear(pfn, PAGE_REFERENCED)
+            elif not flags_now & (1 << PAGE_REFERENCED):
+                mem_map.set(pfn, PAGE_REFERENCED)
+        if hold:
+            mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
+            held.append(pfn)
+        offset = (pos + done) & (PAGE_SIZE - 1)
+        n = min(PAGE_SIZE - offset, count - done)
+        src.append(((pfn << PAGE_SHIFT) + offset, n))
+        done += n
+        index += 1
+    try:
+        copied = k.usercopy.copy_runs(k.ram, src, dst)
+    finally:
+        for pfn in held:
+            k.page_alloc.put_page(pfn)
+    k.charge(k.costs.copy_ns_per_kib * copied // 1024)
+    ra.prev_pos = pos + copied - 1
+    return copied
+
+
+WORKLOADS = {
+    # the balloon CI test itself: a cold 64 MiB read in 64 KiB calls, then a shrink
+    "ci": ("512M", [["/bin/vdread", "/data/stream.bin"]], 384),
+    # reclaim during readahead: 64 MiB through a 96 MiB guest, then a checksummed read of another file
+    "squeezed": ("96M", [["/bin/vdread", "/data/stream.bin"], ["/bin/seqread", "/data/mapped.bin"]], 64),
+    # small random reads (single pages, no window), a mapped file, 1 MiB reads, then a tight balloon
+    "mixed": ("64M", [["/bin/randread", "/data/random.bin", "2000"], ["/bin/mmapread", "/data/mapped.bin"],
+                      ["/bin/vdread", "/data/mapped.bin", "1048576"]], 40),
+}
+
+
+def guest_metrics(name: str) -> dict:
+    """Everything a run leaves that a user or the oracle can see, and every struct page."""
+    from vmm import scenario
+    mem, programs, target = WORKLOADS[name]
+    vm = scenario.boot(scenario.MachineSpec.from_options(mem=mem, root="builtin"))
+    try:
+        out = []
+        for argv in programs:
+            r = vm.run(argv, 600)
+            out.append((r.status, r.output.split("time:")[0]))
+        vm.set_guest_mib(target)
+        reached = vm.wait_balloon(60)
+        m = vm.machine
+        blk = m.disks[0][2]
+        k = m.kernel
+        return dict(out=out, reached=reached, ns=vm.virtual_ns(), vmstat=vm.vmstat(), meminfo=vm.meminfo(),
+                    requests=dict(blk.counters.requests), bytes_read=blk.counters.bytes_read,
+                    completed=blk.counters.completed, balloon=vm.balloon.actual_pages, host=m.host.cache.stats(),
+                    mem_map=hashlib.sha256(k.mem_map.raw).hexdigest(),
+                    ram=hashlib.sha256(m.ram.view).hexdigest())
+    finally:
+        vm.close()
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_native_batches_equal_the_python_path(name, monkeypatch):
+    import guestos.fs.vfs as vfs
+    taken = {"fill": 0, "blocks": 0}
+    module = host_cache_mod._hostcache
+    real_blocks = filemap.AddressSpace._add_read_blocks
+
+    class HostcacheSpy:
+        def __getattr__(self, attr):
+            return getattr(module, attr)
+
+        def read_fill(self, *args):
+            taken["fill"] += 1
+            return module.read_fill(*args)
+
+    def add_read_blocks(self, *args):
+        taken["blocks"] += 1
+        return real_blocks(self, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(host_cache_mod, "_hostcache", HostcacheSpy())
+        m.setattr(filemap.AddressSpace, "_add_read_blocks", add_read_blocks)
+        native = guest_metrics(name)
+    assert taken["fill"] > 0 and taken["blocks"] > 0          # the native batches were used
+    with monkeypatch.context() as m:                           # the cold read as it was
+        m.setattr(virtio_blk_dev.VirtioBlk, "_fast_in_args", lambda self, q, mem: None)   # pop and _submit
+        m.setattr(filemap, "READ_BATCHES", False)
+        m.setattr(host_cache_mod, "NATIVE_FILL", False)
+        m.setattr(vfs, "generic_file_read", python_generic_file_read)
+        python = guest_metrics(name)
+    assert native["out"][0][0] == 0 and native["reached"]
+    assert native == python
+
+
+def test_compiled_equals_uncompiled_in_a_guest():
+    """The 'mixed' workload with every cython_ext module as Python (BALLAST_PURE=1, in a child process)."""
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from test_cold_read_differential import guest_metrics; "
+            "print(json.dumps(guest_metrics('mixed'), sort_keys=True))")
+    env = dict(os.environ, BALLAST_PURE="1")
+    child = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=900)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert json.loads(child.stdout.splitlines()[-1]) == json.loads(json.dumps(guest_metrics("mixed"), sort_keys=True))
+
+
+def test_instructions_counted_as_capstone_s_binding_counts_them():
+    """A page fault mid-block takes back the unretired instructions: counted through libcapstone directly,
+    the same as the binding's disasm_lite, on code of every shape (cut anywhere, invalid bytes)."""
+    import capstone
+    from vmm import cpu
+    assert (cpu.CS_ARCH_X86, cpu.CS_MODE_64) == (capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    count = cpu._instruction_counter()
+    binding = cpu._disassemblers()[0]
+    rng = random.Random(13)
+    data = open(os.path.join(REPO, "firmware", "bin", "hello"), "rb").read()
+    for _ in range(2000):
+        off, n = rng.randrange(len(data) - 64), rng.randrange(0, 60)
+        code, address = data[off:off + n], 0x401000 + off
+        assert count(code, address) == sum(1 for _ in binding.disasm_lite(code, address))
+
+
+def test_populating_guest_ram_changes_no_byte():
+    """GuestRAM.populate (before a device writes an IN's buffers) backs the frames and leaves every byte as
+    it was: written pages keep their data, untouched ones read as zeros."""
+    from vmm.memory import GuestRAM
+    ram = GuestRAM(64 * PAGE_SIZE)
+    try:
+        ram.write(3 * PAGE_SIZE + 100, b"kept")
+        resident = ram.resident_pages()                  # (reading untouched frames would map them)
+        ram.populate([(2 * PAGE_SIZE, PAGE_SIZE), (3 * PAGE_SIZE, 2 * PAGE_SIZE), (40 * PAGE_SIZE, 3 * PAGE_SIZE)])
+        assert ram.resident_pages() == resident + 5       # frames 2, 4, 40-42 are backed now (3 was already)
+        expected = bytearray(64 * PAGE_SIZE)
+        expected[3 * PAGE_SIZE + 100:3 * PAGE_SIZE + 104] = b"kept"
+        assert bytes(ram.view) == expected
+    finally:
+        ram.close()
