@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strace", action="store_const", const="-",
                      help="trace every guest system call as strace does, to stderr (--strace=FILE: to FILE)")
     run.add_argument("--strace-to", dest="strace", metavar="FILE", help=argparse.SUPPRESS)
+    run.add_argument("--gdb", metavar="127.0.0.1:PORT",
+                     help="wait for gdb (target remote) before the program's first instruction; loopback only, "
+                          "port 0 picks a free one (the address is printed on stderr)")
     run.add_argument("program", metavar="PROGRAM", help="a static x86-64 ELF on the host")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="arguments for the program")
     sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
@@ -102,6 +105,10 @@ def cmd_run(opts) -> int:
 
     mem = parse_size(opts.mem, "--mem")
     disks = [parse_disk(spec) for spec in opts.disk]
+    gdb_address = None
+    if opts.gdb is not None:
+        from .gdbstub import parse_address
+        gdb_address = parse_address(opts.gdb)
     if opts.root:
         if opts.cache not in CACHE_MODES:
             raise BallastError(f"--cache: unknown mode '{opts.cache}' (one of {', '.join(CACHE_MODES)})")
@@ -145,11 +152,25 @@ def cmd_run(opts) -> int:
         machine = Machine(config, console_sink=sink, host=host,
                           debugcon_sink=strace_out.write if strace_out is not None else None)
         args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+        stub = None
         try:
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
+            if gdb_address is not None:
+                from .gdbstub import GdbStub
+                stub = GdbStub(*gdb_address)
+                stub.attach(machine)
             status = machine.boot()
+            if stub is not None:
+                if status is not None:
+                    stub.inferior_exited(status)
+                stub.close()
+            if status is None:
+                print(f"ballast: {opts.program}: {machine.stop_reason or 'stopped'}", file=sys.stderr)
+                return 128 + 9
             return _report(opts, machine, status)
         finally:
+            if stub is not None:
+                stub.close()
             machine.close()
     finally:
         resources.release()
@@ -294,7 +315,7 @@ def _strace_equals(argv: list) -> list:
     if argv[:1] != ["run"]:
         return argv
     takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace-reclaim", "--json",
-                   "--strace-to"}
+                   "--strace-to", "--gdb"}
     out, i = ["run"], 1
     while i < len(argv):
         a = argv[i]

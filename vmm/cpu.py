@@ -183,6 +183,7 @@ class Vcpu:
         self._deadline = (1 << 64) - 1
         self._retired_cache = {}          # (cr3, block pc, size, rip) -> instructions retired before rip
         self.user_mode = False            # CPL 3: entered once through the trampoline, kept by every exit
+        self.debugger = None              # a gdb stub (vmm.gdbstub): sees each run and exit first
         self._cpuid_hook = uc.hook_add(UC_HOOK_INSN, self._hook_cpuid, None, 1, 0, x86.UC_X86_INS_CPUID)
 
     # --- registers ---
@@ -325,7 +326,12 @@ class Vcpu:
         if not self.user_mode:
             self.enter_user_mode()
         while True:
+            debugger = self.debugger
+            if debugger is not None:
+                debugger.before_run(self)
             exit = self._run_once()
+            if debugger is not None and debugger.after_exit(self, exit):
+                continue
             if exit.reason == ExitReason.PAGE_FAULT and exit.page == CPU_AREA_VADDR and self._loads_descriptor(exit):
                 exit = self._run_once()
             if exit.reason != ExitReason.BACKING or self.on_backing_violation is None or \
