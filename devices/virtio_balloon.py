@@ -28,16 +28,16 @@ What the device decides about bad input (never an exception out of notify):
 Queues are served at once when the driver notifies, or `service_delay_ns` of virtual time later (a host
 whose balloon thread is busy): a driver that reuses pages before its deflate is acknowledged is then caught.
 """
-import logging
 import struct
 from dataclasses import dataclass
 
 from construct import Int32ul, Struct
 
+from devices.devlog import get_logger
 from devices.virtio_device import VIRTIO_ID_BALLOON, VirtioDevice
 from devices.virtqueue import QueueError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 QUEUE_SIZE = 128                # QEMU's and Firecracker's balloon queue size
 PFN_SHIFT = 12                  # balloon pages are 4 KiB whatever the guest's page size

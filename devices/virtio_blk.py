@@ -24,7 +24,6 @@ runs, length) -> cost_ns (runs of guest RAM, no view each) when the backend has 
 OSError. A backend may also offer read_runs_hit (the same read, or None with nothing done unless every page is
 in the host cache): the commonest request, such an IN, then never leaves native code but for the accounting.
 """
-import logging
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,10 +31,11 @@ from functools import partial
 
 from construct import Const, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
+from devices.devlog import get_logger
 from devices.virtio_device import VIRTIO_ID_BLOCK, VirtioDevice
 from devices.virtqueue import QueueError, _virtq
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SECTOR_SIZE = 512
 PAGE_SIZE = 4096

@@ -6,16 +6,16 @@ access reads 0 and is ignored on write (the device configuration space at 0x100+
 accesses). Writes that the current state does not allow are ignored, counted and logged at debug level (a
 guest must not be able to flood the host's log).
 """
-import logging
 from dataclasses import dataclass
 
+from devices.devlog import get_logger
 from devices.virtio_device import (ActivationError, STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET,
                                    STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK,
                                    VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_RESET,
                                    VIRTIO_F_VERSION_1)
 from devices.virtqueue import QueueError, SplitQueue
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MAGIC_VALUE = 0x74726976            # "virt"
 MMIO_VERSION = 2

@@ -141,7 +141,7 @@ def _normalize(path: str) -> str:
 
 
 def sys_getcwd(k, task, buf, size, *_):
-    raw = task.cwd.encode() + b"\0"
+    raw = task.cwd.encode("utf-8", "surrogateescape") + b"\0"
     if size < len(raw):
         raise SyscallError(ERANGE)
     k.mm.copy_to_user(task, buf, raw)

@@ -145,9 +145,9 @@ def sys_readlinkat(k, task, dirfd, pathname, buf, bufsiz, *_):
     path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
     link = proc_readlink(k, task, path) if path == "/proc" or path.startswith("/proc/") else None
     if link is not None:
-        target = link.encode()
+        target = link.encode("utf-8", "surrogateescape")
     else:
-        raise SyscallError(ENOENT if k.rootfs.lookup(path) is None else EINVAL)
+        target = k.readlink(path, task, dirfd)
     if bufsiz <= 0:
         raise SyscallError(EINVAL)
     target = target[:bufsiz]

@@ -105,6 +105,14 @@ class Vfs:
             raise SyscallError(ENOTDIR)
         return parent, name
 
+    def readlink(self, path: str, cwd_ino: int) -> bytes:
+        """readlink(2): the target of the symlink at path (the last component not followed), as the
+        bytes on the disk; EINVAL when path names anything else."""
+        inode = self.call(self.fs.iget, self.resolve(path, cwd_ino, follow=False))
+        if not inode.is_lnk:
+            raise SyscallError(EINVAL)
+        return self.call(self.fs.readlink, inode).encode("utf-8", "surrogateescape")
+
     def call(self, fn, *args):
         """A file-system operation; corruption it finds reaches the caller as EIO, as ext2's does."""
         try:
@@ -233,7 +241,8 @@ class Ext2File(File):
         out = bytearray()
         while self.pos < len(self.dir_entries):
             name, ino, ft = self.dir_entries[self.pos]
-            raw = name.encode() if isinstance(name, str) else bytes(name)
+            # names are bytes on disk; ext2 hands them over as str with surrogateescape
+            raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
             reclen = (19 + len(raw) + 1 + 7) & ~7
             if len(out) + reclen > count:
                 if not out:

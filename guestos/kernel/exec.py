@@ -50,7 +50,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
     random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
     rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image, sysinfo_ehdr=sysinfo_ehdr), random_bytes,
-                                   execfn=inode.path.encode())
+                                   execfn=inode.path.encode("utf-8", "surrogateescape"))
     k.mm.copy_to_user(task, rsp, stack)
     regs = {name: 0 for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
                                  "r11", "r12", "r13", "r14", "r15", "fs_base", "gs_base")}

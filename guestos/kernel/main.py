@@ -343,6 +343,13 @@ class Kernel:
             raise SyscallError(ENOENT)
         return InodeFile(inode)
 
+    def readlink(self, path: str, task=None, dirfd: int = -100) -> bytes:
+        """readlink(2) of anything but /proc/self/exe: a symlink on the root file system; the initramfs
+        has none (EINVAL for what it holds)."""
+        if self.vfs is not None:
+            return self.vfs.readlink(path, self.base_ino(task, dirfd))
+        raise SyscallError(ENOENT if self.rootfs.lookup(path) is None else 22)     # EINVAL
+
     def file_for_mmap(self, f, vm_flags: int):
         """(vm_file, name) for mapping an open file; EACCES when its open mode forbids it."""
         from ..mm.mmap import VM_SHARED, VM_WRITE
@@ -502,6 +509,10 @@ class Kernel:
         except ENOEXEC as e:
             self.panic(f"Requested init {path} failed (error -8): {e}")
             self.last_fatal = ("ENOEXEC", str(e), 0, "")
+            return PANIC_NO_INIT
+        except SyscallError as e:           # reading the program failed (a damaged disk: EIO, EUCLEAN)
+            detail = f": {e}" if isinstance(e, Ext2Error) else ""
+            self.panic(f"Requested init {path} failed (error -{e.errno}){detail}")
             return PANIC_NO_INIT
         self.scheduler.wake_up_new_task(task)
         self.scheduler.run()

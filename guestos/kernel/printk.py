@@ -16,7 +16,7 @@ class Printk:
         self.log.append((level, now, text))
         if self.console is not None and level < self.console_loglevel:
             line = "[%5d.%06d] %s\n" % (now // 1_000_000_000, now // 1000 % 1_000_000, text)
-            self.console.write(line.encode())
+            self.console.write(line.encode("utf-8", "surrogateescape"))    # names keep their bytes
 
     def dmesg(self) -> str:
         return "".join("[%5d.%06d] %s\n" % (t // 1_000_000_000, t // 1000 % 1_000_000, s) for _, t, s in self.log)
