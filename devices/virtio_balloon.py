@@ -50,6 +50,12 @@ VIRTIO_BALLOON_F_DEFLATE_ON_OOM = 2
 VIRTIO_BALLOON_F_FREE_PAGE_HINT = 3
 VIRTIO_BALLOON_F_PAGE_POISON = 4
 VIRTIO_BALLOON_F_REPORTING = 5
+ALL_FEATURES = sum(1 << b for b in range(6))
+# Ours, experimental (a free device bit, as the series' v3 asked for one): the host hints, per
+# target, that the guest should give unmapped page cache before free memory. Config field
+# `reclaim_cache_first` (le32 @16, device-written): 1 = cache first for the current target.
+VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST = 16
+KNOWN_FEATURES = ALL_FEATURES | 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
 # The features by name, as the host side names them (scenario files, the pytest plugin): the one list.
 FEATURES_BY_NAME = {
     "MUST_TELL_HOST": 1 << VIRTIO_BALLOON_F_MUST_TELL_HOST,
@@ -58,13 +64,8 @@ FEATURES_BY_NAME = {
     "FREE_PAGE_HINT": 1 << VIRTIO_BALLOON_F_FREE_PAGE_HINT,
     "PAGE_POISON": 1 << VIRTIO_BALLOON_F_PAGE_POISON,
     "REPORTING": 1 << VIRTIO_BALLOON_F_REPORTING,
+    "RECLAIM_CACHE_FIRST": 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST,   # ours: the per-target "cache first" hint
 }
-ALL_FEATURES = sum(FEATURES_BY_NAME.values())
-# Ours, experimental (a free device bit, as the series' v3 asked for one): the host hints, per
-# target, that the guest should give unmapped page cache before free memory. Config field
-# `reclaim_cache_first` (le32 @16, device-written): 1 = cache first for the current target.
-VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST = 16
-KNOWN_FEATURES = ALL_FEATURES | 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
 
 # Free page hint command ids.
 FREE_PAGE_HINT_CMD_ID_STOP = 0

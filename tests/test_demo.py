@@ -6,11 +6,19 @@ from vmm.cli import main
 
 
 def run_demo(tmp_path, capsys, name):
-    png, out = tmp_path / f"{name}.png", tmp_path / f"{name}.json"
-    assert main(["demo", "--quick", "--png", str(png), "--json", str(out)]) == 0
+    png, out, results = tmp_path / f"{name}.png", tmp_path / f"{name}.json", tmp_path / f"{name}.parquet"
+    assert main(["demo", "--quick", "--png", str(png), "--json", str(out), "--out", str(results)]) == 0
     table = capsys.readouterr().out
     assert png.stat().st_size > 10_000
-    return table.replace(str(png), "PNG"), json.loads(out.read_text())
+    data = json.loads(out.read_text())
+    # the demo is a sweep: its results table holds the same cells and figures
+    from vmm.sweep import read_table
+    rows = read_table(str(results)).to_dict("records")
+    assert [(r["workload"], r["policy"]) for r in rows] == [(c["workload"], c["policy"]) for c in data["cells"]]
+    for r, c in zip(rows, data["cells"]):
+        assert r["end.oracle.duplicated_pages"] == c["duplicated_pages"]
+        assert r["exit.runs_virtual_ns"] == c["runtime_ns"]
+    return table.replace(str(png), "PNG"), data
 
 
 def test_demo_quick_is_deterministic_and_shows_each_policy_at_work(tmp_path, capsys):

@@ -100,6 +100,9 @@ BAD_FILES = [
     (MACHINE + '[[step]]\nrun = ["/bin/hello"]\ntimeout_s = "1"\n', r"step 1: timeout_s: must be a number"),
     (MACHINE + '[[step]]\nsnapshot = "a"\ntimeout_s = 3\n', r"step 1: timeout_s: only run and wait steps"),
     (MACHINE + '[[step]]\nballoon_mib = 65\n', r"step 1: balloon_mib: a balloon of 65 MiB is bigger than the guest"),
+    (MACHINE + '[[step]]\nballoon_mib = 8\nhint = "cache"\n', r"step 1: hint: needs the balloon feature RECLAIM_CACHE_FIRST"),
+    (MACHINE + '[[step]]\nsleep = 1\nhint = "cache"\n', r"step 1: hint: only balloon_mib and guest_mib steps take a hint"),
+    (MACHINE + '[[step]]\nballoon_mib = 8\nhint = "free"\n', r"step 1: hint: unknown hint 'free' \(only 'cache'\)"),
     (MACHINE + '[[step]]\nballoon_mib = -1\n', r"step 1: balloon_mib: must be at least 0"),
     (MACHINE + '[[step]]\nballoon_mib = "32M"\n', r"step 1: balloon_mib: must be a number, not a string"),
     (MACHINE + '[[step]]\nballoon_mib = true\n', r"step 1: balloon_mib: must be a number, not a boolean"),
@@ -236,7 +239,8 @@ def test_json_to_stdout_is_pure_json(capfd):
     assert code == 0
     data = json.loads(out)
     assert set(data) == {"snapshots", "exit"}
-    assert set(data["snapshots"]["inflated"]) == {"guest", "vmstat", "balloon", "host", "time", "oracle", "policy"}
+    assert set(data["snapshots"]["inflated"]) == {"guest", "vmstat", "balloon", "host", "time", "oracle", "policy",
+                                                  "ram", "disk"}
     assert "inflated" in err                # the summary went to stderr
 
 

@@ -82,6 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--png", metavar="FILE", default="ballast-demo.png",
                       help="memory over time per policy (default ballast-demo.png; '' for none)")
     demo.add_argument("--json", metavar="OUT", help="write every figure and time series as JSON ('-' for stdout)")
+    demo.add_argument("--out", metavar="RESULTS", help="also write the sweep's results table (.csv or .parquet)")
+    demo.add_argument("--workers", type=int, metavar="N", help="worker processes (default: one per core)")
+    sw = sub.add_parser("sweep", help="run a scenario over a grid of settings on Dask and write a table of results")
+    sw.add_argument("file", metavar="SWEEP.toml", help="a scenario plus [axes] of dotted paths (see README)")
+    sw.add_argument("--out", metavar="RESULTS", help="the results table, written as cells finish: .csv or .parquet")
+    sw.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                    help="an existing Dask scheduler (its workers need Ballast installed); default: a local "
+                         "cluster, a worker process per core, started and stopped here")
+    sw.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster (default: cores)")
+    sw.add_argument("--resume", action="store_true",
+                    help="keep the cells RESULTS already holds without an error; run the others")
+    sw.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                    help="a cell's wall-time limit (default: the file's sweep.cell_timeout_s, else none)")
+    sw.add_argument("--dry-run", action="store_true", help="print the grid and stop")
+    sr = sub.add_parser("sweep-report", help="summarise a sweep's results and plot metrics against its axes")
+    sr.add_argument("results", metavar="RESULTS", help="a table written by ballast sweep (.csv or .parquet)")
+    sr.add_argument("--metric", action="append", metavar="COLUMN",
+                    help="a column to show and plot (repeatable; default: memory, duplication, runtime)")
+    sr.add_argument("--by", metavar="AXIS", help="a line per value of this axis (default: 'policy' if there is one)")
+    sr.add_argument("--png-dir", metavar="DIR", help="where the PNGs go (default: beside RESULTS; '' for none)")
     mk = sub.add_parser("mkdisk", help="make an ext2 image of a directory (with the real mke2fs -d)")
     mk.add_argument("directory", metavar="DIR")
     mk.add_argument("image", metavar="IMG")
@@ -179,42 +199,148 @@ def cmd_run(opts) -> int:
 
 
 def cmd_demo(opts) -> int:
-    import dataclasses
-
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from . import demo
 
-    config = demo.DemoConfig.quick() if opts.quick else demo.DemoConfig()
-    if opts.workloads:
-        config = dataclasses.replace(config, workloads=tuple(w.strip() for w in opts.workloads.split(",") if w.strip()))
-    if opts.policies:
-        config = dataclasses.replace(config, policies=tuple(p.strip() for p in opts.policies.split(",") if p.strip()))
+    def names(text):
+        return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+    sweep = demo.load(opts.quick, names(opts.workloads), names(opts.policies))
+    if opts.workers is not None and opts.workers < 1:
+        raise BallastError(f"--workers {opts.workers}: at least 1")
     for path, what in ((opts.png, "--png"), (opts.json, "--json")):
         if path and path != "-" and not os.path.isdir(os.path.dirname(path) or "."):
             raise BallastError(f"{what} {path}: no such directory")
+    if opts.out:
+        from .sweep import check_out
+        check_out(opts.out)
     stream = sys.stderr if opts.json == "-" else sys.stdout
     # a log or a pipe gets the whole table, not one squeezed to 80 columns
     console = Console(stderr=opts.json == "-", highlight=False, width=None if stream.isatty() else 170)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("demo", total=len(config.workloads) * len(config.policies))
-        cells = demo.run_demo(config, progress=lambda done, total, label: bar.update(
-            task, completed=done, description=f"demo: {label}"))
-    console.print(demo.render_table(cells, config))
-    for p in demo.POLICIES:
-        if p.name in config.policies:
-            console.print(f"  [bold]{p.name}[/]: {p.what}", highlight=False)
+    with _sweep_progress(console, "demo", len(sweep.cells)) as on_progress:
+        cells = demo.run_demo(sweep, progress=on_progress, out=opts.out, n_workers=opts.workers)
+    console.print(demo.render_table(cells, demo.Setting.of(sweep)))
+    for name in dict.fromkeys(c.policy for c in cells):
+        console.print(f"  [bold]{name}[/]: {demo.POLICY_TEXT.get(name, '')}", highlight=False)
     failed = [f for c in cells for f in c.failures]
     for f in failed:
         console.print(f"[red]failed[/]: {f}")
     if opts.png:
-        demo.write_png(cells, config, opts.png)
+        demo.write_png(cells, opts.png)
         console.print(f"wrote {opts.png}")
     if opts.json:
-        demo.write_json(cells, config, opts.json)
+        demo.write_json(cells, sweep, opts.json)
     return 1 if failed else 0
+
+
+class _sweep_progress:
+    """A progress bar for a sweep: cells done of all, failed, time left (of the cells run now)."""
+
+    def __init__(self, console, name: str, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.name = name
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("[red]{task.fields[failed]} failed"), TextColumn("left"),
+                            TimeRemainingColumn(), console=console, transient=True)
+        self.task = self.bar.add_task(name, total=total, failed=0)
+        self.first = None
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self.update
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    def update(self, done: int, failed: int, total: int) -> None:
+        if self.first is None:
+            self.first = done
+            self.bar.reset(self.task, completed=done)    # time left counts only the cells run now
+        self.bar.update(self.task, completed=done, failed=failed, description=f"{self.name}")
+
+
+def cmd_sweep(opts) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from . import sweep as sw
+
+    spec = sw.load(opts.file)
+    if opts.workers is not None and opts.workers < 1:
+        raise BallastError(f"--workers {opts.workers}: at least 1")
+    if opts.workers is not None and opts.scheduler:
+        raise BallastError("--workers sizes the local cluster; with --scheduler the cluster has its own workers")
+    if opts.cell_timeout is not None and not opts.cell_timeout > 0:
+        raise BallastError(f"--cell-timeout {opts.cell_timeout:g}: must be a positive number of seconds")
+    if opts.scheduler and not opts.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://")):
+        raise BallastError(f"--scheduler {opts.scheduler}: give an address like tcp://HOST:PORT")
+    # lines are not wrapped: a log or a test reads them whole
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    axes = ", ".join(f"{a.name} ({len(a.labels)})" for a in spec.axes) or "no axes"
+    if not opts.dry_run:
+        if not opts.out:
+            raise BallastError("--out RESULTS is needed (a .csv or .parquet file), or --dry-run")
+        sw.check_out(opts.out)
+        if not opts.resume and os.path.exists(opts.out):
+            raise BallastError(f"--out {opts.out}: already exists (--resume to continue it, or remove it)")
+        if opts.resume and os.path.exists(opts.out):
+            done = len(sw.done_rows(spec, opts.out))
+        if opts.scheduler:
+            sw.check_scheduler(opts.scheduler)
+    console.print(f"[bold]{escape(opts.file)}[/]: {len(spec.cells)} cell{'s' * (len(spec.cells) != 1)} "
+                  f"over {escape(axes)}")
+    if spec.description:
+        console.print(escape(spec.description), style="italic")
+    if opts.dry_run:
+        from rich.table import Table
+        table = Table(title_justify="left")
+        table.add_column("cell", justify="right")
+        for a in spec.axes:
+            table.add_column(a.name)
+        for cell in spec.cells:
+            table.add_row(str(cell.index), *(escape(sw._text(v)) for v in cell.point.values()))
+        console.print(table)
+        return 0
+    progress = _sweep_progress(console, "sweep", len(spec.cells))
+    if opts.resume and os.path.exists(opts.out):
+        console.print(f"{done} cell{'s' * (done != 1)} already in {escape(opts.out)}; running {len(spec.cells) - done}")
+
+    def on_cell(cell, outcome, row):
+        if row["error"]:
+            console.print(f"[red]cell {cell.index} failed[/] ({escape(cell.describe())}): {escape(row['error'])}")
+
+    with progress as on_progress:
+        rows = sw.run(spec, out=opts.out, scheduler=opts.scheduler, n_workers=opts.workers, resume=opts.resume,
+                      cell_timeout_s=opts.cell_timeout, on_cell=on_cell, progress=on_progress)
+    failed = sum(1 for r in rows if r["error"])
+    console.print(f"{len(rows) - failed} of {len(spec.cells)} cells ok"
+                  + (f", [red]{failed} failed[/]" if failed else "") + f"; wrote {escape(opts.out)}")
+    return 1 if failed else 0
+
+
+def cmd_sweep_report(opts) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from . import sweep_report as rep
+
+    frame, axes, metrics = rep.load(opts.results, opts.metric)
+    by = opts.by if opts.by is not None else ("policy" if "policy" in axes else None)
+    if by is not None and by not in axes:
+        raise BallastError(f"--by {by}: not an axis of {opts.results} (axes: {', '.join(axes) or 'none'})")
+    png_dir = os.path.dirname(opts.results) or "." if opts.png_dir is None else opts.png_dir
+    if png_dir and not os.path.isdir(png_dir):
+        raise BallastError(f"--png-dir {png_dir}: no such directory")
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    failed = int((frame["error"].fillna("") != "").sum())
+    console.print(rep.summary_table(frame, axes, metrics, f"{opts.results}: {len(frame)} cells, {failed} failed"))
+    if png_dir:
+        stem = os.path.splitext(os.path.basename(opts.results))[0]
+        written = rep.write_plots(frame, axes, metrics, by, png_dir, stem)
+        for path in written:
+            console.print(f"wrote {escape(path)}")
+        if not written:
+            console.print("no plots: no axis" + (f" besides {by}" if by else "") + " has several values")
+    return 0
 
 
 def cmd_scenario(opts) -> int:
@@ -340,7 +466,8 @@ def main(argv=None) -> int:
         if opts.command is None:
             parser.print_help()
             return 2
-        return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo}[opts.command](opts)
+        return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo,
+                "sweep": cmd_sweep, "sweep-report": cmd_sweep_report}[opts.command](opts)
     except BallastError as e:
         print(f"ballast: {e}", file=sys.stderr)
         return 2

@@ -6,70 +6,71 @@ duplication-aware reclaim and exclusive host caching — while the host squeezes
 balloon. The oracle measures what no real host can see: exactly which pages both caches hold.
 
 Every figure in the table comes from the virtual clock and the guest's and host's counters, so a
-run gives the same table on any machine; wall time and the process's RSS are not in it."""
+run gives the same table on any machine; wall time and the process's RSS are not in it.
+
+The demo is a sweep (vmm/sweeps/demo.toml and demo-quick.toml, linked from examples/): a workload
+axis times a policy axis over one scenario, run as Dask tasks like any `ballast sweep`."""
 import json
+import os
+import tomllib
 from dataclasses import dataclass, field
 
-from devices.host import Host
-from devices.virtio_balloon import FEATURES_BY_NAME, VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
-
-from . import oracle
+from . import sweep as sw
 from .errors import BallastError
-from .machine_spec import MachineSpec, boot
-from .rootfs import root_image
+from .units import parse_size
 
 MiB = 1 << 20
 PAGE = 4096
-BALLOON_FEATURES = FEATURES_BY_NAME["MUST_TELL_HOST"] | FEATURES_BY_NAME["STATS_VQ"]
-RECLAIM_CACHE_FIRST = 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
+SWEEPS = {False: "demo.toml", True: "demo-quick.toml"}     # in vmm/sweeps/, linked from examples/
 
-
-@dataclass(frozen=True)
-class Policy:
-    name: str
-    what: str
-    cmdline: str = ""
-    cache: str = "writeback"
-    exclusive_host: bool = False
-    balloon_hint: str = None
-
-
-POLICIES = (
-    Policy("linux", "plain Linux 2.6.35 reclaim (the baseline)"),
-    Policy("cache=none", "no host page cache at all (Chinner's question)", cache="none"),
-    Policy("unmapped", "unmapped_page_control: kswapd trims unmapped cache (the 2010 series)",
-           cmdline="unmapped_page_control"),
-    Policy("shrink_list", "the same bias inside shrink_page_list (Morton's review)",
-           cmdline="unmapped_page_control=shrink_list"),
-    Policy("cache-first", "balloon pages taken from unmapped cache first, by host hint (patch 2/2, v3)",
-           balloon_hint="cache"),
-    Policy("dedup", "the guest drops pages the host also caches first (our host cache query)",
-           cmdline="pagecache_dedup"),
-    Policy("exclusive", "the host forgets what exactly one guest read (DEMOTE)", exclusive_host=True),
-)
-
-WORKLOADS = {
-    "stream": ("a streaming read of a 64 MiB file", ["/bin/seqread", "/data/stream.bin"]),
-    "hotset": ("skewed random reads (Zipf 1.1) over 32 MiB", ["/bin/randread", "/data/random.bin", "{reads}",
-                                                              "--zipf", "1.1"]),
-    "mapped": ("a 16 MiB file read through mmap, 3 passes", ["/bin/mmapread", "/data/mapped.bin", "3"]),
-    "mixed": ("the mixed workload: read a source tree, compute, write objects", ["/bin/mixed", "/src"]),
+# What each value of the sweep's policy axis stands for (its settings live in the sweep file).
+POLICY_TEXT = {
+    "linux": "plain Linux 2.6.35 reclaim (the baseline)",
+    "cache=none": "no host page cache at all (Chinner's question)",
+    "unmapped": "unmapped_page_control: kswapd trims unmapped cache (the 2010 series)",
+    "shrink_list": "the same bias inside shrink_page_list (Morton's review)",
+    "cache-first": "balloon pages taken from unmapped cache first, by host hint (patch 2/2, v3)",
+    "dedup": "the guest drops pages the host also caches first (our host cache query)",
+    "exclusive": "the host forgets what exactly one guest read (DEMOTE)",
 }
 
 
+def sweep_path(quick: bool) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweeps", SWEEPS[quick])
+
+
+def load(quick: bool = False, workloads=None, policies=None) -> sw.Sweep:
+    """The demo's sweep, limited to some workloads and policies (names as the axes give them)."""
+    path = sweep_path(quick)
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    for axis, chosen in (("workload", workloads), ("policy", policies)):
+        values = data["axes"][axis]
+        if chosen is None:
+            continue
+        unknown = [name for name in chosen if name not in values]
+        if unknown:
+            raise BallastError(f"unknown {axis} {unknown[0]!r} (one of {', '.join(values)})")
+        if not chosen:
+            raise BallastError(f"no {axis} chosen (one of {', '.join(values)})")
+        data["axes"][axis] = {name: values[name] for name in values if name in chosen}
+    return sw.parse(data, source=path, base_dir=os.path.dirname(path))
+
+
 @dataclass(frozen=True)
-class DemoConfig:
-    mem_mib: int = 192
-    sweep: tuple = (0, 64, 128)           # balloon sizes (MiB) the host steps through
-    workloads: tuple = tuple(WORKLOADS)
-    policies: tuple = tuple(p.name for p in POLICIES)
-    host_cache_mib: int = 48              # the host page cache's share of host memory
-    reads: int = 20000                    # randread calls per run
-    sample_s: float = 0.02                # oracle samples, in guest seconds
+class Setting:
+    """What every cell shares, read from the sweep's scenario (for the table's title and the JSON)."""
+    mem_mib: int
+    host_cache_mib: int
+    balloon_mib: tuple
 
     @classmethod
-    def quick(cls) -> "DemoConfig":
-        return cls(mem_mib=128, sweep=(0, 80), workloads=("stream", "hotset"), host_cache_mib=32, reads=4000)
+    def of(cls, sweep: sw.Sweep) -> "Setting":
+        t = sweep.template
+        mem = parse_size(t["machine"]["mem"], "machine.mem")
+        host = parse_size(t["host"]["memory"], "host.memory")
+        return cls(mem >> 20, (host - mem) >> 20,
+                   (0,) + tuple(s["balloon_mib"] for s in t["step"] if "balloon_mib" in s))
 
 
 @dataclass
@@ -90,79 +91,45 @@ class Cell:
     series: list = field(default_factory=list)   # (virtual_ns, host MiB, duplicated MiB, guest Cached MiB)
 
 
-def host_memory_pages(session, host) -> int:
-    """What the host spends on this guest: the guest frames it really holds (touched and not
-    given back, by mincore), plus the host page cache."""
-    return session.machine.ram.resident_pages() + host.cache.nr_pages
+def demo_cell(cell: sw.Cell, outcome: dict, row: dict) -> Cell:
+    """A sweep cell's outcome as the demo reports it. Host memory is what the host spends on the
+    guest: the frames it really holds (touched and not given back, by mincore) plus its page cache."""
+    c = Cell(cell.point["policy"], cell.point["workload"])
+    if row["error"]:
+        c.failures.append(row["error"])
+    result = outcome.get("result") or {}
+    if "end.guest.MemFree" not in row:
+        c.balloon_reached = False
+        return c
+    c.runtime_ns = row["exit.runs_virtual_ns"]
+    c.disk_reads_pages = row["end.disk.reads_pages"]
+    c.host_hits_pages = row["end.disk.host_hits_pages"]
+    c.majfaults = row["end.vmstat.pgmajfault"]
+    c.duplicated_pages = row["end.oracle.duplicated_pages"]
+    c.estimated_duplicated_pages = row["end.oracle.estimated_duplicated_pages"]
+    c.host_memory_pages = row["end.ram.resident_pages"] + row["end.host.cache_pages"]
+    c.guest_cached_pages = row["end.guest.Cached"] // 4
+    c.guest_free_pages = row["end.guest.MemFree"] // 4
+    c.balloon_reached = bool(row["exit.waits_met"])
+    for run in result["exit"]["runs"]:
+        if run["signaled"] or run["exit_code"]:
+            c.failures.append(f"{run['argv'][0]} at step {run['step']}: "
+                              + (f"killed by {run['signal']}" if run["signaled"] else f"exit {run['exit_code']}"))
+    c.series = [(p["virtual_ns"], (p["resident_pages"] + p["host_cache_pages"]) * PAGE / MiB,
+                 p["duplicated_pages"] * PAGE / MiB, p["Cached"] / 1024) for p in result.get("series", [])]
+    last = row["end.time.virtual_ns"]
+    c.series.append((last, c.host_memory_pages * PAGE / MiB, c.duplicated_pages * PAGE / MiB,
+                     row["end.guest.Cached"] / 1024))
+    return c
 
 
-def run_cell(policy: Policy, workload: str, config: DemoConfig, root: str) -> Cell:
-    cell = Cell(policy.name, workload)
-    argv = [a.format(reads=config.reads) for a in WORKLOADS[workload][1]]
-    features = BALLOON_FEATURES | (RECLAIM_CACHE_FIRST if policy.balloon_hint else 0)
-    spec = MachineSpec(mem=config.mem_mib * MiB, cmdline=policy.cmdline, root=root, cache=policy.cache,
-                       balloon_features=features)
-    with Host(cache_capacity=config.host_cache_mib * 256, exclusive_cache=policy.exclusive_host) as host:
-        session = boot(spec, host=host)
-        try:
-            m = session.machine
-            backend = m.disks[0][1]
-
-            def sample():
-                report = oracle.duplication(host, [m])
-                meminfo = m.kernel.meminfo()
-                cell.series.append((m.clock.now_ns(), host_memory_pages(session, host) * PAGE / MiB,
-                                    report["duplicated_pages"] * PAGE / MiB, meminfo["Cached"] / 1024))
-            session.add_sampler(sample, config.sample_s)
-            for balloon_mib in config.sweep:
-                if balloon_mib:
-                    m.balloon.set_target_pages(balloon_mib * 256, hint=policy.balloon_hint)
-                    if not session.wait_balloon(timeout_s=10):
-                        cell.balloon_reached = False
-                start = m.clock.now_ns()
-                result = session.run(argv, timeout_s=600)
-                cell.runtime_ns += m.clock.now_ns() - start
-                if result.exit_code != 0:
-                    cell.failures.append(f"{argv[0]} at balloon {balloon_mib} MiB: exit {result.exit_code}")
-            sample()
-            report = oracle.duplication(host, [m])["vms"][m.vm_id]
-            meminfo, vmstat = m.kernel.meminfo(), m.kernel.vmstat_snapshot()
-            stats = backend.stats
-            cell.disk_reads_pages = stats.host_misses if backend.mode.host_cache else stats.bytes_read // PAGE
-            cell.host_hits_pages = stats.host_hits
-            cell.majfaults = vmstat["pgmajfault"]
-            cell.duplicated_pages = report["duplicated_pages"]
-            cell.estimated_duplicated_pages = report["estimated_duplicated_pages"]
-            cell.host_memory_pages = host_memory_pages(session, host)
-            cell.guest_cached_pages = meminfo["Cached"] // 4
-            cell.guest_free_pages = meminfo["MemFree"] // 4
-        finally:
-            session.close()
-    return cell
-
-
-def run_demo(config: DemoConfig, progress=None) -> list:
-    """Every policy on every workload; progress(cell_done, total, label) after each."""
-    unknown = [w for w in config.workloads if w not in WORKLOADS]
-    if unknown:
-        raise BallastError(f"unknown workload {unknown[0]!r} (one of {', '.join(WORKLOADS)})")
-    policies = {p.name: p for p in POLICIES}
-    unknown = [p for p in config.policies if p not in policies]
-    if unknown:
-        raise BallastError(f"unknown policy {unknown[0]!r} (one of {', '.join(policies)})")
-    if max(config.sweep) >= config.mem_mib:
-        raise BallastError(f"a balloon of {max(config.sweep)} MiB does not fit a {config.mem_mib} MiB guest")
-    root = root_image("builtin")
-    cells = []
-    total = len(config.policies) * len(config.workloads)
-    for workload in config.workloads:
-        for name in config.policies:
-            if progress is not None:
-                progress(len(cells), total, f"{workload} / {name}")
-            cells.append(run_cell(policies[name], workload, config, root))
-    if progress is not None:
-        progress(total, total, "done")
-    return cells
+def run_demo(sweep: sw.Sweep, progress=None, out: str = None, client=None, n_workers: int = None) -> list:
+    """Every cell of the demo's sweep, on Dask (see vmm.sweep.run); Cells in the sweep's order.
+    progress(done, failed, total) as they finish; `out` also writes the sweep's results table."""
+    finished = {}
+    sw.run(sweep, out=out, client=client, n_workers=n_workers, progress=progress,
+           on_cell=lambda cell, outcome, row: finished.__setitem__(cell.index, demo_cell(cell, outcome, row)))
+    return [finished[cell.index] for cell in sweep.cells]
 
 
 COLUMNS = (
@@ -191,10 +158,10 @@ def cell_row(c: Cell) -> list:
             ("yes" if c.balloon_reached else "no") + ("" if not c.failures else " (failed)")]
 
 
-def render_table(cells, config: DemoConfig):
+def render_table(cells, setting: Setting):
     from rich.table import Table
-    table = Table(title=f"Ballast demo: {config.mem_mib} MiB guest, {config.host_cache_mib} MiB host page cache, "
-                        f"balloon sweep {' -> '.join(str(s) for s in config.sweep)} MiB", title_justify="left")
+    table = Table(title=f"Ballast demo: {setting.mem_mib} MiB guest, {setting.host_cache_mib} MiB host page cache, "
+                        f"balloon {' -> '.join(f'{s:g}' for s in setting.balloon_mib)} MiB", title_justify="left")
     for name, _ in COLUMNS:
         table.add_column(name, justify="left" if name in ("policy", "workload", "balloon") else "right")
     previous = None
@@ -206,11 +173,13 @@ def render_table(cells, config: DemoConfig):
     return table
 
 
-def write_json(cells, config: DemoConfig, path: str) -> None:
-    out = {"config": {"mem_mib": config.mem_mib, "host_cache_mib": config.host_cache_mib,
-                      "sweep_mib": list(config.sweep), "workloads": list(config.workloads),
-                      "policies": list(config.policies)},
-           "policies": {p.name: p.what for p in POLICIES if p.name in config.policies},
+def write_json(cells, sweep: sw.Sweep, path: str) -> None:
+    setting = Setting.of(sweep)
+    policies = list(dict.fromkeys(c.policy for c in cells))
+    out = {"config": {"sweep": os.path.basename(sweep.source), "mem_mib": setting.mem_mib,
+                      "host_cache_mib": setting.host_cache_mib, "balloon_mib": list(setting.balloon_mib),
+                      "workloads": list(dict.fromkeys(c.workload for c in cells)), "policies": policies},
+           "policies": {p: POLICY_TEXT.get(p, "") for p in policies},
            "cells": [{k: v for k, v in vars(c).items()} for c in cells]}
     text = json.dumps(out, indent=1)
     if path == "-":
@@ -220,7 +189,7 @@ def write_json(cells, config: DemoConfig, path: str) -> None:
             f.write(text + "\n")
 
 
-def write_png(cells, config: DemoConfig, path: str) -> None:
+def write_png(cells, path: str) -> None:
     """Host memory and duplicated memory over guest time, one panel per workload, one line per policy."""
     import matplotlib
     matplotlib.use("Agg")

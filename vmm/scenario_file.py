@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import BallastError
-from .machine_spec import HostSpec, MachineSpec
+from .machine_spec import BALLOON_FEATURES, HostSpec, MachineSpec
 from .units import PAGE_SIZE, mib_text, number_value, toml_type
 
 ACTIONS = ("run", "balloon_mib", "guest_mib", "wait", "sleep", "snapshot")
@@ -22,6 +22,7 @@ class Step:
     value: object
     timeout_s: float | None = None
     on: str | None = None            # the machine it acts on (None: the only one)
+    hint: str | None = None          # balloon_mib / guest_mib: "cache" asks for unmapped cache first
 
     def describe(self) -> str:
         text = self._describe()
@@ -36,7 +37,7 @@ class Step:
             return f"sleep {self.value:g} s"
         if self.action == "snapshot":
             return f"snapshot {self.value}"
-        return f"{self.action} = {self.value:g}"
+        return f"{self.action} = {self.value:g}" + (f" (hint {self.hint})" if self.hint else "")
 
 
 @dataclass
@@ -169,10 +170,10 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
     where = f"step {number}"
     if not isinstance(raw, dict):
         fail(f"{where}: must be a table ([[step]])")
-    unknown = [k for k in raw if k not in ACTIONS + ("timeout_s", "on")]
+    unknown = [k for k in raw if k not in ACTIONS + ("timeout_s", "on", "hint")]
     if unknown:
         fail(f"{where}: unknown key '{unknown[0]}' (a step is one of {', '.join(ACTIONS)}; "
-             "run and wait take timeout_s; on names the machine)")
+             "run and wait take timeout_s; balloon_mib and guest_mib take hint; on names the machine)")
     on = raw.get("on")
     if on is not None and (not isinstance(on, str) or on not in machines or len(machines) == 1):
         if len(machines) == 1:
@@ -220,7 +221,15 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
             fail(f"{key}: a balloon of {value:g} MiB is bigger than the guest ({mem_mib:g} MiB)")
         if action == "guest_mib" and not 0 < value <= mem_mib:
             fail(f"{key}: must be more than 0 and at most the guest's {mem_mib:g} MiB, not {value:g}")
-    elif action == "wait":
+    hint = raw.get("hint")
+    if hint is not None:
+        if action not in ("balloon_mib", "guest_mib"):
+            fail(f"{where}: hint: only balloon_mib and guest_mib steps take a hint")
+        if hint != "cache":
+            fail(f"{where}: hint: unknown hint {hint!r} (only 'cache')")
+        if not spec.balloon_features & BALLOON_FEATURES["RECLAIM_CACHE_FIRST"]:
+            fail(f"{where}: hint: needs the balloon feature RECLAIM_CACHE_FIRST")
+    if action == "wait":
         if value not in WAITS:
             fail(f"{key}: unknown wait {value!r} (one of {', '.join(repr(w) for w in WAITS)})")
         if spec.balloon_features is None:
@@ -232,7 +241,7 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
             fail(f"{key}: must be a non-empty name (a string)")
         if on is not None:
             fail(f"{where}: on: a snapshot takes every machine")
-    return Step(number, action, value, timeout_s, on)
+    return Step(number, action, value, timeout_s, on, hint)
 
 
 def _known(table: dict, allowed, where: str, fail, noun: str = "key") -> None:

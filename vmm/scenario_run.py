@@ -85,16 +85,19 @@ def _sampler(name, session, sessions, host, series):
         series.append({"machine": name, "virtual_ns": session.virtual_ns(), "MemFree": meminfo["MemFree"],
                        "Cached": meminfo["Cached"], "host_cache_pages": host.cache.nr_pages,
                        "duplicated_pages": report["duplicated_pages"],
+                       "resident_pages": session.machine.ram.resident_pages(),
                        "balloon_pages": session.machine.balloon.actual_pages if session.machine.balloon else 0})
     return sample
 
 
 def _do(session, step: Step, result: dict, runs: list, waits: list, take) -> str:
     if step.action == "run":
+        started = session.virtual_ns()
         r = session.run(step.value, step.timeout_s or DEFAULT_RUN_TIMEOUT_S)
         status = decode_wait_status(r.status)
         entry = {"step": step.number, "argv": step.value, "status": r.status, "exit_code": status["code"],
-                 "signaled": status["signaled"], "signal": None, "output": r.output}
+                 "signaled": status["signaled"], "signal": None, "output": r.output,
+                 "virtual_ns": session.virtual_ns() - started}
         if step.on is not None:
             entry["machine"] = step.on
         if status["signaled"]:
@@ -105,10 +108,10 @@ def _do(session, step: Step, result: dict, runs: list, waits: list, take) -> str
         how = f"killed by {entry['signal']}" if entry["signaled"] else f"exit {entry['exit_code']}"
         return f"{how}: {said[0][:70]}" if said[0] else how
     if step.action == "balloon_mib":
-        session.set_balloon_mib(step.value)
+        session.set_balloon_mib(step.value, hint=step.hint)
         return f"target {session.balloon.target_pages} pages"
     if step.action == "guest_mib":
-        session.set_guest_mib(step.value)
+        session.set_guest_mib(step.value, hint=step.hint)
         return f"target {session.balloon.target_pages} pages"
     if step.action == "wait":
         before = session.virtual_ns()

@@ -144,13 +144,13 @@ class GuestSession:
             raise BallastError("this machine has no balloon (give it balloon features)")
         return self.machine.balloon
 
-    def set_balloon_mib(self, mib: float) -> None:
-        """Firecracker's view: the balloon's size."""
-        self.balloon.set_target_pages(int(mib * 256))
+    def set_balloon_mib(self, mib: float, hint: str = None) -> None:
+        """Firecracker's view: the balloon's size (hint="cache": unmapped cache first)."""
+        self.balloon.set_target_pages(int(mib * 256), hint=hint)
 
-    def set_guest_mib(self, mib: float) -> None:
+    def set_guest_mib(self, mib: float, hint: str = None) -> None:
         """QEMU's view: the guest's size."""
-        self.balloon.set_guest_size(int(mib * (1 << 20)))
+        self.balloon.set_guest_size(int(mib * (1 << 20)), hint=hint)
 
     def wait_balloon(self, timeout_s: float = 60) -> bool:
         """Until the driver reports actual == target."""

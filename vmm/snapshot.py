@@ -7,6 +7,7 @@ from devices.virtio_balloon import FEATURES_BY_NAME
 
 from . import oracle
 from .memory import process_rss_bytes
+from .units import PAGE_SIZE
 
 STATS_TIMEOUT_S = 5                  # guest seconds to wait for fresh balloon statistics
 POLICY_COUNTERS = ("unmapped_wakeups", "unmapped_balance_runs", "pgscan_unmapped", "pgsteal_unmapped",
@@ -27,7 +28,15 @@ def machine_part(session) -> dict:
     kernel = session.machine.kernel
     policy = {"unmapped_page_control": kernel.unmapped_policy, "pagecache_dedup": kernel.pagecache_dedup,
               **{name: vmstat[name] for name in POLICY_COUNTERS}}
-    return {"guest": dict(session.meminfo()), "vmstat": vmstat, "balloon": ballooned, "policy": policy}
+    out = {"guest": dict(session.meminfo()), "vmstat": vmstat, "balloon": ballooned, "policy": policy,
+           "ram": {"resident_pages": session.machine.ram.resident_pages()}}   # frames the host holds (mincore)
+    if session.machine.disks:
+        backend = session.machine.disks[0][1]
+        stats = backend.stats
+        # pages the root disk read from its image (a miss of the host cache, or every read without one)
+        reads = stats.host_misses if backend.mode.host_cache else stats.bytes_read // PAGE_SIZE
+        out["disk"] = {"reads_pages": reads, "host_hits_pages": stats.host_hits}
+    return out
 
 
 def host_part(sessions: dict, host) -> tuple:
