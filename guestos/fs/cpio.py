@@ -1,6 +1,8 @@
 """The initramfs format: cpio "newc" archives, as Linux's init/initramfs.c reads them."""
 from construct import Adapter, Bytes, Const, Struct
 
+from .names import fs_decode
+
 PAD = 4
 MAGIC = b"070701"
 TRAILER = "TRAILER!!!"
@@ -58,7 +60,7 @@ def unpack_newc(buf) -> list[tuple[str, int, memoryview]]:
         except Exception as e:
             raise ValueError(f"initramfs: bad cpio header at {pos}") from e
         pos += HEADER_SIZE
-        name = bytes(view[pos:pos + h.namesize]).rstrip(b"\0").decode(errors="replace")
+        name = fs_decode(bytes(view[pos:pos + h.namesize]).rstrip(b"\0"))      # every byte kept
         pos = _align(pos + h.namesize)
         if name == TRAILER:
             return entries

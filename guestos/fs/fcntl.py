@@ -40,9 +40,10 @@ def sys_fcntl(k, task, fd, cmd, arg, *_):
     files = k.fds_of(task)
     f = files.get(fd)
     if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
-        if not 0 <= arg < NR_OPEN_DEFAULT:
+        lowest = arg & 0xFFFFFFFF                    # do_fcntl(): argi = (int)arg, f_dupfd(unsigned int)
+        if lowest >= NR_OPEN_DEFAULT:
             raise SyscallError(EINVAL)
-        return files.install(f, arg, cmd == F_DUPFD_CLOEXEC)
+        return files.install(f, lowest, cmd == F_DUPFD_CLOEXEC)
     if cmd == F_GETFD:
         return FD_CLOEXEC if fd in files.cloexec else 0
     if cmd == F_SETFD:

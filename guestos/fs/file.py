@@ -1,5 +1,5 @@
 """Open files and the descriptor table (fs/file.c), and the console's file."""
-from ..kernel.errno import EBADF, EMFILE, ESPIPE, ENOTTY, SyscallError
+from ..kernel.errno import EBADF, EINVAL, EMFILE, ENXIO, ESPIPE, ENOTTY, SyscallError
 
 S_IFCHR = 0o020000
 S_IFREG = 0o100000
@@ -12,6 +12,7 @@ class File:
     rdev = 0
     size = 0
     ino = 0
+    stream = False             # FMODE_STREAM: no position (pipes), pread/pwrite give ESPIPE
 
     def __init__(self, name: str):
         self.name = name
@@ -35,7 +36,8 @@ class File:
         raise SyscallError(ENOTTY)
 
     def fsync(self) -> None:
-        """Nothing is cached on the way to most files."""
+        """vfs_fsync_range(): a file without an fsync operation (a tty, a pipe, /dev/null)."""
+        raise SyscallError(EINVAL)
 
     # user-memory entry points; block devices override them to DMA straight into user pages
     def read_user(self, k, task, buf: int, count: int, pos: int) -> int:
@@ -46,6 +48,29 @@ class File:
 
     def write_user(self, k, task, buf: int, count: int, pos: int) -> int:
         return self.write(task, k.mm.copy_from_user(task, buf, count))
+
+
+SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
+MAX_LFS_FILESIZE = (1 << 63) - 1
+
+
+def generic_file_llseek_size(pos: int, offset: int, whence: int, eof: int, maxsize: int = MAX_LFS_FILESIZE) -> int:
+    """The new position for lseek (fs/read_write.c): a file without holes has data up to eof and one
+    hole from there; a position below 0 or past maxsize is EINVAL."""
+    if whence == SEEK_END:
+        offset += eof
+    elif whence == SEEK_CUR:
+        offset += pos
+    elif whence in (SEEK_DATA, SEEK_HOLE):
+        if offset < 0 or offset >= eof:
+            raise SyscallError(ENXIO)
+        if whence == SEEK_HOLE:
+            offset = eof
+    elif whence != SEEK_SET:
+        raise SyscallError(EINVAL)
+    if offset < 0 or offset > maxsize:
+        raise SyscallError(EINVAL)
+    return offset
 
 
 class ConsoleFile(File):
@@ -90,7 +115,7 @@ class FdTable:
         self.users = 1             # tasks sharing the table (CLONE_FILES)
 
     def get(self, fd: int) -> File:
-        f = self.fds.get(fd)
+        f = self.fds.get(fd & 0xFFFFFFFF)                # fdget(unsigned int fd)
         if f is None:
             raise SyscallError(EBADF)
         return f

@@ -1,8 +1,10 @@
 """Name-space system calls on the root file system (fs/namei.c, fs/open.c, fs/readdir.c)."""
 import struct
 
-from ..kernel.errno import EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, EPERM, ERANGE, EROFS, SyscallError
+from ..kernel.errno import (EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, EPERM, ERANGE, EROFS, ESPIPE,
+                            SyscallError)
 from .ext2_layout import S_IFDIR
+from .names import fs_decode, fs_encode
 
 AT_FDCWD = -100
 AT_REMOVEDIR = 0x200
@@ -16,11 +18,9 @@ def _vfs(k):
 
 
 def _path(k, task, ptr, in_proc: int = EPERM) -> str:
-    """The path argument of a call that changes the name space; in_proc: its errno for an existing
-    /proc entry (None: a call that does not change anything)."""
-    path = k.mm.strncpy_from_user(task, ptr).decode(errors="replace")
-    if not path:
-        raise SyscallError(ENOENT)
+    """The path argument of a call that changes the name space (its bytes kept: fs/names.py); in_proc:
+    its errno for an existing /proc entry (None: a call that does not change anything)."""
+    path = fs_decode(k.mm.getname(task, ptr))
     if in_proc is not None:
         _not_in_proc(k, task, path, in_proc)
     return path
@@ -141,7 +141,7 @@ def _normalize(path: str) -> str:
 
 
 def sys_getcwd(k, task, buf, size, *_):
-    raw = task.cwd.encode("utf-8", "surrogateescape") + b"\0"
+    raw = fs_encode(task.cwd) + b"\0"
     if size < len(raw):
         raise SyscallError(ERANGE)
     k.mm.copy_to_user(task, buf, raw)
@@ -149,8 +149,10 @@ def sys_getcwd(k, task, buf, size, *_):
 
 
 def sys_ftruncate(k, task, fd, length, *_):
+    if length >= 1 << 63:                      # an unsigned long taken as loff_t: negative
+        raise SyscallError(EINVAL)
     f = k.fds_of(task).get(fd)
-    if length < 0 or not getattr(f, "writable", False):
+    if not hasattr(f, "vfs") or not f.inode.is_reg or not f.writable:      # a regular file open for writing
         raise SyscallError(EINVAL)
     f.vfs.truncate(f.inode, length)
     return 0
@@ -168,10 +170,16 @@ def sys_truncate(k, task, pathname, length, *_):
 
 
 def sys_fadvise64(k, task, fd, offset, length, advice, *_):
+    """generic_fadvise(): a pipe is ESPIPE; a negative length or unknown advice EINVAL; a file without
+    a page cache of ours (a device, the console) accepts any valid advice and does nothing."""
     f = k.fds_of(task).get(fd)
+    if f.stream:
+        raise SyscallError(ESPIPE)
+    if length < 0 or not 0 <= advice <= 5:
+        raise SyscallError(EINVAL)
     inode = getattr(f, "inode", None)
     if inode is None or not hasattr(f, "vfs"):
-        raise SyscallError(EBADF if inode is None else ENOSYS)
+        return 0
     mapping = f.vfs.mapping_of(inode)
     first = offset >> 12
     last = None if length == 0 else (offset + length - 1) >> 12
@@ -181,8 +189,6 @@ def sys_fadvise64(k, task, fd, offset, length, advice, *_):
     elif advice == POSIX_FADV_WILLNEED:
         end = (inode.size - 1) >> 12 if last is None else min(last, (inode.size - 1) >> 12)
         mapping.read_pages(range(first, end + 1))
-    elif advice > 5:
-        raise SyscallError(EINVAL)
     return 0
 
 

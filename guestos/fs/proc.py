@@ -8,6 +8,7 @@ import zlib
 from ..kernel.errno import EACCES, EINVAL, EISDIR, ENOENT, SyscallError
 from ..mm.mmap import VM_EXEC, VM_READ, VM_SHARED, VM_WRITE
 from .file import File
+from .names import fs_decode, fs_encode
 
 S_IFREG = 0o100000
 O_NOFOLLOW = 0o400000
@@ -304,8 +305,8 @@ FILES = {"meminfo": _render_meminfo, "vmstat": _render_vmstat, "uptime": _render
          "stat": _render_stat, "cpuinfo": _render_cpuinfo, "loadavg": _render_loadavg,
          "version": _render_version}
 PID_FILES = {"stat": _render_pid_stat, "status": _render_status, "maps": _render_maps, "statm": _render_statm,
-             "cmdline": lambda k, t: t.cmdline.decode("latin-1"),
-             "environ": lambda k, t: t.environ.decode("latin-1"),
+             "cmdline": lambda k, t: fs_decode(t.cmdline),
+             "environ": lambda k, t: fs_decode(t.environ),
              "comm": lambda k, t: t.comm + "\n", "mounts": _render_mounts}
 PID_LINKS = ("exe", "cwd", "fd")       # fd is a directory of links
 
@@ -326,7 +327,7 @@ class ProcFile(File):
 
     def __init__(self, path: str, text: str, on_write=None):
         super().__init__(path)
-        self.data = text.encode()
+        self.data = fs_encode(text)                   # names and arguments keep their bytes
         self.on_write = on_write
         if on_write is not None:
             self.mode = S_IFREG | 0o644
@@ -355,7 +356,7 @@ class ProcFile(File):
 
 
 def _ino(path: str) -> int:
-    return zlib.crc32(path.encode()) & 0x7FFFFFFF | 1
+    return zlib.crc32(fs_encode(path)) & 0x7FFFFFFF | 1
 
 
 class ProcDir(File):
@@ -389,7 +390,7 @@ class ProcDir(File):
         out = bytearray()
         while self.pos < len(entries):
             name, dtype = entries[self.pos]
-            raw = name.encode()
+            raw = fs_encode(name)
             reclen = (19 + len(raw) + 1 + 7) & ~7
             if len(out) + reclen > count:
                 if not out:

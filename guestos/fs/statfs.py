@@ -2,6 +2,7 @@
 import struct
 
 from ..kernel.errno import ENOSYS, SyscallError
+from .names import fs_decode
 
 # struct statfs (x86-64): f_type, f_bsize, f_blocks, f_bfree, f_bavail, f_files, f_ffree, f_fsid[2],
 # f_namelen, f_frsize, f_flags, f_spare[4]
@@ -25,7 +26,7 @@ def _statfs_of(k, path: str) -> bytes:
 
 
 def sys_statfs(k, task, pathname, buf, *_):
-    path = k.mm.strncpy_from_user(task, pathname).decode(errors="replace")
+    path = fs_decode(k.mm.getname(task, pathname))
     if not path.startswith("/"):
         path = task.cwd.rstrip("/") + "/" + path
     k.open_path(path, 0, task=task)             # ENOENT and friends, as the lookup gives them

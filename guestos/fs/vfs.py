@@ -10,7 +10,8 @@ from ..mm.filemap import (PAGE_SHIFT, PAGE_SIZE, AddressSpace, FileRaState, gene
                           generic_perform_write)
 from .ext2 import EUCLEAN, Ext2Error
 from .ext2_layout import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
-from .file import File
+from .file import File, generic_file_llseek_size
+from .names import fs_encode
 
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 3, 0, 1, 2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
@@ -219,10 +220,7 @@ class Ext2File(File):
         return n
 
     def lseek(self, offset: int, whence: int) -> int:
-        base = {0: 0, 1: self.pos, 2: self.inode.size}.get(whence)
-        if base is None or base + offset < 0:
-            raise SyscallError(EINVAL)
-        self.pos = base + offset
+        self.pos = generic_file_llseek_size(self.pos, offset, whence, self.inode.size, self.vfs.fs.max_size)
         if self.inode.is_dir and self.pos == 0:
             self.dir_entries = None
         return self.pos
@@ -241,8 +239,7 @@ class Ext2File(File):
         out = bytearray()
         while self.pos < len(self.dir_entries):
             name, ino, ft = self.dir_entries[self.pos]
-            # names are bytes on disk; ext2 hands them over as str with surrogateescape
-            raw = name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
+            raw = fs_encode(name) if isinstance(name, str) else bytes(name)      # the bytes on disk
             reclen = (19 + len(raw) + 1 + 7) & ~7
             if len(out) + reclen > count:
                 if not out:

@@ -2,7 +2,8 @@
 import hashlib
 
 from ..fs.binfmt_elf import ENOEXEC, create_elf_tables, elf_auxv, parse_elf
-from .errno import E2BIG, SyscallError
+from ..fs.names import fs_decode, fs_encode
+from .errno import E2BIG, ENAMETOOLONG, SyscallError
 from ..mm.mmap import MM, STACK_RLIMIT, STACK_TOP, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, VMA
 from ..mm.pgtable import page_align, page_start
 
@@ -38,7 +39,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     task.exe_path = inode.path
     task.cmdline = b"".join(a + b"\0" for a in argv)
     task.environ = b"".join(e + b"\0" for e in envp)
-    task.comm = inode.path.rsplit("/", 1)[-1][:15]
+    task.comm = fs_decode(fs_encode(inode.path).rsplit(b"/", 1)[-1][:15])      # TASK_COMM_LEN bytes
     k.switch_mm(mm)
     if old_mm is not None:
         k.mmput(old_mm)
@@ -50,7 +51,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
     random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
     rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image, sysinfo_ehdr=sysinfo_ehdr), random_bytes,
-                                   execfn=inode.path.encode("utf-8", "surrogateescape"))
+                                   execfn=fs_encode(inode.path))
     k.mm.copy_to_user(task, rsp, stack)
     regs = {name: 0 for name in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10",
                                  "r11", "r12", "r13", "r14", "r15", "fs_base", "gs_base")}
@@ -62,10 +63,12 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     if task.files is not None:
         task.files.close_on_exec()
     task.vfork_parent = None                   # a vfork parent may run again
+    task.rseq = task.rseq_len = task.rseq_sig = 0           # rseq_execve()
     task.sas_ss_sp = task.sas_ss_size = task.sas_ss_flags = 0    # the alternate stack was in the old mm
 
 
 MAX_ARG_STRINGS = 0x7FFFFFFF
+MAX_ARG_STRLEN = 32 * 4096                     # one argument or environment string
 MAX_ARG_BYTES = 2 << 20                        # like _STK_LIM / 4: argv + envp
 
 
@@ -75,7 +78,10 @@ def _copy_strings(k, task, ptr: int) -> list:
         addr = int.from_bytes(k.mm.copy_from_user(task, ptr + 8 * len(out), 8), "little")
         if not addr:
             break
-        s = k.mm.strncpy_from_user(task, addr, 131072)
+        try:
+            s = k.mm.strncpy_from_user(task, addr, MAX_ARG_STRLEN)
+        except SyscallError as e:
+            raise SyscallError(E2BIG if e.errno == ENAMETOOLONG else e.errno) from None
         total += len(s) + 1
         if total > MAX_ARG_BYTES:
             raise SyscallError(E2BIG)
@@ -84,7 +90,7 @@ def _copy_strings(k, task, ptr: int) -> list:
 
 
 def sys_execve(k, task, filename, argv, envp, *_):
-    path = k.mm.strncpy_from_user(task, filename).decode(errors="replace")
+    path = fs_decode(k.mm.getname(task, filename))
     inode = k.lookup_exec(path, task)
     args = _copy_strings(k, task, argv)
     env = _copy_strings(k, task, envp)

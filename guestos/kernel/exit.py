@@ -1,13 +1,14 @@
 """Process exit and wait (kernel/exit.c)."""
 import struct
 
-from .errno import ECHILD, EINVAL, SyscallError
+from .errno import ECHILD, EINVAL, ESRCH, SyscallError
 from .sched import TASK_DEAD, TASK_ZOMBIE, WouldBlock
 
 WNOHANG = 1
 WUNTRACED = 2
 __WALL = 0x40000000
 __WCLONE = 0x80000000
+__WNOTHREAD = 0x20000000
 
 
 def do_exit(k, task, code: int, signaled: bool = False) -> None:
@@ -35,40 +36,54 @@ def do_exit(k, task, code: int, signaled: bool = False) -> None:
     init = k.init_task
     for child in task.children:
         child.parent = init
+        child.exit_signal = 17               # reparent_leader(): "we don't want people slaying init"
         if init is not None and init is not task:
             init.children.append(child)
     task.children = []
     task.state = TASK_ZOMBIE
     if task.parent is None:                  # init: nobody reaps it; the machine stops
         return
-    if not task.parent.exited:               # do_notify_parent(): SIGCHLD (ignored by default)
-        from .signal import SIGNALS, send_signal, siginfo
-        send_signal(k, task.parent, SIGNALS["SIGCHLD"], siginfo(SIGNALS["SIGCHLD"], 1, task.pid))
+    if not task.parent.exited and task.exit_signal:   # do_notify_parent(): SIGCHLD unless clone said otherwise
+        from .signal import send_signal, siginfo
+        send_signal(k, task.parent, task.exit_signal, siginfo(task.exit_signal, 1, task.pid))
 
 
-def _matches(child, pid: int) -> bool:
-    return pid <= 0 or child.pid == pid
+def _matches(child, pid: int, pgid: int) -> bool:
+    """-1 any child, 0 one in the caller's process group, below -1 one in group -pid, else that pid."""
+    if pid == -1:
+        return True
+    if pid <= 0:
+        return (child.pgid or child.pid) == (pgid if pid == 0 else -pid)
+    return child.pid == pid
+
+
+INT_MIN = -(1 << 31)
 
 
 def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
-    if options & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8):
+    if options & 0xFFFFFFFF & ~(WNOHANG | WUNTRACED | __WALL | __WCLONE | 8 | __WNOTHREAD):
         raise SyscallError(EINVAL)
-    candidates = [c for c in task.children if _matches(c, pid)]
+    if pid == INT_MIN:
+        raise SyscallError(ESRCH)                   # -INT_MIN is not a process group
+    group = task.pgid or task.pid
+    candidates = [c for c in task.children if _matches(c, pid, group)]
     if not candidates:
         raise SyscallError(ECHILD)
     for child in candidates:
         if child.state == TASK_ZOMBIE:
+            # kernel_wait4(): the child is reaped first, the status and rusage copied out after
+            # (a bad pointer is EFAULT, and the child is gone all the same, as on Linux)
+            child.state = TASK_DEAD
+            task.children.remove(child)
+            k.tasks.pop(child.pid, None)
             if wstatus:
                 k.mm.copy_to_user(task, wstatus, struct.pack("<i", child.exit_code))
             if rusage:
                 k.mm.copy_to_user(task, rusage, bytes(144))
-            child.state = TASK_DEAD
-            task.children.remove(child)
-            k.tasks.pop(child.pid, None)
             return child.pid
     if options & WNOHANG:
         return 0
-    raise WouldBlock(lambda: any(c.state == TASK_ZOMBIE for c in task.children if _matches(c, pid)))
+    raise WouldBlock(lambda: any(c.state == TASK_ZOMBIE for c in task.children if _matches(c, pid, group)))
 
 
 def sys_exit_group(k, task, code, *_):

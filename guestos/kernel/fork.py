@@ -66,14 +66,19 @@ def dup_mmap(k, old: MM) -> MM:
 def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
     if flags & CLONE_THREAD or (flags & CLONE_SIGHAND and not flags & CLONE_VM):
         raise SyscallError(EINVAL)                 # threads are not supported (yet)
+    if flags & CSIGNAL > 64:
+        raise SyscallError(EINVAL)                 # not a valid exit signal
     k.lru_add_drain()
     child = Task(pid=k.alloc_pid(), comm=parent.comm, exe_path=parent.exe_path, parent=parent,
                  sigactions=dict(parent.sigactions), sigmask=parent.sigmask, cwd=parent.cwd,
                  cwd_ino=parent.cwd_ino, start_time_ns=k.hw.clock.now_ns(), cmdline=parent.cmdline,
-                 environ=parent.environ)
+                 environ=parent.environ, exit_signal=flags & CSIGNAL, rlimits=parent.rlimits,
+                 pgid=parent.pgid or parent.pid)
     if not flags & CLONE_VM or flags & CLONE_VFORK:         # a thread starts without the alternate stack
         child.sas_ss_sp, child.sas_ss_size, child.sas_ss_flags = \
             parent.sas_ss_sp, parent.sas_ss_size, parent.sas_ss_flags
+    if not flags & CLONE_VM:                       # rseq_fork(): a copy keeps the registration
+        child.rseq, child.rseq_len, child.rseq_sig = parent.rseq, parent.rseq_len, parent.rseq_sig
     if flags & CLONE_VM:
         child.mm = parent.mm
         parent.mm.users += 1

@@ -19,7 +19,7 @@ from ..fs.buffer import BufferCache
 from ..fs.ext2 import Ext2Error, Ext2Fs
 from ..fs.proc import SYSCTL_VM_DEFAULTS, meminfo, open_proc, proc_base, proc_readlink
 from ..fs.vfs import MappedFile, Vfs
-from ..fs.file import ConsoleFile, FdTable, File, TtyFile
+from ..fs.file import ConsoleFile, FdTable, File, TtyFile, generic_file_llseek_size
 from ..fs.ramfs import RamFs
 from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryManager
 from ..mm.mmap import MM
@@ -38,7 +38,7 @@ from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
 from . import exit as kexit
 from .sched import TASK_INTERRUPTIBLE, Scheduler, Task, WouldBlock
 from .signal import signal_name
-from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+from .syscall_64 import SYSCALL_ENTRIES, SYSCALL_NAMES
 from .syscall_32 import IA32_SYSCALL_NAMES, IA32_TO_X86_64
 from .strace import strace_start
 from .timer import TimerList
@@ -351,15 +351,16 @@ class Kernel:
         raise SyscallError(ENOENT if self.rootfs.lookup(path) is None else 22)     # EINVAL
 
     def file_for_mmap(self, f, vm_flags: int):
-        """(vm_file, name) for mapping an open file; EACCES when its open mode forbids it."""
+        """(vm_file, name) for mapping an open file; do_mmap's order: EACCES when its open mode forbids
+        it, then ENODEV when it cannot be mapped at all."""
         from ..mm.mmap import VM_SHARED, VM_WRITE
+        if vm_flags & VM_SHARED and vm_flags & VM_WRITE and not getattr(f, "writable", False):
+            raise SyscallError(EACCES)
+        if getattr(f, "readable", True) is False:
+            raise SyscallError(EACCES)
         inode = getattr(f, "inode", None)
         if inode is None or getattr(inode, "is_dir", False):
             raise SyscallError(19)                               # ENODEV: not mappable
-        if getattr(f, "readable", True) is False:
-            raise SyscallError(EACCES)
-        if vm_flags & VM_SHARED and vm_flags & VM_WRITE and not getattr(f, "writable", False):
-            raise SyscallError(EACCES)
         if hasattr(f, "vfs"):
             return MappedFile(f.vfs, inode, f.name), f.name
         return inode, f.name                                     # a ramfs file
@@ -611,19 +612,21 @@ class Kernel:
     def do_syscall(self, task) -> None:
         cpu = self.hw.cpu
         nr, a0, a1, a2, a3, a4, a5 = cpu.syscall_args()
+        nr &= 0xFFFFFFFF                 # do_syscall_64(regs, int nr): the upper half of rax is ignored
         self.current_syscall_nr = nr
         self.hw.clock.charge(self.costs.syscall_ns)
-        handler = SYSCALL_TABLE.get(nr)
-        if handler is None:
+        entry = SYSCALL_ENTRIES.get(nr)
+        if entry is None:
             if nr not in self.unknown_syscalls:
-                self.printk(KERN_INFO,
-                            f"{task.comm}[{task.pid}]: unknown system call {nr} ({SYSCALL_NAMES.get(nr, '?')})")
+                name = SYSCALL_NAMES.get(nr)
+                self.printk(KERN_INFO, f"{task.comm}[{task.pid}]: unknown system call {nr}"
+                                       + (f" ({name})" if name else ""))
             self.unknown_syscalls[nr] = self.unknown_syscalls.get(nr, 0) + 1
             ret = -ENOSYS
         else:
             try:
-                ret = handler(self, task, a0 - (1 << 64) if a0 >= 1 << 63 else a0, a1, a2, a3,
-                              a4 - (1 << 64) if a4 >= 1 << 63 else a4, a5)     # _s() inline
+                # each register as its SYSCALL_DEFINE type (int, pid_t, off_t, size_t, pointer...)
+                ret = entry(self, task, a0, a1, a2, a3, a4, a5)
             except SyscallError as e:
                 ret = -e.errno
             except WouldBlock as e:
@@ -715,11 +718,6 @@ class Kernel:
         return out
 
 
-def _s(v: int) -> int:
-    """Registers are unsigned; descriptors and offsets are signed ints."""
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
 class NullFile(File):
     mode = 0o020666
     rdev = (1 << 8) | 3
@@ -766,11 +764,15 @@ class InodeFile(File):
     def write(self, task, data):
         raise SyscallError(EACCES)
 
+    def read_user(self, k, task, buf, count, pos):
+        """A short count when the buffer runs into a hole; the caller moves the position."""
+        if self.inode.is_dir:
+            raise SyscallError(EISDIR)
+        data = self.inode.read(pos, count)
+        return k.mm.copy_to_user_partial(task, buf, data) if data else 0
+
     def lseek(self, offset, whence):
-        base = {0: 0, 1: self.pos, 2: self.inode.size}.get(whence)
-        if base is None or base + offset < 0:
-            raise SyscallError(22)
-        self.pos = base + offset
+        self.pos = generic_file_llseek_size(self.pos, offset, whence, self.inode.size)
         return self.pos
 
 

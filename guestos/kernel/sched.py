@@ -46,7 +46,12 @@ class Task:
     sigframes: list = field(default_factory=list)   # (ucontext address, saved CPU state) per handler
     clear_child_tid: int = 0
     robust_list: int = 0
+    rlimits: dict = field(default_factory=dict)  # resource -> (soft, hard) set by this task or inherited
+    pgid: int = 0                               # process group (0: its own pid, as for init)
     rseq: int = 0
+    exit_signal: int = 17                       # sent to the parent at exit (clone's CSIGNAL bits)
+    rseq_len: int = 0
+    rseq_sig: int = 0
     vfork_parent: "Task" = None                 # released when this child execs or exits
     wait_ready: object = None                   # while sleeping: the condition to wake on
     cwd: str = "/"

@@ -114,13 +114,17 @@ def sys_rt_sigreturn(k, task, *_):
     """Unwind the frame the handler returns through: registers and mask as it left them."""
     cpu = k.hw.cpu
     uc = cpu.reg("rsp")
-    raw = k.mm.copy_from_user(task, uc, UC_SIZE)
-    mcontext = raw[40:40 + 256]
-    values = struct.unpack_from("<18Q", mcontext, 0)
+    try:
+        raw = k.mm.copy_from_user(task, uc, UC_SIZE)
+    except SyscallError:
+        raw = None
     while task.sigframes and task.sigframes[-1][0] != uc:
         task.sigframes.pop()                            # frames abandoned by a longjmp
-    if not task.sigframes:
-        raise SyscallError(EFAULT)
+    if raw is None or not task.sigframes:
+        k.force_sig(task, SIGNALS["SIGSEGV"])           # signal_fault(): no frame to return through
+        return 0
+    mcontext = raw[40:40 + 256]
+    values = struct.unpack_from("<18Q", mcontext, 0)
     _, context = task.sigframes.pop()
     cpu.restore_context(context)
     regs = dict(zip(SIGCONTEXT_REGS, values))
@@ -195,7 +199,9 @@ def sys_sigaltstack(k, task, ss, old_ss, *_):
         mode = ss_flags & ~SS_AUTODISARM & 0xFFFFFFFF
         if mode not in (SS_DISABLE, SS_ONSTACK, 0):
             raise SyscallError(EINVAL)
-        if mode == SS_DISABLE:
+        if (ss_sp, ss_size, ss_flags & 0xFFFFFFFF) == (task.sas_ss_sp, task.sas_ss_size, task.sas_ss_flags):
+            pass                                            # nothing changes: no more checks (as Linux)
+        elif mode == SS_DISABLE:
             ss_sp = ss_size = 0
         elif ss_size < MINSIGSTKSZ:
             raise SyscallError(ENOMEM)
@@ -207,19 +213,37 @@ def sys_sigaltstack(k, task, ss, old_ss, *_):
 
 
 def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
-    target = k.find_task(pid if pid > 0 else task.pid)
-    if target is None:
-        raise SyscallError(ESRCH)
-    if sig:
-        send_signal(k, target, sig, siginfo(sig, code, task.pid))
+    """kill_something_info(): pid > 0 one process, 0 the caller's group, -1 everyone but init and
+    the caller, below -1 the group -pid; ESRCH when nobody matches."""
+    if not 0 <= sig <= _NSIG:
+        raise SyscallError(EINVAL)
+    if pid > 0:
+        target = k.find_task(pid)
+        targets = [target] if target is not None else []
+    elif pid == -1:
+        targets = [t for t in k.tasks.values() if t.pid > 1 and t is not task]
+    else:
+        group = (task.pgid or task.pid) if pid == 0 else -pid
+        targets = [t for t in k.tasks.values() if (t.pgid or t.pid) == group]
+    if not targets:
+        raise SyscallError(ESRCH)                     # (a zombie still counts, as on Linux)
+    for target in targets:
+        if sig and not target.exited:
+            send_signal(k, target, sig, siginfo(sig, code, task.pid))
     return 0
 
 
 def sys_tgkill(k, task, tgid, tid, sig, *_):
+    if tgid <= 0 or tid <= 0:
+        raise SyscallError(EINVAL)
+    if tgid != tid:
+        raise SyscallError(ESRCH)          # every task is its own thread group (no threads yet)
     return sys_kill(k, task, tid, sig, code=SI_TKILL)
 
 
 def sys_tkill(k, task, tid, sig, *_):
+    if tid <= 0:
+        raise SyscallError(EINVAL)
     return sys_kill(k, task, tid, sig, code=SI_TKILL)
 
 

@@ -2,7 +2,8 @@
 import hashlib
 import struct
 
-from .errno import EAGAIN, EINVAL, ENOSYS, SyscallError
+from ..mm.memory import access_ok
+from .errno import EAGAIN, EBUSY, EFAULT, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, ESRCH, SyscallError
 
 UTS_SYSNAME = b"Linux"
 UTS_NODENAME = b"ballast"
@@ -14,12 +15,20 @@ RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
 RLIMITS = {3: (8 << 20, RLIM_INFINITY),       # RLIMIT_STACK
            7: (1024, 4096),                   # RLIMIT_NOFILE
            }
+RLIM_NLIMITS = 16
+RLIMIT_NOFILE = 7
+NR_OPEN = 1 << 20                             # fs.nr_open
 REALTIME_EPOCH_NS = 1276473600 * 10**9        # 2010-06-14, the week of the LKML thread
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
 
 FUTEX_WAIT, FUTEX_WAKE = 0, 1
-RSEQ_SIG_LEN = 32
+GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
+GRND_FLAGS = GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE
+MAX_RW_COUNT = 0x7FFFF000
+KTIME_MAX = (1 << 63) - 1
+RSEQ_SIG_LEN = 32                      # ORIG_RSEQ_SIZE
+RSEQ_FLAG_UNREGISTER = 1
 
 
 def sys_uname(k, task, buf, *_):
@@ -40,33 +49,53 @@ def sys_getuid(k, task, *_):
     return 0
 
 
+def task_rlimit(task, resource: int) -> tuple:
+    """(soft, hard) of a task: its own once set, inherited at fork, else the boot defaults."""
+    return task.rlimits.get(resource) or RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
+
+
 def sys_prlimit64(k, task, pid, resource, new_rlim, old_rlim, *_):
-    if resource < 0 or resource >= 16:
+    """Linux's order: the new limit read (EFAULT), the process found (ESRCH), the resource and the
+    limit checked (EINVAL, EPERM), then the old limit written back."""
+    new = struct.unpack("<QQ", k.mm.copy_from_user(task, new_rlim, 16)) if new_rlim else None
+    target = task if pid == 0 else k.find_task(pid)
+    if target is None:
+        raise SyscallError(ESRCH)
+    if resource >= RLIM_NLIMITS:
         raise SyscallError(EINVAL)
-    cur = RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
-    if old_rlim:
-        k.mm.copy_to_user(task, old_rlim, struct.pack("<QQ", *cur))
-    if new_rlim:
-        soft, hard = struct.unpack("<QQ", k.mm.copy_from_user(task, new_rlim, 16))
+    old = task_rlimit(target, resource)
+    if new is not None:
+        soft, hard = new
         if soft > hard:
             raise SyscallError(EINVAL)
-        RLIMITS[resource] = (soft, hard)
+        if resource == RLIMIT_NOFILE and hard > NR_OPEN:
+            raise SyscallError(EPERM)
+        target.rlimits = {**target.rlimits, resource: (soft, hard)}
+    if old_rlim:
+        k.mm.copy_to_user(task, old_rlim, struct.pack("<QQ", *old))
     return 0
 
 
 def sys_getrlimit(k, task, resource, rlim, *_):
-    return sys_prlimit64(k, task, 0, resource, 0, rlim)
+    if resource >= RLIM_NLIMITS:
+        raise SyscallError(EINVAL)
+    k.mm.copy_to_user(task, rlim, struct.pack("<QQ", *task_rlimit(task, resource)))
+    return 0
 
 
 def sys_getrandom(k, task, buf, count, flags, *_):
-    """Deterministic: a hash stream seeded at boot, so runs repeat exactly."""
-    count = min(count, 1 << 20)
+    """Deterministic: a hash stream seeded at boot, so runs repeat exactly. Like Linux it returns
+    what it could copy before a fault (EFAULT when nothing)."""
+    if flags & ~GRND_FLAGS or flags & GRND_INSECURE and flags & GRND_RANDOM:
+        raise SyscallError(EINVAL)
+    count = min(count, MAX_RW_COUNT, 1 << 20)
+    if not access_ok(buf, count):
+        raise SyscallError(EFAULT)
     out = bytearray()
     while len(out) < count:
         k.random_counter += 1
         out += hashlib.sha256(k.boot_seed + k.random_counter.to_bytes(8, "little")).digest()
-    k.mm.copy_to_user(task, buf, bytes(out[:count]))
-    return count
+    return k.mm.copy_to_user_partial(task, buf, bytes(out[:count]))
 
 
 def _clock_ns(k, task, clock_id: int) -> int:
@@ -97,6 +126,8 @@ def sys_gettimeofday(k, task, tv, tz, *_):
     ns = _clock_ns(k, task, CLOCK_REALTIME)
     if tv:
         k.mm.copy_to_user(task, tv, struct.pack("<qq", ns // 10**9, ns % 10**9 // 1000))
+    if tz:
+        k.mm.copy_to_user(task, tz, struct.pack("<ii", 0, 0))     # sys_tz: UTC, no DST
     return 0
 
 
@@ -111,12 +142,38 @@ def sys_nanosleep(k, task, req, rem, *_):
     sec, nsec = struct.unpack("<qq", k.mm.copy_from_user(task, req, 16))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SyscallError(EINVAL)
-    k.charge(sec * 10**9 + nsec)      # an idle machine jumps ahead in virtual time
+    k.charge(min(sec * 10**9 + nsec, KTIME_MAX))      # an idle machine jumps ahead in virtual time
     return 0
 
 
+TIMER_ABSTIME = 1
+CLOCK_TAI = 11
+NANOSLEEP_CLOCKS = (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_PROCESS_CPUTIME_ID, CLOCK_TAI)
+NO_NSLEEP_CLOCKS = (CLOCK_THREAD_CPUTIME_ID, CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE)
+ALARM_CLOCKS = (8, 9)                  # CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM: no RTC wakeups here
+
+
 def sys_clock_nanosleep(k, task, clock_id, flags, req, rem, *_):
-    return sys_nanosleep(k, task, req, rem)
+    """Linux's order (checked natively): an unknown clock is EINVAL and a clock that cannot sleep
+    EOPNOTSUPP before the request is read; a bad request EFAULT, then EINVAL. TIMER_ABSTIME sleeps
+    until the clock reads the requested time."""
+    if clock_id in NO_NSLEEP_CLOCKS:
+        raise SyscallError(EOPNOTSUPP)
+    if clock_id >= 0 and clock_id not in NANOSLEEP_CLOCKS + ALARM_CLOCKS:
+        raise SyscallError(EINVAL)
+    sec, nsec = struct.unpack("<qq", k.mm.copy_from_user(task, req, 16))
+    if sec < 0 or not 0 <= nsec < 10**9:
+        raise SyscallError(EINVAL)
+    if clock_id < 0:
+        raise SyscallError(EINVAL)     # another process's CPU clock: not one we can sleep on
+    if clock_id in ALARM_CLOCKS:
+        raise SyscallError(EOPNOTSUPP)
+    wait = sec * 10**9 + nsec
+    if flags & TIMER_ABSTIME:
+        wait -= _clock_ns(k, task, clock_id if clock_id != CLOCK_TAI else CLOCK_REALTIME)
+    if wait > 0:
+        k.charge(min(wait, KTIME_MAX))       # an idle machine jumps ahead in virtual time
+    return 0
 
 
 def sys_sched_yield(k, task, *_):
@@ -136,14 +193,28 @@ def sys_set_robust_list(k, task, head, length, *_):
 
 
 def sys_rseq(k, task, rseq, rseq_len, flags, sig, *_):
-    """Register the rseq area and publish cpu 0; a single vCPU never migrates."""
-    if flags & 1:                                 # RSEQ_FLAG_UNREGISTER
+    """Register the rseq area and publish cpu 0; a single vCPU never migrates. kernel/rseq.c's checks."""
+    registered = (task.rseq, getattr(task, "rseq_len", 0), getattr(task, "rseq_sig", 0))
+    if flags & RSEQ_FLAG_UNREGISTER:
+        if flags & ~RSEQ_FLAG_UNREGISTER or registered[:2] != (rseq, rseq_len) or not task.rseq:
+            raise SyscallError(EINVAL)
+        if registered[2] != sig:
+            raise SyscallError(EPERM)
         task.rseq = 0
         return 0
-    if rseq_len < RSEQ_SIG_LEN or rseq & 31:
+    if flags:
         raise SyscallError(EINVAL)
+    if task.rseq:
+        if registered[:2] != (rseq, rseq_len):
+            raise SyscallError(EINVAL)
+        raise SyscallError(EPERM if registered[2] != sig else EBUSY)
+    if rseq_len < RSEQ_SIG_LEN or rseq_len == RSEQ_SIG_LEN and rseq & 31 or \
+            rseq_len != RSEQ_SIG_LEN and (rseq & 31 or rseq_len < RSEQ_SIG_LEN):
+        raise SyscallError(EINVAL)
+    if not access_ok(rseq, rseq_len):
+        raise SyscallError(EFAULT)
     k.mm.copy_to_user(task, rseq, struct.pack("<II", 0, 0))   # cpu_id_start, cpu_id
-    task.rseq = rseq
+    task.rseq, task.rseq_len, task.rseq_sig = rseq, rseq_len, sig
     return 0
 
 
@@ -151,6 +222,8 @@ def sys_futex(k, task, uaddr, op, val, *_):
     cmd = op & 0x7F
     if cmd == FUTEX_WAKE:
         return 0                                  # no other thread waits
+    if uaddr & 3:
+        raise SyscallError(EINVAL)                # get_futex_key(): a misaligned futex word
     if cmd == FUTEX_WAIT:
         current = struct.unpack("<I", k.mm.copy_from_user(task, uaddr, 4))[0]
         if current != val & 0xFFFFFFFF:
@@ -165,10 +238,20 @@ def sys_exit(k, task, code, *_):
 
 
 def sys_getpgid(k, task, pid, *_):
-    return pid or task.pid
+    target = task if pid == 0 else k.find_task(pid)
+    if target is None or target.exited:
+        raise SyscallError(ESRCH)
+    return target.pgid or target.pid
 
 
 def sys_setpgid(k, task, pid, pgid, *_):
+    """The caller or a child of it joins (or starts) a process group."""
+    if pgid < 0:
+        raise SyscallError(EINVAL)
+    target = task if pid in (0, task.pid) else k.find_task(pid)
+    if target is None or target is not task and target.parent is not task:
+        raise SyscallError(ESRCH)
+    target.pgid = pgid or target.pid
     return 0
 
 

@@ -1,4 +1,12 @@
-"""The x86-64 system call table (arch/x86/entry/syscalls/syscall_64.tbl)."""
+"""The x86-64 system call table (arch/x86/entry/syscalls/syscall_64.tbl) and the typed entry.
+
+Linux declares every argument with SYSCALL_DEFINEn and converts each register to its C type before the
+call runs (__SC_CAST): an `int` or `pid_t` is the low 32 bits sign-extended, an `unsigned int` the low
+32 bits, a `umode_t` the low 16, an `off_t`/`loff_t`/`long` the whole register signed, a pointer,
+`size_t` or `unsigned long` the whole register unsigned. glibc passes pid_t -1 as edi = 0xffffffff with
+anything in the upper half, so wait4(-1, ...) only works typed. The types come from syscall_tbl.SYSCALLS
+(generated from Linux); ARG_CONVERSIONS and convert_arg() say what each type becomes, and
+SYSCALL_ARGS[nr] applies them to the six registers at dispatch."""
 from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
@@ -7,18 +15,70 @@ from ..fs import statfs
 from . import exec as kexec
 from . import exit as kexit
 from . import fork, signal, sys
+from .syscall_tbl import SYSCALLS
 
-SYSCALL_NAMES = {
-    0: "read", 1: "write", 2: "open", 3: "close", 4: "stat", 5: "fstat", 6: "lstat", 8: "lseek",
-    9: "mmap", 10: "mprotect", 11: "munmap", 12: "brk", 13: "rt_sigaction", 14: "rt_sigprocmask", 15: "rt_sigreturn",
-    16: "ioctl", 17: "pread64", 18: "pwrite64", 19: "readv", 20: "writev", 21: "access", 24: "sched_yield", 28: "madvise",
-    26: "msync", 34: "pause", 35: "nanosleep", 37: "alarm", 74: "fsync", 75: "fdatasync", 162: "sync", 39: "getpid", 60: "exit", 62: "kill", 63: "uname", 89: "readlink",
-    96: "gettimeofday", 97: "getrlimit", 102: "getuid", 104: "getgid", 107: "geteuid", 108: "getegid",
-    110: "getppid", 131: "sigaltstack", 158: "arch_prctl", 186: "gettid", 200: "tkill", 201: "time",
-    202: "futex", 218: "set_tid_address", 228: "clock_gettime", 229: "clock_getres",
-    230: "clock_nanosleep", 231: "exit_group", 234: "tgkill", 257: "openat", 262: "newfstatat",
-    267: "readlinkat", 273: "set_robust_list", 302: "prlimit64", 318: "getrandom", 334: "rseq",
+SYSCALL_NAMES = {nr: name for nr, (name, _args) in SYSCALLS.items()}
+
+# C type (qualifiers and pointers aside) -> (bits kept, signed)
+S32, U32, U16, S64, U64 = (32, True), (32, False), (16, False), (64, True), (64, False)
+ARG_CONVERSIONS = {
+    "int": S32, "pid_t": S32, "clockid_t": S32, "timer_t": S32, "key_serial_t": S32, "key_t": S32,
+    "mqd_t": S32, "rwf_t": S32, "__s32": S32,
+    "unsigned int": U32, "unsigned": U32, "u32": U32, "__u32": U32, "uid_t": U32, "gid_t": U32,
+    "qid_t": U32, "enum landlock_rule_type": U32,
+    "umode_t": U16,
+    "long": S64, "off_t": S64, "loff_t": S64,
+    "unsigned long": U64, "size_t": U64, "u64": U64, "__u64": U64, "aio_context_t": U64,
+    "cap_user_header_t": U64, "cap_user_data_t": U64,            # pointer typedefs
 }
+
+
+def arg_conversion(ctype: str) -> tuple:
+    """(bits, signed) for a C argument type as SYSCALL_DEFINE spells it; pointers are unsigned 64."""
+    if "*" in ctype:
+        return U64
+    base = " ".join(w for w in ctype.split() if w not in ("const", "volatile"))
+    return ARG_CONVERSIONS[base]
+
+
+def convert_arg(ctype: str, value: int) -> int:
+    """The value a handler sees for a register holding `value` (0 <= value < 2**64)."""
+    bits, signed = arg_conversion(ctype)
+    value &= (1 << bits) - 1
+    if signed and value >> (bits - 1):
+        value -= 1 << bits
+    return value
+
+
+def is_user_pointer(ctype: str) -> bool:
+    return "__user" in ctype and "*" in ctype
+
+
+_EXPRESSIONS = {S32: "((a{i} & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000", U32: "a{i} & 0xFFFFFFFF",
+                U16: "a{i} & 0xFFFF", S64: "a{i} - ((a{i} >> 63) << 64)", U64: "a{i}"}
+
+
+def _converted(args: tuple) -> str:
+    exprs = [_EXPRESSIONS[arg_conversion(ctype)].format(i=i) for i, (ctype, _name) in enumerate(args)]
+    return ", ".join(exprs + ["0"] * (6 - len(exprs)))        # arguments the call does not declare
+
+
+def _make_converter(args: tuple):
+    """(a0..a5) -> the six values as the call's types: one small function per signature, no loop."""
+    namespace = {}
+    exec(f"def convert(a0, a1, a2, a3, a4, a5):\n    return ({_converted(args)})\n", namespace)
+    return namespace["convert"]
+
+
+def _make_entry(handler, args: tuple):
+    """handler(k, task, converted a0..a5): what dispatch calls (no tuple built on the way)."""
+    namespace = {"handler": handler}
+    exec(f"def entry(k, task, a0, a1, a2, a3, a4, a5):\n    return handler(k, task, {_converted(args)})\n",
+         namespace)
+    return namespace["entry"]
+
+
+SYSCALL_ARGS = {nr: _make_converter(args) for nr, (_name, args) in SYSCALLS.items()}
 
 SYSCALL_TABLE = {
     0: rw.sys_read, 1: rw.sys_write, 2: rw.sys_open, 3: rw.sys_close, 5: rw.sys_fstat, 8: rw.sys_lseek,
@@ -41,3 +101,6 @@ SYSCALL_TABLE = {
     302: sys.sys_prlimit64, 318: sys.sys_getrandom, 334: sys.sys_rseq,
     99: sys.sys_sysinfo, 137: statfs.sys_statfs, 138: statfs.sys_fstatfs,
 }
+
+# the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME)
+SYSCALL_ENTRIES = {nr: _make_entry(handler, SYSCALLS[nr][1]) for nr, handler in SYSCALL_TABLE.items()}

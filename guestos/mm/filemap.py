@@ -384,11 +384,12 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     if pos >= isize or count <= 0:
         return 0
     count = min(count, isize - pos)
+    dst = k.mm.user_runs(task, buf, count, True, partial=True)        # fault the buffer in first
+    count = sum(n for _, n in dst)                                    # short up to a hole in it
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
     mem_map = k.mem_map
     core = k.lru.core
     held = []
-    dst = k.mm.user_runs(task, buf, count, True)                      # fault the buffer in first
     cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
     flags = core.flags_of(cached)
     readahead_bit = 1 << PG_readahead
@@ -435,7 +436,8 @@ def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, 
     """generic_perform_write(): page by page into the page cache, each page left dirty."""
     if pos + count > MAX_LFS_FILESIZE:
         raise SyscallError(EFBIG)
-    src = k.mm.user_runs(task, buf, count, False)
+    src = k.mm.user_runs(task, buf, count, False, partial=True)
+    count = sum(n for _, n in src)                                    # short up to a hole in it
     dst, held = [], []
     done = 0
     mem_map = k.mem_map

@@ -4,6 +4,9 @@ The native fast path in cython_ext.mmu does exactly what do_anonymous_page does
 here (same pcp pages, same order, same struct page and PTE), so turning it off
 changes speed, never the resulting memory state or counters.
 """
+import struct
+
+from ..kernel.errno import EFAULT, ENAMETOOLONG, ENOENT, SyscallError
 from .mm_types import NIL, PAGE_MAPPING_ANON, PG_lru, PG_pgtable, PG_swapbacked, PG_uptodate
 from .swapfile import is_swap_pte, swp_slot
 from .mmap import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, STACK_RLIMIT
@@ -21,6 +24,15 @@ SEGV_ACCERR = 2
 BUS_ADRERR = 3
 
 ZERO_PAGE = bytes(PAGE_SIZE)
+
+TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE       # the top of the user half, a guard page below the hole
+PATH_MAX = 4096
+_LAYOUTS = {}
+
+
+def access_ok(addr: int, size: int) -> bool:
+    """The whole range [addr, addr + size) lies in the user half (no wrap, nothing above it)."""
+    return 0 <= size <= TASK_SIZE_MAX and 0 <= addr <= TASK_SIZE_MAX - size
 
 
 class FaultError(Exception):
@@ -305,26 +317,44 @@ class MemoryManager:
         free_level(mm.pgd, 0)
         mm.pgd = 0
 
-    # --- user copies ---
+    # --- user copies (arch/x86/include/asm/uaccess.h, lib/usercopy.c, lib/strncpy_from_user.c) ---
+    # Every user pointer and length a system call hands the kernel is checked here and only here:
+    # outside the user half (kernel half, non-canonical, wrapping) is EFAULT before any page is
+    # looked at; an unmapped or forbidden page is EFAULT when the copy reaches it.
     def user_page(self, task, addr: int, write: bool) -> int:
         """Physical address of addr for a kernel access on behalf of task, faulting it in."""
+        if not 0 <= addr < TASK_SIZE_MAX:
+            raise SyscallError(EFAULT)
         access = "write" if write else "read"
         for _ in range(3):
             paddr, _perms = self.k.hw.cpu.walk(addr, access)
             if paddr is not None:
                 return paddr
-            self.handle_mm_fault(task, addr, _perms & ~PF_INSTR)
-        raise FaultError("SIGSEGV", SEGV_ACCERR, addr)
+            try:
+                self.handle_mm_fault(task, addr, _perms & ~PF_INSTR)
+            except FaultError as e:
+                if e.signal == "SIGKILL":
+                    raise                                 # out of memory: the OOM path
+                raise SyscallError(EFAULT) from None      # the exception table's fixup
+        raise SyscallError(EFAULT)
 
-    def user_runs(self, task, addr: int, length: int, write: bool) -> list:
-        """get_user_pages(): the physical runs behind a user range, faulting pages in."""
+    def user_runs(self, task, addr: int, length: int, write: bool, partial: bool = False) -> list:
+        """get_user_pages(): the physical runs behind a user range, faulting pages in. partial: the
+        runs up to the first page that cannot be had (a short copy; EFAULT only if that is the first)."""
+        if not access_ok(addr, length):
+            raise SyscallError(EFAULT)
         runs = self.k.hw.cpu.user_segments(addr, length, write)
         if runs is not None:
             return runs
         runs = []
         end = addr + length
         while addr < end:
-            paddr = self.user_page(task, addr, write)
+            try:
+                paddr = self.user_page(task, addr, write)
+            except SyscallError:
+                if partial and runs:
+                    break
+                raise
             n = min(end - addr, PAGE_SIZE - (addr & 0xFFF))
             if runs and runs[-1][0] + runs[-1][1] == paddr:
                 runs[-1] = (runs[-1][0], runs[-1][1] + n)
@@ -334,6 +364,8 @@ class MemoryManager:
         return runs
 
     def copy_from_user(self, task, addr: int, length: int) -> bytes:
+        if not access_ok(addr, length):
+            raise SyscallError(EFAULT)
         out = bytearray()
         ram = self.ram
         while length > 0:
@@ -346,7 +378,10 @@ class MemoryManager:
         return bytes(out)
 
     def copy_to_user(self, task, addr: int, data) -> None:
+        """Bytes before a faulting page are written (as on Linux), then EFAULT."""
         data = memoryview(data).cast("B")
+        if not access_ok(addr, len(data)):
+            raise SyscallError(EFAULT)
         ram = self.ram
         pos = 0
         while pos < len(data):
@@ -356,16 +391,57 @@ class MemoryManager:
             pos += n
         self.k.charge(self.k.costs.copy_ns_per_kib * len(data) // 1024)
 
-    def strncpy_from_user(self, task, addr: int, limit: int = 4096) -> bytes:
+    def copy_to_user_partial(self, task, addr: int, data) -> int:
+        """copy_to_user() as calls that return a short count use it: the bytes written before the
+        first page that faults (EFAULT only when that is none)."""
+        data = memoryview(data).cast("B")
+        if not access_ok(addr, len(data)):
+            raise SyscallError(EFAULT)
+        pos = 0
+        try:
+            while pos < len(data):
+                paddr = self.user_page(task, addr + pos, True)
+                n = min(len(data) - pos, PAGE_SIZE - ((addr + pos) & 0xFFF))
+                self.ram[paddr:paddr + n] = data[pos:pos + n]
+                pos += n
+        except SyscallError:
+            if pos == 0:
+                raise
+        self.k.charge(self.k.costs.copy_ns_per_kib * pos // 1024)
+        return pos
+
+    def getname(self, task, addr: int) -> bytes:
+        """getname(): a path from the user; the empty path is ENOENT."""
+        name = self.strncpy_from_user(task, addr)
+        if not name:
+            raise SyscallError(ENOENT)
+        return name
+
+    def get_user(self, task, addr: int, fmt: str) -> int:
+        """get_user(): one value of a struct format ("<i", "<Q"...) from user memory."""
+        layout = _LAYOUTS.get(fmt) or _LAYOUTS.setdefault(fmt, struct.Struct(fmt))
+        return layout.unpack(self.copy_from_user(task, addr, layout.size))[0]
+
+    def put_user(self, task, addr: int, fmt: str, value: int) -> None:
+        """put_user(): one value, converted to the C type first (no host overflow)."""
+        layout = _LAYOUTS.get(fmt) or _LAYOUTS.setdefault(fmt, struct.Struct(fmt))
+        bits = layout.size * 8
+        value &= (1 << bits) - 1
+        if fmt[-1].islower() and value >> (bits - 1):
+            value -= 1 << bits
+        self.copy_to_user(task, addr, layout.pack(value))
+
+    def strncpy_from_user(self, task, addr: int, limit: int = PATH_MAX) -> bytes:
+        """getname(): a NUL-terminated string of fewer than `limit` bytes; longer is ENAMETOOLONG,
+        a string running into an unmapped page or out of the user half EFAULT."""
         out = bytearray()
         while len(out) < limit:
             paddr = self.user_page(task, addr, False)
-            n = PAGE_SIZE - (addr & 0xFFF)
+            n = min(PAGE_SIZE - (addr & 0xFFF), limit - len(out))
             chunk = bytes(self.ram[paddr:paddr + n])
             nul = chunk.find(b"\0")
             if nul >= 0:
-                out += chunk[:nul]
-                return bytes(out[:limit])
+                return bytes(out) + chunk[:nul]
             out += chunk
             addr += n
-        raise FaultError("ENAMETOOLONG", 0, addr)
+        raise SyscallError(ENAMETOOLONG)
