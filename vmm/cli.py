@@ -5,13 +5,25 @@ import json
 import os
 import sys
 
-from .errors import BallastError
+from .errors import BallastError, one_line
 from .units import parse_size
+
+TIMEOUT_REASON = "timeout"
+TIMEOUT_EXIT = 124                  # as coreutils timeout(1)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise BallastError(message)
+
+    def parse_args(self, args=None, namespace=None):
+        opts = super().parse_args(args, namespace)
+        # argparse drops a value of exactly '--' (`--mem=--`) and leaves an empty list behind
+        for name, value in vars(opts).items():
+            if (value == [] and name not in ("args", "disk")) or \
+                    (isinstance(value, list) and any(not isinstance(v, str) for v in value)):
+                raise BallastError(f"--{name.replace('_', '-')}: '--' is not a value")
+        return opts
 
 
 def version() -> str:
@@ -23,9 +35,12 @@ def version() -> str:
 
 def parse_disk(spec: str):
     from .machine import CACHE_MODES, DiskConfig
+    from .hostinput import regular_file
     path, *options = spec.split(",")
     if not path:
         raise BallastError(f"--disk '{spec}': no image path")
+    if os.path.lexists(path):           # a missing image: the disk layer says so below
+        regular_file(path, "--disk")
     disk = DiskConfig(path)
     for opt in options:
         key, sep, value = opt.partition("=")
@@ -62,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace-reclaim", metavar="FILE",
                      help="write every reclaim decision (the last million) as JSON lines")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
+    run.add_argument("--timeout", metavar="SECONDS",
+                     help="end the program after SECONDS of guest (virtual) time; exit status 124")
     run.add_argument("--strace", action="store_const", const="-",
                      help="trace every guest system call as strace does, to stderr (--strace=FILE: to FILE)")
     run.add_argument("--strace-to", dest="strace", metavar="FILE", help=argparse.SUPPRESS)
@@ -120,10 +137,20 @@ def cmd_mkdisk(opts) -> int:
 def cmd_run(opts) -> int:
     from guestos.fs.binfmt_elf import ENOEXEC, parse_elf
 
-    from .machine import CACHE_MODES, Machine
+    from . import hostinput
+    from .machine import CACHE_MODES, Machine, check_mem
     from .machine_spec import MachineSpec, Resources, assemble
 
-    mem = parse_size(opts.mem, "--mem")
+    # every option is checked before anything is built or boots
+    mem = check_mem(parse_size(opts.mem, "--mem"), "--mem")
+    hostinput.kernel_cmdline(opts.cmdline, mem, "--cmdline")
+    timeout_s = hostinput.guest_seconds(opts.timeout, "--timeout") if opts.timeout is not None else None
+    hostinput.output_file(opts.json, "--json")
+    hostinput.output_file(opts.trace_reclaim, "--trace-reclaim")
+    hostinput.output_file(opts.strace, "--strace")
+    args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
+    hostinput.guest_arguments(args)
+    hostinput.check_disk_count(len(opts.disk) + bool(opts.root) + bool(opts.swap))
     disks = [parse_disk(spec) for spec in opts.disk]
     gdb_address = None
     if opts.gdb is not None:
@@ -136,16 +163,14 @@ def cmd_run(opts) -> int:
             raise BallastError(f"{opts.program}: with --root, PROGRAM is an absolute path inside the guest")
         program, guest_path = None, opts.program
     else:
-        try:
-            with open(opts.program, "rb") as f:
-                program = f.read()
-        except OSError as e:
-            raise BallastError(f"{opts.program}: {e.strerror}") from None
+        program = hostinput.read_regular_file(opts.program, "PROGRAM", max_size=mem)
         try:
             parse_elf(program)
         except ENOEXEC as e:
             raise BallastError(f"{opts.program}: {e}") from None
-        guest_path = "/bin/" + (os.path.basename(opts.program) or "init")
+        # the name travels as UTF-8 text on the kernel command line: bytes that are not become U+FFFD
+        name = os.fsencode(os.path.basename(opts.program)).decode("utf-8", "replace")
+        guest_path = "/bin/" + (name or "init")
 
     def sink(data: bytes) -> None:
         sys.stdout.buffer.write(data)
@@ -171,10 +196,11 @@ def cmd_run(opts) -> int:
         config, _, host = assemble(spec, resources)
         machine = Machine(config, console_sink=sink, host=host,
                           debugcon_sink=strace_out.write if strace_out is not None else None)
-        args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
         stub = None
         try:
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
+            if timeout_s is not None:
+                machine.stop_at(int(timeout_s * 1e9), TIMEOUT_REASON)
             if gdb_address is not None:
                 from .gdbstub import GdbStub
                 stub = GdbStub(*gdb_address)
@@ -184,7 +210,7 @@ def cmd_run(opts) -> int:
                 if status is not None:
                     stub.inferior_exited(status)
                 stub.close()
-            if status is None:
+            if status is None and machine.stop_reason != TIMEOUT_REASON:      # a timeout: _report says so
                 print(f"ballast: {opts.program}: {machine.stop_reason or 'stopped'}", file=sys.stderr)
                 return 128 + 9
             return _report(opts, machine, status)
@@ -208,9 +234,9 @@ def cmd_demo(opts) -> int:
     sweep = demo.load(opts.quick, names(opts.workloads), names(opts.policies))
     if opts.workers is not None and opts.workers < 1:
         raise BallastError(f"--workers {opts.workers}: at least 1")
+    from .hostinput import output_file
     for path, what in ((opts.png, "--png"), (opts.json, "--json")):
-        if path and path != "-" and not os.path.isdir(os.path.dirname(path) or "."):
-            raise BallastError(f"{what} {path}: no such directory")
+        output_file(path, what)
     if opts.out:
         from .sweep import check_out
         check_out(opts.out)
@@ -350,9 +376,9 @@ def cmd_scenario(opts) -> int:
 
     from . import scenario as sc
 
+    from .hostinput import output_file
+    output_file(opts.json, "--json")
     spec = sc.load(opts.file)
-    if opts.json and opts.json != "-" and not os.path.isdir(os.path.dirname(opts.json) or "."):
-        raise BallastError(f"--json {opts.json}: no such directory")
     # with --json - the JSON owns stdout and the summary goes to stderr
     console = Console(stderr=opts.json == "-", highlight=False)
     m = spec.machine
@@ -411,15 +437,22 @@ def _report(opts, machine, status) -> int:
             write_reclaim_trace(machine, opts.trace_reclaim)
         except OSError as e:
             raise BallastError(f"--trace-reclaim {opts.trace_reclaim}: {e.strerror}") from None
-    exit_info = decode_wait_status(status)
+    exit_info = decode_wait_status(status) if status is not None else None
     kernel = machine.kernel
     if opts.json:
         text = json.dumps(run_metrics(machine, opts.program), indent=2, sort_keys=True)
         if opts.json == "-":
             print(text)
         else:
-            with open(opts.json, "w") as f:
-                f.write(text + "\n")
+            try:
+                with open(opts.json, "w") as f:
+                    f.write(text + "\n")
+            except OSError as e:
+                raise BallastError(f"--json {opts.json}: {e.strerror}") from None
+    if machine.stop_reason == TIMEOUT_REASON:
+        print(f"ballast: {one_line(opts.program)}: timed out after {float(opts.timeout):g} s of guest time",
+              file=sys.stderr)
+        return TIMEOUT_EXIT
     if kernel is not None and kernel.last_fatal and kernel.last_fatal[0] == "ENOEXEC":
         raise BallastError(f"{opts.program}: {kernel.last_fatal[1]}")
     if kernel is not None and kernel.panic_message:
@@ -469,7 +502,7 @@ def main(argv=None) -> int:
         return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo,
                 "sweep": cmd_sweep, "sweep-report": cmd_sweep_report}[opts.command](opts)
     except BallastError as e:
-        print(f"ballast: {e}", file=sys.stderr)
+        print(f"ballast: {one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader went away (ballast run ... | head): not an error of ours

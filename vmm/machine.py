@@ -2,6 +2,7 @@
 
 The VMM is also the boot loader: it packs the program into an initramfs, writes
 the zero page (command line, memory map, initrd) and calls the kernel's entry."""
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -20,6 +21,7 @@ from .clock import CostModel, VirtualClock
 from .cpu import Vcpu
 from .errors import BallastError, MachineStopped
 from .hardware import Hardware
+from .hostinput import check_disk_count, disk_name, kernel_cmdline, regular_file
 from .memory import PAGE_SIZE, GuestRAM
 from .serial import COM1, COM2, Serial16550
 
@@ -81,14 +83,22 @@ class BalloonViolation:
 _NO_IRQS = ()
 
 
+def check_mem(mem: int, what: str = "--mem") -> int:
+    """The guest's RAM size as the machine can hold it; returns it."""
+    if mem < MIN_MEM:
+        raise BallastError(f"{what} {mem >> 20}M is too small: a guest needs at least {MIN_MEM >> 20}M")
+    if mem > MAX_MEM:
+        raise BallastError(f"{what} must be at most {MAX_MEM >> 20}M (RAM lies below the MMIO window)")
+    if mem % PAGE_SIZE:
+        raise BallastError(f"{what} must be a multiple of 4K")
+    return mem
+
+
 class Machine:
     def __init__(self, config: MachineConfig, console_sink=None, host: Host = None, debugcon_sink=None):
-        if config.mem < MIN_MEM:
-            raise BallastError(f"--mem {config.mem >> 20}M is too small: a guest needs at least {MIN_MEM >> 20}M")
-        if config.mem > MAX_MEM:
-            raise BallastError(f"--mem must be at most {MAX_MEM >> 20}M (RAM lies below the MMIO window)")
-        if config.mem % PAGE_SIZE:
-            raise BallastError("--mem must be a multiple of 4K")
+        check_mem(config.mem)
+        kernel_cmdline(config.cmdline, config.mem, "cmdline")
+        check_disk_count(len(config.disks), "disks")
         self.config = config
         self.ram = GuestRAM(config.mem)
         self.clock = VirtualClock(config.costs)
@@ -139,9 +149,11 @@ class Machine:
     def add_disk(self, disk: DiskConfig) -> None:
         if disk.cache not in CACHE_MODES:
             raise BallastError(f"{disk.path}: unknown cache mode '{disk.cache}' (one of {', '.join(CACHE_MODES)})")
+        if os.path.lexists(disk.path):      # a missing image: block_backend says so
+            regular_file(disk.path, "--disk")
         try:
             backend = self.host.block_backend(disk.path, disk.cache, self.vm_id, disk.read_only, disk.profile,
-                                              serial=f"ballast-vd{'abcdefghijklmnopqrstuvwxyz'[len(self.disks)]}".encode(),
+                                              serial=f"ballast-{disk_name(len(self.disks))}".encode(),
                                               snapshot=disk.snapshot)
         except (OSError, ValueError) as e:
             raise BallastError(f"--disk {disk.path}: {getattr(e, 'strerror', None) or e}") from None
@@ -189,6 +201,14 @@ class Machine:
             raise MachineStopped(self.stop_reason)
         self.ram.reback(pfn)
         return True
+
+    def stop_at(self, virtual_ns: int, reason: str) -> None:
+        """Stop the machine when the guest clock reaches virtual_ns (`ballast run --timeout`): an
+        event like a timer's, so an idle guest is woken for it and a busy one preempted."""
+        def stop():
+            self.stop_reason = reason
+            raise MachineStopped(reason)
+        self.clock.schedule_at(virtual_ns, stop)
 
     # --- buses ---
     def port_in(self, port: int) -> int:
@@ -260,7 +280,9 @@ class Machine:
         self.ram.write(initrd_paddr, archive)
         devices = " ".join(f"virtio_mmio.device=4K@{base:#x}:{irq}" for base, irq, _, _ in self.virtio)
         root = f"root={root_device}" if root_device else ""
-        cmdline = " ".join(w for w in ("console=ttyS0", devices, root, f"init={guest_path}", self.config.cmdline) if w)
+        # init= quoted: a program's name may hold spaces or quotes
+        cmdline = " ".join(w for w in ("console=ttyS0", devices, root, f"init={_quote(guest_path)}", self.config.cmdline)
+                           if w)
         if args:
             cmdline += " -- " + " ".join(_quote(a) for a in args)
         raw = cmdline.encode()

@@ -9,11 +9,12 @@ from devices.host import Host
 from devices.virtio_balloon import FEATURES_BY_NAME as BALLOON_FEATURES
 
 from .errors import BallastError
+from .hostinput import MAX_GUEST_SECONDS, disk_name, kernel_cmdline, regular_file
 from .lab import LabSession
 from .machine import CACHE_MODES, MAX_MEM, MIN_MEM, DiskConfig, MachineConfig, root_disk
 from .rootfs import root_image
-from .swapdisk import MIN_SWAP, make_swap_image
-from .units import PAGE_SIZE, mib_text, number_value, size_value, typed_value
+from .swapdisk import MAX_SWAP, MIN_SWAP, make_swap_image
+from .units import PAGE_SIZE, mib_text, number_value, short_repr, size_value, toml_type, typed_value
 
 DEFAULT_BALLOON = ("MUST_TELL_HOST", "STATS_VQ")
 DEFAULT_START_TIMEOUT_S = 60         # guest seconds for the agent to come up
@@ -52,6 +53,7 @@ class MachineSpec:
         if spec.mem % PAGE_SIZE:
             raise BallastError(f"{where('mem')}: must be a multiple of 4K")
         spec.cmdline = typed_value(cmdline, str, where("cmdline"), "a string")
+        kernel_cmdline(spec.cmdline, spec.mem, where("cmdline"))
         if root is not None:
             root = typed_value(root, str, where("root"), "a string")
             if root != "builtin":
@@ -59,20 +61,26 @@ class MachineSpec:
                 if not os.path.exists(root):
                     raise BallastError(f"{where('root')}: {root} does not exist "
                                        "(give 'builtin', a directory or an ext2 image)")
+                regular_file(root, where("root"), allow_dir=True)
         spec.root = root
         if swap is not None:
             spec.swap = size_value(swap, where("swap"))
             if spec.swap < MIN_SWAP or spec.swap % PAGE_SIZE:
                 raise BallastError(f"{where('swap')}: must be a multiple of 4K and at least {MIN_SWAP >> 10}K")
+            if spec.swap > MAX_SWAP:
+                raise BallastError(f"{where('swap')}: at most {MAX_SWAP >> 30} GiB")
         spec.cache = typed_value(cache, str, where("cache"), "a string")
         if spec.cache not in CACHE_MODES:
             raise BallastError(f"{where('cache')}: unknown cache mode '{spec.cache}' "
                                f"(one of {', '.join(CACHE_MODES)})")
         spec.balloon_features = None if balloon is None else feature_bits(balloon, where("features"))
-        spec.stats_interval_s = number_value(stats_interval_s, where("stats_interval_s"), minimum=0)
+        spec.stats_interval_s = number_value(stats_interval_s, where("stats_interval_s"), minimum=0,
+                                             maximum=MAX_GUEST_SECONDS)
+        if 0 < spec.stats_interval_s < 0.01:           # an event per nanosecond would stall the run
+            raise BallastError(f"{where('stats_interval_s')}: at least 0.01 s of guest time (or 0: off)")
         if spec.stats_interval_s and not (spec.balloon_features or 0) & BALLOON_FEATURES["STATS_VQ"]:
             raise BallastError(f"{where('stats_interval_s')}: needs a balloon with the STATS_VQ feature")
-        if on_violation not in ("record", "stop"):
+        if not isinstance(on_violation, str) or on_violation not in ("record", "stop"):
             raise BallastError(f"{where('on_violation')}: must be 'record' or 'stop', not {on_violation!r}")
         spec.on_violation = on_violation
         if host_memory is not None:
@@ -96,8 +104,9 @@ def feature_bits(names, what: str) -> int:
         raise BallastError(f"{what}: must be a list of feature names (of {', '.join(BALLOON_FEATURES)})")
     bits = 0
     for name in names:
-        if name not in BALLOON_FEATURES:
-            shown = name if isinstance(name, str) else repr(name)
+        if not isinstance(name, str) or name not in BALLOON_FEATURES:     # a table is not hashable
+            shown = name if isinstance(name, str) else \
+                short_repr(name) if isinstance(name, (int, float)) else toml_type(name)
             raise BallastError(f"{what}: unknown balloon feature '{shown}' (one of {', '.join(BALLOON_FEATURES)})")
         bits |= BALLOON_FEATURES[name]
     return bits
@@ -140,7 +149,7 @@ def assemble(spec: MachineSpec, resources: Resources, host=None) -> tuple:
     if spec.swap is not None:
         resources.swap_image = make_swap_image(spec.swap)
         disks.append(DiskConfig(resources.swap_image))
-        cmdline = f"{cmdline} swap=/dev/vd{'abcdefghijklmnopqrstuvwxyz'[len(disks) - 1]}".strip()
+        cmdline = f"{cmdline} swap=/dev/{disk_name(len(disks) - 1)}".strip()
     if host is None and spec.host_memory is not None:
         host = resources.host = Host(memory_budget_bytes=spec.host_memory,
                                      cache_capacity=(spec.host_memory - spec.mem) // PAGE_SIZE)

@@ -41,6 +41,9 @@ def mkdisk(directory: str, image: str, size: int = None) -> int:
         size = default_size(directory)
     if size < MIN_IMAGE or size % BLOCK_SIZE:
         raise BallastError(f"--size must be a multiple of 4K and at least {MIN_IMAGE >> 20}M")
+    if os.path.lexists(image):
+        from .hostinput import regular_file
+        regular_file(image, "IMG")      # a FIFO would block the open; a device would be overwritten
     try:
         with open(image, "wb") as f:
             f.truncate(size)

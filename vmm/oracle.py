@@ -15,7 +15,8 @@ def run_metrics(machine, program: str) -> dict:
     status = machine.exit_status
     out = {
         "program": program,
-        "exit": decode_wait_status(status),
+        # a machine the VMM stopped (a timeout) has no exit status, only the reason
+        "exit": decode_wait_status(status) if status is not None else {"stopped": machine.stop_reason},
         "instructions": machine.cpu.icount,
         "virtual_ns": machine.clock.now_ns(),
         "wall_s": round(machine.wall_s, 6),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .errors import BallastError
 from .firmware import program_path
+from .hostinput import regular_file
 
 EXT2_MAGIC_OFFSET = 1024 + 56
 EXT2_SUPER_MAGIC = b"\x53\xef"
@@ -120,6 +121,7 @@ def root_image(spec: str) -> str:
             mkdisk(spec, str(tmp))
             os.replace(tmp, image)
         return str(image)
+    regular_file(spec, "--root", allow_dir=True)      # a FIFO or a device would block or change
     try:
         with open(spec, "rb") as f:
             f.seek(EXT2_MAGIC_OFFSET)

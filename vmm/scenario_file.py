@@ -5,8 +5,9 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import BallastError
+from .hostinput import MAX_GUEST_SECONDS, regular_file
 from .machine_spec import BALLOON_FEATURES, HostSpec, MachineSpec
-from .units import PAGE_SIZE, mib_text, number_value, toml_type
+from .units import PAGE_SIZE, mib_text, number_value, short_repr, toml_type
 
 ACTIONS = ("run", "balloon_mib", "guest_mib", "wait", "sleep", "snapshot")
 WAITS = ("balloon",)
@@ -63,6 +64,7 @@ class Scenario:
 def load(path: str) -> Scenario:
     import tomllib                      # only scenario files need it (lazily, for start-up time)
     try:
+        regular_file(path, "FILE.toml")          # a FIFO would block the read forever
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except OSError as e:
@@ -71,6 +73,8 @@ def load(path: str) -> Scenario:
         raise BallastError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise BallastError(f"{path}: not valid TOML: not UTF-8 text") from None
+    except RecursionError:
+        raise BallastError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     return parse(data, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
@@ -114,7 +118,8 @@ def parse(data: dict, source: str = "scenario", base_dir: str = ".") -> Scenario
     if not isinstance(series, dict):
         fail("series: must be a table ([series] interval_s = 0.05)")
     _known(series, ("interval_s",), "series", fail)
-    interval = _checked(lambda: number_value(series.get("interval_s", 0), "series.interval_s", minimum=0), fail)
+    interval = _checked(lambda: number_value(series.get("interval_s", 0), "series.interval_s", minimum=0,
+                                             maximum=MAX_GUEST_SECONDS), fail)
     if 0 < interval < 0.01:
         fail("series.interval_s: at least 0.01 s of guest time")
 
@@ -194,7 +199,8 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
     if "timeout_s" in raw:
         if action not in ("run", "wait"):
             fail(f"{where}: timeout_s: only run and wait steps take a timeout")
-        timeout_s = _checked(lambda: number_value(raw["timeout_s"], f"{where}: timeout_s", minimum=0), fail)
+        timeout_s = _checked(lambda: number_value(raw["timeout_s"], f"{where}: timeout_s", minimum=0,
+                                                  maximum=MAX_GUEST_SECONDS), fail)
         if timeout_s == 0:
             fail(f"{where}: timeout_s: must be positive")
     if action == "run":
@@ -203,8 +209,8 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
         for item in value:
             if not isinstance(item, str):
                 fail(f"{key}: every item must be a string, not {toml_type(item)} ({item!r})")
-            if "\n" in item or "\x1f" in item:
-                fail(f"{key}: {item!r}: arguments cannot hold newlines or 0x1f")
+            if "\n" in item or "\x1f" in item or "\0" in item:
+                fail(f"{key}: {short_repr(item)}: arguments cannot hold newlines, NUL or 0x1f")
         if not value[0].startswith("/"):
             fail(f"{key}: the program must be an absolute path in the guest (e.g. /bin/{value[0]})")
         if len(value) > AGENT_MAX_ARGS:
@@ -235,7 +241,7 @@ def _parse_step(raw, number: int, machines: dict, fail) -> Step:
         if spec.balloon_features is None:
             fail(f"{key}: this machine has no balloon to wait for")
     elif action == "sleep":
-        value = _checked(lambda: number_value(value, key, minimum=0), fail)
+        value = _checked(lambda: number_value(value, key, minimum=0, maximum=MAX_GUEST_SECONDS), fail)
     elif action == "snapshot":
         if not isinstance(value, str) or not value.strip():
             fail(f"{key}: must be a non-empty name (a string)")

@@ -96,7 +96,7 @@ class GuestSession:
         collects it. One program at a time: the agent serves one request after another."""
         m = self.machine
         argv = [str(a) for a in argv]
-        if not argv or any("\x1f" in a or "\n" in a for a in argv):
+        if not argv or any("\x1f" in a or "\n" in a or "\0" in a for a in argv):
             raise BallastError(f"cannot run {argv!r} in the guest")
         if self._running is not None:
             raise BallastError(f"{self._running[0][0]} is still running in the guest")
@@ -192,6 +192,8 @@ class GuestSession:
     def _resume(self, predicate, timeout_s: float) -> str:
         if self.finished or self._guest is None:
             return EXITED
+        from .hostinput import guest_seconds
+        guest_seconds(timeout_s, "timeout_s", allow_zero=True)    # finite, bounded: the deadline is whole ns
         clock = self.machine.clock
         self._wait = (predicate, clock.now_ns() + int(timeout_s * NS))
         self._host = greenlet.getcurrent()

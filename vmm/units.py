@@ -27,14 +27,22 @@ def size_value(value, what: str) -> int:
     return size
 
 
-def number_value(value, what: str, minimum=None) -> float:
+def number_value(value, what: str, minimum=None, maximum=None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BallastError(f"{what}: must be a number, not {toml_type(value)} ({value!r})")
+        raise BallastError(f"{what}: must be a number, not {toml_type(value)} ({short_repr(value)})")
     if not math.isfinite(value):
         raise BallastError(f"{what}: must be a finite number, not {value}")
     if minimum is not None and value < minimum:
         raise BallastError(f"{what}: must be at least {minimum}, not {value:g}")
+    if maximum is not None and value > maximum:
+        raise BallastError(f"{what}: must be at most {maximum}, not {value:g}")
     return value
+
+
+def short_repr(value) -> str:
+    """A value for a one-line message: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def typed_value(value, kind, what: str, noun: str):

@@ -76,10 +76,10 @@ class VirtioBalloonDriver:
         self.submitted = 0                   # PFN arrays sent (acked counts those returned)
         self.size_pending = True             # update_balloon_size_func queued
         self.backing_off = False
-        self.bug = k.params.get("virtio_balloon.bug", "")
+        self.bug = k.params.value("virtio_balloon.bug")
         # patch 2/2 of the series: balloon pages come from unmapped page cache first, always
         # (boot option) or when the host hints it for a target (the experimental feature)
-        self.cache_first_always = k.params.get("virtio_balloon.cache_first") in (True, "1", "y")
+        self.cache_first_always = k.params.value("virtio_balloon.cache_first")
         self.cache_first_hint = vdev.has(VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST)
         self.counters = dict(out_of_puff=0, oom_deflated_pages=0, hinted_blocks=0, hint_rounds=0,
                              reported_blocks=0, reporting_passes=0)

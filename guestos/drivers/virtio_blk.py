@@ -28,7 +28,6 @@ VIRTIO_BLK_S_IOERR = 1
 VIRTIO_BLK_S_UNSUPP = 2
 
 SECTOR_SIZE = 512
-DEFAULT_MAX_SECTORS_KB = 512          # 2.6.35's BLK_DEF_MAX_SECTORS; `virtio_blk.max_sectors_kb=` changes it
 SLOT_SIZE = 32                         # request header (16) + status byte, in a slab page
 _OUTHDR = struct.Struct("<IIQ")          # virtio_blk_outhdr: type, reserved, sector
 WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_RO,
@@ -59,7 +58,7 @@ class VirtioBlk:
         self.slab_paddr = page << 12
         self.free_slots = list(range(min(4096 // SLOT_SIZE, self.vq.num)))[::-1]
         self.inflight = 0
-        self.max_request_bytes = int(k.params.get("virtio_blk.max_sectors_kb", DEFAULT_MAX_SECTORS_KB)) << 10
+        self.max_request_bytes = k.params.value("virtio_blk.max_sectors_kb") << 10
         self.stats = {"requests": 0, "read_bytes": 0, "write_bytes": 0, "flushes": 0, "errors": 0}
 
     @property
@@ -198,10 +197,20 @@ class VirtioBlk:
         return raw.rstrip(b"\0") if status == VIRTIO_BLK_S_OK else b""
 
 
+def virtblk_name_format(index: int) -> str:
+    """Linux's virtblk_name_format(): vda..vdz, then vdaa, vdab, ..."""
+    letters = ""
+    index += 1
+    while index:
+        index, digit = divmod(index - 1, 26)
+        letters = chr(ord("a") + digit) + letters
+    return "vd" + letters
+
+
 def virtblk_probe(k, vdev):
     if not vdev.negotiate(WANTED_FEATURES):
         return None
-    name = "vd" + "abcdefghijklmnopqrstuvwxyz"[len(k.block_devices)]
+    name = virtblk_name_format(len(k.block_devices))
     blk = VirtioBlk(k, vdev, name)
     if blk.vq is None:
         return None

@@ -2,7 +2,6 @@
 
 Devices are found from the command line, `virtio_mmio.device=<size>@<base>:<irq>`,
 as Linux finds them without a device tree."""
-from ..kernel.cmdline import memparse
 from ..kernel.printk import KERN_ERR, KERN_INFO
 from .virtio_ring import VringVirtqueue
 
@@ -131,22 +130,10 @@ class VirtioMmioDevice:
                 vq.callback(vq)
 
 
-def parse_device_param(value: str):
-    """'4K@0xd0000000:5' -> (size, base, irq)."""
-    size, _, rest = value.partition("@")
-    base, _, irq = rest.partition(":")
-    return memparse(size), int(base, 0), int(irq, 0)
-
-
 def virtio_mmio_probe(k, drivers: dict) -> list:
     """Probe every command-line device; drivers: device id -> probe(k, vdev) returning a driver."""
     found = []
-    for value in k.params.getall("virtio_mmio.device"):
-        try:
-            size, base, irq = parse_device_param(value)
-        except ValueError:
-            k.printk(KERN_ERR, f"virtio_mmio: cannot parse device '{value}'")
-            continue
+    for size, base, irq in k.params.value("virtio_mmio.device") or ():      # parsed by check_params()
         vdev = VirtioMmioDevice(k, base, size, irq)
         if vdev.read(VIRTIO_MMIO_MAGIC_VALUE) != MAGIC or vdev.read(VIRTIO_MMIO_VERSION) != 2:
             k.printk(KERN_ERR, f"virtio_mmio {base:#x}: no version 2 device")

@@ -31,10 +31,10 @@ from ..mm.page_alloc import PageAllocator, PerCpuPages
 from ..mm.swapfile import SwapArea, SwapError
 from . import traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
-from .cmdline import memparse, parse_cmdline
+from .cmdline import ParamError, check_params, check_sysctl_vm, parse_cmdline
 from .errno import EACCES, EISDIR, ENOENT, ENOSYS, EROFS, SyscallError
 from .exec import load_elf_binary
-from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_WARNING, Printk
+from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_NOTICE, KERN_WARNING, Printk
 from . import exit as kexit
 from .sched import TASK_INTERRUPTIBLE, Scheduler, Task, WouldBlock
 from .signal import signal_name
@@ -102,21 +102,29 @@ class Kernel:
     def boot(self) -> None:
         bp = BootParams.parse(bytes(self.ram[ZERO_PAGE_PADDR:ZERO_PAGE_PADDR + 4096]))
         self.cmdline = bytes(self.ram[bp.cmdline_paddr:bp.cmdline_paddr + bp.cmdline_size]).decode()
-        self.params, self.init_args = parse_cmdline(self.cmdline)
-        self.boot_seed = hashlib.sha256(str(self.params.get("random.seed", "ballast")).encode()).digest()
-        if "loglevel" in self.params:
-            self.printk.console_loglevel = int(self.params["loglevel"])
-        if "strace" in self.params:
+        # a value the kernel cannot take stops the boot (the host refuses it before, with the same check)
+        try:
+            self.params, self.init_args = parse_cmdline(self.cmdline)
+            unknown = check_params(self.params, sum(e.size for e in bp.e820 if e.type == E820_RAM))
+        except ParamError as e:
+            raise KernelPanic(f"command line: {e}") from None
+        seed = self.params.value("random.seed")
+        self.boot_seed = hashlib.sha256(str("ballast" if seed is None else seed).encode()).digest()
+        if self.params.value("loglevel") is not None:
+            self.printk.console_loglevel = self.params.value("loglevel")
+        if self.params.value("strace"):
             strace_start(self)
         self.printk(KERN_INFO, f"Command line: {self.cmdline}")
+        if unknown:
+            self.printk(KERN_NOTICE, f"Unknown kernel command line parameters \"{' '.join(unknown)}\", ignored.")
         self.setup_memory(bp)
         self.rootfs = RamFs(self)
         initrd = self.ram[bp.initrd_paddr:bp.initrd_paddr + bp.initrd_size]
         nfiles = self.rootfs.unpack_initramfs(initrd)
         self.free_initrd_mem(bp.initrd_paddr, bp.initrd_size)
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
-        self.vdso = None if self.params.get("vdso") == "0" else Vdso.load(self)     # vdso=0: none, as Linux
-        self.scheduler = Scheduler(self, int(self.params.get("sched_quantum", 0)) or 8_000_000)
+        self.vdso = Vdso.load(self) if self.params.value("vdso") else None     # vdso=0: none, as Linux
+        self.scheduler = Scheduler(self, self.params.value("sched_quantum"))
         self.wb_timer_armed = False
         self.timers = TimerList(self)
         self.request_irq(0, self.timers.run_timers)
@@ -129,13 +137,13 @@ class Kernel:
         self.virtio_devices = virtio_mmio_probe(self, {**VIRTIO_BLK_DRIVERS, **VIRTIO_BALLOON_DRIVERS})
         self.vfs = None
         if "root" in self.params:
-            self.mount_root(self.params["root"], read_only="ro" in self.params)
+            self.mount_root(self.params["root"], read_only=self.params.value("ro"))
         self.swap = None
         if "swap" in self.params:
             self.swapon(self.params["swap"])
 
     def setup_memory(self, bp) -> None:
-        limit = memparse(self.params["mem"]) if "mem" in self.params else None
+        limit = self.params.value("mem")
         ram_ranges = []
         for e in bp.e820:
             if e.type != E820_RAM:
@@ -158,7 +166,7 @@ class Kernel:
         self.lru = LruLists(self.mem_map, self.vmstat)
         self.kswapd_wanted = False
         # reclaim_trace=N keeps the last N reclaim decisions; off (None) it costs one test per page
-        n = int(self.params.get("reclaim_trace", 0))
+        n = self.params.value("reclaim_trace")
         self.reclaim_trace = collections.deque(maxlen=n) if n > 0 else None
         reserved = [(0, mem_map_end), (initrd_start, initrd_end)]
         for start, end in ram_ranges:
@@ -170,9 +178,9 @@ class Kernel:
                 if not any(rs <= a < re_ for rs, re_ in reserved) and b > a:
                     self.page_alloc.free_bootmem_range(a, b)
         self.sysctl_vm = dict(SYSCTL_VM_DEFAULTS)
-        for key, value in self.params.items():
-            if key.startswith("vm.") and key[3:] in self.sysctl_vm:
-                self.sysctl_vm[key[3:]] = int(value)
+        for key, value in self.params.checked.items():
+            if key.startswith("vm."):
+                self.sysctl_vm[key[3:]] = value
         self.page_alloc.setup_per_zone_wmarks(self.sysctl_vm["min_free_kbytes"])
         self.sysctl_vm["min_free_kbytes"] = self.page_alloc.min_free_kbytes
         self.totalram_pages = self.page_alloc.totalram_pages
@@ -181,19 +189,17 @@ class Kernel:
             self.native.fastpath_setup(self.mem_map_paddr, STRUCT_PAGE_SIZE, OFF_FLAGS, OFF_REFCOUNT,
                                        OFF_MAPCOUNT, OFF_MAPPING, OFF_INDEX, ANON_PAGE_FLAGS,
                                        PGTABLE_PAGE_FLAGS)
-            self.native.fastpath_enabled = "nofastfault" not in self.params
+            self.native.fastpath_enabled = not self.params.value("nofastfault")
         self.pcp = PerCpuPages(self.page_alloc, self.native)
         self.page_alloc.on_free = self.lru.remove_if_listed
         self.page_alloc.reclaim = self.direct_reclaim
         self.page_alloc.wake_kswapd = self.wakeup_kswapd
         # the policies start from the command line and can be switched in /proc/sys/vm (no reboot)
-        try:
-            policy = pagecache_control.policy_from_cmdline(self.params)
-        except ValueError as e:
-            self.printk(KERN_WARNING, f"{e}: ignored")
-            policy = "none"
-        self.sysctl_vm["unmapped_page_control"] = pagecache_control.POLICIES.index(policy)
-        self.sysctl_vm["pagecache_dedup"] = 1 if "pagecache_dedup" in self.params else 0
+        policy = pagecache_control.policy_from_cmdline(self.params)
+        if policy != "none":                # else vm.unmapped_page_control= (or its default) stands
+            self.sysctl_vm["unmapped_page_control"] = pagecache_control.POLICIES.index(policy)
+        if self.params.value("pagecache_dedup"):
+            self.sysctl_vm["pagecache_dedup"] = 1
         self.unmapped_wanted = False
         self.host_cached, self.host_cached_at = {}, -1      # disk -> bitmap of host-cached pages
         self.host_cached_exhausted_at = None                 # the view in which no duplicate was left
@@ -235,7 +241,7 @@ class Kernel:
         if end > start:
             self.page_alloc.free_bootmem_range(start, min(end, self.max_pfn))
             self.totalram_pages = self.page_alloc.totalram_pages
-            self.page_alloc.setup_per_zone_wmarks(int(self.params.get("vm.min_free_kbytes", 0)))
+            self.page_alloc.setup_per_zone_wmarks(self.params.value("vm.min_free_kbytes") or 0)
             self.sysctl_vm["min_free_kbytes"] = self.page_alloc.min_free_kbytes
 
     # --- memory glue ---
@@ -377,8 +383,10 @@ class Kernel:
             value = int(data.split()[0])
         except (ValueError, IndexError):
             raise SyscallError(22) from None
-        if value < 0:
-            raise SyscallError(22)
+        try:
+            check_sysctl_vm(name, value, self.max_pfn << 12)      # the boot option's range
+        except ParamError:
+            raise SyscallError(22) from None
         self.sysctl_vm[name] = value
         if name == "min_free_kbytes":
             self.page_alloc.setup_per_zone_wmarks(value)

@@ -25,15 +25,12 @@ HOST_CACHE_QUERY_INTERVAL_NS = 100_000_000     # the guest's view of the host ca
 
 
 def policy_from_cmdline(params) -> str:
-    """`unmapped_page_control` alone is the series' kswapd pass; `=shrink_list` the review's bias."""
-    value = params.get("unmapped_page_control")
+    """`unmapped_page_control` alone (or =1, =kswapd) is the series' kswapd pass; `=shrink_list` the
+    review's bias. The words it takes are declared, and checked at boot, in kernel/cmdline.py."""
+    value = params.value("unmapped_page_control")
     if value is None:
         return "none"
-    if value is True or value in ("", "1", "kswapd"):
-        return "kswapd"
-    if value == "shrink_list":
-        return "shrink_list"
-    raise ValueError(f"unmapped_page_control={value}: one of kswapd, shrink_list")
+    return "shrink_list" if value == "shrink_list" else "kswapd"
 
 
 def unmapped_pages(k) -> int:
