@@ -56,6 +56,16 @@ ALL_FEATURES = sum(1 << b for b in range(6))
 # `reclaim_cache_first` (le32 @16, device-written): 1 = cache first for the current target.
 VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST = 16
 KNOWN_FEATURES = ALL_FEATURES | 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST
+# The features by name, as the host side names them (scenario files, the pytest plugin): the one list.
+FEATURES_BY_NAME = {
+    "MUST_TELL_HOST": 1 << VIRTIO_BALLOON_F_MUST_TELL_HOST,
+    "STATS_VQ": 1 << VIRTIO_BALLOON_F_STATS_VQ,
+    "DEFLATE_ON_OOM": 1 << VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+    "FREE_PAGE_HINT": 1 << VIRTIO_BALLOON_F_FREE_PAGE_HINT,
+    "PAGE_POISON": 1 << VIRTIO_BALLOON_F_PAGE_POISON,
+    "REPORTING": 1 << VIRTIO_BALLOON_F_REPORTING,
+    "RECLAIM_CACHE_FIRST": 1 << VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST,   # ours: the per-target "cache first" hint
+}
 
 # Free page hint command ids.
 FREE_PAGE_HINT_CMD_ID_STOP = 0

@@ -1,11 +1,12 @@
 """The `ballast` command."""
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
 
 from .errors import BallastError, one_line
-
+from .units import parse_size
 
 TIMEOUT_REASON = "timeout"
 TIMEOUT_EXIT = 124                  # as coreutils timeout(1)
@@ -25,13 +26,11 @@ class _Parser(argparse.ArgumentParser):
         return opts
 
 
-def parse_size(text: str, what: str) -> int:
-    from guestos.kernel.cmdline import memparse
+def version() -> str:
     try:
-        value = memparse(text)
-    except ValueError:
-        raise BallastError(f"{what}: cannot read '{text}' as a size (examples: 512M, 1G, 65536K)") from None
-    return value
+        return importlib.metadata.version("ballast")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def parse_disk(spec: str):
@@ -62,6 +61,7 @@ def parse_disk(spec: str):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ballast", description="A hardware-free lab for memory ballooning and page-cache reclaim.")
+    p.add_argument("--version", action="version", version=f"ballast {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="boot a guest and run a static x86-64 Linux program as its init")
     run.add_argument("--mem", default="256M", help="guest RAM (default 256M)")
@@ -138,7 +138,8 @@ def cmd_run(opts) -> int:
     from guestos.fs.binfmt_elf import ENOEXEC, parse_elf
 
     from . import hostinput
-    from .machine import Machine, MachineConfig, check_mem
+    from .machine import CACHE_MODES, Machine, check_mem
+    from .machine_spec import MachineSpec, Resources, assemble
 
     # every option is checked before anything is built or boots
     mem = check_mem(parse_size(opts.mem, "--mem"), "--mem")
@@ -156,13 +157,8 @@ def cmd_run(opts) -> int:
         from .gdbstub import parse_address
         gdb_address = parse_address(opts.gdb)
     if opts.root:
-        from .machine import CACHE_MODES, DiskConfig
-        from .rootfs import root_image
         if opts.cache not in CACHE_MODES:
             raise BallastError(f"--cache: unknown mode '{opts.cache}' (one of {', '.join(CACHE_MODES)})")
-        # an image we made (from a directory, or the built-in one) is a template: runs never change it
-        made = os.path.isdir(opts.root) or opts.root == "builtin"
-        disks.insert(0, DiskConfig(root_image(opts.root), cache=opts.cache, snapshot=made))
         if not opts.program.startswith("/"):
             raise BallastError(f"{opts.program}: with --root, PROGRAM is an absolute path inside the guest")
         program, guest_path = None, opts.program
@@ -190,15 +186,15 @@ def cmd_run(opts) -> int:
             raise BallastError(f"--strace {opts.strace}: {e.strerror}") from None
     if opts.trace_reclaim:
         cmdline = f"{cmdline} reclaim_trace=1000000".strip()
-    swap_image = None
-    if opts.swap:
-        from .machine import DiskConfig
-        from .swapdisk import make_swap_image
-        swap_image = make_swap_image(parse_size(opts.swap, "--swap"))
-        disks.append(DiskConfig(swap_image))
-        cmdline = f"{cmdline} swap=/dev/{hostinput.disk_name(len(disks) - 1)}".strip()
+    # an image we made (from a directory, or the built-in one) is a template: runs never change it
+    made = opts.root is not None and (os.path.isdir(opts.root) or opts.root == "builtin")
+    spec = MachineSpec(mem=mem, cmdline=cmdline, root=opts.root or None, root_writable=not made, cache=opts.cache,
+                       swap=parse_size(opts.swap, "--swap") if opts.swap else None, balloon_features=None,
+                       disks=disks)
+    resources = Resources()
     try:
-        machine = Machine(MachineConfig(mem=mem, cmdline=cmdline, disks=disks), console_sink=sink,
+        config, _, host = assemble(spec, resources)
+        machine = Machine(config, console_sink=sink, host=host,
                           debugcon_sink=strace_out.write if strace_out is not None else None)
         stub = None
         try:
@@ -223,8 +219,7 @@ def cmd_run(opts) -> int:
                 stub.close()
             machine.close()
     finally:
-        if swap_image is not None:
-            os.unlink(swap_image)
+        resources.release()
         if strace_out is not None and strace_out is not sys.stderr.buffer:
             strace_out.close()
 

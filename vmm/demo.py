@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import sweep as sw
 from .errors import BallastError
+from .units import parse_size
 
 MiB = 1 << 20
 PAGE = 4096
@@ -65,7 +66,6 @@ class Setting:
 
     @classmethod
     def of(cls, sweep: sw.Sweep) -> "Setting":
-        from .cli import parse_size
         t = sweep.template
         mem = parse_size(t["machine"]["mem"], "machine.mem")
         host = parse_size(t["host"]["memory"], "host.memory")

@@ -16,6 +16,7 @@ from devices.virtio_balloon import VirtioBalloon
 from devices.virtio_blk import VirtioBlk
 from devices.virtio_mmio import VirtioMmioTransport
 
+from . import oracle
 from .clock import CostModel, VirtualClock
 from .cpu import Vcpu
 from .errors import BallastError, MachineStopped
@@ -46,6 +47,12 @@ class DiskConfig:
     read_only: bool = False
     profile: str = "nvme"
     snapshot: bool = False        # writes go to a private overlay; the image is never changed
+
+
+def root_disk(image: str, cache: str = "writeback", read_only: bool = False, writable: bool = False) -> DiskConfig:
+    """A root disk as Ballast attaches one: a private snapshot (runs never change the image) unless it is
+    read-only (guests on one host then share its host cache) or writable (`ballast run --root IMG`)."""
+    return DiskConfig(image, cache=cache, read_only=read_only, snapshot=not (read_only or writable))
 
 
 @dataclass
@@ -184,7 +191,6 @@ class Machine:
     def _backing_violation(self, pfn: int, address: int, rip: int, access: str) -> bool:
         """The guest touched a frame the host does not back: record it; in record mode the host
         backs the frame again (as anonymous memory is on touch) and the guest goes on."""
-        from . import oracle
         pid, comm = oracle.current_process(self)
         violation = BalloonViolation(pfn, address, access, rip, self.cpu.instruction_at(rip), pid, comm,
                                      self.clock.now_ns())

@@ -3,6 +3,9 @@
 It never changes behaviour; everything else keeps to its side of the hardware
 interface."""
 import dataclasses
+import json
+
+from guestos.mm.mm_types import PG_dirty
 
 from .memory import process_rss_bytes
 
@@ -97,7 +100,6 @@ def _mapping_name(kernel, mapping) -> str:
 def guest_disk_pages(machine) -> dict:
     """{host image key: {disk page index: [(mapping name, pfn)]}} of the guest's clean page-cache
     pages that hold a disk page (a dirty page is newer than any copy on the host)."""
-    from guestos.mm.mm_types import PG_dirty
     kernel = machine.kernel
     keys = _disk_keys(machine)
     mem_map = kernel.mem_map
@@ -158,7 +160,6 @@ TRACE_FIELDS = ("virtual_ns", "pfn", "kind", "mapped", "referenced", "flags", "d
 
 def write_reclaim_trace(machine, path: str) -> int:
     """The guest's reclaim trace as JSON lines; returns how many decisions."""
-    import json
     records = list(machine.kernel.reclaim_trace or ())
     with open(path, "w") as f:
         for record in records:

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 from .errors import BallastError
+from .firmware import program_path
+from .hostinput import regular_file
 
 EXT2_MAGIC_OFFSET = 1024 + 56
 EXT2_SUPER_MAGIC = b"\x53\xef"
@@ -28,7 +30,6 @@ def tree_digest(path: str) -> str:
     return h.hexdigest()[:24]
 
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "firmware" / "bin"
 BUILTIN_PROGRAMS = ("hello", "memhog", "compute", "seqread", "randread", "mmapread", "writer", "mixed",
                     "vdread", "vdwrite", "vdsha256")
 
@@ -38,23 +39,24 @@ def builtin_root(extra_programs: dict = None) -> str:
     `extra_programs` ({name: ELF bytes}) go to /bin beside them."""
     images = cache_dir()
     extra = dict(sorted((extra_programs or {}).items()))
+    programs = {name: program_path(name) for name in BUILTIN_PROGRAMS + ("mkdata",)}
     # hashing ~10 MB of programs costs more than a small guest's boot: a note keyed by their
     # stat() says which image their contents made last time
-    note = None if extra else _stat_note(images, [FIRMWARE / name for name in BUILTIN_PROGRAMS + ("mkdata",)])
+    note = None if extra else _stat_note(images, list(programs.values()))
     if note is not None and note.exists():
         image = images / note.read_text()
         if image.exists():
             return str(image)
     h = hashlib.sha256()
-    for name in BUILTIN_PROGRAMS + ("mkdata",):
-        h.update(name.encode() + b"\0" + (FIRMWARE / name).read_bytes())
+    for name, path in programs.items():
+        h.update(name.encode() + b"\0" + path.read_bytes())
     for name, data in extra.items():
         h.update(b"extra\0" + name.encode() + b"\0" + data)
     image = images / f"builtin-{h.hexdigest()[:24]}.img"
     if image.exists():
         _write_note(note, image.name)
         return str(image)
-    import shutil
+    import shutil                       # lazily (i13-perf): only building an image needs these
     import subprocess
     import tempfile
     from .mkdisk import mkdisk
@@ -63,11 +65,16 @@ def builtin_root(extra_programs: dict = None) -> str:
         tree = Path(staging) / "root"
         (tree / "bin").mkdir(parents=True)
         for name in BUILTIN_PROGRAMS:
-            shutil.copy(FIRMWARE / name, tree / "bin" / name)
+            shutil.copy(programs[name], tree / "bin" / name)
+            (tree / "bin" / name).chmod(0o755)
         for name, data in extra.items():
             (tree / "bin" / name).write_bytes(data)
             (tree / "bin" / name).chmod(0o755)
-        proc = subprocess.run([str(FIRMWARE / "mkdata"), str(tree)], capture_output=True, text=True)
+        # run a private copy: an installed package need not keep the executable bit
+        mkdata = Path(staging) / "mkdata"
+        shutil.copy(programs["mkdata"], mkdata)
+        mkdata.chmod(0o755)
+        proc = subprocess.run([str(mkdata), str(tree)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise BallastError(f"building the built-in root: mkdata failed: {proc.stderr.strip()}")
         (tree / "tmp").mkdir()
@@ -114,7 +121,6 @@ def root_image(spec: str) -> str:
             mkdisk(spec, str(tmp))
             os.replace(tmp, image)
         return str(image)
-    from .hostinput import regular_file
     regular_file(spec, "--root", allow_dir=True)      # a FIFO or a device would block or change
     try:
         with open(spec, "rb") as f:

@@ -6,17 +6,16 @@ condition holds, when a deadline in virtual time passes, or when it sits idle wi
 that could wake it. Host and guest strictly take turns, so a session is as deterministic as a
 plain run: the same steps give the same guest, bit for bit."""
 from dataclasses import dataclass
-from pathlib import Path
-
 import greenlet
 
 from .errors import BallastError
-from .machine import DiskConfig, Machine, MachineConfig
+from .firmware import read_program
+from .machine import Machine, MachineConfig, root_disk
 from .memory import process_rss_bytes
 from . import oracle
 
 AGENT_PATH = "/sbin/ballast-agent"
-AGENT_BINARY = Path(__file__).resolve().parents[1] / "firmware" / "bin" / "ballast-agent"
+AGENT_PROGRAM = "ballast-agent"          # in firmware/bin
 POLL_NS = 10_000_000            # how often a busy guest checks whether the host's wait is over
 NS = 1_000_000_000
 
@@ -44,8 +43,7 @@ class GuestSession:
         `initramfs` more files for the initramfs ({guest path: bytes}), e.g. programs without a root.
         The root runs as a private snapshot, or read-only (then guests on one host share its cache)."""
         if root is not None:
-            config.disks.insert(0, DiskConfig(root, cache=root_cache, read_only=True) if root_read_only
-                                else DiskConfig(root, cache=root_cache, snapshot=True))
+            config.disks.insert(0, root_disk(root, cache=root_cache, read_only=root_read_only))
         self.machine = Machine(config, console_sink=console_sink, host=host)
         self.machine.controller = self
         self.root = root
@@ -62,13 +60,12 @@ class GuestSession:
     def start(self, timeout_s: float = 60) -> "GuestSession":
         if self._guest is not None:
             raise BallastError("this session has already started")
-        if not AGENT_BINARY.exists():
-            raise BallastError(f"{AGENT_BINARY.name} is not built: run make -C firmware")
+        agent = read_program(AGENT_PROGRAM)
         m = self.machine
         # the agent runs from the initramfs even with a root disk (rdinit=, as Linux does)
         m.config.cmdline = f"{m.config.cmdline} rdinit={AGENT_PATH}".strip()
         m.load(None, AGENT_PATH, [], root_device="/dev/vda" if self.root else None,
-               initramfs={**self.initramfs, AGENT_PATH: AGENT_BINARY.read_bytes()})
+               initramfs={**self.initramfs, AGENT_PATH: agent})
         self._guest = greenlet.greenlet(self._guest_main)
         if self._resume(lambda: b"READY\n" in m.agent_output, timeout_s) != DONE:
             raise BallastError(f"the guest agent did not start: {self.console_tail()}")

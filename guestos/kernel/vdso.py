@@ -11,14 +11,14 @@ The vsyscall page at 0xffffffffff600000 is Linux 6.1's default, `vsyscall=xonly`
 mapped there; executing one of its three entries faults, and the fault handler does the call and
 returns to the caller (emulate_vsyscall); reading the page is a segfault."""
 import struct
-from pathlib import Path
+from importlib.resources import files
 
 from ..fs.ramfs import Inode
 from ..mm.mmap import VM_EXEC, VM_READ, VMA
 from .errno import SyscallError
 from .sys import REALTIME_EPOCH_NS, sys_gettimeofday, sys_time
 
-VDSO_IMAGE = Path(__file__).resolve().parents[2] / "firmware" / "bin" / "vdso.so"
+FIRMWARE_PACKAGE = "ballast_firmware"   # firmware/, installed as a package: found in a checkout and in a wheel
 VVAR_START = 0x7FFFF7FFC000          # [vvar], then [vdso]: just under the largest stack
 VDSO_START = VVAR_START + 4096
 # struct vvar_data in vdso.c: seq, clock_mode, realtime_offset_ns, tz_minuteswest, tz_dsttime
@@ -28,6 +28,15 @@ VDSO_INO, VVAR_INO = 0x7FFF0001, 0x7FFF0002   # page-cache owners of the two ima
 
 VSYSCALL_ADDR = 0xFFFFFFFFFF600000
 VSYSCALL_GETTIMEOFDAY, VSYSCALL_TIME, VSYSCALL_GETCPU = 0x000, 0x400, 0x800
+
+
+def vdso_image() -> bytes | None:
+    """firmware/bin/vdso.so, from the installed firmware package; None when it is not built."""
+    try:
+        image = (files(FIRMWARE_PACKAGE) / "bin" / "vdso.so").read_bytes()
+    except (OSError, ModuleNotFoundError):
+        return None
+    return image if image[:4] == b"\x7fELF" else None
 
 
 class Vdso:
@@ -44,13 +53,8 @@ class Vdso:
     @classmethod
     def load(cls, k):
         """None when the image is not built (the kernel then runs without a vDSO)."""
-        try:
-            image = VDSO_IMAGE.read_bytes()
-        except OSError:
-            return None
-        if image[:4] != b"\x7fELF":
-            return None
-        return cls(k, image)
+        image = vdso_image()
+        return None if image is None else cls(k, image)
 
     def map(self, mm) -> int:
         """arch_setup_additional_pages(): [vvar] and [vdso] in a new mm; returns AT_SYSINFO_EHDR."""
