@@ -222,6 +222,16 @@ def test_a_fifo_as_scenario_root_or_file(tmp_path, capfd, fifo):
     assert one_error_line(code, err) == f"ballast: FILE.toml: {fifo}: is a FIFO, not a regular file"
 
 
+def test_a_fifo_or_deep_nesting_as_sweep_file(tmp_path, capfd, fifo):
+    """The sweep reads its files through the scenario's reader: the same one-line refusals."""
+    code, out, err = run_cli(capfd, "sweep", fifo, "--out", tmp_path / "r.csv", "--dry-run")
+    assert one_error_line(code, err) == f"ballast: FILE.toml: {fifo}: is a FIFO, not a regular file"
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    code, out, err = run_cli(capfd, "sweep", deep, "--out", tmp_path / "r.csv", "--dry-run")
+    assert one_error_line(code, err) == f"ballast: {deep}: not valid TOML: arrays or tables nested too deeply"
+
+
 @pytest.mark.parametrize("option", ["--json", "--trace-reclaim"])
 def test_an_output_into_a_missing_directory_is_refused_before_running(tmp_path, capfd, option):
     code, out, err = run_cli(capfd, "run", option, tmp_path / "no" / "x.json", HELLO)

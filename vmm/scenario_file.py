@@ -61,20 +61,26 @@ class Scenario:
         return names or [END_SNAPSHOT]
 
 
-def load(path: str) -> Scenario:
-    import tomllib                      # only scenario files need it (lazily, for start-up time)
+def read_toml(path: str, what: str, argument: str = "FILE.toml") -> dict:
+    """A TOML file's data; any problem with it is one line that starts with `what` (or, for a path
+    that is not a regular file, with the argument that named it)."""
+    import tomllib                      # only scenario and sweep files need it (lazily, for start-up time)
     try:
-        regular_file(path, "FILE.toml")          # a FIFO would block the read forever
+        regular_file(path, argument)     # a FIFO would block the read forever
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
-        raise BallastError(f"{path}: {e.strerror}") from None
+        raise BallastError(f"{what}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
-        raise BallastError(f"{path}: not valid TOML: {e}") from None
+        raise BallastError(f"{what}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
-        raise BallastError(f"{path}: not valid TOML: not UTF-8 text") from None
+        raise BallastError(f"{what}: not valid TOML: not UTF-8 text") from None
     except RecursionError:
-        raise BallastError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+        raise BallastError(f"{what}: not valid TOML: arrays or tables nested too deeply") from None
+
+
+def load(path: str) -> Scenario:
+    data = read_toml(path, path)
     return parse(data, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 

@@ -19,10 +19,10 @@ import itertools
 import json
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 
 from .errors import BallastError
+from .scenario_file import read_toml
 
 FORMATS = (".csv", ".parquet")
 # columns that are not a cell's measurements (a wall time or a place differs from run to run)
@@ -67,7 +67,7 @@ class Sweep:
 # --- the file -----------------------------------------------------------------------------------
 
 def load(path: str) -> Sweep:
-    data = _read_toml(path, path)
+    data = read_toml(path, path)
     return parse(data, source=path, base_dir=os.path.dirname(os.path.realpath(path)))
 
 
@@ -98,7 +98,7 @@ def parse(data: dict, source: str = "sweep", base_dir: str = ".") -> Sweep:
         if not isinstance(name, str) or not name:
             fail("sweep.scenario: must be a file name (relative to the sweep file)")
         path = os.path.join(base_dir, os.path.expanduser(name))
-        template = _read_toml(path, f"{source}: sweep.scenario {name}")
+        template = read_toml(path, f"{source}: sweep.scenario {name}")
         scenario_dir = os.path.dirname(os.path.realpath(path))
     else:
         template = data["scenario"]
@@ -227,18 +227,6 @@ def _apply(template: dict, sets: dict, fail) -> dict:
             else:
                 node = node[key]
     return scenario
-
-
-def _read_toml(path: str, what: str) -> dict:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as e:
-        raise BallastError(f"{what}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise BallastError(f"{what}: not valid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise BallastError(f"{what}: not valid TOML: not UTF-8 text") from None
 
 
 def _text(value) -> str:
