@@ -204,12 +204,7 @@ class AddressSpace:
                         runs.append([disk_offset, [(base, length)], disk_offset + length])
                 base += length
             sectors.append(sector)
-        vmstat = k.vmstat
-        vmstat["pgalloc_normal"] += n
-        vmstat["nr_file_pages"] += n
-        k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
-                                        READ_BATCH_FLAGS)
-        locked.extend(pfns)
+        self._insert_read_batch(first, pfns, sectors, locked)
 
     def _add_read_blocks(self, first: int, blocks: list, runs: list, locked: list) -> None:
         """_add_read_batch when each page is one block (blocks[j], 0 for a hole), natively."""
@@ -217,9 +212,13 @@ class AddressSpace:
         n = len(blocks)
         pfns = k.pcp.take(n)
         sectors = k.pagecache.add_read_batch(k.ram, self.pages, first, pfns, blocks, runs)
-        vmstat = k.vmstat
-        vmstat["pgalloc_normal"] += n
-        vmstat["nr_file_pages"] += n
+        self._insert_read_batch(first, pfns, sectors, locked)
+
+    def _insert_read_batch(self, first: int, pfns, sectors, locked: list) -> None:
+        """The batch's struct pages written (locked, on the inactive file list) and counted."""
+        k, n = self.k, len(pfns)
+        k.vmstat["pgalloc_normal"] += n
+        k.vmstat["nr_file_pages"] += n
         k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
                                         READ_BATCH_FLAGS)
         locked.extend(pfns)
