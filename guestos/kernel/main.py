@@ -82,6 +82,7 @@ class Kernel:
         self.unknown_syscalls = {}
         self.unknown_syscalls_32 = {}
         self.last_fatal = None
+        self.tracepoints = None         # guestos/kernel/tracepoint.py: None while nobody traces
         self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
         self.current_mm = None
         self.native = getattr(hw.cpu, "native", None)
