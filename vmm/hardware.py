@@ -9,6 +9,7 @@ class Hardware:
         self.cpu = machine.cpu
         self.clock = machine.clock
         self.kernel = None                     # set by the kernel at boot, for the oracle only
+        self.trace_sinks = []                  # tracepoint sinks the kernel subscribes when it starts
         # the per-request calls go straight to the machine: no wrapper frame on every MMIO access or IRQ
         self.take_pending_irqs = machine.take_pending_irqs
         self.idle = machine.idle

@@ -312,6 +312,15 @@ class Machine:
     def kernel(self):
         return self.hw.kernel
 
+    def add_trace_sink(self, sink) -> None:
+        """sink(event) gets every kernel tracepoint event (guestos/kernel/tracepoint.py) from now on,
+        or from the kernel's start when it has not booted yet. Sinks only look."""
+        if self.kernel is not None:
+            from guestos.kernel import tracepoint
+            tracepoint.enable(self.kernel).subscribe(sink)
+        else:
+            self.hw.trace_sinks.append(sink)
+
     def close(self) -> None:
         """Power off cleanly: disks are closed as their cache mode says; a private host is shut down."""
         for _, backend, _ in self.disks:
