@@ -639,6 +639,8 @@ class Reclaim:
                     reclaimed += 1
                 cached = False                    # the kernel may have changed anything
                 continue
+            if self.trace is not None:            # while the page is still whole, as remove_from_page_cache's
+                self.trace.delete_from_page_cache(pfn, mapping_id, index)
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
             q[base + Q_MAPPING] = 0
             q[base + Q_INDEX] = 0
