@@ -375,6 +375,7 @@ static void *sleeper(void *arg)
     (void)arg;
     for (;;)
         pause();
+    return NULL;
 }
 
 static int t_fatal(void)
@@ -527,6 +528,7 @@ static int t_exec(void)
     CHECK(pthread_create(&t, NULL, exec_thread, NULL));
     for (;;)
         pause();
+    return 0;
 }
 
 static int t_status(const char *oldpid)

@@ -10,7 +10,7 @@ SYSCALL_ARGS[nr] applies them to the six registers at dispatch."""
 from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
-from ..fs import fcntl, namei, select
+from ..fs import eventpoll, fcntl, namei, select
 from ..fs import statfs
 from . import exec as kexec
 from . import exit as kexit
@@ -110,6 +110,8 @@ SYSCALL_TABLE = {
     99: sys.sys_sysinfo, 137: statfs.sys_statfs, 138: statfs.sys_fstatfs,
     # issue 12: threads
     435: fork.sys_clone3, 202: futex.sys_futex, 273: futex.sys_set_robust_list, 274: futex.sys_get_robust_list,
+    213: eventpoll.sys_epoll_create, 291: eventpoll.sys_epoll_create1, 233: eventpoll.sys_epoll_ctl,
+    232: eventpoll.sys_epoll_wait, 281: eventpoll.sys_epoll_pwait, 441: eventpoll.sys_epoll_pwait2,
 }
 
 # the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME)

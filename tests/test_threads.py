@@ -1,0 +1,121 @@
+"""Threads: glibc pthread programs and a Go program run in the guest exactly as natively (the same
+static binary run on this host from a temporary directory), a multithreaded memory hog keeps its
+data while the balloon and swap squeeze it, and threaded runs repeat exactly.
+
+Every guest run has a virtual-time limit (Machine.stop_at, as `ballast run --timeout`), so a
+broken wake-up fails the test instead of hanging the suite."""
+import os
+import resource
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from ballast_testlib import FIRMWARE, console_text
+from vmm.machine import DiskConfig, Machine, MachineConfig
+from vmm.oracle import decode_wait_status
+from vmm.swapdisk import make_swap_image
+
+MiB = 1 << 20
+GUEST_LIMIT_NS = 20 * 10**9           # virtual seconds: far above what any scenario needs
+PTHREAD_SCENARIOS = ["mutex", "condvar", "barrier", "tls", "join", "many", "sigthread", "altstack",
+                     "fatal", "cancel", "robust", "mainexit", "forkwait", "exec", "futex"]
+
+
+def native(tmp_path, name: str, args) -> tuple:
+    """(wait status, stdout) of the binary run on this host, from a scratch directory, stdin a file."""
+    exe = tmp_path / name
+    shutil.copy(FIRMWARE / name, exe)
+    stdin = tmp_path / "stdin"
+    stdin.write_bytes(b"")
+    with open(stdin, "rb") as f:
+        proc = subprocess.run([str(exe), *args], cwd=tmp_path, stdin=f, capture_output=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
+    rc = proc.returncode
+    status = -rc if rc < 0 else rc << 8
+    return status, proc.stdout.decode()
+
+
+def guest(name: str, args, mem: int = 64 * MiB, cmdline: str = "", config=None, before_boot=None):
+    """(wait status or None on the time limit, program output, machine facts) of a guest run."""
+    m = Machine(config or MachineConfig(mem=mem, cmdline=cmdline))
+    try:
+        m.load((FIRMWARE / name).read_bytes(), "/bin/" + name, list(args))
+        m.stop_at(GUEST_LIMIT_NS, "timeout")
+        if before_boot is not None:
+            before_boot(m)
+        status = m.boot()
+        k = m.kernel
+        facts = {"now_ns": m.clock.now_ns(), "icount": m.cpu.icount, "vmstat": k.vmstat_snapshot(),
+                 "switches": k.scheduler.nr_switches, "preemptions": k.scheduler.preemptions,
+                 "console": bytes(m.console_output), "stop_reason": m.stop_reason,
+                 "actual": m.balloon.actual_pages if m.balloon is not None else None}
+        return status, console_text(bytes(m.console_output)), facts
+    finally:
+        m.close()
+
+
+def comparable(status: int) -> dict:
+    d = decode_wait_status(status)
+    d.pop("core_dumped", None)            # whether a core was written is the host's business
+    return d
+
+
+@pytest.mark.parametrize("scenario", PTHREAD_SCENARIOS)
+def test_pthread_program_matches_native(tmp_path, scenario):
+    want_status, want_out = native(tmp_path, "pthreads", [scenario])
+    status, out, facts = guest("pthreads", [scenario])
+    assert status is not None, f"{scenario}: the guest did not finish ({facts['stop_reason']})"
+    assert out == want_out
+    assert comparable(status) == comparable(want_status)
+
+
+def test_pthread_scenarios_say_what_they_checked(tmp_path):
+    """The native runs themselves show the behaviour the guest is held to (a guard against a
+    scenario that would pass by printing nothing)."""
+    outputs = {s: native(tmp_path, "pthreads", [s]) for s in ("fatal", "robust", "futex", "mainexit")}
+    assert outputs["fatal"][0] == signal.SIGTERM
+    assert "EOWNERDEAD" in outputs["robust"][1]
+    assert "WAKE_OP set 5, cmp eq 0: 2" in outputs["futex"][1]
+    assert outputs["mainexit"][0] == 3 << 8
+
+
+GO_ARGS = ["all", "64"]                  # 64 MiB allocated by a guest of 24 MiB
+
+
+def test_go_program_matches_native(tmp_path):
+    want_status, want_out = native(tmp_path, "gothreads", GO_ARGS)
+    status, out, facts = guest("gothreads", GO_ARGS, mem=24 * MiB)
+    assert status is not None, facts["stop_reason"]
+    assert "gc: allocated 64 MiB" in out and "done" in out
+    assert out == want_out
+    assert status == want_status == 0
+
+
+def test_threaded_runs_repeat_exactly():
+    runs = [guest("pthreads", ["condvar"]) for _ in range(2)]
+    (s1, o1, f1), (s2, o2, f2) = runs
+    assert s1 == s2 == 0 and o1 == o2
+    for key in ("now_ns", "icount", "vmstat", "switches", "preemptions", "console"):
+        assert f1[key] == f2[key], key
+    assert f1["switches"] > 100                  # the threads really took turns
+
+
+def test_threads_share_one_address_space_under_balloon_and_swap(tmp_path):
+    """Three threads fill and check 14 MiB of one mm in a 24 MiB guest while the balloon takes
+    7.5 MiB: pages go to swap and come back, and every thread reads every page intact."""
+    image = make_swap_image(64 * MiB)
+    try:
+        config = MachineConfig(mem=24 * MiB, cmdline="swap=/dev/vda", disks=[DiskConfig(image)],
+                               balloon_features=1)
+        status, out, facts = guest("thrhog", ["14", "3", "2"], config=config, before_boot=lambda m: m.clock.schedule(
+            5_000_000, lambda: m.balloon.set_target_pages(1920)))
+    finally:
+        os.unlink(image)
+    assert status == 0, facts["stop_reason"] or out
+    assert out == "thrhog: 14 MiB, 3 threads, 2 passes, 3584 pages verified by each thread\n"
+    assert facts["actual"] == 1920
+    vm = facts["vmstat"]
+    assert vm["pswpout"] > 1000 and vm["pswpin"] > 1000 and vm["oom_kill"] == 0
