@@ -2,7 +2,7 @@
  * on how the threads were scheduled (the guest's run is compared with a native run).
  *
  *   pthreads mutex|condvar|barrier|tls|join|many|sigthread|altstack|fatal|cancel|robust|
- *            mainexit|forkwait|exec|futex|status
+ *            mainexit|forkwait|exec|futex|fs|status
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -548,6 +549,29 @@ static int t_status(const char *oldpid)
     return 0;
 }
 
+/* ---- fs: threads share the working directory and umask (CLONE_FS) ---- */
+static void *fs_worker(void *arg)
+{
+    (void)arg;
+    chdir("/proc");
+    umask(027);
+    return NULL;
+}
+
+static int t_fs(void)
+{
+    pthread_t t;
+    char after[4096];
+    chdir("/");          /* (EROFS in a guest without a root disk: cwd is / already) */
+    CHECK(pthread_create(&t, NULL, fs_worker, NULL));
+    CHECK(pthread_join(t, NULL));
+    getcwd(after, sizeof after);
+    mode_t old = umask(022);
+    printf("fs: a thread's chdir(\"/proc\") moved main: %s, its umask reached main: %s\n",
+           strcmp(after, "/") ? "yes" : "no", old == 027 ? "yes" : "no");
+    return 0;
+}
+
 /* ---- futex: the system call itself ---- */
 static int fw1, fw2, fw_results[4];
 
@@ -726,6 +750,7 @@ int main(int argc, char **argv)
     if (!strcmp(what, "exec")) return t_exec();
     if (!strcmp(what, "status")) return t_status(argc > 2 ? argv[2] : NULL);
     if (!strcmp(what, "futex")) return t_futex();
+    if (!strcmp(what, "fs")) return t_fs();
     fprintf(stderr, "usage: pthreads SCENARIO\n");
     return 2;
 }

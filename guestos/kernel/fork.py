@@ -93,6 +93,8 @@ def copy_process(k, parent: Task, flags: int, newsp: int, tls: int, exit_signal:
                  pgid=parent.pgid, sid=parent.sid, umask=parent.umask,
                  tgid=parent.tgid if thread else 0, group_leader=leader if thread else None,
                  signal=parent.signal if thread else None)
+    if flags & CLONE_FS:
+        child.fs = parent.fs                       # one working directory and umask
     if not flags & CLONE_VM or flags & CLONE_VFORK:         # a thread starts without the alternate stack
         child.sas_ss_sp, child.sas_ss_size, child.sas_ss_flags = \
             parent.sas_ss_sp, parent.sas_ss_size, parent.sas_ss_flags

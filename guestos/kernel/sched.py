@@ -130,6 +130,30 @@ class Task:
         return self.state in (TASK_ZOMBIE, TASK_DEAD)
 
 
+class FsStruct:
+    """fs_struct: the working directory and umask, shared by the tasks cloned with CLONE_FS."""
+
+    def __init__(self):
+        self.cwd, self.cwd_ino, self.umask = "/", 2, 0o022
+
+
+def _fs_field(name: str) -> property:
+    """Task.cwd, cwd_ino and umask live in task.fs (made at the first assignment, in __init__)."""
+    def fget(task):
+        return getattr(task.fs, name)
+
+    def fset(task, value):
+        fs = task.__dict__.get("fs")
+        if fs is None:
+            fs = task.__dict__["fs"] = FsStruct()
+        setattr(fs, name, value)
+    return property(fget, fset)
+
+
+for _name in ("cwd", "cwd_ino", "umask"):
+    setattr(Task, _name, _fs_field(_name))
+
+
 def signal_pending(task) -> bool:
     """A pending signal, its own or its process's, the task does not block (blocked ones wait;
     ignored ones never queue)."""
