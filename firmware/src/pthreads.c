@@ -2,9 +2,10 @@
  * on how the threads were scheduled (the guest's run is compared with a native run).
  *
  *   pthreads mutex|condvar|barrier|tls|join|many|sigthread|altstack|fatal|cancel|robust|
- *            mainexit|forkwait|exec|futex|fs|status
+ *            mainexit|forkwait|exec|futex|fs|proc|status
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -572,6 +573,65 @@ static int t_fs(void)
     return 0;
 }
 
+/* ---- proc: /proc/self/status and /proc/self/task/TID of a process with threads ---- */
+static sem_t proc_go;
+
+static void *proc_worker(void *arg)
+{
+    (void)arg;
+    while (sem_wait(&proc_go) == -1 && errno == EINTR)
+        ;
+    return NULL;
+}
+
+static int status_field(const char *path, const char *name)
+{
+    char line[256];
+    int value = -1;
+    size_t n = strlen(name);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, name, n) && line[n] == ':')
+            value = atoi(line + n + 1);
+    if (f)
+        fclose(f);
+    return value;
+}
+
+static int t_proc(void)
+{
+    pthread_t t[3];
+    sem_init(&proc_go, 0, 0);
+    sem_init(&ready, 0, 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_create(&t[i], NULL, proc_worker, NULL));
+    printf("proc: Threads: %d, Tgid is getpid(): %s\n", status_field("/proc/self/status", "Threads"),
+           status_field("/proc/self/status", "Tgid") == getpid() ? "yes" : "no");
+    int n = 0, consistent = 1, leader = 0;
+    char path[300];
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        int tid = atoi(e->d_name);
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        n++;
+        leader += tid == getpid();
+        consistent &= status_field(path, "Pid") == tid && status_field(path, "Tgid") == getpid();
+    }
+    if (d)
+        closedir(d);
+    consistent &= leader == 1;
+    printf("proc: /proc/self/task lists %d threads, each with its tid and our tgid: %s\n", n,
+           consistent ? "yes" : "no");
+    for (int i = 0; i < 3; i++)
+        sem_post(&proc_go);
+    for (int i = 0; i < 3; i++)
+        CHECK(pthread_join(t[i], NULL));
+    return 0;
+}
+
 /* ---- futex: the system call itself ---- */
 static int fw1, fw2, fw_results[4];
 
@@ -751,6 +811,7 @@ int main(int argc, char **argv)
     if (!strcmp(what, "status")) return t_status(argc > 2 ? argv[2] : NULL);
     if (!strcmp(what, "futex")) return t_futex();
     if (!strcmp(what, "fs")) return t_fs();
+    if (!strcmp(what, "proc")) return t_proc();
     fprintf(stderr, "usage: pthreads SCENARIO\n");
     return 2;
 }
