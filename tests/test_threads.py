@@ -20,7 +20,7 @@ from vmm.swapdisk import make_swap_image
 MiB = 1 << 20
 GUEST_LIMIT_NS = 20 * 10**9           # virtual seconds: far above what any scenario needs
 PTHREAD_SCENARIOS = ["mutex", "condvar", "barrier", "tls", "join", "many", "sigthread", "altstack",
-                     "fatal", "cancel", "robust", "mainexit", "forkwait", "exec", "futex", "fs", "proc"]
+                     "fatal", "cancel", "robust", "mainexit", "forkwait", "exec", "futex", "fs", "proc", "epoll"]
 
 
 def native(tmp_path, name: str, args) -> tuple:

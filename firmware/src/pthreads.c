@@ -2,7 +2,7 @@
  * on how the threads were scheduled (the guest's run is compared with a native run).
  *
  *   pthreads mutex|condvar|barrier|tls|join|many|sigthread|altstack|fatal|cancel|robust|
- *            mainexit|forkwait|exec|futex|fs|proc|status
+ *            mainexit|forkwait|exec|futex|fs|proc|epoll|status
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -632,6 +634,71 @@ static int t_proc(void)
     return 0;
 }
 
+/* ---- epoll: level and edge triggering, one-shot, a waiter woken by another thread ---- */
+static int epoll_pipe[2];
+
+static void *late_writer(void *arg)
+{
+    (void)arg;
+    usleep(10000);
+    write(epoll_pipe[1], "x", 1);
+    return NULL;
+}
+
+static const char *ep_result(int n, struct epoll_event *ev)
+{
+    static char buf[64];
+    if (n < 0)
+        snprintf(buf, sizeof buf, "-1 %s", strerrorname_np(errno));
+    else if (n == 0)
+        snprintf(buf, sizeof buf, "0");
+    else
+        snprintf(buf, sizeof buf, "%d events=%#x data=%lu", n, ev[0].events, (unsigned long)ev[0].data.u64);
+    return buf;
+}
+
+static int t_epoll(void)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 42}, out[4];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    pipe(epoll_pipe);
+    printf("epoll: create1 bad flags: %s\n", ep_result(epoll_create1(1), out));
+    printf("epoll: ADD: %d", epoll_ctl(ep, EPOLL_CTL_ADD, epoll_pipe[0], &ev));
+    printf(", again: %s\n", ep_result(epoll_ctl(ep, EPOLL_CTL_ADD, epoll_pipe[0], &ev), out));
+    printf("epoll: MOD of an fd not added: %s\n", ep_result(epoll_ctl(ep, EPOLL_CTL_MOD, epoll_pipe[1], &ev), out));
+    int reg = open("/proc/self/exe", O_RDONLY);
+    printf("epoll: ADD a regular file: %s\n", ep_result(epoll_ctl(ep, EPOLL_CTL_ADD, reg, &ev), out));
+    printf("epoll: ADD itself: %s\n", ep_result(epoll_ctl(ep, EPOLL_CTL_ADD, ep, &ev), out));
+    printf("epoll: wait with maxevents 0: %s\n", ep_result(epoll_wait(ep, out, 0, 0), out));
+    printf("epoll: wait 10 ms, nothing ready: %s\n", ep_result(epoll_wait(ep, out, 4, 10), out));
+    write(epoll_pipe[1], "ab", 2);
+    printf("epoll: level-triggered: %s", ep_result(epoll_wait(ep, out, 4, 0), out));
+    printf(", again: %s\n", ep_result(epoll_wait(ep, out, 4, 0), out));
+    ev.events = EPOLLIN | EPOLLET;
+    epoll_ctl(ep, EPOLL_CTL_MOD, epoll_pipe[0], &ev);
+    printf("epoll: edge-triggered: %s", ep_result(epoll_wait(ep, out, 4, 0), out));
+    printf(", again: %s", ep_result(epoll_wait(ep, out, 4, 0), out));
+    write(epoll_pipe[1], "c", 1);
+    printf(", after another write: %s\n", ep_result(epoll_wait(ep, out, 4, 0), out));
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    epoll_ctl(ep, EPOLL_CTL_MOD, epoll_pipe[0], &ev);
+    printf("epoll: one-shot: %s", ep_result(epoll_wait(ep, out, 4, 0), out));
+    printf(", again: %s", ep_result(epoll_wait(ep, out, 4, 0), out));
+    epoll_ctl(ep, EPOLL_CTL_MOD, epoll_pipe[0], &ev);
+    printf(", re-armed: %s\n", ep_result(epoll_wait(ep, out, 4, 0), out));
+    char buf[8];
+    read(epoll_pipe[0], buf, sizeof buf);
+    ev.events = EPOLLIN;
+    epoll_ctl(ep, EPOLL_CTL_MOD, epoll_pipe[0], &ev);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, late_writer, NULL));
+    printf("epoll: wait forever, another thread writes: %s\n", ep_result(epoll_wait(ep, out, 4, -1), out));
+    pthread_join(t, NULL);
+    printf("epoll: DEL: %d", epoll_ctl(ep, EPOLL_CTL_DEL, epoll_pipe[0], NULL));
+    printf(", then wait: %s\n", ep_result(epoll_wait(ep, out, 4, 0), out));
+    return 0;
+}
+
 /* ---- futex: the system call itself ---- */
 static int fw1, fw2, fw_results[4];
 
@@ -781,6 +848,38 @@ static int t_futex(void)
     printf("futex: shared WAKE across fork: %s, the child's WAIT returned 0: %s\n", name(r, errno),
            WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "yes" : "no");
 
+    /* bad arguments */
+    r = futex(NULL, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    printf("futex: WAKE_PRIVATE on NULL: %s\n", name(r, errno));
+    r = futex(NULL, FUTEX_WAKE, 1, NULL, NULL, 0);
+    printf("futex: shared WAKE on NULL: %s\n", name(r, errno));
+    r = futex((void *)0xffff800000000000UL, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    printf("futex: WAKE_PRIVATE on a kernel address: %s\n", name(r, errno));
+    r = futex(NULL, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    printf("futex: WAIT on NULL: %s\n", name(r, errno));
+    r = futex(&word, FUTEX_WAIT_PRIVATE, 1, (void *)8, NULL, 0);
+    printf("futex: WAIT with a bad timeout pointer: %s\n", name(r, errno));
+    struct timespec bad = {0, 1000000000};
+    r = futex(&word, FUTEX_WAIT_PRIVATE, 1, &bad, NULL, 0);
+    printf("futex: WAIT with tv_nsec = 1e9: %s\n", name(r, errno));
+    r = futex(&word, FUTEX_REQUEUE_PRIVATE, 1, (void *)-1L, &fw2, 0);
+    printf("futex: REQUEUE of -1 waiters: %s\n", name(r, errno));
+    r = futex(&word, FUTEX_LOCK_PI_PRIVATE + 100, 0, NULL, NULL, 0);
+    printf("futex: an unknown command: %s\n", name(r, errno));
+    unsigned long cl[11] = {0};
+    r = syscall(SYS_clone3, cl, 8);
+    printf("clone3: size 8: %s\n", name(r, errno));
+    r = syscall(SYS_clone3, cl, 8192);
+    printf("clone3: size 8192: %s\n", name(r, errno));
+    cl[0] = CLONE_THREAD | CLONE_SIGHAND | CLONE_VM;
+    cl[4] = SIGCHLD;
+    r = syscall(SYS_clone3, cl, 88);
+    printf("clone3: CLONE_THREAD with an exit signal: %s\n", name(r, errno));
+    r = syscall(SYS_clone, CLONE_THREAD, 0, 0, 0, 0);
+    printf("clone: CLONE_THREAD without CLONE_SIGHAND: %s\n", name(r, errno));
+    r = syscall(SYS_clone, CLONE_SIGHAND, 0, 0, 0, 0);
+    printf("clone: CLONE_SIGHAND without CLONE_VM: %s\n", name(r, errno));
+
     int *robust_head[3];
     size_t len = 0;
     r = syscall(SYS_get_robust_list, 0, robust_head, &len);
@@ -812,6 +911,7 @@ int main(int argc, char **argv)
     if (!strcmp(what, "futex")) return t_futex();
     if (!strcmp(what, "fs")) return t_fs();
     if (!strcmp(what, "proc")) return t_proc();
+    if (!strcmp(what, "epoll")) return t_epoll();
     fprintf(stderr, "usage: pthreads SCENARIO\n");
     return 2;
 }

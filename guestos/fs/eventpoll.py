@@ -1,7 +1,8 @@
 """epoll (fs/eventpoll.c): an interest list of (descriptor, file) with the events asked for; a wait
 reports what each file's poll says, sleeping in virtual time until something is ready or the
 timeout passes. Level-triggered by default; EPOLLET reports a file again only once an event it
-did not have at the last look appears; EPOLLONESHOT disarms after one report. The Go runtime's
+did not have at the last look appears or it was written to again (a pipe's poll_generation);
+EPOLLONESHOT disarms after one report. The Go runtime's
 timers and netpoller sleep here."""
 import struct
 
@@ -20,10 +21,11 @@ _EVENT = struct.Struct("<IQ")           # struct epoll_event is packed on x86-64
 
 
 class EpItem:
-    __slots__ = ("fd", "file", "events", "data", "seen")
+    __slots__ = ("fd", "file", "events", "data", "seen", "generation")
 
     def __init__(self, fd, file, events, data):
         self.fd, self.file, self.events, self.data, self.seen = fd, file, events, data, 0
+        self.generation = None
 
 
 class EventPoll(File):
@@ -43,10 +45,12 @@ class EventPoll(File):
                 continue
             mask = item.file.poll(None) & (item.events | POLLERR | POLLHUP) & ~EP_PRIVATE_BITS
             if item.events & EPOLLET:
-                fresh = mask & ~item.seen
+                # an edge: an event the file did not have at the last look, or a new write into it
+                generation = getattr(item.file, "poll_generation", None)
+                fresh = mask & ~item.seen or generation != item.generation
                 if consume:
-                    item.seen = mask
-                mask = fresh and mask
+                    item.seen, item.generation = mask, generation
+                mask = mask if fresh else 0
             if not mask or not item.events & ~EP_PRIVATE_BITS:
                 continue
             out.append((mask, item.data))
@@ -101,7 +105,7 @@ def sys_epoll_ctl(k, task, epfd, op, fd, event, *_):
     elif op == EPOLL_CTL_MOD:
         if item is None:
             raise SyscallError(ENOENT)
-        item.events, item.data, item.seen = raw[0] | POLLERR | POLLHUP, raw[1], 0
+        item.events, item.data, item.seen, item.generation = raw[0] | POLLERR | POLLHUP, raw[1], 0, None
     elif op == EPOLL_CTL_DEL:
         if item is None:
             raise SyscallError(ENOENT)

@@ -5,6 +5,7 @@ so processes that map it at different addresses meet (get_futex_key). Waits bloc
 the robust list is walked when a thread exits (exit_robust_list)."""
 import struct
 
+from ..mm.memory import access_ok
 from ..mm.mmap import VM_SHARED
 from .errno import EAGAIN, EFAULT, EINVAL, ENOSYS, ETIMEDOUT, SyscallError
 from .sched import ERESTART_RESTARTBLOCK, ERESTARTSYS, WouldBlock
@@ -78,6 +79,8 @@ def get_futex_key(k, task, uaddr: int, private: bool):
     woken by a shared wake of the same word, as on Linux."""
     if uaddr & 3:
         raise SyscallError(EINVAL)                  # a futex word is 32-bit aligned
+    if not access_ok(uaddr, 4):
+        raise SyscallError(EFAULT)
     mm = task.mm
     if not private:
         vma = mm.find_vma(uaddr)
@@ -237,11 +240,10 @@ def _timeout(k, task, utime: int, cmd: int, realtime: bool):
     sec, nsec = struct.unpack("<qq", k.mm.copy_from_user(task, utime, 16))
     if sec < 0 or not 0 <= nsec < 10**9:
         raise SyscallError(EINVAL)
-    t = sec * 10**9 + nsec
-    now = k.hw.clock.now_ns()
+    from .sys import KTIME_MAX, REALTIME_EPOCH_NS
+    t = min(sec * 10**9 + nsec, KTIME_MAX)
     if cmd == FUTEX_WAIT:
-        return now + t
-    from .sys import REALTIME_EPOCH_NS
+        return min(k.hw.clock.now_ns() + t, KTIME_MAX)
     return t - REALTIME_EPOCH_NS if realtime else t
 
 
