@@ -322,7 +322,10 @@ def task_rusage(k, task, who: int) -> bytes:
     maxrss = (task.mm.rss_anon + task.mm.rss_file) * 4 if task.mm is not None else 0
     if who == RUSAGE_CHILDREN:
         return rusage(k, task.cinstructions, task.cmin_flt, task.cmaj_flt, 0)
-    return rusage(k, task.instructions, task.min_flt, task.maj_flt, maxrss)
+    # RUSAGE_SELF: every thread of the process (the leader keeps the counts of threads gone)
+    threads = [task] if who == RUSAGE_THREAD else task.signal.threads
+    return rusage(k, sum(t.instructions for t in threads), sum(t.min_flt for t in threads),
+                  sum(t.maj_flt for t in threads), maxrss)
 
 
 def sys_getrusage(k, task, who, ru, *_):
