@@ -290,6 +290,22 @@ static void *sig_worker(void *arg)
     return NULL;
 }
 
+static pid_t taker_tid;
+
+static void *sig_taker(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);   /* the one thread that takes SIGUSR2 */
+    taker_tid = (pid_t)syscall(SYS_gettid);
+    sem_post(&ready);
+    while (!handled_in)
+        usleep(1000);
+    return NULL;
+}
+
 static int t_sigthread(void)
 {
     struct sigaction sa = {0};
@@ -319,6 +335,15 @@ static int t_sigthread(void)
     sigprocmask(SIG_UNBLOCK, &set, NULL);       /* delivered here, to main */
     printf("sigthread: SIGUSR2 after unblocking ran in main: %s\n",
            handled_in == getpid() ? "yes" : "no");
+    handled_in = 0;
+    sigprocmask(SIG_BLOCK, &set, NULL);         /* main blocks it again; a new thread does not */
+    pthread_t taker;
+    CHECK(pthread_create(&taker, NULL, sig_taker, NULL));
+    sem_wait(&ready);
+    kill(getpid(), SIGUSR2);
+    CHECK(pthread_join(taker, NULL));
+    printf("sigthread: SIGUSR2 to the process while main blocks it ran in the thread that does not: %s\n",
+           handled_in == taker_tid ? "yes" : "no");
     long r = syscall(SYS_tgkill, getpid() + 100000, worker_tid, SIGUSR1);
     printf("sigthread: tgkill with the wrong tgid: %ld %s\n", r, r ? strerrorname_np(errno) : "");
     sem_post(&go);
