@@ -5,7 +5,7 @@ so processes that map it at different addresses meet (get_futex_key). Waits bloc
 the robust list is walked when a thread exits (exit_robust_list)."""
 import struct
 
-from ..mm.memory import access_ok
+from ..mm.memory import FaultError, access_ok
 from ..mm.mmap import VM_SHARED
 from .errno import EAGAIN, EFAULT, EINVAL, ENOSYS, ETIMEDOUT, SyscallError
 from .sched import ERESTART_RESTARTBLOCK, ERESTARTSYS, WouldBlock
@@ -359,4 +359,7 @@ def mm_release(k, task) -> None:
                 futex_wake(k, task, tidptr, False, 1, FUTEX_BITSET_MATCH_ANY)
             except SyscallError:
                 pass
-    _in_mm(k, task, release)
+    try:
+        _in_mm(k, task, release)
+    except FaultError:
+        pass                                        # no memory to fault the list in: the exit goes on
