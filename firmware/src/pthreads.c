@@ -751,6 +751,18 @@ static void *bitset_waiter(void *arg)
 
 static void on_usr1(int sig) { (void)sig; }
 
+static unsigned long robust_loop[4];
+
+static void *bad_robust(void *arg)
+{
+    /* a robust list whose entry points at itself, or at nothing: the walk at exit must end */
+    robust_loop[0] = (unsigned long)&robust_loop[3];      /* head.list.next -> the entry */
+    robust_loop[1] = 8;                                   /* futex_offset */
+    robust_loop[2] = arg ? 0xdead0000UL : 0;              /* list_op_pending */
+    robust_loop[3] = arg ? 0xdead0000UL : (unsigned long)&robust_loop[3];
+    return (void *)syscall(SYS_set_robust_list, robust_loop, 24);
+}
+
 static void *eintr_waiter(void *arg)
 {
     (void)arg;
@@ -904,6 +916,15 @@ static int t_futex(void)
     printf("clone: CLONE_THREAD without CLONE_SIGHAND: %s\n", name(r, errno));
     r = syscall(SYS_clone, CLONE_SIGHAND, 0, 0, 0, 0);
     printf("clone: CLONE_SIGHAND without CLONE_VM: %s\n", name(r, errno));
+
+    for (long i = 0; i < 2; i++) {
+        pthread_t rb;
+        void *rr;
+        CHECK(pthread_create(&rb, NULL, bad_robust, (void *)i));
+        CHECK(pthread_join(rb, &rr));
+        printf("futex: a thread exits with a %s robust list: set_robust_list %ld, joined\n",
+               i ? "dangling" : "circular", (long)rr);
+    }
 
     int *robust_head[3];
     size_t len = 0;
