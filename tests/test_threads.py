@@ -119,3 +119,46 @@ def test_threads_share_one_address_space_under_balloon_and_swap(tmp_path):
     assert facts["actual"] == 1920
     vm = facts["vmstat"]
     assert vm["pswpout"] > 1000 and vm["pswpin"] > 1000 and vm["oom_kill"] == 0
+
+
+def test_go_runs_repeat_exactly():
+    """The Go runtime reads the TSC (rdtsc/rdtscp: seeds, pacing); the machine answers it from the
+    virtual clock, so a Go run repeats exactly too."""
+    runs = [guest("gothreads", ["sleep"], mem=24 * MiB) for _ in range(2)]
+    (s1, o1, f1), (s2, o2, f2) = runs
+    assert s1 == s2 == 0 and "time.After fired" in o1 and o1 == o2
+    for key in ("now_ns", "icount", "vmstat", "switches", "console"):
+        assert f1[key] == f2[key], key
+
+
+RDTSC = r'''
+#include <stdio.h>
+#include <x86intrin.h>
+int main(void) {
+    unsigned long long first = __rdtsc(), prev = first, now = 0;
+    unsigned aux = 7;
+    int monotonic = 1;
+    for (int i = 0; i < 1000; i++) {
+        now = i % 2 ? __rdtsc() : __rdtscp(&aux);
+        monotonic &= now > prev;
+        prev = now;
+    }
+    printf("rdtsc: 1001 reads, monotonic %d, aux %u, first %llu last %llu\n", monotonic, aux, first, now);
+    return 0;
+}
+'''
+
+
+def test_rdtsc_reads_the_virtual_clock(compile_c):
+    exe = compile_c(RDTSC, "rdtsc", flags=("-static", "-O1"))
+    outs = []
+    for _ in range(2):
+        m = Machine(MachineConfig(mem=32 * MiB))
+        try:
+            m.load(exe.read_bytes(), "/bin/rdtsc", [])
+            assert m.boot() == 0
+            outs.append(console_text(bytes(m.console_output)))
+        finally:
+            m.close()
+    assert outs[0] == outs[1]                       # the host's TSC would differ between the runs
+    assert "monotonic 1, aux 0," in outs[0]         # rdtscp: TSC_AUX is cpu 0
