@@ -87,7 +87,8 @@ def get_futex_key(k, task, uaddr: int, private: bool):
         if vma is None or vma.vm_start > uaddr:
             raise SyscallError(EFAULT)
         if vma.vm_flags & VM_SHARED:
-            obj = vma.vm_file if vma.vm_file is not None else ("anon", vma.anon_id)
+            f = vma.vm_file                         # the file's address_space: one per inode, whoever maps it
+            obj = ("anon", vma.anon_id) if f is None else ("inode", getattr(f, "mapping_id", None) or id(f))
             return ("shared", obj, vma.vm_pgoff + ((uaddr - vma.vm_start) >> 12), uaddr & 0xFFF)
         return ("mmshared", mm, uaddr)
     return ("private", mm, uaddr)
