@@ -90,6 +90,8 @@ def exit_with_status(k, task, status: int) -> None:
     if not group_dead or leader.parent is None:       # init: nobody reaps it; the machine stops
         return
     parent = leader.parent
+    if parent.exited:                        # a parent process whose leader is gone: one of its threads
+        parent = next((t for t in parent.signal.threads if not t.exited), parent)
     if not parent.exited and leader.exit_signal > 0:  # do_notify_parent(): SIGCHLD unless clone said otherwise
         from .signal import send_signal, siginfo
         send_signal(k, parent, leader.exit_signal, siginfo(leader.exit_signal, 1, leader.pid), group=True)
