@@ -162,3 +162,42 @@ def test_rdtsc_reads_the_virtual_clock(compile_c):
             m.close()
     assert outs[0] == outs[1]                       # the host's TSC would differ between the runs
     assert "monotonic 1, aux 0," in outs[0]         # rdtscp: TSC_AUX is cpu 0
+
+
+THREAD_BOMB = r'''
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static char stack[4096];
+int main(void) {
+    long n = 0, r;
+    for (;;) {
+        r = syscall(SYS_clone, CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, stack + sizeof stack, 0, 0, 0);
+        if (r == 0) for (;;) syscall(SYS_pause);
+        if (r < 0) break;
+        n++;
+    }
+    dprintf(1, "clone stopped after %ld threads: %s\n", n, strerrorname_np(errno));
+    syscall(SYS_exit_group, 0);
+}
+'''
+
+
+def test_a_thread_bomb_meets_threads_max(compile_c):
+    """Guest only (natively it would take the host's threads): clone fails with EAGAIN at threads-max,
+    an eighth of RAM in kernel stacks, as Linux's copy_process."""
+    exe = compile_c(THREAD_BOMB, "threadbomb", flags=("-static", "-O1"))
+    m = Machine(MachineConfig(mem=64 * MiB))
+    try:
+        m.load(exe.read_bytes(), "/bin/threadbomb", [])
+        m.stop_at(GUEST_LIMIT_NS, "timeout")
+        assert m.boot() == 0
+        out = console_text(bytes(m.console_output))
+    finally:
+        m.close()
+    assert out.startswith("clone stopped after ") and out.endswith(" threads: EAGAIN\n")
+    assert 100 < int(out.split()[3]) < 1000

@@ -4,7 +4,8 @@ from ..mm.mm_types import PAGE_MAPPING_ANON
 from ..mm.pgtable import _PAGE_PRESENT, _PAGE_RW, pte_pfn
 import struct
 
-from .errno import E2BIG, EINVAL, SyscallError
+from ..fs.proc import max_threads
+from .errno import E2BIG, EAGAIN, EINVAL, SyscallError
 from .sched import Task
 
 CSIGNAL = 0x000000FF
@@ -77,6 +78,8 @@ def copy_process(k, parent: Task, flags: int, newsp: int, tls: int, exit_signal:
         exit_signal = flags & CSIGNAL
     if exit_signal > 64:
         raise SyscallError(EINVAL)                 # not a valid exit signal
+    if len(k.tasks) >= max_threads(k):
+        raise SyscallError(EAGAIN)                 # threads-max: kernel stacks would fill an eighth of RAM
     k.lru_add_drain()
     thread = bool(flags & CLONE_THREAD)
     leader = parent.group_leader
