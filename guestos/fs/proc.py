@@ -184,7 +184,8 @@ def _render_pid_stat(k, task) -> str:
     state = _state(k, task)
     fields = [task.pid, f"({task.comm})", state, task.parent.pid if task.parent else 0, _pgrp(task),
               task.sid, 0, -1, 0x400000 if task.cmdline else 0x40,
-              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20, 0, 1, 0,
+              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20, 0,
+              sum(1 for t in task.signal.threads if not t.exited) or 1, 0,
               task.start_time_ns // NS_PER_TICK, st["size"] << 10, rss, RLIM_INFINITY,
               st["start_code"] if mm else 0, st["end_code"] if mm else 0, mm.start_stack if mm else 0, 0, 0,
               pending, blocked, ignored, caught, 0 if state == "R" else 1, 0, 0, 17, 0, 0, 0, 0, 0, 0,
