@@ -182,7 +182,8 @@ def _render_pid_stat(k, task) -> str:
     pending, blocked, ignored, caught = _sigmasks(task)
     rss = (mm.rss_anon + mm.rss_file) if mm else 0
     state = _state(k, task)
-    fields = [task.pid, f"({task.comm})", state, task.parent.pid if task.parent else 0, _pgrp(task),
+    parent = task.group_leader.parent
+    fields = [task.pid, f"({task.comm})", state, parent.tgid if parent else 0, _pgrp(task),
               task.sid, 0, -1, 0x400000 if task.cmdline else 0x40,
               task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20, 0,
               sum(1 for t in task.signal.threads if not t.exited) or 1, 0,
