@@ -121,8 +121,10 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
         raise SyscallError(ESRCH)                   # -INT_MIN is not a process group
     group = task.pgid
     # any thread may wait for the children of any thread of its process, unless __WNOTHREAD
-    waiters = [task] if options & __WNOTHREAD else [t for t in task.signal.threads if not t.exited]
-    candidates = [c for t in waiters for c in t.children if _matches(c, pid, group)]
+    def children():
+        waiters = [task] if options & __WNOTHREAD else [t for t in task.signal.threads if not t.exited]
+        return [c for t in waiters for c in t.children if _matches(c, pid, group)]
+    candidates = children()
     if not candidates:
         raise SyscallError(ECHILD)
     for child in candidates:
@@ -144,7 +146,7 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
             return child.pid
     if options & WNOHANG:
         return 0
-    raise WouldBlock(lambda: any(reapable(c) for t in waiters for c in t.children if _matches(c, pid, group)))
+    raise WouldBlock(lambda: any(reapable(c) for c in children()))
 
 
 def sys_exit_group(k, task, code, *_):
