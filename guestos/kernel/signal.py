@@ -309,9 +309,9 @@ def do_tkill(k, task, tgid: int, tid: int, sig: int):
     if not 0 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
     target = k.find_task(tid)
-    if target is None or target.exited or tgid > 0 and target.tgid != tgid:
+    if target is None or tgid > 0 and target.tgid != tgid:
         raise SyscallError(ESRCH)
-    if sig:
+    if sig and not target.exited:               # (a zombie leader whose threads live takes it, unseen)
         send_signal(k, target, sig, siginfo(sig, SI_TKILL, task.tgid))
     return 0
 
