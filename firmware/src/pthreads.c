@@ -803,6 +803,8 @@ static int t_futex(void)
     printf("futex: WAIT_BITSET with bitset 0: %s\n", name(r, errno));
     r = futex((char *)&word + 1, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     printf("futex: WAKE on a misaligned word: %s\n", name(r, errno));
+    r = futex(&word, FUTEX_WAIT_PRIVATE | FUTEX_CLOCK_REALTIME, 1, &ts, NULL, 0);
+    printf("futex: WAIT with FUTEX_CLOCK_REALTIME: %s\n", name(r, errno));
     r = futex(&word, FUTEX_WAKE_PRIVATE | FUTEX_CLOCK_REALTIME, 1, NULL, NULL, 0);
     printf("futex: WAKE with FUTEX_CLOCK_REALTIME: %s\n", name(r, errno));
     r = futex(&word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);

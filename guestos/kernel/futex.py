@@ -253,8 +253,8 @@ def sys_futex(k, task, uaddr, op, val, utime, uaddr2, val3, *_):
     cmd = op & FUTEX_CMD_MASK & 0xFFFFFFFF
     private = bool(op & FUTEX_PRIVATE_FLAG)
     realtime = bool(op & FUTEX_CLOCK_REALTIME)
-    if realtime and cmd not in (FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI, FUTEX_LOCK_PI2):
-        raise SyscallError(ENOSYS)
+    if realtime and cmd not in (FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI, FUTEX_LOCK_PI2):
+        raise SyscallError(ENOSYS)                  # (plain FUTEX_WAIT too: checked natively, Linux 6.x)
     val2 = _sign_extend(utime, 32)                  # the timeout slot carries an int for these
     val3 &= 0xFFFFFFFF
     if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
