@@ -256,6 +256,7 @@ def sys_futex(k, task, uaddr, op, val, utime, uaddr2, val3, *_):
     if realtime and cmd not in (FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI, FUTEX_LOCK_PI2):
         raise SyscallError(ENOSYS)                  # (plain FUTEX_WAIT too: checked natively, Linux 6.x)
     val2 = _sign_extend(utime, 32)                  # the timeout slot carries an int for these
+    nr = _sign_extend(val, 32)                      # a count is an int (-1 wakes one, as Linux counts)
     val3 &= 0xFFFFFFFF
     if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
         bitset = FUTEX_BITSET_MATCH_ANY if cmd == FUTEX_WAIT else val3
@@ -263,13 +264,13 @@ def sys_futex(k, task, uaddr, op, val, utime, uaddr2, val3, *_):
         expires = None if restarted else _timeout(k, task, utime, cmd, realtime)
         return futex_wait(k, task, uaddr, private, val, expires, bitset)
     if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
-        return futex_wake(k, task, uaddr, private, val, FUTEX_BITSET_MATCH_ANY if cmd == FUTEX_WAKE else val3)
+        return futex_wake(k, task, uaddr, private, nr, FUTEX_BITSET_MATCH_ANY if cmd == FUTEX_WAKE else val3)
     if cmd == FUTEX_REQUEUE:
-        return futex_requeue(k, task, uaddr, uaddr2, private, val, val2, None)
+        return futex_requeue(k, task, uaddr, uaddr2, private, nr, val2, None)
     if cmd == FUTEX_CMP_REQUEUE:
-        return futex_requeue(k, task, uaddr, uaddr2, private, val, val2, val3)
+        return futex_requeue(k, task, uaddr, uaddr2, private, nr, val2, val3)
     if cmd == FUTEX_WAKE_OP:
-        return futex_wake_op(k, task, uaddr, uaddr2, private, val, val2, val3)
+        return futex_wake_op(k, task, uaddr, uaddr2, private, nr, val2, val3)
     raise SyscallError(ENOSYS)
 
 
