@@ -749,7 +749,9 @@ static void *bitset_waiter(void *arg)
     return (void *)(r == 0 ? 0L : (long)errno);
 }
 
-static void on_usr1(int sig) { (void)sig; }
+static volatile int usr1_seen;
+
+static void on_usr1(int sig) { (void)sig; usr1_seen = 1; }
 
 static unsigned long robust_loop[4];
 
@@ -868,6 +870,25 @@ static int t_futex(void)
     void *res;
     pthread_join(b, &res);
     printf("futex: a signal's handler interrupts WAIT: %s\n", strerrorname_np((int)(long)res));
+    sa.sa_flags = SA_RESTART;                   /* now the wait goes on after the handler */
+    sigaction(SIGUSR1, &sa, NULL);
+    CHECK(pthread_create(&b, NULL, eintr_waiter, NULL));
+    while (waiters_on(&fw2, 1) < 1)
+        usleep(1000);
+    usr1_seen = 0;
+    pthread_kill(b, SIGUSR1);
+    while (!usr1_seen)
+        usleep(1000);
+    int back = 0;
+    for (int i = 0; i < 1000 && !back; i++) {   /* the handler ran; is the wait going on? */
+        back = waiters_on(&fw2, 1);
+        if (!back)
+            usleep(1000);
+    }
+    r = futex(&fw2, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    pthread_join(b, &res);
+    printf("futex: under SA_RESTART the waiter is back waiting: %d, woken: %s, WAIT returned %ld\n", back,
+           name(r, errno), (long)res);
 
     /* shared: a futex in MAP_SHARED memory between two processes */
     int *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
