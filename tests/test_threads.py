@@ -201,3 +201,49 @@ def test_a_thread_bomb_meets_threads_max(compile_c):
         m.close()
     assert out.startswith("clone stopped after ") and out.endswith(" threads: EAGAIN\n")
     assert 100 < int(out.split()[3]) < 1000
+
+
+MUSL_TURNS = r'''
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+static int turn, total;
+static void *w(void *a) {
+    int id = (int)(long)a;
+    for (int i = 0; i < 200; i++) {
+        pthread_mutex_lock(&m);
+        while (turn != id) pthread_cond_wait(&c, &m);
+        total += id; turn = (turn + 1) % 4;
+        pthread_cond_broadcast(&c);
+        pthread_mutex_unlock(&m);
+    }
+    return (void *)(long)(syscall(SYS_gettid) != getpid());
+}
+int main(void) {
+    pthread_t t[4]; long ok = 0;
+    for (long i = 0; i < 4; i++) pthread_create(&t[i], 0, w, (void *)i);
+    for (int i = 0; i < 4; i++) { void *r; pthread_join(t[i], &r); ok += (long)r; }
+    printf("musl: total %d, threads with their own tid %ld\n", total, ok);
+    return 0;
+}
+'''
+
+
+def test_musl_threads_take_turns_as_natively(compile_c, tmp_path):
+    """musl's pthreads (clone, not clone3, with CLONE_DETACHED) and four threads that take strict
+    turns through one condition variable: every turn is a futex wake of the right thread."""
+    exe = compile_c(MUSL_TURNS, "musl_turns", cc="musl-gcc", flags=("-static", "-O1"))
+    native_out = subprocess.run([str(exe)], cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
+                                timeout=60).stdout.decode()
+    m = Machine(MachineConfig(mem=32 * MiB))
+    try:
+        m.load(exe.read_bytes(), "/bin/musl_turns", [])
+        m.stop_at(GUEST_LIMIT_NS, "timeout")
+        assert m.boot() == 0
+        out = console_text(bytes(m.console_output))
+    finally:
+        m.close()
+    assert out == native_out == "musl: total 1200, threads with their own tid 4\n"
