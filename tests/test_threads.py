@@ -236,8 +236,10 @@ def test_musl_threads_take_turns_as_natively(compile_c, tmp_path):
     """musl's pthreads (clone, not clone3, with CLONE_DETACHED) and four threads that take strict
     turns through one condition variable: every turn is a futex wake of the right thread."""
     exe = compile_c(MUSL_TURNS, "musl_turns", cc="musl-gcc", flags=("-static", "-O1"))
-    native_out = subprocess.run([str(exe)], cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
-                                timeout=60).stdout.decode()
+    stdin = tmp_path / "stdin"
+    stdin.write_bytes(b"")
+    with open(stdin, "rb") as f:
+        native_out = subprocess.run([str(exe)], cwd=tmp_path, stdin=f, capture_output=True, timeout=60).stdout.decode()
     m = Machine(MachineConfig(mem=32 * MiB))
     try:
         m.load(exe.read_bytes(), "/bin/musl_turns", [])
