@@ -110,10 +110,19 @@ def test_threads_share_one_address_space_under_balloon_and_swap(tmp_path):
     try:
         config = MachineConfig(mem=24 * MiB, cmdline="swap=/dev/vda", disks=[DiskConfig(image)],
                                balloon_features=1)
-        status, out, facts = guest("thrhog", ["14", "3", "2"], config=config, before_boot=lambda m: m.clock.schedule(
-            5_000_000, lambda: m.balloon.set_target_pages(1920)))
+        seen = {}
+
+        def look(m):
+            live = [t for t in m.kernel.tasks.values() if not t.exited]
+            seen.update(threads=len(live), mms={id(t.mm) for t in live}, users=live[0].mm.users)
+
+        def before_boot(m):
+            m.clock.schedule(5_000_000, lambda: m.balloon.set_target_pages(1920))
+            m.clock.schedule(20_000_000, lambda: look(m))
+        status, out, facts = guest("thrhog", ["14", "3", "2"], config=config, before_boot=before_boot)
     finally:
         os.unlink(image)
+    assert seen["threads"] == 3 and len(seen["mms"]) == 1 and seen["users"] == 3     # one mm, three users
     assert status == 0, facts["stop_reason"] or out
     assert out == "thrhog: 14 MiB, 3 threads, 2 passes, 3584 pages verified by each thread\n"
     assert facts["actual"] == 1920
