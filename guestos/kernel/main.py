@@ -748,7 +748,7 @@ class Kernel:
         traps.do_trap(self, task, exit)
 
     def oom_kill(self, task) -> None:
-        self.printk(KERN_ERR, f"Out of memory: Killed process {task.pid} ({task.comm})")
+        self.printk(KERN_ERR, f"Out of memory: Killed process {task.tgid} ({task.comm})")
         self.vmstat["oom_kill"] = self.vmstat.get("oom_kill", 0) + 1
         self.last_fatal = ("SIGKILL", "out of memory", 0, "")
         self.do_exit(task, 9, signaled=True)
