@@ -258,3 +258,42 @@ def test_musl_threads_take_turns_as_natively(compile_c, tmp_path):
     finally:
         m.close()
     assert out == native_out == "musl: total 1200, threads with their own tid 4\n"
+
+
+REPEATED_GP = r'''
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <ucontext.h>
+static int n, traps[4];
+static void h(int sig, siginfo_t *si, void *uc_) {
+    ucontext_t *uc = uc_;
+    traps[n++] = (int)uc->uc_mcontext.gregs[REG_TRAPNO];
+    uc->uc_mcontext.gregs[REG_RIP] += 1;          /* skip the cli */
+}
+int main(void) {
+    struct sigaction sa = {0}; sa.sa_sigaction = h; sa.sa_flags = SA_SIGINFO; sigaction(SIGSEGV, &sa, 0);
+    for (int i = 0; i < 4; i++) __asm__ volatile("cli");
+    printf("traps %d %d %d %d\n", traps[0], traps[1], traps[2], traps[3]);
+    return 0;
+}
+'''
+
+
+def test_every_general_protection_fault_is_one(compile_c, tmp_path):
+    """Four `cli` at CPL 3, each a #GP (trap 13) that a SIGSEGV handler skips, as natively: the vCPU
+    clears the exception Unicorn leaves in flight (without that, the second is a double fault and the
+    third halts the CPU; the rdtsc answers above rely on it)."""
+    exe = compile_c(REPEATED_GP, "repeated_gp", flags=("-static", "-O1"))
+    stdin = tmp_path / "stdin"
+    stdin.write_bytes(b"")
+    with open(stdin, "rb") as f:
+        native_out = subprocess.run([str(exe)], cwd=tmp_path, stdin=f, capture_output=True, timeout=60).stdout.decode()
+    m = Machine(MachineConfig(mem=32 * MiB))
+    try:
+        m.load(exe.read_bytes(), "/bin/repeated_gp", [])
+        assert m.boot() == 0
+        out = console_text(bytes(m.console_output))
+    finally:
+        m.close()
+    assert out == native_out == "traps 13 13 13 13\n"

@@ -83,6 +83,7 @@ CR0_NE = 1 << 5
 CR4_TSD = 1 << 2              # rdtsc/rdtscp at CPL 3 raise #GP: the VMM answers them (RDTSC exiting)
 RDTSC, RDTSCP = b"\x0f\x31", b"\x0f\x01\xf9"
 NO_EXCEPTION = b"\xff\xff\xff\xff"          # old_exception = -1
+CONTRIBUTORY_EXCEPTIONS = frozenset((0, 8, 10, 11, 12, 13))    # #DE, #DF, #TS, #NP, #SS, #GP
 
 
 @functools.lru_cache(maxsize=None)
@@ -374,13 +375,6 @@ class Vcpu:
         size = 2 if code[:2] == RDTSC else 3 if code == RDTSCP else 0
         if not size:
             return False
-        # The exception hook left the #GP "in flight" (QEMU's env->old_exception: Unicorn's hook replaces
-        # its delivery, which would clear it): the next #GP would come as a double fault, the third halt
-        # the CPU. A context round trip with the field reset clears it.
-        context = self.uc.context_save()
-        ctypes.memmove(ctypes.cast(context._context, ctypes.c_void_p).value + _old_exception_offset(),
-                       NO_EXCEPTION, 4)
-        self.uc.context_restore(context)
         clock = self.clock
         clock.charge(clock.costs.vm_exit_ns)
         tsc = int(clock.now_ns() * clock.costs.cpu_ghz)
@@ -389,6 +383,17 @@ class Vcpu:
             regs["rcx"] = 0
         self.set_regs(regs)
         return True
+
+    def _clear_exception_in_flight(self) -> None:
+        """Unicorn's exception hook replaces QEMU's delivery of the exception, which is what clears
+        env->old_exception: left set, the next contributory exception (#DE, #TS..#GP) would come as a
+        double fault and the one after would halt the CPU. A context round trip with it reset clears it."""
+        offset = _old_exception_offset()
+        if offset is None:
+            return
+        context = self.uc.context_save()
+        ctypes.memmove(ctypes.cast(context._context, ctypes.c_void_p).value + offset, NO_EXCEPTION, 4)
+        self.uc.context_restore(context)
 
     def _violation_pfn(self) -> int:
         return self.native.last_violation()[0]
@@ -428,6 +433,8 @@ class Vcpu:
                 rip = self._instruction_ending_at(rip)
                 self.set_regs({"rip": rip, **dict(zip(("rax", "rcx", "rsi", "rdi"), native.io_saved_regs()))})
             self._uncount_unretired(rip)
+            if native.trap_vector in CONTRIBUTORY_EXCEPTIONS:
+                self._clear_exception_in_flight()
             return VcpuExit(ExitReason.TRAP, rip, vector=native.trap_vector)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)
