@@ -5,6 +5,9 @@ index), with its struct page saying whose it is and at which index, so the
 kernel always knows mapped from unmapped file pages. A file system supplies the
 address_space operations: where a page lives on the disk (for reading), and
 where it must go (for writing, allocating blocks)."""
+from functools import reduce
+from operator import or_
+
 from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
 from .mm_types import (NIL, PG_active, PG_dirty, PG_locked, PG_lru, PG_mappedtodisk, PG_referenced, PG_reclaim,
                        PG_unevictable, PG_uptodate)
@@ -384,7 +387,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
         return 0
     count = min(count, isize - pos)
     dst = k.mm.user_runs(task, buf, count, True, partial=True)        # fault the buffer in first
-    count = sum(n for _, n in dst)                                    # short up to a hole in it
+    count = sum([n for _, n in dst])                                  # short up to a hole in it
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
     mem_map = k.mem_map
     core = k.lru.core
@@ -396,7 +399,8 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
     # reading may reclaim: then every page is held until copied.
-    hold = any(f < 0 or f & readahead_bit for f in flags)
+    # (any(f < 0 or f & readahead_bit for f in flags), without a Python loop)
+    hold = bool(flags) and (min(flags) < 0 or reduce(or_, flags) & readahead_bit != 0)
     nr = last - index + 1
     at = 0
     try:
