@@ -6,6 +6,7 @@ kernel always knows mapped from unmapped file pages. A file system supplies the
 address_space operations: where a page lives on the disk (for reading), and
 where it must go (for writing, allocating blocks)."""
 from functools import reduce
+from itertools import filterfalse
 from operator import or_
 
 from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
@@ -229,7 +230,7 @@ class AddressSpace:
     def ra_submit(self, ra: FileRaState) -> None:
         """Read the window, and mark the page where the next (asynchronous) window starts."""
         last = (self.a_ops.i_size() - 1) >> PAGE_SHIFT
-        indices = [i for i in range(ra.start, min(ra.start + ra.size, last + 1)) if i not in self.pages]
+        indices = list(filterfalse(self.pages.__contains__, range(ra.start, min(ra.start + ra.size, last + 1))))
         self.read_pages(indices)
         mark = ra.start + ra.size - ra.async_size
         pfn = self.pages.get(mark)
