@@ -381,6 +381,12 @@ def mark_page_accessed(k, pfn: int) -> None:
         k.vmstat["pgactivate"] += 1
 
 
+def must_hold(flags: list, readahead_bit: int) -> bool:
+    """Is there a miss (-1) or a readahead mark among the flags? any(f < 0 or f & readahead_bit for f in
+    flags), without a Python loop (once per read())."""
+    return bool(flags) and (min(flags) < 0 or reduce(or_, flags) & readahead_bit != 0)
+
+
 def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int, count: int, pos: int) -> int:
     """do_generic_file_read(): copy from the page cache to the user, reading ahead as it goes."""
     isize = mapping.a_ops.i_size()
@@ -400,8 +406,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
     # reading may reclaim: then every page is held until copied.
-    # (any(f < 0 or f & readahead_bit for f in flags), without a Python loop)
-    hold = bool(flags) and (min(flags) < 0 or reduce(or_, flags) & readahead_bit != 0)
+    hold = must_hold(flags, readahead_bit)
     nr = last - index + 1
     at = 0
     try:
