@@ -389,7 +389,7 @@ class Kernel:
         if inode is None or getattr(inode, "is_dir", False):
             raise SyscallError(19)                               # ENODEV: not mappable
         if hasattr(f, "vfs"):
-            return MappedFile(f.vfs, inode, f.name), f.name
+            return MappedFile(f.vfs, inode, f.name, getattr(f, "ra", None)), f.name
         return inode, f.name                                     # a ramfs file
 
     def set_page_dirty_pfn(self, pfn: int) -> None:

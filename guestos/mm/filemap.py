@@ -6,8 +6,9 @@ kernel always knows mapped from unmapped file pages. A file system supplies the
 address_space operations: where a page lives on the disk (for reading), and
 where it must go (for writing, allocating blocks)."""
 from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
+from .lru import LRU_INACTIVE_FILE
 from .mm_types import (NIL, PG_active, PG_dirty, PG_locked, PG_lru, PG_mappedtodisk, PG_referenced, PG_reclaim,
-                       PG_unevictable, PG_uptodate)
+                       PG_unevictable, PG_uptodate, PG_writeback)
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -20,13 +21,20 @@ READ_BATCH_FLAGS = (1 << PG_locked) | (1 << PG_uptodate) | (1 << PG_mappedtodisk
 
 
 class FileRaState:
-    """struct file_ra_state: the readahead window of one open file."""
-    __slots__ = ("start", "size", "async_size", "prev_pos", "ra_pages")
+    """struct file_ra_state: the readahead window of one open file (read() and mmap faults share it, as
+    they share Linux's file->f_ra)."""
+    __slots__ = ("start", "size", "async_size", "prev_pos", "ra_pages", "mmap_miss")
 
     def __init__(self, ra_pages: int = VM_MAX_READAHEAD_KB // 4):
         self.start = self.size = self.async_size = 0
         self.prev_pos = -1
         self.ra_pages = ra_pages
+        self.mmap_miss = 0
+
+
+MMAP_LOTSAMISS = 100                   # filemap_fault() stops reading around after this many more misses than hits
+VM_SEQ_READ = 0x00008000               # madvise(MADV_SEQUENTIAL) on a VMA
+VM_RAND_READ = 0x00010000              # madvise(MADV_RANDOM)
 
 
 def _roundup_pow_of_two(n: int) -> int:
@@ -34,6 +42,7 @@ def _roundup_pow_of_two(n: int) -> int:
 
 
 def get_init_ra_size(size: int, max_pages: int) -> int:
+    """The first window: the request rounded up to a power of two, x4 when small, x2 when medium."""
     newsize = _roundup_pow_of_two(size)
     if newsize <= max_pages // 32:
         newsize *= 4
@@ -41,7 +50,7 @@ def get_init_ra_size(size: int, max_pages: int) -> int:
         newsize *= 2
     else:
         newsize = max_pages
-    return min(newsize, max_pages)
+    return newsize
 
 
 def get_next_ra_size(ra: FileRaState, max_pages: int) -> int:
@@ -223,57 +232,182 @@ class AddressSpace:
                                         READ_BATCH_FLAGS)
         locked.extend(pfns)
 
-    def ra_submit(self, ra: FileRaState) -> None:
-        """Read the window, and mark the page where the next (asynchronous) window starts."""
-        last = (self.a_ops.i_size() - 1) >> PAGE_SHIFT
-        indices = [i for i in range(ra.start, min(ra.start + ra.size, last + 1)) if i not in self.pages]
-        self.read_pages(indices)
-        mark = ra.start + ra.size - ra.async_size
-        pfn = self.pages.get(mark)
-        if pfn is not None and ra.async_size:
-            self.k.mem_map.set(pfn, PG_readahead)
+    # --- readahead (mm/readahead.c) ---
+    def max_sane_readahead(self, nr: int) -> int:
+        """No window larger than half of the inactive file pages and free memory."""
+        k = self.k
+        return min(nr, (k.lru.nr[LRU_INACTIVE_FILE] + k.page_alloc.nr_free_pages) // 2)
 
-    def page_cache_sync_readahead(self, ra: FileRaState, index: int, req_size: int) -> None:
-        """ondemand_readahead() on a miss: grow the window on sequential access."""
-        max_pages = ra.ra_pages
-        if max_pages == 0:
-            self.read_pages([index])
-            return
-        sequential = index == ra.start + ra.size or index == (ra.prev_pos >> PAGE_SHIFT) + 1
-        if sequential and ra.size:
-            ra.start = index
+    def do_page_cache_readahead(self, offset: int, nr_to_read: int, lookahead_size: int) -> int:
+        """__do_page_cache_readahead(): read the missing pages of [offset, offset + nr_to_read) (not past
+        the end of the file) and mark PG_readahead the one at nr_to_read - lookahead_size when this read
+        brings it in; returns how many pages were read."""
+        isize = self.a_ops.i_size()
+        if isize == 0:
+            return 0
+        end_index = (isize - 1) >> PAGE_SHIFT
+        pages = self.pages
+        mark = offset + nr_to_read - lookahead_size if lookahead_size else -1
+        indices = [i for i in range(offset, min(offset + nr_to_read, end_index + 1)) if i not in pages]
+        if indices:
+            self.read_pages(indices)
+            pfn = pages.get(mark)
+            if pfn is not None and mark in indices:
+                self.k.mem_map.set(pfn, PG_readahead)
+        return len(indices)
+
+    def ra_submit(self, ra: FileRaState, offset: int = None, req_size: int = 0, pattern: str = "") -> int:
+        """Read the window ra describes; the page async_size before its end gets the mark."""
+        k = self.k
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=ra.start if offset is None
+                               else offset, req_size=req_size, start=ra.start, size=ra.size,
+                               async_size=ra.async_size, pattern=pattern)
+        return self.do_page_cache_readahead(ra.start, ra.size, ra.async_size)
+
+    def count_history_pages(self, offset: int, max_pages: int) -> int:
+        """How many pages right before offset are cached (radix_tree_prev_hole), at most max_pages."""
+        index, pages = offset - 1, self.pages
+        for _ in range(max_pages):
+            if index not in pages:
+                break
+            index -= 1
+            if index < 0:
+                break
+        return offset - 1 - index
+
+    def try_context_readahead(self, ra: FileRaState, offset: int, req_size: int, max_pages: int) -> bool:
+        """A miss right after cached pages looks like a stream whose state was lost: size the window by
+        that history (doubled when it reaches back to the start of the file)."""
+        size = self.count_history_pages(offset, max_pages)
+        if not size:
+            return False                 # no history: it may be a random read
+        if size >= offset:
+            size *= 2
+        ra.start = offset
+        ra.size = get_init_ra_size(size + req_size, max_pages)
+        ra.async_size = ra.size
+        return True
+
+    def ondemand_readahead(self, ra: FileRaState, hit_readahead_marker: bool, offset: int, req_size: int) -> int:
+        """2.6.35's ondemand_readahead(): grow the window of a sequential stream; a standalone small
+        random read reads only what was asked and leaves the state alone."""
+        max_pages = self.max_sane_readahead(ra.ra_pages)
+        if offset == 0:
+            pattern = "initial"
+        elif offset == ra.start + ra.size - ra.async_size or offset == ra.start + ra.size:
+            # the expected callback offset: assume sequential access, ramp up and push the window forward
+            ra.start += ra.size
             ra.size = get_next_ra_size(ra, max_pages)
             ra.async_size = ra.size
+            pattern = "subsequent"
+        elif hit_readahead_marker:
+            # a marked page without valid state (interleaved streams): its window is what follows it
+            start, pages = offset + 1, self.pages
+            for _ in range(max_pages):
+                if start not in pages:
+                    break
+                start += 1
+            if start - offset > max_pages:
+                return 0
+            ra.start = start
+            ra.size = start - offset + req_size
+            ra.size = get_next_ra_size(ra, max_pages)
+            ra.async_size = ra.size
+            pattern = "marker"
+        elif req_size > max_pages:
+            pattern = "initial"          # oversize read
+        elif 0 <= offset - (ra.prev_pos >> PAGE_SHIFT) <= 1:
+            pattern = "initial"          # a sequential cache miss
+        elif self.try_context_readahead(ra, offset, req_size, max_pages):
+            pattern = "context"
         else:
-            ra.start = index
+            k = self.k
+            if k.tracepoints is not None:
+                k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=offset,
+                                   req_size=req_size, start=offset, size=req_size, async_size=0, pattern="random")
+            return self.do_page_cache_readahead(offset, req_size, 0)
+        if pattern == "initial":
+            ra.start = offset
             ra.size = get_init_ra_size(req_size, max_pages)
             ra.async_size = ra.size - req_size if ra.size > req_size else ra.size
-        self.ra_submit(ra)
+        # a window that would hit its own mark at once: merge the next window into it now
+        if offset == ra.start and ra.size == ra.async_size:
+            ra.async_size = get_next_ra_size(ra, max_pages)
+            ra.size += ra.async_size
+        return self.ra_submit(ra, offset, req_size, pattern)
 
-    def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int) -> None:
-        """The reader reached the PG_readahead page: start the next window now."""
-        self.k.mem_map.clear(pfn, PG_readahead)
-        if ra.ra_pages == 0:
+    def page_cache_sync_readahead(self, ra: FileRaState, index: int, req_size: int) -> None:
+        """A miss: readahead decides what to read besides the page (nothing with ra_pages 0)."""
+        if not ra.ra_pages:
             return
-        ra.start += ra.size
-        ra.size = get_next_ra_size(ra, ra.ra_pages)
-        ra.async_size = ra.size
-        self.ra_submit(ra)
+        self.ondemand_readahead(ra, False, index, req_size)
+
+    def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int, req_size: int) -> None:
+        """The reader reached the PG_readahead page: start the next window now."""
+        if not ra.ra_pages:
+            return
+        mem_map = self.k.mem_map
+        if mem_map.test(pfn, PG_writeback):
+            return                       # the bit is PG_reclaim on a page under writeback
+        mem_map.clear(pfn, PG_readahead)
+        self.ondemand_readahead(ra, True, index, req_size)
 
     def get_page(self, index: int, ra: FileRaState = None, req_size: int = 1) -> int:
-        """The page at index, read (with readahead) if it is not cached."""
+        """do_generic_file_read()'s find_page: the page at index, read (with readahead) if it is not
+        cached; a marked page starts the next window."""
         pfn = self.pages.get(index)
         if pfn is None:
             if ra is not None:
                 self.page_cache_sync_readahead(ra, index, req_size)
+                pfn = self.pages.get(index)
+            if pfn is None:
+                self.read_pages([index])          # no_cached_page: page_cache_read()
+                pfn = self.pages.get(index)
+                if pfn is None:
+                    raise SyscallError(EIO)
+        if ra is not None and self.k.mem_map.test(pfn, PG_readahead):
+            self.page_cache_async_readahead(ra, pfn, index, req_size)
+        return pfn
+
+    def filemap_fault(self, ra: FileRaState, vm_flags: int, index: int):
+        """filemap_fault(): the page for a fault at index (None past the end of the file), and whether it
+        was a major fault. A miss reads around the fault, ra_pages centred on it, unless the VMA is
+        advised random, or sequential (then read()'s readahead), or mmap misses far outnumber hits."""
+        if index << PAGE_SHIFT >= self.a_ops.i_size():
+            return None, False
+        k = self.k
+        pfn = self.pages.get(index)
+        major = pfn is None
+        if not major:
+            # do_async_mmap_readahead()
+            if not vm_flags & VM_RAND_READ:
+                if ra.mmap_miss > 0:
+                    ra.mmap_miss -= 1
+                if k.mem_map.test(pfn, PG_readahead):
+                    self.page_cache_async_readahead(ra, pfn, index, ra.ra_pages)
+        else:
+            # do_sync_mmap_readahead()
+            if vm_flags & VM_RAND_READ:
+                pass
+            elif vm_flags & VM_SEQ_READ or index - 1 == ra.prev_pos >> PAGE_SHIFT:
+                self.page_cache_sync_readahead(ra, index, ra.ra_pages)
             else:
-                self.read_pages([index])
+                ra.mmap_miss += 1
+                ra_pages = self.max_sane_readahead(ra.ra_pages)
+                if ra.mmap_miss <= MMAP_LOTSAMISS and ra_pages:
+                    ra.start = max(0, index - ra_pages // 2)
+                    ra.size = ra_pages
+                    ra.async_size = 0
+                    self.ra_submit(ra, index, 1, "mmap-around")
             pfn = self.pages.get(index)
             if pfn is None:
-                raise SyscallError(EIO)
-        elif ra is not None and self.k.mem_map.test(pfn, PG_readahead):
-            self.page_cache_async_readahead(ra, pfn, index)
-        return pfn
+                self.read_pages([index])          # no_cached_page: page_cache_read()
+                pfn = self.pages.get(index)
+                if pfn is None:
+                    raise SyscallError(EIO)
+        ra.prev_pos = index << PAGE_SHIFT
+        return pfn, major
 
     # --- writing ---
     def grab_page_for_write(self, index: int, offset: int, length: int) -> int:
