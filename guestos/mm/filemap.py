@@ -97,7 +97,10 @@ class AddressSpace:
 
     def remove_from_page_cache(self, index: int) -> None:
         k = self.k
-        pfn = self.pages.pop(index)
+        pfn = self.pages[index]
+        if k.mem_map.test(pfn, PG_writeback):           # truncate waits for a write in flight
+            k.wait_event(lambda: not k.mem_map.test(pfn, PG_writeback))
+        del self.pages[index]
         if k.mem_map.test(pfn, PG_dirty):
             self.dirty.discard(index)
             k.vmstat["nr_dirty"] -= 1
@@ -434,6 +437,40 @@ class AddressSpace:
             self.k.vmstat["nr_dirty"] += 1
             self.k.mark_mapping_dirty(self)
 
+    def writepage(self, index: int, end_io) -> None:
+        """->writepage() for reclaim's pageout(): write one page whose dirty bit was cleared for I/O.
+        On a disk that completes later the page is under PG_writeback until end_io(k, pfn) runs at the
+        completion; else it is written before this returns."""
+        k = self.k
+        pfn = self.pages[index]
+        base = pfn << PAGE_SHIFT
+        runs, pos = [], 0
+        extents = self.a_ops.map_page_for_write(self, index)
+        k.mem_map.set_disk_sector(pfn, _first_sector(extents))
+        for disk_offset, length in extents:
+            if disk_offset is not None:
+                if runs and runs[-1][1] == disk_offset:
+                    runs[-1][2].append((base + pos, length))
+                    runs[-1][1] += length
+                else:
+                    runs.append([disk_offset, disk_offset + length, [(base + pos, length)]])
+            pos += length
+        k.mem_map.set(pfn, PG_mappedtodisk)
+        k.vmstat["pgpgout"] += sum(end - start for start, end, _ in runs) >> 10
+        submit = getattr(self.blk, "transfer_runs_async", None)
+        if not runs or submit is None:
+            if runs and self.blk.transfer_runs(True, [(start, segs) for start, _, segs in runs]) != 0:
+                raise SyscallError(EIO)
+            return
+        k.mem_map.set(pfn, PG_writeback)
+        k.vmstat["nr_writeback"] += 1
+
+        def done(status: int) -> None:
+            if status != 0 and self.pages.get(index) == pfn:
+                self.set_page_dirty(index)               # the write failed: the data is still only here
+            end_io(k, pfn)
+        submit(True, [(start, segs) for start, _, segs in runs], done)
+
     def writepages(self, indices=None) -> int:
         """write_cache_pages(): write dirty pages back (all, or those given); returns pages written."""
         todo = sorted(self.dirty if indices is None else self.dirty & set(indices))
@@ -479,7 +516,7 @@ class AddressSpace:
             if index < start or (end is not None and index > end):
                 continue
             pfn = self.pages[index]
-            if mem_map.test(pfn, PG_dirty) or mem_map.mapcount(pfn):
+            if mem_map.flags(pfn) & ((1 << PG_dirty) | (1 << PG_writeback)) or mem_map.mapcount(pfn):
                 continue
             self.remove_from_page_cache(index)
             dropped += 1
