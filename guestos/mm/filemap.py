@@ -442,34 +442,36 @@ class AddressSpace:
         On a disk that completes later the page is under PG_writeback until end_io(k, pfn) runs at the
         completion; else it is written before this returns."""
         k = self.k
+        mem_map = k.mem_map
         pfn = self.pages[index]
-        base = pfn << PAGE_SHIFT
-        runs, pos = [], 0
+        paddr = pfn << PAGE_SHIFT
+        runs, pos, nbytes = [], 0, 0
         extents = self.a_ops.map_page_for_write(self, index)
-        k.mem_map.set_disk_sector(pfn, _first_sector(extents))
+        mem_map.set_disk_sector(pfn, _first_sector(extents))
         for disk_offset, length in extents:
             if disk_offset is not None:
-                if runs and runs[-1][1] == disk_offset:
-                    runs[-1][2].append((base + pos, length))
-                    runs[-1][1] += length
+                if runs and runs[-1][2] == disk_offset:
+                    runs[-1][1].append((paddr + pos, length))
+                    runs[-1][2] += length
                 else:
-                    runs.append([disk_offset, disk_offset + length, [(base + pos, length)]])
+                    runs.append([disk_offset, [(paddr + pos, length)], disk_offset + length])
+                nbytes += length
             pos += length
-        k.mem_map.set(pfn, PG_mappedtodisk)
-        k.vmstat["pgpgout"] += sum(end - start for start, end, _ in runs) >> 10
+        k.vmstat["pgpgout"] += nbytes >> 10
         submit = getattr(self.blk, "transfer_runs_async", None)
         if not runs or submit is None:
-            if runs and self.blk.transfer_runs(True, [(start, segs) for start, _, segs in runs]) != 0:
+            mem_map.set(pfn, PG_mappedtodisk)
+            if runs and self.blk.transfer_runs(True, [(start, segs) for start, segs, _ in runs]) != 0:
                 raise SyscallError(EIO)
             return
-        k.mem_map.set(pfn, PG_writeback)
+        mem_map.q[pfn << 3] |= (1 << PG_mappedtodisk) | (1 << PG_writeback)
         k.vmstat["nr_writeback"] += 1
 
         def done(status: int) -> None:
             if status != 0 and self.pages.get(index) == pfn:
                 self.set_page_dirty(index)               # the write failed: the data is still only here
             end_io(k, pfn)
-        submit(True, [(start, segs) for start, _, segs in runs], done)
+        submit(True, [(start, segs) for start, segs, _ in runs], done)
 
     def writepages(self, indices=None) -> int:
         """write_cache_pages(): write dirty pages back (all, or those given); returns pages written."""

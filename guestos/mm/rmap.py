@@ -50,11 +50,13 @@ def page_referenced(k, pfn: int) -> tuple[int, bool]:
 def try_to_unmap(k, pfn: int) -> bool:
     """Clear every PTE of a file page (its dirty bits go to the page); True when none is left."""
     q = k.mm.q
-    for mm, vaddr, slot in rmap_walk(k, pfn):
+    ptes = rmap_walk(k, pfn)
+    for mm, vaddr, slot in ptes:
         pte = q[slot]
         q[slot] = 0
         k.mm.page_remove_rmap(mm, pfn, pte)
-    k.flush_tlb()
+    if ptes:
+        k.flush_tlb()
     return k.mem_map.mapcount(pfn) == 0
 
 

@@ -139,13 +139,14 @@ def pageout(k, mapping, pfn: int) -> int:
     end_page_writeback()); a synchronous one leaves the page clean at once."""
     mem_map = k.mem_map
     index = mem_map.index(pfn)
-    mem_map.clear(pfn, PG_dirty)                      # clear_page_dirty_for_io()
-    mapping.dirty.discard(index)
+    q = mem_map.q
+    q[pfn << 3] = q[pfn << 3] & ~(1 << PG_dirty) | (1 << PG_reclaim)    # clear_page_dirty_for_io(), SetPageReclaim
+    dirty = mapping.dirty
+    dirty.discard(index)
     k.vmstat["nr_dirty"] -= 1
-    if not mapping.dirty:
+    if not dirty:
         k.dirty_mappings.discard(mapping)
         mapping.dirtied_when = None
-    mem_map.set(pfn, PG_reclaim)
     if k.tracepoints is not None:
         k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_ASYNC")
     k.vmstat["nr_vmscan_write"] += 1
