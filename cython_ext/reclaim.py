@@ -579,6 +579,7 @@ class Reclaim:
     ops: object
     reclaim_stat: cython.longlong[::1]
     tracing: cython.bint
+    inactive_ratio = cython.declare(cython.longlong, visibility="public")    # the zone's, for anon
     pgscan: str
     pgsteal: str
 
@@ -594,6 +595,7 @@ class Reclaim:
         self.ops = ops
         self.reclaim_stat = reclaim_stat
         self.tracing = tracing
+        self.inactive_ratio = 1
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -602,7 +604,8 @@ class Reclaim:
         """The loop of shrink_zone(): up to `cluster` pages of each list in turn (inactive anon,
         active anon, inactive file, active file) while the inactive anon, active file or inactive
         file counts in `scan` last, or, when may_stop, until sc.nr_reclaimed reaches sc.nr_to_reclaim.
-        An active list is scanned only while its inactive list is the smaller."""
+        An active list is scanned only while its inactive list is low: for file pages, smaller than the
+        active one; for anon, smaller than the active one over the zone's inactive_ratio."""
         nr = self.lru.nr
         lru: cython.int
         n: cython.Py_ssize_t
@@ -612,8 +615,11 @@ class Reclaim:
                     continue
                 n = scan[lru] if scan[lru] < cluster else cluster
                 scan[lru] -= n
-                if lru & 1:                                   # LRU_ACTIVE_ANON, LRU_ACTIVE_FILE
-                    if nr[lru] > nr[lru - 1]:                 # inactive_anon/file_is_low()
+                if lru == LRU_ACTIVE_FILE:
+                    if nr[lru] > nr[lru - 1]:                 # inactive_file_is_low()
+                        self.shrink_active_list(n, lru)
+                elif lru == LRU_ACTIVE_ANON:
+                    if nr[lru - 1] * self.inactive_ratio < nr[lru]:      # inactive_anon_is_low()
                         self.shrink_active_list(n, lru)
                 else:
                     self.sc.nr_reclaimed += self.shrink_inactive_list(n, lru)

@@ -243,3 +243,15 @@ def test_random_preads_in_a_guest_cache_about_the_pages_they_touch():
     assert touched <= cached and cached == set(replay.file.pages)
     contexts = sum(1 for w in replay.windows if w[0] == "context")
     assert len(cached) < 1.6 * len(touched) and contexts < 0.1 * len(blocks)
+
+
+def test_a_file_advised_random_reads_only_what_is_asked(k):
+    """fadvise(POSIX_FADV_RANDOM) sets FMODE_RANDOM: even a read at the file's start, or after cached
+    history, reads just its own pages (force_page_cache_readahead), and the window state is left alone."""
+    ra = FileRaState(RA_PAGES)
+    ra.fmode_random = True
+    k.read(ra, 0)
+    k.read(ra, 1)
+    k.read(ra, 2, nr=3)
+    assert sorted(k.file.pages) == [0, 1, 2, 3, 4] and k.windows == []
+    assert (ra.start, ra.size, ra.async_size) == (0, 0, 0)

@@ -228,3 +228,15 @@ def test_a_guest_writing_more_than_its_memory_has_reclaim_write_asynchronously()
             after[decision, reason] += 1
             written.discard(pfn)
     assert after[("reclaimed", "clean")] > 0.9 * vmstat["nr_vmscan_write"]
+
+
+@pytest.mark.parametrize("mib, ratio", [(512, 1), (1024, 3), (2048, 4), (10240, 10)])
+def test_the_anon_inactive_ratio_grows_with_the_zone(mib, ratio):
+    """calculate_zone_inactive_ratio(): int_sqrt(10 x GiB), 1 below 1 GiB; anon aging starts when
+    inactive x ratio < active."""
+    k = SimpleNamespace(page_alloc=SimpleNamespace(zone=SimpleNamespace(present_pages=mib << 8)),
+                        lru=SimpleNamespace(nr=[100, 100 * ratio, 0, 0, 0]))
+    assert vmscan.inactive_ratio(k) == ratio
+    assert not vmscan.inactive_anon_is_low(k)
+    k.lru.nr[LRU_ACTIVE_ANON] += 1
+    assert vmscan.inactive_anon_is_low(k)

@@ -23,13 +23,14 @@ READ_BATCH_FLAGS = (1 << PG_locked) | (1 << PG_uptodate) | (1 << PG_mappedtodisk
 class FileRaState:
     """struct file_ra_state: the readahead window of one open file (read() and mmap faults share it, as
     they share Linux's file->f_ra)."""
-    __slots__ = ("start", "size", "async_size", "prev_pos", "ra_pages", "mmap_miss")
+    __slots__ = ("start", "size", "async_size", "prev_pos", "ra_pages", "mmap_miss", "fmode_random")
 
     def __init__(self, ra_pages: int = VM_MAX_READAHEAD_KB // 4):
         self.start = self.size = self.async_size = 0
         self.prev_pos = -1
         self.ra_pages = ra_pages
         self.mmap_miss = 0
+        self.fmode_random = False      # the file's FMODE_RANDOM (fadvise POSIX_FADV_RANDOM)
 
 
 MMAP_LOTSAMISS = 100                   # filemap_fault() stops reading around after this many more misses than hits
@@ -344,7 +345,22 @@ class AddressSpace:
         """A miss: readahead decides what to read besides the page (nothing with ra_pages 0)."""
         if not ra.ra_pages:
             return
+        if ra.fmode_random:
+            self.force_page_cache_readahead(index, req_size)      # be dumb: what was asked, no state
+            return
         self.ondemand_readahead(ra, False, index, req_size)
+
+    def force_page_cache_readahead(self, offset: int, nr_to_read: int) -> int:
+        """Read [offset, offset + nr_to_read) in 2 MiB chunks, no window, no mark (fadvise WILLNEED, a file
+        advised random)."""
+        nr_to_read = self.max_sane_readahead(nr_to_read)
+        done = 0
+        while nr_to_read:
+            chunk = min(nr_to_read, (2 << 20) >> PAGE_SHIFT)
+            done += self.do_page_cache_readahead(offset, chunk, 0)
+            offset += chunk
+            nr_to_read -= chunk
+        return done
 
     def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int, req_size: int) -> None:
         """The reader reached the PG_readahead page: start the next window now."""

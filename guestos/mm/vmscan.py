@@ -3,6 +3,7 @@ recent rotations, shrink_zone() scans the lists, direct reclaim in the allocator
 balancing to the high watermark. What becomes of each page scanned is decided in one place,
 cython_ext/reclaim.py (Reclaim.shrink_page_list, shrink_active_list), compiled or not; this module
 supplies the services those decisions use (ReclaimOps: reverse map, swap, pageout) and the loops."""
+import math
 from array import array
 from dataclasses import dataclass
 from typing import Callable
@@ -74,10 +75,16 @@ def inactive_file_is_low(k) -> bool:
     return nr[LRU_ACTIVE_FILE] > nr[LRU_INACTIVE_FILE]
 
 
+def inactive_ratio(k) -> int:
+    """calculate_zone_inactive_ratio(): 1 below 1 GiB, else int_sqrt(10 x the zone's GiB) (3 at 1 GiB,
+    4 at 2 GiB): how many active anon pages per inactive one the zone keeps."""
+    gb = (k.page_alloc.zone.present_pages << 12) >> 30
+    return math.isqrt(10 * gb) if gb else 1
+
+
 def inactive_anon_is_low(k) -> bool:
-    """inactive_ratio is 1 below 1 GiB of memory: keep as many inactive anon pages as active."""
     nr = k.lru.nr
-    return nr[LRU_ACTIVE_ANON] > nr[LRU_INACTIVE_ANON]
+    return nr[LRU_INACTIVE_ANON] * inactive_ratio(k) < nr[LRU_ACTIVE_ANON]
 
 
 def shrink_anon_page(k, pfn: int) -> str:
@@ -189,9 +196,11 @@ class ReclaimOps:
 def _hot(k, sc: ScanControl):
     """The reclaim pass of this scan control (cython_ext/reclaim.py): it isolates pages and decides
     what becomes of each, calling ReclaimOps for the kernel's services."""
-    return k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat,
-                                     k.page_alloc.account_freed, k, sc, ReclaimOps, k.lru.reclaim_stat,
-                                     k.reclaim_trace is not None)
+    hot = k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat,
+                                    k.page_alloc.account_freed, k, sc, ReclaimOps, k.lru.reclaim_stat,
+                                    k.reclaim_trace is not None)
+    hot.inactive_ratio = inactive_ratio(k)
+    return hot
 
 
 def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
