@@ -240,3 +240,25 @@ def test_the_anon_inactive_ratio_grows_with_the_zone(mib, ratio):
     assert not vmscan.inactive_anon_is_low(k)
     k.lru.nr[LRU_ACTIVE_ANON] += 1
     assert vmscan.inactive_anon_is_low(k)
+
+
+def test_a_mapped_file_page_is_looked_at_twice(k, monkeypatch):
+    """page_check_references(): every mapped page starts with a PTE reference from its fault, so a
+    referenced mapped file page is kept once with PG_referenced set, and activated only if the reverse
+    map finds it referenced again at the next scan; unreferenced, it is unmapped and freed."""
+    pfns = file_pages(k, 2)
+    for pfn in pfns:
+        k.mem_map.set_mapcount(pfn, 1)
+    referenced = {pfns[0]: 1, pfns[1]: 0}
+    monkeypatch.setattr(vmscan.ReclaimOps, "page_referenced",
+                        staticmethod(lambda k, pfn: (referenced[pfn], False)))
+
+    def unmap(k, pfn):
+        k.mem_map.set_mapcount(pfn, 0)
+        return True
+    monkeypatch.setattr(vmscan.ReclaimOps, "try_to_unmap", staticmethod(unmap))
+    assert vmscan.shrink_inactive_list(k, 2, sc(), LRU_INACTIVE_FILE) == 1        # the unreferenced one
+    assert lru_of(k, LRU_INACTIVE_FILE) == [pfns[0]] and k.mem_map.test(pfns[0], PG_referenced)
+    assert vmscan.shrink_inactive_list(k, 1, sc(), LRU_INACTIVE_FILE) == 0
+    assert lru_of(k, LRU_ACTIVE_FILE) == [pfns[0]] and k.vmstat["pgactivate"] == 1
+    assert list(k.lru.reclaim_stat) == [0, 3, 0, 1]
