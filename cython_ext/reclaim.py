@@ -59,6 +59,32 @@ PAGE_KEEP = cython.declare(cython.int, 0)
 PAGE_ACTIVATE = cython.declare(cython.int, 1)
 PAGE_SUCCESS = cython.declare(cython.int, 2)
 PAGE_CLEAN = cython.declare(cython.int, 3)
+# shrink_page_list()'s outcome for a page (a decision | WHY_* << 2) and, for the trace, their names
+FREE = cython.declare(cython.int, 0)
+KEEP = cython.declare(cython.int, 1)
+ACTIVATE = cython.declare(cython.int, 2)
+KEPT = cython.declare(cython.int, 3)                 # to activate, but no longer on a list
+DECISIONS = ("reclaimed", "rotated", "activated", "kept")
+WHY_CLEAN = cython.declare(cython.int, 0)
+WHY_METADATA = cython.declare(cython.int, 1)
+WHY_LOCKED = cython.declare(cython.int, 2)
+WHY_UNMAPPED_FIRST = cython.declare(cython.int, 3)
+WHY_WRITEBACK = cython.declare(cython.int, 4)
+WHY_REFERENCED = cython.declare(cython.int, 5)
+WHY_REFERENCED_TWICE = cython.declare(cython.int, 6)
+WHY_PTE_REFERENCED = cython.declare(cython.int, 7)
+WHY_SWAPPED_OUT = cython.declare(cython.int, 8)
+WHY_SWAP = cython.declare(cython.int, 9)             # swap_out's own reason (no-swap, swap-full, ...)
+WHY_STILL_MAPPED = cython.declare(cython.int, 10)
+WHY_HELD = cython.declare(cython.int, 11)
+WHY_DIRTY_DEFERRED = cython.declare(cython.int, 12)
+WHY_PAGEOUT = cython.declare(cython.int, 13)         # from here on, pageout() ran
+WHY_PAGEOUT_KEEP = cython.declare(cython.int, 14)
+WHY_PAGEOUT_ACTIVATE = cython.declare(cython.int, 15)
+WHY_WRITTEN_BACK = cython.declare(cython.int, 16)
+REASONS = ("clean", "metadata", "locked", "unmapped-first", "writeback", "referenced", "referenced-twice",
+           "pte-referenced", "swapped-out", "", "still-mapped", "held", "dirty-deferred", "pageout", "pageout-keep",
+           "pageout-activate", "written-back")
 # struct zone_reclaim_stat, in one array: recent_scanned[anon, file], recent_rotated[anon, file]
 RECENT_SCANNED = cython.declare(cython.int, 0)
 RECENT_ROTATED = cython.declare(cython.int, 2)
@@ -580,6 +606,8 @@ class Reclaim:
     reclaim_stat: cython.longlong[::1]
     tracing: cython.bint
     inactive_ratio = cython.declare(cython.longlong, visibility="public")    # the zone's, for anon
+    referenced_ptes: cython.Py_ssize_t            # what the last decide() found through the reverse map
+    swap_why: str                                 # why the last swap_out() could not
     pgscan: str
     pgsteal: str
 
@@ -596,6 +624,8 @@ class Reclaim:
         self.reclaim_stat = reclaim_stat
         self.tracing = tracing
         self.inactive_ratio = 1
+        self.referenced_ptes = 0
+        self.swap_why = ""
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -659,49 +689,53 @@ class Reclaim:
 
     @cython.cfunc
     def decide(self, pfn: cython.Py_ssize_t, base: cython.Py_ssize_t, mapped: cython.bint, anon: cython.bint,
-               referenced_page: cython.bint, mapping: object, index: object) -> tuple:
-        """From page_check_references() on, for a page none of the first tests kept: (decision, reason,
-        referenced PTEs), decision "" when the page is to be freed (an anonymous one already is)."""
+               referenced_page: cython.bint, mapping: object, index: object) -> cython.int:
+        """From page_check_references() on, for a page none of the first tests kept: FREE, KEEP or ACTIVATE
+        plus WHY_* << 2 (an anonymous page to free is already freed); the PTE references found are left in
+        self.referenced_ptes."""
         q: cython.ulonglong[::1] = self.lru.q
         i: cython.int[::1] = self.lru.i
         ops = self.ops
-        referenced_ptes: cython.Py_ssize_t = 0
         references: cython.int
         result: cython.int
+        self.referenced_ptes = 0
         if mapped:
-            referenced_ptes = ops.page_referenced(self.k, pfn)[0]
+            self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
         q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)
-        if referenced_ptes:
+        if self.referenced_ptes:
             if anon:
-                return "activated", "referenced", referenced_ptes
+                return ACTIVATE | WHY_REFERENCED << 2
             q[base] |= 1 << PG_referenced                            # look twice at a mapped file page
             if referenced_page:
-                return "activated", "referenced-twice", referenced_ptes
-            return "rotated", "pte-referenced", referenced_ptes
+                return ACTIVATE | WHY_REFERENCED_TWICE << 2
+            return KEEP | WHY_PTE_REFERENCED << 2
         references = PAGEREF_RECLAIM_CLEAN if referenced_page else PAGEREF_RECLAIM
         if anon:
             # add_to_swap(), try_to_unmap() into swap entries, the write, the swap cache's reference
             why = ops.swap_out(self.k, pfn)
-            return ("activated", why, 0) if why else ("", "swapped-out", 0)
+            if not why:
+                return FREE | WHY_SWAPPED_OUT << 2
+            self.swap_why = why
+            return ACTIVATE | WHY_SWAP << 2
         if mapped and not ops.try_to_unmap(self.k, pfn):
-            return "rotated", "still-mapped", 0
+            return KEEP | WHY_STILL_MAPPED << 2
         if i[(pfn << 4) + I_REFCOUNT] != 1:
-            return "rotated", "held", 0                                # someone holds it (a copy in progress)
+            return KEEP | WHY_HELD << 2                                # someone holds it (a copy in progress)
         if not (q[base] >> PG_dirty) & 1:
-            return "", "clean", 0
+            return FREE | WHY_CLEAN << 2
         if references == PAGEREF_RECLAIM_CLEAN or not self.sc.may_writepage:
-            return "rotated", "dirty-deferred", 0
+            return KEEP | WHY_DIRTY_DEFERRED << 2
         result = ops.pageout(self.k, mapping, pfn)
         if result == PAGE_KEEP:
-            return "rotated", "pageout-keep", 0
+            return KEEP | WHY_PAGEOUT_KEEP << 2
         if result == PAGE_ACTIVATE:
-            return "activated", "pageout-activate", 0
+            return ACTIVATE | WHY_PAGEOUT_ACTIVATE << 2
         if (q[base] & ((1 << PG_dirty) | (1 << PG_writeback) | (1 << PG_locked))) \
                 or i[(pfn << 4) + I_REFCOUNT] != 1 or mapping.pages.get(index) != pfn:
             # written asynchronously: it stays inactive until end_page_writeback() moves it to the
             # tail, where the next scan frees it
-            return "rotated", "pageout", 0
-        return "", "written-back", 0                                   # a synchronous write: free it now
+            return KEEP | WHY_PAGEOUT << 2
+        return FREE | WHY_WRITTEN_BACK << 2                            # a synchronous write: free it now
 
     @cython.ccall
     @cython.wraparound(False)
@@ -729,9 +763,9 @@ class Reclaim:
         mapped: cython.bint
         anon: cython.bint
         referenced_page: cython.bint
-        referenced_ptes: cython.Py_ssize_t
-        decision: str
-        reason: str
+        code: cython.int
+        decision: cython.int
+        why: cython.int
         index: object
         for j in range(n):
             pfn = isolated[j]
@@ -740,9 +774,9 @@ class Reclaim:
             mapped = i[(pfn << 4) + I_MAPCOUNT] >= 0
             anon = (flags >> PG_swapbacked) & 1 == 1
             referenced_page = (flags >> PG_referenced) & 1 == 1
-            decision = ""                          # "": freed; else "kept", "activated", "rotated"
-            reason = ""
             index = None
+            code = FREE
+            self.referenced_ptes = 0
             if not anon:
                 mapping_id = q[base + Q_MAPPING]
                 if not cached or mapping_id != cached_id:
@@ -756,52 +790,52 @@ class Reclaim:
                     if cur is not None:
                         cur_pfn = cur
                 if cur_pfn != pfn:
-                    decision, reason = "rotated", "metadata"        # not a page reclaim may touch
-            if decision:
+                    code = KEEP | WHY_METADATA << 2              # not a page reclaim may touch
+            if code != FREE:
                 pass
             elif flags & (1 << PG_locked):
-                decision, reason = "rotated", "locked"              # trylock_page() failed
+                code = KEEP | WHY_LOCKED << 2                    # trylock_page() failed
             elif mapped and not sc.may_unmap:
-                decision, reason = "rotated", "unmapped-first"
+                code = KEEP | WHY_UNMAPPED_FIRST << 2
             elif flags & (1 << PG_writeback):
-                decision, reason = "rotated", "writeback"           # its write is in flight
+                code = KEEP | WHY_WRITEBACK << 2                 # its write is in flight
             elif anon and not sc.may_swap:
-                decision, reason = "activated", "unmapped-first"
+                code = ACTIVATE | WHY_UNMAPPED_FIRST << 2
             elif (mapped or anon) and ops.keep_for_unmapped_first(self.k, sc):
-                decision, reason = ("activated" if anon else "rotated"), "unmapped-first"
+                code = (ACTIVATE if anon else KEEP) | WHY_UNMAPPED_FIRST << 2
                 cached = False
-            if not decision:
-                decision, reason, referenced_ptes = self.decide(pfn, base, mapped, anon, referenced_page, mapping,
-                                                                index)
-                if mapped or anon or reason.startswith("pageout") or reason == "written-back":
-                    cached = False                                  # the kernel ran: it may have changed anything
             else:
-                referenced_ptes = 0
-            if decision:
-                if decision == "activated":
+                code = self.decide(pfn, base, mapped, anon, referenced_page, mapping, index)
+                if mapped or anon or code >> 2 >= WHY_PAGEOUT:
+                    cached = False                                # the kernel ran: it may have changed anything
+            decision = code & 3
+            why = code >> 2
+            if decision != FREE:
+                if decision == ACTIVATE:
                     if (q[base] >> PG_lru) & 1:
                         self.activate(pfn, 0 if anon else 1)
                     else:
-                        decision = "kept"
-                elif decision == "rotated":
+                        decision = KEPT
+                else:
                     self.keep(pfn)
                 if self.tracing:
                     ops.trace(self.k, pfn, "anon" if anon else "file", mapped,
-                              referenced_page or referenced_ptes > 0, decision, reason, sc)
+                              referenced_page or self.referenced_ptes > 0, DECISIONS[decision],
+                              self.swap_why if why == WHY_SWAP else REASONS[why], sc)
                 continue
             reclaimed += 1
             if anon:                                    # freed by swap_out
                 if self.tracing:
                     ops.trace(self.k, pfn, "anon", mapped, False, "swapped-out", "cold", sc)
                 continue
-            if mapped or reason == "written-back":      # the kernel ran: look the mapping up again
+            if mapped or why == WHY_WRITTEN_BACK:       # the kernel ran: look the mapping up again
                 if freed:
                     self.account_freed(freed)
                     freed = 0
                 mapping.remove_from_page_cache(index)   # the last reference: the page is freed
                 cached = False
                 if self.tracing:
-                    ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", reason, sc)
+                    ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc)
                 continue
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
             q[base + Q_MAPPING] = 0
