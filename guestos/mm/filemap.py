@@ -462,10 +462,11 @@ class AddressSpace:
         pfn = self.pages[index]
         paddr = pfn << PAGE_SHIFT
         runs, pos, nbytes = [], 0, 0
-        extents = self.a_ops.map_page_for_write(self, index)
-        mem_map.set_disk_sector(pfn, _first_sector(extents))
-        for disk_offset, length in extents:
+        sector = 0                                      # struct page's disk_sector: 1 + the first, 0 for none
+        for disk_offset, length in self.a_ops.map_page_for_write(self, index):
             if disk_offset is not None:
+                if not sector:
+                    sector = (disk_offset >> 9) + 1
                 if runs and runs[-1][2] == disk_offset:
                     runs[-1][1].append((paddr + pos, length))
                     runs[-1][2] += length
@@ -473,6 +474,7 @@ class AddressSpace:
                     runs.append([disk_offset, [(paddr + pos, length)], disk_offset + length])
                 nbytes += length
             pos += length
+        mem_map.set_disk_sector(pfn, sector - 1 if sector else None)
         k.vmstat["pgpgout"] += nbytes >> 10
         submit = getattr(self.blk, "transfer_runs_async", None)
         if not runs or submit is None:
