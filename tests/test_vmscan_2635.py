@@ -262,3 +262,24 @@ def test_a_mapped_file_page_is_looked_at_twice(k, monkeypatch):
     assert vmscan.shrink_inactive_list(k, 1, sc(), LRU_INACTIVE_FILE) == 0
     assert lru_of(k, LRU_ACTIVE_FILE) == [pfns[0]] and k.vmstat["pgactivate"] == 1
     assert list(k.lru.reclaim_stat) == [0, 3, 0, 1]
+
+
+def test_direct_reclaim_naps_until_pageout_writes_complete(k):
+    """Every inactive page dirty: the first priorities only start writes; congestion_wait() then sleeps
+    until one completes, and the next priority frees the written pages from the inactive tail. Without
+    the nap direct reclaim would give up with nothing freed (and the allocator would go to the OOM killer)."""
+    mapping = k.address_spaces[MAPPINGS[0]]
+    mapping.blk = AsyncBlk()
+    naps = []
+
+    def wait_event(condition):
+        naps.append(len(mapping.blk.pending))
+        mapping.blk.complete()                  # virtual time runs to the completions
+        assert condition()
+    k.wait_event = wait_event
+    pfns = file_pages(k, 120)
+    for index in range(len(pfns)):
+        mapping.set_page_dirty(index)
+    freed = vmscan.try_to_free_pages(k, 32)
+    assert freed >= 32 and naps and naps[0] > 0
+    assert k.vmstat["pgrotated"] >= 32 and k.vmstat["nr_vmscan_write"] >= freed

@@ -292,7 +292,18 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
         shrink_slab(k, sc.nr_scanned - scanned)
         if sc.nr_reclaimed >= nr_to_reclaim:
             break
+        if sc.nr_scanned and priority < DEF_PRIORITY - 2:
+            congestion_wait(k)
     return sc.nr_reclaimed
+
+
+def congestion_wait(k) -> None:
+    """Take a nap while writes reclaim started are in flight, until one completes: its page then waits
+    at the inactive tail for the next priority's scan. (2.6.35 sleeps up to HZ/10 even with nothing in
+    flight; see docs/linux-differences.md.)"""
+    nr = k.vmstat["nr_writeback"]
+    if nr > 0 and hasattr(k, "wait_event"):
+        k.wait_event(lambda: k.vmstat["nr_writeback"] < nr)
 
 
 def balance_pgdat(k) -> int:
