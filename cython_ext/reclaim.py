@@ -715,6 +715,8 @@ class Reclaim:
             why = ops.swap_out(self.k, pfn)
             if not why:
                 return FREE | WHY_SWAPPED_OUT << 2
+            if why == "pageout":
+                return KEEP | WHY_PAGEOUT << 2                        # its write started: kept until written
             self.swap_why = why
             return ACTIVATE | WHY_SWAP << 2
         if mapped and not ops.try_to_unmap(self.k, pfn):

@@ -283,3 +283,28 @@ def test_direct_reclaim_naps_until_pageout_writes_complete(k):
     freed = vmscan.try_to_free_pages(k, 32)
     assert freed >= 32 and naps and naps[0] > 0
     assert k.vmstat["pgrotated"] >= 32 and k.vmstat["nr_vmscan_write"] >= freed
+
+
+def test_anonymous_pages_go_to_swap_by_asynchronous_pageout():
+    """memhog touching more than a 24 MiB guest with swap: each page reclaim evicts is added to the swap
+    cache, unmapped into swap entries and written without waiting (nr_vmscan_write); its completion
+    rotates it to the inactive tail (pgrotated) and a later scan frees it from the swap cache. Every page
+    reads back as written, nothing is left under writeback."""
+    import os
+    from vmm.firmware import read_program
+    from vmm.machine import DiskConfig, Machine, MachineConfig
+    from vmm.swapdisk import make_swap_image
+    swap = make_swap_image(64 << 20)
+    try:
+        m = Machine(MachineConfig(mem=24 << 20, cmdline="swap=/dev/vda", disks=[DiskConfig(swap)]))
+        m.load(read_program("memhog"), "/bin/memhog", ["32M", "2"])
+        assert m.boot() == 0
+        assert "8192 pages verified" in m.console_output.decode()
+        vmstat = dict(m.kernel.vmstat)
+        in_cache = len(m.kernel.swap.cache)
+        m.close()
+    finally:
+        os.unlink(swap)
+    assert vmstat["pswpout"] > 4096 and vmstat["nr_vmscan_write"] == vmstat["pswpout"]
+    assert vmstat["pgrotated"] == vmstat["nr_vmscan_write"] and vmstat["nr_writeback"] == 0
+    assert vmstat["oom_kill"] == 0 and in_cache == 0

@@ -11,7 +11,7 @@ from typing import Callable
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
 from ..kernel.errno import SyscallError
 from .mm_types import PG_dirty, PG_reclaim, PG_swapcache, PG_writeback
-from .rmap import page_referenced, rmap_walk, try_to_unmap
+from .rmap import _PAGE_DIRTY, page_referenced, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
 from . import pagecache_control
 
@@ -88,8 +88,11 @@ def inactive_anon_is_low(k) -> bool:
 
 
 def shrink_anon_page(k, pfn: int) -> str:
-    """An inactive anonymous page reclaim decided to evict: into the swap cache, unmapped everywhere,
-    written, freed. Returns "" when freed, else why it must stay (it is then activated)."""
+    """An inactive anonymous page reclaim decided to evict: into the swap cache (add_to_swap, which
+    makes it dirty), unmapped everywhere into swap entries, then written by pageout() if the slot does
+    not hold its contents yet, else freed. Returns "" when freed, "pageout" when its write started (it
+    stays on the inactive list until written; a later scan frees it), else why it must stay (it is
+    then activated)."""
     mem_map, swap = k.mem_map, k.swap
     in_cache = mem_map.test(pfn, PG_swapcache)
     if mem_map.refcount(pfn) != mem_map.mapcount(pfn) + (1 if in_cache else 0):
@@ -99,17 +102,27 @@ def shrink_anon_page(k, pfn: int) -> str:
         if slot is None:
             return "swap-full"
         swap.add_to_swap_cache(pfn, slot)
+        mem_map.set(pfn, PG_dirty)
     slot = mem_map.private(pfn)
     q = k.mm.q
-    for mm, vaddr, pte_slot in rmap_walk(k, pfn):             # try_to_unmap_anon()
+    ptes = rmap_walk(k, pfn)
+    for mm, vaddr, pte_slot in ptes:                          # try_to_unmap_anon()
         pte = q[pte_slot]
         q[pte_slot] = swp_pte(slot)
         swap.swap_duplicate(slot)
+        if pte & _PAGE_DIRTY:
+            mem_map.set(pfn, PG_dirty)                        # written since the slot was
         k.mm.page_remove_rmap(mm, pfn, pte)
-    k.flush_tlb()
+    if ptes:
+        k.flush_tlb()
     if mem_map.mapcount(pfn):
         return "still-mapped"
-    swap.swap_writepage(pfn, slot)
+    if mem_map.test(pfn, PG_dirty):
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_ANON|RECLAIM_WB_ASYNC")
+        k.vmstat["nr_vmscan_write"] += 1
+        if swap.swap_writepage_async(pfn, slot, end_page_writeback):
+            return "pageout"
     swap.delete_from_swap_cache(slot)                         # the last reference: freed
     return ""
 
