@@ -159,7 +159,12 @@ class Kernel:
         self.mem_map_paddr = LOW_RESERVED
         self.mem_map = MemMap(self.ram, self.mem_map_paddr, max_pfn)
         # every frame starts reserved; free ranges are handed to the buddy allocator below
-        self.mem_map.raw[:] = (1 << PG_reserved).to_bytes(8, "little").ljust(STRUCT_PAGE_SIZE, b"\0") * max_pfn
+        # (written 64 KiB at a time: one 8 MiB pattern for 512 MiB of RAM would cost its own build)
+        raw = self.mem_map.raw
+        block = (1 << PG_reserved).to_bytes(8, "little").ljust(STRUCT_PAGE_SIZE, b"\0") * 1024
+        for at in range(0, len(raw), len(block)):
+            chunk = raw[at:at + len(block)]
+            chunk[:] = block[:len(chunk)]
         mem_map_end = (self.mem_map_paddr + self.mem_map.size + 4095) >> 12
         initrd_start = bp.initrd_paddr >> 12
         initrd_end = (bp.initrd_paddr + bp.initrd_size + 4095) >> 12

@@ -6,7 +6,10 @@ call runs (__SC_CAST): an `int` or `pid_t` is the low 32 bits sign-extended, an 
 `size_t` or `unsigned long` the whole register unsigned. glibc passes pid_t -1 as edi = 0xffffffff with
 anything in the upper half, so wait4(-1, ...) only works typed. The types come from syscall_tbl.SYSCALLS
 (generated from Linux); ARG_CONVERSIONS and convert_arg() say what each type becomes, and
-SYSCALL_ARGS[nr] applies them to the six registers at dispatch."""
+SYSCALL_ENTRIES[nr] applies them to the six registers at dispatch."""
+import functools
+import types
+
 from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
@@ -63,22 +66,36 @@ def _converted(args: tuple) -> str:
     return ", ".join(exprs + ["0"] * (6 - len(exprs)))        # arguments the call does not declare
 
 
+@functools.cache
+def _code(template: str, converted: str):
+    """The code of one small function per (template, signature): compiled once, shared by every call
+    with that signature (a few dozen compiles at import instead of one per call)."""
+    namespace = {}
+    exec(template.format(converted), namespace)
+    return namespace[template[4:template.index("(")]].__code__
+
+
 def _make_converter(args: tuple):
     """(a0..a5) -> the six values as the call's types: one small function per signature, no loop."""
-    namespace = {}
-    exec(f"def convert(a0, a1, a2, a3, a4, a5):\n    return ({_converted(args)})\n", namespace)
-    return namespace["convert"]
+    return types.FunctionType(_code("def convert(a0, a1, a2, a3, a4, a5):\n    return ({})\n",
+                                    _converted(args)), {})
 
 
 def _make_entry(handler, args: tuple):
     """handler(k, task, converted a0..a5): what dispatch calls (no tuple built on the way)."""
-    namespace = {"handler": handler}
-    exec(f"def entry(k, task, a0, a1, a2, a3, a4, a5):\n    return handler(k, task, {_converted(args)})\n",
-         namespace)
-    return namespace["entry"]
+    return types.FunctionType(_code("def entry(k, task, a0, a1, a2, a3, a4, a5):\n    return handler(k, task, {})\n",
+                                    _converted(args)), {"handler": handler})
 
 
-SYSCALL_ARGS = {nr: _make_converter(args) for nr, (_name, args) in SYSCALLS.items()}
+def __getattr__(name: str):
+    # SYSCALL_ARGS (the converters alone, for tests and tools) is built on first use: dispatch uses
+    # SYSCALL_ENTRIES, and building 362 converters at import costs start-up time
+    if name == "SYSCALL_ARGS":
+        global SYSCALL_ARGS
+        SYSCALL_ARGS = {nr: _make_converter(args) for nr, (_name, args) in SYSCALLS.items()}
+        return SYSCALL_ARGS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SYSCALL_TABLE = {
     0: rw.sys_read, 1: rw.sys_write, 2: rw.sys_open, 3: rw.sys_close, 5: rw.sys_fstat, 8: rw.sys_lseek,

@@ -5,6 +5,10 @@ index), with its struct page saying whose it is and at which index, so the
 kernel always knows mapped from unmapped file pages. A file system supplies the
 address_space operations: where a page lives on the disk (for reading), and
 where it must go (for writing, allocating blocks)."""
+from functools import reduce
+from itertools import filterfalse
+from operator import or_
+
 from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
 from .lru import LRU_INACTIVE_FILE
 from .mm_types import (NIL, PG_active, PG_dirty, PG_locked, PG_lru, PG_mappedtodisk, PG_referenced, PG_reclaim,
@@ -252,7 +256,7 @@ class AddressSpace:
         end_index = (isize - 1) >> PAGE_SHIFT
         pages = self.pages
         mark = offset + nr_to_read - lookahead_size if lookahead_size else -1
-        indices = [i for i in range(offset, min(offset + nr_to_read, end_index + 1)) if i not in pages]
+        indices = list(filterfalse(pages.__contains__, range(offset, min(offset + nr_to_read, end_index + 1))))
         if indices:
             self.read_pages(indices)
             pfn = pages.get(mark)
@@ -568,6 +572,12 @@ def mark_page_accessed(k, pfn: int) -> None:
         k.vmstat["pgactivate"] += 1
 
 
+def must_hold(flags: list, readahead_bit: int) -> bool:
+    """Is there a miss (-1) or a readahead mark among the flags? any(f < 0 or f & readahead_bit for f in
+    flags), without a Python loop (once per read())."""
+    return bool(flags) and (min(flags) < 0 or reduce(or_, flags) & readahead_bit != 0)
+
+
 def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int, count: int, pos: int) -> int:
     """do_generic_file_read(): copy from the page cache to the user, reading ahead as it goes."""
     isize = mapping.a_ops.i_size()
@@ -575,7 +585,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
         return 0
     count = min(count, isize - pos)
     dst = k.mm.user_runs(task, buf, count, True, partial=True)        # fault the buffer in first
-    count = sum(n for _, n in dst)                                    # short up to a hole in it
+    count = sum([n for _, n in dst])                                  # short up to a hole in it
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
     mem_map = k.mem_map
     core = k.lru.core
@@ -587,7 +597,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
     # reading may reclaim: then every page is held until copied.
-    hold = any(f < 0 or f & readahead_bit for f in flags)
+    hold = must_hold(flags, readahead_bit)
     nr = last - index + 1
     at = 0
     try:
