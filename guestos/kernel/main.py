@@ -553,13 +553,23 @@ class Kernel:
         self.scheduler.run()
         # init is gone: write everything back before the machine powers off (a clean poweroff)
         self.sync_all()
-        return task.exit_code
+        return kexit.group_exit_status(self.init_task)
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
+        """A thread exits; a fatal signal (signaled) ends its whole process."""
+        if signaled:
+            self.do_group_exit(task, code, signaled)
+            return
         was_alive = not task.exited
         kexit.do_exit(self, task, code, signaled)
         if self.strace is not None and was_alive:
             self.strace.exited(task, task.exit_code)          # +++ exited with N +++
+
+    def do_group_exit(self, task, code: int, signaled: bool = False) -> None:
+        was_alive = not task.exited
+        kexit.do_group_exit(self, task, code, signaled)
+        if self.strace is not None and was_alive:
+            self.strace.exited(task, task.exit_code)
 
     def alloc_pid(self) -> int:
         pid = self.next_pid
@@ -743,7 +753,7 @@ class Kernel:
         traps.do_trap(self, task, exit)
 
     def oom_kill(self, task) -> None:
-        self.printk(KERN_ERR, f"Out of memory: Killed process {task.pid} ({task.comm})")
+        self.printk(KERN_ERR, f"Out of memory: Killed process {task.tgid} ({task.comm})")
         self.vmstat["oom_kill"] = self.vmstat.get("oom_kill", 0) + 1
         self.last_fatal = ("SIGKILL", "out of memory", 0, "")
         self.do_exit(task, 9, signaled=True)
