@@ -73,7 +73,7 @@ def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
                  sigactions=dict(parent.sigactions), sigmask=parent.sigmask, cwd=parent.cwd,
                  cwd_ino=parent.cwd_ino, start_time_ns=k.hw.clock.now_ns(), cmdline=parent.cmdline,
                  environ=parent.environ, exit_signal=flags & CSIGNAL, rlimits=parent.rlimits,
-                 pgid=parent.pgid, sid=parent.sid, umask=parent.umask)
+                 pgid=parent.pgid, sid=parent.sid, umask=parent.umask, nice=parent.nice, groups=parent.groups)
     if not flags & CLONE_VM or flags & CLONE_VFORK:         # a thread starts without the alternate stack
         child.sas_ss_sp, child.sas_ss_size, child.sas_ss_flags = \
             parent.sas_ss_sp, parent.sas_ss_size, parent.sas_ss_flags
