@@ -149,9 +149,27 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
 
 
 def sys_waitid(k, task, which, upid, infop, options, ru, *_):
-    """kernel_waitid(): P_ALL, P_PID or P_PGID (0: the caller's group); at least one of WEXITED,
-    WSTOPPED, WCONTINUED; WNOWAIT leaves the child as it was. The siginfo gets si_signo SIGCHLD,
-    si_code CLD_*, si_pid, si_uid and si_status; all zero under WNOHANG when no child has news."""
+    """waitid(2): kernel_waitid(), then the siginfo written whatever it returned (all zero when no
+    child was reported: WNOHANG, or an error), so a bad infop turns any error into EFAULT, as in Linux."""
+    err, info, usage = 0, None, None
+    try:
+        _child, _what, info, usage = kernel_waitid(k, task, which, upid, options)
+    except SyscallError as e:
+        err = e.errno
+    if ru and usage is not None:
+        k.mm.copy_to_user(task, ru, usage)
+    if infop:                                       # si_signo, si_errno, si_code; si_pid, si_uid, si_status
+        info = info or bytes(SIGINFO_FIELDS)
+        k.mm.copy_to_user(task, infop, info[:12])
+        k.mm.copy_to_user(task, infop + 16, info[16:])
+    if err:
+        raise SyscallError(err)
+    return 0
+
+
+def kernel_waitid(k, task, which, upid, options):
+    """P_ALL, P_PID or P_PGID (0: the caller's group); at least one of WEXITED, WSTOPPED, WCONTINUED;
+    WNOWAIT leaves the child as it was. Returns (child, what, siginfo fields, rusage) or Nones."""
     if options & ~(WNOHANG | WNOWAIT | WEXITED | WSTOPPED | WCONTINUED | __WALL | __WCLONE | __WNOTHREAD):
         raise SyscallError(EINVAL)
     if not options & (WEXITED | WSTOPPED | WCONTINUED):
@@ -170,30 +188,25 @@ def sys_waitid(k, task, which, upid, infop, options, ru, *_):
     else:
         raise SyscallError(EINVAL)
     child, what = do_wait(task, match, options)
-    info = bytes(SIGINFO_FIELDS)
-    if child is not None:
-        from .signal import sigchld_info
+    if child is None:
+        return None, None, None, None
+    from .signal import sigchld_info
+    if what == "exit":
+        code, status = exit_cld_code(child.exit_code)
+    elif what == "stop":
+        code, status = CLD_STOPPED, child.stop_signal
+    else:
+        code, status = CLD_CONTINUED, 18
+    info = sigchld_info(k, child, code, status)[:SIGINFO_FIELDS]
+    usage = child_rusage(k, child)
+    if not options & WNOWAIT:
         if what == "exit":
-            code, status = exit_cld_code(child.exit_code)
+            release_task(k, task, child)
         elif what == "stop":
-            code, status = CLD_STOPPED, child.stop_signal
+            child.stop_reported = True
         else:
-            code, status = CLD_CONTINUED, 18
-        info = sigchld_info(k, child, code, status)[:SIGINFO_FIELDS]
-        usage = child_rusage(k, child)
-        if not options & WNOWAIT:
-            if what == "exit":
-                release_task(k, task, child)
-            elif what == "stop":
-                child.stop_reported = True
-            else:
-                child.continued = False
-        if ru:
-            k.mm.copy_to_user(task, ru, usage)
-    if infop:                                       # si_signo, si_errno, si_code; si_pid, si_uid, si_status
-        k.mm.copy_to_user(task, infop, info[:12])
-        k.mm.copy_to_user(task, infop + 16, info[16:])
-    return 0
+            child.continued = False
+    return child, what, info, usage
 
 
 def _any(child) -> bool:

@@ -70,6 +70,7 @@ def do_setitimer(k, task, which: int, value_ns: int, interval_ns: int) -> tuple:
 
 
 def _read_itimerval(k, task, ptr: int) -> tuple:
+    """The new value: copied (EFAULT), then checked (EINVAL: a negative second or a usec out of range)."""
     interval_s, interval_us, value_s, value_us = struct.unpack("<4q", k.mm.copy_from_user(task, ptr, 32))
     for sec, usec in ((interval_s, interval_us), (value_s, value_us)):
         if sec < 0 or not 0 <= usec < USEC_PER_SEC:
@@ -93,9 +94,9 @@ def sys_getitimer(k, task, which, value, *_):
 
 def sys_setitimer(k, task, which, value, ovalue, *_):
     """A NULL new value disarms the timer (as Linux has done since 2.6.26, with a warning)."""
+    new = _read_itimerval(k, task, value) if value else (0, 0)        # EFAULT first, then EINVAL
     if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
         raise SyscallError(EINVAL)
-    new = _read_itimerval(k, task, value) if value else (0, 0)
     old = do_setitimer(k, task, which, *new)
     if ovalue:
         k.mm.copy_to_user(task, ovalue, _itimerval(*old))

@@ -116,7 +116,8 @@ static void itimers(void) {
     printf("three SIGALRMs; interval left %ld.%06ld\n", (long)old.it_interval.tv_sec, (long)old.it_interval.tv_usec);
     getitimer(ITIMER_REAL, &cur);
     printf("disarmed: %ld.%06ld\n", (long)cur.it_value.tv_sec, (long)cur.it_value.tv_usec);
-    printf("alarm(5) -> %u, alarm(0) -> %u\n", alarm(5), alarm(0));
+    unsigned first = alarm(5), second = alarm(0);
+    printf("alarm(5) -> %u, alarm(0) -> %u\n", first, second);
     struct itimerval bad = {{0, 0}, {0, 1000000}};
     errno = 0;
     { long r = setitimer(ITIMER_REAL, &bad, NULL); printf("usec 1000000: %ld errno %d\n", r, errno); }
