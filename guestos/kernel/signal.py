@@ -71,19 +71,19 @@ def sig_ignored(task, sig: int) -> bool:
 
 
 def send_signal(k, task, sig: int, info: bytes = None) -> None:
-    """__send_signal(): a blocked signal waits in `pending` (whatever its action: the action may change
-    before it is unblocked), an ignored one is dropped, one for a handler is queued (waking the task
-    if it sleeps), and a fatal default action kills now."""
+    """__send_signal(): an ignored signal is dropped; any other waits in `pending` (a blocked one
+    whatever its action: the action may change before it is unblocked) and wakes the task if it
+    sleeps; SIGKILL kills now."""
     if not 1 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
     prepare_signal(k, task, sig)
     blocked = task.sigmask >> (sig - 1) & 1 and sig not in (9, 19)
     if not blocked and sig_ignored(task, sig):
         return
-    handler = task.sigactions.get(sig, (SIG_DFL,))[0]
-    stops = sig in SIG_KERNEL_STOP and (handler == SIG_DFL or sig == SIGSTOP)
-    if blocked or stops or handler not in (SIG_DFL, SIG_IGN) and sig != 9:
-        # a stop waits for the task's way back to user mode (get_signal: do_signal_stop)
+    if sig != 9:
+        # queued for the target's way back to user mode (get_signal): a handler runs then, a stop
+        # stops it, a fatal default action kills it then (Linux kills when the target next runs,
+        # so its parent hears of it after the sender went on); a stopped task takes it after SIGCONT
         task.pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.pid
                                                      if k.scheduler.current else 0))
         return
