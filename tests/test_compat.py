@@ -37,7 +37,7 @@ HOST = {
     "e2fsck": Path("/sbin/e2fsck.static"),
     "gpgv": Path("/usr/bin/gpgv-static"),
 }
-MISSING = [str(p) for p in HOST.values() if not p.exists()]
+MISSING = [str(p) for p in HOST.values() if not p.exists()] + ([] if shutil.which("diet") else ["diet (dietlibc-dev)"])
 pytestmark = [
     pytest.mark.skipif(bool(MISSING), reason=f"needs Debian's static packages (.ci/run installs them): {MISSING}"),
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("taskset") is None or shutil.which("mke2fs") is None,
