@@ -710,6 +710,7 @@ STATFS_FLAGS = ((1, "ST_RDONLY"), (2, "ST_NOSUID"), (4, "ST_NODEV"), (8, "ST_NOE
 # --- printers from the table: every call strace has no special decoder for is printed by its types ---
 FD_NAMES = {"fd", "fildes", "oldfd", "newfd", "out_fd", "in_fd", "epfd", "ufd", "fd_in", "fd_out", "pidfd",
             "mqdes"}
+ADDRESS_NAMES = {"start", "addr", "new_addr", "old_addr", "brk", "ptr"}
 DIRFD_NAMES = {"dfd", "olddfd", "newdfd", "dirfd", "from_dfd", "to_dfd"}
 
 
@@ -730,6 +731,8 @@ def printer_for(ctype: str, name: str):
         return a_octal
     if name in ("flags", "flag") or name.endswith("_flags"):
         return a_hex
+    if name in ADDRESS_NAMES and ctype == "unsigned long":
+        return a_ptr                                    # an address passed as a number (mlock, mremap)
     bits, signed = arg_conversion(ctype)
     if signed:
         return a_int if bits == 32 else a_long
