@@ -590,8 +590,9 @@ def results(compat):
     copy = base / "run.img"
     shutil.copy(image, copy)
     status, out, printk = guest_run(copy, ["/bin/sh", "/t/driver.sh"])
+    fsck = subprocess.run(["e2fsck", "-fn", str(copy)], capture_output=True, text=True)
     native = native_run(base, tree, ["/bin/sh", "/t/driver.sh"])
-    return split_cases(out), split_cases(native.stdout.decode(errors="replace")), printk
+    return split_cases(out), split_cases(native.stdout.decode(errors="replace")), printk, (status, out, fsck)
 
 
 def normalised(case, text: str) -> str:
@@ -617,6 +618,13 @@ def test_boot_status_matches_native(compat, boot, capfd):
     assert (code, normalised(case, out)) == (native_code, normalised(case, native.stdout.decode()))
 
 
+def test_driver_ends_and_leaves_a_clean_disk(results):
+    """The guest ran every case to the end (init exited 0) and the disk it wrote is sound."""
+    _, _, printk, (status, out, fsck) = results
+    assert status == 0 and out.rstrip().endswith("@@end"), "".join(printk[-5:])
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
 def test_enough_cases():
     assert len(CASES) >= 150
     assert len({c.name for c in CASES}) == len(CASES)
@@ -624,7 +632,7 @@ def test_enough_cases():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_case_matches_native(results, case):
-    guest, native, printk = results
+    guest, native, printk, _ = results
     assert case.name in native, f"the native run did not reach {case.name}"
     assert case.name in guest, f"the guest did not reach {case.name}: " + "".join(printk[-5:])
     g_status, g_out = guest[case.name]
