@@ -1,9 +1,10 @@
 """Process exit and wait (kernel/exit.c)."""
 import struct
 
+from . import futex
 from . import sys as kernel_sys
 from .errno import ECHILD, EINVAL, ESRCH, SyscallError
-from .sched import TASK_DEAD, TASK_STOPPED, TASK_ZOMBIE, WouldBlock
+from .sched import TASK_DEAD, TASK_ZOMBIE, WouldBlock
 
 WNOHANG = 1
 WUNTRACED = WSTOPPED = 2
@@ -19,19 +20,45 @@ __WNOTHREAD = 0x20000000
 
 
 def do_exit(k, task, code: int, signaled: bool = False) -> None:
+    """One thread ends (exit(2), or each thread of a dying group). The process ends with its last
+    thread: then the parent hears of it (SIGCHLD) and wait4 can reap the group leader."""
     if task.exited:
         return
-    task.exit_code = code if signaled else (code & 0xFF) << 8
+    exit_with_status(k, task, code if signaled else (code & 0xFF) << 8)
+
+
+def do_group_exit(k, task, code: int, signaled: bool = False) -> None:
+    """exit_group(2) and fatal signals: every thread of the process ends with the same status
+    (SIGNAL_GROUP_EXIT; zap_other_threads)."""
+    sig = task.signal
+    if sig.group_exit:
+        status = sig.group_exit_code
+    else:
+        status = code if signaled else (code & 0xFF) << 8
+        sig.group_exit, sig.group_exit_code = True, status
+        for thread in list(sig.threads):
+            if thread is not task and not thread.exited:
+                exit_with_status(k, thread, status)
+    if not task.exited:
+        exit_with_status(k, task, status)
+
+
+def group_exit_status(task) -> int:
+    """What wait4 reports for a process: the group exit's status, or its last thread's."""
+    sig = task.group_leader.signal
+    return sig.group_exit_code if sig.group_exit or not sig.live else task.group_leader.exit_code
+
+
+def exit_with_status(k, task, status: int) -> None:
+    task.exit_code = status
     if task is k.scheduler.current:
         k.lru_add_drain()
-    # CLONE_CHILD_CLEARTID: tell a waiter in the shared address space that we are gone
-    if task.clear_child_tid and task.mm is not None and task.mm.users > 1:
-        try:
-            k.write_task_memory(task, task.clear_child_tid, bytes(4))
-        except Exception:
-            pass
+    # robust futexes it held, then CLONE_CHILD_CLEARTID: wake pthread_join
+    futex.mm_release(k, task)
     if task.restart_block is not None and task.restart_block[0] == "fifo":
         task.restart_block[1].release()      # killed in a FIFO open: the end it held goes
+    if task.restart_block is not None and task.restart_block[0] == "futex":
+        futex.futex_hash(k).unqueue(task.restart_block[1])
     files = task.files
     if files is not None:
         files.users -= 1
@@ -42,20 +69,40 @@ def do_exit(k, task, code: int, signaled: bool = False) -> None:
         k.mmput(task.mm)
         task.mm = None
     task.vfork_parent = None                 # mm_release(): a vfork parent may run again
-    init = k.init_task
+    sig = task.signal
+    sig.live -= 1
+    group_dead = sig.live == 0
+    if group_dead and not sig.group_exit:
+        sig.group_exit_code = status         # the last thread's code is the process's (Linux 6.x, checked natively)
+    # forget_original_parent(): children go to a live thread of the process, else to init
+    reaper = next((t for t in sig.threads if not t.exited and t is not task), None) or k.init_task
     for child in task.children:
-        child.parent = init
-        child.exit_signal = 17               # reparent_leader(): "we don't want people slaying init"
-        if init is not None and init is not task:
-            init.children.append(child)
+        child.parent = reaper
+        if reaper is k.init_task:
+            child.exit_signal = 17           # reparent_leader(): "we don't want people slaying init"
+        if reaper is not None and reaper is not task:
+            reaper.children.append(child)
     task.children = []
-    task.state = TASK_ZOMBIE
-    if task.parent is None:                  # init: nobody reaps it; the machine stops
+    leader = task.group_leader
+    if task is leader:
+        task.state = TASK_ZOMBIE             # waited for once the whole group is gone
+    else:
+        task.state = TASK_DEAD               # a thread reaps itself (release_task)
+        sig.threads.remove(task)
+        k.tasks.pop(task.pid, None)
+        leader.instructions += task.instructions      # the process's CPU time stays with it
+        leader.min_flt += task.min_flt
+        leader.maj_flt += task.maj_flt
+    if not group_dead or leader.parent is None:       # init: nobody reaps it; the machine stops
         return
-    if not task.parent.exited and task.exit_signal:   # do_notify_parent(): SIGCHLD unless clone said otherwise
+    parent = leader.parent
+    if parent.exited:                        # a parent process whose leader is gone: one of its threads
+        parent = next((t for t in parent.signal.threads if not t.exited), parent)
+    if not parent.exited and leader.exit_signal > 0:  # do_notify_parent(): SIGCHLD unless clone said otherwise
         from .signal import send_signal, sigchld_info
-        send_signal(k, task.parent, task.exit_signal,
-                    sigchld_info(k, task, *exit_cld_code(task.exit_code), signo=task.exit_signal))
+        send_signal(k, parent, leader.exit_signal,
+                    sigchld_info(k, leader, *exit_cld_code(group_exit_status(leader)), signo=leader.exit_signal),
+                    group=True)
 
 
 def exit_cld_code(status: int) -> tuple:
@@ -64,6 +111,11 @@ def exit_cld_code(status: int) -> tuple:
     if status & 0x7F == 0:
         return CLD_EXITED, status >> 8 & 0xFF
     return (CLD_DUMPED if status & 0x80 else CLD_KILLED), status & 0x7F
+
+
+def reapable(child) -> bool:
+    """A zombie leader whose threads are all gone (delay_group_leader())."""
+    return child.state == TASK_ZOMBIE and child.signal.live == 0
 
 
 def _matches(child, pid: int, pgid: int) -> bool:
@@ -79,11 +131,12 @@ INT_MIN = -(1 << 31)
 
 
 def wait_ready(child, options: int):
-    """wait_consider_task(): what a wait with these options may report about the child now: "exit"
-    (a zombie), "stop" (stopped, not yet reported), "cont" (continued, not yet reported), or None."""
+    """wait_consider_task(): what a wait with these options may report about the child (a process,
+    by its leader) now: "exit" (a zombie whose threads are gone), "stop" (a group stop not yet
+    reported), "cont" (continued, not yet reported), or None."""
     if child.state == TASK_ZOMBIE:
-        return "exit" if options & WEXITED else None
-    if child.state == TASK_STOPPED and not child.stop_reported and options & WSTOPPED:
+        return "exit" if options & WEXITED and reapable(child) else None
+    if child.signal.group_stopped and not child.stop_reported and options & WSTOPPED:
         return "stop"
     if child.continued and options & WCONTINUED:
         return "cont"
@@ -92,8 +145,13 @@ def wait_ready(child, options: int):
 
 def do_wait(task, match, options: int):
     """The first child that `match`es with something to report: (child, what), or (None, None) under
-    WNOHANG; ECHILD when no child matches; else the caller sleeps until one has news."""
-    candidates = [c for c in task.children if match(c)]
+    WNOHANG; ECHILD when no child matches; else the caller sleeps until one has news. Any thread
+    waits for the children of every thread of its process, unless __WNOTHREAD; the children are
+    looked up again on each wake-up (a thread's exit moves its children)."""
+    def children():
+        waiters = [task] if options & __WNOTHREAD else [t for t in task.signal.threads if not t.exited]
+        return [c for t in waiters for c in t.children if match(c)]
+    candidates = children()
     if not candidates:
         raise SyscallError(ECHILD)
     for child in candidates:
@@ -102,13 +160,13 @@ def do_wait(task, match, options: int):
             return child, what
     if options & WNOHANG:
         return None, None
-    raise WouldBlock(lambda: any(wait_ready(c, options) for c in task.children if match(c)))
+    raise WouldBlock(lambda: any(wait_ready(c, options) for c in children()))
 
 
 def release_task(k, task, child) -> None:
     """Reap a zombie: its times and faults join the parent's children's totals."""
     child.state = TASK_DEAD
-    task.children.remove(child)
+    child.parent.children.remove(child)
     k.tasks.pop(child.pid, None)
     task.cinstructions += child.instructions + child.cinstructions
     task.cmin_flt += child.min_flt + child.cmin_flt
@@ -127,13 +185,14 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
     if pid == INT_MIN:
         raise SyscallError(ESRCH)                   # -INT_MIN is not a process group
     group = task.pgid
+    # any thread may wait for the children of any thread of its process, unless __WNOTHREAD
     child, what = do_wait(task, lambda c: _matches(c, pid, group), options | WEXITED)
     if child is None:
         return 0
     if what == "exit":
         # kernel_wait4(): the child is reaped first, the status and rusage copied out after
         # (a bad pointer is EFAULT, and the child is gone all the same, as on Linux)
-        status = child.exit_code
+        status = group_exit_status(child)
         release_task(k, task, child)
     elif what == "stop":
         status = child.stop_signal << 8 | 0x7F
@@ -192,7 +251,7 @@ def kernel_waitid(k, task, which, upid, options):
         return None, None, None, None
     from .signal import sigchld_info
     if what == "exit":
-        code, status = exit_cld_code(child.exit_code)
+        code, status = exit_cld_code(group_exit_status(child))
     elif what == "stop":
         code, status = CLD_STOPPED, child.stop_signal
     else:
@@ -214,5 +273,5 @@ def _any(child) -> bool:
 
 
 def sys_exit_group(k, task, code, *_):
-    do_exit(k, task, code & 0xFF)
+    k.do_group_exit(task, code & 0xFF)
     return 0

@@ -37,7 +37,7 @@ def _arm_real(k, task, value_ns: int, interval_ns: int) -> None:
             _arm_real(k, task, task.it_real_incr_ns, task.it_real_incr_ns)
         else:
             task.alarm_expires_ns = 0
-        send_signal(k, task, SIGALRM, siginfo(SIGALRM, SI_KERNEL))
+        send_signal(k, task, SIGALRM, siginfo(SIGALRM, SI_KERNEL), group=True)
     k.timers.add_timer(value_ns, it_real_fn)
 
 
@@ -86,6 +86,7 @@ def _itimerval(value_ns: int, interval_ns: int) -> bytes:
 
 
 def sys_getitimer(k, task, which, value, *_):
+    task = task.group_leader                           # the timers are the process's (signal_struct)
     if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
         raise SyscallError(EINVAL)
     k.mm.copy_to_user(task, value, _itimerval(*get_itimer(k, task, which)))
@@ -94,10 +95,11 @@ def sys_getitimer(k, task, which, value, *_):
 
 def sys_setitimer(k, task, which, value, ovalue, *_):
     """A NULL new value disarms the timer (as Linux has done since 2.6.26, with a warning)."""
+    leader = task.group_leader                         # the timers are the process's (signal_struct)
     new = _read_itimerval(k, task, value) if value else (0, 0)        # EFAULT first, then EINVAL
     if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
         raise SyscallError(EINVAL)
-    old = do_setitimer(k, task, which, *new)
+    old = do_setitimer(k, leader, which, *new)
     if ovalue:
         k.mm.copy_to_user(task, ovalue, _itimerval(*old))
     return 0
@@ -106,7 +108,7 @@ def sys_setitimer(k, task, which, value, ovalue, *_):
 def alarm_setitimer(k, task, seconds: int) -> int:
     """alarm(2): ITIMER_REAL for whole seconds, once; returns the seconds left on the old one, rounded
     as Linux rounds them (up from half a second, and a running timer never shows 0)."""
-    old_value, _ = do_setitimer(k, task, ITIMER_REAL, seconds * 10**9, 0)
+    old_value, _ = do_setitimer(k, task.group_leader, ITIMER_REAL, seconds * 10**9, 0)
     left_s, left_rem = divmod(old_value, 10**9)
     if left_rem and (left_s == 0 and left_rem >= 1000 or left_rem >= 500_000_000):
         left_s += 1
@@ -122,4 +124,4 @@ def itimer_tick(k, task) -> None:
         if expires and now >= expires:
             setattr(task, attr, (now + interval, interval) if interval else (0, 0))
             if not task.exited:
-                send_signal(k, task, sig, siginfo(sig, SI_KERNEL))
+                send_signal(k, task, sig, siginfo(sig, SI_KERNEL), group=True)

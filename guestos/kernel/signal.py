@@ -70,66 +70,99 @@ def sig_ignored(task, sig: int) -> bool:
     return sig not in (9, 19) and (handler == SIG_IGN or handler == SIG_DFL and sig in SIG_KERNEL_IGNORE)
 
 
-def send_signal(k, task, sig: int, info: bytes = None) -> None:
-    """__send_signal(): an ignored signal is dropped; any other waits in `pending` (a blocked one
+def _blocks(task, sig: int) -> bool:
+    return bool(task.sigmask >> (sig - 1) & 1) and sig not in (9, 19)
+
+
+def send_signal(k, task, sig: int, info: bytes = None, group: bool = False) -> None:
+    """__send_signal(): an ignored signal is dropped; any other waits in a pending set (a blocked one
     whatever its action: the action may change before it is unblocked) and wakes the task if it
-    sleeps; SIGKILL kills now."""
+    sleeps: a handler runs, a stop stops, a fatal default action kills the process when the task next
+    returns to user mode (so its parent hears of it after the sender went on, as on Linux); a stopped
+    process takes it after SIGCONT. SIGKILL kills the whole process now. group: sent to the process
+    (kill, SIGCHLD): it waits in the shared set for any thread that does not block it; otherwise to
+    this thread only (tgkill, faults)."""
     if not 1 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
     prepare_signal(k, task, sig)
-    blocked = task.sigmask >> (sig - 1) & 1 and sig not in (9, 19)
-    if not blocked and sig_ignored(task, sig):
+    if group:
+        # complete_signal(): the thread to take it, the one named first if it does not block it
+        wanting = task if not _blocks(task, sig) else \
+            next((t for t in task.signal.threads if not t.exited and not _blocks(t, sig)), None)
+    else:
+        wanting = None if _blocks(task, sig) else task
+    if wanting is not None and sig_ignored(task, sig):
         return
     if sig != 9:
-        # queued for the target's way back to user mode (get_signal): a handler runs then, a stop
-        # stops it, a fatal default action kills it then (Linux kills when the target next runs,
-        # so its parent hears of it after the sender went on); a stopped task takes it after SIGCONT
-        task.pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.pid
-                                                     if k.scheduler.current else 0))
+        pending = task.signal.shared_pending if group else task.pending
+        pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.tgid
+                                                if k.scheduler.current else 0))
         return
-    k.do_exit(task, sig | core_dumped(task, sig), signaled=True)
+    k.do_exit(wanting, sig, signaled=True)
 
 
 def prepare_signal(k, task, sig: int) -> None:
-    """A stop signal discards a pending SIGCONT; SIGCONT discards pending stops and continues a
-    stopped task whatever its action, even if blocked or ignored."""
+    """For the whole process: a stop signal discards a pending SIGCONT; SIGCONT discards pending stops
+    and continues stopped threads whatever its action, even if blocked or ignored."""
+    threads = [t for t in task.signal.threads if not t.exited]
     if sig in SIG_KERNEL_STOP:
-        task.pending.pop(SIGCONT, None)
+        for t in threads:
+            t.pending.pop(SIGCONT, None)
+        task.signal.shared_pending.pop(SIGCONT, None)
     elif sig == SIGCONT:
+        for t in threads:
+            for stop in SIG_KERNEL_STOP:
+                t.pending.pop(stop, None)
         for stop in SIG_KERNEL_STOP:
-            task.pending.pop(stop, None)
-        if task.state == TASK_STOPPED:
-            task.state = TASK_RUNNING
-            task.stop_reported, task.continued = True, True      # the stop can no longer be waited for
-            k.scheduler.runqueue.append(task)
-            do_notify_parent_cldstop(k, task, CLD_CONTINUED, SIGCONT)
+            task.signal.shared_pending.pop(stop, None)
+        stopped = [t for t in threads if t.state == TASK_STOPPED]
+        for t in stopped:
+            t.state = TASK_RUNNING
+            k.scheduler.runqueue.append(t)
+        if task.signal.group_stopped:
+            task.signal.group_stopped = False
+            leader = task.group_leader
+            leader.stop_reported, leader.continued = True, True      # the stop can no longer be waited for
+            do_notify_parent_cldstop(k, leader, CLD_CONTINUED, SIGCONT)
 
 
 def do_signal_stop(k, task, sig: int) -> None:
-    """The task stops (off every queue) until SIGCONT or SIGKILL; its parent hears of it."""
+    """Group stop: the thread stops (off every queue) until SIGCONT or SIGKILL, its runnable fellow
+    threads with it, sleeping ones as they wake (a SIGSTOP queued to each); the parent hears once."""
     task.state = TASK_STOPPED
-    task.stop_signal = sig
-    task.stop_reported, task.continued = False, False
-    do_notify_parent_cldstop(k, task, CLD_STOPPED, sig)
+    for t in task.signal.threads:
+        if t is task or t.exited:
+            continue
+        if t.state == TASK_RUNNING:
+            t.state = TASK_STOPPED
+        elif t.state != TASK_STOPPED:
+            t.pending.setdefault(SIGSTOP, siginfo(SIGSTOP, SI_USER, 0))
+    if task.signal.group_stopped:
+        return
+    task.signal.group_stopped = True
+    leader = task.group_leader
+    leader.stop_signal = sig
+    leader.stop_reported, leader.continued = False, False
+    do_notify_parent_cldstop(k, leader, CLD_STOPPED, sig)
 
 
 def sigchld_info(k, child, code: int, status: int, signo: int = SIGCHLD) -> bytes:
     """The SIGCHLD siginfo (and waitid's): si_pid, si_uid, si_status, si_utime and si_stime in ticks."""
     from .sys import task_cputime_ns
     utime = task_cputime_ns(k, child.instructions) // 10**7                 # USER_HZ 100
-    return struct.pack("<iii4xiIiiqq", signo, 0, code, child.pid, 0, status, 0, utime, 0).ljust(
+    return struct.pack("<iii4xiIiiqq", signo, 0, code, child.tgid, 0, status, 0, utime, 0).ljust(
         SIGINFO_SIZE, b"\0")
 
 
-def do_notify_parent_cldstop(k, task, why: int, sig: int) -> None:
+def do_notify_parent_cldstop(k, leader, why: int, sig: int) -> None:
     """SIGCHLD with CLD_STOPPED or CLD_CONTINUED, unless the parent ignores SIGCHLD or asked
     SA_NOCLDSTOP; a parent asleep in wait sees the new state anyway."""
-    parent = task.parent
+    parent = leader.parent
     if parent is None or parent.exited:
         return
     handler, flags = parent.sigactions.get(SIGCHLD, (SIG_DFL, 0, 0, 0))[:2]
     if handler != SIG_IGN and not flags & SA_NOCLDSTOP:
-        send_signal(k, parent, SIGCHLD, sigchld_info(k, task, why, sig))
+        send_signal(k, parent, SIGCHLD, sigchld_info(k, leader, why, sig), group=True)
 
 
 def is_current_pgrp_orphaned(k, task) -> bool:
@@ -148,14 +181,23 @@ def send_sig(k, task, sig: int) -> None:
     send_signal(k, task, sig, siginfo(sig, SI_USER, 0))
 
 
+def dequeue_signal(task):
+    """The lowest unblocked signal of the thread's own set, else of its process's: (sig, siginfo)."""
+    for pending in (task.pending, task.signal.shared_pending):
+        for sig in sorted(pending):
+            if not task.sigmask >> (sig - 1) & 1:
+                return sig, pending.pop(sig)
+    return None, None
+
+
 def do_signal(k, task) -> None:
     """On the way back to user mode (get_signal): the lowest pending, unblocked signal is dropped if
     ignored, kills if its default action does, or runs its handler; a sleeping call it interrupted
     returns EINTR or runs again (handle_signal_restart)."""
-    for sig in sorted(task.pending):
-        if task.sigmask >> (sig - 1) & 1:
-            continue
-        info = task.pending.pop(sig)
+    while True:
+        sig, info = dequeue_signal(task)
+        if sig is None:
+            return
         handler, flags, restorer, mask = task.sigactions.get(sig, (SIG_DFL, 0, 0, 0))
         if sig_ignored(task, sig):
             continue
@@ -265,8 +307,10 @@ def sys_rt_sigaction(k, task, sig, act, oact, sigsetsize, *_):
     if act:
         raw = k.mm.copy_from_user(task, act, 32)
         task.sigactions[sig] = tuple(int.from_bytes(raw[i:i + 8], "little") for i in range(0, 32, 8))
-        if sig_ignored(task, sig):
-            task.pending.pop(sig, None)        # do_sigaction(): "POSIX 3.3.1.3": a pending one is discarded
+        if sig_ignored(task, sig):             # do_sigaction(): "POSIX 3.3.1.3": a pending one is discarded
+            task.signal.shared_pending.pop(sig, None)
+            for thread in task.signal.threads:
+                thread.pending.pop(sig, None)
     if oact:
         k.mm.copy_to_user(task, oact, b"".join(v.to_bytes(8, "little") for v in old))
     return 0
@@ -337,38 +381,50 @@ def sys_sigaltstack(k, task, ss, old_ss, *_):
 
 
 def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
-    """kill_something_info(): pid > 0 one process, 0 the caller's group, -1 everyone but init and
-    the caller, below -1 the group -pid; ESRCH when nobody matches."""
+    """kill_something_info(): pid > 0 one process (any of its thread ids names it), 0 the caller's
+    group, -1 every process but init and the caller's, below -1 the group -pid; ESRCH when nobody
+    matches. Each process gets one signal, in its shared pending set."""
     if not 0 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
     if pid > 0:
         target = k.find_task(pid)
-        targets = [target] if target is not None else []
+        targets = [target.group_leader] if target is not None else []
     elif pid == -1:
-        targets = [t for t in k.tasks.values() if t.pid > 1 and t is not task]
+        targets = [t for t in k.tasks.values() if t.tgid > 1 and t.tgid != task.tgid and t is t.group_leader]
     else:
         group = task.pgid if pid == 0 else -pid
-        targets = [t for t in k.tasks.values() if t.pgid == group and t.pid != 0]
+        targets = [t for t in k.tasks.values() if t.pgid == group and t.pid != 0 and t is t.group_leader]
     if not targets:
         raise SyscallError(ESRCH)                     # (a zombie still counts, as on Linux)
     for target in targets:
-        if sig and not target.exited:
-            send_signal(k, target, sig, siginfo(sig, code, task.pid))
+        if sig and target.signal.live:
+            alive = target if not target.exited else next(t for t in target.signal.threads if not t.exited)
+            send_signal(k, alive, sig, siginfo(sig, code, task.tgid), group=True)
+    return 0
+
+
+def do_tkill(k, task, tgid: int, tid: int, sig: int):
+    """tgkill/tkill: one thread (tgid > 0: only if it belongs to that process)."""
+    if not 0 <= sig <= _NSIG:
+        raise SyscallError(EINVAL)
+    target = k.find_task(tid)
+    if target is None or tgid > 0 and target.tgid != tgid:
+        raise SyscallError(ESRCH)
+    if sig and not target.exited:               # (a zombie leader whose threads live takes it, unseen)
+        send_signal(k, target, sig, siginfo(sig, SI_TKILL, task.tgid))
     return 0
 
 
 def sys_tgkill(k, task, tgid, tid, sig, *_):
     if tgid <= 0 or tid <= 0:
         raise SyscallError(EINVAL)
-    if tgid != tid:
-        raise SyscallError(ESRCH)          # every task is its own thread group (no threads yet)
-    return sys_kill(k, task, tid, sig, code=SI_TKILL)
+    return do_tkill(k, task, tgid, tid, sig)
 
 
 def sys_tkill(k, task, tid, sig, *_):
     if tid <= 0:
         raise SyscallError(EINVAL)
-    return sys_kill(k, task, tid, sig, code=SI_TKILL)
+    return do_tkill(k, task, 0, tid, sig)
 
 
 def sys_rt_sigsuspend(k, task, unewset, sigsetsize, *_):
@@ -392,12 +448,10 @@ def sys_rt_sigpending(k, task, uset, sigsetsize, *_):
     """The signals waiting because they are blocked."""
     if sigsetsize > 8:
         raise SyscallError(EINVAL)
-    waiting = sum(1 << (sig - 1) for sig in task.pending) & task.sigmask
+    waiting = sum(1 << (sig - 1) for sig in {**task.pending, **task.signal.shared_pending}) & task.sigmask
     k.mm.copy_to_user(task, uset, waiting.to_bytes(8, "little")[:sigsetsize])
     return 0
-def signal_pending(task) -> bool:
-    """A signal waits for its handler and is not blocked."""
-    return any(not task.sigmask >> (sig - 1) & 1 for sig in task.pending)
+from .sched import signal_pending  # noqa: E402  (one rule: own and shared pending sets)
 
 
 def sys_pause(k, task, *_):
