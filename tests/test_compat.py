@@ -35,6 +35,7 @@ HOST = {
     "kgzip": Path("/usr/lib/klibc/bin/gzip"),
     "e2fsck": Path("/sbin/e2fsck.static"),
     "gpgv": Path("/usr/bin/gpgv-static"),
+    "gojq": Path("/usr/bin/gojq"),
 }
 MISSING = [str(p) for p in HOST.values() if not p.exists()] + ([] if shutil.which("diet") else ["diet (dietlibc-dev)"])
 pytestmark = [
@@ -383,6 +384,13 @@ CASES = [
     run("e2fsck_image", "/sbin/e2fsck.static", "-fn", "/data/fs.img"),
     run("gpgv_version", "/bin/gpgv", "--version"),
     run("diet_program", "/bin/dietprog", "/data/words"),
+    # Go: Debian's gojq (threads, futexes, epoll) and the firmware's gothreads (goroutines, channels, GC)
+    sh("gojq_add", "echo '{\"a\":[1,2,3],\"b\":{\"c\":\"x\"}}' | gojq -c '{sum: (.a | add), c: .b.c}'"),
+    sh("gojq_range", "gojq -n -c '[range(10)] | map(. * .) | {n: length, s: add}'; echo $?"),
+    sh("gojq_file", "printf '{\"w\":\"%s\"}\\n' alpha beta gamma > in.json; gojq -r .w in.json | sort -r; "
+                    "gojq . nope.json; echo $?"),
+    sh("gojq_pipe", "seq 1 200 | gojq -s 'map(select(. % 7 == 0)) | length'"),
+    run("gothreads", "/bin/gothreads", "all", "16"),
     # priorities, groups, times, interval timers, waitid and job control (tests/programs/jobctl.c)
     run("jobctl", "/bin/jobctl"),
     sh("jobctl_under_bash", "/bin/jobctl | tail -3", "bash"),
@@ -469,6 +477,8 @@ def _build_tree(base: Path) -> Path:
     (tree / "bin" / "sash").chmod(0o755)
     shutil.copy(HOST["e2fsck"], tree / "sbin" / "e2fsck.static")
     shutil.copy(HOST["gpgv"], tree / "bin" / "gpgv")
+    shutil.copy(HOST["gojq"], tree / "bin" / "gojq")
+    shutil.copy(REPO / "firmware" / "bin" / "gothreads", tree / "bin" / "gothreads")
     diet = shutil.which("diet")
     if diet is not None:
         src = base / "dietprog.c"
