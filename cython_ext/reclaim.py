@@ -582,6 +582,7 @@ class Reclaim:
         self.vmstat[self.pgscan] += nr_taken
         reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
         self.vmstat[self.pgsteal] += reclaimed
+        self.k.charge_reclaim(nr_taken, reclaimed, nr_taken - reclaimed)     # the batch's cost, as uncompiled
         return reclaimed
 
     @cython.ccall
@@ -686,3 +687,4 @@ class Reclaim:
                 self.traced_deactivated(self.k, pfn, self.sc)
         if deactivated:
             self.vmstat["pgdeactivate"] += deactivated
+        self.k.charge_reclaim(nr_taken, 0, nr_taken)          # each page moved to a list again

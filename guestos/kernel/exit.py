@@ -80,6 +80,7 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
             task.children.remove(child)
             k.tasks.pop(child.pid, None)
             task.cinstructions += child.instructions + child.cinstructions
+            task.cstime_ns += child.stime_ns + child.cstime_ns
             task.cmin_flt += child.min_flt + child.cmin_flt
             task.cmaj_flt += child.maj_flt + child.cmaj_flt
             if wstatus:
@@ -87,7 +88,7 @@ def sys_wait4(k, task, pid, wstatus, options, rusage, *_):
             if rusage:                              # the child's and its reaped children's
                 k.mm.copy_to_user(task, rusage, kernel_sys.rusage(
                     k, child.instructions + child.cinstructions, child.min_flt + child.cmin_flt,
-                    child.maj_flt + child.cmaj_flt, 0))
+                    child.maj_flt + child.cmaj_flt, 0, child.stime_ns + child.cstime_ns))
             return child.pid
     if options & WNOHANG:
         return 0

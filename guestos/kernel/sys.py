@@ -327,18 +327,20 @@ def task_cputime_ns(k, instructions: int) -> int:
     return int(instructions * k.costs.cpi / k.costs.cpu_ghz)
 
 
-def rusage(k, instructions: int, min_flt: int, maj_flt: int, maxrss_kb: int) -> bytes:
-    """struct rusage: user time, no system time (the kernel's cost is not split out), the faults."""
+def rusage(k, instructions: int, min_flt: int, maj_flt: int, maxrss_kb: int, stime_ns: int = 0) -> bytes:
+    """struct rusage: user time (retired instructions), system time (charged kernel costs), the faults."""
     us = task_cputime_ns(k, instructions) // 1000
-    return struct.pack("<4q14q", us // 10**6, us % 10**6, 0, 0, maxrss_kb, 0, 0, 0, min_flt, maj_flt,
-                       0, 0, 0, 0, 0, 0, 0, 0)
+    sus = stime_ns // 1000
+    return struct.pack("<4q14q", us // 10**6, us % 10**6, sus // 10**6, sus % 10**6, maxrss_kb, 0, 0, 0, min_flt,
+                       maj_flt, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def task_rusage(k, task, who: int) -> bytes:
     maxrss = (task.mm.rss_anon + task.mm.rss_file) * 4 if task.mm is not None else 0
+    k.scheduler.account()                       # the caller's system time up to now
     if who == RUSAGE_CHILDREN:
-        return rusage(k, task.cinstructions, task.cmin_flt, task.cmaj_flt, 0)
-    return rusage(k, task.instructions, task.min_flt, task.maj_flt, maxrss)
+        return rusage(k, task.cinstructions, task.cmin_flt, task.cmaj_flt, 0, task.cstime_ns)
+    return rusage(k, task.instructions, task.min_flt, task.maj_flt, maxrss, task.stime_ns)
 
 
 def sys_getrusage(k, task, who, ru, *_):

@@ -18,15 +18,19 @@ def rmap_walk(k, pfn: int) -> list:
         if slot is not None and q[slot] & _PAGE_PRESENT and pte_pfn(q[slot]) == pfn:
             found.append((mm, vaddr, slot))
 
+    walked = 0
     for mm in list(k.live_mms):
         if mapping & PAGE_MAPPING_ANON:
             check(mm, index << 12)
+            walked += 1
             continue
         for vma in mm.vmas:
             if getattr(vma.vm_file, "mapping_id", None) != mapping:
                 continue
             if vma.vm_pgoff <= index < vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12):
                 check(mm, vma.vm_start + ((index - vma.vm_pgoff) << 12))
+                walked += 1
+    k.charge(walked * k.costs.rmap_walk_ns)          # per mapping walked (costs.py)
     return found
 
 
@@ -54,6 +58,7 @@ def try_to_unmap(k, pfn: int) -> bool:
         pte = q[slot]
         q[slot] = 0
         k.mm.page_remove_rmap(mm, pfn, pte)
+        k.charge(k.costs.reclaim_unmap_ns)
     k.flush_tlb()
     return k.mem_map.mapcount(pfn) == 0
 
