@@ -137,6 +137,26 @@ def test_deflation_is_batched_too(root):
     assert [e["nr_pages"] for e in leaks] == [256, 256, 256, 256]
 
 
+def test_the_flusher_thread_writes_back_expired_dirty_pages(compile_c):
+    """Dirty pages older than dirty_expire_centisecs are written by flush-254:0 at the writeback
+    timer, on its own time, not the writer's."""
+    exe = compile_c((Path(__file__).resolve().parent / "programs" / "writefile.c").read_text(), "writefile",
+                    flags=("-static", "-O1"))
+    with guest(builtin_root({"writefile": exe.read_bytes()})) as s:
+        k = s.machine.kernel
+        flusher = k.flusher
+        assert flusher.comm == "flush-254:0" and flusher.kthread
+        assert s.run(["/bin/writefile", "/dirty.txt", "x" * 10000]).exit_code == 0
+        assert k.vmstat["nr_dirty"] > 0
+        before = flusher.stime_ns
+        # past dirty_expire_centisecs (30 s) twice: writing the file back dirties the file system's
+        # metadata (its buffer cache) again, which expires 30 s later
+        s.advance(70)
+        k.scheduler.account()
+        assert k.vmstat["nr_dirty"] == 0
+        assert flusher.stime_ns > before               # the flusher did the work, on its own time
+
+
 # --- direct reclaim ------------------------------------------------------------------------------
 
 def _tiny_allocator(npages=512):
@@ -343,3 +363,22 @@ def test_cost_names_are_checked_on_the_command_line_and_documented():
     for name, source in CostModel.sources().items():
         assert f"`{name}`" in doc, f"{name} is not in docs/cost-model.md"
         assert source
+
+
+def test_run_takes_cost_options_and_refuses_bad_ones(tmp_path):
+    import json
+    import subprocess
+    import sys
+    hello = Path(__file__).resolve().parents[1] / "firmware" / "bin" / "hello"
+    times = []
+    for extra in ([], ["--cost", "syscall_ns=10270"]):
+        out = tmp_path / "m.json"
+        r = subprocess.run([sys.executable, "-m", "vmm.cli", "run", *extra, "--json", str(out), str(hello)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        times.append(json.loads(out.read_text())["virtual_ns"])
+    assert (times[1] - times[0]) % 10_000 == 0 and times[1] > times[0]
+    r = subprocess.run([sys.executable, "-m", "vmm.cli", "run", "--cost", "bogus=1", str(hello)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr.startswith("ballast: --cost bogus=1: unknown cost")
+    assert "Traceback" not in r.stderr
