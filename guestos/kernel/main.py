@@ -529,7 +529,10 @@ class Kernel:
         self.wb_wanted = False
         expire = self.sysctl_vm["dirty_expire_centisecs"] * 10_000_000
         now = self.hw.clock.now_ns()
-        for mapping in sorted(self.dirty_mappings, key=lambda m: m.dirtied_when or 0):
+        # files' pages before the file system's metadata (the buffer cache): writing a file's pages may
+        # allocate its blocks here, which Linux's ext2 did at write() time, so the metadata written in
+        # the same pass holds them
+        for mapping in sorted(self.dirty_mappings, key=lambda m: (m.unevictable_metadata, m.dirtied_when or 0)):
             if mapping in self.dirty_mappings and mapping.dirtied_when is not None \
                     and now - mapping.dirtied_when >= expire:
                 mapping.writeback()
