@@ -23,6 +23,7 @@ from ..arch import vcpu_exits as X
 
 TASK_RUNNING = "R"
 TASK_INTERRUPTIBLE = "S"
+TASK_STOPPED = "T"                                 # job control: off every queue until SIGCONT
 TASK_ZOMBIE = "Z"
 TASK_DEAD = "X"
 
@@ -65,6 +66,7 @@ class SignalStruct:
         self.live = 0
         self.group_exit = False
         self.group_exit_code = 0                    # a wait status
+        self.group_stopped = False                  # job control: stopped until SIGCONT (SIGNAL_STOP_STOPPED)
 
 
 @dataclass(eq=False)
@@ -123,6 +125,14 @@ class Task:
     stime_ns: int = 0                           # system time: kernel costs charged while it ran
     cstime_ns: int = 0                          # of reaped children (and theirs): RUSAGE_CHILDREN
     kthread: bool = False                       # PF_KTHREAD: no mm, no user context
+    stop_signal: int = 0                        # job control: the signal that stopped the task,
+    stop_reported: bool = True                  # whether a wait has seen that stop yet,
+    continued: bool = False                     # and a SIGCONT not yet reported (WCONTINUED)
+    nice: int = 0                               # setpriority(2): -20..19, inherited at fork
+    groups: tuple = ()                          # setgroups(2): supplementary group ids
+    it_real_incr_ns: int = 0                    # setitimer(ITIMER_REAL): the interval (alarm_expires_ns: the value)
+    it_virt: tuple = (0, 0)                     # ITIMER_VIRTUAL and ITIMER_PROF: (expires, interval) in
+    it_prof: tuple = (0, 0)                     # the task's own CPU time (ns), 0 when off
     tgid: int = 0                               # the thread group (process) id; getpid()
     group_leader: "Task" = None
     signal: SignalStruct = None                 # shared by the threads of a process
@@ -141,6 +151,12 @@ class Task:
     @property
     def exited(self) -> bool:
         return self.state in (TASK_ZOMBIE, TASK_DEAD)
+
+
+# kernel/sched.c: the load weight of each nice level, -20 to 19
+SCHED_PRIO_TO_WEIGHT = (88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100,
+                        4904, 3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172,
+                        137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15)
 
 
 class FsStruct:
@@ -273,6 +289,11 @@ class Scheduler:
                 self.runqueue.append(thread)
                 return
 
+    def timeslice(self, task: Task) -> int:
+        """The quantum scaled by the task's load weight (sched_prio_to_weight[nice + 20] / 1024), as
+        CFS gives a nicer task a smaller share."""
+        return max(self.quantum * SCHED_PRIO_TO_WEIGHT[task.nice + 20] // 1024, 1)
+
     def wake_up_new_task(self, task: Task) -> None:
         self.runqueue.append(task)
 
@@ -341,6 +362,10 @@ class Scheduler:
             self.wake_sleepers()
             if not self.runqueue:
                 if not self.sleeping:
+                    stopped = [t for t in k.tasks.values() if t.state == TASK_STOPPED]
+                    if stopped:                    # only stopped tasks are left: no SIGCONT can come
+                        k.deadlock(stopped)
+                        continue
                     return
                 if all(t.kthread for t in self.sleeping):
                     return                             # only kernel threads are left: init is gone
@@ -362,10 +387,12 @@ class Scheduler:
                 if task.state != TASK_RUNNING:
                     continue
             start = cpu.icount
-            cpu.set_deadline(start + self.quantum)
+            timeslice = self.timeslice(task)             # instructions, scaled by nice
+            cpu.set_deadline(start + timeslice)
             clock = k.hw.clock
             costs = k.costs
-            end = clock.busy_ns() + self.quantum_ns      # the slice is virtual time, user and system
+            # the slice is virtual time, user and system
+            end = clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
             self.need_resched = False
             while task.state == TASK_RUNNING:
                 exit = cpu.run()
@@ -395,5 +422,7 @@ class Scheduler:
                     break
                 cpu.set_deadline(cpu.icount + max(1, int(left * costs.cpu_ghz / costs.cpi)))
             task.instructions += cpu.icount - start
+            if task.it_virt[0] or task.it_prof[0]:
+                k.itimer_tick(task)                # ITIMER_VIRTUAL/PROF: checked as the slice ends
             if task.state == TASK_RUNNING:
                 self.runqueue.append(task)
