@@ -281,6 +281,43 @@ def test_proc_shows_system_time_and_kernel_threads(compile_c):
     m.close()
 
 
+TIMES_AFTER_SYSCALLS = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/times.h>
+int main(int argc, char **argv) {
+    long n = atol(argv[1]);
+    for (long i = 0; i < n; i++)
+        syscall(SYS_getppid);
+    struct tms t;
+    times(&t);
+    char buf[512];
+    FILE *f = fopen("/proc/self/stat", "r");
+    fgets(buf, sizeof buf, f);
+    printf("%ld %ld\n%s", (long)t.tms_utime, (long)t.tms_stime, buf);
+    return 0;
+}
+"""
+
+
+def test_times_reports_the_system_time_proc_shows(compile_c):
+    """times() splits user and system time as /proc/self/stat does (read just after it)."""
+    exe = compile_c(TIMES_AFTER_SYSCALLS, "timesloop", flags=("-static", "-O1"))
+    n = 200_000
+    m = Machine(MachineConfig(mem=64 * MiB))
+    m.load(exe.read_bytes(), "/bin/timesloop", [str(n)])
+    assert m.boot() == 0
+    lines = m.console_output.decode().splitlines()
+    m.close()
+    tms_utime, tms_stime = map(int, lines[0].split())
+    fields = lines[1].rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    assert tms_stime >= n * CostModel().syscall_ns // 10_000_000 > 0
+    assert 0 <= stime - tms_stime <= 1 and 0 <= utime - tms_utime <= 1
+
+
 def test_proc_lists_the_kernel_threads(root):
     """/proc has a directory per kernel thread, with its name, PF_KTHREAD and an empty command line
     (which ps shows as [kswapd0])."""

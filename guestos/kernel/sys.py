@@ -370,11 +370,16 @@ def clock_t(ns: int) -> int:
 
 
 def sys_times(k, task, tbuf, *_):
-    """struct tms in clock ticks (user time from retired instructions; no system time is split out
-    yet), and the ticks since an arbitrary point: jiffies, which start 5 minutes before wrapping."""
+    """struct tms in clock ticks: user time from retired instructions, system time from the kernel costs
+    charged, summed over the process's threads as Linux's thread_group_cputime; and the ticks since an
+    arbitrary point: jiffies, which start 5 minutes before wrapping."""
     if tbuf:
-        k.mm.copy_to_user(task, tbuf, struct.pack("<4q", clock_t(task_cputime_ns(k, task.instructions)), 0,
-                                                  clock_t(task_cputime_ns(k, task.cinstructions)), 0))
+        k.scheduler.account()                   # the caller's system time up to now
+        threads = task.signal.threads
+        k.mm.copy_to_user(task, tbuf, struct.pack(
+            "<4q", clock_t(task_cputime_ns(k, sum(t.instructions for t in threads))),
+            clock_t(sum(t.stime_ns for t in threads)),
+            clock_t(task_cputime_ns(k, task.cinstructions)), clock_t(task.cstime_ns)))
     return INITIAL_JIFFIES + clock_t(k.hw.clock.now_ns())
 
 
