@@ -117,7 +117,7 @@ def test_inflation_takes_one_work_item_per_batch_and_user_tasks_run_between(root
         s.set_balloon_mib(pages * 4096 / MiB)
         assert s.wait_balloon(10)
         items = driver.counters["work_items"] - before
-    fills = [e for e in events if e["name"] == "balloon_fill"]
+    fills = [e for e in events if e["name"] == "virtio_balloon_fill"]
     assert items == math.ceil(pages / 256) == len(fills)
     assert sum(e["nr_pages"] for e in fills) == pages
     assert all(e["comm"] == "vballoon" and e["pid"] == driver.thread.pid for e in fills)
@@ -136,7 +136,7 @@ def test_deflation_is_batched_too(root):
         s.set_balloon_mib(0)
         assert s.wait_balloon(10)
         items = k.balloon.counters["work_items"] - before
-    leaks = [e for e in events if e["name"] == "balloon_leak"]
+    leaks = [e for e in events if e["name"] == "virtio_balloon_leak"]
     assert [e["nr_pages"] for e in leaks] == [256, 256, 256, 256]
     assert items == 4
 
