@@ -134,13 +134,15 @@ def test_the_device_takes_the_fast_path():
             f.flush()
             disk = host.block_backend(f.name, "writeback", 1, False, "nvme", serial=b"x", snapshot=False)
             bed = Bed(mem, backend=disk)
-            calls = []
-            read_hit = bed.blk._read_hit
-            bed.blk._read_hit = lambda *a: calls.append(read_hit(*a)) or calls[-1]
+            reads, submitted = [], []
+            read_in, submit = bed.blk._read_in, bed.blk._submit
+            bed.blk._read_in = lambda *a: reads.append(read_in(*a)) or reads[-1]
+            bed.blk._submit = lambda chain: submitted.append(chain.head) or submit(chain)
             assert bed.do(VIRTIO_BLK_T_IN, sector=0, in_len=4 * PAGE)[0] == 0      # a miss: loaded
             assert bed.do(VIRTIO_BLK_T_IN, sector=64, in_len=4 * PAGE)[0] == 0     # a miss, on the fast path
-            assert bed.do(VIRTIO_BLK_T_IN, sector=0, in_len=4 * PAGE)[0] == 0      # a hit
-            assert calls == [None, 4 * host.costs.host_cache_hit_ns_per_page]
+            assert bed.do(VIRTIO_BLK_T_IN, sector=0, in_len=4 * PAGE)[0] == 0      # a hit, on the fast path
+            assert len(submitted) == 1          # only the first went through pop (the layout unchecked yet)
+            assert reads[2] == 4 * host.costs.host_cache_hit_ns_per_page and len(reads) == 3
             assert host.cache.hits == 4
     finally:
         host.close()
