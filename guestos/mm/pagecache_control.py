@@ -17,7 +17,7 @@ Chosen on the command line, tuned in /proc/sys/vm:
   copies of those first, keeping pages only the guest holds.
 """
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PG_dirty, PG_locked, PG_lru
+from .mm_types import PG_dirty, PG_locked, PG_lru, PG_writeback
 from . import vmscan                # a module cycle: names are looked up at call time
 
 POLICIES = ("none", "kswapd", "shrink_list")
@@ -149,7 +149,7 @@ def shrink_duplicates(k, nr_to_reclaim: int) -> int:
         scanned += 1
         flags = mem_map.flags(pfn)
         # as page_check_references(): an unmapped clean page goes even if it was referenced
-        if flags & ((1 << PG_dirty) | (1 << PG_locked)) or not flags & (1 << PG_lru) \
+        if flags & ((1 << PG_dirty) | (1 << PG_locked) | (1 << PG_writeback)) or not flags & (1 << PG_lru) \
                 or mem_map.mapcount(pfn) or mem_map.refcount(pfn) != 1:
             continue
         mapping = k.address_spaces.get(mem_map.mapping(pfn))
