@@ -119,6 +119,7 @@ SEGMENT = struct.Struct("<QII")
 
 @dataclass
 class BlkCounters:
+    """virtio-blk's requests by type, bytes moved and requests that failed."""
     requests: Counter = field(default_factory=Counter)     # by type name ("in", "out", ..., "unknown")
     bytes_read: int = 0
     bytes_written: int = 0

@@ -25,6 +25,8 @@ class CostModel:
 
 @dataclass
 class VirtualClock:
+    """The guest's virtual clock: retired instructions at the cost model's CPI plus charged costs, and the events
+    due on it."""
     costs: CostModel = field(default_factory=CostModel)
     charged_ns: int = 0           # modelled costs so far
     instructions: int = 0         # retired instructions (mirrored from the vCPU)

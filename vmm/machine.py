@@ -58,6 +58,7 @@ def root_disk(image: str, cache: str = "writeback", read_only: bool = False, wri
 
 @dataclass
 class MachineConfig:
+    """What a machine is made of: memory, command line, cost model, disks and the balloon."""
     mem: int = 256 << 20
     cmdline: str = ""
     costs: CostModel = field(default_factory=CostModel)
