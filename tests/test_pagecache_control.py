@@ -52,7 +52,7 @@ def test_the_policy_switches_at_run_time_through_proc_sys_vm(root):
     """Morton's objection to a boot option: here the knob is a sysctl as well."""
     with guest(root) as s:
         assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "1"]).exit_code == 0
-        assert s.machine.kernel.unmapped_policy == "kswapd"
+        assert s.machine.kernel.unmapped_policy == "v4-2011-01"
         mi, vm, _ = stream(s)
         assert vm["pgsteal_unmapped"] > 0 and mi["Cached"] < 40 * 1024
         assert s.run(["/bin/writefile", "/proc/sys/vm/max_unmapped_ratio", "40"]).exit_code == 0

@@ -201,7 +201,6 @@ class Kernel:
             self.sysctl_vm["unmapped_page_control"] = pagecache_control.POLICIES.index(policy)
         if self.params.value("pagecache_dedup"):
             self.sysctl_vm["pagecache_dedup"] = 1
-        self.unmapped_wanted = False
         self.host_cached, self.host_cached_at = {}, -1      # disk -> bitmap of host-cached pages
         self.host_cached_exhausted_at = None                 # the view in which no duplicate was left
         self.page_alloc.fastpath_hook = lambda: pagecache_control.wakeup_if_unmapped_high(self)
@@ -429,10 +428,8 @@ class Kernel:
 
     def kswapd(self) -> None:
         """kswapd runs when scheduled: after the current exit, before user code runs again. The
-        policies go first: the series' unmapped pass, and dropping pages the host also caches."""
+        policies go first: dropping pages the host also caches (the series' pass is in balance_pgdat)."""
         self.kswapd_wanted = False
-        if self.unmapped_wanted or pagecache_control.should_balance_unmapped_pages(self):
-            pagecache_control.balance_unmapped_pages(self)
         zone = self.page_alloc.zone
         if self.pagecache_dedup and zone.nr_free_pages < zone.watermark[2]:
             pagecache_control.shrink_duplicates(self, zone.watermark[2] - zone.nr_free_pages)
@@ -447,8 +444,8 @@ class Kernel:
 
     @property
     def unmapped_policy(self) -> str:
-        """none, kswapd (the series) or shrink_list (the review): vm.unmapped_page_control 0, 1, 2."""
-        return pagecache_control.POLICIES[min(self.sysctl_vm["unmapped_page_control"], 2)]
+        """vm.unmapped_page_control 0-3: none, v4-2011-01, shrink_list, rfc-2010-06 (mm/pagecache_control.py)."""
+        return pagecache_control.POLICIES[self.sysctl_vm["unmapped_page_control"]]
 
     @property
     def pagecache_dedup(self) -> bool:

@@ -298,11 +298,13 @@ def balance_pgdat(k) -> int:
     high = zone.watermark[2]
     sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, current_is_kswapd=True)
     for priority in range(DEF_PRIORITY, -1, -1):
+        pagecache_control.balance_unmapped_pages(k)         # the 2010 series: before the watermark check
         if zone.nr_free_pages >= high:
             break
         sc.priority = priority
         sc.nr_to_reclaim = max(SWAP_CLUSTER_MAX, high - zone.nr_free_pages)
         scanned = sc.nr_scanned
+        pagecache_control.balance_unmapped_pages(k)         # and again before shrink_zone
         shrink_zone(k, sc)
         shrink_slab(k, sc.nr_scanned - scanned)
     k.vmstat["kswapd_runs"] += 1
