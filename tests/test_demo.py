@@ -22,30 +22,43 @@ def run_demo(tmp_path, capsys, name):
 
 
 def test_demo_quick_is_deterministic_and_shows_each_policy_at_work(tmp_path, capsys):
+    """Each row against plain Linux on the same workload: a relation, never a frozen figure. With a
+    policy's setting removed its row equals plain Linux's and its strict relation fails."""
     first, data = run_demo(tmp_path, capsys, "a")
     second, _ = run_demo(tmp_path, capsys, "b")
     assert first == second
     cells = {(c["policy"], c["workload"]): c for c in data["cells"]}
-    assert {p for p, _ in cells} == {"linux", "cache=none", "unmapped", "shrink_list", "cache-first", "dedup",
-                                     "exclusive"}
+    assert {p for p, _ in cells} == {"linux", "cache=none", "unmapped-2010-06", "unmapped-2011-01", "shrink_list",
+                                     "cache-first", "dedup", "exclusive"}
     assert all(c["balloon_reached"] and not c["failures"] for c in cells.values())
-    linux = cells["linux", "stream"]
-    assert linux["duplicated_pages"] >= 4096                             # double caching, measured
-    assert cells["unmapped", "stream"]["guest_cached_pages"] < linux["guest_cached_pages"] / 2
-    assert cells["unmapped", "stream"]["duplicated_pages"] < linux["duplicated_pages"]
-    dedup = cells["dedup", "stream"]                                     # kept what the host lacks:
-    assert dedup["disk_reads_pages"] < linux["disk_reads_pages"]        # fewer disk reads,
-    assert dedup["duplicated_pages"] < linux["duplicated_pages"] / 2     # less held twice,
-    assert dedup["estimated_duplicated_pages"] > 2 * dedup["duplicated_pages"]   # which the host cannot see
-    for policy in ("cache=none", "exclusive"):                           # nothing cached twice
-        assert cells[policy, "stream"]["duplicated_pages"] == 0
-        assert cells[policy, "stream"]["host_memory_pages"] < linux["host_memory_pages"]
-    assert cells["cache-first", "hotset"]["guest_cached_pages"] < cells["linux", "hotset"]["guest_cached_pages"]
     assert all(len(c["series"]) >= 5 for c in cells.values())
+    linux = cells["linux", "mapped+stream"]
+    host_cache_pages = data["config"]["host_cache_mib"] * 256
+    assert linux["duplicated_pages"] >= host_cache_pages // 2          # double caching, measured
+    for version in ("unmapped-2010-06", "unmapped-2011-01"):
+        c = cells[version, "mapped+stream"]
+        assert c["guest_cached_pages"] < linux["guest_cached_pages"]    # Singh: a smaller guest cache,
+        assert c["duplicated_pages"] < linux["duplicated_pages"]        # fewer pages held twice,
+        assert c["host_memory_pages"] < linux["host_memory_pages"]      # less host memory;
+        assert c["runtime_ns"] > linux["runtime_ns"]                    # Kivity: at the cost of time
+    # v4's trigger is a sysctl (8% here): it trims a hot set the RFC's fixed 16% leaves alone
+    assert cells["unmapped-2011-01", "hotset"]["guest_cached_pages"] < \
+        cells["unmapped-2010-06", "hotset"]["guest_cached_pages"] == cells["linux", "hotset"]["guest_cached_pages"]
+    shrink_list = cells["shrink_list", "mapped+stream"]                 # Morton: the mapping stays
+    assert shrink_list["majfaults"] < linux["majfaults"] and shrink_list["runtime_ns"] < linux["runtime_ns"]
+    assert cells["cache-first", "hotset"]["guest_cached_pages"] < cells["linux", "hotset"]["guest_cached_pages"]
+    dedup = cells["dedup", "mapped+stream"]                              # kept what the host lacks:
+    assert dedup["disk_reads_pages"] < linux["disk_reads_pages"]        # fewer disk reads,
+    assert dedup["duplicated_pages"] < linux["duplicated_pages"]        # less held twice,
+    assert dedup["estimated_duplicated_pages"] > dedup["duplicated_pages"]   # which the host cannot see
+    for policy in ("cache=none", "exclusive"):                           # nothing cached twice
+        for workload in ("mapped+stream", "hotset"):
+            assert cells[policy, workload]["duplicated_pages"] == 0
+            assert cells[policy, workload]["host_memory_pages"] < cells["linux", workload]["host_memory_pages"]
 
 
 def test_demo_rejects_unknown_names(capsys):
     assert main(["demo", "--quick", "--policies", "linux,nope"]) == 2
     assert "unknown policy 'nope'" in capsys.readouterr().err
-    assert main(["demo", "--quick", "--workloads", "stream,compile"]) == 2
+    assert main(["demo", "--quick", "--workloads", "hotset,compile"]) == 2
     assert "unknown workload 'compile'" in capsys.readouterr().err
