@@ -62,3 +62,7 @@ def test_demo_rejects_unknown_names(capsys):
     assert "unknown policy 'nope'" in capsys.readouterr().err
     assert main(["demo", "--quick", "--workloads", "hotset,compile"]) == 2
     assert "unknown workload 'compile'" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--paper"]) == 2
+    assert capsys.readouterr().err == "ballast: --quick and --paper: choose one\n"
+    assert main(["demo", "--paper", "--policies", "linux,dedup"]) == 2           # the paper has two policies
+    assert "unknown policy 'dedup'" in capsys.readouterr().err
