@@ -62,6 +62,9 @@ def test_the_policy_switches_at_run_time_through_proc_sys_vm(root):
         mi, vm, _ = stream(s)
         assert vm["pgsteal_unmapped"] > 0 and mi["Cached"] < 40 * 1024
         assert s.run(["/bin/writefile", "/proc/sys/vm/max_unmapped_ratio", "40"]).exit_code == 0
+        assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "3"]).exit_code == 0
+        assert s.machine.kernel.unmapped_policy == "rfc-2010-06"
+        assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "4"]).exit_code != 0   # EINVAL
         assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "0"]).exit_code == 0
         assert s.machine.kernel.unmapped_policy == "none"
 
