@@ -1,7 +1,7 @@
 """Markdown tables for docs/singh-2010.md from `ballast demo --paper --json FILE`: the end of each
 run per balloon size, with and without the series, and host memory and duplication over guest time.
 
-    python tools/singh_2010_table.py singh-2010.json [--over-time "balloon 1000 MB"] [--points 10]
+    python tools/singh_2010_table.py singh-2010.json [--over-time "balloon 16 MiB (his 1000 MB)"] [--points 10]
 """
 import argparse
 import json
@@ -15,7 +15,7 @@ def mib(pages) -> str:
 
 
 def end_table(data) -> list:
-    lines = ["| balloon (his MB) | policy | guest MemFree MiB | guest Cached MiB | build s (guest) | dup MiB | "
+    lines = ["| balloon | policy | guest MemFree MiB | guest Cached MiB | build s (guest) | dup MiB | "
              "host MiB (frames + cache) | host cache hits MiB |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for c in data["cells"]:
@@ -55,7 +55,7 @@ def over_time(data, workload: str, points: int) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json")
-    ap.add_argument("--over-time", default="balloon 1000 MB", metavar="WORKLOAD")
+    ap.add_argument("--over-time", default="balloon 16 MiB (his 1000 MB)", metavar="WORKLOAD")
     ap.add_argument("--points", type=int, default=10)
     opts = ap.parse_args(argv)
     with open(opts.json) as f:

@@ -75,8 +75,9 @@ class Setting:
         t = sweep.template
         mem = parse_size(t["machine"]["mem"], "machine.mem")
         host = parse_size(t["host"]["memory"], "host.memory")
+        per_row = any(key.endswith(".balloon_mib") for axis in sweep.axes for sets in axis.sets for key in sets)
         return cls(mem >> 20, (host - mem) >> 20,
-                   (0,) + tuple(s["balloon_mib"] for s in t["step"] if "balloon_mib" in s))
+                   () if per_row else (0,) + tuple(s["balloon_mib"] for s in t["step"] if "balloon_mib" in s))
 
 
 @dataclass
@@ -169,7 +170,8 @@ def cell_row(c: Cell) -> list:
 def render_table(cells, setting: Setting):
     from rich.table import Table
     table = Table(title=f"Ballast demo: {setting.mem_mib} MiB guest, {setting.host_cache_mib} MiB host page cache, "
-                        f"balloon {' -> '.join(f'{s:g}' for s in setting.balloon_mib)} MiB", title_justify="left")
+                        + (f"balloon {' -> '.join(f'{s:g}' for s in setting.balloon_mib)} MiB" if setting.balloon_mib
+                           else "balloon as the rows say"), title_justify="left")
     for name, _ in COLUMNS:
         table.add_column(name, justify="left" if name in ("policy", "workload", "balloon") else "right")
     previous = None
