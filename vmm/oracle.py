@@ -3,7 +3,6 @@
 It never changes behaviour; everything else keeps to its side of the hardware
 interface."""
 import dataclasses
-import json
 
 from guestos.mm.mm_types import PG_dirty
 
@@ -160,6 +159,7 @@ TRACE_FIELDS = ("virtual_ns", "pfn", "kind", "mapped", "referenced", "flags", "d
 
 def write_reclaim_trace(machine, path: str) -> int:
     """The guest's reclaim trace as JSON lines; returns how many decisions."""
+    import json                         # here: only a trace file needs it (start-up time)
     records = list(machine.kernel.reclaim_trace or ())
     with open(path, "w") as f:
         for record in records:
