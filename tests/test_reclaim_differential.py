@@ -102,6 +102,7 @@ class SmallKernel:
         self.address_spaces = {}
         self.reclaim_trace = collections.deque(maxlen=100_000)
         self.hw = SimpleNamespace(clock=Clock())
+        self.tracepoints = None
         self.swap = None
         self.sysctl_vm = dict(SYSCTL_VM_DEFAULTS)
         self.unmapped_policy = unmapped_policy

@@ -3,12 +3,13 @@ import struct
 
 from ..kernel.errno import (EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, EPERM, ERANGE, EROFS, ESPIPE,
                             SyscallError)
+from ..mm.filemap import FileRaState
 from .ext2_layout import S_IFDIR
 from .names import fs_decode, fs_encode
 
 AT_FDCWD = -100
 AT_REMOVEDIR = 0x200
-POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED = 3, 4
+POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED = 0, 1, 2, 3, 4
 
 
 def _vfs(k):
@@ -181,6 +182,12 @@ def sys_fadvise64(k, task, fd, offset, length, advice, *_):
     if inode is None or not hasattr(f, "vfs"):
         return 0
     mapping = f.vfs.mapping_of(inode)
+    ra = getattr(f, "ra", None)
+    if ra is not None and advice in (POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL):
+        # the file's readahead: FMODE_RANDOM reads only what is asked; SEQUENTIAL doubles the window
+        ra.fmode_random = advice == POSIX_FADV_RANDOM
+        if advice != POSIX_FADV_RANDOM:
+            ra.ra_pages = FileRaState().ra_pages * (2 if advice == POSIX_FADV_SEQUENTIAL else 1)
     first = offset >> 12
     last = None if length == 0 else (offset + length - 1) >> 12
     if advice == POSIX_FADV_DONTNEED:

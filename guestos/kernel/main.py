@@ -50,7 +50,7 @@ VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", 
                 "nr_page_table_pages", "nr_unevictable", "pgpgin", "pgpgout", "pgalloc_normal", "pgfree",
                 "pgactivate", "pgdeactivate", "pgfault", "pgmajfault", "pgrefill", "pgsteal_kswapd",
                 "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "kswapd_runs", "allocstall", "pswpin",
-                "pswpout", "slabs_scanned", "oom_kill",
+                "pswpout", "slabs_scanned", "oom_kill", "nr_vmscan_write", "pgrotated",
                 # ours: the page-cache control policies (guestos/mm/pagecache_control.py)
                 "unmapped_wakeups", "unmapped_balance_runs", "pgscan_unmapped", "pgsteal_unmapped",
                 "balloon_cache_first_calls", "pgscan_cache_first", "pgsteal_cache_first",
@@ -393,7 +393,7 @@ class Kernel:
         if inode is None or getattr(inode, "is_dir", False):
             raise SyscallError(19)                               # ENODEV: not mappable
         if hasattr(f, "vfs"):
-            return MappedFile(f.vfs, inode, f.name), f.name
+            return MappedFile(f.vfs, inode, f.name, getattr(f, "ra", None)), f.name
         return inode, f.name                                     # a ramfs file
 
     def set_page_dirty_pfn(self, pfn: int) -> None:

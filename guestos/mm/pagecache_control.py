@@ -30,7 +30,7 @@ moved zone->min_unmapped_pages out of CONFIG_NUMA, and v4 its sysctl too. Ballas
 zone and keeps both knobs in /proc/sys/vm for every policy (docs/unmapped-page-control.md).
 """
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PG_dirty, PG_locked, PG_lru
+from .mm_types import PG_dirty, PG_locked, PG_lru, PG_writeback
 from . import vmscan                # a module cycle: names are looked up at call time
 
 # vm.unmapped_page_control's values, in order
@@ -187,7 +187,7 @@ def shrink_duplicates(k, nr_to_reclaim: int) -> int:
         scanned += 1
         flags = mem_map.flags(pfn)
         # as page_check_references(): an unmapped clean page goes even if it was referenced
-        if flags & ((1 << PG_dirty) | (1 << PG_locked)) or not flags & (1 << PG_lru) \
+        if flags & ((1 << PG_dirty) | (1 << PG_locked) | (1 << PG_writeback)) or not flags & (1 << PG_lru) \
                 or mem_map.mapcount(pfn) or mem_map.refcount(pfn) != 1:
             continue
         mapping = k.address_spaces.get(mem_map.mapping(pfn))
