@@ -30,7 +30,7 @@ POLICY_TEXT = {
     "unmapped-2010-06": "unmapped_page_control=rfc: the RFC of 8 June 2010 that Kivity reviewed; kswapd trims "
                         "unmapped cache above a fixed 16 x vm.min_unmapped_ratio",
     "unmapped-2011-01": "unmapped_page_control: v4 of 25 January 2011; the same, above its own sysctl "
-                        "vm.max_unmapped_ratio (here 8)",
+                        "vm.max_unmapped_ratio (here 4)",
     "shrink_list": "the bias inside shrink_page_list: mapped pages stay while unmapped cache lasts "
                    "(Morton's review of v5, 30 March 2011)",
     "cache-first": "balloon pages taken from unmapped cache first, by host hint (patch 2/2, v3)",
