@@ -666,6 +666,7 @@ class Reclaim:
         self.reclaim_stat[RECENT_SCANNED + file] += nr_taken
         reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
         self.vmstat[self.pgsteal] += reclaimed
+        self.k.charge_reclaim(nr_taken, reclaimed, nr_taken - reclaimed)     # the batch's cost, as uncompiled
         tracepoints = self.k.tracepoints
         if tracepoints is not None:
             tracepoints.emit("mm_vmscan_lru_isolate", order=0, nr_requested=nr_to_scan, nr_scanned=nr_taken,
@@ -901,6 +902,7 @@ class Reclaim:
         self.reclaim_stat[RECENT_ROTATED + file] += rotated
         if deactivated:
             self.vmstat["pgdeactivate"] += deactivated
+        self.k.charge_reclaim(nr_taken, 0, nr_taken)          # each page moved to a list again
         tracepoints = self.k.tracepoints
         if tracepoints is not None:
             tracepoints.emit("mm_vmscan_lru_isolate", order=0, nr_requested=nr_to_scan, nr_scanned=nr_taken,

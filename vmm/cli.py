@@ -1,6 +1,7 @@
 """The `ballast` command."""
 import argparse
 import importlib.metadata
+import dataclasses
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
         opts = super().parse_args(args, namespace)
         # argparse drops a value of exactly '--' (`--mem=--`) and leaves an empty list behind
         for name, value in vars(opts).items():
-            if (value == [] and name not in ("args", "disk")) or \
+            if (value == [] and name not in ("args", "disk", "cost")) or \
                     (isinstance(value, list) and any(not isinstance(v, str) for v in value)):
                 raise BallastError(f"--{name.replace('_', '-')}: '--' is not a value")
         return opts
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trace-reclaim", metavar="FILE",
                      help="write every reclaim decision (the last million) as JSON lines")
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
+    run.add_argument("--cost", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a cost of the model (docs/cost-model.md), e.g. syscall_ns=500 (repeatable)")
     run.add_argument("--timeout", metavar="SECONDS",
                      help="end the program after SECONDS of guest (virtual) time; exit status 124")
     run.add_argument("--strace", action="store_const", const="-",
@@ -148,6 +151,7 @@ def cmd_run(opts) -> int:
     hostinput.kernel_cmdline(opts.cmdline, mem, "--cmdline")
     timeout_s = hostinput.guest_seconds(opts.timeout, "--timeout") if opts.timeout is not None else None
     hostinput.output_file(opts.json, "--json")
+    costs = hostinput.cost_overrides(opts.cost)
     hostinput.output_file(opts.trace_reclaim, "--trace-reclaim")
     hostinput.output_file(opts.strace, "--strace")
     args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
@@ -196,6 +200,8 @@ def cmd_run(opts) -> int:
     resources = Resources()
     try:
         config, _, host = assemble(spec, resources)
+        if costs:
+            config.costs = dataclasses.replace(config.costs, **costs)
         machine = Machine(config, console_sink=sink, host=host,
                           debugcon_sink=strace_out.write if strace_out is not None else None)
         stub = None
@@ -477,7 +483,7 @@ def _strace_equals(argv: list) -> list:
     swallowing PROGRAM, so the = form is renamed before parsing (only among run's own options)."""
     if argv[:1] != ["run"]:
         return argv
-    takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace-reclaim", "--json",
+    takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace-reclaim", "--json", "--cost",
                    "--strace-to", "--gdb"}
     out, i = ["run"], 1
     while i < len(argv):

@@ -201,6 +201,7 @@ def shrink_duplicates(k, nr_to_reclaim: int) -> int:
         freed += 1
     k.vmstat["pgscan_dedup"] += scanned
     k.vmstat["pgsteal_dedup"] += freed
+    k.charge_reclaim(scanned, freed, scanned - freed)
     if not freed and scanned < limit:           # the whole list, and not one duplicate in it
         k.host_cached_exhausted_at = k.host_cached_at
     return freed
