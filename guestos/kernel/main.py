@@ -95,7 +95,7 @@ class Kernel:
         self.usercopy = cython_ext.load("usercopy")
         self.pagecache = cython_ext.load("pagecache")
         self.block_devices = {}         # "vda" -> VirtioBlk
-        self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
+        self.dirty_mappings = {}        # address spaces with dirty pages, in the order they became dirty (b_dirty)
         self.address_spaces = {}        # page->mapping id -> AddressSpace
         self.strace = None              # the system call tracer, when `strace` is on the command line
         self.syscall_blocked = False
@@ -504,7 +504,7 @@ class Kernel:
         """__mark_inode_dirty(): remember when, and make sure the flusher will come by."""
         if mapping.dirtied_when is None:
             mapping.dirtied_when = self.hw.clock.now_ns()
-        self.dirty_mappings.add(mapping)
+        self.dirty_mappings.setdefault(mapping)
         if not self.wb_timer_armed:
             self.wb_timer_armed = True
             self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wakeup_flusher)

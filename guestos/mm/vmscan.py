@@ -176,7 +176,7 @@ def pageout(k, mapping, pfn: int) -> int:
     dirty.discard(index)
     k.vmstat["nr_dirty"] -= 1
     if not dirty:
-        k.dirty_mappings.discard(mapping)
+        k.dirty_mappings.pop(mapping, None)
         mapping.dirtied_when = None
     if k.tracepoints is not None:
         k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_ASYNC")
