@@ -33,7 +33,7 @@ def bench_sweep() -> sw.Sweep:
         data = tomllib.load(f)
     policies = data["axes"]["policy"]
     data["axes"] = {"workload": data["axes"]["workload"],
-                    "policy": {p: policies[p] for p in ("linux", "unmapped", "dedup", "exclusive")},
+                    "policy": {p: policies[p] for p in ("linux", "unmapped-2011-01", "dedup", "exclusive")},
                     "step.2.balloon_mib": [64, 80]}
     return sw.parse(data, source="bench 16 quick demo cells", base_dir=str(REPO / "vmm" / "sweeps"))
 

@@ -22,24 +22,31 @@ def run_demo(tmp_path, capsys, name):
 
 
 def test_demo_quick_is_deterministic_and_shows_each_policy_at_work(tmp_path, capsys):
+    """Each row against plain Linux on the same workload: a relation, never a frozen figure. With a
+    policy's setting removed its row equals plain Linux's and its strict relation fails."""
     first, data = run_demo(tmp_path, capsys, "a")
     second, _ = run_demo(tmp_path, capsys, "b")
     assert first == second
     cells = {(c["policy"], c["workload"]): c for c in data["cells"]}
-    assert {p for p, _ in cells} == {"linux", "cache=none", "unmapped", "shrink_list", "cache-first", "dedup",
-                                     "exclusive"}
+    assert {p for p, _ in cells} == {"linux", "cache=none", "unmapped-2010-06", "unmapped-2011-01", "shrink_list",
+                                     "cache-first", "dedup", "exclusive"}
     assert all(c["balloon_reached"] and not c["failures"] for c in cells.values())
-    linux = cells["linux", "stream"]
-    assert linux["duplicated_pages"] >= 4096                             # double caching, measured
-    assert cells["unmapped", "stream"]["guest_cached_pages"] < linux["guest_cached_pages"] / 2
-    assert cells["unmapped", "stream"]["duplicated_pages"] < linux["duplicated_pages"]
-    dedup = cells["dedup", "stream"]                                     # kept what the host lacks:
-    assert dedup["disk_reads_pages"] < linux["disk_reads_pages"]        # fewer disk reads,
-    assert dedup["duplicated_pages"] < linux["duplicated_pages"] / 2     # less held twice,
-    assert dedup["estimated_duplicated_pages"] > 2 * dedup["duplicated_pages"]   # which the host cannot see
-    for policy in ("cache=none", "exclusive"):                           # nothing cached twice
-        assert cells[policy, "stream"]["duplicated_pages"] == 0
-        assert cells[policy, "stream"]["host_memory_pages"] < linux["host_memory_pages"]
+    assert all(len(c["series"]) >= 5 for c in cells.values())
+    linux = cells["linux", "mapped+stream"]
+    host_cache_pages = data["config"]["host_cache_mib"] * 256
+    assert linux["duplicated_pages"] >= host_cache_pages // 2          # double caching, measured
+    for version in ("unmapped-2010-06", "unmapped-2011-01"):
+        c = cells[version, "mapped+stream"]
+        assert c["guest_cached_pages"] < linux["guest_cached_pages"]    # Singh: a smaller guest cache,
+        assert c["duplicated_pages"] < linux["duplicated_pages"]        # fewer pages held twice,
+        assert c["host_memory_pages"] < linux["host_memory_pages"]      # less host memory;
+        assert c["runtime_ns"] > linux["runtime_ns"]                    # Kivity: at the cost of time
+    # v4's trigger is a sysctl (4% here): it trims a hot set the RFC's fixed 16% leaves alone
+    assert cells["unmapped-2011-01", "hotset"]["guest_cached_pages"] < \
+        cells["unmapped-2010-06", "hotset"]["guest_cached_pages"] == cells["linux", "hotset"]["guest_cached_pages"]
+    shrink_list = cells["shrink_list", "mapped+stream"]                 # Morton: the mapping stays,
+    reads = lambda c: c["disk_reads_pages"] + c["host_hits_pages"]
+    assert reads(shrink_list) < reads(linux) and shrink_list["runtime_ns"] < linux["runtime_ns"]   # not read again
     # cache-first drops the hot set's cache when the balloon inflates, and reads it again. (With 2.6.35's
     # readahead the hot set is small enough that both end with it cached: the end figures no longer differ.)
     first_hot, linux_hot = cells["cache-first", "hotset"], cells["linux", "hotset"]
@@ -47,11 +54,22 @@ def test_demo_quick_is_deterministic_and_shows_each_policy_at_work(tmp_path, cap
     assert min(late(first_hot)) < min(late(linux_hot)) / 2
     assert first_hot["disk_reads_pages"] + first_hot["host_hits_pages"] > \
         linux_hot["disk_reads_pages"] + linux_hot["host_hits_pages"]
-    assert all(len(c["series"]) >= 5 for c in cells.values())
+    dedup = cells["dedup", "mapped+stream"]                              # kept what the host lacks:
+    assert dedup["disk_reads_pages"] < linux["disk_reads_pages"]        # fewer disk reads,
+    assert dedup["duplicated_pages"] < linux["duplicated_pages"]        # less held twice,
+    assert dedup["estimated_duplicated_pages"] > dedup["duplicated_pages"]   # which the host cannot see
+    for policy in ("cache=none", "exclusive"):                           # nothing cached twice
+        for workload in ("mapped+stream", "hotset"):
+            assert cells[policy, workload]["duplicated_pages"] == 0
+            assert cells[policy, workload]["host_memory_pages"] < cells["linux", workload]["host_memory_pages"]
 
 
 def test_demo_rejects_unknown_names(capsys):
     assert main(["demo", "--quick", "--policies", "linux,nope"]) == 2
     assert "unknown policy 'nope'" in capsys.readouterr().err
-    assert main(["demo", "--quick", "--workloads", "stream,compile"]) == 2
+    assert main(["demo", "--quick", "--workloads", "hotset,compile"]) == 2
     assert "unknown workload 'compile'" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--paper"]) == 2
+    assert capsys.readouterr().err == "ballast: --quick and --paper: choose one\n"
+    assert main(["demo", "--paper", "--policies", "linux,dedup"]) == 2           # the paper has two policies
+    assert "unknown policy 'dedup'" in capsys.readouterr().err

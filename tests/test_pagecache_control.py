@@ -15,6 +15,7 @@ from vmm.session import GuestSession
 MiB = 1 << 20
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 MUST_TELL_HOST, CACHE_FIRST_HINT = 1, 1 << 16
+SWAP_CLUSTER_MAX = 32
 
 
 @pytest.fixture(scope="module")
@@ -34,28 +35,36 @@ def stream(s):
     return s.meminfo(), s.vmstat(), s.virtual_ns()
 
 
-def test_unmapped_control_reproduces_the_2010_result_in_kind(root):
-    with guest(root) as plain, guest(root, "unmapped_page_control") as controlled:
-        mi_plain, vm_plain, t_plain = stream(plain)
-        mi, vm, t = stream(controlled)
-    assert mi["MemFree"] > mi_plain["MemFree"] + 24 * 1024          # much more free memory
-    assert mi["Cached"] < mi_plain["Cached"] / 2                    # much less page cache
-    assert abs(t - t_plain) < 0.1 * t_plain                         # at similar runtime
-    assert vm["unmapped_balance_runs"] > 0 and vm["pgsteal_unmapped"] > 0
-    assert vm_plain["pgsteal_unmapped"] == 0
-    # it stops near vm.max_unmapped_ratio of the zone
-    zone_kb = controlled.machine.kernel.page_alloc.zone.present_pages * 4
-    assert mi["Cached"] <= 0.17 * zone_kb + 2048
+@pytest.mark.parametrize("cmdline, trigger_percent", [
+    ("unmapped_page_control=rfc", 16),                                   # the RFC: 16 x vm.min_unmapped_ratio (1)
+    ("unmapped_page_control=rfc vm.min_unmapped_ratio=2 vm.max_unmapped_ratio=40", 32),   # ... v4's knob ignored
+    ("unmapped_page_control", 16),                                       # v4: vm.max_unmapped_ratio (16)
+    ("unmapped_page_control vm.max_unmapped_ratio=40", 40),
+])
+def test_each_version_trims_a_stream_at_its_own_trigger(root, cmdline, trigger_percent):
+    """A 64 MiB stream in a 128 MiB guest: the allocator wakes kswapd once unmapped page cache
+    passes the trigger, and each pass takes an eighth of the excess over the floor, so the cache
+    ends between 7/8 of the trigger and the trigger."""
+    with guest(root, cmdline) as s:
+        mi, vm, _ = stream(s)
+        zone = s.machine.kernel.page_alloc.zone.present_pages
+    trigger = zone * trigger_percent // 100
+    unmapped = (mi["Active(file)"] + mi["Inactive(file)"] - mi["Mapped"]) // 4
+    assert trigger * 7 // 8 - SWAP_CLUSTER_MAX <= unmapped <= trigger + SWAP_CLUSTER_MAX
+    assert vm["unmapped_wakeups"] > 0 and vm["pgsteal_unmapped"] > 0
 
 
 def test_the_policy_switches_at_run_time_through_proc_sys_vm(root):
     """Morton's objection to a boot option: here the knob is a sysctl as well."""
     with guest(root) as s:
         assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "1"]).exit_code == 0
-        assert s.machine.kernel.unmapped_policy == "kswapd"
+        assert s.machine.kernel.unmapped_policy == "v4-2011-01"
         mi, vm, _ = stream(s)
         assert vm["pgsteal_unmapped"] > 0 and mi["Cached"] < 40 * 1024
         assert s.run(["/bin/writefile", "/proc/sys/vm/max_unmapped_ratio", "40"]).exit_code == 0
+        assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "3"]).exit_code == 0
+        assert s.machine.kernel.unmapped_policy == "rfc-2010-06"
+        assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "4"]).exit_code != 0   # EINVAL
         assert s.run(["/bin/writefile", "/proc/sys/vm/unmapped_page_control", "0"]).exit_code == 0
         assert s.machine.kernel.unmapped_policy == "none"
 

@@ -112,7 +112,7 @@ class SmallKernel:
         self.unmapped_policy = unmapped_policy
         self.live_mms = []
         self.mm = SimpleNamespace(q=None)
-        self.dirty_mappings = set()
+        self.dirty_mappings = {}                                  # in the order they became dirty, as the kernel's
         self.held = []
         self.anon = []
         for mid in MAPPINGS:
@@ -134,7 +134,7 @@ class SmallKernel:
         self.reports += 1
 
     def mark_mapping_dirty(self, mapping):
-        self.dirty_mappings.add(mapping)
+        self.dirty_mappings.setdefault(mapping)
 
     def state(self):
         zone = self.page_alloc.zone

@@ -18,6 +18,7 @@ WORKLOADS = [
     ["/bin/randread", "/data/random.bin", "2000", "--zipf", "1.1", "--seed", "3"],
     ["/bin/randread", "/data/random.bin", "500"],
     ["/bin/mmapread", "/data/mapped.bin", "2"],
+    ["/bin/mmapread", "/data/mapped.bin", "2", "--beside", "/data/stream.bin"],
     ["/bin/writer", "/tmp/out.bin", "3M", "--fsync"],
     ["/bin/mixed", "/src"],
 ]

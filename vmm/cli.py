@@ -96,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the 2010 debate as an experiment: every page-cache policy on the "
                                        "built-in workloads under a balloon sweep, compared")
     demo.add_argument("--quick", action="store_true", help="a smaller guest, two workloads, two balloon steps")
-    demo.add_argument("--workloads", metavar="LIST", help="comma-separated subset of stream,hotset,mapped,mixed")
+    demo.add_argument("--paper", action="store_true",
+                      help="Singh's June 2010 table in kind: a build under his balloon sweep, with and without the series")
+    demo.add_argument("--workloads", metavar="LIST", help="comma-separated subset of stream,hotset,mapped+stream,mixed")
     demo.add_argument("--policies", metavar="LIST",
-                      help="comma-separated subset of linux,cache=none,unmapped,shrink_list,cache-first,dedup,exclusive")
+                      help="comma-separated subset of linux,cache=none,unmapped-2010-06,unmapped-2011-01,shrink_list,cache-first,dedup,exclusive")
     demo.add_argument("--png", metavar="FILE", default="ballast-demo.png",
                       help="memory over time per policy (default ballast-demo.png; '' for none)")
     demo.add_argument("--json", metavar="OUT", help="write every figure and time series as JSON ('-' for stdout)")
@@ -271,7 +273,9 @@ def cmd_demo(opts) -> int:
 
     def names(text):
         return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
-    sweep = demo.load(opts.quick, names(opts.workloads), names(opts.policies))
+    if opts.quick and opts.paper:
+        raise BallastError("--quick and --paper: choose one")
+    sweep = demo.load(opts.quick, names(opts.workloads), names(opts.policies), paper=opts.paper)
     if opts.workers is not None and opts.workers < 1:
         raise BallastError(f"--workers {opts.workers}: at least 1")
     from .hostinput import output_file

@@ -1,7 +1,7 @@
 """`ballast demo`: the June 2010 LKML debate run as an experiment.
 
 The same workloads run under every page-cache policy — plain Linux, host cache=none, the series'
-unmapped_page_control, the review's shrink_page_list bias, cache-first balloon pages, our
+unmapped_page_control (the June 2010 RFC and v4 of January 2011), the review's shrink_page_list bias, cache-first balloon pages, our
 duplication-aware reclaim and exclusive host caching — while the host squeezes the guest with a
 balloon. The oracle measures what no real host can see: exactly which pages both caches hold.
 
@@ -21,27 +21,33 @@ from .units import parse_size
 
 MiB = 1 << 20
 PAGE = 4096
-SWEEPS = {False: "demo.toml", True: "demo-quick.toml"}     # in vmm/sweeps/, linked from examples/
+SWEEPS = {"full": "demo.toml", "quick": "demo-quick.toml", "paper": "singh-2010.toml"}   # in vmm/sweeps/, linked from examples/
 
 # What each value of the sweep's policy axis stands for (its settings live in the sweep file).
 POLICY_TEXT = {
     "linux": "plain Linux 2.6.35 reclaim (the baseline)",
     "cache=none": "no host page cache at all (Chinner's question)",
-    "unmapped": "unmapped_page_control: kswapd trims unmapped cache (the 2010 series)",
-    "shrink_list": "the same bias inside shrink_page_list (Morton's review)",
+    "unmapped-2010-06": "unmapped_page_control=rfc: the RFC of 8 June 2010 that Kivity reviewed; kswapd trims "
+                        "unmapped cache above a fixed 16 x vm.min_unmapped_ratio",
+    "unmapped-2011-01": "unmapped_page_control: v4 of 25 January 2011; the same, above its own sysctl "
+                        "vm.max_unmapped_ratio (here 4)",
+    "shrink_list": "the bias inside shrink_page_list: mapped pages stay while unmapped cache lasts "
+                   "(Morton's review of v5, 30 March 2011)",
     "cache-first": "balloon pages taken from unmapped cache first, by host hint (patch 2/2, v3)",
     "dedup": "the guest drops pages the host also caches first (our host cache query)",
     "exclusive": "the host forgets what exactly one guest read (DEMOTE)",
 }
 
 
-def sweep_path(quick: bool) -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweeps", SWEEPS[quick])
+def sweep_path(quick: bool, paper: bool = False) -> str:
+    kind = "paper" if paper else "quick" if quick else "full"
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweeps", SWEEPS[kind])
 
 
-def load(quick: bool = False, workloads=None, policies=None) -> sw.Sweep:
-    """The demo's sweep, limited to some workloads and policies (names as the axes give them)."""
-    path = sweep_path(quick)
+def load(quick: bool = False, workloads=None, policies=None, paper: bool = False) -> sw.Sweep:
+    """The demo's sweep (or, with paper, Singh's table in kind), limited to some workloads and
+    policies (names as the axes give them)."""
+    path = sweep_path(quick, paper)
     with open(path, "rb") as f:
         data = tomllib.load(f)
     for axis, chosen in (("workload", workloads), ("policy", policies)):
@@ -69,8 +75,9 @@ class Setting:
         t = sweep.template
         mem = parse_size(t["machine"]["mem"], "machine.mem")
         host = parse_size(t["host"]["memory"], "host.memory")
+        per_row = any(key.endswith(".balloon_mib") for axis in sweep.axes for sets in axis.sets for key in sets)
         return cls(mem >> 20, (host - mem) >> 20,
-                   (0,) + tuple(s["balloon_mib"] for s in t["step"] if "balloon_mib" in s))
+                   () if per_row else (0,) + tuple(s["balloon_mib"] for s in t["step"] if "balloon_mib" in s))
 
 
 @dataclass
@@ -138,6 +145,7 @@ COLUMNS = (
     ("dup MiB", "pages both caches hold (the oracle, exact)"),
     ("host est. MiB", "what the host would guess from its per-VM cache stat"),
     ("guest Cached", "guest Cached at the end (MiB)"),
+    ("guest MemFree", "guest MemFree at the end (MiB)"),
     ("runtime s", "guest virtual time of the workload runs"),
     ("disk reads MiB", "read from the disk image"),
     ("host hits MiB", "served from the host page cache"),
@@ -153,7 +161,8 @@ def _mib(pages: int) -> str:
 def cell_row(c: Cell) -> list:
     mib = _mib
     return [c.policy, c.workload, mib(c.host_memory_pages), mib(c.duplicated_pages),
-            mib(c.estimated_duplicated_pages), mib(c.guest_cached_pages), f"{c.runtime_ns / 1e9:.3f}",
+            mib(c.estimated_duplicated_pages), mib(c.guest_cached_pages), mib(c.guest_free_pages),
+            f"{c.runtime_ns / 1e9:.3f}",
             mib(c.disk_reads_pages), mib(c.host_hits_pages), str(c.majfaults),
             ("yes" if c.balloon_reached else "no") + ("" if not c.failures else " (failed)")]
 
@@ -161,7 +170,8 @@ def cell_row(c: Cell) -> list:
 def render_table(cells, setting: Setting):
     from rich.table import Table
     table = Table(title=f"Ballast demo: {setting.mem_mib} MiB guest, {setting.host_cache_mib} MiB host page cache, "
-                        f"balloon {' -> '.join(f'{s:g}' for s in setting.balloon_mib)} MiB", title_justify="left")
+                        + (f"balloon {' -> '.join(f'{s:g}' for s in setting.balloon_mib)} MiB" if setting.balloon_mib
+                           else "balloon as the rows say"), title_justify="left")
     for name, _ in COLUMNS:
         table.add_column(name, justify="left" if name in ("policy", "workload", "balloon") else "right")
     previous = None

@@ -100,7 +100,7 @@ class BufferCache:
             mem_map.clear(mapping.pages[index], PG_dirty)
             mapping.dirty.discard(index)
             self.k.vmstat["nr_dirty"] -= 1
-        self.k.dirty_mappings.discard(mapping)
+        self.k.dirty_mappings.pop(mapping, None)
         mapping.dirtied_when = None
 
     @property

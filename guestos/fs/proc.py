@@ -17,8 +17,8 @@ SYSCTL_VM_DEFAULTS = {
     "swappiness": 60, "min_free_kbytes": 0, "dirty_ratio": 20, "dirty_background_ratio": 10,
     "dirty_expire_centisecs": 3000, "dirty_writeback_centisecs": 500, "vfs_cache_pressure": 100,
     "drop_caches": 0, "overcommit_memory": 0, "page-cluster": 3,
-    "min_unmapped_ratio": 1, "max_unmapped_ratio": 16,      # the 2010 series' knobs (v4)
-    "unmapped_page_control": 0,     # ours: 0 off, 1 the series' kswapd pass, 2 the review's shrink_list bias
+    "min_unmapped_ratio": 1, "max_unmapped_ratio": 16,      # the 2010 series' knobs (v4; NUMA-only in 2.6.35)
+    "unmapped_page_control": 0,     # ours: 0 off, 1 the series' v4, 2 the review's shrink_list bias, 3 the June 2010 RFC
     "pagecache_dedup": 0,           # ours: reclaim drops what the host also caches first
 }
 

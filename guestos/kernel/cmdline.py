@@ -184,7 +184,7 @@ SYSCTL_VM_RANGES = {
     "dirty_expire_centisecs": (0, INT_MAX), "dirty_writeback_centisecs": (0, INT_MAX),
     "vfs_cache_pressure": (0, INT_MAX), "drop_caches": (0, 3), "overcommit_memory": (0, 2),
     "page-cluster": (0, 31), "min_unmapped_ratio": (0, 100), "max_unmapped_ratio": (0, 100),
-    "unmapped_page_control": (0, 2), "pagecache_dedup": (0, 1),
+    "unmapped_page_control": (0, 3), "pagecache_dedup": (0, 1),
 }
 
 # Namespaces that are ours alone: a name in one of them that is not declared is a mistake. Other
@@ -204,7 +204,7 @@ KERNEL_PARAMS = {p.name: p for p in (
     Param("swap", Text(), None),
     Param("sched_quantum", Integer(1000, 1 << 40), 8_000_000),      # instructions per time slice
     Param("nofastfault", Flag(), False),
-    Param("unmapped_page_control", Choice(("", "1", "kswapd", "shrink_list"), bare="kswapd"), None),
+    Param("unmapped_page_control", Choice(("", "1", "kswapd", "v4", "rfc", "shrink_list"), bare="v4"), None),
     Param("pagecache_dedup", Flag(), False),
     Param("strace", Flag(), False),                                 # trace every system call
     Param("vdso", Flag(), True),                                    # vdso=0: no vDSO, as Linux

@@ -97,7 +97,7 @@ class Kernel:
         self.usercopy = cython_ext.load("usercopy")
         self.pagecache = cython_ext.load("pagecache")
         self.block_devices = {}         # "vda" -> VirtioBlk
-        self.dirty_mappings = set()     # address spaces with dirty pages (the flusher's list)
+        self.dirty_mappings = {}        # address spaces with dirty pages, in the order they became dirty (b_dirty)
         self.address_spaces = {}        # page->mapping id -> AddressSpace
         self.strace = None              # the system call tracer, when `strace` is on the command line
         self.syscall_blocked = False
@@ -212,7 +212,6 @@ class Kernel:
             self.sysctl_vm["unmapped_page_control"] = pagecache_control.POLICIES.index(policy)
         if self.params.value("pagecache_dedup"):
             self.sysctl_vm["pagecache_dedup"] = 1
-        self.unmapped_wanted = False
         self.host_cached, self.host_cached_at = {}, -1      # disk -> bitmap of host-cached pages
         self.host_cached_exhausted_at = None                 # the view in which no duplicate was left
         self.page_alloc.fastpath_hook = lambda: pagecache_control.wakeup_if_unmapped_high(self)
@@ -452,8 +451,8 @@ class Kernel:
 
     def kswapd(self):
         """kswapd's loop (mm/vmscan.c), a kernel thread: asleep until woken at the low watermark, then
-        the policies' passes (the series' unmapped pass, dropping pages the host also caches) and
-        balance_pgdat's priority loop, yielding the CPU after every SWAP_CLUSTER_MAX batch."""
+        dropping pages the host also caches, and balance_pgdat's priority loop (where the 2010 series' pass
+        runs), yielding the CPU after every SWAP_CLUSTER_MAX batch."""
         while True:
             yield lambda: self.kswapd_wanted
             self.kswapd_wanted = False
@@ -464,9 +463,6 @@ class Kernel:
                 tp.emit("mm_vmscan_kswapd_wake", nid=0, order=0, nr_free_pages=zone.nr_free_pages,
                         watermark_min=zone.watermark[0], watermark_low=zone.watermark[1],
                         watermark_high=zone.watermark[2])
-            if self.unmapped_wanted or pagecache_control.should_balance_unmapped_pages(self):
-                pagecache_control.balance_unmapped_pages(self)
-                yield
             zone = self.page_alloc.zone
             if self.pagecache_dedup and zone.nr_free_pages < zone.watermark[2]:
                 pagecache_control.shrink_duplicates(self, zone.watermark[2] - zone.nr_free_pages)
@@ -493,8 +489,8 @@ class Kernel:
 
     @property
     def unmapped_policy(self) -> str:
-        """none, kswapd (the series) or shrink_list (the review): vm.unmapped_page_control 0, 1, 2."""
-        return pagecache_control.POLICIES[min(self.sysctl_vm["unmapped_page_control"], 2)]
+        """vm.unmapped_page_control 0-3: none, v4-2011-01, shrink_list, rfc-2010-06 (mm/pagecache_control.py)."""
+        return pagecache_control.POLICIES[self.sysctl_vm["unmapped_page_control"]]
 
     @property
     def pagecache_dedup(self) -> bool:
@@ -517,7 +513,7 @@ class Kernel:
         """__mark_inode_dirty(): remember when, and make sure the flusher will come by."""
         if mapping.dirtied_when is None:
             mapping.dirtied_when = self.hw.clock.now_ns()
-        self.dirty_mappings.add(mapping)
+        self.dirty_mappings.setdefault(mapping)
         if not self.wb_timer_armed:
             self.wb_timer_armed = True
             self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wakeup_flusher)

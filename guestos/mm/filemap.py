@@ -536,7 +536,7 @@ class AddressSpace:
             k.vmstat["nr_dirty"] -= 1
         k.vmstat["pgpgout"] += sum(run[2] - run[0] for run in runs) >> 10
         if not self.dirty:
-            k.dirty_mappings.discard(self)
+            k.dirty_mappings.pop(self, None)
             self.dirtied_when = None
         return len(todo)
 

@@ -1,54 +1,76 @@
 """Page-cache control policies: the 2010 "unmapped page cache control" series and its rivals.
 
-Chosen on the command line, tuned in /proc/sys/vm:
+Chosen on the command line, switched and tuned in /proc/sys/vm (vm.unmapped_page_control 0-3):
 
-- `unmapped_page_control` (the series, v4): when unmapped page cache grows past
-  vm.max_unmapped_ratio percent of the zone, kswapd (woken from the allocator) reclaims clean,
-  unmapped page-cache pages only, never mapped, dirty or anonymous ones, down toward
-  vm.min_unmapped_ratio percent; each pass aims at (unmapped - min) / 8, raising the scan
-  priority until it gets there.
-- `unmapped_page_control=shrink_list` (Morton's review): no background pass; the same bias sits
-  in shrink_page_list, which keeps mapped and anonymous pages while unmapped page cache is above
-  vm.min_unmapped_ratio, so ordinary reclaim takes unmapped cache first.
+- `unmapped_page_control=rfc` (1 below 3): the RFC of 8 June 2010, "[RFC][PATCH 1/2] Linux/Guest
+  unmapped page cache control", the version Avi Kivity reviewed. A boot option; the allocator's
+  fast path wakes kswapd when unmapped page cache exceeds UNMAPPED_PAGE_RATIO (16, a constant)
+  times zone->min_unmapped_pages (vm.min_unmapped_ratio, 1% of the zone): a fixed 16% trigger.
+- `unmapped_page_control` (alone, =1 or =v4): v4 of 25 January 2011, "[PATCH 3/3] Provide
+  control over unmapped pages (v4)": the same, but the trigger is its own sysctl,
+  vm.max_unmapped_ratio (default 16% of the zone).
+  Both versions then do the same thing each time kswapd balances the zone (balance_pgdat calls
+  it before looking at the watermarks and again before each shrink_zone): while unmapped page
+  cache is above zone->min_unmapped_pages, reclaim an eighth of the excess with zone_reclaim's
+  loop (shrink_zone from priority 4 down to 0) with swappiness 0, may_unmap and may_writepage
+  off: clean, unmapped page cache only; mapped and dirty pages met on the way go back to the
+  head of their list.
+- `unmapped_page_control=shrink_list` (2): Andrew Morton's review of v5 (30 March 2011): "manage
+  the mapped/unmapped bias within the core of the regular scanning, ie: in shrink_page_list()".
+  No pass of its own; while unmapped page cache is above the floor, ordinary reclaim keeps mapped
+  file pages and anonymous pages, as the series' scan_control did (vmscan.keep_for_unmapped_first).
 - cache-first balloon pages (patch 2/2, __GFP_FREE_CACHE): before the allocator hands pages to
   the balloon it reclaims as many clean unmapped page-cache pages.
 - `pagecache_dedup` (ours, the thread's "talk about which pages to keep"): the host tells the
   guest which disk pages it caches (docs/host-cache-query.md); reclaim then drops the guest's
   copies of those first, keeping pages only the guest holds.
+
+vm.min_unmapped_ratio existed only on NUMA kernels in 2.6.35 (zone_reclaim's floor); the series
+moved zone->min_unmapped_pages out of CONFIG_NUMA, and v4 its sysctl too. Ballast's guest is one
+zone and keeps both knobs in /proc/sys/vm for every policy (docs/unmapped-page-control.md).
 """
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
 from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_writeback
 from . import vmscan                # a module cycle: names are looked up at call time
 
-POLICIES = ("none", "kswapd", "shrink_list")
+# vm.unmapped_page_control's values, in order
+POLICIES = ("none", "v4-2011-01", "shrink_list", "rfc-2010-06")
+SERIES = ("v4-2011-01", "rfc-2010-06")          # the versions that add a pass to kswapd
+CMDLINE_WORDS = {"": "v4-2011-01", "1": "v4-2011-01", "kswapd": "v4-2011-01", "v4": "v4-2011-01",
+                 "rfc": "rfc-2010-06", "shrink_list": "shrink_list"}
+UNMAPPED_PAGE_RATIO = 16        # the RFC's trigger: this many times zone->min_unmapped_pages
+ZONE_RECLAIM_PRIORITY = 4       # zone_reclaim's first priority: scans 1/16th of each list
 HOST_CACHE_QUERY_INTERVAL_NS = 100_000_000     # the guest's view of the host cache is this fresh
 
 
 def policy_from_cmdline(params) -> str:
-    """`unmapped_page_control` alone (or =1, =kswapd) is the series' kswapd pass; `=shrink_list` the
-    review's bias. The words it takes are declared, and checked at boot, in kernel/cmdline.py."""
+    """`unmapped_page_control` alone (=1, =v4, =kswapd) is v4; `=rfc` the June 2010 RFC;
+    `=shrink_list` the review's bias. The words are declared, and checked at boot, in kernel/cmdline.py."""
     value = params.value("unmapped_page_control")
-    if value is None:
-        return "none"
-    return "shrink_list" if value == "shrink_list" else "kswapd"
+    return "none" if value is None else CMDLINE_WORDS[value]
 
 
 def unmapped_pages(k) -> int:
-    """Unmapped page cache: (active file + inactive file) - mapped file pages."""
+    """zone_unmapped_file_pages(): (active file + inactive file) - mapped file pages."""
     nr = k.lru.nr
     return max(0, nr[LRU_ACTIVE_FILE] + nr[LRU_INACTIVE_FILE] - k.vmstat["nr_mapped"])
 
 
 def min_unmapped_pages(k) -> int:
+    """zone->min_unmapped_pages: the floor the series shrinks unmapped page cache toward."""
     return k.page_alloc.zone.present_pages * k.sysctl_vm["min_unmapped_ratio"] // 100
 
 
 def max_unmapped_pages(k) -> int:
+    """The trigger that wakes kswapd: the RFC's 16 x the floor, v4's vm.max_unmapped_ratio."""
+    if k.unmapped_policy == "rfc-2010-06":
+        return UNMAPPED_PAGE_RATIO * min_unmapped_pages(k)
     return k.page_alloc.zone.present_pages * k.sysctl_vm["max_unmapped_ratio"] // 100
 
 
 def should_balance_unmapped_pages(k) -> bool:
-    return k.unmapped_policy == "kswapd" and unmapped_pages(k) > max_unmapped_pages(k)
+    """should_balance_unmapped_pages() (the RFC) / should_reclaim_unmapped_pages() (v4)."""
+    return k.unmapped_policy in SERIES and unmapped_pages(k) > max_unmapped_pages(k)
 
 
 def unmapped_above_min(k) -> bool:
@@ -56,11 +78,41 @@ def unmapped_above_min(k) -> bool:
 
 
 def wakeup_if_unmapped_high(k) -> None:
-    """From the allocator's fast path: too much unmapped page cache wakes kswapd."""
+    """From the allocator's fast path (get_page_from_freelist): too much unmapped page cache
+    wakes kswapd even when the watermarks are fine."""
     if should_balance_unmapped_pages(k):
         k.vmstat["unmapped_wakeups"] += 1
-        k.unmapped_wanted = True
         k.wakeup_kswapd(reason="unmapped-high")
+
+
+def balance_unmapped_pages(k) -> int:
+    """The series' pass, called by balance_pgdat (balance_unmapped_pages() in the RFC,
+    reclaim_unmapped_pages() in v4): while unmapped page cache is above the floor, reclaim an
+    eighth of the excess through zone_reclaim's loop, with a scan_control that may not unmap,
+    write or swap (swappiness 0). Returns the pages freed."""
+    if k.unmapped_policy not in SERIES:
+        return 0
+    excess = unmapped_pages(k) - min_unmapped_pages(k)
+    if excess <= 0:
+        return 0
+    k.vmstat["unmapped_balance_runs"] += 1
+    # kswapd's scan_control asks for ULONG_MAX pages: shrink_zone never stops early
+    sc = vmscan.ScanControl(nr_to_reclaim=1 << 62, current_is_kswapd=True, may_writepage=False,
+                            may_unmap=False, may_swap=False, policy="unmapped")
+    if k.tracepoints is not None:
+        vmscan.trace_pass_begin(k, sc)
+    nr_pages = excess >> 3
+    scanned_before = k.vmstat["pgscan_kswapd"]
+    for priority in range(ZONE_RECLAIM_PRIORITY, -1, -1):     # zone_reclaim_pages()
+        sc.priority = priority
+        vmscan.shrink_zone(k, sc)
+        if sc.nr_reclaimed >= nr_pages:
+            break
+    k.vmstat["pgscan_unmapped"] += k.vmstat["pgscan_kswapd"] - scanned_before
+    k.vmstat["pgsteal_unmapped"] += sc.nr_reclaimed
+    if k.tracepoints is not None:
+        vmscan.trace_pass_end(k, sc)
+    return sc.nr_reclaimed
 
 
 def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = True) -> int:
@@ -89,16 +141,6 @@ def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = T
     if k.tracepoints is not None:
         vmscan.trace_pass_end(k, sc)
     return sc.nr_reclaimed
-
-
-def balance_unmapped_pages(k) -> int:
-    """kswapd's pass of the series: one eighth of the excess over the floor per pass."""
-    k.unmapped_wanted = False
-    if not should_balance_unmapped_pages(k):
-        return 0
-    k.vmstat["unmapped_balance_runs"] += 1
-    target = max(SWAP_CLUSTER_MAX, (unmapped_pages(k) - min_unmapped_pages(k)) // 8)
-    return reclaim_unmapped_pages(k, target, "unmapped")
 
 
 # --- cache-first balloon pages ---

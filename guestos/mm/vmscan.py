@@ -202,7 +202,7 @@ def pageout(k, mapping, pfn: int) -> int:
     dirty.discard(index)
     k.vmstat["nr_dirty"] -= 1
     if not dirty:
-        k.dirty_mappings.discard(mapping)
+        k.dirty_mappings.pop(mapping, None)
         mapping.dirtied_when = None
     if k.tracepoints is not None:
         k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_ASYNC")
@@ -418,11 +418,15 @@ def balance_pgdat_steps(k):
         for priority in range(DEF_PRIORITY, -1, -1):
             if k.swap is not None and inactive_anon_is_low(k):
                 _hot(k, sc).shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)    # background aging
+            if pagecache_control.balance_unmapped_pages(k):    # the 2010 series: before the watermark check
+                yield
             if zone.watermark_ok(0, 2):                       # high_wmark_pages: all zones ok
                 balanced = True
                 break
             sc.priority = priority
             scanned = sc.nr_scanned
+            if pagecache_control.balance_unmapped_pages(k):    # and again before shrink_zone
+                yield
             yield from shrink_zone_batches(k, sc)
             shrink_slab(k, sc.nr_scanned - scanned)
             yield
