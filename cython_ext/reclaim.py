@@ -582,6 +582,9 @@ class Reclaim:
         self.vmstat[self.pgscan] += nr_taken
         reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
         self.vmstat[self.pgsteal] += reclaimed
+        if self.k.tracepoints is not None:
+            self.k.tracepoints.emit("mm_vmscan_lru_shrink_inactive", nid=0, nr_scanned=nr_taken,
+                                    nr_reclaimed=reclaimed, priority=self.sc.priority, lru=lru)
         return reclaimed
 
     @cython.ccall
@@ -637,6 +640,9 @@ class Reclaim:
                     reclaimed += 1
                 cached = False                    # the kernel may have changed anything
                 continue
+            if self.traced_freed is not None and self.k.tracepoints is not None:
+                self.k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, i_ino=mapping_id >> 1,
+                                        index=index)
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
             q[base + Q_MAPPING] = 0
             q[base + Q_INDEX] = 0

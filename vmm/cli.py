@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from .errors import BallastError, one_line
+from .errors import DEBUGGER_QUIT as QUIT_REASON, BallastError, one_line
 from .units import parse_size
 
 TIMEOUT_REASON = "timeout"
@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
         opts = super().parse_args(args, namespace)
         # argparse drops a value of exactly '--' (`--mem=--`) and leaves an empty list behind
         for name, value in vars(opts).items():
-            if (value == [] and name not in ("args", "disk")) or \
+            if (value == [] and name not in ("args", "disk", "what")) or \
                     (isinstance(value, list) and any(not isinstance(v, str) for v in value)):
                 raise BallastError(f"--{name.replace('_', '-')}: '--' is not a value")
         return opts
@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a column to show and plot (repeatable; default: memory, duplication, runtime)")
     sr.add_argument("--by", metavar="AXIS", help="a line per value of this axis (default: 'policy' if there is one)")
     sr.add_argument("--png-dir", metavar="DIR", help="where the PNGs go (default: beside RESULTS; '' for none)")
+    dbg = sub.add_parser("debug", help="a run or a scenario under the kernel debugger: break on tracepoints, "
+                                       "step, look at pages, lists, zone, balloon and host")
+    dbg.add_argument("--commands", metavar="FILE", help="debugger commands from FILE instead of stdin (then the "
+                                                      "guest runs on to its end)")
+    dbg.add_argument("what", nargs=argparse.REMAINDER, metavar="run ARGS... | scenario FILE.toml",
+                     help="what `ballast run` or `ballast scenario` would run")
     mk = sub.add_parser("mkdisk", help="make an ext2 image of a directory (with the real mke2fs -d)")
     mk.add_argument("directory", metavar="DIR")
     mk.add_argument("image", metavar="IMG")
@@ -210,6 +216,8 @@ def cmd_run(opts) -> int:
                 if status is not None:
                     stub.inferior_exited(status)
                 stub.close()
+            if status is None and machine.stop_reason == QUIT_REASON:         # `quit` in ballast debug
+                return 0
             if status is None and machine.stop_reason != TIMEOUT_REASON:      # a timeout: _report says so
                 print(f"ballast: {opts.program}: {machine.stop_reason or 'stopped'}", file=sys.stderr)
                 return 128 + 9
@@ -418,6 +426,42 @@ def cmd_scenario(opts) -> int:
     return 0 if result["exit"]["ok"] else 1
 
 
+def cmd_debug(opts) -> int:
+    from . import machine as machine_module
+    from .debugger import Debugger
+
+    if not opts.what or opts.what[0] not in ("run", "scenario"):
+        raise BallastError("debug: what to debug? 'ballast debug [--commands FILE] run PROGRAM ...' or "
+                           "'ballast debug [--commands FILE] scenario FILE.toml'")
+    inner = build_parser().parse_args(_strace_equals(list(opts.what)))
+    commands = None
+    if opts.commands is not None:
+        from .hostinput import regular_file
+        regular_file(opts.commands, "--commands")
+        try:
+            commands = open(opts.commands, encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise BallastError(f"--commands {opts.commands}: {e.strerror}") from None
+    debugger = Debugger(commands=commands)
+    try:
+        debugger.start()
+        if debugger.quitted:
+            return 0
+        machine_module.ON_NEW_MACHINE.append(debugger.attach)
+        try:
+            status = {"run": cmd_run, "scenario": cmd_scenario}[inner.command](inner)
+        except BallastError:
+            if debugger.quitted:        # a scenario's step ends in error when its guest was stopped
+                return 0
+            raise
+        finally:
+            machine_module.ON_NEW_MACHINE.remove(debugger.attach)
+        return 0 if debugger.quitted else status
+    finally:
+        if commands is not None:
+            commands.close()
+
+
 def _write_json(out: str, result: dict) -> None:
     text = json.dumps(result, indent=2)         # snapshots in the order they were taken
     if out == "-":
@@ -500,7 +544,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo,
-                "sweep": cmd_sweep, "sweep-report": cmd_sweep_report}[opts.command](opts)
+                "sweep": cmd_sweep, "sweep-report": cmd_sweep_report, "debug": cmd_debug}[opts.command](opts)
     except BallastError as e:
         print(f"ballast: {one_line(e)}", file=sys.stderr)
         return 2

@@ -88,6 +88,9 @@ class AddressSpace:
 
     def remove_from_page_cache(self, index: int) -> None:
         k = self.k
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=self.pages[index],
+                               i_ino=self.mapping_id >> 1, index=index)
         pfn = self.pages.pop(index)
         if k.mem_map.test(pfn, PG_dirty):
             self.dirty.discard(index)

@@ -110,16 +110,22 @@ def shrink_anon_page(k, pfn: int, sc: ScanControl) -> str:
 
 
 def trace(k, pfn: int, kind: str, mapped: bool, referenced: bool, decision: str, reason: str, sc) -> None:
-    """One reclaim decision into the ring buffer (reclaim_trace=N on the command line)."""
-    k.reclaim_trace.append((k.hw.clock.now_ns(), pfn, kind, mapped, referenced, k.mem_map.flags(pfn),
-                            decision, reason, "kswapd" if sc.current_is_kswapd else "direct"))
+    """One reclaim decision into the ring buffer (reclaim_trace=N on the command line) and to the
+    tracepoint sinks."""
+    if k.reclaim_trace is not None:
+        k.reclaim_trace.append((k.hw.clock.now_ns(), pfn, kind, mapped, referenced, k.mem_map.flags(pfn),
+                                decision, reason, "kswapd" if sc.current_is_kswapd else "direct"))
+    if k.tracepoints is not None:
+        k.tracepoints.emit("mm_vmscan_reclaim_decision", pfn=pfn, lru=kind, mapped=mapped, referenced=referenced,
+                           flags=k.mem_map.flags(pfn), decision=decision, reason=reason,
+                           priority=sc.priority, reclaimer="kswapd" if sc.current_is_kswapd else "direct")
 
 
 def _hot(k, sc: ScanControl):
     """The hot path of this scan (cython_ext/reclaim.py): it isolates pages, frees the clean
     unmapped page-cache pages and deactivates unmapped active pages itself, and hands every
     other page to shrink_page() or shrink_active_page() below."""
-    tracing = k.reclaim_trace is not None
+    tracing = k.reclaim_trace is not None or k.tracepoints is not None
     return k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat,
                                      k.page_alloc.account_freed, k, sc, shrink_page, shrink_active_page,
                                      _trace_freed if tracing else None, _trace_deactivated if tracing else None)
@@ -139,7 +145,7 @@ def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
     a clean, unlocked, unmapped page-cache page that only the page cache holds, is freed in
     Reclaim.shrink_page_list without coming here: a new rule for such pages belongs there too.)"""
     mem_map, lru = k.mem_map, k.lru
-    tracing = k.reclaim_trace is not None
+    tracing = k.reclaim_trace is not None or k.tracepoints is not None
     if mem_map.test(pfn, PG_swapbacked):
         mapped = mem_map.mapcount(pfn) > 0
         if k.swap is None:
@@ -204,6 +210,8 @@ def _shrink_file_page(k, pfn: int, sc: ScanControl):
         if referenced or not sc.may_writepage:       # PAGEREF_RECLAIM_CLEAN: defer dirty ones
             lru.rotate(pfn)
             return "rotated", "dirty-deferred", referenced, mapped
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="file|sync")
         mapping.writepages([index])                  # pageout(), done synchronously here
         reason = "written-back"
     mapping.remove_from_page_cache(index)            # the last reference: the page is freed
@@ -228,11 +236,11 @@ def shrink_active_page(k, pfn: int, sc: ScanControl) -> None:
     referenced_ptes, executable = page_referenced(k, pfn)
     if referenced_ptes and executable and not anon:
         k.lru.rotate(pfn)
-        if k.reclaim_trace is not None:
+        if k.reclaim_trace is not None or k.tracepoints is not None:
             trace(k, pfn, "file", True, True, "kept-active", "executable", sc)
         return
     k.lru.deactivate_page(pfn)
-    if k.reclaim_trace is not None:
+    if k.reclaim_trace is not None or k.tracepoints is not None:
         trace(k, pfn, "anon" if anon else "file", True, bool(referenced_ptes), "deactivated", "inactive-low", sc)
 
 
