@@ -54,8 +54,7 @@ def load(name: str, pure: bool = None):
 
 
 def _lookupmodule_by_name(original):
-    """pdb before Python 3.13 takes only file names in `break FILE:LINE`; BALLAST_PURE exists for pdb,
-    so teach it module names as 3.13's does (`b cython_ext.reclaim:120`, `b guestos.mm.vmscan:200`)."""
+    """pdb before Python 3.13 takes only file names in `break FILE:LINE`: module names too, as 3.13's."""
     def lookupmodule(self, filename):
         found = original(self, filename)
         if found is None and not filename.endswith(".py") and "." in filename.strip("."):
@@ -66,19 +65,42 @@ def _lookupmodule_by_name(original):
             if spec is not None and spec.origin and spec.origin.endswith(".py"):
                 return spec.origin
         return found
-    lookupmodule.__doc__ = original.__doc__
     return lookupmodule
 
 
+def _lineinfo_by_name(original):
+    """pdb's `break a.b.function` evaluates the name in the current frame: from any frame, a dotted
+    name of an imported module's function (`b guestos.mm.vmscan.shrink_page`) works too."""
+    def lineinfo(self, identifier):
+        found = original(self, identifier)
+        if found[0] is not None:
+            return found
+        parts = identifier.strip().split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            obj = sys.modules.get(".".join(parts[:i]))
+            if obj is None:
+                continue
+            for name in parts[i:]:
+                obj = getattr(obj, name, None)
+            code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+            if code is not None:
+                return code.co_name, code.co_filename, code.co_firstlineno
+            break
+        return found
+    return lineinfo
+
+
 def teach_pdb() -> None:
-    """Python < 3.13: give pdb's `break` module names (called under BALLAST_PURE=1 at import when pdb
-    is there, as with `python -m pdb`, and by the Ballast debugger's `py`)."""
-    if sys.version_info >= (3, 13) or "pdb" not in sys.modules:
+    """Give pdb's `break` module names: `b cython_ext.reclaim:LINE` (Python < 3.13 took only file
+    names) and `b guestos.mm.vmscan.FUNCTION` from any frame. Done under BALLAST_PURE=1 at import when
+    pdb is there (`python -m pdb`), and by the Ballast debugger's `py`."""
+    pdb = sys.modules.get("pdb")
+    if pdb is None or getattr(pdb.Pdb, "_ballast_names", False):
         return
-    pdb = sys.modules["pdb"]
-    if not getattr(pdb.Pdb.lookupmodule, "_ballast", False):
+    if sys.version_info < (3, 13):
         pdb.Pdb.lookupmodule = _lookupmodule_by_name(pdb.Pdb.lookupmodule)
-        pdb.Pdb.lookupmodule._ballast = True
+    pdb.Pdb.lineinfo = _lineinfo_by_name(pdb.Pdb.lineinfo)
+    pdb.Pdb._ballast_names = True
 
 
 if PURE:

@@ -519,7 +519,7 @@ class Reclaim:
     dict, pages_freed(n) for what the page allocator does for the pages freed here besides
     listing them, and the kernel's Python code for the pages that are not the common case:
     shrink_page(k, pfn, sc) -> freed, shrink_active_page(k, pfn, sc); with tracing on,
-    traced_freed(k, pfn, sc, referenced) and traced_deactivated(k, pfn, sc) record the
+    traced_freed(k, pfn, sc, referenced, mapping id, index) and traced_deactivated(k, pfn, sc) record the
     decisions taken here."""
     lru: LruCore
     buddy: BuddyCore
@@ -656,7 +656,7 @@ class Reclaim:
             freed += 1
             reclaimed += 1
             if self.traced_freed is not None:
-                self.traced_freed(self.k, pfn, self.sc, (flags >> PG_referenced) & 1 == 1)
+                self.traced_freed(self.k, pfn, self.sc, (flags >> PG_referenced) & 1 == 1, mapping_id, index)
         if freed:
             self.account_freed(freed)
         return reclaimed

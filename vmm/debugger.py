@@ -473,7 +473,10 @@ class Debugger:
         if source is not sys.stdin:
             debugger.use_rawinput = False
         debugger.reset()
-        debugger.botframe = frame
+        bottom = frame
+        while bottom.f_back is not None:        # `where` shows the kernel's whole call chain
+            bottom = bottom.f_back
+        debugger.botframe = bottom
         debugger.interaction(frame, None)
         sys.settrace(None)
         f = frame

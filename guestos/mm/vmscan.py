@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
+from .mm_types import PAGE_MAPPING_ANON, PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
 from .rmap import page_referenced, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
 from . import pagecache_control
@@ -109,15 +109,19 @@ def shrink_anon_page(k, pfn: int, sc: ScanControl) -> str:
     return ""
 
 
-def trace(k, pfn: int, kind: str, mapped: bool, referenced: bool, decision: str, reason: str, sc) -> None:
+def trace(k, pfn: int, kind: str, mapped: bool, referenced: bool, decision: str, reason: str, sc,
+          mapping_id: int = None, index: int = None) -> None:
     """One reclaim decision into the ring buffer (reclaim_trace=N on the command line) and to the
-    tracepoint sinks."""
+    tracepoint sinks. A freed page's file is given (mapping_id, index): its struct page no longer says."""
     if k.reclaim_trace is not None:
         k.reclaim_trace.append((k.hw.clock.now_ns(), pfn, kind, mapped, referenced, k.mem_map.flags(pfn),
                                 decision, reason, "kswapd" if sc.current_is_kswapd else "direct"))
     if k.tracepoints is not None:
+        if mapping_id is None:
+            mapping_id, index = k.mem_map.mapping(pfn), k.mem_map.index(pfn)
+        file = {} if mapping_id & PAGE_MAPPING_ANON or not mapping_id else {"i_ino": mapping_id >> 1, "index": index}
         k.tracepoints.emit("mm_vmscan_reclaim_decision", pfn=pfn, lru=kind, mapped=mapped, referenced=referenced,
-                           flags=k.mem_map.flags(pfn), decision=decision, reason=reason,
+                           flags=k.mem_map.flags(pfn), decision=decision, reason=reason, **file,
                            priority=sc.priority, reclaimer="kswapd" if sc.current_is_kswapd else "direct")
 
 
@@ -131,8 +135,8 @@ def _hot(k, sc: ScanControl):
                                      _trace_freed if tracing else None, _trace_deactivated if tracing else None)
 
 
-def _trace_freed(k, pfn: int, sc: ScanControl, referenced: bool) -> None:
-    trace(k, pfn, "file", False, referenced, "reclaimed", "clean", sc)
+def _trace_freed(k, pfn: int, sc: ScanControl, referenced: bool, mapping_id: int, index: int) -> None:
+    trace(k, pfn, "file", False, referenced, "reclaimed", "clean", sc, mapping_id, index)
 
 
 def _trace_deactivated(k, pfn: int, sc: ScanControl) -> None:
@@ -164,9 +168,10 @@ def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
         if tracing:
             trace(k, pfn, "anon", mapped, why == "referenced", decision, why or "cold", sc)
         return not why
+    mapping_id, index = mem_map.mapping(pfn), mem_map.index(pfn)
     decision, reason, referenced, mapped = _shrink_file_page(k, pfn, sc)
     if tracing:
-        trace(k, pfn, "file", mapped, referenced, decision, reason, sc)
+        trace(k, pfn, "file", mapped, referenced, decision, reason, sc, mapping_id, index)
     return decision == "reclaimed"
 
 
