@@ -518,9 +518,9 @@ class Reclaim:
     the page caches (mapping id -> address space with a `pages` dict index -> pfn), the vmstat
     dict, pages_freed(n) for what the page allocator does for the pages freed here besides
     listing them, and the kernel's Python code for the pages that are not the common case:
-    shrink_page(k, pfn, sc) -> freed, shrink_active_page(k, pfn, sc); with tracing on,
-    traced_freed(k, pfn, sc, referenced, mapping id, index) and traced_deactivated(k, pfn, sc) record the
-    decisions taken here."""
+    shrink_page(k, pfn, sc) -> freed, shrink_active_page(k, pfn, sc); with tracing on, `trace`
+    (guestos.mm.vmscan.ReclaimTrace) emits the events of the scans and of the decisions taken here:
+    trace.isolate, shrink_inactive, shrink_active, freed and deactivated."""
     lru: LruCore
     buddy: BuddyCore
     address_spaces: dict
@@ -530,13 +530,12 @@ class Reclaim:
     sc: object
     shrink_page: object
     shrink_active_page: object
-    traced_freed: object
-    traced_deactivated: object
+    trace: object
     pgscan: str
     pgsteal: str
 
     def __init__(self, lru: LruCore, buddy: BuddyCore, address_spaces: dict, vmstat: dict, pages_freed, k, sc,
-                 shrink_page, shrink_active_page, traced_freed, traced_deactivated):
+                 shrink_page, shrink_active_page, trace):
         self.lru = lru
         self.buddy = buddy
         self.address_spaces = address_spaces
@@ -546,8 +545,7 @@ class Reclaim:
         self.sc = sc
         self.shrink_page = shrink_page
         self.shrink_active_page = shrink_active_page
-        self.traced_freed = traced_freed
-        self.traced_deactivated = traced_deactivated
+        self.trace = trace
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -580,11 +578,12 @@ class Reclaim:
         nr_taken: cython.Py_ssize_t = self.lru.isolate_lru_pages(lru, nr_to_scan)
         self.sc.nr_scanned += nr_taken
         self.vmstat[self.pgscan] += nr_taken
+        if self.trace is not None:
+            self.trace.isolate(lru, nr_to_scan, nr_taken)
         reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
         self.vmstat[self.pgsteal] += reclaimed
-        if self.k.tracepoints is not None:
-            self.k.tracepoints.emit("mm_vmscan_lru_shrink_inactive", nid=0, nr_scanned=nr_taken,
-                                    nr_reclaimed=reclaimed, priority=self.sc.priority, lru=lru)
+        if self.trace is not None:
+            self.trace.shrink_inactive(lru, nr_taken, reclaimed)
         return reclaimed
 
     @cython.ccall
@@ -640,9 +639,8 @@ class Reclaim:
                     reclaimed += 1
                 cached = False                    # the kernel may have changed anything
                 continue
-            if self.traced_freed is not None and self.k.tracepoints is not None:
-                self.k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, i_ino=mapping_id >> 1,
-                                        index=index)
+            if self.trace is not None:            # while the page is still whole, as remove_from_page_cache's
+                self.trace.delete_from_page_cache(pfn, mapping_id, index)
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
             q[base + Q_MAPPING] = 0
             q[base + Q_INDEX] = 0
@@ -655,8 +653,8 @@ class Reclaim:
             self.buddy.free_pages(pfn, 0)         # into the buddy lists
             freed += 1
             reclaimed += 1
-            if self.traced_freed is not None:
-                self.traced_freed(self.k, pfn, self.sc, (flags >> PG_referenced) & 1 == 1, mapping_id, index)
+            if self.trace is not None:
+                self.trace.freed(pfn, flags, mapping_id, index)
         if freed:
             self.account_freed(freed)
         return reclaimed
@@ -674,9 +672,13 @@ class Reclaim:
         PG_referenced cleared; a mapped page goes to shrink_active_page(), which asks the reverse map."""
         nr_taken: cython.Py_ssize_t = self.lru.isolate_lru_pages(lru, nr_to_scan)
         self.vmstat["pgrefill"] += nr_taken
+        deactivated_before = self.vmstat["pgdeactivate"] if self.trace is not None else 0
+        if self.trace is not None:
+            self.trace.isolate(lru, nr_to_scan, nr_taken)
         isolated: cython.longlong[::1] = self.lru.isolated
         deactivated: cython.Py_ssize_t = 0
         j: cython.Py_ssize_t
+        flags: cython.ulonglong = 0
         pfn: cython.Py_ssize_t
         for j in range(nr_taken):
             pfn = isolated[j]
@@ -686,9 +688,13 @@ class Reclaim:
                     deactivated = 0
                 self.shrink_active_page(self.k, pfn, self.sc)
                 continue
+            if self.trace is not None:
+                flags = self.lru.q[pfn << 3]
             self.lru.deactivate_page(pfn)
             deactivated += 1
-            if self.traced_deactivated is not None:
-                self.traced_deactivated(self.k, pfn, self.sc)
+            if self.trace is not None:
+                self.trace.deactivated(pfn, flags)
         if deactivated:
             self.vmstat["pgdeactivate"] += deactivated
+        if self.trace is not None:
+            self.trace.shrink_active(lru, nr_taken, self.vmstat["pgdeactivate"] - deactivated_before)

@@ -64,7 +64,7 @@ def test_break_with_condition_stops_at_that_page_and_shows_it(root):
     assert "lru: inactive_file, " in page and "from the tail" in page
     assert "host cache: holds this disk page too" in page
     decision, page_after, _ = stops[1]
-    assert decision["name"] == "mm_vmscan_reclaim_decision" and decision["pfn"] == pfn
+    assert decision["name"] == "mm_vmscan_page_decision" and decision["pfn"] == pfn
     assert decision["decision"] == "reclaimed" and decision["reason"] == "clean"
     assert "last decision: reclaimed (clean)" in page_after and "[buddy]" in page_after
 
@@ -76,23 +76,19 @@ def test_finish_runs_to_the_end_of_the_reclaim_pass(root):
 
     def on_stop(d, stop):
         seen.append(stop)
-        if len(seen) == 1:
-            d.finish()
+        if stop.why == "breakpoint":
+            d.finish()              # a breakpoint on the way ends a finish, as in gdb: finish again
     dbg.on_stop = on_stop
-    dbg.break_on("mm_vmscan_reclaim_decision")
+    dbg.break_on("mm_vmscan_page_decision", "pass_nr == 3")
     m.boot()
-    first, second = seen[:2]
-    assert first.why == "breakpoint" and second.why in ("finish", "breakpoint")
-    # the first breakpoint hit after finish would be a decision; a pass end stops before it when it comes first
-    names = [e["name"] for _, e in dbg.history]
-    i, j = names.index("mm_vmscan_reclaim_decision"), names.index("mm_vmscan_lru_shrink_inactive")
-    assert j > i
-    dbg2 = machine(root).debugger
-    stops = []
-    dbg2.on_stop = lambda d, s: (stops.append(s), d.finish() if len(stops) == 1 else None)
-    dbg2.break_on("mm_vmscan_lru_shrink_inactive", "nr_reclaimed > 0")
-    dbg2.machines[0].boot()
-    assert stops[1].why in ("finish", "breakpoint") and stops[1].event["name"] == "mm_vmscan_lru_shrink_inactive"
+    first = seen[0]
+    end = next(s for s in seen[1:] if s.why == "finish")
+    assert first.why == "breakpoint" and first.event["pass_nr"] == 3
+    assert end.event["name"] == "mm_vmscan_reclaim_pass_end" and end.event["pass_nr"] == 3
+    # every stop between was the breakpoint (pass 3's own decisions), none of another pass
+    assert all(s.why == "breakpoint" and s.event["pass_nr"] == 3 for s in seen[1:seen.index(end)])
+    names = [(e["name"], e.get("pass_nr")) for _, e in dbg.history]
+    assert names.index(("mm_vmscan_reclaim_pass_end", 3)) > names.index(("mm_vmscan_page_decision", 3))
 
 
 def test_mistakes_are_one_line_and_the_session_goes_on():
@@ -114,7 +110,7 @@ def test_mistakes_are_one_line_and_the_session_goes_on():
 def test_ballast_debug_run_from_a_commands_file(tmp_path, root):
     commands = tmp_path / "cmds"
     commands.write_text(textwrap.dedent("""\
-        break mm_vmscan_reclaim_decision if decision == 'reclaimed' and file == '/data/stream.bin'
+        break mm_vmscan_page_decision if decision == 'reclaimed' and file == '/data/stream.bin'
         bogus
         continue
         page 0x99999999
@@ -132,11 +128,12 @@ def test_ballast_debug_run_from_a_commands_file(tmp_path, root):
     r = ballast(["debug", "--commands", str(commands), *RUN])
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    assert "Breakpoint 1, mm_vmscan_reclaim_decision (pfn=" in out
+    assert "Breakpoint 1, mm_vmscan_page_decision (pfn=" in out
     assert 'Undefined command: "bogus".  Try "help".' in out
     assert "page: no frame 0x99999999" in out
     assert "last decision: reclaimed (clean)" in out
     assert "mm_filemap_delete_from_page_cache: pfn=" in out         # trace 2: the removal, then the decision
+    assert "mm_vmscan_page_decision: pfn=" in out
     assert "        min      " in out and "inactive_file" in out and "host cache" in out
     assert "MemFree:" in out and "seqread" in out
     assert "breakpoint already hit 1 time" in out
@@ -168,7 +165,7 @@ def test_stopping_and_looking_change_nothing_the_guest_computes(root):
         d.step() if len(views) < 400 else d.cont()
     dbg.on_stop = on_stop
     dbg.break_on("mm_filemap_delete_from_page_cache", "index % 50 == 0")
-    dbg.break_on("mm_vmscan_reclaim_decision", "mapped")          # pages with PTEs: page shows their A/D bits
+    dbg.break_on("mm_vmscan_page_decision", "mapped")          # pages with PTEs: page shows their A/D bits
     debugged = outcome(m, m.boot())
     m.close()
     assert len(views) >= 400 and any("mapped by:" in v and "accessed" in v for v in views)
@@ -197,7 +194,7 @@ def test_same_events_compiled_and_uncompiled():
         runs.append(json.loads(r.stdout))
     compiled, pure = runs
     assert len(compiled["events"]) > 1000
-    assert {e["name"] for e in compiled["events"]} >= {"mm_vmscan_reclaim_decision", "mm_vmscan_lru_shrink_inactive",
+    assert {e["name"] for e in compiled["events"]} >= {"mm_vmscan_page_decision", "mm_vmscan_lru_shrink_inactive",
                                                        "mm_filemap_delete_from_page_cache"}
     assert compiled == pure
 

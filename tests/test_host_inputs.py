@@ -65,7 +65,7 @@ BAD_CMDLINES = [
     ("virtio_mmio.device=4K", "--cmdline: virtio_mmio.device=4K: not SIZE@BASE:IRQ"),
     ("random.seed=x", "--cmdline: random.seed=x: not an integer"),
     ("random.seed=-1", "--cmdline: random.seed=-1: out of range"),
-    ("reclaim_trace=many", "--cmdline: reclaim_trace=many: not an integer"),
+    ("sched_quantum=many", "--cmdline: sched_quantum=many: not an integer"),
     ("unmapped_page_control=always", "--cmdline: unmapped_page_control=always: not one of"),
     ("init", "--cmdline: init: needs a value"),
     ("nofastfault=perhaps", "--cmdline: nofastfault=perhaps: not a boolean"),
@@ -232,7 +232,7 @@ def test_a_fifo_or_deep_nesting_as_sweep_file(tmp_path, capfd, fifo):
     assert one_error_line(code, err) == f"ballast: {deep}: not valid TOML: arrays or tables nested too deeply"
 
 
-@pytest.mark.parametrize("option", ["--json", "--trace-reclaim"])
+@pytest.mark.parametrize("option", ["--json", "--trace"])
 def test_an_output_into_a_missing_directory_is_refused_before_running(tmp_path, capfd, option):
     code, out, err = run_cli(capfd, "run", option, tmp_path / "no" / "x.json", HELLO)
     assert one_error_line(code, err) == f"ballast: {option}: directory '{tmp_path / 'no'}' does not exist"
@@ -328,7 +328,7 @@ _OPTION_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(["--mem", "--cmdline", "--timeout", "--swap", "--disk", "--json",
-                                           "--trace-reclaim", "--cache"]), _OPTION_VALUES), max_size=4))
+                                           "--trace", "--trace-format", "--cache"]), _OPTION_VALUES), max_size=4))
 def test_any_run_options_are_checked_before_the_program_is_read(capfd, options):
     """Whatever the options, nothing boots (PROGRAM does not exist): the answer is one line, exit 2."""
     argv = ["run"] + [f"{name}={value}" for name, value in options] + ["/nonexistent/program"]

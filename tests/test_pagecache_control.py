@@ -78,7 +78,9 @@ def _held(s):
 def test_unmapped_control_never_takes_mapped_dirty_or_anonymous_pages(root, policy):
     """The series' pass takes clean unmapped cache only; the review's bias keeps mapped and
     anonymous pages from ordinary reclaim while unmapped cache lasts."""
-    with guest(root, f"{policy} reclaim_trace=100000", mem=96) as s:
+    with guest(root, policy, mem=96) as s:
+        trace = []
+        s.machine.add_trace_sink(trace.append)
         s.spawn(["/bin/holdpages"])
         assert s.wait_output("setup")
         mapped, dirty, anon = _held(s)
@@ -93,10 +95,18 @@ def test_unmapped_control_never_takes_mapped_dirty_or_anonymous_pages(root, poli
         assert dirty <= dirty2 or not background
         result = s.wait_program()
         assert result.exit_code == 0 and "ok" in result.output
-        trace = list(s.machine.kernel.reclaim_trace)
-        reclaimed = [r for r in trace if r[6] in ("reclaimed", "swapped-out")]
+        decisions = [e for e in trace if e["name"] == "mm_vmscan_page_decision"]
+        reclaimed = [e for e in decisions if e["decision"] in ("reclaimed", "swapped-out")]
         reasons = {"clean"} if background else {"clean", "written-back"}
-        assert reclaimed and all(r[2] == "file" and not r[3] and r[7] in reasons for r in reclaimed)
+        assert reclaimed and all(e["lru"] == "file" and not e["mapped"] and e["reason"] in reasons
+                                 for e in reclaimed)
+        # the policy's passes are labelled as the policy's, not as plain reclaim
+        labelled = "unmapped" if background else "shrink_list"
+        assert {e["policy"] for e in reclaimed} >= {labelled}
+        if background:
+            assert all(e["policy"] == "unmapped" and e["by"] == "kswapd" for e in reclaimed)
+            passes = [e for e in trace if e["name"] == "mm_vmscan_reclaim_pass_end" and e["policy"] == "unmapped"]
+            assert sum(e["nr_reclaimed"] for e in passes) == len(reclaimed)
 
 
 def test_cache_first_balloon_takes_unmapped_cache_before_free_memory(root):

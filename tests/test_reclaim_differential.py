@@ -18,6 +18,7 @@ from ballast_testlib import FIRMWARE
 from guestos.kernel.errno import SyscallError
 from guestos.fs.proc import SYSCTL_VM_DEFAULTS
 from guestos.kernel.main import VMSTAT_ITEMS
+from guestos.kernel.tracepoint import Tracepoints, check_event
 from guestos.mm import lru as lru_mod
 from guestos.mm import mm_types, page_alloc as page_alloc_mod, vmscan
 from guestos.mm.filemap import AddressSpace, mark_page_accessed
@@ -100,7 +101,10 @@ class SmallKernel:
         self.shrinkers = []
         self.pcp = PerCpuPages(self.page_alloc)
         self.address_spaces = {}
-        self.reclaim_trace = collections.deque(maxlen=100_000)
+        self.scheduler = None
+        self.trace = []                                           # every tracepoint event, in order
+        self.tracepoints = Tracepoints(self)
+        self.tracepoints.subscribe(self.trace.append)
         self.hw = SimpleNamespace(clock=Clock())
         self.swap = None
         self.sysctl_vm = dict(SYSCTL_VM_DEFAULTS)
@@ -134,7 +138,7 @@ class SmallKernel:
         return dict(mem_map=bytes(self.mem_map.raw), lru=walk(self.lru, self.mem_map), heads=list(self.lru.head),
                     tails=list(self.lru.tail), nr=list(self.lru.nr), free_lists=free_lists,
                     nr_free=[a.nr_free for a in zone.free_area], nr_free_pages=zone.nr_free_pages,
-                    vmstat=dict(self.vmstat), trace=list(self.reclaim_trace), clock=self.hw.clock.t,
+                    vmstat=dict(self.vmstat), trace=list(self.trace), clock=self.hw.clock.t,
                     pages={mid: dict(m.pages) for mid, m in self.address_spaces.items()},
                     dirty={mid: sorted(m.dirty) for mid, m in self.address_spaces.items()},
                     pcp=list(self.pcp.pages), held=list(self.held), anon=list(self.anon), reports=self.reports)
@@ -251,8 +255,8 @@ def test_a_long_workload_reclaims_on_every_path():
         assert apply(kernels[0], op) == apply(kernels[1], op), op
     states = [k.state() for k in kernels]
     assert states[0] == states[1]
-    decisions = collections.Counter((kind, decision, reason) for _, _, kind, _, _, _, decision, reason, _
-                                    in states[0]["trace"])
+    decisions = collections.Counter((e["lru"], e["decision"], e["reason"]) for e in states[0]["trace"]
+                                    if e["name"] == "mm_vmscan_page_decision")
     for expected in (("file", "reclaimed", "clean"), ("file", "reclaimed", "written-back"),
                      ("file", "rotated", "locked"), ("file", "rotated", "held"), ("file", "rotated", "still-mapped"),
                      ("file", "rotated", "metadata"), ("file", "rotated", "dirty-deferred"),
@@ -260,6 +264,21 @@ def test_a_long_workload_reclaims_on_every_path():
                      ("anon", "activated", "no-swap")):
         assert decisions[expected], (expected, decisions)
     assert states[0]["vmstat"]["pgsteal_direct"] and states[0]["vmstat"]["pgsteal_kswapd"]
+    names = collections.Counter(e["name"] for e in states[0]["trace"])
+    for name in ("mm_vmscan_lru_isolate", "mm_vmscan_lru_shrink_inactive", "mm_vmscan_lru_shrink_active",
+                 "mm_vmscan_reclaim_pass_begin", "mm_vmscan_reclaim_pass_end", "mm_vmscan_direct_reclaim_begin",
+                 "mm_vmscan_direct_reclaim_end", "mm_vmscan_writepage", "mm_filemap_add_to_page_cache",
+                 "mm_filemap_delete_from_page_cache"):
+        assert names[name], (name, names)
+    assert not [p for e in states[0]["trace"] for p in check_event(e)]
+    # every page freed by reclaim, in C or in Python, left its page cache first (and said so)
+    deleted = set()
+    for e in states[0]["trace"]:
+        if e["name"] == "mm_filemap_delete_from_page_cache":
+            deleted.add(e["pfn"])
+        elif e["name"] == "mm_vmscan_page_decision" and e["decision"] == "reclaimed":
+            assert e["pfn"] in deleted
+            deleted.discard(e["pfn"])
 
 
 # --- booted guests ------------------------------------------------------------------
@@ -274,7 +293,7 @@ def guest_state(m) -> dict:
             blocks.append(pfn)
             pfn = k.mem_map.lru_next(pfn)
         free_lists.append(blocks)
-    return dict(console=bytes(m.console_output), vmstat=k.vmstat_snapshot(), trace=list(k.reclaim_trace),
+    return dict(console=bytes(m.console_output), vmstat=k.vmstat_snapshot(), trace=m.trace_events,
                 lru=walk(k.lru, k.mem_map), free_lists=free_lists,
                 mem_map=hashlib.sha256(k.mem_map.raw).hexdigest(), ram=hashlib.sha256(k.ram).hexdigest())
 
@@ -283,6 +302,8 @@ def run_guest(monkeypatch, pure_reclaim: bool, make, argv, **load) -> dict:
     with monkeypatch.context() as mp:
         mp.setattr(cython_ext, "PURE", pure_reclaim)
         m = make()
+        m.trace_events = []                 # every tracepoint event, from boot on
+        m.add_trace_sink(m.trace_events.append)
         m.load(*argv, **load)
         status = m.boot()
     assert m.kernel.mem_map.hotpath.__file__.endswith(".py" if pure_reclaim else ".so")
@@ -307,13 +328,13 @@ def files_image(tmp_path_factory):
 
 def test_a_guest_streaming_a_file_twice_its_memory(monkeypatch, files_image):
     def make():
-        return Machine(MachineConfig(mem=20 * MiB, cmdline="reclaim_trace=1000000",
-                                     disks=[DiskConfig(str(files_image), snapshot=True)]))
+        return Machine(MachineConfig(mem=20 * MiB, disks=[DiskConfig(str(files_image), snapshot=True)]))
     argv = (None, "/bin/vdsha256", ["/big"])
     fast = run_guest(monkeypatch, False, make, argv, root_device="/dev/vda")
     slow = run_guest(monkeypatch, True, make, argv, root_device="/dev/vda")
     assert fast["status"] == 0 and fast["vmstat"]["pgsteal_direct"] + fast["vmstat"]["pgsteal_kswapd"] > 0
     assert len(fast["trace"]) > 5000
+    assert not [p for e in fast["trace"] for p in check_event(e)]
     for key in fast:
         assert fast[key] == slow[key], key
 
@@ -322,7 +343,7 @@ def test_a_guest_swapping(monkeypatch):
     swap = make_swap_image(64 * MiB)
     try:
         def make():
-            return Machine(MachineConfig(mem=24 * MiB, cmdline="swap=/dev/vda reclaim_trace=1000000",
+            return Machine(MachineConfig(mem=24 * MiB, cmdline="swap=/dev/vda",
                                          disks=[DiskConfig(swap)]))
         argv = ((FIRMWARE / "memhog").read_bytes(), "/bin/memhog", ["32M", "1"])
         fast = run_guest(monkeypatch, False, make, argv)

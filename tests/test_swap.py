@@ -96,29 +96,31 @@ def test_bad_swap_sizes_are_one_line_errors(size, message):
     assert len(lines) == 1 and message in lines[0]
 
 
-def test_reclaim_trace_is_json_lines_and_deterministic(tmp_path):
+def test_the_trace_of_a_swapping_run_is_json_lines_and_deterministic(tmp_path):
     traces = []
     for i in range(2):
         out = tmp_path / f"trace{i}.jsonl"
         proc = subprocess.run([sys.executable, "-m", "vmm.cli", "run", "--mem", "32M", "--swap", "64M",
-                               "--trace-reclaim", str(out), str(FIRMWARE / "memhog"), "48M"],
+                               "--trace", str(out), str(FIRMWARE / "memhog"), "48M"],
                               cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         traces.append(out.read_text())
     assert traces[0] == traces[1]
     import json
-    records = [json.loads(line) for line in traces[0].splitlines()]
-    assert records
-    assert {"virtual_ns", "pfn", "kind", "mapped", "referenced", "flags", "decision", "reason",
-            "by"} == set(records[0])
-    decisions = {r["decision"] for r in records}
-    assert "swapped-out" in decisions and "deactivated" in decisions
-    assert all(r["kind"] in ("anon", "file") for r in records)
+    events = [json.loads(line) for line in traces[0].splitlines()]
+    decisions = [e for e in events if e["name"] == "mm_vmscan_page_decision"]
+    assert {"name", "ts", "pid", "comm", "pfn", "lru", "mapped", "referenced", "flags", "decision", "reason",
+            "by", "policy", "priority", "pass_nr"} == set(decisions[0])
+    assert {"swapped-out", "deactivated"} <= {e["decision"] for e in decisions}
+    assert all(e["lru"] in ("anon", "file") for e in decisions)
+    swapped = [e for e in events if e["name"] == "mm_swap_out"]
+    assert len(swapped) == sum(1 for e in decisions if e["decision"] == "swapped-out")
+    assert [e for e in events if e["name"] == "mm_swap_in"]
 
 
-def test_reclaim_trace_is_off_by_default():
+def test_tracing_is_off_by_default():
     m = Machine(MachineConfig(mem=32 * MiB))
     m.load((FIRMWARE / "hello").read_bytes(), "/bin/hello", [])
     m.boot()
-    assert m.kernel.reclaim_trace is None
+    assert m.kernel.tracepoints is None
     m.close()

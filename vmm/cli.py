@@ -74,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(our workloads and their data); PROGRAM is then a path inside the guest")
     run.add_argument("--cache", default="writeback", help="host cache mode of the root disk (default writeback)")
     run.add_argument("--swap", metavar="SIZE", help="add a swap disk of SIZE (made with mkswap)")
-    run.add_argument("--trace-reclaim", metavar="FILE",
-                     help="write every reclaim decision (the last million) as JSON lines")
+    _trace_options(run)
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
     run.add_argument("--timeout", metavar="SECONDS",
                      help="end the program after SECONDS of guest (virtual) time; exit status 124")
@@ -90,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scenario", help="run a scripted experiment from a TOML file and summarise it")
     sc.add_argument("file", metavar="FILE.toml", help="the scenario ([machine], [host], [[step]]; see README)")
     sc.add_argument("--json", metavar="OUT", help="write the snapshots and how the run ended as JSON ('-' for stdout)")
+    _trace_options(sc)
     demo = sub.add_parser("demo", help="the 2010 debate as an experiment: every page-cache policy on the "
                                        "built-in workloads under a balloon sweep, compared")
     demo.add_argument("--quick", action="store_true", help="a smaller guest, two workloads, two balloon steps")
@@ -132,6 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _trace_options(parser) -> None:
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write every kernel trace event to FILE as it happens (schema: docs/trace.md)")
+    parser.add_argument("--trace-format", default="jsonl", metavar="jsonl|perfetto",
+                        help="jsonl (default: one JSON object per event) or perfetto (open in ui.perfetto.dev)")
+
+
+def _open_trace(opts):
+    """The --trace writer (vmm/trace.py), or None; its options checked like every other."""
+    from . import hostinput
+    from .trace import TraceWriter, check_format
+    check_format(opts.trace_format)
+    if not opts.trace:
+        return None
+    hostinput.output_file(opts.trace, "--trace")
+    try:
+        return TraceWriter(opts.trace, opts.trace_format)
+    except OSError as e:
+        raise BallastError(f"--trace {opts.trace}: {e.strerror}") from None
+
+
 def cmd_mkdisk(opts) -> int:
     from .mkdisk import mkdisk
     size = parse_size(opts.size, "--size") if opts.size else None
@@ -152,7 +173,9 @@ def cmd_run(opts) -> int:
     hostinput.kernel_cmdline(opts.cmdline, mem, "--cmdline")
     timeout_s = hostinput.guest_seconds(opts.timeout, "--timeout") if opts.timeout is not None else None
     hostinput.output_file(opts.json, "--json")
-    hostinput.output_file(opts.trace_reclaim, "--trace-reclaim")
+    hostinput.output_file(opts.trace, "--trace")
+    from .trace import check_format
+    check_format(opts.trace_format)
     hostinput.output_file(opts.strace, "--strace")
     args = opts.args[1:] if opts.args[:1] == ["--"] else opts.args
     hostinput.guest_arguments(args)
@@ -190,20 +213,22 @@ def cmd_run(opts) -> int:
             strace_out = sys.stderr.buffer if opts.strace == "-" else open(opts.strace, "wb")
         except OSError as e:
             raise BallastError(f"--strace {opts.strace}: {e.strerror}") from None
-    if opts.trace_reclaim:
-        cmdline = f"{cmdline} reclaim_trace=1000000".strip()
     # an image we made (from a directory, or the built-in one) is a template: runs never change it
     made = opts.root is not None and (os.path.isdir(opts.root) or opts.root == "builtin")
     spec = MachineSpec(mem=mem, cmdline=cmdline, root=opts.root or None, root_writable=not made, cache=opts.cache,
                        swap=parse_size(opts.swap, "--swap") if opts.swap else None, balloon_features=None,
                        disks=disks)
     resources = Resources()
+    trace = None
     try:
         config, _, host = assemble(spec, resources)
         machine = Machine(config, console_sink=sink, host=host,
                           debugcon_sink=strace_out.write if strace_out is not None else None)
         stub = None
         try:
+            trace = _open_trace(opts)
+            if trace is not None:
+                trace.attach(machine, os.path.basename(opts.program))
             machine.load(program, guest_path, args, root_device="/dev/vda" if opts.root else None)
             if timeout_s is not None:
                 machine.stop_at(int(timeout_s * 1e9), TIMEOUT_REASON)
@@ -225,6 +250,8 @@ def cmd_run(opts) -> int:
         finally:
             if stub is not None:
                 stub.close()
+            if trace is not None:
+                trace.close()           # a valid file however the run ended
             machine.close()
     finally:
         resources.release()
@@ -386,7 +413,9 @@ def cmd_scenario(opts) -> int:
 
     from .hostinput import output_file
     output_file(opts.json, "--json")
+    output_file(opts.trace, "--trace")
     spec = sc.load(opts.file)
+    trace = _open_trace(opts)
     # with --json - the JSON owns stdout and the summary goes to stderr
     console = Console(stderr=opts.json == "-", highlight=False)
     m = spec.machine
@@ -412,12 +441,15 @@ def cmd_scenario(opts) -> int:
     result = None
     try:
         with progress:
-            result = sc.run(spec, on_step=on_step)
+            result = sc.run(spec, on_step=on_step, trace=trace)
     except BallastError as e:
         result = getattr(e, "result", None)
         if opts.json and result is not None:
             _write_json(opts.json, result)
         raise
+    finally:
+        if trace is not None:
+            trace.close()
     if opts.json:
         _write_json(opts.json, result)
     if result["snapshots"]:
@@ -475,12 +507,7 @@ def _write_json(out: str, result: dict) -> None:
 
 
 def _report(opts, machine, status) -> int:
-    from .oracle import decode_wait_status, run_metrics, write_reclaim_trace
-    if opts.trace_reclaim and machine.kernel is not None:
-        try:
-            write_reclaim_trace(machine, opts.trace_reclaim)
-        except OSError as e:
-            raise BallastError(f"--trace-reclaim {opts.trace_reclaim}: {e.strerror}") from None
+    from .oracle import decode_wait_status, run_metrics
     exit_info = decode_wait_status(status) if status is not None else None
     kernel = machine.kernel
     if opts.json:
@@ -517,7 +544,7 @@ def _strace_equals(argv: list) -> list:
     swallowing PROGRAM, so the = form is renamed before parsing (only among run's own options)."""
     if argv[:1] != ["run"]:
         return argv
-    takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace-reclaim", "--json",
+    takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace", "--trace-format", "--json",
                    "--strace-to", "--gdb"}
     out, i = ["run"], 1
     while i < len(argv):

@@ -84,6 +84,17 @@ def mapping_name(kernel, mapping_id: int):
     return None if space is None else oracle._mapping_name(kernel, space)
 
 
+def file_name(kernel, mapping_id: int) -> str:
+    """The path of the file behind a page->mapping id (even: a file; odd: anonymous memory)."""
+    if mapping_id & PAGE_MAPPING_ANON:
+        return None
+    name = mapping_name(kernel, mapping_id)
+    if name is None:
+        ino = mapping_id >> 1
+        name = (getattr(kernel.vfs, "names", None) or {}).get(ino, f"inode {ino}")
+    return name
+
+
 def host_caches(machine, pfn: int):
     """True/False: the host's page cache holds the disk page this guest page holds; None: not a disk page."""
     kernel = machine.kernel

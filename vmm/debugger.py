@@ -25,32 +25,20 @@ from .errors import DEBUGGER_QUIT as QUIT_REASON, MachineStopped
 
 PROMPT = "(ballast) "
 HISTORY = 100_000                   # events `trace N` can show
-# events that end a reclaim pass: `finish` runs to the next of these
-PASS_END = ("mm_vmscan_lru_shrink_inactive", "mm_vmscan_direct_reclaim_end", "mm_vmscan_kswapd_sleep",
-            "mm_vmscan_memcg_reclaim_end")
-# event names the kernel emits (tracepoint.EVENTS once the trace schema declares them; these are
-# Linux's tracepoints our kernel has on its reclaim, balloon and readahead paths)
-KNOWN_EVENTS = (
-    "mm_vmscan_kswapd_wake", "mm_vmscan_kswapd_sleep", "mm_vmscan_wakeup_kswapd",
-    "mm_vmscan_direct_reclaim_begin", "mm_vmscan_direct_reclaim_end",
-    "mm_vmscan_lru_isolate", "mm_vmscan_lru_shrink_inactive", "mm_vmscan_lru_shrink_active",
-    "mm_vmscan_writepage", "mm_vmscan_reclaim_decision", "mm_filemap_delete_from_page_cache",
-    "mm_filemap_add_to_page_cache", "mm_lru_activate", "mm_lru_insertion",
-    "mm_page_alloc", "mm_page_free", "mark_victim", "oom_score_adj_update",
-    "mm_balloon_inflate", "mm_balloon_deflate", "virtio_balloon_fill", "virtio_balloon_leak",
-    "mm_readahead", "mm_swap_out", "mm_swap_in", "mm_pagecache_control",
-)
+PASS_END = "mm_vmscan_reclaim_pass_end"          # `finish` runs to the end of the current pass
+
 
 HELP = """\
 break EVENT [if CONDITION]  stop at a tracepoint (b); EVENT may be a pattern (mm_vmscan_*); CONDITION is
                             a Python expression over the event's fields (pfn, decision, reason, priority,
-                            policy, comm, pid, ...) plus file and process, e.g. break mm_vmscan_writepage
-                            if pfn == 0x1a2b and process == 'kswapd0'
+                            policy, pass_nr, comm, pid, ...) plus file (the page's path; `path` where the
+                            event has a `file` field of its own) and process, e.g.
+                            break mm_vmscan_page_decision if decision == 'reclaimed' and file == '/data/x'
 delete [N]                  delete breakpoint N (d), or all of them
 info breakpoints            list the breakpoints (i b)
 step                        run to the next event of any name (s)
 continue                    run to the next breakpoint (c)
-finish                      run to the end of this reclaim pass (fin)
+finish                      run to the end of this reclaim pass (fin: mm_vmscan_reclaim_pass_end)
 quit                        stop the guest and end the session (q)
 page [PFN]                  a page: flags, LRU place, file and offset or its mappers' PTEs, host cache, last decision
 lru                         the LRU lists: sizes and the pages reclaim scans next
@@ -110,19 +98,10 @@ class _Scope(dict):
     def __missing__(self, name):
         if name == "process":
             return self["comm"]
-        if name == "file":
-            kernel = self.machine.kernel
-            ino = self.get("i_ino", self.get("ino"))
-            if ino is not None:
-                names = getattr(kernel.vfs, "names", None) or {}
-                return names.get(ino, f"inode {ino}")
-            if "pfn" in self:
-                return self.debugger.file_of(self.machine, self["pfn"])
-            return None
-        if name in ("policy",):
-            return getattr(self.machine.kernel, "unmapped_policy", None)
+        if name in ("file", "path"):      # an event's own `file` field (writepage's flag) comes first
+            return self.debugger.file_of(self.machine, self.get("pfn"), self.get("mapping"))
         raise DebuggerError(f"'{name}' is not a field of {self['name']} (fields: "
-                            f"{', '.join(k for k in self if k != 'name')}, file, process)")
+                            f"{', '.join(k for k in self if k != 'name')}, file, path, process)")
 
 
 @dataclass
@@ -172,7 +151,9 @@ class Debugger:
         self.mode_set_by_command = False
         self.started = False        # False while the session's first prompt runs, before the guest starts
         self.quitted = False
-        self._known = set(getattr(tracepoint, "EVENTS", ()) or KNOWN_EVENTS)
+        self._known = set(tracepoint.EVENTS)
+        self._removed = {}          # (vm id, pfn) -> the mapping a page just left (its decision comes next)
+        self._finish_pass = None
 
     # --- attaching ---
     def attach(self, machine) -> None:
@@ -180,8 +161,7 @@ class Debugger:
         if machine in self.machines:
             return
         self.machines.append(machine)
-        machine.on_kernel(lambda kernel: tracepoint.enable(kernel).subscribe(
-            lambda event: self._event(machine, event)))
+        machine.add_trace_sink(lambda event: self._event(machine, event))
 
     # --- the programmatic face ---
     def break_on(self, event: str, condition: str = None) -> Breakpoint:
@@ -216,7 +196,10 @@ class Debugger:
         self.mode = "continue"
 
     def finish(self) -> None:
+        """Run to the end of the reclaim pass the current event belongs to (or of the next pass)."""
         self.mode = "finish"
+        pass_nr = self.stop.event.get("pass_nr") if self.stop is not None else None
+        self._finish_pass = pass_nr or None
 
     def quit(self) -> None:
         self.mode = "quit"
@@ -233,18 +216,26 @@ class Debugger:
         """Stop at the next event (the live view's pause key); safe from another thread."""
         self.pause_requested = True
 
-    def file_of(self, machine, pfn: int):
+    def file_of(self, machine, pfn: int = None, mapping: int = None):
+        """The path of a page's file: the event's mapping, the page's, or the one it has just left."""
         kernel = machine.kernel
-        if not 0 <= pfn < kernel.max_pfn:
-            return None
-        return views.mapping_name(kernel, kernel.mem_map.mapping(pfn))
+        if mapping is None and pfn is not None and 0 <= pfn < kernel.max_pfn:
+            mapping = kernel.mem_map.mapping(pfn) or self._removed.get((machine.vm_id, pfn))
+        return views.file_name(kernel, mapping) if mapping else None
 
     # --- events ---
     def _event(self, machine, event: dict) -> None:
         self.history.append((machine, event))
         self.events_seen += 1
-        if "pfn" in event and "decision" in event:
-            self.last_decision[(machine.vm_id, event["pfn"])] = event
+        name = event["name"]
+        if "pfn" in event:
+            key = (machine.vm_id, event["pfn"])
+            if "decision" in event:
+                self.last_decision[key] = event
+            elif name == "mm_filemap_delete_from_page_cache":
+                self._removed[key] = event["mapping"]
+            elif name == "mm_filemap_add_to_page_cache":
+                self._removed.pop(key, None)
         if self.on_event is not None:
             self.on_event(machine, event)
         if self.detached:
@@ -277,7 +268,7 @@ class Debugger:
             hit = hit or bp
         if hit is not None:
             return Stop(machine, event, hit, "breakpoint")
-        if self.mode == "finish" and name in PASS_END:
+        if self.mode == "finish" and name == PASS_END and self._finish_pass in (None, event.get("pass_nr")):
             return Stop(machine, event, why="finish")
         return None
 
@@ -500,14 +491,27 @@ def ftrace_line(event: dict) -> str:
             + " ".join(f"{k}={v}" for k, v in event.items() if k not in ("name", "ts", "pid", "comm")))
 
 
+def _tracing_helpers() -> set:
+    """The code of the functions that only turn kernel work into events (vmscan's trace helpers)."""
+    from guestos.mm import vmscan
+    helpers = {tracepoint.Tracepoints.emit}
+    helpers |= {getattr(vmscan, name) for name in ("trace", "trace_pass_begin", "trace_pass_end")
+                if hasattr(vmscan, name)}
+    reclaim_trace = getattr(vmscan, "ReclaimTrace", None)
+    if reclaim_trace is not None:
+        helpers |= {f for f in vars(reclaim_trace).values() if callable(f)}
+    return {getattr(f, "__code__", None) for f in helpers} - {None}
+
+
 def _kernel_frame():
-    """The Python frame that emitted the current event (the caller of Tracepoints.emit)."""
+    """The kernel's frame that emitted the current event: the first caller past the tracing helpers."""
+    helpers = _tracing_helpers()
     f = sys._getframe()
-    while f is not None:
-        if f.f_code is tracepoint.Tracepoints.emit.__code__:
-            return f.f_back
+    while f is not None and f.f_code is not tracepoint.Tracepoints.emit.__code__:
         f = f.f_back
-    return None
+    while f is not None and f.f_code in helpers:
+        f = f.f_back
+    return f
 
 
 def cython_ext_teach_pdb():

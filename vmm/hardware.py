@@ -8,22 +8,13 @@ class Hardware:
         self.ram_size = machine.ram.size
         self.cpu = machine.cpu
         self.clock = machine.clock
-        self._kernel = None
+        self.kernel = None                     # set by the kernel at boot, for the oracle only
+        self.trace_sinks = []                  # tracepoint sinks the kernel subscribes when it starts
         # the per-request calls go straight to the machine: no wrapper frame on every MMIO access or IRQ
         self.take_pending_irqs = machine.take_pending_irqs
         self.idle = machine.idle
         self.mmio_read = machine.mmio_read
         self.mmio_write = machine.mmio_write
-
-    @property
-    def kernel(self):
-        """The guest kernel, set by it at boot: for the oracle and the debugger, which only look."""
-        return self._kernel
-
-    @kernel.setter
-    def kernel(self, kernel) -> None:
-        self._kernel = kernel
-        self._machine._kernel_created(kernel)
 
     def port_in(self, port: int) -> int:
         return self._machine.port_in(port)

@@ -130,7 +130,6 @@ class Machine:
         self.violations = []
         self.stop_reason = None
         self.cpu.on_backing_violation = self._backing_violation
-        self._on_kernel = []              # fn(kernel) when the guest kernel exists (the debugger attaches)
         self._debugger = None
         self.balloon = None
         if config.balloon_features is not None:
@@ -156,16 +155,6 @@ class Machine:
         self._debugger = debugger
         debugger.attach(self)
 
-    def on_kernel(self, fn) -> None:
-        """fn(kernel) once the guest kernel exists, before it boots (at once if it already does)."""
-        if self.kernel is not None:
-            fn(self.kernel)
-        else:
-            self._on_kernel.append(fn)
-
-    def _kernel_created(self, kernel) -> None:
-        for fn in self._on_kernel:
-            fn(kernel)
 
     # --- devices ---
     def add_virtio_device(self, device) -> VirtioMmioTransport:
@@ -342,6 +331,15 @@ class Machine:
     @property
     def kernel(self):
         return self.hw.kernel
+
+    def add_trace_sink(self, sink) -> None:
+        """sink(event) gets every kernel tracepoint event (guestos/kernel/tracepoint.py) from now on,
+        or from the kernel's start when it has not booted yet. Sinks only look."""
+        if self.kernel is not None:
+            from guestos.kernel import tracepoint
+            tracepoint.enable(self.kernel).subscribe(sink)
+        else:
+            self.hw.trace_sinks.append(sink)
 
     def close(self) -> None:
         """Power off cleanly: disks are closed as their cache mode says; a private host is shut down."""

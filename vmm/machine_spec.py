@@ -159,9 +159,10 @@ def assemble(spec: MachineSpec, resources: Resources, host=None) -> tuple:
 
 
 def boot(spec: MachineSpec, console_sink=None, start_timeout_s: float = DEFAULT_START_TIMEOUT_S,
-         host=None) -> LabSession:
+         host=None, before_start=None) -> LabSession:
     """A started LabSession for spec; on `host` (shared with other guests, not closed with it)
-    or on a host of its own."""
+    or on a host of its own. before_start(machine), when given, is called before the guest boots
+    (to attach a tracer)."""
     resources = Resources()
     try:
         config, root, host = assemble(spec, resources, host)
@@ -170,6 +171,8 @@ def boot(spec: MachineSpec, console_sink=None, start_timeout_s: float = DEFAULT_
         resources.release()
         raise
     try:
+        if before_start is not None:
+            before_start(session.machine)
         return session.start(start_timeout_s)
     except BaseException:
         session.close()

@@ -3,7 +3,6 @@
 It never changes behaviour; everything else keeps to its side of the hardware
 interface."""
 import dataclasses
-import json
 
 from guestos.mm.mm_types import PG_dirty
 
@@ -153,15 +152,3 @@ def duplication(host, machines) -> dict:
     report["host_pages_in_several_guests"] = sum(1 for vms in holders.values() if len(vms) > 1)
     report["host_pages_duplicated"] = len(holders)
     return report
-
-
-TRACE_FIELDS = ("virtual_ns", "pfn", "kind", "mapped", "referenced", "flags", "decision", "reason", "by")
-
-
-def write_reclaim_trace(machine, path: str) -> int:
-    """The guest's reclaim trace as JSON lines; returns how many decisions."""
-    records = list(machine.kernel.reclaim_trace or ())
-    with open(path, "w") as f:
-        for record in records:
-            f.write(json.dumps(dict(zip(TRACE_FIELDS, record))) + "\n")
-    return len(records)

@@ -7,6 +7,8 @@ Fixtures:
 `@pytest.mark.ballast(**options)` changes the defaults for every guest of a test, e.g. the root:
 `root="builtin"`, a directory (made into an ext2 image) or an ext2 image; a relative path is relative to
 the test file. Timeouts (`timeout_s`, and run(..., timeout_s) and wait_balloon(timeout_s)) are in guest time.
+`trace="FILE"` (with `trace_format="jsonl"` or `"perfetto"`) streams the guest's kernel trace to FILE
+(relative to the current directory; docs/trace.md), closed at teardown.
 
 When a test fails, the report gets a section per guest: its balloon, /proc/meminfo and the console's last
 lines. Under pytest-xdist every worker process boots its own guests.
@@ -18,7 +20,7 @@ import pytest
 # The options of a guest and their defaults (the README's plugin section lists the same).
 DEFAULTS = {"mem": "128M", "balloon": ["MUST_TELL_HOST", "STATS_VQ"], "root": "builtin", "swap": None, "cmdline": "",
             "cache": "writeback", "stats_interval_s": 0, "on_violation": "record", "host_memory": None,
-            "timeout_s": None}
+            "timeout_s": None, "trace": None, "trace_format": "jsonl"}
 OPTIONS = tuple(DEFAULTS)
 GUESTS = pytest.StashKey[list]()
 CONSOLE_LINES = 20
@@ -36,20 +38,31 @@ def ballast_vm(request):
     # deliberately lazy: a project that has Ballast installed but does not use it pays nothing
     from vmm.errors import BallastError
     from vmm.machine_spec import MachineSpec, boot
+    from vmm.trace import TraceWriter, check_format
 
     marked = _marker_options(request)
     guests = request.node.stash.setdefault(GUESTS, [])
+    traces = []
 
     def make(**options):
         _check_names(options, "ballast_vm")
         options = {**DEFAULTS, **marked, **options}
         timeout_s = options.pop("timeout_s")
+        trace_path, trace_format = options.pop("trace"), options.pop("trace_format")
         try:
             spec = MachineSpec.from_options(**options, base_dir=str(request.path.parent))
             if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                           or timeout_s <= 0):
                 raise BallastError(f"timeout_s: must be a positive number of guest seconds, not {timeout_s!r}")
-            session = boot(spec)
+            check_format(trace_format, "trace_format")
+            if trace_path is not None:
+                try:
+                    trace = TraceWriter(str(trace_path), trace_format)
+                except OSError as e:
+                    raise BallastError(f"trace: {trace_path}: {e.strerror}") from None
+                traces.append(trace)
+            session = boot(spec, before_start=None if trace_path is None else
+                           lambda machine: trace.attach(machine, request.node.name))
         except BallastError as e:
             error = str(e)
         else:
@@ -62,6 +75,8 @@ def ballast_vm(request):
     yield make
     for session in reversed(guests):
         session.close()
+    for trace in traces:
+        trace.close()
 
 
 @pytest.fixture

@@ -15,10 +15,11 @@ from .snapshot import snapshot, snapshot_all
 from .units import PAGE_SIZE
 
 
-def run(scenario: Scenario, on_step=None, console_sink=None) -> dict:
+def run(scenario: Scenario, on_step=None, console_sink=None, trace=None) -> dict:
     """Run every step; returns {"snapshots": ..., "exit": ...} (and "series" with [series]).
     on_step(step, None) is called before each step and on_step(step, outcome) after it (outcome a
-    short text). A BallastError mid-run is raised with the result so far attached as its `result`."""
+    short text). A BallastError mid-run is raised with the result so far attached as its `result`.
+    `trace` (a vmm.trace.TraceWriter) gets every guest's kernel events from its boot on."""
     started = time.perf_counter()
     result = {"snapshots": {}, "exit": {}}
     runs, waits = [], []
@@ -36,7 +37,9 @@ def run(scenario: Scenario, on_step=None, console_sink=None) -> dict:
             host = Host(memory_budget_bytes=memory, cache_capacity=cache_pages,
                         exclusive_cache=scenario.host.exclusive)
         for name, spec in scenario.machines.items():
-            sessions[name] = boot(spec, console_sink=console_sink, host=host)
+            sessions[name] = boot(spec, console_sink=console_sink, host=host,
+                                  before_start=None if trace is None else
+                                  lambda machine, name=name: trace.attach(machine, name, scenario.several))
         if host is None:
             host = next(iter(sessions.values())).machine.host
         if scenario.series_interval_s:

@@ -58,6 +58,8 @@ PFNS_OFFSET, STATS_OFFSET, CMD_ID_OFFSET, CMD_STOP_OFFSET, REPORT_OFFSET = 0, 10
 
 
 class VirtioBalloonDriver:
+    kthread_name = "vballoon"           # 2.6.35's balloon thread, named in the trace
+
     def __init__(self, k, vdev):
         self.k, self.vdev = k, vdev
         queues = iter(range(5))
@@ -204,7 +206,12 @@ class VirtioBalloonDriver:
 
     def fill_balloon(self, n: int) -> int:
         k = self.k
-        pfns = k.page_alloc.alloc_pages_bulk(GFP_NORETRY | (GFP_FREE_CACHE if self.cache_first() else 0), n)
+        cache_first = self.cache_first()
+        pfns = k.page_alloc.alloc_pages_bulk(GFP_NORETRY | (GFP_FREE_CACHE if cache_first else 0), n)
+        if k.tracepoints is not None:
+            k.tracepoints.emit("virtio_balloon_fill", nr_requested=n, nr_pages=len(pfns),
+                               first_pfn=pfns[0] if pfns else -1, cache_first=cache_first,
+                               num_pages=self.num_pages + len(pfns))
         if not pfns:
             return 0
         k.mem_map.set_flags_many(pfns, 1 << PG_reserved)       # not the kernel's now (PageOffline)
@@ -219,10 +226,14 @@ class VirtioBalloonDriver:
             k.totalram_pages -= len(pfns)                       # adjust_managed_page_count()
         return len(pfns)
 
-    def leak_balloon(self, n: int) -> int:
+    def leak_balloon(self, n: int, reason: str = "target") -> int:
         """Take up to n pages out of the balloon: the host hears of them (and acknowledges)
         before they are freed for the guest to use again."""
         k = self.k
+        if k.tracepoints is not None:
+            nr_pages = min(n, self.num_pages if self.bug == "reuse" else len(self.pages))
+            k.tracepoints.emit("virtio_balloon_leak", nr_requested=n, nr_pages=nr_pages, reason=reason,
+                               num_pages=self.num_pages - nr_pages)
         if self.bug == "reuse":
             n = min(n, self.num_pages)          # the pages went back to use at inflate: only a count
         else:
@@ -248,7 +259,7 @@ class VirtioBalloonDriver:
     # --- the OOM notifier (DEFLATE_ON_OOM) ---
     def oom_notify(self) -> int:
         """virtio_balloon_oom_notify(): give back up to 256 pages; how many were freed."""
-        freed = self.leak_balloon(VIRTIO_BALLOON_OOM_NR_PAGES)
+        freed = self.leak_balloon(VIRTIO_BALLOON_OOM_NR_PAGES, "oom")
         self.update_balloon_size()
         self.counters["oom_deflated_pages"] += freed
         return freed

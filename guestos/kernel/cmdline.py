@@ -199,7 +199,6 @@ KERNEL_PARAMS = {p.name: p for p in (
     Param("rdinit", Text(), None),
     Param("swap", Text(), None),
     Param("sched_quantum", Integer(1000, 1 << 40), 8_000_000),      # instructions per time slice
-    Param("reclaim_trace", Integer(0, 10_000_000), 0),              # reclaim decisions kept
     Param("nofastfault", Flag(), False),
     Param("unmapped_page_control", Choice(("", "1", "kswapd", "shrink_list"), bare="kswapd"), None),
     Param("pagecache_dedup", Flag(), False),

@@ -2,7 +2,6 @@
 
 The kernel gets one Hardware object: guest-physical memory, ports, the vCPU
 and the clock. Everything else it learns from the boot parameters."""
-import collections
 import hashlib
 import itertools
 
@@ -29,7 +28,7 @@ from ..mm import pagecache_control, vmscan
 from ..mm.lru import LRU_ACTIVE_ANON, LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
 from ..mm.swapfile import SwapArea, SwapError
-from . import traps
+from . import tracepoint, traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
 from .cmdline import ParamError, check_params, check_sysctl_vm, parse_cmdline
 from .errno import EACCES, EINTR, EISDIR, ENOENT, ENOSYS, ENXIO, EROFS, SyscallError
@@ -83,6 +82,8 @@ class Kernel:
         self.unknown_syscalls_32 = {}
         self.last_fatal = None
         self.tracepoints = None         # guestos/kernel/tracepoint.py: None while nobody traces
+        for sink in getattr(hw, "trace_sinks", ()):      # a tracer attached before boot
+            tracepoint.enable(self).subscribe(sink)
         self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
         self.current_mm = None
         self.native = getattr(hw.cpu, "native", None)
@@ -166,9 +167,6 @@ class Kernel:
         self.page_alloc = PageAllocator(self.mem_map, 0, max_pfn, self.vmstat)
         self.lru = LruLists(self.mem_map, self.vmstat)
         self.kswapd_wanted = False
-        # reclaim_trace=N keeps the last N reclaim decisions; off (None) it costs one test per page
-        n = self.params.value("reclaim_trace")
-        self.reclaim_trace = collections.deque(maxlen=n) if n > 0 else None
         reserved = [(0, mem_map_end), (initrd_start, initrd_end)]
         for start, end in ram_ranges:
             for rs, re_ in sorted(reserved):
@@ -424,19 +422,39 @@ class Kernel:
         self.printk(KERN_EMERG, f"Kernel panic - not syncing: {message}")
 
     # --- kswapd ---
-    def wakeup_kswapd(self) -> None:
+    def wakeup_kswapd(self, reason: str = "low-watermark") -> None:
+        if self.tracepoints is not None and not self.kswapd_wanted:       # kswapd was asleep
+            zone = self.page_alloc.zone
+            self.tracepoints.emit("mm_vmscan_wakeup_kswapd", nid=0, zid=0, order=0, reason=reason,
+                                  nr_free_pages=zone.nr_free_pages, watermark_low=zone.watermark[1])
         self.kswapd_wanted = True
 
     def kswapd(self) -> None:
         """kswapd runs when scheduled: after the current exit, before user code runs again. The
         policies go first: the series' unmapped pass, and dropping pages the host also caches."""
         self.kswapd_wanted = False
+        tp = self.tracepoints
+        if tp is not None:
+            tp.kthread, steal = "kswapd0", self.kswapd_pgsteal()
+            zone = self.page_alloc.zone
+            tp.emit("mm_vmscan_kswapd_wake", nid=0, order=0, nr_free_pages=zone.nr_free_pages,
+                    watermark_min=zone.watermark[0], watermark_low=zone.watermark[1],
+                    watermark_high=zone.watermark[2])
         if self.unmapped_wanted or pagecache_control.should_balance_unmapped_pages(self):
             pagecache_control.balance_unmapped_pages(self)
         zone = self.page_alloc.zone
         if self.pagecache_dedup and zone.nr_free_pages < zone.watermark[2]:
             pagecache_control.shrink_duplicates(self, zone.watermark[2] - zone.nr_free_pages)
         vmscan.balance_pgdat(self)
+        if tp is not None:
+            tp.emit("mm_vmscan_kswapd_sleep", nid=0, nr_free_pages=zone.nr_free_pages,
+                    watermark_high=zone.watermark[2], nr_reclaimed=self.kswapd_pgsteal() - steal)
+            tp.kthread = None
+
+    def kswapd_pgsteal(self) -> int:
+        """Pages kswapd has freed since boot, by every pass (for mm_vmscan_kswapd_sleep)."""
+        v = self.vmstat
+        return v["pgsteal_kswapd"] + v["pgsteal_dedup"] + v["pgsteal_unmapped"]
 
     def direct_reclaim(self, nr_to_reclaim: int) -> int:
         """The allocator's direct reclaim: duplicated pages first when the guest knows them."""
@@ -466,7 +484,11 @@ class Kernel:
             self.kswapd()
         for work in self.deferred_work:
             if work.work_pending:
+                if self.tracepoints is not None:
+                    self.tracepoints.kthread = work.kthread_name
                 work.run()
+                if self.tracepoints is not None:
+                    self.tracepoints.kthread = None
 
     # --- writeback (mm/page-writeback.c, fs/fs-writeback.c) ---
     def mark_mapping_dirty(self, mapping) -> None:
@@ -738,6 +760,10 @@ class Kernel:
         traps.do_trap(self, task, exit)
 
     def oom_kill(self, task) -> None:
+        if self.tracepoints is not None:
+            mm = getattr(task, "mm", None)
+            self.tracepoints.emit("mark_victim", victim=task.pid, victim_comm=task.comm,
+                                  rss_pages=mm.rss_anon if mm is not None else 0)
         self.printk(KERN_ERR, f"Out of memory: Killed process {task.pid} ({task.comm})")
         self.vmstat["oom_kill"] = self.vmstat.get("oom_kill", 0) + 1
         self.last_fatal = ("SIGKILL", "out of memory", 0, "")

@@ -84,14 +84,15 @@ class AddressSpace:
         self.pages[index] = pfn
         k.vmstat["nr_file_pages"] += 1
         k.lru.lru_cache_add(pfn)                 # inactive file list
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_filemap_add_to_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
         return pfn
 
     def remove_from_page_cache(self, index: int) -> None:
         k = self.k
-        if k.tracepoints is not None:
-            k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=self.pages[index],
-                               i_ino=self.mapping_id >> 1, index=index)
         pfn = self.pages.pop(index)
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
         if k.mem_map.test(pfn, PG_dirty):
             self.dirty.discard(index)
             k.vmstat["nr_dirty"] -= 1
@@ -225,6 +226,9 @@ class AddressSpace:
         k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
                                         READ_BATCH_FLAGS)
         locked.extend(pfns)
+        if k.tracepoints is not None:
+            for index, pfn in enumerate(pfns, first):
+                k.tracepoints.emit("mm_filemap_add_to_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
 
     def ra_submit(self, ra: FileRaState) -> None:
         """Read the window, and mark the page where the next (asynchronous) window starts."""
@@ -242,8 +246,8 @@ class AddressSpace:
         if max_pages == 0:
             self.read_pages([index])
             return
-        sequential = index == ra.start + ra.size or index == (ra.prev_pos >> PAGE_SHIFT) + 1
-        if sequential and ra.size:
+        sequential = bool(ra.size) and (index == ra.start + ra.size or index == (ra.prev_pos >> PAGE_SHIFT) + 1)
+        if sequential:
             ra.start = index
             ra.size = get_next_ra_size(ra, max_pages)
             ra.async_size = ra.size
@@ -251,6 +255,10 @@ class AddressSpace:
             ra.start = index
             ra.size = get_init_ra_size(req_size, max_pages)
             ra.async_size = ra.size - req_size if ra.size > req_size else ra.size
+        if self.k.tracepoints is not None:
+            self.k.tracepoints.emit("page_cache_sync_ra", mapping=self.mapping_id, index=index, req_count=req_size,
+                                    start=ra.start, size=ra.size, async_size=ra.async_size, ra_pages=max_pages,
+                                    sequential=sequential)
         self.ra_submit(ra)
 
     def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int) -> None:
@@ -261,6 +269,9 @@ class AddressSpace:
         ra.start += ra.size
         ra.size = get_next_ra_size(ra, ra.ra_pages)
         ra.async_size = ra.size
+        if self.k.tracepoints is not None:
+            self.k.tracepoints.emit("page_cache_async_ra", mapping=self.mapping_id, index=index, start=ra.start,
+                                    size=ra.size, async_size=ra.async_size, ra_pages=ra.ra_pages)
         self.ra_submit(ra)
 
     def get_page(self, index: int, ra: FileRaState = None, req_size: int = 1) -> int:

@@ -17,7 +17,7 @@ Chosen on the command line, tuned in /proc/sys/vm:
   copies of those first, keeping pages only the guest holds.
 """
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PG_dirty, PG_locked, PG_lru
+from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced
 from . import vmscan                # a module cycle: names are looked up at call time
 
 POLICIES = ("none", "kswapd", "shrink_list")
@@ -60,14 +60,16 @@ def wakeup_if_unmapped_high(k) -> None:
     if should_balance_unmapped_pages(k):
         k.vmstat["unmapped_wakeups"] += 1
         k.unmapped_wanted = True
-        k.wakeup_kswapd()
+        k.wakeup_kswapd("unmapped-high")
 
 
 def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = True) -> int:
     """Reclaim up to nr_to_reclaim clean, unmapped page-cache pages, from DEF_PRIORITY toward 0,
     never going below vm.min_unmapped_ratio. Mapped and dirty pages stay where they are."""
     sc = vmscan.ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=kswapd, may_writepage=False,
-                     may_unmap=False, may_swap=False)
+                            may_unmap=False, may_swap=False, policy=counter)
+    if k.tracepoints is not None:
+        vmscan.trace_pass_begin(k, sc)
     floor = min_unmapped_pages(k)
     scan_counter = "pgscan_kswapd" if kswapd else "pgscan_direct"
     scanned_before = k.vmstat[scan_counter]
@@ -84,6 +86,8 @@ def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = T
         sc.nr_reclaimed += vmscan.shrink_inactive_list(k, scan, sc, LRU_INACTIVE_FILE)
     k.vmstat[f"pgscan_{counter}"] += k.vmstat[scan_counter] - scanned_before
     k.vmstat[f"pgsteal_{counter}"] += sc.nr_reclaimed
+    if k.tracepoints is not None:
+        vmscan.trace_pass_end(k, sc)
     return sc.nr_reclaimed
 
 
@@ -143,26 +147,61 @@ def shrink_duplicates(k, nr_to_reclaim: int) -> int:
     mem_map, lru = k.mem_map, k.lru
     freed = scanned = 0
     limit = max(4 * nr_to_reclaim, DEDUP_SCAN_MIN)
+    sc = None
+    if k.tracepoints is not None:
+        sc = vmscan.ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=k.tracepoints.kthread == "kswapd0",
+                                policy="dedup", may_writepage=False, may_unmap=False, may_swap=False)
+        vmscan.trace_pass_begin(k, sc)
     for pfn in list(lru.from_tail(LRU_INACTIVE_FILE)):
         if freed >= nr_to_reclaim or scanned >= limit:
             break
         scanned += 1
         flags = mem_map.flags(pfn)
         # as page_check_references(): an unmapped clean page goes even if it was referenced
-        if flags & ((1 << PG_dirty) | (1 << PG_locked)) or not flags & (1 << PG_lru) \
-                or mem_map.mapcount(pfn) or mem_map.refcount(pfn) != 1:
+        why = dedup_skip(k, pfn, flags)
+        if why:
+            if sc is not None:
+                _trace_dedup(k, sc, pfn, flags, "skipped", why)
             continue
-        mapping = k.address_spaces.get(mem_map.mapping(pfn))
-        index = mem_map.index(pfn)
-        if mapping is None or mapping.unevictable_metadata or mapping.pages.get(index) != pfn:
-            continue
+        mapping = k.address_spaces[mem_map.mapping(pfn)]
         if not host_caches(k, mapping, pfn):
             lru.rotate(pfn)                 # only the guest holds it: a second chance, at the head
+            if sc is not None:
+                _trace_dedup(k, sc, pfn, flags, "rotated", "guest-only")
             continue
-        mapping.remove_from_page_cache(index)
+        mapping.remove_from_page_cache(mem_map.index(pfn))
         freed += 1
+        if sc is not None:
+            _trace_dedup(k, sc, pfn, flags, "reclaimed", "host-cached")
     k.vmstat["pgscan_dedup"] += scanned
     k.vmstat["pgsteal_dedup"] += freed
+    if sc is not None:
+        sc.nr_scanned, sc.nr_reclaimed = scanned, freed
+        vmscan.trace_pass_end(k, sc)
     if not freed and scanned < limit:           # the whole list, and not one duplicate in it
         k.host_cached_exhausted_at = k.host_cached_at
     return freed
+
+
+def dedup_skip(k, pfn: int, flags: int) -> str:
+    """Why the dedup scan must leave this page alone ("" when it may go): the tests of
+    shrink_page_list's common case (cython_ext/reclaim.py) and _shrink_file_page."""
+    mem_map = k.mem_map
+    if flags & (1 << PG_dirty):
+        return "dirty"
+    if flags & (1 << PG_locked):
+        return "locked"
+    if not flags & (1 << PG_lru):
+        return "held"
+    if mem_map.mapcount(pfn):
+        return "mapped"
+    if mem_map.refcount(pfn) != 1:
+        return "held"
+    mapping = k.address_spaces.get(mem_map.mapping(pfn))
+    if mapping is None or mapping.unevictable_metadata or mapping.pages.get(mem_map.index(pfn)) != pfn:
+        return "metadata"
+    return ""
+
+
+def _trace_dedup(k, sc, pfn: int, flags: int, decision: str, reason: str) -> None:
+    vmscan.trace(k, pfn, "file", False, bool(flags & (1 << PG_referenced)), decision, reason, sc, flags)

@@ -116,6 +116,8 @@ class SwapArea:
             raise SwapError("swap write failed")
         self.k.mem_map.clear(pfn, PG_dirty)
         self.k.vmstat["pswpout"] += 1
+        if self.k.tracepoints is not None:
+            self.k.tracepoints.emit("mm_swap_out", pfn=pfn, slot=slot)
 
     def swap_readpage(self, slot: int) -> int:
         """A new page holding the slot's contents, added to the swap cache."""
@@ -129,5 +131,7 @@ class SwapArea:
         k.mem_map.set_flags(pfn, (1 << PG_swapbacked) | (1 << PG_uptodate))
         k.mem_map.set_refcount(pfn, 0)            # the allocation's reference becomes the cache's
         k.vmstat["pswpin"] += 1
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_swap_in", pfn=pfn, slot=slot)
         self.add_to_swap_cache(pfn, slot)
         return pfn

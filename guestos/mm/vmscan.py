@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PAGE_MAPPING_ANON, PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
+from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
 from .rmap import page_referenced, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
 from . import pagecache_control
@@ -27,6 +27,13 @@ class ScanControl:
     priority: int = DEF_PRIORITY
     nr_scanned: int = 0
     nr_reclaimed: int = 0
+    policy: str = "none"              # who reclaims, for the trace: none, shrink_list, unmapped, cache_first
+    pass_nr: int = 0                  # the reclaim pass in the trace (0: not traced)
+
+    @property
+    def by(self) -> str:
+        """Whose context the pass runs in, for the trace."""
+        return "kswapd" if self.current_is_kswapd else "balloon" if self.policy == "cache_first" else "direct"
 
 
 @dataclass
@@ -104,44 +111,83 @@ def shrink_anon_page(k, pfn: int, sc: ScanControl) -> str:
     k.flush_tlb()
     if mem_map.mapcount(pfn):
         return "still-mapped"
+    if k.tracepoints is not None:
+        k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, file=False, sync=True)
     swap.swap_writepage(pfn, slot)
     swap.delete_from_swap_cache(slot)                         # the last reference: freed
     return ""
 
 
+LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+
+
 def trace(k, pfn: int, kind: str, mapped: bool, referenced: bool, decision: str, reason: str, sc,
-          mapping_id: int = None, index: int = None) -> None:
-    """One reclaim decision into the ring buffer (reclaim_trace=N on the command line) and to the
-    tracepoint sinks. A freed page's file is given (mapping_id, index): its struct page no longer says."""
-    if k.reclaim_trace is not None:
-        k.reclaim_trace.append((k.hw.clock.now_ns(), pfn, kind, mapped, referenced, k.mem_map.flags(pfn),
-                                decision, reason, "kswapd" if sc.current_is_kswapd else "direct"))
-    if k.tracepoints is not None:
-        if mapping_id is None:
-            mapping_id, index = k.mem_map.mapping(pfn), k.mem_map.index(pfn)
-        file = {} if mapping_id & PAGE_MAPPING_ANON or not mapping_id else {"i_ino": mapping_id >> 1, "index": index}
-        k.tracepoints.emit("mm_vmscan_reclaim_decision", pfn=pfn, lru=kind, mapped=mapped, referenced=referenced,
-                           flags=k.mem_map.flags(pfn), decision=decision, reason=reason, **file,
-                           priority=sc.priority, reclaimer="kswapd" if sc.current_is_kswapd else "direct")
+          flags: int) -> None:
+    """One reclaim decision (mm_vmscan_page_decision); flags as the page had them when scanned."""
+    k.tracepoints.emit("mm_vmscan_page_decision", pfn=pfn, lru=kind, mapped=mapped, referenced=referenced,
+                       flags=flags, decision=decision, reason=reason, by=sc.by, policy=sc.policy,
+                       priority=sc.priority, pass_nr=sc.pass_nr)
+
+
+def trace_pass_begin(k, sc: ScanControl) -> None:
+    """A reclaim pass begins (mm_vmscan_reclaim_pass_begin): number it for the events inside."""
+    sc.pass_nr = k.tracepoints.next_pass()
+    k.tracepoints.emit("mm_vmscan_reclaim_pass_begin", pass_nr=sc.pass_nr, policy=sc.policy, by=sc.by,
+                       nr_to_reclaim=sc.nr_to_reclaim, nr_free_pages=k.page_alloc.zone.nr_free_pages)
+
+
+def trace_pass_end(k, sc: ScanControl) -> None:
+    k.tracepoints.emit("mm_vmscan_reclaim_pass_end", pass_nr=sc.pass_nr, policy=sc.policy, by=sc.by,
+                       nr_scanned=sc.nr_scanned, nr_reclaimed=sc.nr_reclaimed,
+                       nr_free_pages=k.page_alloc.zone.nr_free_pages)
+
+
+class ReclaimTrace:
+    """What the hot path (cython_ext/reclaim.py) reports while tracing: the events of the pages and
+    scans it handles itself, the same as the Python path emits for the others."""
+    __slots__ = ("k", "sc")
+
+    def __init__(self, k, sc: ScanControl):
+        self.k, self.sc = k, sc
+
+    def delete_from_page_cache(self, pfn: int, mapping: int, index: int) -> None:
+        """A clean unmapped page-cache page it is about to free leaves the page cache (the page still whole)."""
+        self.k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=mapping, index=index)
+
+    def freed(self, pfn: int, flags: int, mapping: int, index: int) -> None:
+        """The decision about that page, once freed."""
+        trace(self.k, pfn, "file", False, bool(flags & (1 << PG_referenced)), "reclaimed", "clean", self.sc, flags)
+
+    def deactivated(self, pfn: int, flags: int) -> None:
+        trace(self.k, pfn, "anon" if flags & (1 << PG_swapbacked) else "file", False, False, "deactivated",
+              "inactive-low", self.sc, flags)
+
+    def isolate(self, lru: int, nr_requested: int, nr_taken: int) -> None:
+        sc = self.sc
+        self.k.tracepoints.emit("mm_vmscan_lru_isolate", lru=LRU_NAMES[lru], nr_requested=nr_requested,
+                                nr_scanned=nr_taken, nr_taken=nr_taken, policy=sc.policy, priority=sc.priority,
+                                pass_nr=sc.pass_nr)
+
+    def shrink_inactive(self, lru: int, nr_scanned: int, nr_reclaimed: int) -> None:
+        sc = self.sc
+        self.k.tracepoints.emit("mm_vmscan_lru_shrink_inactive", nid=0, lru=LRU_NAMES[lru],
+                                file=lru == LRU_INACTIVE_FILE, nr_scanned=nr_scanned, nr_reclaimed=nr_reclaimed,
+                                policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)
+
+    def shrink_active(self, lru: int, nr_taken: int, nr_deactivated: int) -> None:
+        sc = self.sc
+        self.k.tracepoints.emit("mm_vmscan_lru_shrink_active", nid=0, lru=LRU_NAMES[lru], nr_taken=nr_taken,
+                                nr_deactivated=nr_deactivated, nr_active=nr_taken - nr_deactivated,
+                                policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)
 
 
 def _hot(k, sc: ScanControl):
     """The hot path of this scan (cython_ext/reclaim.py): it isolates pages, frees the clean
     unmapped page-cache pages and deactivates unmapped active pages itself, and hands every
     other page to shrink_page() or shrink_active_page() below."""
-    tracing = k.reclaim_trace is not None or k.tracepoints is not None
     return k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat,
                                      k.page_alloc.account_freed, k, sc, shrink_page, shrink_active_page,
-                                     _trace_freed if tracing else None, _trace_deactivated if tracing else None)
-
-
-def _trace_freed(k, pfn: int, sc: ScanControl, referenced: bool, mapping_id: int, index: int) -> None:
-    trace(k, pfn, "file", False, referenced, "reclaimed", "clean", sc, mapping_id, index)
-
-
-def _trace_deactivated(k, pfn: int, sc: ScanControl) -> None:
-    anon = k.mem_map.test(pfn, PG_swapbacked)
-    trace(k, pfn, "anon" if anon else "file", False, False, "deactivated", "inactive-low", sc)
+                                     ReclaimTrace(k, sc) if k.tracepoints is not None else None)
 
 
 def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
@@ -149,7 +195,8 @@ def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
     a clean, unlocked, unmapped page-cache page that only the page cache holds, is freed in
     Reclaim.shrink_page_list without coming here: a new rule for such pages belongs there too.)"""
     mem_map, lru = k.mem_map, k.lru
-    tracing = k.reclaim_trace is not None or k.tracepoints is not None
+    tracing = k.tracepoints is not None
+    flags = mem_map.flags(pfn) if tracing else 0
     if mem_map.test(pfn, PG_swapbacked):
         mapped = mem_map.mapcount(pfn) > 0
         if k.swap is None:
@@ -166,12 +213,11 @@ def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
         else:
             decision = "kept"
         if tracing:
-            trace(k, pfn, "anon", mapped, why == "referenced", decision, why or "cold", sc)
+            trace(k, pfn, "anon", mapped, why == "referenced", decision, why or "cold", sc, flags)
         return not why
-    mapping_id, index = mem_map.mapping(pfn), mem_map.index(pfn)
     decision, reason, referenced, mapped = _shrink_file_page(k, pfn, sc)
     if tracing:
-        trace(k, pfn, "file", mapped, referenced, decision, reason, sc, mapping_id, index)
+        trace(k, pfn, "file", mapped, referenced, decision, reason, sc, flags)
     return decision == "reclaimed"
 
 
@@ -216,7 +262,7 @@ def _shrink_file_page(k, pfn: int, sc: ScanControl):
             lru.rotate(pfn)
             return "rotated", "dirty-deferred", referenced, mapped
         if k.tracepoints is not None:
-            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="file|sync")
+            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, file=True, sync=True)
         mapping.writepages([index])                  # pageout(), done synchronously here
         reason = "written-back"
     mapping.remove_from_page_cache(index)            # the last reference: the page is freed
@@ -238,15 +284,17 @@ def shrink_active_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_
 def shrink_active_page(k, pfn: int, sc: ScanControl) -> None:
     """A mapped active page: running code keeps its file pages active, the rest go inactive."""
     anon = k.mem_map.test(pfn, PG_swapbacked)
+    flags = k.mem_map.flags(pfn)
     referenced_ptes, executable = page_referenced(k, pfn)
     if referenced_ptes and executable and not anon:
         k.lru.rotate(pfn)
-        if k.reclaim_trace is not None or k.tracepoints is not None:
-            trace(k, pfn, "file", True, True, "kept-active", "executable", sc)
+        if k.tracepoints is not None:
+            trace(k, pfn, "file", True, True, "kept-active", "executable", sc, flags)
         return
     k.lru.deactivate_page(pfn)
-    if k.reclaim_trace is not None or k.tracepoints is not None:
-        trace(k, pfn, "anon" if anon else "file", True, bool(referenced_ptes), "deactivated", "inactive-low", sc)
+    if k.tracepoints is not None:
+        trace(k, pfn, "anon" if anon else "file", True, bool(referenced_ptes), "deactivated", "inactive-low", sc,
+              flags)
 
 
 def get_scan_count(k, sc: ScanControl) -> dict:
@@ -294,7 +342,11 @@ def keep_for_unmapped_first(k, sc: ScanControl) -> bool:
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
     """Direct reclaim: the allocating task frees memory itself, priority 12 down to 0."""
     k.vmstat["allocstall"] += 1
-    sc = ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=False)
+    sc = ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=False, policy=plain_policy(k))
+    if k.tracepoints is not None:
+        trace_pass_begin(k, sc)
+        k.tracepoints.emit("mm_vmscan_direct_reclaim_begin", order=0, may_writepage=sc.may_writepage,
+                           nr_to_reclaim=nr_to_reclaim, pass_nr=sc.pass_nr)
     for priority in range(DEF_PRIORITY, -1, -1):
         sc.priority = priority
         scanned = sc.nr_scanned
@@ -302,14 +354,24 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
         shrink_slab(k, sc.nr_scanned - scanned)
         if sc.nr_reclaimed >= nr_to_reclaim:
             break
+    if k.tracepoints is not None:
+        k.tracepoints.emit("mm_vmscan_direct_reclaim_end", nr_reclaimed=sc.nr_reclaimed, pass_nr=sc.pass_nr)
+        trace_pass_end(k, sc)
     return sc.nr_reclaimed
+
+
+def plain_policy(k) -> str:
+    """Ordinary reclaim's policy in the trace: the review's bias when it is on, else none."""
+    return "shrink_list" if k.unmapped_policy == "shrink_list" else "none"
 
 
 def balance_pgdat(k) -> int:
     """kswapd: reclaim until the zone is back above its high watermark."""
     zone = k.page_alloc.zone
     high = zone.watermark[2]
-    sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, current_is_kswapd=True)
+    sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, current_is_kswapd=True, policy=plain_policy(k))
+    if k.tracepoints is not None:
+        trace_pass_begin(k, sc)
     for priority in range(DEF_PRIORITY, -1, -1):
         if zone.nr_free_pages >= high:
             break
@@ -318,6 +380,8 @@ def balance_pgdat(k) -> int:
         scanned = sc.nr_scanned
         shrink_zone(k, sc)
         shrink_slab(k, sc.nr_scanned - scanned)
+    if k.tracepoints is not None:
+        trace_pass_end(k, sc)
     k.vmstat["kswapd_runs"] += 1
     return sc.nr_reclaimed
 
