@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
         opts = super().parse_args(args, namespace)
         # argparse drops a value of exactly '--' (`--mem=--`) and leaves an empty list behind
         for name, value in vars(opts).items():
-            if (value == [] and name not in ("args", "disk", "what")) or \
+            if (value == [] and name not in ("args", "disk", "what", "breaks")) or \
                     (isinstance(value, list) and any(not isinstance(v, str) for v in value)):
                 raise BallastError(f"--{name.replace('_', '-')}: '--' is not a value")
         return opts
@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "guest runs on to its end)")
     dbg.add_argument("what", nargs=argparse.REMAINDER, metavar="run ARGS... | scenario FILE.toml",
                      help="what `ballast run` or `ballast scenario` would run")
+    wt = sub.add_parser("watch", help="a scenario in a live terminal view: memory bars per guest, the host, the "
+                                      "trace; p pause, s step, c continue, q quit (needs textual: ballast[watch])")
+    wt.add_argument("file", metavar="FILE.toml", help="the scenario")
+    wt.add_argument("--break", dest="breaks", action="append", default=[], metavar="'EVENT [if CONDITION]'",
+                    help="stop there as `ballast debug` would (repeatable)")
     mk = sub.add_parser("mkdisk", help="make an ext2 image of a directory (with the real mke2fs -d)")
     mk.add_argument("directory", metavar="DIR")
     mk.add_argument("image", metavar="IMG")
@@ -494,6 +499,24 @@ def cmd_debug(opts) -> int:
             commands.close()
 
 
+def cmd_watch(opts) -> int:
+    try:
+        import textual  # noqa: F401
+    except ImportError:
+        raise BallastError("watch needs textual: pip install 'ballast[watch]' (or pip install textual)") from None
+    from . import scenario as sc
+    from .watch import WatchApp, check_breaks
+
+    check_breaks(opts.breaks)
+    spec = sc.load(opts.file)
+    app = WatchApp(spec, opts.breaks, title=opts.file)
+    app.run()
+    runner = app.runner
+    if runner.error:
+        raise BallastError(runner.error)
+    return 0 if runner.result is None or runner.result["exit"]["ok"] else 1
+
+
 def _write_json(out: str, result: dict) -> None:
     text = json.dumps(result, indent=2)         # snapshots in the order they were taken
     if out == "-":
@@ -571,7 +594,8 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo,
-                "sweep": cmd_sweep, "sweep-report": cmd_sweep_report, "debug": cmd_debug}[opts.command](opts)
+                "sweep": cmd_sweep, "sweep-report": cmd_sweep_report, "debug": cmd_debug,
+                "watch": cmd_watch}[opts.command](opts)
     except BallastError as e:
         print(f"ballast: {one_line(e)}", file=sys.stderr)
         return 2
