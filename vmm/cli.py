@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from .errors import DEBUGGER_QUIT as QUIT_REASON, BallastError, one_line
+from .errors import BallastError, one_line
 from .units import parse_size
 
 TIMEOUT_REASON = "timeout"
@@ -246,8 +246,6 @@ def cmd_run(opts) -> int:
                 if status is not None:
                     stub.inferior_exited(status)
                 stub.close()
-            if status is None and machine.stop_reason == QUIT_REASON:         # `quit` in ballast debug
-                return 0
             if status is None and machine.stop_reason != TIMEOUT_REASON:      # a timeout: _report says so
                 print(f"ballast: {opts.program}: {machine.stop_reason or 'stopped'}", file=sys.stderr)
                 return 128 + 9
@@ -465,7 +463,7 @@ def cmd_scenario(opts) -> int:
 
 def cmd_debug(opts) -> int:
     from . import machine as machine_module
-    from .debugger import Debugger
+    from .debugger import Debugger, DebuggerQuit
 
     if not opts.what or opts.what[0] not in ("run", "scenario"):
         raise BallastError("debug: what to debug? 'ballast debug [--commands FILE] run PROGRAM ...' or "
@@ -486,14 +484,11 @@ def cmd_debug(opts) -> int:
             return 0
         machine_module.ON_NEW_MACHINE.append(debugger.attach)
         try:
-            status = {"run": cmd_run, "scenario": cmd_scenario}[inner.command](inner)
-        except BallastError:
-            if debugger.quitted:        # a scenario's step ends in error when its guest was stopped
-                return 0
-            raise
+            return {"run": cmd_run, "scenario": cmd_scenario}[inner.command](inner)
+        except DebuggerQuit:
+            return 0
         finally:
             machine_module.ON_NEW_MACHINE.remove(debugger.attach)
-        return 0 if debugger.quitted else status
     finally:
         if commands is not None:
             commands.close()

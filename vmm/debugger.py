@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from guestos.kernel import tracepoint
 
 from . import debug_views as views
-from .errors import DEBUGGER_QUIT as QUIT_REASON, MachineStopped
 
 PROMPT = "(ballast) "
 HISTORY = 100_000                   # events `trace N` can show
@@ -55,6 +54,11 @@ help                        this text"""
 ALIASES = {"b": "break", "br": "break", "d": "delete", "i": "info", "s": "step", "c": "continue", "cont": "continue",
            "fin": "finish", "q": "quit", "h": "help", "ev": "event"}
 RESUMING = ("step", "continue", "finish", "quit")
+
+
+class DebuggerQuit(BaseException):
+    """`quit`: the run ends here. Not a MachineStopped (a scenario would go on to its next step) and no
+    Exception (no `except Exception` in the kernel may take it): it leaves machine.boot() and the scenario."""
 
 
 class DebuggerError(Exception):
@@ -285,8 +289,8 @@ class Debugger:
             self.stop = None
         if self.mode == "quit":
             for m in self.machines:
-                m.stop_reason = QUIT_REASON
-            raise MachineStopped(QUIT_REASON)
+                m.stop_reason = "quit (debugger)"
+            raise DebuggerQuit()
 
     def stop_line(self, stop: Stop) -> str:
         e = stop.event
@@ -315,7 +319,7 @@ class Debugger:
                 self.mode = "continue"
                 return
             line = line.strip()
-            if echo and line:
+            if echo and line and not line.startswith("#"):
                 self._print(PROMPT + line)
             if not line or line.startswith("#"):
                 if line or echo or self._last_command not in ("step", "continue", "finish"):

@@ -14,6 +14,3 @@ class BallastError(Exception):
 class MachineStopped(BaseException):
     """The VMM stopped the machine (a balloon violation in stop mode, a timeout); not a user error.
     A BaseException, so that no `except Exception` on the guest kernel's side can swallow it."""
-
-
-DEBUGGER_QUIT = "quit (debugger)"       # the stop reason when `quit` in the kernel debugger ends a guest

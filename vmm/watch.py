@@ -18,7 +18,7 @@ from textual.widgets import Footer, Header, RichLog, Static
 
 from . import machine as machine_module
 from . import oracle
-from .debugger import Debugger, DebuggerError, ftrace_line
+from .debugger import Debugger, DebuggerError, DebuggerQuit, ftrace_line
 from .errors import BallastError
 from .memory import process_rss_bytes
 
@@ -103,8 +103,10 @@ class Runner:
         machine_module.ON_NEW_MACHINE.append(attach)
         try:
             self.result = scenario_run.run(self.spec, on_step=self._on_step, console_sink=lambda data: None)
+        except DebuggerQuit:
+            pass
         except BallastError as e:
-            self.error = None if self.debugger.quitted else str(e)
+            self.error = str(e)
         except BaseException as e:          # shown in the view; the app stays up to read it
             self.error = f"{type(e).__name__}: {e}"
         finally:
