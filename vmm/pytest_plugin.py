@@ -56,6 +56,8 @@ def ballast_vm(request):
                 raise BallastError(f"timeout_s: must be a positive number of guest seconds, not {timeout_s!r}")
             check_format(trace_format, "trace_format")
             if trace_path is not None:
+                if any(str(trace_path) == t.path for t in traces):
+                    raise BallastError(f"trace: {trace_path} already traces another guest of this test")
                 try:
                     trace = TraceWriter(str(trace_path), trace_format)
                 except OSError as e:

@@ -86,7 +86,7 @@ class TraceWriter:
             return
         if self.format == "perfetto":
             for track in self.tracks:
-                track.sample(force=True)
+                track.finish()
             self.f.write("\n]}\n")
         self.closed = True
         self.f.close()
@@ -103,6 +103,7 @@ class _PerfettoTrack:
         self.next_duplication_ns = 0
         self.duplicated = 0
         self.last_ts = 0
+        self.open_slices = []               # (tid, name) of the slices begun and not ended, in order
 
     def tid(self, event: dict) -> int:
         pid, comm = event["pid"], event["comm"]
@@ -131,12 +132,24 @@ class _PerfettoTrack:
         if slice_ is not None:
             record = {"name": slice_[1], "cat": name, "ph": slice_[0], "ts": ts, "pid": self.pid, "tid": tid,
                       "args": args}
+            if slice_[0] == "B":
+                self.open_slices.append((tid, slice_[1]))
+            elif (tid, slice_[1]) in self.open_slices:
+                self.open_slices.remove((tid, slice_[1]))
         else:
             record = {"name": name, "cat": name.split("_", 2)[1] if name.startswith("mm_") else name.split("_")[0],
                       "ph": "i", "s": "t", "ts": ts, "pid": self.pid, "tid": tid, "args": args}
         self.writer._write(record)
         self.writer.nr_events += 1
         self.sample(force=name.startswith("mm_vmscan_reclaim_pass"))
+
+    def finish(self) -> None:
+        """The run is over (perhaps in the middle of a pass): end what is open, sample once more."""
+        for tid, name in reversed(self.open_slices):
+            self.writer._write({"name": name, "cat": "end of trace", "ph": "E", "ts": self.last_ts / 1000,
+                                "pid": self.pid, "tid": tid, "args": {}})
+        self.open_slices.clear()
+        self.sample(force=True)
 
     def sample(self, force: bool = False) -> None:
         """The counters at the last event's time: every COUNTER_INTERVAL_NS, at each reclaim pass."""
@@ -174,3 +187,20 @@ def check_jsonl_event(event: dict) -> list:
             return ["machine: not a string"]
         event = {key: value for key, value in event.items() if key != "machine"}
     return tracepoint.check_event(event)
+
+
+def schema_table() -> str:
+    """docs/trace.md's table of events and fields, made from tracepoint.EVENTS (the doc is checked
+    against it: `python -m vmm.trace` prints it)."""
+    lines = ["| event | field | type | meaning |", "|---|---|---|---|"]
+    for field, (kind, meaning) in tracepoint.COMMON_FIELDS.items():
+        lines.append(f"| *(every event)* | `{field}` | {kind} | {meaning} |")
+    for name, event in tracepoint.EVENTS.items():
+        lines.append(f"| **`{name}`** | | | {event.doc} |")
+        for field, (kind, meaning) in event.fields.items():
+            lines.append(f"| | `{field}` | {kind} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_table(), end="")
