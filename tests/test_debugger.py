@@ -248,3 +248,22 @@ def test_py_opens_pdb_at_the_kernel_frame_uncompiled_and_says_why_not_compiled()
     assert r.returncode == 0
     assert "py: the kernel's hot paths are compiled here; run with BALLAST_PURE=1" in r.stdout
     assert "(Pdb)" not in r.stdout and 'Undefined command: "p"' in r.stdout
+
+
+def test_the_tutorials_transcript_is_what_the_debugger_prints():
+    """docs/tutorial-why-evicted.md shows `ballast debug --commands examples/why-evicted.cmds` with its
+    real output: run it and compare (host RSS, which is this process's, excepted)."""
+    doc = (REPO / "docs" / "tutorial-why-evicted.md").read_text()
+    command = "$ ballast debug --commands examples/why-evicted.cmds scenario examples/why-evicted.toml\n"
+    shown = doc[doc.index(command) + len(command):].split("```", 1)[0].rstrip("\n").splitlines()
+    r = ballast(["debug", "--commands", "examples/why-evicted.cmds", "scenario", "examples/why-evicted.toml"],
+                env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    actual = r.stdout.rstrip("\n").splitlines()
+    assert len(actual) == len(shown)
+    for want, got in zip(shown, actual):
+        if "RSS" not in want:
+            assert got == want
+    assert "  host cache: holds this disk page too (duplicated)" in shown
+    assert any("decision='reclaimed', reason='clean'" in line for line in shown)
+    assert any(line.startswith("Run till end of reclaim pass: mm_vmscan_reclaim_pass_end") for line in shown)

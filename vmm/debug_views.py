@@ -196,7 +196,7 @@ def zone(machine) -> str:
     lines += [f"  {name:<20}{vm.get(name, 0)}" for name in RECLAIM_COUNTERS if name in vm]
     policy = getattr(kernel, "unmapped_policy", None)
     if policy is not None:
-        lines.append(f"  page-cache policy    {policy}")
+        lines.append(f"  {'page-cache policy':<20}{policy}")
     return "\n".join(lines)
 
 
