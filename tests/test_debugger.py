@@ -99,7 +99,9 @@ def test_mistakes_are_one_line_and_the_session_goes_on():
                       ("break mm_vmscan_writepage if pfn ==", "bad condition"),
                       ("break mm_vmscan_writepage if __import__('os')", "call is not allowed"),
                       ("break mm_vmscan_writepage if pfn.real", "attribute is not allowed"),
-                      ("break mm_zzz_*", "no event matches"), ("frobnicate", 'Undefined command: "frobnicate"'),
+                      ("break mm_zzz_*", "no event matches"),
+                      ("break mm_vmscan_writepage if nr_scanned > 3", "'nr_scanned' is not a field of mm_vmscan_writepage"),
+                      ("break mm_swap_* if decision", "not a field of any event matching mm_swap_"), ("frobnicate", 'Undefined command: "frobnicate"'),
                       ("delete 7", "No breakpoint number 7"), ("delete x", "not a breakpoint number"),
                       ("page 12", "not started"), ("trace x", "not a number"), ("info frames", "info breakpoints")]:
         with pytest.raises(DebuggerError, match=says) as e:

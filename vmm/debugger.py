@@ -92,6 +92,13 @@ class Condition:
         return bool(eval(self.code, {"__builtins__": {}}, scope))
 
 
+DERIVED = ("file", "path", "process")          # names a condition may use besides the event's own fields
+
+
+class _MissingField(Exception):
+    """A condition names a field this event lacks (a pattern's other events have it): no match."""
+
+
 class _Scope(dict):
     """An event's fields for a condition, with `file` and `process` worked out when asked."""
 
@@ -104,8 +111,7 @@ class _Scope(dict):
             return self["comm"]
         if name in ("file", "path"):      # an event's own `file` field (writepage's flag) comes first
             return self.debugger.file_of(self.machine, self.get("pfn"), self.get("mapping"))
-        raise DebuggerError(f"'{name}' is not a field of {self['name']} (fields: "
-                            f"{', '.join(k for k in self if k != 'name')}, file, path, process)")
+        raise _MissingField(name)
 
 
 @dataclass
@@ -178,10 +184,25 @@ class Debugger:
             near = [n for n in sorted(self._known) if event.split("_")[-1] in n][:3]
             raise DebuggerError(f"break: unknown event '{event}'" + (f" (did you mean {', '.join(near)}?)"
                                                                      if near else ""))
-        bp = Breakpoint(self._next_number, event, Condition(condition) if condition else None)
+        cond = Condition(condition) if condition else None
+        if cond is not None:
+            self._check_fields(event, cond)
+        bp = Breakpoint(self._next_number, event, cond)
         self._next_number += 1
         self.breakpoints.append(bp)
         return bp
+
+    def _check_fields(self, event: str, cond: Condition) -> None:
+        """Every name in a condition is a field of the event (of one of them, for a pattern)."""
+        names = [n for n in sorted(self._known) if n == event or fnmatch.fnmatchcase(n, event)]
+        fields = set(tracepoint.COMMON_FIELDS) | set(DERIVED)
+        for name in names:
+            fields |= set(tracepoint.EVENTS[name].fields)
+        unknown = sorted(cond.names - fields)
+        if unknown:
+            what = event if len(names) == 1 else f"any event matching {event}"
+            raise DebuggerError(f"break: '{unknown[0]}' is not a field of {what} (fields: "
+                                f"{', '.join(sorted(fields - set(DERIVED)))}; and {', '.join(DERIVED)})")
 
     def delete(self, number: int = None) -> None:
         if number is None:
@@ -263,8 +284,8 @@ class Debugger:
                 try:
                     if not bp.condition(_Scope(self, machine, event)):
                         continue
-                except DebuggerError as e:
-                    self._print(f"Error in testing condition for breakpoint {bp.number}: {e}")
+                except _MissingField:
+                    continue
                 except Exception as e:            # 1 / 0, 'a' < 1: gdb stops and says so
                     self._print(f"Error in testing condition for breakpoint {bp.number}: "
                                 f"{type(e).__name__}: {e}")
