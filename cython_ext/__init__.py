@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 PURE = os.environ.get("BALLAST_PURE", "") not in ("", "0")
+_NAMED_PURE = PURE          # what `import cython_ext.X` gives in this process (PURE may be changed by tests)
 _HERE = Path(__file__).parent
 
 
@@ -40,7 +41,7 @@ def load(name: str, pure: bool = None):
     module of the process's own mode carries the real name; the other one (a differential test
     asks for both) is a private copy."""
     pure = PURE if pure is None else pure
-    if pure == PURE:
+    if pure == _NAMED_PURE:
         return importlib.import_module(f"{__name__}.{name}")
     if pure:
         spec = importlib.util.spec_from_file_location(f"{__name__}._pure_{name}", _source(name))
