@@ -478,17 +478,22 @@ def cmd_debug(opts) -> int:
         except OSError as e:
             raise BallastError(f"--commands {opts.commands}: {e.strerror}") from None
     debugger = Debugger(commands=commands)
+
+    def attach(machine):
+        """The first prompt comes with the first machine: every option has been checked by then."""
+        debugger.attach(machine)
+        if not debugger.started:
+            debugger.start()
+            if debugger.quitted:
+                raise DebuggerQuit()
     try:
-        debugger.start()
-        if debugger.quitted:
-            return 0
-        machine_module.ON_NEW_MACHINE.append(debugger.attach)
+        machine_module.ON_NEW_MACHINE.append(attach)
         try:
             return {"run": cmd_run, "scenario": cmd_scenario}[inner.command](inner)
         except DebuggerQuit:
             return 0
         finally:
-            machine_module.ON_NEW_MACHINE.remove(debugger.attach)
+            machine_module.ON_NEW_MACHINE.remove(attach)
     finally:
         if commands is not None:
             commands.close()
