@@ -501,7 +501,7 @@ def cmd_debug(opts) -> int:
 
 def cmd_watch(opts) -> int:
     try:
-        import textual  # noqa: F401
+        import textual.app  # noqa: F401  (the live view's library, an extra)
     except ImportError:
         raise BallastError("watch needs textual: pip install 'ballast[watch]' (or pip install textual)") from None
     from . import scenario as sc

@@ -35,7 +35,7 @@ break EVENT [if CONDITION]  stop at a tracepoint (b); EVENT may be a pattern (mm
                             break mm_vmscan_page_decision if decision == 'reclaimed' and file == '/data/x'
 delete [N]                  delete breakpoint N (d), or all of them
 info breakpoints            list the breakpoints (i b)
-step                        run to the next event of any name (s)
+step [N]                    run to the next event of any name, or the N-th (s)
 continue                    run to the next breakpoint (c)
 finish                      run to the end of this reclaim pass (fin: mm_vmscan_reclaim_pass_end)
 quit                        stop the guest and end the session (q)
@@ -159,6 +159,7 @@ class Debugger:
         self.on_event = None        # fn(machine, event) for every event (the live view), read only
         self._last_command = None
         self.mode_set_by_command = False
+        self._steps_left = 1
         self.started = False        # False while the session's first prompt runs, before the guest starts
         self.quitted = False
         self._known = set(tracepoint.EVENTS)
@@ -214,8 +215,10 @@ class Debugger:
                 return
         raise DebuggerError(f"No breakpoint number {number}.")
 
-    def step(self) -> None:
+    def step(self, count: int = 1) -> None:
+        """Stop at the count-th next event."""
         self.mode = "step"
+        self._steps_left = count
 
     def cont(self) -> None:
         self.mode = "continue"
@@ -275,7 +278,9 @@ class Debugger:
             self.pause_requested = False
             return Stop(machine, event, why="pause")
         if self.mode == "step":
-            return Stop(machine, event, why="step")
+            self._steps_left -= 1
+            if self._steps_left <= 0:
+                return Stop(machine, event, why="step")
         hit = None
         for bp in self.breakpoints:
             if not bp.enabled or not bp.matches_name(name):
@@ -331,10 +336,22 @@ class Debugger:
         guest runs on to its end without stopping again."""
         source = self.commands if self.commands is not None else sys.stdin
         echo = self.echo if self.echo is not None else not _isatty(source)
+        interactive = source is sys.stdin and _isatty(source) and _isatty(self.out or sys.stdout)
+        if interactive:
+            try:
+                import readline  # noqa: F401  (line editing and history for input())
+            except ImportError:
+                pass
         while True:
-            if not echo:
-                self._write(PROMPT)
-            line = source.readline()
+            if interactive:
+                try:
+                    line = input(PROMPT) + "\n"
+                except EOFError:
+                    line = ""
+            else:
+                if not echo:
+                    self._write(PROMPT)
+                line = source.readline()
             if not line:
                 self.detached = True
                 self.mode = "continue"
@@ -364,11 +381,20 @@ class Debugger:
         command = ALIASES.get(word, word)
         self._last_command = command
         if command in RESUMING:
-            if rest:
+            count = 1
+            if rest and command == "step":
+                try:
+                    count = int(rest)
+                except ValueError:
+                    raise DebuggerError(f"step: '{rest}' is not a number of events") from None
+                if count < 1:
+                    raise DebuggerError("step: a number of events, 1 or more")
+            elif rest:
                 raise DebuggerError(f"{command} takes no argument")
             if self.stop is None and self.started and command != "quit":
                 raise DebuggerError(f"{command}: the guest is not stopped")
             getattr(self, "cont" if command == "continue" else command)()
+            self._steps_left = count
             self.mode_set_by_command = True
             return ""
         handler = getattr(self, f"_cmd_{command}", None) if command.isidentifier() else None

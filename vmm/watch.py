@@ -136,7 +136,13 @@ class Runner:
 
     def _on_stop(self, debugger, stop) -> None:
         self.post("sample", self.sample())
-        self.post("stopped", debugger.stop_line(stop).strip())
+        text = debugger.stop_line(stop).strip()
+        if "pfn" in stop.event:              # the page the event is about, as `page` shows it
+            try:
+                text += "\n" + debugger.execute("page")
+            except DebuggerError:
+                pass
+        self.post("stopped", text)
         key = self.keys.get()                  # the guest waits here for the UI
         {"step": debugger.step, "continue": debugger.cont, "quit": debugger.quit}[key]()
         self.post("running", key)
