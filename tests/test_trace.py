@@ -200,10 +200,19 @@ def test_a_run_that_times_out_leaves_a_valid_perfetto_file_the_same_each_time(tm
     assert files[0] == files[1]
 
 
-def test_a_bad_trace_option_is_one_line(tmp_path, capfd):
-    code = cli.main(["run", "--trace", str(tmp_path / "t"), "--trace-format", "xml", str(FIRMWARE / "hello")])
-    err = capfd.readouterr().err
-    assert code == 2 and err == "ballast: --trace-format: unknown format 'xml' (one of jsonl, perfetto)\n"
+@pytest.mark.parametrize("command", ["run", "scenario"])
+@pytest.mark.parametrize("options, message", [
+    (["--trace-format", "xml"], "--trace-format: unknown format 'xml' (one of jsonl, perfetto)"),
+    (["--trace", "-"], "--trace: a file, not '-' (stdout carries the guest's output)"),
+    (["--trace", "/nonexistent/t.json"], "--trace: directory '/nonexistent' does not exist")])
+def test_a_bad_trace_option_is_one_line_before_anything_runs(tmp_path, capfd, command, options, message):
+    target = str(FIRMWARE / "hello") if command == "run" else str(REPO / "examples" / "balloon.toml")
+    argv = [command, *options, target]
+    if "--trace" not in options:
+        argv[1:1] = ["--trace", str(tmp_path / "t")]
+    code = cli.main(argv)
+    out, err = capfd.readouterr()
+    assert code == 2 and err == f"ballast: {message}\n" and "step" not in out
     assert not (tmp_path / "t").exists()
 
 

@@ -144,14 +144,20 @@ def _trace_options(parser) -> None:
                         help="jsonl (default: one JSON object per event) or perfetto (open in ui.perfetto.dev)")
 
 
+def _check_trace_file(path: str) -> None:
+    from . import hostinput
+    if path == "-":
+        raise BallastError("--trace: a file, not '-' (stdout carries the guest's output)")
+    hostinput.output_file(path, "--trace")
+
+
 def _open_trace(opts):
     """The --trace writer (vmm/trace.py), or None; its options checked like every other."""
-    from . import hostinput
     from .trace import TraceWriter, check_format
     check_format(opts.trace_format)
     if not opts.trace:
         return None
-    hostinput.output_file(opts.trace, "--trace")
+    _check_trace_file(opts.trace)
     try:
         return TraceWriter(opts.trace, opts.trace_format)
     except OSError as e:
@@ -178,7 +184,8 @@ def cmd_run(opts) -> int:
     hostinput.kernel_cmdline(opts.cmdline, mem, "--cmdline")
     timeout_s = hostinput.guest_seconds(opts.timeout, "--timeout") if opts.timeout is not None else None
     hostinput.output_file(opts.json, "--json")
-    hostinput.output_file(opts.trace, "--trace")
+    if opts.trace:
+        _check_trace_file(opts.trace)
     from .trace import check_format
     check_format(opts.trace_format)
     hostinput.output_file(opts.strace, "--strace")
@@ -416,7 +423,8 @@ def cmd_scenario(opts) -> int:
 
     from .hostinput import output_file
     output_file(opts.json, "--json")
-    output_file(opts.trace, "--trace")
+    if opts.trace:
+        _check_trace_file(opts.trace)
     spec = sc.load(opts.file)
     trace = _open_trace(opts)
     # with --json - the JSON owns stdout and the summary goes to stderr

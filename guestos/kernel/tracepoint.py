@@ -73,17 +73,24 @@ EVENTS = {
         "nr_free_pages": ("int", "free pages in the zone")}),
     # --- the LRU scans ---
     "mm_vmscan_lru_isolate": Event("pages taken from the tail of an LRU list for a scan", {
-        "lru": ("str", "inactive_anon, active_anon, inactive_file or active_file"),
+        "order": ("int", "the allocation order (always 0)"),
         "nr_requested": ("int", "pages asked for"), "nr_scanned": ("int", "pages looked at"),
-        "nr_taken": ("int", "pages isolated"), **_PASS}),
+        "nr_taken": ("int", "pages isolated"),
+        "isolate_mode": ("int", "0: from an inactive list, 1: from an active list"),
+        "file": ("int", "1: a file list, 0: an anon list"),
+        "lru": ("str", "inactive_anon, active_anon, inactive_file or active_file"), **_PASS}),
     "mm_vmscan_lru_shrink_inactive": Event("shrink_inactive_list() is done with its isolated pages", {
-        "nid": ("int", "node id (always 0)"), "lru": ("str", "inactive_anon or inactive_file"),
-        "file": ("bool", "the file list"),
-        "nr_scanned": ("int", "pages scanned"), "nr_reclaimed": ("int", "pages freed"), **_PASS}),
+        "nid": ("int", "node id (always 0)"),
+        "nr_scanned": ("int", "pages scanned"), "nr_reclaimed": ("int", "pages freed"),
+        "file": ("int", "1: the file list, 0: the anon list"),
+        "lru": ("str", "inactive_anon or inactive_file"), **_PASS}),
     "mm_vmscan_lru_shrink_active": Event("shrink_active_list() moved pages toward the inactive list", {
-        "nid": ("int", "node id (always 0)"), "lru": ("str", "active_anon or active_file"),
-        "nr_taken": ("int", "pages isolated"), "nr_deactivated": ("int", "pages moved to the inactive list"),
-        "nr_active": ("int", "pages kept active"), **_PASS}),
+        "nid": ("int", "node id (always 0)"),
+        "nr_taken": ("int", "pages isolated"), "nr_active": ("int", "pages kept active"),
+        "nr_deactivated": ("int", "pages moved to the inactive list"),
+        "nr_referenced": ("int", "pages kept active because referenced"),
+        "file": ("int", "1: the file list, 0: the anon list"),
+        "lru": ("str", "active_anon or active_file"), **_PASS}),
     "mm_vmscan_page_decision": Event("what reclaim did with one page, and why (ours: one event per page scanned)", {
         "pfn": ("int", "the page frame"), "lru": ("str", "file or anon"),
         "mapped": ("bool", "mapped into a process when scanned"),
@@ -95,8 +102,9 @@ EVENTS = {
                           "inactive-low, executable, host-cached, guest-only, dirty, mapped"),
         "by": ("str", "kswapd, direct or balloon"), **_PASS}),
     "mm_vmscan_writepage": Event("reclaim writes a dirty page before freeing it (pageout)", {
-        "pfn": ("int", "the page frame"), "file": ("bool", "a page-cache page (else anon, to swap)"),
-        "sync": ("bool", "written synchronously (always, here)")}),
+        "pfn": ("int", "the page frame"),
+        "reclaim_flags": ("str", "RECLAIM_WB_FILE or RECLAIM_WB_ANON (to swap), with RECLAIM_WB_SYNC or "
+                                 "RECLAIM_WB_ASYNC, joined by |")}),
     # --- the page cache ---
     "mm_filemap_add_to_page_cache": Event("a page enters a file's page cache", {
         "pfn": ("int", "the page frame"), "mapping": ("int", "page->mapping id of the file"),
@@ -104,16 +112,13 @@ EVENTS = {
     "mm_filemap_delete_from_page_cache": Event("a page leaves a file's page cache", {
         "pfn": ("int", "the page frame"), "mapping": ("int", "page->mapping id of the file"),
         "index": ("int", "page index in the file")}),
-    "page_cache_sync_ra": Event("a read missed the cache: a readahead window is read (ondemand_readahead)", {
-        "mapping": ("int", "page->mapping id"), "index": ("int", "the page that missed"),
-        "req_count": ("int", "pages the reader asked for"), "start": ("int", "window start (page index)"),
-        "size": ("int", "window size in pages"), "async_size": ("int", "pages of it left when the next window starts"),
-        "ra_pages": ("int", "the file's maximum window"), "sequential": ("bool", "grown from the last window")}),
-    "page_cache_async_ra": Event("the reader reached the PG_readahead mark: the next window is read", {
-        "mapping": ("int", "page->mapping id"), "index": ("int", "the marked page"),
-        "start": ("int", "window start"), "size": ("int", "window size in pages"),
-        "async_size": ("int", "pages of it left when the next window starts"),
-        "ra_pages": ("int", "the file's maximum window")}),
+    "mm_filemap_readahead": Event("a readahead window is read (ondemand_readahead)", {
+        "mapping": ("int", "page->mapping id"), "offset": ("int", "the page the reader wanted"),
+        "req_size": ("int", "pages the reader asked for"), "start": ("int", "window start (page index)"),
+        "size": ("int", "window size in pages"),
+        "async_size": ("int", "pages of it left when the next window starts (the PG_readahead mark)"),
+        "pattern": ("str", "initial (a new window), subsequent (grown from the last), marker (the reader reached "
+                           "the mark), context (from cached history) or random (only the pages asked for)")}),
     # --- swap ---
     "mm_swap_out": Event("an anonymous page is written to swap (swap_writepage)", {
         "pfn": ("int", "the page frame"), "slot": ("int", "swap slot")}),

@@ -256,9 +256,9 @@ class AddressSpace:
             ra.size = get_init_ra_size(req_size, max_pages)
             ra.async_size = ra.size - req_size if ra.size > req_size else ra.size
         if self.k.tracepoints is not None:
-            self.k.tracepoints.emit("page_cache_sync_ra", mapping=self.mapping_id, index=index, req_count=req_size,
-                                    start=ra.start, size=ra.size, async_size=ra.async_size, ra_pages=max_pages,
-                                    sequential=sequential)
+            self.k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=index, req_size=req_size,
+                                    start=ra.start, size=ra.size, async_size=ra.async_size,
+                                    pattern="subsequent" if sequential else "initial")
         self.ra_submit(ra)
 
     def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int) -> None:
@@ -270,8 +270,8 @@ class AddressSpace:
         ra.size = get_next_ra_size(ra, ra.ra_pages)
         ra.async_size = ra.size
         if self.k.tracepoints is not None:
-            self.k.tracepoints.emit("page_cache_async_ra", mapping=self.mapping_id, index=index, start=ra.start,
-                                    size=ra.size, async_size=ra.async_size, ra_pages=ra.ra_pages)
+            self.k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=index, req_size=1,
+                                    start=ra.start, size=ra.size, async_size=ra.async_size, pattern="marker")
         self.ra_submit(ra)
 
     def get_page(self, index: int, ra: FileRaState = None, req_size: int = 1) -> int:

@@ -112,7 +112,7 @@ def shrink_anon_page(k, pfn: int, sc: ScanControl) -> str:
     if mem_map.mapcount(pfn):
         return "still-mapped"
     if k.tracepoints is not None:
-        k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, file=False, sync=True)
+        k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_ANON|RECLAIM_WB_SYNC")
     swap.swap_writepage(pfn, slot)
     swap.delete_from_swap_cache(slot)                         # the last reference: freed
     return ""
@@ -164,20 +164,21 @@ class ReclaimTrace:
 
     def isolate(self, lru: int, nr_requested: int, nr_taken: int) -> None:
         sc = self.sc
-        self.k.tracepoints.emit("mm_vmscan_lru_isolate", lru=LRU_NAMES[lru], nr_requested=nr_requested,
-                                nr_scanned=nr_taken, nr_taken=nr_taken, policy=sc.policy, priority=sc.priority,
-                                pass_nr=sc.pass_nr)
+        self.k.tracepoints.emit("mm_vmscan_lru_isolate", order=0, nr_requested=nr_requested, nr_scanned=nr_taken,
+                                nr_taken=nr_taken, isolate_mode=lru & 1, file=lru >> 1, lru=LRU_NAMES[lru],
+                                policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)
 
     def shrink_inactive(self, lru: int, nr_scanned: int, nr_reclaimed: int) -> None:
         sc = self.sc
-        self.k.tracepoints.emit("mm_vmscan_lru_shrink_inactive", nid=0, lru=LRU_NAMES[lru],
-                                file=lru == LRU_INACTIVE_FILE, nr_scanned=nr_scanned, nr_reclaimed=nr_reclaimed,
-                                policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)
+        self.k.tracepoints.emit("mm_vmscan_lru_shrink_inactive", nid=0, nr_scanned=nr_scanned,
+                                nr_reclaimed=nr_reclaimed, file=lru >> 1, lru=LRU_NAMES[lru], policy=sc.policy,
+                                priority=sc.priority, pass_nr=sc.pass_nr)
 
     def shrink_active(self, lru: int, nr_taken: int, nr_deactivated: int) -> None:
         sc = self.sc
-        self.k.tracepoints.emit("mm_vmscan_lru_shrink_active", nid=0, lru=LRU_NAMES[lru], nr_taken=nr_taken,
-                                nr_deactivated=nr_deactivated, nr_active=nr_taken - nr_deactivated,
+        self.k.tracepoints.emit("mm_vmscan_lru_shrink_active", nid=0, nr_taken=nr_taken,
+                                nr_active=nr_taken - nr_deactivated, nr_deactivated=nr_deactivated,
+                                nr_referenced=nr_taken - nr_deactivated, file=lru >> 1, lru=LRU_NAMES[lru],
                                 policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)
 
 
@@ -262,7 +263,7 @@ def _shrink_file_page(k, pfn: int, sc: ScanControl):
             lru.rotate(pfn)
             return "rotated", "dirty-deferred", referenced, mapped
         if k.tracepoints is not None:
-            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, file=True, sync=True)
+            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_SYNC")
         mapping.writepages([index])                  # pageout(), done synchronously here
         reason = "written-back"
     mapping.remove_from_page_cache(index)            # the last reference: the page is freed
