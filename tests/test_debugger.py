@@ -269,3 +269,24 @@ def test_the_tutorials_transcript_is_what_the_debugger_prints():
     assert "  host cache: holds this disk page too (duplicated)" in shown
     assert any("decision='reclaimed', reason='clean'" in line for line in shown)
     assert any(line.startswith("Run till end of reclaim pass: mm_vmscan_reclaim_pass_end") for line in shown)
+
+
+def test_ctrl_c_pauses_the_running_guest_at_its_next_event():
+    import signal
+    p = subprocess.Popen([sys.executable, "-m", "vmm.cli", "debug", "run", "--mem", "32M", "--root", "builtin",
+                          "/bin/seqread", "/data/stream.bin", "1000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        p.stdin.write("continue\n")
+        p.stdin.flush()
+        while "(ballast) continue" not in p.stdout.readline():      # echoed when read: the guest runs now
+            pass
+        p.send_signal(signal.SIGINT)
+        assert p.stdout.readline().startswith("Paused: ")
+        p.stdin.write("event\nquit\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0 and "  name = 'mm_" in out and "pausing at the next kernel event" in err
+    assert "checksum" not in out                                      # quit: the program never finished

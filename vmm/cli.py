@@ -470,6 +470,8 @@ def cmd_scenario(opts) -> int:
 
 
 def cmd_debug(opts) -> int:
+    import signal
+
     from . import machine as machine_module
     from .debugger import Debugger, DebuggerQuit
 
@@ -494,6 +496,14 @@ def cmd_debug(opts) -> int:
             debugger.start()
             if debugger.quitted:
                 raise DebuggerQuit()
+    def interrupt(signum, frame):
+        """Ctrl-C while the guest runs: stop at its next event, as gdb does; a second one ends the run."""
+        if debugger.pause_requested or debugger.stop is not None:
+            raise KeyboardInterrupt
+        debugger.detached = False
+        debugger.pause()
+        print("(pausing at the next kernel event; Ctrl-C again ends the run)", file=sys.stderr)
+    previous = signal.signal(signal.SIGINT, interrupt)
     try:
         machine_module.ON_NEW_MACHINE.append(attach)
         try:
@@ -502,6 +512,7 @@ def cmd_debug(opts) -> int:
             return 0
         finally:
             machine_module.ON_NEW_MACHINE.remove(attach)
+            signal.signal(signal.SIGINT, previous)
     finally:
         if commands is not None:
             commands.close()

@@ -328,6 +328,8 @@ class Debugger:
             return f"\nBreakpoint {stop.breakpoint.number}, {text}"
         if stop.why == "finish":
             return f"Run till end of reclaim pass: {text}"
+        if stop.why == "pause":
+            return f"Paused: {text}"
         return text
 
     # --- the command loop ---
