@@ -76,7 +76,11 @@ def test_pause_key_stops_a_running_guest():
             assert "[paused] " in screen_text(app)
             await pilot.press("c")
             assert await wait_for(pilot, lambda: app.finished)
-            assert "ok: 5 of 5 steps" in screen_text(app)
+            screen = screen_text(app)
+            assert "ok: 5 of 5 steps" in screen
+            # the squeezed guest: the balloon holds 16 MiB, and the kernel's own frames stay its own
+            assert re.search(r"balloon +[█·]+ +16\.0 MiB", screen)
+            assert float(re.search(r"kernel +[█·]+ +([0-9.]+) MiB", screen).group(1)) < 4
             await pilot.press("q")
     asyncio.run(drive())
 

@@ -39,8 +39,10 @@ def guest_rows(machine) -> list:
     rows = [(label, m[key] // 4, colour) for label, key, colour in ROWS]
     balloon = machine.balloon.actual_pages if machine.balloon is not None else 0
     rows.append(("balloon", balloon, "yellow"))
-    # the kernel's own frames: mem_map and what it reserved at boot, and its page tables
-    rows.append(("kernel", machine.ram.nr_frames - kernel.totalram_pages + m["PageTables"] // 4, "white"))
+    # the kernel's own frames: mem_map and what it reserved at boot (balloon pages leave MemTotal, not
+    # the boot count), and its page tables
+    reserved = machine.ram.nr_frames - kernel.page_alloc.totalram_pages
+    rows.append(("kernel", reserved + m["PageTables"] // 4, "white"))
     return rows
 
 
