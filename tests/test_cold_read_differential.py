@@ -430,3 +430,12 @@ def test_populating_guest_ram_changes_no_byte():
         assert bytes(ram.view) == expected
     finally:
         ram.close()
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(flags=st.lists(st.one_of(st.just(-1), st.integers(0, (1 << 24) - 1),
+                                st.integers(0, 255).map(lambda f: f | 1 << PG_readahead)), max_size=20))
+def test_must_hold_is_any_miss_or_readahead_mark(flags):
+    """generic_file_read's test for holding its pages, without a Python loop, says what the loop said."""
+    readahead_bit = 1 << PG_readahead
+    assert filemap.must_hold(flags, readahead_bit) == any(f < 0 or f & readahead_bit for f in flags)

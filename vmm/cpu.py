@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 
 
-from unicorn import Uc, UcError, UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
+from unicorn import Uc, UcError, UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
 from unicorn import unicorn_const as ucc
 from unicorn import x86_const as x86
 from unicorn.unicorn_py3.unicorn import uclib
@@ -80,6 +80,29 @@ TRAMPOLINE_INSNS = 2
 DR7_IO_BREAKPOINT_0 = 1 | (2 << 16)      # L0, R/W0 = 10b (I/O), LEN0 = 1 byte; DR0 is set per access
 MSR_EFER, MSR_STAR, EFER_SCE = 0xC0000080, 0xC0000081, 1
 CR0_NE = 1 << 5
+CR4_TSD = 1 << 2              # rdtsc/rdtscp at CPL 3 raise #GP: the VMM answers them (RDTSC exiting)
+RDTSC, RDTSCP = b"\x0f\x31", b"\x0f\x01\xf9"
+NO_EXCEPTION = b"\xff\xff\xff\xff"          # old_exception = -1
+CONTRIBUTORY_EXCEPTIONS = frozenset((0, 8, 10, 11, 12, 13))    # #DE, #DF, #TS, #NP, #SS, #GP
+
+
+@functools.lru_cache(maxsize=None)
+def _old_exception_offset():
+    """Where a saved Unicorn context keeps QEMU's env->old_exception (the contributory exception in
+    flight), found the only way the binding allows: a scratch CPU divides by zero and the one int
+    that went from -1 to 0 (#DE) is it. None if that is not unambiguous (then rdtsc is not trapped)."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0x1000, 0x1000)
+    uc.mem_write(0x1000, b"\x31\xc9\xf7\xf1")                    # xor ecx, ecx; div ecx
+    clean = bytes(uc.context_save())
+    uc.hook_add(UC_HOOK_INTR, lambda uc, intno, _: uc.emu_stop())
+    try:
+        uc.emu_start(0x1000, 0x1004)
+    except UcError:
+        return None
+    after = bytes(uc.context_save())
+    found = [i for i in range(0, len(clean) - 3, 4) if clean[i:i + 4] == NO_EXCEPTION and after[i:i + 4] == bytes(4)]
+    return found[0] if len(found) == 1 else None
 
 
 @dataclass(slots=True)
@@ -218,6 +241,10 @@ class Vcpu:
         uc.msr_write(MSR_STAR, (USER32_CS << 48) | (KERNEL_CS << 32))
         uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | EFER_SCE)
         uc.reg_write(x86.UC_X86_REG_CR0, uc.reg_read(x86.UC_X86_REG_CR0) | CR0_NE)   # x87 errors raise #MF
+        # Unicorn cannot hook rdtsc, and the host's TSC would make runs differ (the Go runtime seeds
+        # and paces with it): with CR4.TSD a user rdtsc traps and run() returns the virtual TSC
+        if _old_exception_offset() is not None:
+            uc.reg_write(x86.UC_X86_REG_CR4, uc.reg_read(x86.UC_X86_REG_CR4) | CR4_TSD)
         saved = {name: self.reg(name) for name in ("rip", "eflags", "rcx", "r11", "rax")}
         self.set_regs({"rcx": saved["rip"], "r11": saved["eflags"], "rax": DR7_IO_BREAKPOINT_0,
                        "rip": CPU_AREA_VADDR + TRAMPOLINE_OFFSET})
@@ -334,10 +361,39 @@ class Vcpu:
                 continue
             if exit.reason == ExitReason.PAGE_FAULT and exit.page == CPU_AREA_VADDR and self._loads_descriptor(exit):
                 exit = self._run_once()
+            if exit.reason == ExitReason.TRAP and exit.vector == 13 and self._emulate_rdtsc(exit.rip):
+                continue
             if exit.reason != ExitReason.BACKING or self.on_backing_violation is None or \
                     not self.on_backing_violation(self._violation_pfn(),
                                                   exit.page, exit.rip, exit.access):
                 return exit
+
+    def _emulate_rdtsc(self, rip: int) -> bool:
+        """A user rdtsc/rdtscp trapped (CR4.TSD): the TSC of the virtual clock at cpu_ghz, TSC_AUX
+        (cpu 0) in rcx for rdtscp, as a hypervisor with RDTSC exiting answers. False: another #GP."""
+        code = self.read_code(rip, 3)
+        size = 2 if code[:2] == RDTSC else 3 if code == RDTSCP else 0
+        if not size:
+            return False
+        clock = self.clock
+        clock.charge(clock.costs.vm_exit_ns)
+        tsc = int(clock.now_ns() * clock.costs.cpu_ghz)
+        regs = {"rax": tsc & 0xFFFFFFFF, "rdx": tsc >> 32 & 0xFFFFFFFF, "rip": rip + size}
+        if size == 3:
+            regs["rcx"] = 0
+        self.set_regs(regs)
+        return True
+
+    def _clear_exception_in_flight(self) -> None:
+        """Unicorn's exception hook replaces QEMU's delivery of the exception, which is what clears
+        env->old_exception: left set, the next contributory exception (#DE, #TS..#GP) would come as a
+        double fault and the one after would halt the CPU. A context round trip with it reset clears it."""
+        offset = _old_exception_offset()
+        if offset is None:
+            return
+        context = self.uc.context_save()
+        ctypes.memmove(ctypes.cast(context._context, ctypes.c_void_p).value + offset, NO_EXCEPTION, 4)
+        self.uc.context_restore(context)
 
     def _violation_pfn(self) -> int:
         return self.native.last_violation()[0]
@@ -377,6 +433,8 @@ class Vcpu:
                 rip = self._instruction_ending_at(rip)
                 self.set_regs({"rip": rip, **dict(zip(("rax", "rcx", "rsi", "rdi"), native.io_saved_regs()))})
             self._uncount_unretired(rip)
+            if native.trap_vector in CONTRIBUTORY_EXCEPTIONS:
+                self._clear_exception_in_flight()
             return VcpuExit(ExitReason.TRAP, rip, vector=native.trap_vector)
         if reason == ExitReason.PAGE_FAULT or reason == ExitReason.BACKING:
             self._uncount_unretired(rip)

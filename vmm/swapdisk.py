@@ -1,8 +1,5 @@
 """Swap disks for `ballast run --swap SIZE`: a temporary image made by the real mkswap."""
 import os
-import shutil
-import subprocess
-import tempfile
 
 from .errors import BallastError
 
@@ -16,6 +13,9 @@ def make_swap_image(size: int) -> str:
         raise BallastError(f"--swap must be a multiple of 4K and at least {MIN_SWAP >> 10}K")
     if size > MAX_SWAP:
         raise BallastError(f"--swap: at most {MAX_SWAP >> 30}G")
+    import shutil                       # here: only a swap disk needs them (start-up time)
+    import subprocess
+    import tempfile
     mkswap = shutil.which("mkswap") or next((p for p in ("/sbin/mkswap", "/usr/sbin/mkswap")
                                              if os.path.exists(p)), None)
     if mkswap is None:

@@ -1,6 +1,8 @@
 """The virtio block driver (drivers/block/virtio_blk.c): requests in flight on one
 virtqueue, completed by interrupt, with the submitting process asleep meanwhile."""
 import struct
+from itertools import repeat
+from operator import itemgetter
 
 from ..kernel.printk import KERN_INFO
 from .virtio_mmio import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_ID_BLOCK
@@ -30,6 +32,7 @@ VIRTIO_BLK_S_UNSUPP = 2
 SECTOR_SIZE = 512
 SLOT_SIZE = 32                         # request header (16) + status byte, in a slab page
 _OUTHDR = struct.Struct("<IIQ")          # virtio_blk_outhdr: type, reserved, sector
+_first, _second = itemgetter(0), itemgetter(1)      # of a segment (paddr, length)
 WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_RO,
                                         VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_CONFIG_WCE,
                                         VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_F_EVENT_IDX,
@@ -129,19 +132,15 @@ class VirtioBlk:
         limit = min(self.size_max, max_bytes)       # one segment's bytes
         device_writes = not write
         for offset, segments in runs:
-            if len(segments) <= seg_max:
+            if segments and len(segments) <= seg_max:
                 # the common case, an extent that fits one request as it is: the loop below would
-                # make the same single request
-                total = 0
-                for _, length in segments:
-                    if not 0 < length <= limit:
-                        break
-                    total += length
-                else:
-                    if total and total <= max_bytes:
-                        reqs.append(self._rw_request(write, offset // SECTOR_SIZE,
-                                                     [(paddr, length, device_writes) for paddr, length in segments],
-                                                     total))
+                # make the same single request (checked and built without a Python loop per page)
+                lengths = list(map(_second, segments))
+                if min(lengths) > 0 and max(lengths) <= limit:
+                    total = sum(lengths)
+                    if total <= max_bytes:
+                        sgs = list(zip(map(_first, segments), lengths, repeat(device_writes)))
+                        reqs.append(self._rw_request(write, offset // SECTOR_SIZE, sgs, total))
                         continue
             batch, batch_bytes = [], 0
             start_sector = offset // SECTOR_SIZE

@@ -764,40 +764,46 @@ class Ext2Fs:
         if cached_block is None or not self._has_block_map(inode):
             return []
         out = []
+        got = 0                                     # len(out); the loop runs once per indirect block
         apb = self.addr_per_block
         first_data, nblocks = self.first_data_block, self.blocks_count
         zone_starts, zone_ends = self._zone_starts, self._zone_ends
-        while len(out) < n:
+        in_system_zone, block_size, i_block = self.in_system_zone, self.block_size, inode.i_block
+        while got < n:
             try:
                 path = self._block_to_path(lblk)
             except Ext2Error:
                 break
-            blk = inode.i_block[path[0]]
+            depth = len(path)
+            blk = i_block[path[0]]
             level = 1
             entries = None
-            while blk and level < len(path):        # down to the last indirect block, all cached
-                if not first_data <= blk < nblocks or self.in_system_zone(blk, 1):
+            while blk and level < depth:            # down to the last indirect block, all cached
+                if not first_data <= blk < nblocks or in_system_zone(blk, 1):
                     return out
                 buf = cached_block(blk)
-                if buf is None or len(buf) != self.block_size:
+                if buf is None or len(buf) != block_size:
                     return out
-                if level == len(path) - 1:
+                if level == depth - 1:
                     entries = buf.cast("I")
                 else:
                     blk = _U32.unpack_from(buf, path[level] * 4)[0]
                 level += 1
             if entries is None:                     # a direct block, or a hole above the last level
-                if blk and len(path) == 1 and (not first_data <= blk < nblocks or self.in_system_zone(blk, 1)):
+                if blk and depth == 1 and (not first_data <= blk < nblocks or in_system_zone(blk, 1)):
                     break
-                out.append(blk if len(path) == 1 else 0)
+                out.append(blk if depth == 1 else 0)
+                got += 1
                 lblk += 1
                 continue
             start = path[-1]
-            chunk = entries[start:start + min(apb - start, n - len(out))].tolist()
+            chunk = entries[start:start + min(apb - start, n - got)].tolist()
             valid = _pagecache.valid_blocks(chunk, first_data, nblocks, zone_starts, zone_ends)
-            out.extend(chunk[:valid] if valid < len(chunk) else chunk)
             if valid < len(chunk):
+                out.extend(chunk[:valid])
                 return out
+            out.extend(chunk)
+            got += valid
             lblk += valid
         return out
 

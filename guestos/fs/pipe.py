@@ -16,6 +16,7 @@ class Pipe:
         self.readers = 0
         self.writers = 0
         self.r_counter = 0              # opens for reading so far (a FIFO's partner waits on it)
+        self.wakeups = 0                # writes so far: what an edge-triggered epoll sees as an event
         self.w_counter = 0
 
 
@@ -90,6 +91,7 @@ class PipeEnd(File):
             raise SyscallError(9)                               # EBADF
         room = self.room(k, task)
         self.pipe.buffer += data[:room]
+        self.pipe.wakeups += 1
         return min(room, len(data))
 
     def poll(self, task) -> int:
@@ -114,11 +116,16 @@ class PipeEnd(File):
             return 0
         data = k.mm.copy_from_user(task, buf, min(self.room(k, task), count))
         self.pipe.buffer += data
+        self.pipe.wakeups += 1
         return len(data)
 
     @property
     def size(self) -> int:
         return len(self.pipe.buffer)
+
+    @property
+    def poll_generation(self) -> int:
+        return self.pipe.wakeups
 
     def release(self) -> None:
         if self.writer:

@@ -182,9 +182,11 @@ def _render_pid_stat(k, task) -> str:
     pending, blocked, ignored, caught = _sigmasks(task)
     rss = (mm.rss_anon + mm.rss_file) if mm else 0
     state = _state(k, task)
-    fields = [task.pid, f"({task.comm})", state, task.parent.pid if task.parent else 0, _pgrp(task),
+    parent = task.group_leader.parent
+    fields = [task.pid, f"({task.comm})", state, parent.tgid if parent else 0, _pgrp(task),
               task.sid, 0, -1, 0x400000 if task.cmdline else 0x40,
-              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20, 0, 1, 0,
+              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20, 0,
+              sum(1 for t in task.signal.threads if not t.exited) or 1, 0,
               task.start_time_ns // NS_PER_TICK, st["size"] << 10, rss, RLIM_INFINITY,
               st["start_code"] if mm else 0, st["end_code"] if mm else 0, mm.start_stack if mm else 0, 0, 0,
               pending, blocked, ignored, caught, 0 if state == "R" else 1, 0, 0, 17, 0, 0, 0, 0, 0, 0,
@@ -206,12 +208,15 @@ def _render_status(k, task) -> str:
     pending, blocked, ignored, caught = _sigmasks(task)
     kb = lambda n: f"{n:8d} kB"                                         # noqa: E731
     anon, file_ = (mm.rss_anon * PAGE_KB, mm.rss_file * PAGE_KB) if mm else (0, 0)
-    ppid = task.parent.pid if task.parent else 0
+    parent = task.group_leader.parent
+    ppid = parent.tgid if parent else 0
+    threads = sum(1 for t in task.signal.threads if not t.exited)
+    shared = sum(1 << (sig - 1) for sig in task.signal.shared_pending)
     fdsize = 64 if task.files is None or not task.files.fds else max(64, 1 << max(task.files.fds).bit_length())
     lines = [f"Name:\t{task.comm}", "Umask:\t0022", f"State:\t{STATE_NAMES.get(_state(k, task), 'S (sleeping)')}",
-             f"Tgid:\t{task.pid}", "Ngid:\t0", f"Pid:\t{task.pid}", f"PPid:\t{ppid}", "TracerPid:\t0",
+             f"Tgid:\t{task.tgid}", "Ngid:\t0", f"Pid:\t{task.pid}", f"PPid:\t{ppid}", "TracerPid:\t0",
              "Uid:\t0\t0\t0\t0", "Gid:\t0\t0\t0\t0", f"FDSize:\t{fdsize}", "Groups:\t ",
-             f"NStgid:\t{task.pid}", f"NSpid:\t{task.pid}", f"NSpgid:\t{_pgrp(task)}",
+             f"NStgid:\t{task.tgid}", f"NSpid:\t{task.pid}", f"NSpgid:\t{_pgrp(task)}",
              f"NSsid:\t{task.sid}"]
     if mm is not None:
         lines += [f"VmPeak:\t{kb(st['size'])}", f"VmSize:\t{kb(st['size'])}", f"VmLck:\t{kb(0)}",
@@ -220,8 +225,8 @@ def _render_status(k, task) -> str:
                   f"VmData:\t{kb(st['data'])}", f"VmStk:\t{kb(st['stk'])}", f"VmExe:\t{kb(st['exe'])}",
                   f"VmLib:\t{kb(st['lib'])}", f"VmPTE:\t{kb(mm.nr_ptes * PAGE_KB)}", f"VmSwap:\t{kb(0)}",
                   f"HugetlbPages:\t{kb(0)}", "CoreDumping:\t0", "THP_enabled:\t1"]
-    lines += ["Threads:\t1", f"SigQ:\t{len(task.pending)}/{max_threads(k) // 2}",
-              f"SigPnd:\t{pending:016x}", f"ShdPnd:\t{0:016x}", f"SigBlk:\t{blocked:016x}",
+    lines += [f"Threads:\t{threads}", f"SigQ:\t{len(task.pending)}/{max_threads(k) // 2}",
+              f"SigPnd:\t{pending:016x}", f"ShdPnd:\t{shared:016x}", f"SigBlk:\t{blocked:016x}",
               f"SigIgn:\t{ignored:016x}", f"SigCgt:\t{caught:016x}", f"CapInh:\t{0:016x}",
               "CapPrm:\t000001ffffffffff", "CapEff:\t000001ffffffffff", "CapBnd:\t000001ffffffffff",
               f"CapAmb:\t{0:016x}", "NoNewPrivs:\t0", "Seccomp:\t0", "Seccomp_filters:\t0",
@@ -443,7 +448,7 @@ def proc_readlink(k, task, path: str):
     """The target of a /proc symlink, or None if path is not one."""
     parts = _parts(path)
     if parts == ["self"]:
-        return str(task.pid)
+        return str(task.tgid)
     if parts == ["mounts"]:
         return "self/mounts"
     if len(parts) >= 2:
@@ -493,7 +498,7 @@ def open_proc(k, task, path: str, flags: int = 0) -> File:
         if parts[1:] != ["cwd"]:
             return k.open_path(link, flags, task=task)
     if not parts:
-        pids = sorted(t.pid for t in k.tasks.values() if t.state != "X")
+        pids = sorted(t.pid for t in k.tasks.values() if t.state != "X" and t is t.group_leader)
         names = sorted(list(FILES) + ["mounts", "self", "sys"])
         return ProcDir(path, [(n, DT_DIR if n == "sys" else DT_LNK if n in ("self", "mounts") else DT_REG)
                               for n in names] + [(str(p), DT_DIR) for p in pids])
@@ -505,9 +510,17 @@ def open_proc(k, task, path: str, flags: int = 0) -> File:
     t = _task_for(k, task, parts[0])
     if t is None:
         raise SyscallError(ENOENT)
+    if len(parts) >= 2 and parts[1] == "task":           # /proc/PID/task/TID: the process's threads
+        threads = [th for th in t.signal.threads if not th.exited or th is t.group_leader]
+        if len(parts) == 2:
+            return ProcDir(path, [(str(th.pid), DT_DIR) for th in threads])
+        th = next((th for th in threads if str(th.pid) == parts[2]), None)
+        if th is None:
+            raise SyscallError(ENOENT)
+        t, parts = th, [parts[2]] + parts[3:]
     if len(parts) == 1:
         return ProcDir(path, sorted([(n, DT_REG) for n in PID_FILES] + [("exe", DT_LNK), ("cwd", DT_LNK),
-                                                                         ("fd", DT_DIR)]))
+                                                                         ("fd", DT_DIR), ("task", DT_DIR)]))
     if len(parts) == 2 and parts[1] in PID_FILES:
         return ProcFile(path, PID_FILES[parts[1]](k, t))
     if parts[1:] == ["fd"]:

@@ -3,6 +3,7 @@ import hashlib
 
 from ..fs.binfmt_elf import ENOEXEC, create_elf_tables, elf_auxv, parse_elf
 from ..fs.names import fs_decode, fs_encode
+from . import futex
 from .errno import E2BIG, ENAMETOOLONG, SyscallError
 from ..mm.mmap import MM, STACK_RLIMIT, STACK_TOP, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, VMA
 from ..mm.pgtable import page_align, page_start
@@ -15,6 +16,9 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     """Replace task's address space with the program in inode (a ramfs file)."""
     data = inode.read(0, inode.size)
     image = parse_elf(data)                      # raises ENOEXEC with a one-line reason
+    de_thread(k, task)                           # the point of no return: the other threads go
+    if task.mm is not None:
+        futex.mm_release(k, task)                # exec_mm_release(): robust list, clear_child_tid
     old_mm = task.mm
     mm = MM(pgd=k.mm.pgd_alloc())
     k.live_mms.append(mm)
@@ -69,6 +73,39 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
     task.did_exec = True
     # flush_signal_handlers(): caught signals go back to SIG_DFL (the handlers were in the old image)
     task.sigactions = {sig: (1, 0, 0, 0) for sig, act in task.sigactions.items() if act[0] == 1}
+
+
+def de_thread(k, task) -> None:
+    """exec in a multithreaded process: every other thread dies (SIGKILL, silently), and a thread
+    that is not the leader takes over the leader's pid, parent and place (fs/exec.c de_thread)."""
+    from .exit import exit_with_status
+    sig = task.signal
+    for thread in list(sig.threads):
+        if thread is not task and not thread.exited:
+            sig.live += 1                         # not the group's death: no SIGCHLD on the way
+            exit_with_status(k, thread, 9)
+            sig.live -= 1
+    leader = task.group_leader
+    if leader is task:
+        return
+    k.tasks.pop(task.pid, None)
+    k.tasks.pop(leader.pid, None)
+    sig.threads.remove(leader)
+    sig.threads.remove(task)
+    sig.threads.insert(0, task)
+    task.pid = leader.pid                         # exchange_tid(): we become the process
+    task.group_leader = task
+    task.parent, task.exit_signal, task.children = leader.parent, leader.exit_signal, leader.children + task.children
+    for child in task.children:
+        child.parent = task
+    if task.parent is not None:
+        siblings = task.parent.children
+        siblings[siblings.index(leader)] = task
+    leader.state = "X"
+    leader.children = []
+    k.tasks[task.pid] = task
+    if k.init_task is leader:
+        k.init_task = task
 
 
 MAX_ARG_STRINGS = 0x7FFFFFFF

@@ -2,7 +2,10 @@
 from ..mm.mmap import MM, VM_SHARED, VM_WRITE, VMA
 from ..mm.mm_types import PAGE_MAPPING_ANON
 from ..mm.pgtable import _PAGE_PRESENT, _PAGE_RW, pte_pfn
-from .errno import EINVAL, SyscallError
+import struct
+
+from ..fs.proc import max_threads
+from .errno import E2BIG, EAGAIN, EINVAL, SyscallError
 from .sched import Task
 
 CSIGNAL = 0x000000FF
@@ -13,6 +16,7 @@ CLONE_SIGHAND = 0x00000800
 CLONE_VFORK = 0x00004000
 CLONE_PARENT = 0x00008000
 CLONE_THREAD = 0x00010000
+CLONE_SYSVSEM = 0x00040000
 CLONE_SETTLS = 0x00080000
 CLONE_PARENT_SETTID = 0x00100000
 CLONE_CHILD_CLEARTID = 0x00200000
@@ -63,17 +67,37 @@ def dup_mmap(k, old: MM) -> MM:
     return mm
 
 
-def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
-    if flags & CLONE_THREAD or (flags & CLONE_SIGHAND and not flags & CLONE_VM):
-        raise SyscallError(EINVAL)                 # threads are not supported (yet)
-    if flags & CSIGNAL > 64:
+def copy_process(k, parent: Task, flags: int, newsp: int, tls: int, exit_signal: int = None) -> Task:
+    """A new task: a process (its own mm, a copy) or, with CLONE_THREAD, a thread of the caller's
+    process (same tgid, mm, files, signal handlers and shared pending set). Linux's flag checks."""
+    if flags & CLONE_THREAD and not flags & CLONE_SIGHAND:
+        raise SyscallError(EINVAL)                 # threads share signal handlers
+    if flags & CLONE_SIGHAND and not flags & CLONE_VM:
+        raise SyscallError(EINVAL)                 # shared handlers live in a shared mm
+    if exit_signal is None:
+        exit_signal = flags & CSIGNAL
+    if exit_signal > 64:
         raise SyscallError(EINVAL)                 # not a valid exit signal
+    if len(k.tasks) >= max_threads(k):
+        raise SyscallError(EAGAIN)                 # threads-max: kernel stacks would fill an eighth of RAM
     k.lru_add_drain()
-    child = Task(pid=k.alloc_pid(), comm=parent.comm, exe_path=parent.exe_path, parent=parent,
-                 sigactions=dict(parent.sigactions), sigmask=parent.sigmask, cwd=parent.cwd,
+    thread = bool(flags & CLONE_THREAD)
+    leader = parent.group_leader
+    real_parent = leader.parent if thread or flags & CLONE_PARENT else parent
+    if thread:
+        exit_signal = -1                           # a thread is reaped by itself, never waited for
+    elif flags & CLONE_PARENT:
+        exit_signal = leader.exit_signal
+    child = Task(pid=k.alloc_pid(), comm=parent.comm, exe_path=parent.exe_path, parent=real_parent,
+                 sigactions=parent.sigactions if flags & CLONE_SIGHAND else dict(parent.sigactions),
+                 sigmask=parent.sigmask, cwd=parent.cwd,
                  cwd_ino=parent.cwd_ino, start_time_ns=k.hw.clock.now_ns(), cmdline=parent.cmdline,
-                 environ=parent.environ, exit_signal=flags & CSIGNAL, rlimits=parent.rlimits,
-                 pgid=parent.pgid, sid=parent.sid, umask=parent.umask)
+                 environ=parent.environ, exit_signal=exit_signal, rlimits=parent.rlimits,
+                 pgid=parent.pgid, sid=parent.sid, umask=parent.umask,
+                 tgid=parent.tgid if thread else 0, group_leader=leader if thread else None,
+                 signal=parent.signal if thread else None)
+    if flags & CLONE_FS:
+        child.fs = parent.fs                       # one working directory and umask
     if not flags & CLONE_VM or flags & CLONE_VFORK:         # a thread starts without the alternate stack
         child.sas_ss_sp, child.sas_ss_size, child.sas_ss_flags = \
             parent.sas_ss_sp, parent.sas_ss_size, parent.sas_ss_flags
@@ -96,13 +120,14 @@ def copy_process(k, parent: Task, flags: int, newsp: int, tls: int) -> Task:
         child.regs["rsp"] = newsp
     if flags & CLONE_SETTLS:
         child.regs["fs_base"] = tls
-    parent.children.append(child)
+    if not thread and real_parent is not None:
+        real_parent.children.append(child)
     k.tasks[child.pid] = child
     return child
 
 
-def sys_clone(k, task, flags, newsp, parent_tid, child_tid, tls, *_):
-    child = copy_process(k, task, flags, newsp, tls)
+def kernel_clone(k, task, flags, newsp, parent_tid, child_tid, tls, exit_signal=None):
+    child = copy_process(k, task, flags, newsp, tls, exit_signal)
     if flags & CLONE_PARENT_SETTID and parent_tid:
         k.mm.copy_to_user(task, parent_tid, child.pid.to_bytes(4, "little"))
     if flags & CLONE_CHILD_SETTID and child_tid:
@@ -116,6 +141,46 @@ def sys_clone(k, task, flags, newsp, parent_tid, child_tid, tls, *_):
         child.vfork_parent = task
         k.sleep_after_syscall = lambda: child.vfork_parent is None
     return child.pid
+
+
+def sys_clone(k, task, flags, newsp, parent_tid, child_tid, tls, *_):
+    return kernel_clone(k, task, flags, newsp, parent_tid, child_tid, tls)
+
+
+# struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+# set_tid, set_tid_size, cgroup (all __u64)
+CLONE_ARGS_SIZE_VER0 = 64
+CLONE_ARGS_SIZE_VER2 = 88
+CLONE_PIDFD = 0x00001000
+CLONE_NEWTIME = 0x00000080
+CLONE_INTO_CGROUP = 1 << 33
+CLONE_CLEAR_SIGHAND = 1 << 32
+PAGE_SIZE = 4096
+
+
+def sys_clone3(k, task, uargs, size, *_):
+    """clone3 (kernel/fork.c copy_clone_args_from_user, clone3_args_valid): what glibc 2.34+ tries
+    first for pthread_create. The child starts on stack + stack_size."""
+    if size > PAGE_SIZE:
+        raise SyscallError(E2BIG)
+    if size < CLONE_ARGS_SIZE_VER0:
+        raise SyscallError(EINVAL)
+    raw = k.mm.copy_from_user(task, uargs, size)
+    if any(raw[CLONE_ARGS_SIZE_VER2:]):
+        raise SyscallError(E2BIG)                  # a newer struct with fields we do not know
+    raw = raw[:CLONE_ARGS_SIZE_VER2].ljust(CLONE_ARGS_SIZE_VER2, b"\0")
+    (flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+     set_tid_size, cgroup) = struct.unpack("<11Q", raw)
+    if exit_signal & ~CSIGNAL or exit_signal > 64:
+        raise SyscallError(EINVAL)
+    if flags & ~(0xFFFFFFFF | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP) or \
+            flags & (CLONE_THREAD | CLONE_PARENT) and exit_signal or \
+            flags & CSIGNAL or bool(stack) != bool(stack_size) or set_tid or set_tid_size:
+        raise SyscallError(EINVAL)
+    if flags & (CLONE_PIDFD | CLONE_NEWTIME | CLONE_INTO_CGROUP | CLONE_CLEAR_SIGHAND):
+        raise SyscallError(EINVAL)                 # (pidfds, time namespaces, cgroups: not modelled)
+    return kernel_clone(k, task, flags, stack + stack_size if stack else 0, parent_tid, child_tid, tls,
+                        exit_signal)
 
 
 def sys_fork(k, task, *_):

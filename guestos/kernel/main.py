@@ -160,7 +160,12 @@ class Kernel:
         self.mem_map_paddr = LOW_RESERVED
         self.mem_map = MemMap(self.ram, self.mem_map_paddr, max_pfn)
         # every frame starts reserved; free ranges are handed to the buddy allocator below
-        self.mem_map.raw[:] = (1 << PG_reserved).to_bytes(8, "little").ljust(STRUCT_PAGE_SIZE, b"\0") * max_pfn
+        # (written 64 KiB at a time: one 8 MiB pattern for 512 MiB of RAM would cost its own build)
+        raw = self.mem_map.raw
+        block = (1 << PG_reserved).to_bytes(8, "little").ljust(STRUCT_PAGE_SIZE, b"\0") * 1024
+        for at in range(0, len(raw), len(block)):
+            chunk = raw[at:at + len(block)]
+            chunk[:] = block[:len(chunk)]
         mem_map_end = (self.mem_map_paddr + self.mem_map.size + 4095) >> 12
         initrd_start = bp.initrd_paddr >> 12
         initrd_end = (bp.initrd_paddr + bp.initrd_size + 4095) >> 12
@@ -570,13 +575,23 @@ class Kernel:
         self.scheduler.run()
         # init is gone: write everything back before the machine powers off (a clean poweroff)
         self.sync_all()
-        return task.exit_code
+        return kexit.group_exit_status(self.init_task)
 
     def do_exit(self, task, code: int, signaled: bool = False) -> None:
+        """A thread exits; a fatal signal (signaled) ends its whole process."""
+        if signaled:
+            self.do_group_exit(task, code, signaled)
+            return
         was_alive = not task.exited
         kexit.do_exit(self, task, code, signaled)
         if self.strace is not None and was_alive:
             self.strace.exited(task, task.exit_code)          # +++ exited with N +++
+
+    def do_group_exit(self, task, code: int, signaled: bool = False) -> None:
+        was_alive = not task.exited
+        kexit.do_group_exit(self, task, code, signaled)
+        if self.strace is not None and was_alive:
+            self.strace.exited(task, task.exit_code)
 
     def alloc_pid(self) -> int:
         pid = self.next_pid
@@ -764,7 +779,7 @@ class Kernel:
             mm = getattr(task, "mm", None)
             self.tracepoints.emit("mark_victim", victim=task.pid, victim_comm=task.comm,
                                   rss_pages=mm.rss_anon if mm is not None else 0)
-        self.printk(KERN_ERR, f"Out of memory: Killed process {task.pid} ({task.comm})")
+        self.printk(KERN_ERR, f"Out of memory: Killed process {task.tgid} ({task.comm})")
         self.vmstat["oom_kill"] = self.vmstat.get("oom_kill", 0) + 1
         self.last_fatal = ("SIGKILL", "out of memory", 0, "")
         self.do_exit(task, 9, signaled=True)

@@ -44,6 +44,19 @@ class WouldBlock(Exception):
         self.interrupted = interrupted
 
 
+class SignalStruct:
+    """signal_struct: what the threads of one process share (CLONE_THREAD): the shared pending set
+    of process-directed signals, the thread list (thread_group, leader first), how many threads
+    still live, and the group exit (SIGNAL_GROUP_EXIT with its wait status)."""
+
+    def __init__(self):
+        self.shared_pending = {}                    # signal -> siginfo
+        self.threads = []
+        self.live = 0
+        self.group_exit = False
+        self.group_exit_code = 0                    # a wait status
+
+
 @dataclass(eq=False)
 class Task:
     pid: int
@@ -97,15 +110,56 @@ class Task:
     trap_nr: int = 0                            # the last CPU trap (thread.trap_nr, error_code, cr2):
     error_code: int = 0                         # what a signal frame's sigcontext shows
     cr2: int = 0
+    tgid: int = 0                               # the thread group (process) id; getpid()
+    group_leader: "Task" = None
+    signal: SignalStruct = None                 # shared by the threads of a process
+    robust_list_len: int = 0
+
+    def __post_init__(self):
+        if not self.tgid:
+            self.tgid = self.pid
+        if self.group_leader is None:
+            self.group_leader = self
+        if self.signal is None:
+            self.signal = SignalStruct()
+        self.signal.threads.append(self)
+        self.signal.live += 1
 
     @property
     def exited(self) -> bool:
         return self.state in (TASK_ZOMBIE, TASK_DEAD)
 
 
+class FsStruct:
+    """fs_struct: the working directory and umask, shared by the tasks cloned with CLONE_FS."""
+
+    def __init__(self):
+        self.cwd, self.cwd_ino, self.umask = "/", 2, 0o022
+
+
+def _fs_field(name: str) -> property:
+    """Task.cwd, cwd_ino and umask live in task.fs (made at the first assignment, in __init__)."""
+    def fget(task):
+        return getattr(task.fs, name)
+
+    def fset(task, value):
+        fs = task.__dict__.get("fs")
+        if fs is None:
+            fs = task.__dict__["fs"] = FsStruct()
+        setattr(fs, name, value)
+    return property(fget, fset)
+
+
+for _name in ("cwd", "cwd_ino", "umask"):
+    setattr(Task, _name, _fs_field(_name))
+
+
 def signal_pending(task) -> bool:
-    """A pending signal the task does not block (blocked ones wait; ignored ones never queue)."""
-    return any(not task.sigmask >> (sig - 1) & 1 for sig in task.pending)
+    """A pending signal, its own or its process's, the task does not block (blocked ones wait;
+    ignored ones never queue)."""
+    mask = task.sigmask
+    return any(not mask >> (sig - 1) & 1 for sig in task.pending) or \
+        any(not mask >> (sig - 1) & 1 for sig in task.signal.shared_pending)
 
 
 def _timer_wakeup() -> None:
@@ -121,6 +175,7 @@ class Scheduler:
         self.current = None
         self.nr_switches = 0
         self.preemptions = 0
+        self.need_resched = False                  # sched_yield: give up the rest of the quantum
 
     def wake_up_new_task(self, task: Task) -> None:
         self.runqueue.append(task)
@@ -180,7 +235,7 @@ class Scheduler:
         """Run until init is gone."""
         k = self.k
         cpu = k.hw.cpu
-        while not k.init_task.exited:
+        while k.init_task.signal.live:             # init's thread group: until its last thread is gone
             self.wake_sleepers()
             if not self.runqueue:
                 if not self.sleeping:
@@ -195,7 +250,7 @@ class Scheduler:
             if task.exited:
                 continue                           # killed while it waited for the CPU
             self.switch_to(task)
-            if task.pending and (task.restart is None or task.woken_by_signal):
+            if (task.pending or task.signal.shared_pending) and (task.restart is None or task.woken_by_signal):
                 k.do_signal(task)                  # before it runs: a sleeping call may return EINTR
                 if task.state != TASK_RUNNING:
                     continue
@@ -218,12 +273,15 @@ class Scheduler:
                     pass
                 else:
                     k.do_trap(task, exit)
-                if task.pending and task.state == TASK_RUNNING:
+                if (task.pending or task.signal.shared_pending) and task.state == TASK_RUNNING:
                     k.do_signal(task)
                 if cpu.icount >= start + self.quantum:
                     self.preemptions += 1
                     break
                 if self.current is not task:       # the call switched tasks (vfork, exec of another)
+                    break
+                if self.need_resched:              # sched_yield: to the back of the queue
+                    self.need_resched = False
                     break
             task.instructions += cpu.icount - start
             if task.state == TASK_RUNNING:

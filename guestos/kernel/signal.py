@@ -53,21 +53,33 @@ def sig_ignored(task, sig: int) -> bool:
     return sig not in (9, 19) and (handler == SIG_IGN or handler == SIG_DFL and sig in SIG_KERNEL_IGNORE)
 
 
-def send_signal(k, task, sig: int, info: bytes = None) -> None:
-    """__send_signal(): a blocked signal waits in `pending` (whatever its action: the action may change
-    before it is unblocked), an ignored one is dropped, one for a handler is queued (waking the task
-    if it sleeps), and a fatal default action kills now."""
+def _blocks(task, sig: int) -> bool:
+    return bool(task.sigmask >> (sig - 1) & 1) and sig not in (9, 19)
+
+
+def send_signal(k, task, sig: int, info: bytes = None, group: bool = False) -> None:
+    """__send_signal(): a blocked signal waits in a pending set (whatever its action: the action may
+    change before it is unblocked), an ignored one is dropped, one for a handler is queued (waking
+    the task if it sleeps), and a fatal default action kills the whole process now. group: sent to
+    the process (kill, SIGCHLD): it waits in the shared set for any thread that does not block it;
+    otherwise to this thread only (tgkill, faults)."""
     if not 1 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
-    blocked = task.sigmask >> (sig - 1) & 1 and sig not in (9, 19)
-    if not blocked and sig_ignored(task, sig):
+    if group:
+        # complete_signal(): the thread to take it, the one named first if it does not block it
+        wanting = task if not _blocks(task, sig) else \
+            next((t for t in task.signal.threads if not t.exited and not _blocks(t, sig)), None)
+    else:
+        wanting = None if _blocks(task, sig) else task
+    if wanting is not None and sig_ignored(task, sig):
         return
     handler = task.sigactions.get(sig, (SIG_DFL,))[0]
-    if blocked or handler not in (SIG_DFL, SIG_IGN) and sig not in (9, 19):
-        task.pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.pid
-                                                     if k.scheduler.current else 0))
+    if wanting is None or handler not in (SIG_DFL, SIG_IGN) and sig not in (9, 19):
+        pending = task.signal.shared_pending if group else task.pending
+        pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.tgid
+                                                if k.scheduler.current else 0))
         return
-    k.do_exit(task, sig | (0x80 if sig in SIG_KERNEL_COREDUMP else 0), signaled=True)
+    k.do_exit(wanting, sig | (0x80 if sig in SIG_KERNEL_COREDUMP else 0), signaled=True)
 
 
 def send_sig(k, task, sig: int) -> None:
@@ -75,14 +87,23 @@ def send_sig(k, task, sig: int) -> None:
     send_signal(k, task, sig, siginfo(sig, SI_USER, 0))
 
 
+def dequeue_signal(task):
+    """The lowest unblocked signal of the thread's own set, else of its process's: (sig, siginfo)."""
+    for pending in (task.pending, task.signal.shared_pending):
+        for sig in sorted(pending):
+            if not task.sigmask >> (sig - 1) & 1:
+                return sig, pending.pop(sig)
+    return None, None
+
+
 def do_signal(k, task) -> None:
     """On the way back to user mode (get_signal): the lowest pending, unblocked signal is dropped if
     ignored, kills if its default action does, or runs its handler; a sleeping call it interrupted
     returns EINTR or runs again (handle_signal_restart)."""
-    for sig in sorted(task.pending):
-        if task.sigmask >> (sig - 1) & 1:
-            continue
-        info = task.pending.pop(sig)
+    while True:
+        sig, info = dequeue_signal(task)
+        if sig is None:
+            return
         handler, flags, restorer, mask = task.sigactions.get(sig, (SIG_DFL, 0, 0, 0))
         if sig_ignored(task, sig):
             continue
@@ -187,8 +208,10 @@ def sys_rt_sigaction(k, task, sig, act, oact, sigsetsize, *_):
     if act:
         raw = k.mm.copy_from_user(task, act, 32)
         task.sigactions[sig] = tuple(int.from_bytes(raw[i:i + 8], "little") for i in range(0, 32, 8))
-        if sig_ignored(task, sig):
-            task.pending.pop(sig, None)        # do_sigaction(): "POSIX 3.3.1.3": a pending one is discarded
+        if sig_ignored(task, sig):             # do_sigaction(): "POSIX 3.3.1.3": a pending one is discarded
+            task.signal.shared_pending.pop(sig, None)
+            for thread in task.signal.threads:
+                thread.pending.pop(sig, None)
     if oact:
         k.mm.copy_to_user(task, oact, b"".join(v.to_bytes(8, "little") for v in old))
     return 0
@@ -259,38 +282,50 @@ def sys_sigaltstack(k, task, ss, old_ss, *_):
 
 
 def sys_kill(k, task, pid, sig, *_, code: int = SI_USER):
-    """kill_something_info(): pid > 0 one process, 0 the caller's group, -1 everyone but init and
-    the caller, below -1 the group -pid; ESRCH when nobody matches."""
+    """kill_something_info(): pid > 0 one process (any of its thread ids names it), 0 the caller's
+    group, -1 every process but init and the caller's, below -1 the group -pid; ESRCH when nobody
+    matches. Each process gets one signal, in its shared pending set."""
     if not 0 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
     if pid > 0:
         target = k.find_task(pid)
-        targets = [target] if target is not None else []
+        targets = [target.group_leader] if target is not None else []
     elif pid == -1:
-        targets = [t for t in k.tasks.values() if t.pid > 1 and t is not task]
+        targets = [t for t in k.tasks.values() if t.tgid > 1 and t.tgid != task.tgid and t is t.group_leader]
     else:
         group = task.pgid if pid == 0 else -pid
-        targets = [t for t in k.tasks.values() if t.pgid == group and t.pid != 0]
+        targets = [t for t in k.tasks.values() if t.pgid == group and t.pid != 0 and t is t.group_leader]
     if not targets:
         raise SyscallError(ESRCH)                     # (a zombie still counts, as on Linux)
     for target in targets:
-        if sig and not target.exited:
-            send_signal(k, target, sig, siginfo(sig, code, task.pid))
+        if sig and target.signal.live:
+            alive = target if not target.exited else next(t for t in target.signal.threads if not t.exited)
+            send_signal(k, alive, sig, siginfo(sig, code, task.tgid), group=True)
+    return 0
+
+
+def do_tkill(k, task, tgid: int, tid: int, sig: int):
+    """tgkill/tkill: one thread (tgid > 0: only if it belongs to that process)."""
+    if not 0 <= sig <= _NSIG:
+        raise SyscallError(EINVAL)
+    target = k.find_task(tid)
+    if target is None or tgid > 0 and target.tgid != tgid:
+        raise SyscallError(ESRCH)
+    if sig and not target.exited:               # (a zombie leader whose threads live takes it, unseen)
+        send_signal(k, target, sig, siginfo(sig, SI_TKILL, task.tgid))
     return 0
 
 
 def sys_tgkill(k, task, tgid, tid, sig, *_):
     if tgid <= 0 or tid <= 0:
         raise SyscallError(EINVAL)
-    if tgid != tid:
-        raise SyscallError(ESRCH)          # every task is its own thread group (no threads yet)
-    return sys_kill(k, task, tid, sig, code=SI_TKILL)
+    return do_tkill(k, task, tgid, tid, sig)
 
 
 def sys_tkill(k, task, tid, sig, *_):
     if tid <= 0:
         raise SyscallError(EINVAL)
-    return sys_kill(k, task, tid, sig, code=SI_TKILL)
+    return do_tkill(k, task, 0, tid, sig)
 
 
 def sys_rt_sigsuspend(k, task, unewset, sigsetsize, *_):
@@ -314,12 +349,10 @@ def sys_rt_sigpending(k, task, uset, sigsetsize, *_):
     """The signals waiting because they are blocked."""
     if sigsetsize > 8:
         raise SyscallError(EINVAL)
-    waiting = sum(1 << (sig - 1) for sig in task.pending) & task.sigmask
+    waiting = sum(1 << (sig - 1) for sig in {**task.pending, **task.signal.shared_pending}) & task.sigmask
     k.mm.copy_to_user(task, uset, waiting.to_bytes(8, "little")[:sigsetsize])
     return 0
-def signal_pending(task) -> bool:
-    """A signal waits for its handler and is not blocked."""
-    return any(not task.sigmask >> (sig - 1) & 1 for sig in task.pending)
+from .sched import signal_pending  # noqa: E402  (one rule: own and shared pending sets)
 
 
 def sys_pause(k, task, *_):
@@ -346,6 +379,7 @@ def sys_alarm(k, task, seconds, *_):
         def it_real_fn():
             if not task.exited and task.alarm_expires_ns == expires:
                 task.alarm_expires_ns = 0
-                send_signal(k, task, SIGNALS["SIGALRM"], siginfo(SIGNALS["SIGALRM"], 0x80))   # SI_KERNEL
+                send_signal(k, task, SIGNALS["SIGALRM"], siginfo(SIGNALS["SIGALRM"], 0x80),   # SI_KERNEL
+                            group=True)
         k.timers.add_timer(seconds * 10**9, it_real_fn)
     return left_s

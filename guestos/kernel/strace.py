@@ -562,6 +562,79 @@ def clone_args(c):
     return out
 
 
+FUTEX_OP_NAMES = ("FUTEX_OP_SET", "FUTEX_OP_ADD", "FUTEX_OP_OR", "FUTEX_OP_ANDN", "FUTEX_OP_XOR")
+FUTEX_CMP_NAMES = ("FUTEX_OP_CMP_EQ", "FUTEX_OP_CMP_NE", "FUTEX_OP_CMP_LT", "FUTEX_OP_CMP_LE", "FUTEX_OP_CMP_GT",
+                   "FUTEX_OP_CMP_GE")
+
+
+def futex_args(c):
+    """strace's futex: the arguments each command uses (timeout, val2, uaddr2, val3)."""
+    uaddr, op, val, utime, uaddr2, val3 = c.args
+    cmd = op & 0x7F
+    out = [ptr(uaddr), a_futex_op(c, op), str(val & 0xFFFFFFFF)]
+    val3 &= 0xFFFFFFFF
+    bitset = "FUTEX_BITSET_MATCH_ANY" if val3 == 0xFFFFFFFF else f"{val3:#x}"
+    if cmd == 0:                                         # WAIT
+        out.append(a_timespec(c, utime))
+    elif cmd == 9:                                       # WAIT_BITSET
+        out += [a_timespec(c, utime), bitset]
+    elif cmd == 10:                                      # WAKE_BITSET
+        out += [bitset]
+    elif cmd in (3, 4):                                  # REQUEUE, CMP_REQUEUE
+        out += [str(utime & 0xFFFFFFFF), ptr(uaddr2)] + ([str(val3)] if cmd == 4 else [])
+    elif cmd == 5:                                       # WAKE_OP
+        fop, fcmp = val3 >> 28 & 7, val3 >> 24 & 15
+        op_text = (FUTEX_OP_NAMES[fop & 7] if fop & 7 < 5 else str(fop & 7)) + \
+            ("|FUTEX_OP_OPARG_SHIFT" if fop & 8 else "")
+        cmp_text = FUTEX_CMP_NAMES[fcmp] if fcmp < 6 else str(fcmp)
+        out += [str(utime & 0xFFFFFFFF), ptr(uaddr2),
+                f"{op_text}<<28|{val3 >> 12 & 0xFFF:#x}<<12|{cmp_text}<<24|{val3 & 0xFFF:#x}"]
+    return out
+
+
+def clone3_args(c):
+    """clone3({flags=..., child_tid=..., parent_tid=..., exit_signal=..., stack=..., stack_size=..., tls=...}, size)."""
+    uargs, size = c.args[:2]
+    f = c.struct(uargs, "<8Q")
+    if f is None:
+        return [ptr(uargs), str(size)]
+    flags, _pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls = f
+    fields = [f"flags={a_clone_flags(c, flags)}"]
+    if flags & (0x200000 | 0x1000000):
+        fields.append(f"child_tid={ptr(child_tid)}")
+    if flags & 0x100000:
+        fields.append(f"parent_tid={ptr(parent_tid)}")
+    fields += [f"exit_signal={_signame(exit_signal) if exit_signal else 0}", f"stack={ptr(stack)}",
+               f"stack_size={stack_size:#x}"]
+    if flags & 0x80000:
+        fields.append(f"tls={ptr(tls)}")
+    return ["{" + ", ".join(fields) + "}", str(size)]
+
+
+EPOLL_EVENTS = ((0x1, "EPOLLIN"), (0x2, "EPOLLPRI"), (0x4, "EPOLLOUT"), (0x8, "EPOLLERR"), (0x10, "EPOLLHUP"),
+                (0x2000, "EPOLLRDHUP"), (1 << 28, "EPOLLEXCLUSIVE"), (1 << 29, "EPOLLWAKEUP"),
+                (1 << 30, "EPOLLONESHOT"), (1 << 31, "EPOLLET"))
+EPOLL_CTL_OPS = {1: "EPOLL_CTL_ADD", 2: "EPOLL_CTL_DEL", 3: "EPOLL_CTL_MOD"}
+
+
+def _epoll_event_text(events: int, data: int) -> str:
+    return f"{{events={flags_text(events, EPOLL_EVENTS)}, data={{u32={data & 0xFFFFFFFF}, u64={data}}}}}"
+
+
+def a_epoll_event(c, v):
+    e = c.struct(v, "<IQ") if v else None
+    return ptr(v) if e is None else _epoll_event_text(*e)
+
+
+def a_epoll_events_out(c, v):
+    if c.failed or not c.ret:
+        return ptr(v) if c.failed else "[]"
+    raw = c.peek(v, 12 * c.ret)
+    if raw is None:
+        return ptr(v)
+    return "[" + ", ".join(_epoll_event_text(*struct.unpack_from("<IQ", raw, 12 * i)) for i in range(c.ret)) + "]"
+
+
 def ret_hex(c):
     return f"{c.ret:#x}" if c.ret else "0"
 
@@ -626,7 +699,13 @@ DECODERS = {
     "sync": ((), None),
     "tkill": ((a_int, a_signal), None),
     "time": ((out_after(lambda c, v: str(c.struct(v, "<q")[0]) if c.struct(v, "<q") else ptr(v)),), None),
-    "futex": ((a_ptr, a_futex_op, a_int), None),
+    "futex": (futex_args, None),
+    "clone3": (clone3_args, None),
+    "epoll_create1": ((lambda c, v: "EPOLL_CLOEXEC" if v & 0o2000000 else str(v),), None),
+    "epoll_ctl": ((a_int, lambda c, v: EPOLL_CTL_OPS.get(v & 0xFFFFFFFF, str(v)), a_int, a_epoll_event), None),
+    "epoll_wait": ((a_int, a_epoll_events_out, a_int, a_int), None),
+    "epoll_pwait": ((a_int, a_epoll_events_out, a_int, a_int, a_sigset, a_ulong), None),
+    "get_robust_list": ((a_int, a_ptr, a_ptr), None),
     "getdents64": ((a_int, getdents_text, a_ulong), None),
     "set_tid_address": ((a_ptr,), None),
     "fadvise64": ((a_int, a_long, a_long, a_fadvice), None),

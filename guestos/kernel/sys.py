@@ -23,7 +23,6 @@ REALTIME_EPOCH_NS = 1276473600 * 10**9        # 2010-06-14, the week of the LKML
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
 
-FUTEX_WAIT, FUTEX_WAKE = 0, 1
 GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
 GRND_FLAGS = GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE
 MAX_RW_COUNT = 0x7FFFF000
@@ -39,11 +38,16 @@ def sys_uname(k, task, buf, *_):
 
 
 def sys_getpid(k, task, *_):
+    return task.tgid                          # the process: its thread group
+
+
+def sys_gettid(k, task, *_):
     return task.pid
 
 
 def sys_getppid(k, task, *_):
-    return task.parent.pid if task.parent is not None else 0
+    parent = task.group_leader.parent         # a thread's parent is its process's
+    return parent.tgid if parent is not None else 0
 
 
 def sys_getuid(k, task, *_):
@@ -196,19 +200,13 @@ def sys_clock_nanosleep(k, task, clock_id, flags, req, rem, *_):
 
 
 def sys_sched_yield(k, task, *_):
+    k.scheduler.need_resched = True           # to the back of the run queue after this call
     return 0
 
 
 def sys_set_tid_address(k, task, tidptr, *_):
     task.clear_child_tid = tidptr
     return task.pid
-
-
-def sys_set_robust_list(k, task, head, length, *_):
-    if length != 24:
-        raise SyscallError(EINVAL)
-    task.robust_list = head
-    return 0
 
 
 def sys_rseq(k, task, rseq, rseq_len, flags, sig, *_):
@@ -235,20 +233,6 @@ def sys_rseq(k, task, rseq, rseq_len, flags, sig, *_):
     k.mm.copy_to_user(task, rseq, struct.pack("<II", 0, 0))   # cpu_id_start, cpu_id
     task.rseq, task.rseq_len, task.rseq_sig = rseq, rseq_len, sig
     return 0
-
-
-def sys_futex(k, task, uaddr, op, val, *_):
-    cmd = op & 0x7F
-    if cmd == FUTEX_WAKE:
-        return 0                                  # no other thread waits
-    if uaddr & 3:
-        raise SyscallError(EINVAL)                # get_futex_key(): a misaligned futex word
-    if cmd == FUTEX_WAIT:
-        current = struct.unpack("<I", k.mm.copy_from_user(task, uaddr, 4))[0]
-        if current != val & 0xFFFFFFFF:
-            raise SyscallError(EAGAIN)
-        raise SyscallError(EAGAIN)                # nothing could ever wake it
-    raise SyscallError(ENOSYS)
 
 
 def sys_exit(k, task, code, *_):
@@ -338,7 +322,10 @@ def task_rusage(k, task, who: int) -> bytes:
     maxrss = (task.mm.rss_anon + task.mm.rss_file) * 4 if task.mm is not None else 0
     if who == RUSAGE_CHILDREN:
         return rusage(k, task.cinstructions, task.cmin_flt, task.cmaj_flt, 0)
-    return rusage(k, task.instructions, task.min_flt, task.maj_flt, maxrss)
+    # RUSAGE_SELF: every thread of the process (the leader keeps the counts of threads gone)
+    threads = [task] if who == RUSAGE_THREAD else task.signal.threads
+    return rusage(k, sum(t.instructions for t in threads), sum(t.min_flt for t in threads),
+                  sum(t.maj_flt for t in threads), maxrss)
 
 
 def sys_getrusage(k, task, who, ru, *_):

@@ -6,15 +6,18 @@ call runs (__SC_CAST): an `int` or `pid_t` is the low 32 bits sign-extended, an 
 `size_t` or `unsigned long` the whole register unsigned. glibc passes pid_t -1 as edi = 0xffffffff with
 anything in the upper half, so wait4(-1, ...) only works typed. The types come from syscall_tbl.SYSCALLS
 (generated from Linux); ARG_CONVERSIONS and convert_arg() say what each type becomes, and
-SYSCALL_ARGS[nr] applies them to the six registers at dispatch."""
+SYSCALL_ENTRIES[nr] applies them to the six registers at dispatch."""
+import functools
+import types
+
 from ..arch.prctl import sys_arch_prctl
 from ..fs import read_write as rw
 from ..mm import sys_mm
-from ..fs import fcntl, namei, select
+from ..fs import eventpoll, fcntl, namei, select
 from ..fs import statfs
 from . import exec as kexec
 from . import exit as kexit
-from . import fork, printk, signal, sys
+from . import fork, futex, printk, signal, sys
 from .syscall_tbl import SYSCALLS
 
 SYSCALL_NAMES = {nr: name for nr, (name, _args) in SYSCALLS.items()}
@@ -63,22 +66,36 @@ def _converted(args: tuple) -> str:
     return ", ".join(exprs + ["0"] * (6 - len(exprs)))        # arguments the call does not declare
 
 
+@functools.cache
+def _code(template: str, converted: str):
+    """The code of one small function per (template, signature): compiled once, shared by every call
+    with that signature (a few dozen compiles at import instead of one per call)."""
+    namespace = {}
+    exec(template.format(converted), namespace)
+    return namespace[template[4:template.index("(")]].__code__
+
+
 def _make_converter(args: tuple):
     """(a0..a5) -> the six values as the call's types: one small function per signature, no loop."""
-    namespace = {}
-    exec(f"def convert(a0, a1, a2, a3, a4, a5):\n    return ({_converted(args)})\n", namespace)
-    return namespace["convert"]
+    return types.FunctionType(_code("def convert(a0, a1, a2, a3, a4, a5):\n    return ({})\n",
+                                    _converted(args)), {})
 
 
 def _make_entry(handler, args: tuple):
     """handler(k, task, converted a0..a5): what dispatch calls (no tuple built on the way)."""
-    namespace = {"handler": handler}
-    exec(f"def entry(k, task, a0, a1, a2, a3, a4, a5):\n    return handler(k, task, {_converted(args)})\n",
-         namespace)
-    return namespace["entry"]
+    return types.FunctionType(_code("def entry(k, task, a0, a1, a2, a3, a4, a5):\n    return handler(k, task, {})\n",
+                                    _converted(args)), {"handler": handler})
 
 
-SYSCALL_ARGS = {nr: _make_converter(args) for nr, (_name, args) in SYSCALLS.items()}
+def __getattr__(name: str):
+    # SYSCALL_ARGS (the converters alone, for tests and tools) is built on first use: dispatch uses
+    # SYSCALL_ENTRIES, and building 362 converters at import costs start-up time
+    if name == "SYSCALL_ARGS":
+        global SYSCALL_ARGS
+        SYSCALL_ARGS = {nr: _make_converter(args) for nr, (_name, args) in SYSCALLS.items()}
+        return SYSCALL_ARGS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 SYSCALL_TABLE = {
     0: rw.sys_read, 1: rw.sys_write, 2: rw.sys_open, 3: rw.sys_close, 5: rw.sys_fstat, 8: rw.sys_lseek,
@@ -94,10 +111,10 @@ SYSCALL_TABLE = {
     26: sys_mm.sys_msync, 34: signal.sys_pause, 35: sys.sys_nanosleep, 37: signal.sys_alarm, 74: rw.sys_fsync, 75: rw.sys_fsync, 162: rw.sys_sync, 39: sys.sys_getpid, 60: sys.sys_exit, 62: signal.sys_kill, 63: sys.sys_uname,
     89: rw.sys_readlink, 96: sys.sys_gettimeofday, 97: sys.sys_getrlimit, 102: sys.sys_getuid,
     104: sys.sys_getuid, 107: sys.sys_getuid, 108: sys.sys_getuid, 110: sys.sys_getppid,
-    131: signal.sys_sigaltstack, 158: sys_arch_prctl, 186: sys.sys_getpid, 200: signal.sys_tkill,
-    201: sys.sys_time, 202: sys.sys_futex, 218: sys.sys_set_tid_address, 228: sys.sys_clock_gettime,
+    131: signal.sys_sigaltstack, 158: sys_arch_prctl, 186: sys.sys_gettid, 200: signal.sys_tkill,
+    201: sys.sys_time, 218: sys.sys_set_tid_address, 228: sys.sys_clock_gettime,
     229: sys.sys_clock_getres, 230: sys.sys_clock_nanosleep, 231: kexit.sys_exit_group, 234: signal.sys_tgkill,
-    257: rw.sys_openat, 262: rw.sys_newfstatat, 267: rw.sys_readlinkat, 273: sys.sys_set_robust_list,
+    257: rw.sys_openat, 262: rw.sys_newfstatat, 267: rw.sys_readlinkat,
     302: sys.sys_prlimit64, 318: sys.sys_getrandom, 334: sys.sys_rseq,
     # issue 12: what shells and coreutils need
     7: select.sys_poll, 23: select.sys_select, 270: select.sys_pselect6, 271: select.sys_ppoll,
@@ -108,6 +125,10 @@ SYSCALL_TABLE = {
     115: sys.sys_getgroups, 103: printk.sys_syslog, 98: sys.sys_getrusage, 111: sys.sys_getpgrp,
     112: sys.sys_setsid, 124: sys.sys_getsid, 204: sys.sys_sched_getaffinity, 157: sys.sys_prctl,
     99: sys.sys_sysinfo, 137: statfs.sys_statfs, 138: statfs.sys_fstatfs,
+    # issue 12: threads
+    435: fork.sys_clone3, 202: futex.sys_futex, 273: futex.sys_set_robust_list, 274: futex.sys_get_robust_list,
+    213: eventpoll.sys_epoll_create, 291: eventpoll.sys_epoll_create1, 233: eventpoll.sys_epoll_ctl,
+    232: eventpoll.sys_epoll_wait, 281: eventpoll.sys_epoll_pwait, 441: eventpoll.sys_epoll_pwait2,
 }
 
 # the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME)

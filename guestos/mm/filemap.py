@@ -5,6 +5,10 @@ index), with its struct page saying whose it is and at which index, so the
 kernel always knows mapped from unmapped file pages. A file system supplies the
 address_space operations: where a page lives on the disk (for reading), and
 where it must go (for writing, allocating blocks)."""
+from functools import reduce
+from itertools import filterfalse
+from operator import or_
+
 from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
 from .mm_types import (NIL, PG_active, PG_dirty, PG_locked, PG_lru, PG_mappedtodisk, PG_referenced, PG_reclaim,
                        PG_unevictable, PG_uptodate)
@@ -233,7 +237,7 @@ class AddressSpace:
     def ra_submit(self, ra: FileRaState) -> None:
         """Read the window, and mark the page where the next (asynchronous) window starts."""
         last = (self.a_ops.i_size() - 1) >> PAGE_SHIFT
-        indices = [i for i in range(ra.start, min(ra.start + ra.size, last + 1)) if i not in self.pages]
+        indices = list(filterfalse(self.pages.__contains__, range(ra.start, min(ra.start + ra.size, last + 1))))
         self.read_pages(indices)
         mark = ra.start + ra.size - ra.async_size
         pfn = self.pages.get(mark)
@@ -391,6 +395,12 @@ def mark_page_accessed(k, pfn: int) -> None:
         k.vmstat["pgactivate"] += 1
 
 
+def must_hold(flags: list, readahead_bit: int) -> bool:
+    """Is there a miss (-1) or a readahead mark among the flags? any(f < 0 or f & readahead_bit for f in
+    flags), without a Python loop (once per read())."""
+    return bool(flags) and (min(flags) < 0 or reduce(or_, flags) & readahead_bit != 0)
+
+
 def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int, count: int, pos: int) -> int:
     """do_generic_file_read(): copy from the page cache to the user, reading ahead as it goes."""
     isize = mapping.a_ops.i_size()
@@ -398,7 +408,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
         return 0
     count = min(count, isize - pos)
     dst = k.mm.user_runs(task, buf, count, True, partial=True)        # fault the buffer in first
-    count = sum(n for _, n in dst)                                    # short up to a hole in it
+    count = sum([n for _, n in dst])                                  # short up to a hole in it
     index, last = pos >> PAGE_SHIFT, (pos + count - 1) >> PAGE_SHIFT
     mem_map = k.mem_map
     core = k.lru.core
@@ -410,7 +420,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
     # reading may reclaim: then every page is held until copied.
-    hold = any(f < 0 or f & readahead_bit for f in flags)
+    hold = must_hold(flags, readahead_bit)
     nr = last - index + 1
     at = 0
     try:
