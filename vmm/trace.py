@@ -15,6 +15,10 @@ same file, byte for byte."""
 import json
 
 from guestos.kernel import tracepoint
+from guestos.mm.lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
+
+from .errors import BallastError
+from .oracle import duplication
 
 FORMATS = ("jsonl", "perfetto")
 COUNTER_INTERVAL_NS = 10_000_000            # 10 ms of guest time
@@ -27,7 +31,6 @@ KTHREAD_TID_BASE = 1 << 22                  # above any guest pid (PID_MAX_LIMIT
 
 
 def check_format(fmt: str, what: str = "--trace-format") -> str:
-    from .errors import BallastError
     if fmt not in FORMATS:
         raise BallastError(f"{what}: unknown format '{fmt}' (one of {', '.join(FORMATS)})")
     return fmt
@@ -160,12 +163,10 @@ class _PerfettoTrack:
         k = self.machine.kernel
         if k is None or getattr(k, "lru", None) is None:
             return
-        from guestos.mm.lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
         nr = k.lru.nr
         host = self.machine.host
         if now >= self.next_duplication_ns:         # the oracle's walk: at most once an interval
             self.next_duplication_ns = now + COUNTER_INTERVAL_NS
-            from .oracle import duplication
             report = duplication(host, [m for _, m in self.writer.machines])
             self.duplicated = report["vms"].get(self.machine.vm_id, {}).get("duplicated_pages", 0)
         balloon = self.machine.balloon
