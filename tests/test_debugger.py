@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -263,9 +264,11 @@ def test_the_tutorials_transcript_is_what_the_debugger_prints():
     assert r.returncode == 0, r.stderr
     actual = r.stdout.rstrip("\n").splitlines()
     assert len(actual) == len(shown)
+    def steady(line):               # guest time moves by a few ns whenever the kernel's code changes
+        return re.sub(r"\b\d+\.\d{6,9}(?=:| s\b)", "T", line)
     for want, got in zip(shown, actual):
         if "RSS" not in want:
-            assert got == want
+            assert steady(got) == steady(want)
     assert "  host cache: holds this disk page too (duplicated)" in shown
     assert any("decision='reclaimed', reason='clean'" in line for line in shown)
     assert any(line.startswith("Run till end of reclaim pass: mm_vmscan_reclaim_pass_end") for line in shown)
