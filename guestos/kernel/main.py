@@ -777,7 +777,7 @@ class Kernel:
     def oom_kill(self, task) -> None:
         if self.tracepoints is not None:
             mm = getattr(task, "mm", None)
-            self.tracepoints.emit("mark_victim", victim=task.pid, victim_comm=task.comm,
+            self.tracepoints.emit("mark_victim", victim=task.tgid, victim_comm=task.comm,
                                   rss_pages=mm.rss_anon if mm is not None else 0)
         self.printk(KERN_ERR, f"Out of memory: Killed process {task.tgid} ({task.comm})")
         self.vmstat["oom_kill"] = self.vmstat.get("oom_kill", 0) + 1
