@@ -5,7 +5,8 @@ One source in Cython's pure-Python mode. Compiled, a clean page-cache page found
 the inactive list is isolated, tested, removed from its page cache, taken off the LRU and merged
 into the buddy lists without leaving C. Uncompiled (BALLAST_PURE=1), the same steps run as Python
 that pdb can step through. Every page that is not that common case goes back to the kernel's
-Python code (vmscan.shrink_page and shrink_active_page), one page at a time, in order.
+Python services (rmap, swap, writepage: vmscan.ReclaimOps), one page at a time, in order; the decisions
+themselves are all taken here (Reclaim), compiled or not.
 
 Both work on the struct pages in guest RAM through the MemMap's views over the same bytes:
 q (64-bit words, 8 per page), i (signed ints, 16 per page), u (unsigned ints, 16 per page)."""
@@ -21,6 +22,8 @@ PG_reported = cython.declare(cython.int, 3)         # PG_uptodate, which a free 
 PG_dirty = cython.declare(cython.int, 4)
 PG_lru = cython.declare(cython.int, 5)
 PG_active = cython.declare(cython.int, 6)
+PG_writeback = cython.declare(cython.int, 13)
+PG_reclaim = cython.declare(cython.int, 17)
 PG_buddy = cython.declare(cython.int, 19)
 PG_swapbacked = cython.declare(cython.int, 20)
 PG_unevictable = cython.declare(cython.int, 21)
@@ -36,13 +39,55 @@ I_LRU_NEXT = cython.declare(cython.int, 10)
 I_LRU_PREV = cython.declare(cython.int, 11)
 
 LRU_INACTIVE_ANON = cython.declare(cython.int, 0)
+LRU_ACTIVE_ANON = cython.declare(cython.int, 1)
 LRU_INACTIVE_FILE = cython.declare(cython.int, 2)
+LRU_ACTIVE_FILE = cython.declare(cython.int, 3)
 LRU_UNEVICTABLE = cython.declare(cython.int, 4)
 MAX_ORDER = cython.declare(cython.int, 11)
 NO_REPORTING = cython.declare(cython.int, 11)       # reporting_order when nobody reports free pages
 
 # a page with any of these is not the common case of shrink_page_list
 NOT_SIMPLE_FILE = cython.declare(cython.ulonglong, (1 << 20) | (1 << 0) | (1 << 4))   # swapbacked, locked, dirty
+
+# page_check_references() (mm/vmscan.c)
+PAGEREF_RECLAIM = cython.declare(cython.int, 0)
+PAGEREF_RECLAIM_CLEAN = cython.declare(cython.int, 1)
+PAGEREF_KEEP = cython.declare(cython.int, 2)
+PAGEREF_ACTIVATE = cython.declare(cython.int, 3)
+# pageout()
+PAGE_KEEP = cython.declare(cython.int, 0)
+PAGE_ACTIVATE = cython.declare(cython.int, 1)
+PAGE_SUCCESS = cython.declare(cython.int, 2)
+PAGE_CLEAN = cython.declare(cython.int, 3)
+# shrink_page_list()'s outcome for a page (a decision | WHY_* << 2) and, for the trace, their names
+FREE = cython.declare(cython.int, 0)
+KEEP = cython.declare(cython.int, 1)
+ACTIVATE = cython.declare(cython.int, 2)
+KEPT = cython.declare(cython.int, 3)                 # to activate, but no longer on a list
+DECISIONS = ("reclaimed", "rotated", "activated", "kept")
+WHY_CLEAN = cython.declare(cython.int, 0)
+WHY_METADATA = cython.declare(cython.int, 1)
+WHY_LOCKED = cython.declare(cython.int, 2)
+WHY_UNMAPPED_FIRST = cython.declare(cython.int, 3)
+WHY_WRITEBACK = cython.declare(cython.int, 4)
+WHY_REFERENCED = cython.declare(cython.int, 5)
+WHY_REFERENCED_TWICE = cython.declare(cython.int, 6)
+WHY_PTE_REFERENCED = cython.declare(cython.int, 7)
+WHY_SWAPPED_OUT = cython.declare(cython.int, 8)
+WHY_SWAP = cython.declare(cython.int, 9)             # swap_out's own reason (no-swap, swap-full, ...)
+WHY_STILL_MAPPED = cython.declare(cython.int, 10)
+WHY_HELD = cython.declare(cython.int, 11)
+WHY_DIRTY_DEFERRED = cython.declare(cython.int, 12)
+WHY_PAGEOUT = cython.declare(cython.int, 13)         # from here on, pageout() ran
+WHY_PAGEOUT_KEEP = cython.declare(cython.int, 14)
+WHY_PAGEOUT_ACTIVATE = cython.declare(cython.int, 15)
+WHY_WRITTEN_BACK = cython.declare(cython.int, 16)
+REASONS = ("clean", "metadata", "locked", "unmapped-first", "writeback", "referenced", "referenced-twice",
+           "pte-referenced", "swapped-out", "", "still-mapped", "held", "dirty-deferred", "pageout", "pageout-keep",
+           "pageout-activate", "written-back")
+# struct zone_reclaim_stat, in one array: recent_scanned[anon, file], recent_rotated[anon, file]
+RECENT_SCANNED = cython.declare(cython.int, 0)
+RECENT_ROTATED = cython.declare(cython.int, 2)
 
 
 def constants() -> dict:
@@ -357,10 +402,33 @@ class LruCore:
     @cython.ccall
     @cython.wraparound(False)
     def deactivate_page(self, pfn: cython.Py_ssize_t) -> cython.void:
+        """shrink_active_list()'s ClearPageActive(): to the head of the inactive list. PG_referenced stays,
+        so a page used again soon after is activated again at its next access (mark_page_accessed)."""
         self.delete(pfn)
-        self.q[pfn << 3] &= ~((cython.cast(cython.ulonglong, 1) << PG_active) |
-                              (cython.cast(cython.ulonglong, 1) << PG_referenced))
+        self.q[pfn << 3] &= ~(cython.cast(cython.ulonglong, 1) << PG_active)
         self.add(pfn, self.page_lru(pfn))
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def rotate_reclaimable_page(self, pfn: cython.Py_ssize_t) -> cython.bint:
+        """A page whose writeback reclaim started has been written: to the tail of the inactive list, where
+        the next scan finds it first (mm/swap.c). True when it moved (a pgrotated)."""
+        flags: cython.ulonglong = self.q[pfn << 3]
+        if flags & ((1 << PG_locked) | (1 << PG_dirty) | (1 << PG_active) | (1 << PG_unevictable)) \
+                or not flags & (1 << PG_lru):
+            return False
+        lru: cython.int = self.delete(pfn)
+        tail: cython.Py_ssize_t = self.tail[lru]
+        self.u[(pfn << 4) + I_LRU_NEXT] = NIL
+        self.u[(pfn << 4) + I_LRU_PREV] = tail
+        if tail != NIL:
+            self.u[(tail << 4) + I_LRU_NEXT] = pfn
+        else:
+            self.head[lru] = pfn
+        self.tail[lru] = pfn
+        self.nr[lru] += 1
+        self.q[pfn << 3] |= 1 << PG_lru
+        return True
 
     @cython.wraparound(False)
     def add_batch(self, pfns: list, lru: cython.int, flags: cython.ulonglong) -> None:
@@ -514,13 +582,21 @@ class LruCore:
 @cython.final
 @cython.cclass
 class Reclaim:
-    """One reclaim pass (a ScanControl) seen from the hot path: the LRU lists, the buddy lists,
-    the page caches (mapping id -> address space with a `pages` dict index -> pfn), the vmstat
-    dict, pages_freed(n) for what the page allocator does for the pages freed here besides
-    listing them, and the kernel's Python code for the pages that are not the common case:
-    shrink_page(k, pfn, sc) -> freed, shrink_active_page(k, pfn, sc); with tracing on, `trace`
-    (guestos.mm.vmscan.ReclaimTrace) emits the events of the scans and of the decisions taken here:
-    trace.isolate, shrink_inactive, shrink_active, freed and deactivated."""
+    """One reclaim pass (a ScanControl) seen from the hot path, and the one place that decides what
+    happens to each page it scans: keep it (back to the head of its list), activate it, start its
+    writeback, unmap it, swap it out or free it -- 2.6.35's shrink_page_list() and shrink_active_list().
+
+    It holds the LRU lists, the buddy lists, the page caches (mapping id -> address space with a `pages`
+    dict index -> pfn), the vmstat dict, pages_freed(n) for what the page allocator does for the pages
+    freed here besides listing them, zone_reclaim_stat (recent_scanned and recent_rotated, anon and file),
+    and `ops`: the kernel services a decision may need, never a decision of their own --
+    ops.page_referenced(k, pfn) -> (referenced PTEs, mapped executable) through the reverse map,
+    ops.try_to_unmap(k, pfn) -> unmapped, ops.swap_out(k, pfn) -> "" when freed else why not,
+    ops.pageout(k, mapping, pfn) -> PAGE_*, ops.keep_for_unmapped_first(k, sc) (the review's policy) and,
+    with tracing on, ops.trace(k, pfn, kind, mapped, referenced, decision, reason, sc, flags) for each
+    decision, ops.trace_delete_from_page_cache(k, pfn, mapping, index) for a page freed here, and the scans'
+    events with ops.lru_names (guestos/mm/vmscan.py; docs/trace.md). A clean,
+    unmapped page-cache page (the common case) never leaves native code."""
     lru: LruCore
     buddy: BuddyCore
     address_spaces: dict
@@ -528,14 +604,17 @@ class Reclaim:
     pages_freed: object
     k: object
     sc: object
-    shrink_page: object
-    shrink_active_page: object
-    trace: object
+    ops: object
+    reclaim_stat: cython.longlong[::1]
+    tracing: cython.bint
+    inactive_ratio = cython.declare(cython.longlong, visibility="public")    # the zone's, for anon
+    referenced_ptes: cython.Py_ssize_t            # what the last decide() found through the reverse map
+    swap_why: str                                 # why the last swap_out() could not
     pgscan: str
     pgsteal: str
 
     def __init__(self, lru: LruCore, buddy: BuddyCore, address_spaces: dict, vmstat: dict, pages_freed, k, sc,
-                 shrink_page, shrink_active_page, trace):
+                 ops, reclaim_stat, tracing: cython.bint):
         self.lru = lru
         self.buddy = buddy
         self.address_spaces = address_spaces
@@ -543,29 +622,36 @@ class Reclaim:
         self.pages_freed = pages_freed
         self.k = k
         self.sc = sc
-        self.shrink_page = shrink_page
-        self.shrink_active_page = shrink_active_page
-        self.trace = trace
+        self.ops = ops
+        self.reclaim_stat = reclaim_stat
+        self.tracing = tracing
+        self.inactive_ratio = 1
+        self.referenced_ptes = 0
+        self.swap_why = ""
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
     @cython.ccall
     def shrink_lists(self, scan: cython.longlong[::1], cluster: cython.Py_ssize_t, may_stop: cython.bint) -> None:
         """The loop of shrink_zone(): up to `cluster` pages of each list in turn (inactive anon,
-        active anon, inactive file, active file) until the counts in `scan` are used up, or,
-        when may_stop, until sc.nr_reclaimed reaches sc.nr_to_reclaim. An active list is scanned
-        only while its inactive list is the smaller."""
+        active anon, inactive file, active file) while the inactive anon, active file or inactive
+        file counts in `scan` last, or, when may_stop, until sc.nr_reclaimed reaches sc.nr_to_reclaim.
+        An active list is scanned only while its inactive list is low: for file pages, smaller than the
+        active one; for anon, smaller than the active one over the zone's inactive_ratio."""
         nr = self.lru.nr
         lru: cython.int
         n: cython.Py_ssize_t
-        while scan[0] or scan[1] or scan[2] or scan[3]:
+        while scan[LRU_INACTIVE_ANON] or scan[LRU_ACTIVE_FILE] or scan[LRU_INACTIVE_FILE]:
             for lru in range(4):
                 if not scan[lru]:
                     continue
                 n = scan[lru] if scan[lru] < cluster else cluster
                 scan[lru] -= n
-                if lru & 1:                                   # LRU_ACTIVE_ANON, LRU_ACTIVE_FILE
-                    if nr[lru] > nr[lru - 1]:                 # inactive_anon/file_is_low()
+                if lru == LRU_ACTIVE_FILE:
+                    if nr[lru] > nr[lru - 1]:                 # inactive_file_is_low()
+                        self.shrink_active_list(n, lru)
+                elif lru == LRU_ACTIVE_ANON:
+                    if nr[lru - 1] * self.inactive_ratio < nr[lru]:      # inactive_anon_is_low()
                         self.shrink_active_list(n, lru)
                 else:
                     self.sc.nr_reclaimed += self.shrink_inactive_list(n, lru)
@@ -576,27 +662,94 @@ class Reclaim:
     def shrink_inactive_list(self, nr_to_scan: cython.Py_ssize_t, lru: cython.int) -> cython.Py_ssize_t:
         """Isolate up to nr_to_scan pages from the tail and try to free them; returns how many were."""
         nr_taken: cython.Py_ssize_t = self.lru.isolate_lru_pages(lru, nr_to_scan)
+        file: cython.int = 1 if lru >= LRU_INACTIVE_FILE else 0
         self.sc.nr_scanned += nr_taken
         self.vmstat[self.pgscan] += nr_taken
-        if self.trace is not None:
-            self.trace.isolate(lru, nr_to_scan, nr_taken)
+        self.reclaim_stat[RECENT_SCANNED + file] += nr_taken
         reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
         self.vmstat[self.pgsteal] += reclaimed
-        if self.trace is not None:
-            self.trace.shrink_inactive(lru, nr_taken, reclaimed)
+        if self.tracing:
+            sc = self.sc
+            name = self.ops.lru_names[lru]
+            self.k.tracepoints.emit("mm_vmscan_lru_isolate", order=0, nr_requested=nr_to_scan, nr_scanned=nr_taken,
+                                    nr_taken=nr_taken, isolate_mode=0, file=file, lru=name, policy=sc.policy,
+                                    priority=sc.priority, pass_nr=sc.pass_nr)
+            self.k.tracepoints.emit("mm_vmscan_lru_shrink_inactive", nid=0, nr_scanned=nr_taken,
+                                    nr_reclaimed=reclaimed, file=file, lru=name, policy=sc.policy,
+                                    priority=sc.priority, pass_nr=sc.pass_nr)
         return reclaimed
+
+    @cython.cfunc
+    def keep(self, pfn: cython.Py_ssize_t) -> cython.void:
+        """keep: back to the head of its list (if something it called left it there)."""
+        if (self.lru.q[pfn << 3] >> PG_lru) & 1:
+            self.lru.rotate(pfn)
+
+    @cython.cfunc
+    def activate(self, pfn: cython.Py_ssize_t, file: cython.int) -> cython.void:
+        """activate_locked: to the active list, a rotation for get_scan_count's balance."""
+        if self.lru.activate_page(pfn):
+            self.vmstat["pgactivate"] += 1
+        self.reclaim_stat[RECENT_ROTATED + file] += 1
+
+    @cython.cfunc
+    def decide(self, pfn: cython.Py_ssize_t, base: cython.Py_ssize_t, mapped: cython.bint, anon: cython.bint,
+               referenced_page: cython.bint, mapping: object, index: object) -> cython.int:
+        """From page_check_references() on, for a page none of the first tests kept: FREE, KEEP or ACTIVATE
+        plus WHY_* << 2 (an anonymous page to free is already freed); the PTE references found are left in
+        self.referenced_ptes."""
+        q: cython.ulonglong[::1] = self.lru.q
+        i: cython.int[::1] = self.lru.i
+        ops = self.ops
+        references: cython.int
+        result: cython.int
+        self.referenced_ptes = 0
+        if mapped:
+            self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
+        q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)
+        if self.referenced_ptes:
+            if anon:
+                return ACTIVATE | WHY_REFERENCED << 2
+            q[base] |= 1 << PG_referenced                            # look twice at a mapped file page
+            if referenced_page:
+                return ACTIVATE | WHY_REFERENCED_TWICE << 2
+            return KEEP | WHY_PTE_REFERENCED << 2
+        references = PAGEREF_RECLAIM_CLEAN if referenced_page else PAGEREF_RECLAIM
+        if anon:
+            # add_to_swap(), try_to_unmap() into swap entries, the write, the swap cache's reference
+            why = ops.swap_out(self.k, pfn)
+            if not why:
+                return FREE | WHY_SWAPPED_OUT << 2
+            if why == "pageout":
+                return KEEP | WHY_PAGEOUT << 2                        # its write started: kept until written
+            self.swap_why = why
+            return ACTIVATE | WHY_SWAP << 2
+        if mapped and not ops.try_to_unmap(self.k, pfn):
+            return KEEP | WHY_STILL_MAPPED << 2
+        if i[(pfn << 4) + I_REFCOUNT] != 1:
+            return KEEP | WHY_HELD << 2                                # someone holds it (a copy in progress)
+        if not (q[base] >> PG_dirty) & 1:
+            return FREE | WHY_CLEAN << 2
+        if references == PAGEREF_RECLAIM_CLEAN or not self.sc.may_writepage:
+            return KEEP | WHY_DIRTY_DEFERRED << 2
+        result = ops.pageout(self.k, mapping, pfn)
+        if result == PAGE_KEEP:
+            return KEEP | WHY_PAGEOUT_KEEP << 2
+        if result == PAGE_ACTIVATE:
+            return ACTIVATE | WHY_PAGEOUT_ACTIVATE << 2
+        if (q[base] & ((1 << PG_dirty) | (1 << PG_writeback) | (1 << PG_locked))) \
+                or i[(pfn << 4) + I_REFCOUNT] != 1 or mapping.pages.get(index) != pfn:
+            # written asynchronously: it stays inactive until end_page_writeback() moves it to the
+            # tail, where the next scan frees it
+            return KEEP | WHY_PAGEOUT << 2
+        return FREE | WHY_WRITTEN_BACK << 2                            # a synchronous write: free it now
 
     @cython.ccall
     @cython.wraparound(False)
     def shrink_page_list(self, n: cython.Py_ssize_t) -> cython.Py_ssize_t:
-        """shrink_page_list() over the n isolated pages; returns how many were freed.
-
-        The common case is done here: a clean, unlocked, unmapped page-cache page that its
-        mapping still indexes, that only the page cache holds (refcount 1), in a mapping that
-        reclaim may touch. Its PG_referenced does not save it (that is for mapped pages). It is
-        removed from the page cache (remove_from_page_cache), its last reference dropped
-        (put_page), it leaves its list and goes to the buddy lists (free_pages). Any other page
-        goes to shrink_page()."""
+        """shrink_page_list() over the n isolated pages, in Linux's order of tests; returns how many were
+        freed. A page that passes them all is removed from its page cache (remove_mapping), its last
+        reference dropped, off its list and into the buddy lists (free_pages)."""
         q: cython.ulonglong[::1] = self.lru.q
         i: cython.int[::1] = self.lru.i
         isolated: cython.longlong[::1] = self.lru.isolated
@@ -605,42 +758,94 @@ class Reclaim:
         cached: cython.bint = False               # the mapping of the last page, looked up once
         cached_id: cython.ulonglong = 0
         pages: dict = None
+        mapping = None
+        sc = self.sc
+        ops = self.ops
         j: cython.Py_ssize_t
         pfn: cython.Py_ssize_t
         cur_pfn: cython.Py_ssize_t
         base: cython.Py_ssize_t
         flags: cython.ulonglong
         mapping_id: cython.ulonglong
+        mapped: cython.bint
+        anon: cython.bint
+        referenced_page: cython.bint
+        code: cython.int
+        decision: cython.int
+        why: cython.int
         index: object
-        simple: cython.bint
         for j in range(n):
             pfn = isolated[j]
             base = pfn << 3
             flags = q[base]
-            simple = False
-            if flags & NOT_SIMPLE_FILE == 0 and i[(pfn << 4) + I_MAPCOUNT] == -1 and \
-                    i[(pfn << 4) + I_REFCOUNT] == 1:
+            mapped = i[(pfn << 4) + I_MAPCOUNT] >= 0
+            anon = (flags >> PG_swapbacked) & 1 == 1
+            referenced_page = (flags >> PG_referenced) & 1 == 1
+            index = None
+            code = FREE
+            self.referenced_ptes = 0
+            if not anon:
                 mapping_id = q[base + Q_MAPPING]
                 if not cached or mapping_id != cached_id:
                     mapping = self.address_spaces.get(mapping_id)
                     pages = None if mapping is None or mapping.unevictable_metadata else mapping.pages
                     cached, cached_id = True, mapping_id
+                index = q[base + Q_INDEX]             # one Python int for the lookup and the removal
+                cur_pfn = -1
                 if pages is not None:
-                    index = q[base + Q_INDEX]             # one Python int for the lookup and the removal
                     cur = pages.get(index)
                     if cur is not None:
                         cur_pfn = cur
-                        simple = cur_pfn == pfn
-            if not simple:
+                if cur_pfn != pfn:
+                    code = KEEP | WHY_METADATA << 2              # not a page reclaim may touch
+            if code != FREE:
+                pass
+            elif flags & (1 << PG_locked):
+                code = KEEP | WHY_LOCKED << 2                    # trylock_page() failed
+            elif mapped and not sc.may_unmap:
+                code = KEEP | WHY_UNMAPPED_FIRST << 2
+            elif flags & (1 << PG_writeback):
+                code = KEEP | WHY_WRITEBACK << 2                 # its write is in flight
+            elif anon and not sc.may_swap:
+                code = ACTIVATE | WHY_UNMAPPED_FIRST << 2
+            elif (mapped or anon) and ops.keep_for_unmapped_first(self.k, sc):
+                code = (ACTIVATE if anon else KEEP) | WHY_UNMAPPED_FIRST << 2
+                cached = False
+            else:
+                code = self.decide(pfn, base, mapped, anon, referenced_page, mapping, index)
+                if mapped or anon or code >> 2 >= WHY_PAGEOUT:
+                    cached = False                                # the kernel ran: it may have changed anything
+            decision = code & 3
+            why = code >> 2
+            if decision != FREE:
+                if decision == ACTIVATE:
+                    if (q[base] >> PG_lru) & 1:
+                        self.activate(pfn, 0 if anon else 1)
+                    else:
+                        decision = KEPT
+                else:
+                    self.keep(pfn)
+                if self.tracing:
+                    ops.trace(self.k, pfn, "anon" if anon else "file", mapped,
+                              referenced_page or self.referenced_ptes > 0, DECISIONS[decision],
+                              self.swap_why if why == WHY_SWAP else REASONS[why], sc, flags)
+                continue
+            reclaimed += 1
+            if anon:                                    # freed by swap_out
+                if self.tracing:
+                    ops.trace(self.k, pfn, "anon", mapped, False, "swapped-out", "cold", sc, flags)
+                continue
+            if mapped or why == WHY_WRITTEN_BACK:       # the kernel ran: look the mapping up again
                 if freed:
                     self.account_freed(freed)
                     freed = 0
-                if self.shrink_page(self.k, pfn, self.sc):
-                    reclaimed += 1
-                cached = False                    # the kernel may have changed anything
+                mapping.remove_from_page_cache(index)   # the last reference: the page is freed
+                cached = False
+                if self.tracing:
+                    ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc, flags)
                 continue
-            if self.trace is not None:            # while the page is still whole, as remove_from_page_cache's
-                self.trace.delete_from_page_cache(pfn, mapping_id, index)
+            if self.tracing:                      # while the page is still whole, as remove_from_page_cache's
+                ops.trace_delete_from_page_cache(self.k, pfn, mapping_id, index)
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
             q[base + Q_MAPPING] = 0
             q[base + Q_INDEX] = 0
@@ -652,9 +857,8 @@ class Reclaim:
             i[(pfn << 4) + I_MAPCOUNT] = -1
             self.buddy.free_pages(pfn, 0)         # into the buddy lists
             freed += 1
-            reclaimed += 1
-            if self.trace is not None:
-                self.trace.freed(pfn, flags, mapping_id, index)
+            if self.tracing:
+                ops.trace(self.k, pfn, "file", False, referenced_page, "reclaimed", "clean", sc, flags)
         if freed:
             self.account_freed(freed)
         return reclaimed
@@ -668,33 +872,52 @@ class Reclaim:
     @cython.ccall
     @cython.wraparound(False)
     def shrink_active_list(self, nr_to_scan: cython.Py_ssize_t, lru: cython.int) -> cython.void:
-        """Up to nr_to_scan pages from the active tail to the inactive list (pgdeactivate), their
-        PG_referenced cleared; a mapped page goes to shrink_active_page(), which asks the reverse map."""
+        """Up to nr_to_scan pages from the active tail to the inactive list (pgdeactivate). Only PG_active
+        is cleared. A mapped page is asked through the reverse map whether it was referenced (a rotation
+        for get_scan_count); a referenced file page mapped executable stays active (running code)."""
         nr_taken: cython.Py_ssize_t = self.lru.isolate_lru_pages(lru, nr_to_scan)
+        file: cython.int = 1 if lru >= LRU_INACTIVE_FILE else 0
         self.vmstat["pgrefill"] += nr_taken
-        deactivated_before = self.vmstat["pgdeactivate"] if self.trace is not None else 0
-        if self.trace is not None:
-            self.trace.isolate(lru, nr_to_scan, nr_taken)
+        self.reclaim_stat[RECENT_SCANNED + file] += nr_taken
         isolated: cython.longlong[::1] = self.lru.isolated
         deactivated: cython.Py_ssize_t = 0
+        kept_active: cython.Py_ssize_t = 0
+        rotated: cython.Py_ssize_t = 0
         j: cython.Py_ssize_t
         flags: cython.ulonglong = 0
         pfn: cython.Py_ssize_t
+        referenced: cython.bint
         for j in range(nr_taken):
             pfn = isolated[j]
-            if self.lru.i[(pfn << 4) + I_MAPCOUNT] + 1 > 0:
-                if deactivated:
-                    self.vmstat["pgdeactivate"] += deactivated
-                    deactivated = 0
-                self.shrink_active_page(self.k, pfn, self.sc)
-                continue
-            if self.trace is not None:
+            if self.tracing:
                 flags = self.lru.q[pfn << 3]
+            referenced = False
+            if self.lru.i[(pfn << 4) + I_MAPCOUNT] >= 0:
+                got = self.ops.page_referenced(self.k, pfn)
+                referenced = got[0] > 0
+                if referenced:
+                    rotated += 1
+                    if got[1] and file:
+                        self.lru.rotate(pfn)
+                        kept_active += 1
+                        if self.tracing:
+                            self.ops.trace(self.k, pfn, "file", True, True, "kept-active", "executable", self.sc,
+                                           flags)
+                        continue
             self.lru.deactivate_page(pfn)
             deactivated += 1
-            if self.trace is not None:
-                self.trace.deactivated(pfn, flags)
+            if self.tracing:
+                self.ops.trace(self.k, pfn, "file" if file else "anon", self.lru.i[(pfn << 4) + I_MAPCOUNT] >= 0,
+                               referenced, "deactivated", "inactive-low", self.sc, flags)
+        self.reclaim_stat[RECENT_ROTATED + file] += rotated
         if deactivated:
             self.vmstat["pgdeactivate"] += deactivated
-        if self.trace is not None:
-            self.trace.shrink_active(lru, nr_taken, self.vmstat["pgdeactivate"] - deactivated_before)
+        if self.tracing:
+            sc = self.sc
+            name = self.ops.lru_names[lru]
+            self.k.tracepoints.emit("mm_vmscan_lru_isolate", order=0, nr_requested=nr_to_scan, nr_scanned=nr_taken,
+                                    nr_taken=nr_taken, isolate_mode=1, file=file, lru=name, policy=sc.policy,
+                                    priority=sc.priority, pass_nr=sc.pass_nr)
+            self.k.tracepoints.emit("mm_vmscan_lru_shrink_active", nid=0, nr_taken=nr_taken, nr_active=kept_active,
+                                    nr_deactivated=deactivated, nr_referenced=rotated, file=file, lru=name,
+                                    policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)

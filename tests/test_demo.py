@@ -40,7 +40,13 @@ def test_demo_quick_is_deterministic_and_shows_each_policy_at_work(tmp_path, cap
     for policy in ("cache=none", "exclusive"):                           # nothing cached twice
         assert cells[policy, "stream"]["duplicated_pages"] == 0
         assert cells[policy, "stream"]["host_memory_pages"] < linux["host_memory_pages"]
-    assert cells["cache-first", "hotset"]["guest_cached_pages"] < cells["linux", "hotset"]["guest_cached_pages"]
+    # cache-first drops the hot set's cache when the balloon inflates, and reads it again. (With 2.6.35's
+    # readahead the hot set is small enough that both end with it cached: the end figures no longer differ.)
+    first_hot, linux_hot = cells["cache-first", "hotset"], cells["linux", "hotset"]
+    late = lambda c: [p[3] for p in c["series"][len(c["series"]) // 2:]]      # guest Cached MiB, second half
+    assert min(late(first_hot)) < min(late(linux_hot)) / 2
+    assert first_hot["disk_reads_pages"] + first_hot["host_hits_pages"] > \
+        linux_hot["disk_reads_pages"] + linux_hot["host_hits_pages"]
     assert all(len(c["series"]) >= 5 for c in cells.values())
 
 

@@ -201,3 +201,97 @@ def test_decoding_never_fails_whatever_the_guest_passes():
         assert (syscall_name(nr) or f"syscall_{nr:#x}") + "(" in line
 
     check()
+
+
+def test_every_call_is_decoded_by_its_table_types():
+    """Calls without a special decoder print by syscall_tbl's argument types (a path as a string, a
+    descriptor as an int, a size unsigned, a pointer in hex), with the table's number of arguments;
+    special decoders take as many arguments as the table says (futex: by its operation, as strace)."""
+    from guestos.kernel.strace import DECODERS, TABLE_PRINTERS, Call, Strace
+    from guestos.kernel.syscall_tbl import SYSCALLS
+
+    for name, args in SYSCALLS.values():
+        spec = DECODERS.get(name)
+        if spec is not None and not callable(spec[0]) and name != "futex":
+            assert len(spec[0]) == len(args), name
+        assert len(TABLE_PRINTERS[name]) == len(args), name
+    tracer = Strace(_FakeKernel(b"/some/path\0"), print)
+    nr = next(nr for nr, (name, _) in SYSCALLS.items() if name == "fchownat")
+    call = Call(tracer, type("T", (), {"pid": 7})(), nr, (0xFFFFFF9C, 11 * 372, 1000, (1 << 32) - 1, 0x100, 0))
+    call.ret = 0
+    assert tracer.format_args(call) == 'AT_FDCWD, "/some/path", 1000, 4294967295, 0x100'
+    nr = next(nr for nr, (name, _) in SYSCALLS.items() if name == "mlock")
+    call = Call(tracer, type("T", (), {"pid": 7})(), nr, (0x7F0000001000, 8192, 0, 0, 0, 0))
+    call.ret = 0
+    assert tracer.format_args(call) == "0x7f0000001000, 8192"
+
+
+JOBS_PROGRAM = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc > 1) return 4;
+    void *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(p, 8192);
+    syscall(SYS_brk, 0);
+    setpriority(PRIO_PROCESS, 0, 5);
+    getpriority(PRIO_PROCESS, 0);
+    gid_t groups[2] = {7, 3};
+    setgroups(2, groups);
+    struct itimerval it = {{0, 0}, {5, 0}}, old;
+    setitimer(ITIMER_REAL, &it, &old);
+    it.it_value.tv_sec = 0;
+    setitimer(ITIMER_REAL, &it, NULL);
+    pid_t child = fork();
+    if (child == 0) { pause(); _exit(0); }
+    kill(child, SIGSTOP);
+    siginfo_t si;
+    waitid(P_PID, child, &si, WSTOPPED);
+    kill(child, SIGKILL);
+    int status;
+    wait4(child, &status, 0, NULL);
+    child = fork();
+    if (child == 0) execl("/proc/self/exe", "prog", "again", (char *)NULL);
+    wait4(child, &status, 0, NULL);
+    return 0;
+}
+"""
+JOBS_CALLS = ("mmap(NULL", "munmap(", "brk(NULL", "setpriority(", "getpriority(", "setgroups(", "setitimer(",
+              "kill(", "waitid(", "wait4(", "exit_group(")
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (.ci/run installs it)")
+def test_job_calls_print_as_real_strace_prints_them(tmp_path):
+    """mmap, munmap, brk, the priority, group, timer and wait calls, and exec'ing /proc/self/exe: the
+    same lines as strace -f natively (pointers and pids masked)."""
+    (tmp_path / "prog.c").write_text(JOBS_PROGRAM)
+    prog = tmp_path / "prog"
+    subprocess.run(["gcc", "-static", "-O1", "-o", str(prog), str(tmp_path / "prog.c")], check=True)
+    out = tmp_path / "native.trace"
+    subprocess.run(["strace", "-f", "-o", str(out), str(prog)], capture_output=True, stdin=subprocess.DEVNULL)
+    native_lines = join_resumed(out.read_text().splitlines())
+    parent = native_lines[0].split()[0]
+    start = next(i for i, line in enumerate(native_lines) if "mmap(NULL, 8192" in line)
+    native = [normalize(line) for line in native_lines[start:] if line.split()[0] == parent]
+    native = [line for line in native if line.startswith(JOBS_CALLS)]
+    status, _, trace = guest_trace(prog)
+    assert status == 0
+    lines = [normalize(line) for line in trace.splitlines() if line.startswith("[pid     1] ")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("mmap(NULL, 8192"))
+    guest = [line for line in lines[start:] if line.startswith(JOBS_CALLS)]
+    guest = [re.sub(r"^(waitid\(P_PID, )\d+", r"\1PID", line) for line in guest]
+    native = [re.sub(r"^(waitid\(P_PID, )\d+", r"\1PID", line) for line in native]
+    # si_utime/si_stime: CPU time (ours is virtual); strace adds a comment for the huge values
+    guest = [re.sub(r", si_utime=.*\}", "}", line) for line in guest]
+    native = [re.sub(r", si_utime=.*\}", "}", line) for line in native]
+    assert guest == native, "\n".join(f"{g!r}\n{n!r}" for g, n in zip(guest, native) if g != n)

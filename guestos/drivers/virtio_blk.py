@@ -40,10 +40,11 @@ WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_M
 
 
 class BlkRequest:
-    __slots__ = ("slot", "done", "status", "length")
+    __slots__ = ("slot", "done", "status", "length", "end_io")
 
     def __init__(self, slot: int):
         self.slot, self.done, self.status, self.length = slot, False, None, 0
+        self.end_io = None               # called when it completes (a write nobody waits for)
 
 
 class VirtioBlk:
@@ -77,6 +78,8 @@ class VirtioBlk:
             req.done = True
             self.free_slots.append(req.slot)
             self.inflight -= 1
+            if req.end_io is not None:
+                req.end_io()
         vq.enable_cb_delayed(self.inflight)
 
     def submit(self, req_type: int, sector: int, data_sgs=()) -> BlkRequest:
@@ -126,6 +129,22 @@ class VirtioBlk:
     def transfer_runs(self, write: bool, runs) -> int:
         """Several disk extents at once [(disk offset, [(paddr, len)])], sector-aligned, in as many
         requests as the device's limits ask for, all in flight together; returns the first bad status."""
+        reqs = self._submit_runs(write, runs)
+        return self.wait_all(reqs) if reqs else VIRTIO_BLK_S_OK
+
+    def transfer_runs_async(self, write: bool, runs, end_io) -> None:
+        """transfer_runs() without waiting: end_io(status) runs at the interrupt of the last completion
+        (requests complete in order); the data has left guest memory when this returns."""
+        reqs = self._submit_runs(write, runs)
+        if not reqs:
+            end_io(VIRTIO_BLK_S_OK)
+            return
+        last = reqs[-1]
+        last.end_io = lambda: end_io(next((r.status for r in reqs if r.status != VIRTIO_BLK_S_OK), VIRTIO_BLK_S_OK))
+        self.vq.enable_cb_delayed(self.inflight)
+        self.vq.kick()
+
+    def _submit_runs(self, write: bool, runs) -> list:
         reqs = []
         seg_max = self.seg_max
         max_bytes = min(self.max_request_bytes, self.size_max * max(1, seg_max))
@@ -157,7 +176,7 @@ class VirtioBlk:
                     length -= n
             if batch:
                 reqs.append(self._rw_request(write, start_sector, batch, batch_bytes))
-        return self.wait_all(reqs) if reqs else VIRTIO_BLK_S_OK
+        return reqs
 
     def _rw_request(self, write: bool, sector: int, sgs, nbytes: int) -> BlkRequest:
         self.stats["write_bytes" if write else "read_bytes"] += nbytes

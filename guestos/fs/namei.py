@@ -1,14 +1,15 @@
 """Name-space system calls on the root file system (fs/namei.c, fs/open.c, fs/readdir.c)."""
 import struct
 
-from ..kernel.errno import (EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, EPERM, ERANGE, EROFS, ESPIPE,
+from ..kernel.errno import (EACCES, EBADF, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOSYS, ENOTDIR, EPERM, ERANGE, EROFS, ESPIPE,
                             SyscallError)
+from ..mm.filemap import FileRaState
 from .ext2_layout import S_IFDIR
 from .names import fs_decode, fs_encode
 
 AT_FDCWD = -100
 AT_REMOVEDIR = 0x200
-POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED = 3, 4
+POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL, POSIX_FADV_WILLNEED, POSIX_FADV_DONTNEED = 0, 1, 2, 3, 4
 
 
 def _vfs(k):
@@ -181,6 +182,12 @@ def sys_fadvise64(k, task, fd, offset, length, advice, *_):
     if inode is None or not hasattr(f, "vfs"):
         return 0
     mapping = f.vfs.mapping_of(inode)
+    ra = getattr(f, "ra", None)
+    if ra is not None and advice in (POSIX_FADV_NORMAL, POSIX_FADV_RANDOM, POSIX_FADV_SEQUENTIAL):
+        # the file's readahead: FMODE_RANDOM reads only what is asked; SEQUENTIAL doubles the window
+        ra.fmode_random = advice == POSIX_FADV_RANDOM
+        if advice != POSIX_FADV_RANDOM:
+            ra.ra_pages = FileRaState().ra_pages * (2 if advice == POSIX_FADV_SEQUENTIAL else 1)
     first = offset >> 12
     last = None if length == 0 else (offset + length - 1) >> 12
     if advice == POSIX_FADV_DONTNEED:
@@ -356,3 +363,50 @@ def sys_utimensat(k, task, dirfd, pathname, utimes, flags, *_):
         _setattr(k, inode, atime=_utime(k, times[0], times[1], now), mtime=_utime(k, times[2], times[3], now))
     return 0
 
+
+
+AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = 0x400, 0x1000
+
+
+def sys_linkat(k, task, olddirfd, oldname, newdirfd, newname, flags, *_):
+    """do_linkat(): a new name for an existing non-directory; the old name's last symlink is
+    followed only with AT_SYMLINK_FOLLOW (linkat) or always (link)."""
+    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(EINVAL)
+    vfs = _vfs(k)
+    old = _path(k, task, oldname, in_proc=None)
+    if not old:
+        raise SyscallError(ENOENT)
+    ino = vfs.resolve(old, k.base_ino(task, olddirfd), follow=bool(flags & AT_SYMLINK_FOLLOW))
+    parent, name = vfs.parent_and_name(_path(k, task, newname), k.base_ino(task, newdirfd))
+    vfs.call(vfs.fs.link, ino, parent, name)
+    return 0
+
+
+def sys_link(k, task, oldname, newname, *_):
+    return sys_linkat(k, task, AT_FDCWD, oldname, AT_FDCWD, newname, 0)
+
+
+AT_EACCESS, AT_SYMLINK_NOFOLLOW = 0x200, 0x100
+
+
+def sys_faccessat2(k, task, dirfd, filename, mode, flags, *_):
+    """do_faccessat(): the name must exist (we run as root: every permission is granted, as for
+    root on Linux, except X_OK on a file no one may execute)."""
+    if mode & ~7:
+        raise SyscallError(EINVAL)
+    if flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(EINVAL)
+    path = fs_decode(k.mm.getname(task, filename))
+    if flags & AT_SYMLINK_NOFOLLOW and k.vfs is not None and not _normalize(
+            path if path.startswith("/") else task.cwd.rstrip("/") + "/" + path).startswith("/proc"):
+        file_mode = k.vfs.fs.iget(k.vfs.resolve(path, k.base_ino(task, dirfd), follow=False)).mode
+    else:
+        file_mode = k.open_path(path, 0, task=task, dirfd=dirfd).mode
+    if mode & 1 and not file_mode & 0o040000 and not file_mode & 0o111:
+        raise SyscallError(EACCES)
+    return 0
+
+
+def sys_faccessat(k, task, dirfd, filename, mode, *_):
+    return sys_faccessat2(k, task, dirfd, filename, mode, 0)

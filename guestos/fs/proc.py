@@ -86,7 +86,7 @@ NS_PER_TICK = 10**9 // USER_HZ
 DT_DIR, DT_REG, DT_LNK = 4, 8, 10
 S_IFDIR, S_IFLNK = 0o040000, 0o120000
 VSYSCALL_LINE = "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0".ljust(73) + "[vsyscall]"
-STATE_NAMES = {"R": "R (running)", "S": "S (sleeping)", "Z": "Z (zombie)", "X": "X (dead)"}
+STATE_NAMES = {"R": "R (running)", "S": "S (sleeping)", "T": "T (stopped)", "Z": "Z (zombie)", "X": "X (dead)"}
 RLIM_INFINITY = (1 << 64) - 1
 THREAD_SIZE = 16384
 EXT2_DEV = "fe:00"                  # the root disk: virtio-blk's dynamic major 254, minor 0
@@ -185,7 +185,7 @@ def _render_pid_stat(k, task) -> str:
     parent = task.group_leader.parent
     fields = [task.pid, f"({task.comm})", state, parent.tgid if parent else 0, _pgrp(task),
               task.sid, 0, -1, 0x400000 if task.cmdline else 0x40,
-              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20, 0,
+              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20 + task.nice, task.nice,
               sum(1 for t in task.signal.threads if not t.exited) or 1, 0,
               task.start_time_ns // NS_PER_TICK, st["size"] << 10, rss, RLIM_INFINITY,
               st["start_code"] if mm else 0, st["end_code"] if mm else 0, mm.start_stack if mm else 0, 0, 0,

@@ -320,12 +320,12 @@ class Ext2File(File):
 class MappedFile:
     """What exec and mmap see of an ext2 file: its path, size and page cache."""
 
-    def __init__(self, vfs: Vfs, inode, path: str):
+    def __init__(self, vfs: Vfs, inode, path: str, ra: FileRaState = None):
         self.vfs, self.inode, self.path = vfs, inode, path
         self.mapping = vfs.mapping_of(inode)
         self.is_dir = inode.is_dir
         self.mapping_id = self.mapping.mapping_id
-        self.ra = FileRaState()
+        self.ra = ra if ra is not None else FileRaState()      # an mmap of an open file shares its f_ra
 
     @property
     def size(self) -> int:
@@ -343,14 +343,11 @@ class MappedFile:
             offset += n
         return bytes(out)
 
-    def find_get_page(self, index: int):
-        """filemap_fault(): the page, read in (a major fault) if it is not cached."""
-        if index << PAGE_SHIFT >= self.inode.size:
-            return None
-        pfn = self.mapping.find_get_page(index)
-        if pfn is None:
+    def find_get_page(self, index: int, vm_flags: int = 0):
+        """filemap_fault(): the page, read in (a major fault, with read-around) if it is not cached."""
+        pfn, major = self.mapping.filemap_fault(self.ra, vm_flags, index)
+        if major:
             self.vfs.k.vmstat["pgmajfault"] += 1
-            pfn = self.mapping.get_page(index, self.ra, 1)
         return pfn
 
 

@@ -93,7 +93,7 @@ def copy_process(k, parent: Task, flags: int, newsp: int, tls: int, exit_signal:
                  sigmask=parent.sigmask, cwd=parent.cwd,
                  cwd_ino=parent.cwd_ino, start_time_ns=k.hw.clock.now_ns(), cmdline=parent.cmdline,
                  environ=parent.environ, exit_signal=exit_signal, rlimits=parent.rlimits,
-                 pgid=parent.pgid, sid=parent.sid, umask=parent.umask,
+                 pgid=parent.pgid, sid=parent.sid, umask=parent.umask, nice=parent.nice, groups=parent.groups,
                  tgid=parent.tgid if thread else 0, group_leader=leader if thread else None,
                  signal=parent.signal if thread else None)
     if flags & CLONE_FS:

@@ -49,7 +49,7 @@ VMSTAT_ITEMS = ("nr_free_pages", "nr_anon_pages", "nr_mapped", "nr_file_pages", 
                 "nr_page_table_pages", "nr_unevictable", "pgpgin", "pgpgout", "pgalloc_normal", "pgfree",
                 "pgactivate", "pgdeactivate", "pgfault", "pgmajfault", "pgrefill", "pgsteal_kswapd",
                 "pgsteal_direct", "pgscan_kswapd", "pgscan_direct", "kswapd_runs", "allocstall", "pswpin",
-                "pswpout", "slabs_scanned", "oom_kill",
+                "pswpout", "slabs_scanned", "oom_kill", "nr_vmscan_write", "pgrotated",
                 # ours: the page-cache control policies (guestos/mm/pagecache_control.py)
                 "unmapped_wakeups", "unmapped_balance_runs", "pgscan_unmapped", "pgsteal_unmapped",
                 "balloon_cache_first_calls", "pgscan_cache_first", "pgsteal_cache_first",
@@ -339,7 +339,9 @@ class Kernel:
             if writable and blk.read_only:
                 raise SyscallError(EROFS)
             return BlockDeviceFile(self, blk, list(self.block_devices).index(path[5:]), writable)
-        if path in ("/dev/console", "/dev/tty", "/dev/ttyS0"):
+        if path == "/dev/tty":
+            raise SyscallError(ENXIO)                # no task has a controlling terminal (tty_open_current_tty)
+        if path in ("/dev/console", "/dev/ttyS0"):
             return ConsoleFile(self.console)
         if path == "/dev/ttyS1":
             return TtyFile(self.ttyS1, path, 65)
@@ -368,7 +370,9 @@ class Kernel:
             return NullFile()
         if (major, minor) == (1, 5):
             return ZeroFile()
-        if (major, minor) in ((5, 0), (5, 1), (4, 64)):       # /dev/tty, /dev/console, /dev/ttyS0
+        if (major, minor) == (5, 0):                         # /dev/tty: no controlling terminal here
+            raise SyscallError(ENXIO)
+        if (major, minor) in ((5, 1), (4, 64)):               # /dev/console, /dev/ttyS0
             return ConsoleFile(self.console)
         if (major, minor) == (4, 65):
             return TtyFile(self.ttyS1, "/dev/ttyS1", 65)
@@ -392,7 +396,7 @@ class Kernel:
         if inode is None or getattr(inode, "is_dir", False):
             raise SyscallError(19)                               # ENODEV: not mappable
         if hasattr(f, "vfs"):
-            return MappedFile(f.vfs, inode, f.name), f.name
+            return MappedFile(f.vfs, inode, f.name, getattr(f, "ra", None)), f.name
         return inode, f.name                                     # a ramfs file
 
     def set_page_dirty_pfn(self, pfn: int) -> None:
@@ -618,13 +622,14 @@ class Kernel:
                 self.switch_mm(current)
 
     def lookup_exec(self, path: str, task=None):
+        given = path                                # bprm->filename: comm and AT_EXECFN (/proc/self/exe: "exe")
         if path.startswith("/proc/"):               # /proc/self/exe (busybox runs its applets so)
             path = proc_readlink(self, task or self.scheduler.current, path) or path
         if self.vfs is not None:
             ino = self.vfs.resolve(path, task.cwd_ino if task is not None else 2)
             real = self.vfs.real_path(path, task.cwd if task is not None else "/")
             inode = MappedFile(self.vfs, self.vfs.fs.iget(ino), real)     # /proc/PID/exe, maps: the file
-            inode.filename = path                                         # comm, AT_EXECFN: as exec'd
+            inode.filename = given                                        # comm, AT_EXECFN: as exec'd
             self.vfs.names.setdefault(ino, real)
         else:
             inode = self.rootfs.lookup(path)
@@ -633,6 +638,10 @@ class Kernel:
         if inode.is_dir:
             raise SyscallError(EACCES)
         return inode
+
+    def itimer_tick(self, task) -> None:
+        from .itimer import itimer_tick
+        itimer_tick(self, task)
 
     def deadlock(self, sleeping) -> None:
         """Every task sleeps and nothing can wake them: Linux would hang; we end them."""
@@ -644,13 +653,13 @@ class Kernel:
 
     def force_sig(self, task, sig: int, info: bytes = None) -> None:
         """force_sig_info(): to a handler if there is one and it is not blocked; else it kills."""
-        from .signal import has_handler, send_signal
+        from .signal import core_dumped, has_handler, send_signal
         if has_handler(task, sig):
             send_signal(self, task, sig, info)
             return
         send_signal(self, task, sig)
         if not task.exited:                    # a blocked or ignored fatal signal still kills
-            self.do_exit(task, sig | 0x80, signaled=True)
+            self.do_exit(task, sig | core_dumped(task, sig), signaled=True)
 
     def do_signal(self, task) -> None:
         from .signal import do_signal

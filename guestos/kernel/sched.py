@@ -13,6 +13,7 @@ from ..arch import vcpu_exits as X
 
 TASK_RUNNING = "R"
 TASK_INTERRUPTIBLE = "S"
+TASK_STOPPED = "T"                                 # job control: off every queue until SIGCONT
 TASK_ZOMBIE = "Z"
 TASK_DEAD = "X"
 
@@ -55,6 +56,7 @@ class SignalStruct:
         self.live = 0
         self.group_exit = False
         self.group_exit_code = 0                    # a wait status
+        self.group_stopped = False                  # job control: stopped until SIGCONT (SIGNAL_STOP_STOPPED)
 
 
 @dataclass(eq=False)
@@ -110,6 +112,14 @@ class Task:
     trap_nr: int = 0                            # the last CPU trap (thread.trap_nr, error_code, cr2):
     error_code: int = 0                         # what a signal frame's sigcontext shows
     cr2: int = 0
+    stop_signal: int = 0                        # job control: the signal that stopped the task,
+    stop_reported: bool = True                  # whether a wait has seen that stop yet,
+    continued: bool = False                     # and a SIGCONT not yet reported (WCONTINUED)
+    nice: int = 0                               # setpriority(2): -20..19, inherited at fork
+    groups: tuple = ()                          # setgroups(2): supplementary group ids
+    it_real_incr_ns: int = 0                    # setitimer(ITIMER_REAL): the interval (alarm_expires_ns: the value)
+    it_virt: tuple = (0, 0)                     # ITIMER_VIRTUAL and ITIMER_PROF: (expires, interval) in
+    it_prof: tuple = (0, 0)                     # the task's own CPU time (ns), 0 when off
     tgid: int = 0                               # the thread group (process) id; getpid()
     group_leader: "Task" = None
     signal: SignalStruct = None                 # shared by the threads of a process
@@ -128,6 +138,12 @@ class Task:
     @property
     def exited(self) -> bool:
         return self.state in (TASK_ZOMBIE, TASK_DEAD)
+
+
+# kernel/sched.c: the load weight of each nice level, -20 to 19
+SCHED_PRIO_TO_WEIGHT = (88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100,
+                        4904, 3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172,
+                        137, 110, 87, 70, 56, 45, 36, 29, 23, 18, 15)
 
 
 class FsStruct:
@@ -176,6 +192,11 @@ class Scheduler:
         self.nr_switches = 0
         self.preemptions = 0
         self.need_resched = False                  # sched_yield: give up the rest of the quantum
+
+    def timeslice(self, task: Task) -> int:
+        """The quantum scaled by the task's load weight (sched_prio_to_weight[nice + 20] / 1024), as
+        CFS gives a nicer task a smaller share."""
+        return max(self.quantum * SCHED_PRIO_TO_WEIGHT[task.nice + 20] // 1024, 1)
 
     def wake_up_new_task(self, task: Task) -> None:
         self.runqueue.append(task)
@@ -239,6 +260,10 @@ class Scheduler:
             self.wake_sleepers()
             if not self.runqueue:
                 if not self.sleeping:
+                    stopped = [t for t in k.tasks.values() if t.state == TASK_STOPPED]
+                    if stopped:                    # only stopped tasks are left: no SIGCONT can come
+                        k.deadlock(stopped)
+                        continue
                     return
                 if not k.hw.idle():
                     k.deadlock(self.sleeping)
@@ -255,7 +280,8 @@ class Scheduler:
                 if task.state != TASK_RUNNING:
                     continue
             start = cpu.icount
-            cpu.set_deadline(start + self.quantum)
+            slice_end = start + self.timeslice(task)
+            cpu.set_deadline(slice_end)
             while task.state == TASK_RUNNING:
                 exit = cpu.run()
                 k.lru_add_drain()
@@ -275,7 +301,7 @@ class Scheduler:
                     k.do_trap(task, exit)
                 if (task.pending or task.signal.shared_pending) and task.state == TASK_RUNNING:
                     k.do_signal(task)
-                if cpu.icount >= start + self.quantum:
+                if cpu.icount >= slice_end:
                     self.preemptions += 1
                     break
                 if self.current is not task:       # the call switched tasks (vfork, exec of another)
@@ -284,5 +310,7 @@ class Scheduler:
                     self.need_resched = False
                     break
             task.instructions += cpu.icount - start
+            if task.it_virt[0] or task.it_prof[0]:
+                k.itimer_tick(task)                # ITIMER_VIRTUAL/PROF: checked as the slice ends
             if task.state == TASK_RUNNING:
                 self.runqueue.append(task)

@@ -3,19 +3,36 @@ signal frame that rt_sigreturn unwinds."""
 import struct
 
 from .errno import EFAULT, EINTR, EINVAL, ENOMEM, EPERM, ESRCH, SyscallError
-from .sched import ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, SYSCALL_INSN_LEN, WouldBlock
+from .sched import (ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, SYSCALL_INSN_LEN, TASK_RUNNING, TASK_STOPPED,
+                    WouldBlock)
 
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
            "SIGFPE": 8, "SIGKILL": 9, "SIGUSR1": 10, "SIGSEGV": 11, "SIGUSR2": 12, "SIGPIPE": 13,
            "SIGALRM": 14, "SIGTERM": 15, "SIGCHLD": 17, "SIGCONT": 18, "SIGSTOP": 19, "SIGURG": 23,
-           "SIGWINCH": 28, "SIGSYS": 31}
+           "SIGWINCH": 28, "SIGSYS": 31, "SIGSTKFLT": 16, "SIGTSTP": 20, "SIGTTIN": 21, "SIGTTOU": 22,
+           "SIGXCPU": 24, "SIGXFSZ": 25, "SIGVTALRM": 26, "SIGPROF": 27, "SIGIO": 29, "SIGPWR": 30}
 SIGNAL_NAMES = {v: k for k, v in SIGNALS.items()}
 _NSIG = 64
 SIG_DFL, SIG_IGN = 0, 1
 # default action: ignore
 SIG_KERNEL_IGNORE = {SIGNALS["SIGCHLD"], SIGNALS["SIGURG"], SIGNALS["SIGWINCH"], SIGNALS["SIGCONT"]}
 SIG_KERNEL_COREDUMP = {SIGNALS[n] for n in ("SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-                                            "SIGSEGV", "SIGSYS")}
+                                            "SIGSEGV", "SIGSYS", "SIGXCPU", "SIGXFSZ")}
+# default action: stop the process (job control); SIGCONT continues it
+SIG_KERNEL_STOP = {SIGNALS[n] for n in ("SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU")}
+SIGCHLD, SIGCONT, SIGSTOP = 17, 18, 19
+SA_NOCLDSTOP = 1
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
+RLIMIT_CORE = 4
+
+
+def core_dumped(task, sig: int) -> int:
+    """The WCOREDUMP bit (0x80) of a death by `sig`: only for a core-dumping signal and a non-zero
+    RLIMIT_CORE (Linux's default soft limit is 0: no core, no bit). No core file is written here."""
+    if sig not in SIG_KERNEL_COREDUMP:
+        return 0
+    from .sys import task_rlimit
+    return 0x80 if task_rlimit(task, RLIMIT_CORE)[0] else 0
 
 
 def signal_name(sig: int) -> str:
@@ -58,13 +75,16 @@ def _blocks(task, sig: int) -> bool:
 
 
 def send_signal(k, task, sig: int, info: bytes = None, group: bool = False) -> None:
-    """__send_signal(): a blocked signal waits in a pending set (whatever its action: the action may
-    change before it is unblocked), an ignored one is dropped, one for a handler is queued (waking
-    the task if it sleeps), and a fatal default action kills the whole process now. group: sent to
-    the process (kill, SIGCHLD): it waits in the shared set for any thread that does not block it;
-    otherwise to this thread only (tgkill, faults)."""
+    """__send_signal(): an ignored signal is dropped; any other waits in a pending set (a blocked one
+    whatever its action: the action may change before it is unblocked) and wakes the task if it
+    sleeps: a handler runs, a stop stops, a fatal default action kills the process when the task next
+    returns to user mode (so its parent hears of it after the sender went on, as on Linux); a stopped
+    process takes it after SIGCONT. SIGKILL kills the whole process now. group: sent to the process
+    (kill, SIGCHLD): it waits in the shared set for any thread that does not block it; otherwise to
+    this thread only (tgkill, faults)."""
     if not 1 <= sig <= _NSIG:
         raise SyscallError(EINVAL)
+    prepare_signal(k, task, sig)
     if group:
         # complete_signal(): the thread to take it, the one named first if it does not block it
         wanting = task if not _blocks(task, sig) else \
@@ -73,13 +93,87 @@ def send_signal(k, task, sig: int, info: bytes = None, group: bool = False) -> N
         wanting = None if _blocks(task, sig) else task
     if wanting is not None and sig_ignored(task, sig):
         return
-    handler = task.sigactions.get(sig, (SIG_DFL,))[0]
-    if wanting is None or handler not in (SIG_DFL, SIG_IGN) and sig not in (9, 19):
+    if sig != 9:
         pending = task.signal.shared_pending if group else task.pending
         pending.setdefault(sig, info or siginfo(sig, SI_USER, k.scheduler.current.tgid
                                                 if k.scheduler.current else 0))
         return
-    k.do_exit(wanting, sig | (0x80 if sig in SIG_KERNEL_COREDUMP else 0), signaled=True)
+    k.do_exit(wanting, sig, signaled=True)
+
+
+def prepare_signal(k, task, sig: int) -> None:
+    """For the whole process: a stop signal discards a pending SIGCONT; SIGCONT discards pending stops
+    and continues stopped threads whatever its action, even if blocked or ignored."""
+    threads = [t for t in task.signal.threads if not t.exited]
+    if sig in SIG_KERNEL_STOP:
+        for t in threads:
+            t.pending.pop(SIGCONT, None)
+        task.signal.shared_pending.pop(SIGCONT, None)
+    elif sig == SIGCONT:
+        for t in threads:
+            for stop in SIG_KERNEL_STOP:
+                t.pending.pop(stop, None)
+        for stop in SIG_KERNEL_STOP:
+            task.signal.shared_pending.pop(stop, None)
+        stopped = [t for t in threads if t.state == TASK_STOPPED]
+        for t in stopped:
+            t.state = TASK_RUNNING
+            k.scheduler.runqueue.append(t)
+        if task.signal.group_stopped:
+            task.signal.group_stopped = False
+            leader = task.group_leader
+            leader.stop_reported, leader.continued = True, True      # the stop can no longer be waited for
+            do_notify_parent_cldstop(k, leader, CLD_CONTINUED, SIGCONT)
+
+
+def do_signal_stop(k, task, sig: int) -> None:
+    """Group stop: the thread stops (off every queue) until SIGCONT or SIGKILL, its runnable fellow
+    threads with it, sleeping ones as they wake (a SIGSTOP queued to each); the parent hears once."""
+    task.state = TASK_STOPPED
+    for t in task.signal.threads:
+        if t is task or t.exited:
+            continue
+        if t.state == TASK_RUNNING:
+            t.state = TASK_STOPPED
+        elif t.state != TASK_STOPPED:
+            t.pending.setdefault(SIGSTOP, siginfo(SIGSTOP, SI_USER, 0))
+    if task.signal.group_stopped:
+        return
+    task.signal.group_stopped = True
+    leader = task.group_leader
+    leader.stop_signal = sig
+    leader.stop_reported, leader.continued = False, False
+    do_notify_parent_cldstop(k, leader, CLD_STOPPED, sig)
+
+
+def sigchld_info(k, child, code: int, status: int, signo: int = SIGCHLD) -> bytes:
+    """The SIGCHLD siginfo (and waitid's): si_pid, si_uid, si_status, si_utime and si_stime in ticks."""
+    from .sys import task_cputime_ns
+    utime = task_cputime_ns(k, child.instructions) // 10**7                 # USER_HZ 100
+    return struct.pack("<iii4xiIiiqq", signo, 0, code, child.tgid, 0, status, 0, utime, 0).ljust(
+        SIGINFO_SIZE, b"\0")
+
+
+def do_notify_parent_cldstop(k, leader, why: int, sig: int) -> None:
+    """SIGCHLD with CLD_STOPPED or CLD_CONTINUED, unless the parent ignores SIGCHLD or asked
+    SA_NOCLDSTOP; a parent asleep in wait sees the new state anyway."""
+    parent = leader.parent
+    if parent is None or parent.exited:
+        return
+    handler, flags = parent.sigactions.get(SIGCHLD, (SIG_DFL, 0, 0, 0))[:2]
+    if handler != SIG_IGN and not flags & SA_NOCLDSTOP:
+        send_signal(k, parent, SIGCHLD, sigchld_info(k, leader, why, sig), group=True)
+
+
+def is_current_pgrp_orphaned(k, task) -> bool:
+    """will_become_orphaned_pgrp(): no member has a parent outside the group but in the same
+    session (init as a parent does not count). An orphaned group ignores SIGTSTP, SIGTTIN, SIGTTOU."""
+    for p in k.tasks.values():
+        if p.pgid != task.pgid or p.exited or p.parent is None or p.parent is k.init_task:
+            continue
+        if p.parent.pgid != task.pgid and p.parent.sid == task.sid:
+            return False
+    return True
 
 
 def send_sig(k, task, sig: int) -> None:
@@ -107,8 +201,13 @@ def do_signal(k, task) -> None:
         handler, flags, restorer, mask = task.sigactions.get(sig, (SIG_DFL, 0, 0, 0))
         if sig_ignored(task, sig):
             continue
+        if handler == SIG_DFL and sig in SIG_KERNEL_STOP:
+            if sig != SIGSTOP and is_current_pgrp_orphaned(k, task):
+                continue
+            do_signal_stop(k, task, sig)
+            return
         if handler == SIG_DFL:
-            k.do_exit(task, sig | (0x80 if sig in SIG_KERNEL_COREDUMP else 0), signaled=True)
+            k.do_exit(task, sig | core_dumped(task, sig), signaled=True)
             return
         handle_signal_restart(k, task, flags)
         if k.strace is not None:
@@ -143,7 +242,7 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     cpu = k.hw.cpu
     regs = cpu.regs()
     if not flags & SA_RESTORER:
-        k.do_exit(task, 11 | 0x80, signaled=True)      # nowhere to return to: SIGSEGV
+        k.do_exit(task, 11 | core_dumped(task, 11), signaled=True)      # nowhere to return to: SIGSEGV
         return
     # get_sigframe(): below the red zone, or at the top of the alternate stack (SA_ONSTACK)
     sp = regs["rsp"] - 128
@@ -161,7 +260,7 @@ def setup_rt_frame(k, task, sig: int, info: bytes, handler: int, flags: int, res
     try:
         k.mm.copy_to_user(task, frame, struct.pack("<Q", restorer) + ucontext + info)
     except Exception:
-        k.do_exit(task, 11 | 0x80, signaled=True)      # a stack that cannot take the frame
+        k.do_exit(task, 11 | core_dumped(task, 11), signaled=True)      # a stack that cannot take the frame
         return
     task.sigframes.append((uc, cpu.save_context()))     # x87/SSE state stays with the kernel
     task.saved_sigmask = None                           # the frame has it; sigreturn restores it
@@ -364,22 +463,6 @@ def sys_pause(k, task, *_):
 
 
 def sys_alarm(k, task, seconds, *_):
-    """SIGALRM after `seconds` of virtual time (kernel/time/itimer.c: alarm_setitimer); returns
-    the seconds left on the previous alarm, rounded as Linux rounds them."""
-    seconds &= 0xFFFFFFFF
-    now = k.hw.clock.now_ns()
-    left_ns = max(task.alarm_expires_ns - now, 0) if task.alarm_expires_ns else 0
-    left_s, left_rem = divmod(left_ns, 10**9)
-    if left_rem and (left_s == 0 and left_rem >= 1000 or left_rem >= 500_000_000):
-        left_s += 1
-    task.alarm_expires_ns = now + seconds * 10**9 if seconds else 0
-    if seconds:
-        expires = task.alarm_expires_ns
-
-        def it_real_fn():
-            if not task.exited and task.alarm_expires_ns == expires:
-                task.alarm_expires_ns = 0
-                send_signal(k, task, SIGNALS["SIGALRM"], siginfo(SIGNALS["SIGALRM"], 0x80),   # SI_KERNEL
-                            group=True)
-        k.timers.add_timer(seconds * 10**9, it_real_fn)
-    return left_s
+    """SIGALRM after `seconds` of virtual time: ITIMER_REAL (itimer.py)."""
+    from .itimer import alarm_setitimer
+    return alarm_setitimer(k, task, seconds & 0xFFFFFFFF)

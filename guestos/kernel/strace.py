@@ -15,7 +15,8 @@ import struct
 
 from .errno import ERRNO_NAMES
 from .signal import SIGNAL_NAMES
-from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE
+from .syscall_64 import SYSCALL_NAMES, SYSCALL_TABLE, arg_conversion
+from .syscall_tbl import SYSCALLS
 
 DEBUGCON_PORT = 0xE9            # a debug console (QEMU's isa-debugcon): where traces go
 MAX_STRLEN = 32                 # strace -s 32
@@ -50,7 +51,7 @@ CLONE_FLAGS = ((0x100, "CLONE_VM"), (0x200, "CLONE_FS"), (0x400, "CLONE_FILES"),
                (0x40000, "CLONE_SYSVSEM"), (0x80000, "CLONE_SETTLS"), (0x100000, "CLONE_PARENT_SETTID"),
                (0x200000, "CLONE_CHILD_CLEARTID"), (0x400000, "CLONE_DETACHED"),
                (0x800000, "CLONE_UNTRACED"), (0x1000000, "CLONE_CHILD_SETTID"))
-WAIT_OPTIONS = ((1, "WNOHANG"), (2, "WUNTRACED"), (4, "WEXITED"), (8, "WCONTINUED"), (0x01000000, "WNOWAIT"),
+WAIT_OPTIONS = ((1, "WNOHANG"), (2, "WSTOPPED"), (4, "WEXITED"), (8, "WCONTINUED"), (0x01000000, "WNOWAIT"),
                 (0x20000000, "__WNOTHREAD"), (0x40000000, "__WALL"), (0x80000000, "__WCLONE"))
 GRND_FLAGS = ((1, "GRND_NONBLOCK"), (2, "GRND_RANDOM"), (4, "GRND_INSECURE"))
 CLOCKS = {0: "CLOCK_REALTIME", 1: "CLOCK_MONOTONIC", 2: "CLOCK_PROCESS_CPUTIME_ID", 3: "CLOCK_THREAD_CPUTIME_ID",
@@ -166,6 +167,8 @@ def _signame(sig: int, short: bool = False) -> str:
 
 
 def wait_status_text(status: int) -> str:
+    if status == 0xFFFF:
+        return "[{WIFCONTINUED(s)}]"
     if status & 0x7F == 0:
         return f"[{{WIFEXITED(s) && WEXITSTATUS(s) == {status >> 8 & 0xFF}}}]"
     if status & 0xFF == 0x7F:
@@ -673,7 +676,8 @@ DECODERS = {
     "vfork": ((), None),
     "execve": ((a_path, argv_text, envp_text), None),
     "exit": ((a_int,), None),
-    "wait4": ((a_int, out_after(wstatus_text), a_wait_options, a_ptr), None),
+    "wait4": ((a_int, lambda c, v: ptr(v) if c.failed or c.ret == 0 else wstatus_text(c, v),
+               a_wait_options, a_ptr), None),
     "kill": ((a_int, a_signal), None),
     "uname": ((out_after(uname_text),), None),
     "fcntl": (fcntl_args, ret_fcntl),
@@ -734,6 +738,44 @@ DECODERS = {
 }
 
 
+PRIO_WHICH = {0: "PRIO_PROCESS", 1: "PRIO_PGRP", 2: "PRIO_USER"}
+ITIMERS = {0: "ITIMER_REAL", 1: "ITIMER_VIRTUAL", 2: "ITIMER_PROF"}
+IDTYPES = {0: "P_ALL", 1: "P_PID", 2: "P_PGID", 3: "P_PIDFD"}
+WAITID_OPTIONS = ((1, "WNOHANG"), (2, "WSTOPPED"), (4, "WEXITED"), (8, "WCONTINUED"), (0x01000000, "WNOWAIT"),
+                  (0x20000000, "__WNOTHREAD"), (0x40000000, "__WALL"), (0x80000000, "__WCLONE"))
+ACCESSAT_FLAGS = ((0x100, "AT_SYMLINK_NOFOLLOW"), (0x200, "AT_EACCESS"), (0x1000, "AT_EMPTY_PATH"))
+
+
+def itimerval_text(c, v):
+    t = c.struct(v, "<4q")
+    if t is None:
+        return ptr(v)
+    return (f"{{it_interval={{tv_sec={t[0]}, tv_usec={t[1]}}}, "
+            f"it_value={{tv_sec={t[2]}, tv_usec={t[3]}}}}}")
+
+
+def tms_text(c, v):
+    t = c.struct(v, "<4q")
+    return ptr(v) if t is None else (f"{{tms_utime={t[0]}, tms_stime={t[1]}, tms_cutime={t[2]}, "
+                                     f"tms_cstime={t[3]}}}")
+
+
+def gid_list_text(c, v, count):
+    if count <= 0:
+        return "[]" if v else "NULL"
+    gids = c.struct(v, f"<{min(count, 32)}I")
+    return ptr(v) if gids is None else "[" + ", ".join(map(str, gids)) + (", ..." if count > 32 else "") + "]"
+
+
+def waitid_info_text(c, v):
+    info = c.peek(v, 48)
+    if info is None or len(info) < 48:
+        return ptr(v)
+    if struct.unpack_from("<i", info)[0] == 0:
+        return "{}"                                     # WNOHANG and nothing to report
+    return siginfo_text(info)
+
+
 PRCTL_OPTIONS = {1: "PR_SET_PDEATHSIG", 2: "PR_GET_PDEATHSIG", 3: "PR_GET_DUMPABLE", 4: "PR_SET_DUMPABLE",
                  15: "PR_SET_NAME", 16: "PR_GET_NAME", 22: "PR_GET_SECCOMP", 36: "PR_SET_CHILD_SUBREAPER",
                  38: "PR_SET_NO_NEW_PRIVS", 39: "PR_GET_NO_NEW_PRIVS"}
@@ -742,6 +784,41 @@ FS_MAGICS = {0xEF53: "EXT2_SUPER_MAGIC", 0x9FA0: "PROC_SUPER_MAGIC", 0x858458F6:
 STATFS_FLAGS = ((1, "ST_RDONLY"), (2, "ST_NOSUID"), (4, "ST_NODEV"), (8, "ST_NOEXEC"), (16, "ST_SYNCHRONOUS"),
                 (32, "ST_VALID"), (64, "ST_MANDLOCK"), (1024, "ST_NOATIME"), (2048, "ST_NODIRATIME"),
                 (4096, "ST_RELATIME"))
+
+
+# --- printers from the table: every call strace has no special decoder for is printed by its types ---
+FD_NAMES = {"fd", "fildes", "oldfd", "newfd", "out_fd", "in_fd", "epfd", "ufd", "fd_in", "fd_out", "pidfd",
+            "mqdes"}
+ADDRESS_NAMES = {"start", "addr", "new_addr", "old_addr", "brk", "ptr"}
+DIRFD_NAMES = {"dfd", "olddfd", "newdfd", "dirfd", "from_dfd", "to_dfd"}
+
+
+def printer_for(ctype: str, name: str):
+    """The printer of one argument from its C type and name (syscall_tbl.SYSCALLS): descriptors and
+    directory descriptors, signals, strings, modes and flags, then signed, unsigned and pointer values."""
+    if "*" in ctype:
+        if "char" in ctype and "const" in ctype and "*const" not in ctype.replace(" ", ""):
+            return a_path                               # a NUL-terminated string the call reads
+        return a_ptr
+    if name in DIRFD_NAMES:
+        return a_dirfd
+    if name in FD_NAMES:
+        return a_int
+    if name == "sig":
+        return a_signal
+    if name == "mode" or ctype == "umode_t":
+        return a_octal
+    if name in ("flags", "flag") or name.endswith("_flags"):
+        return a_hex
+    if name in ADDRESS_NAMES and ctype == "unsigned long":
+        return a_ptr                                    # an address passed as a number (mlock, mremap)
+    bits, signed = arg_conversion(ctype)
+    if signed:
+        return a_int if bits == 32 else a_long
+    return a_ulong if bits == 64 else (lambda c, v: str(v & 0xFFFFFFFF))
+
+
+TABLE_PRINTERS = {name: tuple(printer_for(ctype, arg) for ctype, arg in args) for name, args in SYSCALLS.values()}
 
 
 def prctl_args(c):
@@ -814,8 +891,6 @@ DECODERS.update({
     "linkat": ((a_dirfd, a_path, a_dirfd, a_path, a_at_flags), None),
     "mknod": ((a_path, lambda c, v: mode_text(v & 0xFFFFFFFF), a_hex), None),
     "mknodat": ((a_dirfd, a_path, lambda c, v: mode_text(v & 0xFFFFFFFF), a_hex), None),
-    "faccessat": ((a_dirfd, a_path, a_access), None),
-    "faccessat2": ((a_dirfd, a_path, a_access, a_at_flags), None),
     "utimensat": ((a_dirfd, a_path, a_ptr, a_at_flags), None),
     "setsid": ((), None), "getpgrp": ((), None),
     "rt_sigsuspend": ((a_sigset, a_ulong), None),
@@ -828,6 +903,19 @@ DECODERS.update({
     "sched_getaffinity": ((a_int, a_ulong, a_ptr), None),
     "chroot": ((a_path,), None),
     "sync_file_range": ((a_int, a_long, a_long, a_hex), None),
+    "getpriority": ((lambda c, v: xlat(s32(v), PRIO_WHICH, "/* PRIO_??? */"), a_int), None),
+    "setpriority": ((lambda c, v: xlat(s32(v), PRIO_WHICH, "/* PRIO_??? */"), a_int, a_int), None),
+    "getgroups": ((a_int, lambda c, v: ptr(v) if c.failed or not s32(c.args[0]) else
+                   gid_list_text(c, v, c.ret)), None),
+    "setgroups": ((a_int, lambda c, v: gid_list_text(c, v, s32(c.args[0]))), None),
+    "times": ((out_after(tms_text),), None),
+    "getitimer": ((lambda c, v: xlat(s32(v), ITIMERS, "/* ITIMER_??? */"), out_after(itimerval_text)), None),
+    "setitimer": ((lambda c, v: xlat(s32(v), ITIMERS, "/* ITIMER_??? */"),
+                   lambda c, v: "NULL" if v == 0 else itimerval_text(c, v), out_after(itimerval_text)), None),
+    "waitid": ((lambda c, v: xlat(s32(v), IDTYPES, "/* P_??? */"), a_int, out_after(waitid_info_text),
+                lambda c, v: flags_text(v & 0xFFFFFFFF, WAITID_OPTIONS), a_ptr), None),
+    "faccessat": ((a_dirfd, a_path, a_access), None),
+    "faccessat2": ((a_dirfd, a_path, a_access, lambda c, v: flags_text(v & 0xFFFFFFFF, ACCESSAT_FLAGS)), None),
 })
 
 
@@ -938,7 +1026,10 @@ class Strace:
         name = syscall_name(call.nr)
         spec = DECODERS.get(name)
         if spec is None:
-            return ", ".join(f"{a:#x}" for a in call.args)
+            printers = TABLE_PRINTERS.get(name)
+            if printers is None:                        # not an x86-64 call at all: raw registers
+                return ", ".join(f"{a:#x}" for a in call.args)
+            return ", ".join(p(call, call.args[i]) for i, p in enumerate(printers))
         printers, _ = spec
         if callable(printers):
             return ", ".join(printers(call))

@@ -15,6 +15,7 @@ UTS_MACHINE = b"x86_64"
 RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
 RLIMITS = {3: (8 << 20, RLIM_INFINITY),       # RLIMIT_STACK
            7: (1024, 4096),                   # RLIMIT_NOFILE
+           4: (0, RLIM_INFINITY),             # RLIMIT_CORE (INIT_RLIMITS): no core dumps by default
            }
 RLIM_NLIMITS = 16
 RLIMIT_NOFILE = 7
@@ -297,10 +298,84 @@ def sys_umask(k, task, mask, *_):
 
 
 def sys_getgroups(k, task, gidsetsize, grouplist, *_):
-    """init has no supplementary groups (init_groups), nor anything it starts here."""
+    """The supplementary groups (none for init: init_groups), or their number when gidsetsize is 0."""
     if gidsetsize < 0:
         raise SyscallError(EINVAL)
+    if gidsetsize == 0:
+        return len(task.groups)
+    if gidsetsize < len(task.groups):
+        raise SyscallError(EINVAL)
+    if task.groups:
+        k.mm.copy_to_user(task, grouplist, struct.pack(f"<{len(task.groups)}I", *task.groups))
+    return len(task.groups)
+
+
+NGROUPS_MAX = 65536
+
+
+def sys_setgroups(k, task, gidsetsize, grouplist, *_):
+    """We run as root (CAP_SETGID): the list is taken as given, sorted as groups_sort() keeps it."""
+    if not 0 <= gidsetsize <= NGROUPS_MAX:
+        raise SyscallError(EINVAL)
+    raw = k.mm.copy_from_user(task, grouplist, 4 * gidsetsize) if gidsetsize else b""
+    task.groups = tuple(sorted(struct.unpack(f"<{gidsetsize}I", raw)))
     return 0
+
+
+PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
+MIN_NICE, MAX_NICE = -20, 19
+
+
+def _prio_targets(k, task, which: int, who: int) -> list:
+    """The live tasks `which`/`who` names (who 0: the caller, its group, its user); EINVAL for an
+    unknown `which`. We are one user, uid 0."""
+    if which == PRIO_PROCESS:
+        target = task if who == 0 else k.find_task(who)
+        return [target] if target is not None and not target.exited else []
+    if which == PRIO_PGRP:
+        group = task.pgid if who == 0 else who
+        return [t for t in k.tasks.values() if t.pgid == group and not t.exited]
+    if which == PRIO_USER:
+        return [t for t in k.tasks.values() if not t.exited] if who == 0 else []
+    raise SyscallError(EINVAL)
+
+
+def sys_getpriority(k, task, which, who, *_):
+    """The highest priority (lowest nice) among the targets, as 20 - nice so that it is never
+    negative (the libc turns it back into a nice value); ESRCH when there is none."""
+    targets = _prio_targets(k, task, which, who)
+    if not targets:
+        raise SyscallError(ESRCH)
+    return 20 - min(t.nice for t in targets)
+
+
+def sys_setpriority(k, task, which, who, niceval, *_):
+    """The nice value, clamped to -20..19, for every target (root may also lower it). The scheduler
+    gives each task a time slice by its load weight (sched.py)."""
+    targets = _prio_targets(k, task, which, who)
+    if not targets:
+        raise SyscallError(ESRCH)
+    niceval = min(max(niceval, MIN_NICE), MAX_NICE)
+    for t in targets:
+        t.nice = niceval
+    return 0
+
+
+USER_HZ = 100
+INITIAL_JIFFIES = (1 << 32) - 300 * USER_HZ     # (unsigned int)(-300 * HZ): jiffies wrap 5 minutes after boot
+
+
+def clock_t(ns: int) -> int:
+    return ns // (10**9 // USER_HZ)
+
+
+def sys_times(k, task, tbuf, *_):
+    """struct tms in clock ticks (user time from retired instructions; no system time is split out
+    yet), and the ticks since an arbitrary point: jiffies, which start 5 minutes before wrapping."""
+    if tbuf:
+        k.mm.copy_to_user(task, tbuf, struct.pack("<4q", clock_t(task_cputime_ns(k, task.instructions)), 0,
+                                                  clock_t(task_cputime_ns(k, task.cinstructions)), 0))
+    return INITIAL_JIFFIES + clock_t(k.hw.clock.now_ns())
 
 
 RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1

@@ -17,7 +17,7 @@ from ..fs import eventpoll, fcntl, namei, select
 from ..fs import statfs
 from . import exec as kexec
 from . import exit as kexit
-from . import fork, futex, printk, signal, sys
+from . import fork, futex, itimer, printk, signal, sys
 from .syscall_tbl import SYSCALLS
 
 SYSCALL_NAMES = {nr: name for nr, (name, _args) in SYSCALLS.items()}
@@ -125,6 +125,10 @@ SYSCALL_TABLE = {
     115: sys.sys_getgroups, 103: printk.sys_syslog, 98: sys.sys_getrusage, 111: sys.sys_getpgrp,
     112: sys.sys_setsid, 124: sys.sys_getsid, 204: sys.sys_sched_getaffinity, 157: sys.sys_prctl,
     99: sys.sys_sysinfo, 137: statfs.sys_statfs, 138: statfs.sys_fstatfs,
+    # issue 12 (compatibility test): links, access, priorities, groups, times, itimers, waitid
+    86: namei.sys_link, 265: namei.sys_linkat, 269: namei.sys_faccessat, 439: namei.sys_faccessat2,
+    140: sys.sys_getpriority, 141: sys.sys_setpriority, 116: sys.sys_setgroups, 100: sys.sys_times,
+    36: itimer.sys_getitimer, 38: itimer.sys_setitimer, 247: kexit.sys_waitid,
     # issue 12: threads
     435: fork.sys_clone3, 202: futex.sys_futex, 273: futex.sys_set_robust_list, 274: futex.sys_get_robust_list,
     213: eventpoll.sys_epoll_create, 291: eventpoll.sys_epoll_create1, 233: eventpoll.sys_epoll_ctl,

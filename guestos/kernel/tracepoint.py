@@ -98,8 +98,9 @@ EVENTS = {
         "flags": ("int", "page->flags when it was scanned (guestos/mm/mm_types.py bits)"),
         "decision": ("str", "reclaimed, swapped-out, rotated, activated, deactivated, kept-active, kept or skipped"),
         "reason": ("str", "why: clean, written-back, cold, referenced, referenced-twice, pte-referenced, "
-                          "dirty-deferred, unmapped-first, held, locked, metadata, still-mapped, no-swap, swap-full, "
-                          "inactive-low, executable, host-cached, guest-only, dirty, mapped"),
+                          "dirty-deferred, pageout (its write started), pageout-keep, pageout-activate, writeback "
+                          "(a write in flight), unmapped-first, held, locked, metadata, still-mapped, no-swap, "
+                          "swap-full, inactive-low, executable, host-cached, guest-only, dirty, mapped"),
         "by": ("str", "kswapd, direct or balloon"), **_PASS}),
     "mm_vmscan_writepage": Event("reclaim writes a dirty page before freeing it (pageout)", {
         "pfn": ("int", "the page frame"),

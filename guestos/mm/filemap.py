@@ -10,8 +10,9 @@ from itertools import filterfalse
 from operator import or_
 
 from ..kernel.errno import EFBIG, EIO, ENOMEM, SyscallError
+from .lru import LRU_INACTIVE_FILE
 from .mm_types import (NIL, PG_active, PG_dirty, PG_locked, PG_lru, PG_mappedtodisk, PG_referenced, PG_reclaim,
-                       PG_unevictable, PG_uptodate)
+                       PG_unevictable, PG_uptodate, PG_writeback)
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -24,13 +25,21 @@ READ_BATCH_FLAGS = (1 << PG_locked) | (1 << PG_uptodate) | (1 << PG_mappedtodisk
 
 
 class FileRaState:
-    """struct file_ra_state: the readahead window of one open file."""
-    __slots__ = ("start", "size", "async_size", "prev_pos", "ra_pages")
+    """struct file_ra_state: the readahead window of one open file (read() and mmap faults share it, as
+    they share Linux's file->f_ra)."""
+    __slots__ = ("start", "size", "async_size", "prev_pos", "ra_pages", "mmap_miss", "fmode_random")
 
     def __init__(self, ra_pages: int = VM_MAX_READAHEAD_KB // 4):
         self.start = self.size = self.async_size = 0
         self.prev_pos = -1
         self.ra_pages = ra_pages
+        self.mmap_miss = 0
+        self.fmode_random = False      # the file's FMODE_RANDOM (fadvise POSIX_FADV_RANDOM)
+
+
+MMAP_LOTSAMISS = 100                   # filemap_fault() stops reading around after this many more misses than hits
+VM_SEQ_READ = 0x00008000               # madvise(MADV_SEQUENTIAL) on a VMA
+VM_RAND_READ = 0x00010000              # madvise(MADV_RANDOM)
 
 
 def _roundup_pow_of_two(n: int) -> int:
@@ -38,6 +47,7 @@ def _roundup_pow_of_two(n: int) -> int:
 
 
 def get_init_ra_size(size: int, max_pages: int) -> int:
+    """The first window: the request rounded up to a power of two, x4 when small, x2 when medium."""
     newsize = _roundup_pow_of_two(size)
     if newsize <= max_pages // 32:
         newsize *= 4
@@ -45,7 +55,7 @@ def get_init_ra_size(size: int, max_pages: int) -> int:
         newsize *= 2
     else:
         newsize = max_pages
-    return min(newsize, max_pages)
+    return newsize
 
 
 def get_next_ra_size(ra: FileRaState, max_pages: int) -> int:
@@ -94,7 +104,10 @@ class AddressSpace:
 
     def remove_from_page_cache(self, index: int) -> None:
         k = self.k
-        pfn = self.pages.pop(index)
+        pfn = self.pages[index]
+        if k.mem_map.test(pfn, PG_writeback):           # truncate waits for a write in flight
+            k.wait_event(lambda: not k.mem_map.test(pfn, PG_writeback))
+        del self.pages[index]
         if k.tracepoints is not None:
             k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
         if k.mem_map.test(pfn, PG_dirty):
@@ -234,64 +247,197 @@ class AddressSpace:
             for index, pfn in enumerate(pfns, first):
                 k.tracepoints.emit("mm_filemap_add_to_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
 
-    def ra_submit(self, ra: FileRaState) -> None:
-        """Read the window, and mark the page where the next (asynchronous) window starts."""
-        last = (self.a_ops.i_size() - 1) >> PAGE_SHIFT
-        indices = list(filterfalse(self.pages.__contains__, range(ra.start, min(ra.start + ra.size, last + 1))))
-        self.read_pages(indices)
-        mark = ra.start + ra.size - ra.async_size
-        pfn = self.pages.get(mark)
-        if pfn is not None and ra.async_size:
-            self.k.mem_map.set(pfn, PG_readahead)
+    # --- readahead (mm/readahead.c) ---
+    def max_sane_readahead(self, nr: int) -> int:
+        """No window larger than half of the inactive file pages and free memory."""
+        k = self.k
+        return min(nr, (k.lru.nr[LRU_INACTIVE_FILE] + k.page_alloc.nr_free_pages) // 2)
 
-    def page_cache_sync_readahead(self, ra: FileRaState, index: int, req_size: int) -> None:
-        """ondemand_readahead() on a miss: grow the window on sequential access."""
-        max_pages = ra.ra_pages
-        if max_pages == 0:
-            self.read_pages([index])
-            return
-        sequential = bool(ra.size) and (index == ra.start + ra.size or index == (ra.prev_pos >> PAGE_SHIFT) + 1)
-        if sequential:
-            ra.start = index
+    def do_page_cache_readahead(self, offset: int, nr_to_read: int, lookahead_size: int) -> int:
+        """__do_page_cache_readahead(): read the missing pages of [offset, offset + nr_to_read) (not past
+        the end of the file) and mark PG_readahead the one at nr_to_read - lookahead_size when this read
+        brings it in; returns how many pages were read."""
+        isize = self.a_ops.i_size()
+        if isize == 0:
+            return 0
+        end_index = (isize - 1) >> PAGE_SHIFT
+        pages = self.pages
+        mark = offset + nr_to_read - lookahead_size if lookahead_size else -1
+        indices = list(filterfalse(pages.__contains__, range(offset, min(offset + nr_to_read, end_index + 1))))
+        if indices:
+            self.read_pages(indices)
+            pfn = pages.get(mark)
+            if pfn is not None and mark in indices:
+                self.k.mem_map.set(pfn, PG_readahead)
+        return len(indices)
+
+    def ra_submit(self, ra: FileRaState, offset: int = None, req_size: int = 0, pattern: str = "") -> int:
+        """Read the window ra describes; the page async_size before its end gets the mark."""
+        k = self.k
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=ra.start if offset is None
+                               else offset, req_size=req_size, start=ra.start, size=ra.size,
+                               async_size=ra.async_size, pattern=pattern)
+        return self.do_page_cache_readahead(ra.start, ra.size, ra.async_size)
+
+    def count_history_pages(self, offset: int, max_pages: int) -> int:
+        """How many pages right before offset are cached (radix_tree_prev_hole), at most max_pages."""
+        index, pages = offset - 1, self.pages
+        for _ in range(max_pages):
+            if index not in pages:
+                break
+            index -= 1
+            if index < 0:
+                break
+        return offset - 1 - index
+
+    def try_context_readahead(self, ra: FileRaState, offset: int, req_size: int, max_pages: int) -> bool:
+        """A miss right after cached pages looks like a stream whose state was lost: size the window by
+        that history (doubled when it reaches back to the start of the file)."""
+        size = self.count_history_pages(offset, max_pages)
+        if not size:
+            return False                 # no history: it may be a random read
+        if size >= offset:
+            size *= 2
+        ra.start = offset
+        ra.size = get_init_ra_size(size + req_size, max_pages)
+        ra.async_size = ra.size
+        return True
+
+    def ondemand_readahead(self, ra: FileRaState, hit_readahead_marker: bool, offset: int, req_size: int) -> int:
+        """2.6.35's ondemand_readahead(): grow the window of a sequential stream; a standalone small
+        random read reads only what was asked and leaves the state alone."""
+        max_pages = self.max_sane_readahead(ra.ra_pages)
+        if offset == 0:
+            pattern = "initial"
+        elif offset == ra.start + ra.size - ra.async_size or offset == ra.start + ra.size:
+            # the expected callback offset: assume sequential access, ramp up and push the window forward
+            ra.start += ra.size
             ra.size = get_next_ra_size(ra, max_pages)
             ra.async_size = ra.size
+            pattern = "subsequent"
+        elif hit_readahead_marker:
+            # a marked page without valid state (interleaved streams): its window is what follows it
+            start, pages = offset + 1, self.pages
+            for _ in range(max_pages):
+                if start not in pages:
+                    break
+                start += 1
+            if start - offset > max_pages:
+                return 0
+            ra.start = start
+            ra.size = start - offset + req_size
+            ra.size = get_next_ra_size(ra, max_pages)
+            ra.async_size = ra.size
+            pattern = "marker"
+        elif req_size > max_pages:
+            pattern = "initial"          # oversize read
+        elif 0 <= offset - (ra.prev_pos >> PAGE_SHIFT) <= 1:
+            pattern = "initial"          # a sequential cache miss
+        elif self.try_context_readahead(ra, offset, req_size, max_pages):
+            pattern = "context"
         else:
-            ra.start = index
+            k = self.k
+            if k.tracepoints is not None:
+                k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=offset,
+                                   req_size=req_size, start=offset, size=req_size, async_size=0, pattern="random")
+            return self.do_page_cache_readahead(offset, req_size, 0)
+        if pattern == "initial":
+            ra.start = offset
             ra.size = get_init_ra_size(req_size, max_pages)
             ra.async_size = ra.size - req_size if ra.size > req_size else ra.size
-        if self.k.tracepoints is not None:
-            self.k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=index, req_size=req_size,
-                                    start=ra.start, size=ra.size, async_size=ra.async_size,
-                                    pattern="subsequent" if sequential else "initial")
-        self.ra_submit(ra)
+        # a window that would hit its own mark at once: merge the next window into it now
+        if offset == ra.start and ra.size == ra.async_size:
+            ra.async_size = get_next_ra_size(ra, max_pages)
+            ra.size += ra.async_size
+        return self.ra_submit(ra, offset, req_size, pattern)
 
-    def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int) -> None:
-        """The reader reached the PG_readahead page: start the next window now."""
-        self.k.mem_map.clear(pfn, PG_readahead)
-        if ra.ra_pages == 0:
+    def page_cache_sync_readahead(self, ra: FileRaState, index: int, req_size: int) -> None:
+        """A miss: readahead decides what to read besides the page (nothing with ra_pages 0)."""
+        if not ra.ra_pages:
             return
-        ra.start += ra.size
-        ra.size = get_next_ra_size(ra, ra.ra_pages)
-        ra.async_size = ra.size
-        if self.k.tracepoints is not None:
-            self.k.tracepoints.emit("mm_filemap_readahead", mapping=self.mapping_id, offset=index, req_size=1,
-                                    start=ra.start, size=ra.size, async_size=ra.async_size, pattern="marker")
-        self.ra_submit(ra)
+        if ra.fmode_random:
+            self.force_page_cache_readahead(index, req_size)      # be dumb: what was asked, no state
+            return
+        self.ondemand_readahead(ra, False, index, req_size)
+
+    def force_page_cache_readahead(self, offset: int, nr_to_read: int) -> int:
+        """Read [offset, offset + nr_to_read) in 2 MiB chunks, no window, no mark (fadvise WILLNEED, a file
+        advised random)."""
+        nr_to_read = self.max_sane_readahead(nr_to_read)
+        done = 0
+        while nr_to_read:
+            chunk = min(nr_to_read, (2 << 20) >> PAGE_SHIFT)
+            done += self.do_page_cache_readahead(offset, chunk, 0)
+            offset += chunk
+            nr_to_read -= chunk
+        return done
+
+    def page_cache_async_readahead(self, ra: FileRaState, pfn: int, index: int, req_size: int) -> None:
+        """The reader reached the PG_readahead page: start the next window now."""
+        if not ra.ra_pages:
+            return
+        mem_map = self.k.mem_map
+        if mem_map.test(pfn, PG_writeback):
+            return                       # the bit is PG_reclaim on a page under writeback
+        mem_map.clear(pfn, PG_readahead)
+        self.ondemand_readahead(ra, True, index, req_size)
 
     def get_page(self, index: int, ra: FileRaState = None, req_size: int = 1) -> int:
-        """The page at index, read (with readahead) if it is not cached."""
+        """do_generic_file_read()'s find_page: the page at index, read (with readahead) if it is not
+        cached; a marked page starts the next window."""
         pfn = self.pages.get(index)
         if pfn is None:
             if ra is not None:
                 self.page_cache_sync_readahead(ra, index, req_size)
+                pfn = self.pages.get(index)
+            if pfn is None:
+                self.read_pages([index])          # no_cached_page: page_cache_read()
+                pfn = self.pages.get(index)
+                if pfn is None:
+                    raise SyscallError(EIO)
+        if ra is not None and self.k.mem_map.test(pfn, PG_readahead):
+            self.page_cache_async_readahead(ra, pfn, index, req_size)
+        return pfn
+
+    def filemap_fault(self, ra: FileRaState, vm_flags: int, index: int):
+        """filemap_fault(): the page for a fault at index (None past the end of the file), and whether it
+        was a major fault. A miss reads around the fault, ra_pages centred on it, unless the VMA is
+        advised random, or sequential (then read()'s readahead), or mmap misses far outnumber hits."""
+        if index << PAGE_SHIFT >= self.a_ops.i_size():
+            return None, False
+        k = self.k
+        pfn = self.pages.get(index)
+        major = pfn is None
+        if not major:
+            # do_async_mmap_readahead()
+            if not vm_flags & VM_RAND_READ:
+                if ra.mmap_miss > 0:
+                    ra.mmap_miss -= 1
+                if k.mem_map.test(pfn, PG_readahead):
+                    self.page_cache_async_readahead(ra, pfn, index, ra.ra_pages)
+        else:
+            # do_sync_mmap_readahead()
+            if vm_flags & VM_RAND_READ:
+                pass
+            elif vm_flags & VM_SEQ_READ or index - 1 == ra.prev_pos >> PAGE_SHIFT:
+                self.page_cache_sync_readahead(ra, index, ra.ra_pages)
             else:
-                self.read_pages([index])
+                ra.mmap_miss += 1
+                ra_pages = self.max_sane_readahead(ra.ra_pages)
+                if ra.mmap_miss <= MMAP_LOTSAMISS and ra_pages:
+                    ra.start = max(0, index - ra_pages // 2)
+                    ra.size = ra_pages
+                    ra.async_size = 0
+                    self.ra_submit(ra, index, 1, "mmap-around")
             pfn = self.pages.get(index)
             if pfn is None:
-                raise SyscallError(EIO)
-        elif ra is not None and self.k.mem_map.test(pfn, PG_readahead):
-            self.page_cache_async_readahead(ra, pfn, index)
-        return pfn
+                self.read_pages([index])          # no_cached_page: page_cache_read()
+                pfn = self.pages.get(index)
+                if pfn is None:
+                    raise SyscallError(EIO)
+        ra.prev_pos = index << PAGE_SHIFT
+        return pfn, major
 
     # --- writing ---
     def grab_page_for_write(self, index: int, offset: int, length: int) -> int:
@@ -317,6 +463,44 @@ class AddressSpace:
             self.dirty.add(index)
             self.k.vmstat["nr_dirty"] += 1
             self.k.mark_mapping_dirty(self)
+
+    def writepage(self, index: int, end_io) -> None:
+        """->writepage() for reclaim's pageout(): write one page whose dirty bit was cleared for I/O.
+        On a disk that completes later the page is under PG_writeback until end_io(k, pfn) runs at the
+        completion; else it is written before this returns."""
+        k = self.k
+        mem_map = k.mem_map
+        pfn = self.pages[index]
+        paddr = pfn << PAGE_SHIFT
+        runs, pos, nbytes = [], 0, 0
+        sector = 0                                      # struct page's disk_sector: 1 + the first, 0 for none
+        for disk_offset, length in self.a_ops.map_page_for_write(self, index):
+            if disk_offset is not None:
+                if not sector:
+                    sector = (disk_offset >> 9) + 1
+                if runs and runs[-1][2] == disk_offset:
+                    runs[-1][1].append((paddr + pos, length))
+                    runs[-1][2] += length
+                else:
+                    runs.append([disk_offset, [(paddr + pos, length)], disk_offset + length])
+                nbytes += length
+            pos += length
+        mem_map.set_disk_sector(pfn, sector - 1 if sector else None)
+        k.vmstat["pgpgout"] += nbytes >> 10
+        submit = getattr(self.blk, "transfer_runs_async", None)
+        if not runs or submit is None:
+            mem_map.set(pfn, PG_mappedtodisk)
+            if runs and self.blk.transfer_runs(True, [(start, segs) for start, segs, _ in runs]) != 0:
+                raise SyscallError(EIO)
+            return
+        mem_map.q[pfn << 3] |= (1 << PG_mappedtodisk) | (1 << PG_writeback)
+        k.vmstat["nr_writeback"] += 1
+
+        def done(status: int) -> None:
+            if status != 0 and self.pages.get(index) == pfn:
+                self.set_page_dirty(index)               # the write failed: the data is still only here
+            end_io(k, pfn)
+        submit(True, [(start, segs) for start, segs, _ in runs], done)
 
     def writepages(self, indices=None) -> int:
         """write_cache_pages(): write dirty pages back (all, or those given); returns pages written."""
@@ -363,7 +547,7 @@ class AddressSpace:
             if index < start or (end is not None and index > end):
                 continue
             pfn = self.pages[index]
-            if mem_map.test(pfn, PG_dirty) or mem_map.mapcount(pfn):
+            if mem_map.flags(pfn) & ((1 << PG_dirty) | (1 << PG_writeback)) or mem_map.mapcount(pfn):
                 continue
             self.remove_from_page_cache(index)
             dropped += 1

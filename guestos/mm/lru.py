@@ -30,6 +30,9 @@ class LruLists:
         self.head = array("q", [NIL] * NR_LRU_LISTS)
         self.tail = array("q", [NIL] * NR_LRU_LISTS)
         self.nr = array("q", [0] * NR_LRU_LISTS)
+        # struct zone_reclaim_stat: recent_scanned[anon, file], recent_rotated[anon, file] (get_scan_count)
+        self.reclaim_stat = array("q", [0] * 4)
+        self.nr_saved_scan = [0] * NR_LRU_LISTS          # scan counts too small to act on yet
         self.core = mem_map.hotpath.LruCore(mem_map.q, mem_map.i, mem_map.u, self.head, self.tail, self.nr,
                                             array("q", bytes(8 * SWAP_CLUSTER_MAX)))
 
@@ -61,6 +64,7 @@ class LruLists:
             self.vmstat["pgactivate"] += 1
 
     def deactivate_page(self, pfn: int) -> None:
+        """ClearPageActive and to the inactive list; PG_referenced stays (2.6.35's shrink_active_list)."""
         self.core.deactivate_page(pfn)
         self.vmstat["pgdeactivate"] += 1
 

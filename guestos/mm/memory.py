@@ -188,7 +188,9 @@ class MemoryManager:
 
     def _file_page(self, vma, addr: int) -> int:
         index = vma.pgoff_of(addr)
-        pfn = vma.vm_file.find_get_page(index)
+        vm_file = vma.vm_file
+        pfn = vm_file.find_get_page(index, vma.vm_flags) if hasattr(vm_file, "mapping") else \
+            vm_file.find_get_page(index)
         if pfn is None:
             raise FaultError("SIGBUS", BUS_ADRERR, addr)
         return pfn

@@ -17,7 +17,7 @@ Chosen on the command line, tuned in /proc/sys/vm:
   copies of those first, keeping pages only the guest holds.
 """
 from .lru import LRU_ACTIVE_FILE, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced
+from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_writeback
 from . import vmscan                # a module cycle: names are looked up at call time
 
 POLICIES = ("none", "kswapd", "shrink_list")
@@ -191,6 +191,8 @@ def dedup_skip(k, pfn: int, flags: int) -> str:
         return "dirty"
     if flags & (1 << PG_locked):
         return "locked"
+    if flags & (1 << PG_writeback):
+        return "writeback"
     if not flags & (1 << PG_lru):
         return "held"
     if mem_map.mapcount(pfn):

@@ -9,24 +9,22 @@ from .pgtable import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, pte_pfn
 
 def rmap_walk(k, pfn: int) -> list:
     """[(mm, vaddr, pte slot)] of every PTE that maps pfn."""
-    mem_map, q = k.mem_map, k.mm.q
-    mapping, index = mem_map.mapping(pfn), mem_map.index(pfn)
     found = []
-
-    def check(mm, vaddr):
-        slot = k.mm.pte_offset(mm, vaddr)
-        if slot is not None and q[slot] & _PAGE_PRESENT and pte_pfn(q[slot]) == pfn:
-            found.append((mm, vaddr, slot))
-
+    if not k.live_mms:
+        return found
+    mem_map, q, pte_offset = k.mem_map, k.mm.q, k.mm.pte_offset
+    mapping, index = mem_map.mapping(pfn), mem_map.index(pfn)
     for mm in list(k.live_mms):
         if mapping & PAGE_MAPPING_ANON:
-            check(mm, index << 12)
-            continue
-        for vma in mm.vmas:
-            if getattr(vma.vm_file, "mapping_id", None) != mapping:
-                continue
-            if vma.vm_pgoff <= index < vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12):
-                check(mm, vma.vm_start + ((index - vma.vm_pgoff) << 12))
+            vaddrs = (index << 12,)
+        else:
+            vaddrs = [vma.vm_start + ((index - vma.vm_pgoff) << 12) for vma in mm.vmas
+                      if getattr(vma.vm_file, "mapping_id", None) == mapping
+                      and vma.vm_pgoff <= index < vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12)]
+        for vaddr in vaddrs:
+            slot = pte_offset(mm, vaddr)
+            if slot is not None and q[slot] & _PAGE_PRESENT and pte_pfn(q[slot]) == pfn:
+                found.append((mm, vaddr, slot))
     return found
 
 
@@ -50,11 +48,13 @@ def page_referenced(k, pfn: int) -> tuple[int, bool]:
 def try_to_unmap(k, pfn: int) -> bool:
     """Clear every PTE of a file page (its dirty bits go to the page); True when none is left."""
     q = k.mm.q
-    for mm, vaddr, slot in rmap_walk(k, pfn):
+    ptes = rmap_walk(k, pfn)
+    for mm, vaddr, slot in ptes:
         pte = q[slot]
         q[slot] = 0
         k.mm.page_remove_rmap(mm, pfn, pte)
-    k.flush_tlb()
+    if ptes:
+        k.flush_tlb()
     return k.mem_map.mapcount(pfn) == 0
 
 

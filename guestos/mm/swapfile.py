@@ -5,7 +5,7 @@ A swapped-out PTE holds its slot: (slot << 12) | SWP_PTE_MARK, present bit clear
 hardware faults on it and the kernel knows where the page went."""
 from construct import Bytes, Const, Int32ul, Padding, Struct
 
-from .mm_types import NIL, PG_dirty, PG_swapbacked, PG_swapcache, PG_uptodate
+from .mm_types import NIL, PG_dirty, PG_reclaim, PG_swapbacked, PG_swapcache, PG_uptodate, PG_writeback
 
 PAGE_SIZE = 4096
 SWP_PTE_MARK = 0x2                 # bit 1 of a non-present PTE: "this is a swap entry"
@@ -89,7 +89,9 @@ class SwapArea:
         self.swap_map[slot] -= 1
         if self.swap_map[slot] == 0:
             if slot in self.cache:
-                self.delete_from_swap_cache(slot)
+                if not self.k.mem_map.test(self.cache[slot], PG_writeback):
+                    self.delete_from_swap_cache(slot)
+                # else: being written; reclaim frees it from the swap cache once it is (the slot waits)
             else:
                 self.inuse -= 1
 
@@ -118,6 +120,29 @@ class SwapArea:
         self.k.vmstat["pswpout"] += 1
         if self.k.tracepoints is not None:
             self.k.tracepoints.emit("mm_swap_out", pfn=pfn, slot=slot)
+
+    def swap_writepage_async(self, pfn: int, slot: int, end_io) -> bool:
+        """swap_writepage() for reclaim: on a disk that completes later the page is cleaned for I/O, gets
+        PG_reclaim and PG_writeback and end_io(k, pfn) runs at the completion (True); otherwise it is
+        written before this returns (False)."""
+        submit = getattr(self.blk, "transfer_runs_async", None)
+        if submit is None:
+            self.swap_writepage(pfn, slot)
+            return False
+        k = self.k
+        q = k.mem_map.q
+        q[pfn << 3] = q[pfn << 3] & ~(1 << PG_dirty) | (1 << PG_writeback) | (1 << PG_reclaim)
+        k.vmstat["nr_writeback"] += 1
+        k.vmstat["pswpout"] += 1
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_swap_out", pfn=pfn, slot=slot)
+
+        def done(status: int) -> None:
+            if status != 0:
+                k.mem_map.set(pfn, PG_dirty)          # not written: write it again next time
+            end_io(k, pfn)
+        submit(True, [(slot * PAGE_SIZE, [(pfn << 12, PAGE_SIZE)])], done)
+        return True
 
     def swap_readpage(self, slot: int) -> int:
         """A new page holding the slot's contents, added to the swap cache."""

@@ -3,9 +3,11 @@ from ..kernel.errno import EEXIST, EINVAL, ENOMEM, EOVERFLOW, SyscallError
 from .mmap import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE, MAP_PRIVATE,
                    MAP_SHARED, MMAP_MIN_ADDR, TASK_SIZE, VM_READ, VM_SHARED, VM_WRITE, VMA,
                    calc_vm_prot_bits)
+from .filemap import VM_RAND_READ, VM_SEQ_READ
 from .pgtable import PAGE_SIZE, page_align
 
 MADV_DONTNEED = 4
+MADV_READ_HINTS = {0: 0, 1: VM_RAND_READ, 2: VM_SEQ_READ}     # MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL
 MAP_TYPE, MAP_SHARED_VALIDATE = 0x0F, 0x03
 MAP_HUGETLB, MAP_HUGE_SHIFT = 0x40000, 26
 PROT_SEM, PROT_GROWSDOWN, PROT_GROWSUP = 0x8, 0x01000000, 0x02000000
@@ -165,7 +167,8 @@ def sys_msync(k, task, start, length, flags, *_):
 
 def sys_madvise(k, task, start, length, advice, *_):
     """do_madvise(): bad advice, alignment or a wrapping range EINVAL; the mapped parts advised;
-    a hole ENOMEM. Only MADV_DONTNEED changes anything here."""
+    a hole ENOMEM. MADV_DONTNEED drops pages; MADV_NORMAL, MADV_RANDOM and MADV_SEQUENTIAL set the read
+    hints of mapped files; other advice changes nothing here."""
     if advice not in MADV_VALID or start & (PAGE_SIZE - 1):
         raise SyscallError(EINVAL)
     end = start + page_align(length)
@@ -176,6 +179,11 @@ def sys_madvise(k, task, start, length, advice, *_):
     if advice == MADV_DONTNEED:
         for vma in task.mm.overlapping(start, end):
             k.mm.zap_page_range(task.mm, max(start, vma.vm_start), min(end, vma.vm_end))
+    elif advice in MADV_READ_HINTS:
+        # madvise_behavior(): the VMAs' read hints, which filemap_fault's readahead follows
+        for vma in task.mm.carve(start, end):
+            vma.vm_flags = vma.vm_flags & ~(VM_RAND_READ | VM_SEQ_READ) | MADV_READ_HINTS[advice]
+        k.mm_changed(task.mm)
     if _has_hole(task.mm, start, end):
         raise SyscallError(ENOMEM)
     return 0

@@ -1,14 +1,17 @@
-"""Page reclaim (mm/vmscan.c), first part: the file LRU. Clean, unmapped page-cache pages are
-freed from the tail of the inactive list, dirty ones are written back first, the active list
-refills the inactive one; direct reclaim in the allocator's slow path and kswapd balancing
-to the high watermark. Anonymous memory waits for swap, and mapped pages for reverse mapping."""
+"""Page reclaim (mm/vmscan.c) as 2.6.35: get_scan_count() balances anon and file by swappiness and
+recent rotations, shrink_zone() scans the lists, direct reclaim in the allocator's slow path and kswapd
+balancing to the high watermark. What becomes of each page scanned is decided in one place,
+cython_ext/reclaim.py (Reclaim.shrink_page_list, shrink_active_list), compiled or not; this module
+supplies the services those decisions use (ReclaimOps: reverse map, swap, pageout) and the loops."""
+import math
 from array import array
 from dataclasses import dataclass
 from typing import Callable
 
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
-from .mm_types import PG_dirty, PG_locked, PG_lru, PG_referenced, PG_swapbacked, PG_swapcache
-from .rmap import page_referenced, rmap_walk, try_to_unmap
+from ..kernel.errno import SyscallError
+from .mm_types import PG_dirty, PG_reclaim, PG_swapcache, PG_writeback
+from .rmap import _PAGE_DIRTY, page_referenced, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
 from . import pagecache_control
 
@@ -79,20 +82,25 @@ def inactive_file_is_low(k) -> bool:
     return nr[LRU_ACTIVE_FILE] > nr[LRU_INACTIVE_FILE]
 
 
+def inactive_ratio(k) -> int:
+    """calculate_zone_inactive_ratio(): 1 below 1 GiB, else int_sqrt(10 x the zone's GiB) (3 at 1 GiB,
+    4 at 2 GiB): how many active anon pages per inactive one the zone keeps."""
+    gb = (k.page_alloc.zone.present_pages << 12) >> 30
+    return math.isqrt(10 * gb) if gb else 1
+
+
 def inactive_anon_is_low(k) -> bool:
-    """inactive_ratio is 1 below 1 GiB of memory: keep as many inactive anon pages as active."""
     nr = k.lru.nr
-    return nr[LRU_ACTIVE_ANON] > nr[LRU_INACTIVE_ANON]
+    return nr[LRU_INACTIVE_ANON] * inactive_ratio(k) < nr[LRU_ACTIVE_ANON]
 
 
-def shrink_anon_page(k, pfn: int, sc: ScanControl) -> str:
-    """An inactive anonymous page: into the swap cache, unmapped everywhere, written, freed.
-    Returns "" when freed, else why it must stay (it is then activated)."""
+def shrink_anon_page(k, pfn: int) -> str:
+    """An inactive anonymous page reclaim decided to evict: into the swap cache (add_to_swap, which
+    makes it dirty), unmapped everywhere into swap entries, then written by pageout() if the slot does
+    not hold its contents yet, else freed. Returns "" when freed, "pageout" when its write started (it
+    stays on the inactive list until written; a later scan frees it), else why it must stay (it is
+    then activated)."""
     mem_map, swap = k.mem_map, k.swap
-    if mem_map.mapcount(pfn):
-        referenced_ptes, _ = page_referenced(k, pfn)
-        if referenced_ptes:
-            return "referenced"
     in_cache = mem_map.test(pfn, PG_swapcache)
     if mem_map.refcount(pfn) != mem_map.mapcount(pfn) + (1 if in_cache else 0):
         return "held"                                         # a copy in progress
@@ -101,19 +109,27 @@ def shrink_anon_page(k, pfn: int, sc: ScanControl) -> str:
         if slot is None:
             return "swap-full"
         swap.add_to_swap_cache(pfn, slot)
+        mem_map.set(pfn, PG_dirty)
     slot = mem_map.private(pfn)
     q = k.mm.q
-    for mm, vaddr, pte_slot in rmap_walk(k, pfn):             # try_to_unmap_anon()
+    ptes = rmap_walk(k, pfn)
+    for mm, vaddr, pte_slot in ptes:                          # try_to_unmap_anon()
         pte = q[pte_slot]
         q[pte_slot] = swp_pte(slot)
         swap.swap_duplicate(slot)
+        if pte & _PAGE_DIRTY:
+            mem_map.set(pfn, PG_dirty)                        # written since the slot was
         k.mm.page_remove_rmap(mm, pfn, pte)
-    k.flush_tlb()
+    if ptes:
+        k.flush_tlb()
     if mem_map.mapcount(pfn):
         return "still-mapped"
-    if k.tracepoints is not None:
-        k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_ANON|RECLAIM_WB_SYNC")
-    swap.swap_writepage(pfn, slot)
+    if mem_map.test(pfn, PG_dirty):
+        if k.tracepoints is not None:
+            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_ANON|RECLAIM_WB_ASYNC")
+        k.vmstat["nr_vmscan_write"] += 1
+        if swap.swap_writepage_async(pfn, slot, end_page_writeback):
+            return "pageout"
     swap.delete_from_swap_cache(slot)                         # the last reference: freed
     return ""
 
@@ -123,7 +139,8 @@ LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "un
 
 def trace(k, pfn: int, kind: str, mapped: bool, referenced: bool, decision: str, reason: str, sc,
           flags: int) -> None:
-    """One reclaim decision (mm_vmscan_page_decision); flags as the page had them when scanned."""
+    """One reclaim decision (mm_vmscan_page_decision); flags as the page had them when scanned. Made
+    by the decisions in cython_ext/reclaim.py (through ReclaimOps) and by the policies."""
     k.tracepoints.emit("mm_vmscan_page_decision", pfn=pfn, lru=kind, mapped=mapped, referenced=referenced,
                        flags=flags, decision=decision, reason=reason, by=sc.by, policy=sc.policy,
                        priority=sc.priority, pass_nr=sc.pass_nr)
@@ -142,196 +159,166 @@ def trace_pass_end(k, sc: ScanControl) -> None:
                        nr_free_pages=k.page_alloc.zone.nr_free_pages)
 
 
-class ReclaimTrace:
-    """What the hot path (cython_ext/reclaim.py) reports while tracing: the events of the pages and
-    scans it handles itself, the same as the Python path emits for the others."""
-    __slots__ = ("k", "sc")
+# --- the services reclaim's decisions use (cython_ext/reclaim.py: Reclaim decides) ---
 
-    def __init__(self, k, sc: ScanControl):
-        self.k, self.sc = k, sc
+PAGE_KEEP, PAGE_ACTIVATE, PAGE_SUCCESS, PAGE_CLEAN = range(4)      # pageout()'s results
 
-    def delete_from_page_cache(self, pfn: int, mapping: int, index: int) -> None:
-        """A clean unmapped page-cache page it is about to free leaves the page cache (the page still whole)."""
-        self.k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=mapping, index=index)
 
-    def freed(self, pfn: int, flags: int, mapping: int, index: int) -> None:
-        """The decision about that page, once freed."""
-        trace(self.k, pfn, "file", False, bool(flags & (1 << PG_referenced)), "reclaimed", "clean", self.sc, flags)
+def page_referenced_vm_exec(k, pfn: int) -> tuple:
+    """page_referenced(): (PTEs whose accessed bit was set, and now is clear; whether a referencing
+    mapping is executable)."""
+    referenced, executable = page_referenced(k, pfn)
+    return referenced, bool(referenced and executable)
 
-    def deactivated(self, pfn: int, flags: int) -> None:
-        trace(self.k, pfn, "anon" if flags & (1 << PG_swapbacked) else "file", False, False, "deactivated",
-              "inactive-low", self.sc, flags)
 
-    def isolate(self, lru: int, nr_requested: int, nr_taken: int) -> None:
-        sc = self.sc
-        self.k.tracepoints.emit("mm_vmscan_lru_isolate", order=0, nr_requested=nr_requested, nr_scanned=nr_taken,
-                                nr_taken=nr_taken, isolate_mode=lru & 1, file=lru >> 1, lru=LRU_NAMES[lru],
-                                policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)
+def swap_out(k, pfn: int) -> str:
+    """An inactive anonymous page reclaim decided to evict: "" when it went to swap and was freed, else
+    why it could not (it is then activated)."""
+    if k.swap is None:
+        return "no-swap"
+    return shrink_anon_page(k, pfn)
 
-    def shrink_inactive(self, lru: int, nr_scanned: int, nr_reclaimed: int) -> None:
-        sc = self.sc
-        self.k.tracepoints.emit("mm_vmscan_lru_shrink_inactive", nid=0, nr_scanned=nr_scanned,
-                                nr_reclaimed=nr_reclaimed, file=lru >> 1, lru=LRU_NAMES[lru], policy=sc.policy,
-                                priority=sc.priority, pass_nr=sc.pass_nr)
 
-    def shrink_active(self, lru: int, nr_taken: int, nr_deactivated: int) -> None:
-        sc = self.sc
-        self.k.tracepoints.emit("mm_vmscan_lru_shrink_active", nid=0, nr_taken=nr_taken,
-                                nr_active=nr_taken - nr_deactivated, nr_deactivated=nr_deactivated,
-                                nr_referenced=nr_taken - nr_deactivated, file=lru >> 1, lru=LRU_NAMES[lru],
-                                policy=sc.policy, priority=sc.priority, pass_nr=sc.pass_nr)
+def pageout(k, mapping, pfn: int) -> int:
+    """pageout(): clear the dirty bit for I/O, set PG_reclaim and start writing the page. The write is
+    asynchronous when the disk can complete it later (the page stays under PG_writeback until
+    end_page_writeback()); a synchronous one leaves the page clean at once."""
+    mem_map = k.mem_map
+    index = mem_map.index(pfn)
+    q = mem_map.q
+    q[pfn << 3] = q[pfn << 3] & ~(1 << PG_dirty) | (1 << PG_reclaim)    # clear_page_dirty_for_io(), SetPageReclaim
+    dirty = mapping.dirty
+    dirty.discard(index)
+    k.vmstat["nr_dirty"] -= 1
+    if not dirty:
+        k.dirty_mappings.discard(mapping)
+        mapping.dirtied_when = None
+    if k.tracepoints is not None:
+        k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_ASYNC")
+    k.vmstat["nr_vmscan_write"] += 1
+    try:
+        mapping.writepage(index, end_page_writeback)
+    except SyscallError:
+        mem_map.clear(pfn, PG_reclaim)                # handle_write_error(): the page stays dirty
+        mapping.set_page_dirty(index)
+        return PAGE_KEEP
+    if not mem_map.test(pfn, PG_writeback):
+        mem_map.clear(pfn, PG_reclaim)                # a synchronous write
+    return PAGE_SUCCESS
+
+
+def end_page_writeback(k, pfn: int) -> None:
+    """The write of a page finished: a page reclaim wrote goes to the tail of the inactive list
+    (rotate_reclaimable_page), so the next scan frees it; then PG_writeback clears."""
+    mem_map = k.mem_map
+    if mem_map.test(pfn, PG_reclaim):
+        mem_map.clear(pfn, PG_reclaim)
+        if k.lru.core.rotate_reclaimable_page(pfn):
+            k.vmstat["pgrotated"] += 1
+    mem_map.clear(pfn, PG_writeback)
+    k.vmstat["nr_writeback"] -= 1
+
+
+class ReclaimOps:
+    """What the decisions in cython_ext/reclaim.py (Reclaim) call on the kernel."""
+    page_referenced = staticmethod(page_referenced_vm_exec)
+    try_to_unmap = staticmethod(try_to_unmap)
+    swap_out = staticmethod(swap_out)
+    pageout = staticmethod(pageout)
+    # the trace (guestos/kernel/tracepoint.py), called only while tracing
+    trace = staticmethod(trace)
+    lru_names = LRU_NAMES
+
+    @staticmethod
+    def trace_delete_from_page_cache(k, pfn: int, mapping: int, index: int) -> None:
+        """A page the hot path frees leaves its page cache (emitted while the page is still whole)."""
+        k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=mapping, index=index)
+
+    @staticmethod
+    def keep_for_unmapped_first(k, sc) -> bool:
+        return keep_for_unmapped_first(k, sc)
 
 
 def _hot(k, sc: ScanControl):
-    """The hot path of this scan (cython_ext/reclaim.py): it isolates pages, frees the clean
-    unmapped page-cache pages and deactivates unmapped active pages itself, and hands every
-    other page to shrink_page() or shrink_active_page() below."""
-    return k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat,
-                                     k.page_alloc.account_freed, k, sc, shrink_page, shrink_active_page,
-                                     ReclaimTrace(k, sc) if k.tracepoints is not None else None)
-
-
-def shrink_page(k, pfn: int, sc: ScanControl) -> bool:
-    """One isolated page that is not the common case; True when it was freed. (The common case,
-    a clean, unlocked, unmapped page-cache page that only the page cache holds, is freed in
-    Reclaim.shrink_page_list without coming here: a new rule for such pages belongs there too.)"""
-    mem_map, lru = k.mem_map, k.lru
-    tracing = k.tracepoints is not None
-    flags = mem_map.flags(pfn) if tracing else 0
-    if mem_map.test(pfn, PG_swapbacked):
-        mapped = mem_map.mapcount(pfn) > 0
-        if k.swap is None:
-            why = "no-swap"
-        elif not sc.may_swap or keep_for_unmapped_first(k, sc):
-            why = "unmapped-first"
-        else:
-            why = shrink_anon_page(k, pfn, sc)
-        if not why:
-            decision = "swapped-out"
-        elif mem_map.test(pfn, PG_lru):                    # still on a list: back to active
-            lru.activate_page(pfn)
-            decision = "activated"
-        else:
-            decision = "kept"
-        if tracing:
-            trace(k, pfn, "anon", mapped, why == "referenced", decision, why or "cold", sc, flags)
-        return not why
-    decision, reason, referenced, mapped = _shrink_file_page(k, pfn, sc)
-    if tracing:
-        trace(k, pfn, "file", mapped, referenced, decision, reason, sc, flags)
-    return decision == "reclaimed"
-
-
-def _shrink_file_page(k, pfn: int, sc: ScanControl):
-    """-> (decision, reason, referenced, mapped) for one inactive page-cache page."""
-    mem_map, lru = k.mem_map, k.lru
-    mapping = k.address_spaces.get(mem_map.mapping(pfn))
-    index = mem_map.index(pfn)
-    referenced = mem_map.test(pfn, PG_referenced)
-    mapped = mem_map.mapcount(pfn) > 0
-    mem_map.clear(pfn, PG_referenced)
-    if mapping is None or mapping.pages.get(index) != pfn or mapping.unevictable_metadata \
-            or mem_map.test(pfn, PG_locked):
-        if referenced:
-            mem_map.set(pfn, PG_referenced)
-        lru.rotate(pfn)
-        return "rotated", "locked" if mem_map.test(pfn, PG_locked) else "metadata", referenced, mapped
-    if mapped and (not sc.may_unmap or keep_for_unmapped_first(k, sc)):
-        if referenced:
-            mem_map.set(pfn, PG_referenced)
-        lru.rotate(pfn)
-        return "rotated", "unmapped-first", referenced, True
-    if mapped:
-        # page_check_references(): a mapped page someone touched stays (or goes active)
-        referenced_ptes, _ = page_referenced(k, pfn)
-        if referenced_ptes:
-            if referenced:
-                lru.activate_page(pfn)
-                return "activated", "referenced-twice", True, True
-            mem_map.set(pfn, PG_referenced)
-            lru.rotate(pfn)
-            return "rotated", "pte-referenced", True, True
-        if not try_to_unmap(k, pfn):
-            lru.rotate(pfn)
-            return "rotated", "still-mapped", referenced, True
-    if mem_map.refcount(pfn) != 1:                # someone holds it (a copy in progress)
-        lru.rotate(pfn)
-        return "rotated", "held", referenced, mapped
-    reason = "clean"
-    if mem_map.test(pfn, PG_dirty):
-        if referenced or not sc.may_writepage:       # PAGEREF_RECLAIM_CLEAN: defer dirty ones
-            lru.rotate(pfn)
-            return "rotated", "dirty-deferred", referenced, mapped
-        if k.tracepoints is not None:
-            k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_SYNC")
-        mapping.writepages([index])                  # pageout(), done synchronously here
-        reason = "written-back"
-    mapping.remove_from_page_cache(index)            # the last reference: the page is freed
-    return "reclaimed", reason, referenced, mapped
+    """The reclaim pass of this scan control (cython_ext/reclaim.py): it isolates pages and decides
+    what becomes of each, calling ReclaimOps for the kernel's services."""
+    hot = k.mem_map.hotpath.Reclaim(k.lru.core, k.page_alloc.zone.core, k.address_spaces, k.vmstat,
+                                    k.page_alloc.account_freed, k, sc, ReclaimOps, k.lru.reclaim_stat,
+                                    k.tracepoints is not None)
+    hot.inactive_ratio = inactive_ratio(k)
+    return hot
 
 
 def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
-    """Isolate up to nr_to_scan pages from the tail, count them scanned, shrink_page_list() them
-    (each through shrink_page() unless it is the common case); returns how many were freed."""
+    """Isolate up to nr_to_scan pages from the tail, count them scanned, shrink_page_list() them;
+    returns how many were freed."""
     return _hot(k, sc).shrink_inactive_list(nr_to_scan, lru_list)
 
 
 def shrink_active_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_ACTIVE_FILE) -> None:
-    """Move pages from the active tail to the inactive list (they keep PG_referenced cleared);
-    mapped ones go through shrink_active_page()."""
+    """Move pages from the active tail to the inactive list (only PG_active is cleared); referenced
+    executable file pages stay active."""
     _hot(k, sc).shrink_active_list(nr_to_scan, lru_list)
 
 
-def shrink_active_page(k, pfn: int, sc: ScanControl) -> None:
-    """A mapped active page: running code keeps its file pages active, the rest go inactive."""
-    anon = k.mem_map.test(pfn, PG_swapbacked)
-    flags = k.mem_map.flags(pfn)
-    referenced_ptes, executable = page_referenced(k, pfn)
-    if referenced_ptes and executable and not anon:
-        k.lru.rotate(pfn)
-        if k.tracepoints is not None:
-            trace(k, pfn, "file", True, True, "kept-active", "executable", sc, flags)
-        return
-    k.lru.deactivate_page(pfn)
-    if k.tracepoints is not None:
-        trace(k, pfn, "anon" if anon else "file", True, bool(referenced_ptes), "deactivated", "inactive-low", sc,
-              flags)
+def nr_scan_try_batch(k, lru: int, nr_to_scan: int) -> int:
+    """Small counts are saved up until they make SWAP_CLUSTER_MAX."""
+    saved = k.lru.nr_saved_scan
+    saved[lru] += nr_to_scan
+    nr = saved[lru]
+    if nr >= SWAP_CLUSTER_MAX:
+        saved[lru] = 0
+        return nr
+    return 0
 
 
 def get_scan_count(k, sc: ScanControl) -> dict:
-    """How many pages of each list to scan at this priority: file and anon by vm.swappiness,
-    anon only when there is swap to put it in (a simplified get_scan_count)."""
+    """2.6.35's get_scan_count(): how many pages of each list to scan at this priority. Anon and file
+    are weighed by vm.swappiness and by how many of the pages recently scanned on each were rotated
+    back (referenced): ap = (anon_prio + 1) * (scanned + 1) / (rotated + 1), fp likewise, each list's
+    share list >> priority times ap or fp over ap + fp + 1. The recent counts halve once scanned
+    exceeds a quarter of the list, so they follow the workload."""
     nr = k.lru.nr
-    scan = {lru: nr[lru] >> sc.priority for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON,
-                                                   LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)}
-    if k.swap is None or k.swap.nr_free == 0:
-        scan[LRU_INACTIVE_ANON] = scan[LRU_ACTIVE_ANON] = 0
+    stat = k.lru.reclaim_stat
+    noswap = not sc.may_swap or k.swap is None or k.swap.nr_free <= 0
+    if noswap:
+        fraction, denominator = (0, 1), 1
     else:
-        anon_prio = k.sysctl_vm["swappiness"]
-        file_prio = 200 - anon_prio
-        for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON):
-            scan[lru] = scan[lru] * 2 * anon_prio // (anon_prio + file_prio)
-        for lru in (LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
-            scan[lru] = scan[lru] * 2 * file_prio // (anon_prio + file_prio)
-    if sc.priority == 0:
-        for lru in scan:
-            scan[lru] = max(scan[lru], min(nr[lru], SWAP_CLUSTER_MAX))
-        if k.swap is None or k.swap.nr_free == 0:
-            scan[LRU_INACTIVE_ANON] = scan[LRU_ACTIVE_ANON] = 0
+        anon = nr[LRU_ACTIVE_ANON] + nr[LRU_INACTIVE_ANON]
+        file = nr[LRU_ACTIVE_FILE] + nr[LRU_INACTIVE_FILE]
+        zone = k.page_alloc.zone
+        if file + zone.nr_free_pages <= zone.watermark[2]:
+            fraction, denominator = (1, 0), 1             # very little page cache: anon only
+        else:
+            if stat[0] > anon // 4:
+                stat[0] //= 2
+                stat[2] //= 2
+            if stat[1] > file // 4:
+                stat[1] //= 2
+                stat[3] //= 2
+            anon_prio = k.sysctl_vm["swappiness"]
+            file_prio = 200 - anon_prio
+            ap = (anon_prio + 1) * (stat[0] + 1) // (stat[2] + 1)
+            fp = (file_prio + 1) * (stat[1] + 1) // (stat[3] + 1)
+            fraction, denominator = (ap, fp), ap + fp + 1
+    scan = {}
+    for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE):
+        n = nr[lru]
+        if sc.priority or noswap:
+            n = (n >> sc.priority) * fraction[lru >= LRU_INACTIVE_FILE] // denominator
+        scan[lru] = nr_scan_try_batch(k, lru, n)
     return scan
 
 
 def shrink_zone(k, sc: ScanControl) -> None:
     """SWAP_CLUSTER_MAX pages of each list in turn until get_scan_count()'s counts are used up
-    (the loop runs in the hot path: Reclaim.shrink_lists), then rebalance the active lists."""
+    (the loop runs in the hot path: Reclaim.shrink_lists), then age the anon lists if they need it."""
     scan = get_scan_count(k, sc)
     hot = _hot(k, sc)
     hot.shrink_lists(array("q", [scan[lru] for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE,
                                                        LRU_ACTIVE_FILE)]),
                      SWAP_CLUSTER_MAX, sc.priority < DEF_PRIORITY)
-    if inactive_file_is_low(k):
-        hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_FILE)
-    if k.swap is not None and inactive_anon_is_low(k):
+    if k.swap is not None and k.swap.nr_free > 0 and inactive_anon_is_low(k):
         hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
 
 
@@ -355,6 +342,8 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
         shrink_slab(k, sc.nr_scanned - scanned)
         if sc.nr_reclaimed >= nr_to_reclaim:
             break
+        if sc.nr_scanned and priority < DEF_PRIORITY - 2:
+            congestion_wait(k)
     if k.tracepoints is not None:
         k.tracepoints.emit("mm_vmscan_direct_reclaim_end", nr_reclaimed=sc.nr_reclaimed, pass_nr=sc.pass_nr)
         trace_pass_end(k, sc)
@@ -364,6 +353,15 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
 def plain_policy(k) -> str:
     """Ordinary reclaim's policy in the trace: the review's bias when it is on, else none."""
     return "shrink_list" if k.unmapped_policy == "shrink_list" else "none"
+
+
+def congestion_wait(k) -> None:
+    """Take a nap while writes reclaim started are in flight, until one completes: its page then waits
+    at the inactive tail for the next priority's scan. (2.6.35 sleeps up to HZ/10 even with nothing in
+    flight; see docs/linux-differences.md.)"""
+    nr = k.vmstat["nr_writeback"]
+    if nr > 0 and hasattr(k, "wait_event"):
+        k.wait_event(lambda: k.vmstat["nr_writeback"] < nr)
 
 
 def balance_pgdat(k) -> int:
