@@ -71,7 +71,7 @@ def _lookupmodule_by_name(original):
 
 def _lineinfo_by_name(original):
     """pdb's `break a.b.function` evaluates the name in the current frame: from any frame, a dotted
-    name of an imported module's function (`b guestos.mm.vmscan.shrink_page`) works too."""
+    name of an imported module's function (`b guestos.mm.vmscan.shrink_zone`) works too."""
     def lineinfo(self, identifier):
         found = original(self, identifier)
         if found[0] is not None:

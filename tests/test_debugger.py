@@ -229,7 +229,7 @@ def test_pdb_breaks_in_uncompiled_modules_by_their_names(tmp_path):
         "import cython_ext",            # the program imports it anyway; Python < 3.13's pdb learns module names
         f"b cython_ext.reclaim:{line}",
         "c", "p ('HIT1', __name__, pfn == isolated[j])", "cl 1",
-        "b guestos.mm.vmscan.shrink_page",
+        "b guestos.mm.vmscan.shrink_zone",
         "c", "p ('HIT2', __name__, sc.current_is_kswapd)", "cl 2",
         "c", "q", ""])
     r = subprocess.run([sys.executable, "-m", "pdb", str(script)], input=commands, capture_output=True, text=True,

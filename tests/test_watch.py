@@ -49,7 +49,7 @@ def test_watch_stops_at_a_breakpoint_shows_it_and_steps():
             for label in ("free", "active anon", "inactive file", "balloon", "kernel", "RSS", "page cache",
                           "duplicated"):
                 assert label in screen, label
-            assert "MiB RAM" in screen and "mm_vmscan_lru_isolate" in screen     # the trace scrolled by
+            assert "MiB RAM" in screen and "mm_vmscan_kswapd_wake" in screen     # the trace scrolled by
             await pilot.press("s")                                             # step: the very next event
             assert await wait_for(pilot, lambda: app.paused and app.status_text != first)
             assert "Breakpoint" not in app.status_text.splitlines()[0]

@@ -550,9 +550,9 @@ def _tracing_helpers() -> set:
     helpers = {tracepoint.Tracepoints.emit}
     helpers |= {getattr(vmscan, name) for name in ("trace", "trace_pass_begin", "trace_pass_end")
                 if hasattr(vmscan, name)}
-    reclaim_trace = getattr(vmscan, "ReclaimTrace", None)
-    if reclaim_trace is not None:
-        helpers |= {f for f in vars(reclaim_trace).values() if callable(f)}
+    ops = getattr(vmscan, "ReclaimOps", None)          # what the hot path calls; its trace_* only trace
+    if ops is not None:
+        helpers |= {getattr(f, "__func__", f) for name, f in vars(ops).items() if name.startswith("trace")}
     return {getattr(f, "__code__", None) for f in helpers} - {None}
 
 
