@@ -668,6 +668,7 @@ class Reclaim:
         self.reclaim_stat[RECENT_SCANNED + file] += nr_taken
         reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
         self.vmstat[self.pgsteal] += reclaimed
+        self.k.charge_reclaim(nr_taken, reclaimed, nr_taken - reclaimed)     # the batch's cost, as uncompiled
         if self.tracing:
             sc = self.sc
             name = self.ops.lru_names[lru]
@@ -912,6 +913,7 @@ class Reclaim:
         self.reclaim_stat[RECENT_ROTATED + file] += rotated
         if deactivated:
             self.vmstat["pgdeactivate"] += deactivated
+        self.k.charge_reclaim(nr_taken, 0, nr_taken)          # each page moved to a list again
         if self.tracing:
             sc = self.sc
             name = self.ops.lru_names[lru]

@@ -314,7 +314,7 @@ def python_generic_file_read(k, task, mapping, ra, buf, count, pos):
     finally:
         for pfn in held:
             k.page_alloc.put_page(pfn)
-    k.charge(k.costs.copy_ns_per_kib * copied // 1024)
+    k.charge(k.costs.copy_ns_per_kib * copied // 1024 + (last - first + 1) * k.costs.pagecache_lookup_ns)
     ra.prev_pos = pos + copied - 1
     return copied
 

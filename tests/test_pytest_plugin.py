@@ -78,7 +78,7 @@ def test_options(ballast_vm):
     GUESTS.append(other)
     assert other.balloon.features == (1 << 5) | (1 << 4)
     assert other.machine.host.cache.capacity_pages == 16 * 256
-    assert set(other.snapshot()) == {"guest", "vmstat", "balloon", "host", "time", "oracle", "policy",
+    assert set(other.snapshot()) == {"guest", "vmstat", "balloon", "host", "time", "oracle", "policy", "cpu",
                                      "ram", "disk"}
 
 def test_closed_after_the_test():

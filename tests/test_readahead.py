@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from guestos.fs.proc import SYSCTL_VM_DEFAULTS
+from guestos.kernel.costs import CostModel
 from guestos.kernel.main import VMSTAT_ITEMS
 from guestos.kernel.tracepoint import enable
 from guestos.mm import mm_types
@@ -77,9 +78,11 @@ class PageCacheKernel:
         self.page_alloc.setup_per_zone_wmarks(256)
         self.lru = LruLists(self.mem_map, self.vmstat)
         self.page_alloc.on_free = self.lru.remove_if_listed
-        self.page_alloc.reclaim = lambda nr: 0
+        self.page_alloc.reclaim = lambda nr, *_: 0
         self.page_alloc.wake_kswapd = lambda: None
         self.pcp = PerCpuPages(self.page_alloc)
+        self.costs = CostModel()
+        self.charged = 0
         self.address_spaces = {}
         self.hw = SimpleNamespace(clock=Clock())
         self.scheduler = None
@@ -93,6 +96,9 @@ class PageCacheKernel:
     def _window(self, e: dict) -> None:
         if e["name"] == "mm_filemap_readahead":
             self.windows.append((e["pattern"], e["start"], e["size"], e["async_size"]))
+
+    def charge(self, ns: int) -> None:
+        self.charged += ns
 
     def read(self, ra: FileRaState, index: int, nr: int = 1) -> None:
         """do_generic_file_read() of pages [index, index + nr): find_page for each, then prev_pos."""

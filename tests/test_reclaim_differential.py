@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import cython_ext
 from ballast_testlib import FIRMWARE
+from guestos.kernel.costs import CostModel
 from guestos.kernel.errno import SyscallError
 from guestos.fs.proc import SYSCTL_VM_DEFAULTS
 from guestos.kernel.main import VMSTAT_ITEMS
@@ -93,7 +94,7 @@ class SmallKernel:
         self.page_alloc.setup_per_zone_wmarks(64)                 # min 16, low 20, high 24 pages
         self.lru = LruLists(self.mem_map, self.vmstat)
         self.page_alloc.on_free = self.lru.remove_if_listed
-        self.page_alloc.reclaim = lambda nr: vmscan.try_to_free_pages(self, nr)
+        self.page_alloc.reclaim = lambda nr, *_: vmscan.try_to_free_pages(self, nr)
         self.page_alloc.wake_kswapd = lambda: None
         self.reports = 0                                          # page_reporting_notify_free() calls
         self.page_alloc.report_hook = self.page_reporting_notify_free
@@ -120,6 +121,15 @@ class SmallKernel:
     def flush_tlb(self):
         pass
 
+    costs = CostModel()
+    charged = 0                       # virtual ns charged: compiled and pure reclaim charge alike
+
+    def charge(self, ns):
+        self.charged += ns
+
+    def charge_reclaim(self, isolated, freed, rotated):
+        vmscan.charge_reclaim(self, isolated, freed, rotated)
+
     def page_reporting_notify_free(self):
         self.reports += 1
 
@@ -141,7 +151,8 @@ class SmallKernel:
                     vmstat=dict(self.vmstat), trace=list(self.trace), clock=self.hw.clock.t,
                     pages={mid: dict(m.pages) for mid, m in self.address_spaces.items()},
                     dirty={mid: sorted(m.dirty) for mid, m in self.address_spaces.items()},
-                    pcp=list(self.pcp.pages), held=list(self.held), anon=list(self.anon), reports=self.reports)
+                    pcp=list(self.pcp.pages), held=list(self.held), anon=list(self.anon), reports=self.reports,
+                    charged=self.charged)
 
 
 def apply(k: SmallKernel, op) -> object:

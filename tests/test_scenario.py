@@ -239,7 +239,7 @@ def test_json_to_stdout_is_pure_json(capfd):
     assert code == 0
     data = json.loads(out)
     assert set(data) == {"snapshots", "exit"}
-    assert set(data["snapshots"]["inflated"]) == {"guest", "vmstat", "balloon", "host", "time", "oracle", "policy",
+    assert set(data["snapshots"]["inflated"]) == {"guest", "vmstat", "balloon", "host", "time", "oracle", "policy", "cpu",
                                                   "ram", "disk"}
     assert "inflated" in err                # the summary went to stderr
 

@@ -1,6 +1,7 @@
 """The `ballast` command."""
 import argparse
 import importlib.metadata
+import dataclasses
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
         opts = super().parse_args(args, namespace)
         # argparse drops a value of exactly '--' (`--mem=--`) and leaves an empty list behind
         for name, value in vars(opts).items():
-            if (value == [] and name not in ("args", "disk", "what", "breaks")) or \
+            if (value == [] and name not in ("args", "disk", "cost", "what", "breaks")) or \
                     (isinstance(value, list) and any(not isinstance(v, str) for v in value)):
                 raise BallastError(f"--{name.replace('_', '-')}: '--' is not a value")
         return opts
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--swap", metavar="SIZE", help="add a swap disk of SIZE (made with mkswap)")
     _trace_options(run)
     run.add_argument("--json", metavar="FILE", help="write run metrics as JSON ('-' for stdout)")
+    run.add_argument("--cost", action="append", default=[], metavar="NAME=VALUE",
+                     help="set a cost of the model (docs/cost-model.md), e.g. syscall_ns=500 (repeatable)")
     run.add_argument("--timeout", metavar="SECONDS",
                      help="end the program after SECONDS of guest (virtual) time; exit status 124")
     run.add_argument("--strace", action="store_const", const="-",
@@ -184,6 +187,7 @@ def cmd_run(opts) -> int:
     hostinput.kernel_cmdline(opts.cmdline, mem, "--cmdline")
     timeout_s = hostinput.guest_seconds(opts.timeout, "--timeout") if opts.timeout is not None else None
     hostinput.output_file(opts.json, "--json")
+    costs = hostinput.cost_overrides(opts.cost)
     if opts.trace:
         _check_trace_file(opts.trace)
     from .trace import check_format
@@ -234,6 +238,8 @@ def cmd_run(opts) -> int:
     trace = None
     try:
         config, _, host = assemble(spec, resources)
+        if costs:
+            config.costs = dataclasses.replace(config.costs, **costs)
         machine = Machine(config, console_sink=sink, host=host,
                           debugcon_sink=strace_out.write if strace_out is not None else None)
         stub = None
@@ -587,6 +593,7 @@ def _strace_equals(argv: list) -> list:
     if argv[:1] != ["run"]:
         return argv
     takes_value = {"--mem", "--cmdline", "--disk", "--root", "--cache", "--swap", "--trace", "--trace-format", "--json",
+                   "--cost",
                    "--strace-to", "--gdb"}
     out, i = ["run"], 1
     while i < len(argv):

@@ -3,24 +3,10 @@
 Nothing here reads the host's time, so the same inputs give the same clock on
 any machine. Wall time is measured beside it and never steers the guest.
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from heapq import heappop, heappush
 
-
-@dataclass(frozen=True)
-class CostModel:
-    """Published defaults; a scenario may override any of them (nanoseconds)."""
-    cpu_ghz: float = 2.0          # guest core clock
-    cpi: float = 1.0              # cycles per retired instruction
-    syscall_ns: int = 100         # user -> kernel -> user round trip
-    page_fault_ns: int = 1_000    # exception entry, fault handling, return
-    page_zero_ns: int = 250       # clearing one 4 KiB frame
-    copy_ns_per_kib: int = 60     # copy_{to,from}_user
-    vm_exit_ns: int = 3_000       # a trap to the VMM (MMIO, port I/O)
-
-    @classmethod
-    def names(cls):
-        return [f.name for f in fields(cls)]
+from guestos.kernel.costs import CostModel      # the one table of costs, with their sources
 
 
 @dataclass
@@ -28,12 +14,17 @@ class VirtualClock:
     costs: CostModel = field(default_factory=CostModel)
     charged_ns: int = 0           # modelled costs so far
     instructions: int = 0         # retired instructions (mirrored from the vCPU)
+    idle_ns: int = 0              # the part of charged_ns that passed with the CPU idle
 
     def charge(self, ns: int) -> None:
         self.charged_ns += int(ns)
 
     def instructions_ns(self) -> int:
         return int(self.instructions * self.costs.cpi / self.costs.cpu_ghz)
+
+    def busy_ns(self) -> int:
+        """Time the CPU spent running (user and system): the clock less its idle time."""
+        return self.now_ns() - self.idle_ns
 
     def now_ns(self) -> int:
         # instructions_ns() inline: asked several times per guest I/O
@@ -70,6 +61,7 @@ class VirtualClock:
         now = self.now_ns()
         if at_ns > now:
             self.charged_ns += at_ns - now
+            self.idle_ns += at_ns - now
         self.run_due()
 
     def run_due(self) -> int:

@@ -121,3 +121,27 @@ def guest_seconds(value, what: str, allow_zero: bool = False) -> float:
     if value > MAX_GUEST_SECONDS:
         raise BallastError(f"{what}: at most {MAX_GUEST_SECONDS} s of guest time, not {value:g}")
     return value
+
+
+def cost_overrides(specs: list, what: str = "--cost") -> dict:
+    """`--cost NAME=VALUE` options as {name: value} for guestos.kernel.costs.CostModel: a known name,
+    a number (a whole number of ns, or a positive float for cpu_ghz and cpi)."""
+    from dataclasses import fields
+    from guestos.kernel.costs import CostModel
+    types = {f.name: f.type for f in fields(CostModel)}
+    out = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep:
+            raise BallastError(f"{what} {spec}: expected NAME=VALUE")
+        if name not in types:
+            raise BallastError(f"{what} {spec}: unknown cost (known: {', '.join(types)})")
+        try:
+            value = float(text) if types[name] in (float, "float") else int(text, 10)
+        except ValueError:
+            kind = "a number" if types[name] in (float, "float") else "a whole number of nanoseconds"
+            raise BallastError(f"{what} {spec}: not {kind}") from None
+        if value < 0 or value > 10**12 or (types[name] in (float, "float") and not value > 0):
+            raise BallastError(f"{what} {spec}: out of range")
+        out[name] = value
+    return out

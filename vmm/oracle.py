@@ -9,6 +9,27 @@ from guestos.mm.mm_types import PG_dirty
 from .memory import process_rss_bytes
 
 
+def cpu_times(machine) -> dict:
+    """The CPU's time split (user: retired instructions; system: charged kernel costs; idle), which
+    adds up to the virtual clock, and each live task's and kernel thread's share, as /proc shows it."""
+    from guestos.fs.proc import cpu_times_ns
+    kernel = machine.kernel
+    if kernel is None or getattr(kernel, "scheduler", None) is None:
+        return {}
+    sched = kernel.scheduler
+    sched.account()                     # system time up to now (accounting only: nothing runs)
+    user, system, idle = cpu_times_ns(kernel)
+    costs = kernel.costs
+
+    def utime(t):
+        return int(t.instructions * costs.cpi / costs.cpu_ghz)
+    tasks = sorted(list(kernel.tasks.values()) + sched.kthreads, key=lambda t: t.pid)
+    return {"user_ns": user, "system_ns": system, "idle_ns": idle,
+            "tasks": [{"pid": t.pid, "comm": t.comm, "kthread": t.kthread, "utime_ns": utime(t),
+                       "stime_ns": t.stime_ns, "cutime_ns": int(t.cinstructions * costs.cpi / costs.cpu_ghz),
+                       "cstime_ns": t.cstime_ns} for t in [sched.swapper] + tasks]}
+
+
 def run_metrics(machine, program: str) -> dict:
     kernel = machine.kernel
     status = machine.exit_status
@@ -22,6 +43,7 @@ def run_metrics(machine, program: str) -> dict:
         "vcpu": {"exits": machine.cpu.exits, **machine.cpu.native.counters()},
         "host": {"rss_bytes": process_rss_bytes(), "guest_ram_bytes": machine.ram.size},
         "console_bytes": len(machine.console_output),
+        "cpu": cpu_times(machine),
     }
     if machine.disks:
         cache = machine.host.cache

@@ -28,8 +28,10 @@ def machine_part(session) -> dict:
     kernel = session.machine.kernel
     policy = {"unmapped_page_control": kernel.unmapped_policy, "pagecache_dedup": kernel.pagecache_dedup,
               **{name: vmstat[name] for name in POLICY_COUNTERS}}
+    cpu = oracle.cpu_times(session.machine)
     out = {"guest": dict(session.meminfo()), "vmstat": vmstat, "balloon": ballooned, "policy": policy,
-           "ram": {"resident_pages": session.machine.ram.resident_pages()}}   # frames the host holds (mincore)
+           "ram": {"resident_pages": session.machine.ram.resident_pages()},   # frames the host holds (mincore)
+           "cpu": {name: cpu[name] for name in ("user_ns", "system_ns", "idle_ns")} if cpu else {}}
     if session.machine.disks:
         backend = session.machine.disks[0][1]
         stats = backend.stats

@@ -1,8 +1,11 @@
 """The virtio balloon driver (drivers/virtio/virtio_balloon.c, mm/page_reporting.c).
 
-- Inflate and deflate toward the host's target in batches of at most 256 PFNs; pages for the
-  balloon come from the allocator without digging into reserves (__GFP_NORETRY|__GFP_NOMEMALLOC),
-  and when none come the work backs off for 200 ms ("Out of puff!").
+- Inflate and deflate toward the host's target in batches of at most 256 PFNs, one batch per work
+  item, re-queued while the target is not reached (update_balloon_size_func), on the driver's
+  kernel thread (2.6.35's "vballoon"), so user tasks run between batches; pages for the balloon
+  come from the allocator without digging into reserves (__GFP_NORETRY|__GFP_NOMEMALLOC: one
+  reclaim pass, never the OOM killer), and when none come the work backs off for 200 ms
+  ("Out of puff!"). Each page costs balloon_inflate_ns or balloon_deflate_ns (kernel/costs.py).
 - The host hears of deflated pages before they are freed, and the driver waits for each buffer's
   acknowledgement; `actual` is written after each step.
 - Inflated pages leave MemTotal unless DEFLATE_ON_OOM; with it an OOM notifier gives back 256
@@ -26,6 +29,7 @@ acknowledgement and does not wait for it."""
 import struct
 
 from ..kernel.printk import KERN_INFO
+from ..kernel.sched import run_to_completion
 from ..mm.mm_types import NIL, PG_buddy, PG_reported, PG_reserved
 from ..mm.page_alloc import GFP_FREE_CACHE, GFP_NORECLAIM, GFP_NORETRY, MAX_ORDER
 from ..mm.vmscan import Shrinker
@@ -58,8 +62,6 @@ PFNS_OFFSET, STATS_OFFSET, CMD_ID_OFFSET, CMD_STOP_OFFSET, REPORT_OFFSET = 0, 10
 
 
 class VirtioBalloonDriver:
-    kthread_name = "vballoon"           # 2.6.35's balloon thread, named in the trace
-
     def __init__(self, k, vdev):
         self.k, self.vdev = k, vdev
         queues = iter(range(5))
@@ -84,7 +86,7 @@ class VirtioBalloonDriver:
         self.cache_first_always = k.params.value("virtio_balloon.cache_first")
         self.cache_first_hint = vdev.has(VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST)
         self.counters = dict(out_of_puff=0, oom_deflated_pages=0, hinted_blocks=0, hint_rounds=0,
-                             reported_blocks=0, reporting_passes=0)
+                             reported_blocks=0, reporting_passes=0, work_items=0)
         page = k.page_alloc.alloc_pages()
         self.buf_paddr = page << 12          # the PFN array, stats, hint ids and report list
         # free page hinting
@@ -138,24 +140,34 @@ class VirtioBalloonDriver:
     def towards_target(self) -> int:
         return self.vdev.read_config(CONFIG_NUM_PAGES, 4) - self.num_pages
 
-    def tell_host(self, vq, pfns, wait: bool = True) -> None:
-        """Send one PFN array and wait until the host acknowledges it (Linux always waits)."""
-        self.k.wait_event(lambda: self.acked >= self.submitted)  # the array's page is free again
+    def tell_host(self, vq, pfns, wait: bool = True):
+        """Send one PFN array; yields until the host acknowledges it (Linux always waits), unless
+        not `wait`. A generator: the balloon thread sleeps meanwhile (run_to_completion elsewhere)."""
+        yield self._all_acked                   # the array's page is free again
         struct.pack_into(f"<{len(pfns)}I", self.k.ram, self.buf_paddr + PFNS_OFFSET, *pfns)
         vq.add_sgs([(self.buf_paddr + PFNS_OFFSET, 4 * len(pfns), False)], "pfns")
         self.submitted += 1
         vq.kick()
         if wait:
-            self.k.wait_event(lambda: self.acked >= self.submitted)
+            yield self._all_acked
+
+    def _all_acked(self) -> bool:
+        return self.acked >= self.submitted
 
     @property
     def work_pending(self) -> bool:
         return self.size_pending or self.hint_pending or self.reporting_due or \
             (self.reporting_requested and not self.reporting_scheduled)
 
-    def run(self) -> None:
-        """The driver's work items: free page hints if a round asks, page reporting when due,
-        and the balloon's size, one batch at a time."""
+    def balloon_thread(self):
+        """The driver's kernel thread: asleep until there is work, then one work item at a time."""
+        while True:
+            yield lambda: self.work_pending
+            yield from self.run()
+
+    def run(self):
+        """One round of the driver's work items: free page hints if a round asks, page reporting
+        when due, and one batch of the balloon's size."""
         if self.hint_pending:
             self.report_free_page_func()
         if self.reporting_requested and not self.reporting_scheduled:
@@ -165,25 +177,25 @@ class VirtioBalloonDriver:
             self.page_reporting_process()
         if self.size_pending:
             self.size_pending = False
-            self.update_balloon_size_func()
+            yield from self.update_balloon_size_func()
 
-    def update_balloon_size_func(self) -> None:
-        while True:
-            diff = self.towards_target()
-            if diff > 0:
-                got = self.fill_balloon(min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
-                self.update_balloon_size()
-                if got < min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX):
-                    self.back_off()
-                    return
-            elif diff < 0:
-                self.leak_balloon(min(-diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
-                self.update_balloon_size()
-                if self.bug == "early-free":
-                    self.size_pending = True    # the rest later: user code runs in between
-                    return
-            else:
+    def update_balloon_size_func(self):
+        """One work item: one batch of at most VIRTIO_BALLOON_ARRAY_PFNS_MAX pages toward the target;
+        queued again while the target is not reached (queue_work in Linux)."""
+        self.counters["work_items"] += 1
+        diff = self.towards_target()
+        if diff > 0:
+            want = min(diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX)
+            got = yield from self.fill_balloon(want)
+            self.update_balloon_size()
+            if got < want:
+                self.back_off()
                 return
+        elif diff < 0:
+            yield from self.leak_balloon(min(-diff, VIRTIO_BALLOON_ARRAY_PFNS_MAX))
+            self.update_balloon_size()
+        if self.towards_target() != 0:
+            self.size_pending = True
 
     def update_balloon_size(self) -> None:
         self.vdev.write_config(CONFIG_ACTUAL, 4, self.num_pages)
@@ -204,7 +216,9 @@ class VirtioBalloonDriver:
         return self.cache_first_always or \
             (self.cache_first_hint and self.vdev.read_config(CONFIG_RECLAIM_CACHE_FIRST, 4) == 1)
 
-    def fill_balloon(self, n: int) -> int:
+    def fill_balloon(self, n: int):
+        """Up to n pages into the balloon (a generator: it waits for the host's acknowledgement);
+        returns how many."""
         k = self.k
         cache_first = self.cache_first()
         pfns = k.page_alloc.alloc_pages_bulk(GFP_NORETRY | (GFP_FREE_CACHE if cache_first else 0), n)
@@ -214,8 +228,9 @@ class VirtioBalloonDriver:
                                num_pages=self.num_pages + len(pfns))
         if not pfns:
             return 0
+        k.charge(len(pfns) * k.costs.balloon_inflate_ns)
         k.mem_map.set_flags_many(pfns, 1 << PG_reserved)       # not the kernel's now (PageOffline)
-        self.tell_host(self.inflate_vq, pfns)
+        yield from self.tell_host(self.inflate_vq, pfns)
         if self.bug == "reuse":
             for pfn in pfns:                                    # the bug: the pages go back to use
                 k.page_alloc.free_pages(pfn, 0)
@@ -226,9 +241,9 @@ class VirtioBalloonDriver:
             k.totalram_pages -= len(pfns)                       # adjust_managed_page_count()
         return len(pfns)
 
-    def leak_balloon(self, n: int, reason: str = "target") -> int:
+    def leak_balloon(self, n: int, reason: str = "target"):
         """Take up to n pages out of the balloon: the host hears of them (and acknowledges)
-        before they are freed for the guest to use again."""
+        before they are freed for the guest to use again. A generator; returns how many."""
         k = self.k
         if k.tracepoints is not None:
             nr_pages = min(n, self.num_pages if self.bug == "reuse" else len(self.pages))
@@ -244,9 +259,10 @@ class VirtioBalloonDriver:
             early = self.bug == "early-free"
             if early:
                 self.release_pages_balloon(pfns)    # the bug: freed before the host knows
-            self.tell_host(self.deflate_vq, pfns, wait=not early)
+            yield from self.tell_host(self.deflate_vq, pfns, wait=not early)
             if not early:
                 self.release_pages_balloon(pfns)
+        k.charge(n * k.costs.balloon_deflate_ns)
         self.num_pages -= n
         if not self.deflate_on_oom:
             k.totalram_pages += n
@@ -259,7 +275,7 @@ class VirtioBalloonDriver:
     # --- the OOM notifier (DEFLATE_ON_OOM) ---
     def oom_notify(self) -> int:
         """virtio_balloon_oom_notify(): give back up to 256 pages; how many were freed."""
-        freed = self.leak_balloon(VIRTIO_BALLOON_OOM_NR_PAGES, "oom")
+        freed = run_to_completion(self.k, self.leak_balloon(VIRTIO_BALLOON_OOM_NR_PAGES, "oom"))
         self.update_balloon_size()
         self.counters["oom_deflated_pages"] += freed
         return freed
@@ -387,7 +403,7 @@ def virtballoon_probe(k, vdev):
         return None
     driver = VirtioBalloonDriver(k, vdev)
     k.balloon = driver
-    k.deferred_work.append(driver)
+    driver.thread = k.scheduler.kthread_run(driver.balloon_thread(), "vballoon")
     if driver.deflate_on_oom:
         k.oom_notifiers.append(driver.oom_notify)
     if driver.free_page_vq is not None:

@@ -172,6 +172,20 @@ def _ticks(k, task) -> int:
     return _cpu_ns(k, task) // NS_PER_TICK
 
 
+def _stime_ticks(k, task) -> int:
+    """System time: the kernel costs charged while it ran (kernel/sched.py accounts them)."""
+    k.scheduler.account()
+    return task.stime_ns // NS_PER_TICK
+
+
+def _all_tasks(k) -> list:
+    """User tasks and kernel threads."""
+    return list(k.tasks.values()) + [t for t in k.scheduler.kthreads if t.state != "X"]
+
+
+PF_KTHREAD, PF_FORKNOEXEC, PF_SUPERPRIV = 0x00200000, 0x40, 0x400000
+
+
 def _pgrp(task) -> int:
     return task.pgid
 
@@ -184,8 +198,10 @@ def _render_pid_stat(k, task) -> str:
     state = _state(k, task)
     parent = task.group_leader.parent
     fields = [task.pid, f"({task.comm})", state, parent.tgid if parent else 0, _pgrp(task),
-              task.sid, 0, -1, 0x400000 if task.cmdline else 0x40,
-              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), 0, 0, 0, 20 + task.nice, task.nice,
+              task.sid, 0, -1, PF_KTHREAD if task.kthread else PF_SUPERPRIV if task.cmdline else PF_FORKNOEXEC,
+              task.min_flt, 0, task.maj_flt, 0, _ticks(k, task), _stime_ticks(k, task),
+              int(task.cinstructions * k.costs.cpi / k.costs.cpu_ghz) // NS_PER_TICK,
+              task.cstime_ns // NS_PER_TICK, 20 + task.nice, task.nice,
               sum(1 for t in task.signal.threads if not t.exited) or 1, 0,
               task.start_time_ns // NS_PER_TICK, st["size"] << 10, rss, RLIM_INFINITY,
               st["start_code"] if mm else 0, st["end_code"] if mm else 0, mm.start_stack if mm else 0, 0, 0,
@@ -240,23 +256,30 @@ def _render_status(k, task) -> str:
 def _render_uptime(k, task) -> str:
     """uptime and idle seconds (one CPU: idle is what no task used)."""
     now = k.hw.clock.now_ns()
-    busy = sum(_cpu_ns(k, t) for t in k.tasks.values())
-    idle = max(0, now - busy)
+    idle = k.hw.clock.idle_ns
     return f"{now // 10**9}.{now // 10**7 % 100:02d} {idle // 10**9}.{idle // 10**7 % 100:02d}\n"
 
 
 def _render_loadavg(k, task) -> str:
     """0.00 0.00 0.00 running/total last_pid. The averages are 0: no calc_load() runs (no tick)."""
-    running = sum(1 for t in k.tasks.values() if _state(k, t) == "R")
-    return f"0.00 0.00 0.00 {running}/{len(k.tasks)} {k.next_pid - 1}\n"
+    tasks = _all_tasks(k)
+    running = sum(1 for t in tasks if _state(k, t) == "R")
+    return f"0.00 0.00 0.00 {running}/{len(tasks)} {k.next_pid - 1}\n"
+
+
+def cpu_times_ns(k) -> tuple:
+    """(user, system, idle) ns of the one CPU since boot; their sum is the virtual clock."""
+    clock = k.hw.clock
+    user = clock.instructions_ns()
+    idle = clock.idle_ns
+    return user, clock.now_ns() - user - idle, idle
 
 
 def _render_stat(k, task) -> str:
-    """show_stat(): one CPU's times in USER_HZ ticks, then the counters."""
-    now = k.hw.clock.now_ns()
-    user = sum(_ticks(k, t) for t in k.tasks.values())
-    idle = max(0, now // NS_PER_TICK - user)
-    cpu = f"{user} 0 0 {idle} 0 0 0 0 0 0"
+    """show_stat(): one CPU's times in USER_HZ ticks (user: retired instructions; system: charged
+    kernel costs; idle: the clock's idle jumps; they add up to the clock), then the counters."""
+    user, system, idle = cpu_times_ns(k)
+    cpu = f"{user // NS_PER_TICK} 0 {system // NS_PER_TICK} {idle // NS_PER_TICK} 0 0 0 0 0 0"
     running = sum(1 for t in k.tasks.values() if _state(k, t) == "R")
     blocked = 0
     return (f"cpu  {cpu}\ncpu0 {cpu}\nintr 0\nctxt {k.scheduler.nr_switches}\nbtime {BOOT_TIME}\n"
@@ -424,7 +447,7 @@ def _task_for(k, task, name: str):
     if name == "self":
         return task
     if name.isdigit():
-        t = k.tasks.get(int(name))
+        t = k.tasks.get(int(name)) or next((t for t in k.scheduler.kthreads if t.pid == int(name)), None)
         if t is not None and t.state != "X":
             return t
     return None
@@ -498,7 +521,7 @@ def open_proc(k, task, path: str, flags: int = 0) -> File:
         if parts[1:] != ["cwd"]:
             return k.open_path(link, flags, task=task)
     if not parts:
-        pids = sorted(t.pid for t in k.tasks.values() if t.state != "X" and t is t.group_leader)
+        pids = sorted(t.pid for t in _all_tasks(k) if t.state != "X" and t is t.group_leader)
         names = sorted(list(FILES) + ["mounts", "self", "sys"])
         return ProcDir(path, [(n, DT_DIR if n == "sys" else DT_LNK if n in ("self", "mounts") else DT_REG)
                               for n in names] + [(str(p), DT_DIR) for p in pids])

@@ -8,6 +8,8 @@ before it builds a machine, so a value the kernel cannot take is refused up fron
 import shlex
 from dataclasses import dataclass
 
+from .costs import CostModel
+
 SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 INT_MAX = (1 << 31) - 1                 # a sysctl is a C int (proc_dointvec)
 U64_MAX = (1 << 64) - 1
@@ -186,7 +188,8 @@ SYSCTL_VM_RANGES = {
 
 # Namespaces that are ours alone: a name in one of them that is not declared is a mistake. Other
 # unknown words are let through with a warning, as Linux passes them on to user space.
-OWN_PREFIXES = ("vm.", "virtio_blk.", "virtio_balloon.", "virtio_mmio.", "random.")
+OWN_PREFIXES = ("vm.", "virtio_blk.", "virtio_balloon.", "virtio_mmio.", "random.", "cost.")
+MAX_COST_NS = 10**12                    # a single charge of more than 1000 s of guest time is a typo
 
 KERNEL_PARAMS = {p.name: p for p in (
     Param("console", Text(), None),
@@ -210,6 +213,9 @@ KERNEL_PARAMS = {p.name: p for p in (
     Param("virtio_balloon.bug", Choice(("", "reuse", "early-free")), ""),
     Param("virtio_balloon.cache_first", Flag(), False),
     *(Param(f"vm.{name}", Integer(lo, hi), None) for name, (lo, hi) in SYSCTL_VM_RANGES.items()),
+    # the kernel's costs in ns (guestos/kernel/costs.py); unset, the machine's cost model stands
+    *(Param(f"cost.{name}", Integer(0, MAX_COST_NS, "a whole number of nanoseconds"), None)
+      for name in CostModel.kernel_names()),
 )}
 
 

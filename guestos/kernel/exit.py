@@ -91,6 +91,10 @@ def exit_with_status(k, task, status: int) -> None:
         sig.threads.remove(task)
         k.tasks.pop(task.pid, None)
         leader.instructions += task.instructions      # the process's CPU time stays with it
+        sched = k.scheduler
+        sched.account(leader if sched.running is task else None)     # the rest of this exit: the leader's
+        leader.stime_ns += task.stime_ns
+        task.stime_ns = 0
         leader.min_flt += task.min_flt
         leader.maj_flt += task.maj_flt
     if not group_dead or leader.parent is None:       # init: nobody reaps it; the machine stops
@@ -169,6 +173,7 @@ def release_task(k, task, child) -> None:
     child.parent.children.remove(child)
     k.tasks.pop(child.pid, None)
     task.cinstructions += child.instructions + child.cinstructions
+    task.cstime_ns += child.stime_ns + child.cstime_ns
     task.cmin_flt += child.min_flt + child.cmin_flt
     task.cmaj_flt += child.maj_flt + child.cmaj_flt
 
@@ -176,7 +181,7 @@ def release_task(k, task, child) -> None:
 def child_rusage(k, child) -> bytes:
     """the child's and its reaped children's"""
     return kernel_sys.rusage(k, child.instructions + child.cinstructions, child.min_flt + child.cmin_flt,
-                             child.maj_flt + child.cmaj_flt, 0)
+                             child.maj_flt + child.cmaj_flt, 0, child.stime_ns + child.cstime_ns)
 
 
 def sys_wait4(k, task, pid, wstatus, options, rusage, *_):

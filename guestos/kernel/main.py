@@ -2,6 +2,8 @@
 
 The kernel gets one Hardware object: guest-physical memory, ports, the vCPU
 and the clock. Everything else it learns from the boot parameters."""
+import collections
+import dataclasses
 import hashlib
 import itertools
 
@@ -35,7 +37,7 @@ from .errno import EACCES, EINTR, EISDIR, ENOENT, ENOSYS, ENXIO, EROFS, SyscallE
 from .exec import load_elf_binary
 from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_NOTICE, KERN_WARNING, Printk
 from . import exit as kexit
-from .sched import TASK_INTERRUPTIBLE, Scheduler, Task, WouldBlock
+from .sched import TASK_INTERRUPTIBLE, Scheduler, Task, WouldBlock, run_to_completion
 from .signal import signal_name
 from .syscall_64 import SYSCALL_ENTRIES, SYSCALL_NAMES
 from .syscall_32 import IA32_SYSCALL_NAMES, IA32_TO_X86_64
@@ -110,6 +112,9 @@ class Kernel:
             unknown = check_params(self.params, sum(e.size for e in bp.e820 if e.type == E820_RAM))
         except ParamError as e:
             raise KernelPanic(f"command line: {e}") from None
+        overrides = {name[5:]: value for name, value in self.params.checked.items() if name.startswith("cost.")}
+        if overrides:                   # cost.NAME=: the kernel's own costs, over the machine's model
+            self.costs = dataclasses.replace(self.costs, **overrides)
         seed = self.params.value("random.seed")
         self.boot_seed = hashlib.sha256(str("ballast" if seed is None else seed).encode()).digest()
         if self.params.value("loglevel") is not None:
@@ -127,12 +132,14 @@ class Kernel:
         self.printk(KERN_INFO, f"Unpacked initramfs: {nfiles} files")
         self.vdso = Vdso.load(self) if self.params.value("vdso") else None     # vdso=0: none, as Linux
         self.scheduler = Scheduler(self, self.params.value("sched_quantum"))
+        self.next_pid = 2               # pid 1 is init's; kernel threads come next, as in Linux
         self.wb_timer_armed = False
+        self.wb_wanted = False
+        self.flusher = None
         self.timers = TimerList(self)
         self.request_irq(0, self.timers.run_timers)
         self.ttyS1 = Serial8250Port(self.hw, 0x2F8, 3, self.request_irq)
         self.balloon = None
-        self.deferred_work = []         # drivers' work items: .work_pending and .run()
         self.oom_notifiers = []         # register_oom_notifier(): each returns pages it freed
         self.shrinkers = []             # register_shrinker(): vmscan.Shrinker, asked by shrink_slab()
         self.page_alloc.oom_notify = self.out_of_memory_notify
@@ -143,6 +150,7 @@ class Kernel:
         self.swap = None
         if "swap" in self.params:
             self.swapon(self.params["swap"])
+        self.start_kernel_threads()
 
     def setup_memory(self, bp) -> None:
         limit = self.params.value("mem")
@@ -251,6 +259,9 @@ class Kernel:
     # --- memory glue ---
     def charge(self, ns: int) -> None:
         self.hw.clock.charge(ns)
+
+    def charge_reclaim(self, isolated: int, freed: int, rotated: int) -> None:
+        vmscan.charge_reclaim(self, isolated, freed, rotated)
 
     def flush_tlb(self) -> None:
         self.hw.cpu.flush_tlb()
@@ -431,46 +442,54 @@ class Kernel:
         self.printk(KERN_EMERG, f"Kernel panic - not syncing: {message}")
 
     # --- kswapd ---
-    def wakeup_kswapd(self, reason: str = "low-watermark") -> None:
+    def wakeup_kswapd(self, order: int = 0, reason: str = "low-watermark") -> None:
+        """wakeup_kswapd(): from the allocator below the low watermark (or the series' trigger)."""
         if self.tracepoints is not None and not self.kswapd_wanted:       # kswapd was asleep
             zone = self.page_alloc.zone
-            self.tracepoints.emit("mm_vmscan_wakeup_kswapd", nid=0, zid=0, order=0, reason=reason,
+            self.tracepoints.emit("mm_vmscan_wakeup_kswapd", nid=0, zid=0, order=order, reason=reason,
                                   nr_free_pages=zone.nr_free_pages, watermark_low=zone.watermark[1])
         self.kswapd_wanted = True
 
-    def kswapd(self) -> None:
-        """kswapd runs when scheduled: after the current exit, before user code runs again. The
-        policies go first: the series' unmapped pass, and dropping pages the host also caches."""
-        self.kswapd_wanted = False
-        tp = self.tracepoints
-        if tp is not None:
-            tp.kthread, steal = "kswapd0", self.kswapd_pgsteal()
+    def kswapd(self):
+        """kswapd's loop (mm/vmscan.c), a kernel thread: asleep until woken at the low watermark, then
+        the policies' passes (the series' unmapped pass, dropping pages the host also caches) and
+        balance_pgdat's priority loop, yielding the CPU after every SWAP_CLUSTER_MAX batch."""
+        while True:
+            yield lambda: self.kswapd_wanted
+            self.kswapd_wanted = False
+            steal = self.kswapd_pgsteal()                   # for mm_vmscan_kswapd_sleep
+            tp = self.tracepoints
+            if tp is not None:
+                zone = self.page_alloc.zone
+                tp.emit("mm_vmscan_kswapd_wake", nid=0, order=0, nr_free_pages=zone.nr_free_pages,
+                        watermark_min=zone.watermark[0], watermark_low=zone.watermark[1],
+                        watermark_high=zone.watermark[2])
+            if self.unmapped_wanted or pagecache_control.should_balance_unmapped_pages(self):
+                pagecache_control.balance_unmapped_pages(self)
+                yield
             zone = self.page_alloc.zone
-            tp.emit("mm_vmscan_kswapd_wake", nid=0, order=0, nr_free_pages=zone.nr_free_pages,
-                    watermark_min=zone.watermark[0], watermark_low=zone.watermark[1],
-                    watermark_high=zone.watermark[2])
-        if self.unmapped_wanted or pagecache_control.should_balance_unmapped_pages(self):
-            pagecache_control.balance_unmapped_pages(self)
-        zone = self.page_alloc.zone
-        if self.pagecache_dedup and zone.nr_free_pages < zone.watermark[2]:
-            pagecache_control.shrink_duplicates(self, zone.watermark[2] - zone.nr_free_pages)
-        vmscan.balance_pgdat(self)
-        if tp is not None:
-            tp.emit("mm_vmscan_kswapd_sleep", nid=0, nr_free_pages=zone.nr_free_pages,
-                    watermark_high=zone.watermark[2], nr_reclaimed=self.kswapd_pgsteal() - steal)
-            tp.kthread = None
+            if self.pagecache_dedup and zone.nr_free_pages < zone.watermark[2]:
+                pagecache_control.shrink_duplicates(self, zone.watermark[2] - zone.nr_free_pages)
+                yield
+            yield from vmscan.balance_pgdat_steps(self)
+            tp = self.tracepoints
+            if tp is not None:
+                tp.emit("mm_vmscan_kswapd_sleep", nid=0, nr_free_pages=zone.nr_free_pages,
+                        watermark_high=zone.watermark[2],
+                        nr_reclaimed=self.kswapd_pgsteal() - steal)
 
     def kswapd_pgsteal(self) -> int:
         """Pages kswapd has freed since boot, by every pass (for mm_vmscan_kswapd_sleep)."""
         v = self.vmstat
         return v["pgsteal_kswapd"] + v["pgsteal_dedup"] + v["pgsteal_unmapped"]
 
-    def direct_reclaim(self, nr_to_reclaim: int) -> int:
-        """The allocator's direct reclaim: duplicated pages first when the guest knows them."""
+    def direct_reclaim(self, nr_to_reclaim: int, gfp: int = 0, order: int = 0) -> int:
+        """The allocator's direct reclaim (try_to_free_pages): duplicated pages first when the guest
+        knows them."""
         freed = pagecache_control.shrink_duplicates(self, nr_to_reclaim) if self.pagecache_dedup else 0
-        if freed >= nr_to_reclaim:
-            return freed
-        return freed + vmscan.try_to_free_pages(self, nr_to_reclaim - freed)
+        if freed < nr_to_reclaim:
+            freed += vmscan.try_to_free_pages(self, nr_to_reclaim - freed)     # its trace: direct_reclaim_*
+        return freed
 
     @property
     def unmapped_policy(self) -> str:
@@ -486,18 +505,12 @@ class Kernel:
         deflate). Nothing freed: the OOM killer's turn."""
         return sum(notify() for notify in self.oom_notifiers)
 
-    def run_kernel_threads(self) -> None:
-        """The kernel's own threads get the CPU between user exits and when the CPU would idle:
-        kswapd when woken, then the drivers' deferred work (the balloon's)."""
-        if self.kswapd_wanted:
-            self.kswapd()
-        for work in self.deferred_work:
-            if work.work_pending:
-                if self.tracepoints is not None:
-                    self.tracepoints.kthread = work.kthread_name
-                work.run()
-                if self.tracepoints is not None:
-                    self.tracepoints.kthread = None
+    def start_kernel_threads(self) -> None:
+        """kswapd0 always, the flusher when there is a disk (the balloon driver starts its own)."""
+        self.kswapd_task = self.scheduler.kthread_run(self.kswapd(), "kswapd0")
+        self.flusher = None
+        if self.block_devices:
+            self.flusher = self.scheduler.kthread_run(self.bdi_writeback_task(), "flush-254:0")
 
     # --- writeback (mm/page-writeback.c, fs/fs-writeback.c) ---
     def mark_mapping_dirty(self, mapping) -> None:
@@ -507,19 +520,39 @@ class Kernel:
         self.dirty_mappings.add(mapping)
         if not self.wb_timer_armed:
             self.wb_timer_armed = True
-            self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wb_kupdate)
+            self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wakeup_flusher)
 
-    def wb_kupdate(self) -> None:
-        """The flusher's periodic pass (wb_kupdate): write back what has been dirty too long."""
+    def wakeup_flusher(self) -> None:
+        """The writeback timer: the flusher thread's turn (inline when there is no flusher)."""
         self.wb_timer_armed = False
+        self.wb_wanted = True
+        if self.flusher is None:
+            run_to_completion(self, self.wb_kupdate())
+
+    def bdi_writeback_task(self):
+        """The flusher thread (flush-MAJOR:MINOR, fs/fs-writeback.c): asleep until the writeback
+        timer, then wb_kupdate's pass."""
+        while True:
+            yield lambda: self.wb_wanted
+            yield from self.wb_kupdate()
+
+    def wb_kupdate(self):
+        """The flusher's periodic pass: write back what has been dirty too long, one inode (a
+        writeback chunk) between preemption points."""
+        self.wb_wanted = False
         expire = self.sysctl_vm["dirty_expire_centisecs"] * 10_000_000
         now = self.hw.clock.now_ns()
-        for mapping in sorted(self.dirty_mappings, key=lambda m: m.dirtied_when or 0):
-            if mapping.dirtied_when is not None and now - mapping.dirtied_when >= expire:
+        # files' pages before the file system's metadata (the buffer cache): writing a file's pages may
+        # allocate its blocks here, which Linux's ext2 did at write() time, so the metadata written in
+        # the same pass holds them
+        for mapping in sorted(self.dirty_mappings, key=lambda m: (m.unevictable_metadata, m.dirtied_when or 0)):
+            if mapping in self.dirty_mappings and mapping.dirtied_when is not None \
+                    and now - mapping.dirtied_when >= expire:
                 mapping.writeback()
-        if self.dirty_mappings:
+                yield
+        if self.dirty_mappings and not self.wb_timer_armed:
             self.wb_timer_armed = True
-            self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wb_kupdate)
+            self.timers.add_timer(self.sysctl_vm["dirty_writeback_centisecs"] * 10_000_000, self.wakeup_flusher)
 
     def balance_dirty_pages(self, mapping) -> None:
         """A writer that pushed dirty memory over vm.dirty_ratio writes back itself."""
@@ -556,7 +589,7 @@ class Kernel:
         if inode is None:
             self.panic(f"Requested init {path} failed (error -2).")
             return PANIC_NO_INIT
-        task = Task(pid=self.alloc_pid(), comm=path.rsplit("/", 1)[-1][:15])
+        task = Task(pid=1, comm=path.rsplit("/", 1)[-1][:15])
         self.tasks[task.pid] = task
         self.init_task = task
         task.files = FdTable()

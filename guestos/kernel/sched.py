@@ -1,6 +1,16 @@
 """Tasks and the scheduler: round robin with a quantum of virtual time, counted
 in retired instructions so that preemption is deterministic (kernel/sched.c).
 
+Kernel threads (kswapd, the balloon's, the flusher) are tasks too: a KernelThread's body is a
+generator that yields at Linux's natural preemption points (a reclaim batch, a balloon batch, a
+writeback chunk): None to go on if its time slice allows, or a condition to sleep on until it
+holds. They share the CPU with user tasks in virtual time, at the same quantum; a kernel thread
+that wakes preempts the running user task at its next exit (check_preempt_wakeup).
+
+Time is accounted per task: user time is retired instructions (CPL 3), system time the costs the
+kernel charged while the task (or kernel thread) was current; what is charged with the CPU idle is
+idle time, and what no task ran is the idle task's (swapper).
+
 A system call that must wait raises WouldBlock: the task sleeps with its
 `syscall` instruction rewound, and runs it again once woken (as Linux restarts
 a call interrupted before it did anything). A signal for a handler wakes it
@@ -112,6 +122,9 @@ class Task:
     trap_nr: int = 0                            # the last CPU trap (thread.trap_nr, error_code, cr2):
     error_code: int = 0                         # what a signal frame's sigcontext shows
     cr2: int = 0
+    stime_ns: int = 0                           # system time: kernel costs charged while it ran
+    cstime_ns: int = 0                          # of reaped children (and theirs): RUSAGE_CHILDREN
+    kthread: bool = False                       # PF_KTHREAD: no mm, no user context
     stop_signal: int = 0                        # job control: the signal that stopped the task,
     stop_reported: bool = True                  # whether a wait has seen that stop yet,
     continued: bool = False                     # and a SIGCONT not yet reported (WCONTINUED)
@@ -170,6 +183,13 @@ for _name in ("cwd", "cwd_ino", "umask"):
     setattr(Task, _name, _fs_field(_name))
 
 
+@dataclass(eq=False)
+class KernelThread(Task):
+    """A kernel thread (kthread_run): `body` is the generator it runs."""
+    body: object = None
+    kthread: bool = True
+
+
 def signal_pending(task) -> bool:
     """A pending signal, its own or its process's, the task does not block (blocked ones wait;
     ignored ones never queue)."""
@@ -182,6 +202,18 @@ def _timer_wakeup() -> None:
     """A sleeper's timer: the interrupt itself is the point (the scheduler looks at ready())."""
 
 
+def run_to_completion(k, steps):
+    """Drive a kernel thread's steps outside a kernel thread (from a notifier or a timer): a
+    condition it yields is waited for with the CPU idle (wait_event); returns its result."""
+    while True:
+        try:
+            wait = next(steps)
+        except StopIteration as done:
+            return done.value
+        if wait is not None:
+            k.wait_event(wait)
+
+
 class Scheduler:
     def __init__(self, kernel, quantum: int = DEFAULT_QUANTUM):
         self.k = kernel
@@ -191,7 +223,71 @@ class Scheduler:
         self.current = None
         self.nr_switches = 0
         self.preemptions = 0
-        self.need_resched = False                  # sched_yield: give up the rest of the quantum
+        self.kthreads = []                  # every kernel thread, asleep or not
+        self.need_resched = False           # a woken kernel thread or sched_yield: end the slice
+        self.swapper = Task(pid=0, comm="swapper")      # the idle task: time no task ran
+        self.running = self.swapper         # whose account system time goes to
+        self.stime_mark = 0                 # the clock's busy system time when last accounted
+
+    @property
+    def quantum_ns(self) -> int:
+        costs = self.k.costs
+        return int(self.quantum * costs.cpi / costs.cpu_ghz)
+
+    def account(self, next_task=None) -> None:
+        """Charge the system time since the last call to the task that was running; from now on
+        to next_task (when given). The clock's idle time is nobody's."""
+        clock = self.k.hw.clock
+        system = clock.charged_ns - clock.idle_ns
+        self.running.stime_ns += system - self.stime_mark
+        self.stime_mark = system
+        if next_task is not None:
+            self.running = next_task
+
+    def kthread_run(self, body, comm: str) -> KernelThread:
+        """kthread_run(): a kernel thread that starts runnable; its body is a generator."""
+        thread = KernelThread(pid=self.k.alloc_pid(), comm=comm, body=body,
+                              start_time_ns=self.k.hw.clock.now_ns())
+        self.kthreads.append(thread)
+        self.runqueue.append(thread)
+        return thread
+
+    def wake_kthreads(self) -> bool:
+        """Wake sleeping kernel threads whose condition holds; True if one woke (then the
+        running user task gives up the CPU at this exit)."""
+        woke = False
+        for thread in self.kthreads:
+            if thread.state == TASK_INTERRUPTIBLE and thread.wait_ready():
+                self.sleeping.remove(thread)
+                thread.state = TASK_RUNNING
+                thread.wait_ready = None
+                self.runqueue.appendleft(thread)
+                woke = True
+        return woke
+
+    def run_kthread(self, thread: KernelThread) -> None:
+        """Run a kernel thread's body until it sleeps or its time slice is used up."""
+        k = self.k
+        clock = k.hw.clock
+        end = clock.busy_ns() + self.quantum_ns
+        while True:
+            try:
+                wait = next(thread.body)
+            except StopIteration:
+                thread.state = TASK_DEAD
+                return
+            if clock._events and clock.next_event_ns() <= clock.now_ns():
+                clock.run_due()                # device completions fall due as kernel work takes time
+            k.do_IRQ()
+            if wait is not None and not wait():
+                thread.state = TASK_INTERRUPTIBLE
+                thread.wait_ready = wait
+                self.sleeping.append(thread)
+                return
+            if clock.busy_ns() >= end:
+                self.preemptions += 1
+                self.runqueue.append(thread)
+                return
 
     def timeslice(self, task: Task) -> int:
         """The quantum scaled by the task's load weight (sched_prio_to_weight[nice + 20] / 1024), as
@@ -236,21 +332,27 @@ class Scheduler:
                 self.runqueue.append(task)
 
     def switch_to(self, task: Task) -> None:
-        cpu = self.k.hw.cpu
+        k = self.k
+        cpu = k.hw.cpu
         prev = self.current
         if prev is task:
+            self.account(task)
             return
-        if prev is not None and not prev.exited:
+        k.charge(k.costs.context_switch_ns)          # schedule(), paid by the task leaving
+        self.account(task)
+        if prev is not None and not prev.exited and not prev.kthread:
             prev.context = cpu.save_context()
         self.current = task
         self.nr_switches += 1
+        if task.kthread:                             # lazy TLB: a kernel thread borrows the last mm
+            return
         if task.context is not None:
             cpu.restore_context(task.context)
             task.context = None
         if task.regs:
             cpu.set_regs(task.regs)
             task.regs = {}
-        self.k.switch_mm(task.mm)
+        k.switch_mm(task.mm)
 
     def run(self) -> None:
         """Run until init is gone."""
@@ -265,28 +367,37 @@ class Scheduler:
                         k.deadlock(stopped)
                         continue
                     return
+                if all(t.kthread for t in self.sleeping):
+                    return                             # only kernel threads are left: init is gone
+                self.account(self.swapper)
                 if not k.hw.idle():
-                    k.deadlock(self.sleeping)
+                    k.deadlock([t for t in self.sleeping if not t.kthread])
                     continue
                 k.do_IRQ()
-                k.run_kernel_threads()
                 continue
             task = self.runqueue.popleft()
             if task.exited:
                 continue                           # killed while it waited for the CPU
             self.switch_to(task)
+            if task.kthread:
+                self.run_kthread(task)
+                continue
             if (task.pending or task.signal.shared_pending) and (task.restart is None or task.woken_by_signal):
                 k.do_signal(task)                  # before it runs: a sleeping call may return EINTR
                 if task.state != TASK_RUNNING:
                     continue
             start = cpu.icount
-            slice_end = start + self.timeslice(task)
-            cpu.set_deadline(slice_end)
+            timeslice = self.timeslice(task)             # instructions, scaled by nice
+            cpu.set_deadline(start + timeslice)
+            clock = k.hw.clock
+            costs = k.costs
+            # the slice is virtual time, user and system
+            end = clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
+            self.need_resched = False
             while task.state == TASK_RUNNING:
                 exit = cpu.run()
                 k.lru_add_drain()
                 k.do_IRQ()
-                k.run_kernel_threads()
                 reason = exit.reason
                 if reason == X.EXIT_SYSCALL:
                     k.do_syscall(task)
@@ -301,14 +412,15 @@ class Scheduler:
                     k.do_trap(task, exit)
                 if (task.pending or task.signal.shared_pending) and task.state == TASK_RUNNING:
                     k.do_signal(task)
-                if cpu.icount >= slice_end:
+                if self.kthreads and self.wake_kthreads():
+                    self.need_resched = True       # check_preempt_wakeup: the kernel thread runs now
+                left = end - clock.busy_ns()
+                if left <= 0 or self.need_resched:
                     self.preemptions += 1
                     break
                 if self.current is not task:       # the call switched tasks (vfork, exec of another)
                     break
-                if self.need_resched:              # sched_yield: to the back of the queue
-                    self.need_resched = False
-                    break
+                cpu.set_deadline(cpu.icount + max(1, int(left * costs.cpu_ghz / costs.cpi)))
             task.instructions += cpu.icount - start
             if task.it_virt[0] or task.it_prof[0]:
                 k.itimer_tick(task)                # ITIMER_VIRTUAL/PROF: checked as the slice ends

@@ -370,11 +370,16 @@ def clock_t(ns: int) -> int:
 
 
 def sys_times(k, task, tbuf, *_):
-    """struct tms in clock ticks (user time from retired instructions; no system time is split out
-    yet), and the ticks since an arbitrary point: jiffies, which start 5 minutes before wrapping."""
+    """struct tms in clock ticks: user time from retired instructions, system time from the kernel costs
+    charged, summed over the process's threads as Linux's thread_group_cputime; and the ticks since an
+    arbitrary point: jiffies, which start 5 minutes before wrapping."""
     if tbuf:
-        k.mm.copy_to_user(task, tbuf, struct.pack("<4q", clock_t(task_cputime_ns(k, task.instructions)), 0,
-                                                  clock_t(task_cputime_ns(k, task.cinstructions)), 0))
+        k.scheduler.account()                   # the caller's system time up to now
+        threads = task.signal.threads
+        k.mm.copy_to_user(task, tbuf, struct.pack(
+            "<4q", clock_t(task_cputime_ns(k, sum(t.instructions for t in threads))),
+            clock_t(sum(t.stime_ns for t in threads)),
+            clock_t(task_cputime_ns(k, task.cinstructions)), clock_t(task.cstime_ns)))
     return INITIAL_JIFFIES + clock_t(k.hw.clock.now_ns())
 
 
@@ -386,21 +391,23 @@ def task_cputime_ns(k, instructions: int) -> int:
     return int(instructions * k.costs.cpi / k.costs.cpu_ghz)
 
 
-def rusage(k, instructions: int, min_flt: int, maj_flt: int, maxrss_kb: int) -> bytes:
-    """struct rusage: user time, no system time (the kernel's cost is not split out), the faults."""
+def rusage(k, instructions: int, min_flt: int, maj_flt: int, maxrss_kb: int, stime_ns: int = 0) -> bytes:
+    """struct rusage: user time (retired instructions), system time (charged kernel costs), the faults."""
     us = task_cputime_ns(k, instructions) // 1000
-    return struct.pack("<4q14q", us // 10**6, us % 10**6, 0, 0, maxrss_kb, 0, 0, 0, min_flt, maj_flt,
-                       0, 0, 0, 0, 0, 0, 0, 0)
+    sus = stime_ns // 1000
+    return struct.pack("<4q14q", us // 10**6, us % 10**6, sus // 10**6, sus % 10**6, maxrss_kb, 0, 0, 0, min_flt,
+                       maj_flt, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def task_rusage(k, task, who: int) -> bytes:
     maxrss = (task.mm.rss_anon + task.mm.rss_file) * 4 if task.mm is not None else 0
+    k.scheduler.account()                       # the caller's system time up to now
     if who == RUSAGE_CHILDREN:
-        return rusage(k, task.cinstructions, task.cmin_flt, task.cmaj_flt, 0)
+        return rusage(k, task.cinstructions, task.cmin_flt, task.cmaj_flt, 0, task.cstime_ns)
     # RUSAGE_SELF: every thread of the process (the leader keeps the counts of threads gone)
     threads = [task] if who == RUSAGE_THREAD else task.signal.threads
     return rusage(k, sum(t.instructions for t in threads), sum(t.min_flt for t in threads),
-                  sum(t.maj_flt for t in threads), maxrss)
+                  sum(t.maj_flt for t in threads), maxrss, sum(t.stime_ns for t in threads))
 
 
 def sys_getrusage(k, task, who, ru, *_):

@@ -6,8 +6,8 @@ Off, a call site costs one attribute test and nothing else:
     if k.tracepoints is not None:
         k.tracepoints.emit("mm_vmscan_kswapd_wake", nid=0, order=order)
 
-Every event carries `ts` (guest virtual ns), `pid` (the task doing the work, 0 for a kernel thread or
-none) and `comm` (the task's name, or the kernel thread's: kswapd0, vballoon, swapper); the remaining
+Every event carries `ts` (guest virtual ns), `pid` (the task or kernel thread doing the work, 0 for none)
+and `comm` (its name: a kernel thread's is kswapd0, vballoon, ...; swapper for none); the remaining
 fields are the tracepoint's own. EVENTS below is the schema: docs/trace.md is checked against it and
 check_event() is made from it.
 """
@@ -19,8 +19,8 @@ TYPES = {"int": int, "str": str, "bool": bool}
 COMMON_FIELDS = {
     "name": ("str", "the tracepoint's name"),
     "ts": ("int", "guest virtual time in ns"),
-    "pid": ("int", "the task doing the work; 0 for a kernel thread or no task"),
-    "comm": ("str", "the task's name, or the kernel thread's (kswapd0, vballoon, swapper)"),
+    "pid": ("int", "the task or kernel thread doing the work (0: none, at boot or in an interrupt)"),
+    "comm": ("str", "its name (a kernel thread's: kswapd0, vballoon, flush-254:0; swapper for none)"),
 }
 
 # fields every reclaim event carries: where in which pass of which policy it happened
@@ -171,7 +171,6 @@ class Tracepoints:
     def __init__(self, kernel):
         self.kernel = kernel
         self.sinks = []
-        self.kthread = None             # the kernel thread running now (its comm), else the current task
         self.passes = 0                 # reclaim passes begun since tracing began
 
     def subscribe(self, sink) -> None:
@@ -183,11 +182,8 @@ class Tracepoints:
 
     def emit(self, name: str, **fields) -> None:
         k = self.kernel
-        if self.kthread is not None:
-            pid, comm = 0, self.kthread
-        else:
-            task = k.scheduler.current if getattr(k, "scheduler", None) is not None else None
-            pid, comm = (task.pid, task.comm) if task is not None else (0, "swapper")
+        task = k.scheduler.current if getattr(k, "scheduler", None) is not None else None
+        pid, comm = (task.pid, task.comm) if task is not None else (0, "swapper")
         event = {"name": name, "ts": k.hw.clock.now_ns(), "pid": pid, "comm": comm}
         event.update(fields)
         for sink in self.sinks:

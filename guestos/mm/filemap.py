@@ -98,6 +98,7 @@ class AddressSpace:
         self.pages[index] = pfn
         k.vmstat["nr_file_pages"] += 1
         k.lru.lru_cache_add(pfn)                 # inactive file list
+        k.charge(k.costs.pagecache_insert_ns)
         if k.tracepoints is not None:
             k.tracepoints.emit("mm_filemap_add_to_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
         return pfn
@@ -240,6 +241,7 @@ class AddressSpace:
         k, n = self.k, len(pfns)
         k.vmstat["pgalloc_normal"] += n
         k.vmstat["nr_file_pages"] += n
+        k.charge(n * k.costs.pagecache_insert_ns)
         k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
                                         READ_BATCH_FLAGS)
         locked.extend(pfns)
@@ -634,7 +636,7 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
         if held:
             for pfn in core.put_pages(held):        # the last reference: free it (put_page)
                 k.page_alloc.free_pages(pfn, 0)
-    k.charge(k.costs.copy_ns_per_kib * copied // 1024)
+    k.charge(k.costs.copy_ns_per_kib * copied // 1024 + nr * k.costs.pagecache_lookup_ns)   # find_get_page each
     ra.prev_pos = pos + copied - 1
     return copied
 
@@ -656,6 +658,7 @@ def generic_perform_write(k, task, mapping: AddressSpace, buf: int, count: int, 
             n = min(PAGE_SIZE - offset, count - done)
             index = (pos + done) >> PAGE_SHIFT
             pfn = mapping.grab_page_for_write(index, offset, n)
+            k.charge(k.costs.pagecache_lookup_ns)
             mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until written into
             held.append(pfn)
             dst.append(((pfn << PAGE_SHIFT) + offset, n))

@@ -191,6 +191,7 @@ class MemoryManager:
         vm_file = vma.vm_file
         pfn = vm_file.find_get_page(index, vma.vm_flags) if hasattr(vm_file, "mapping") else \
             vm_file.find_get_page(index)
+        self.k.charge(self.k.costs.pagecache_lookup_ns)             # filemap_fault's find_get_page
         if pfn is None:
             raise FaultError("SIGBUS", BUS_ADRERR, addr)
         return pfn

@@ -20,6 +20,10 @@ GFP_NOWARN = 1 << 9
 GFP_NORECLAIM = 1 << 10            # neither direct reclaim nor kswapd (no __GFP_RECLAIM)
 GFP_FREE_CACHE = 1 << 24           # the 2010 series: reclaim unmapped page cache first (balloon pages)
 
+# Linux retries an order-0 allocation for as long as reclaim makes progress; this bound only keeps a
+# bug from looping for ever (each retry frees at least a page, so it is never reached in practice)
+MAX_RECLAIM_RETRIES = 100_000
+
 ALLOC_WMARK_MIN = 0
 ALLOC_WMARK_LOW = 1
 ALLOC_WMARK_HIGH = 2
@@ -169,12 +173,14 @@ class PageAllocator:
         if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
             return True
         if self.reclaim is not None:
-            for _ in range(1 if gfp & GFP_NORETRY else 3):
-                progress = self.reclaim(max(32, 1 << order))
+            # __alloc_pages_slowpath(): direct reclaim (its priority falls 12 -> 0 inside) and retry
+            # while it makes progress; __GFP_NORETRY gives up after one pass; no progress: OOM
+            for _ in range(MAX_RECLAIM_RETRIES):
+                progress = self.reclaim(max(32, 1 << order), gfp, order)
                 # shrinkers free pages that reclaim does not count: look at the lists anyway
                 if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):
                     return True
-                if not progress:
+                if not progress or gfp & GFP_NORETRY:
                     break
         if self.oom_notify is not None and not gfp & GFP_NORETRY:
             while self.oom_notify():

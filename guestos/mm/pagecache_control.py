@@ -60,7 +60,7 @@ def wakeup_if_unmapped_high(k) -> None:
     if should_balance_unmapped_pages(k):
         k.vmstat["unmapped_wakeups"] += 1
         k.unmapped_wanted = True
-        k.wakeup_kswapd("unmapped-high")
+        k.wakeup_kswapd(reason="unmapped-high")
 
 
 def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = True) -> int:
@@ -149,8 +149,8 @@ def shrink_duplicates(k, nr_to_reclaim: int) -> int:
     limit = max(4 * nr_to_reclaim, DEDUP_SCAN_MIN)
     sc = None
     if k.tracepoints is not None:
-        sc = vmscan.ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=k.tracepoints.kthread == "kswapd0",
-                                policy="dedup", may_writepage=False, may_unmap=False, may_swap=False)
+        sc = vmscan.ScanControl(nr_to_reclaim=nr_to_reclaim, policy="dedup", may_writepage=False, may_unmap=False,
+                                may_swap=False, current_is_kswapd=k.scheduler.current is k.kswapd_task)
         vmscan.trace_pass_begin(k, sc)
     for pfn in list(lru.from_tail(LRU_INACTIVE_FILE)):
         if freed >= nr_to_reclaim or scanned >= limit:
@@ -175,6 +175,7 @@ def shrink_duplicates(k, nr_to_reclaim: int) -> int:
             _trace_dedup(k, sc, pfn, flags, "reclaimed", "host-cached")
     k.vmstat["pgscan_dedup"] += scanned
     k.vmstat["pgsteal_dedup"] += freed
+    k.charge_reclaim(scanned, freed, scanned - freed)
     if sc is not None:
         sc.nr_scanned, sc.nr_reclaimed = scanned, freed
         vmscan.trace_pass_end(k, sc)

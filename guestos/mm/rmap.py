@@ -14,6 +14,7 @@ def rmap_walk(k, pfn: int) -> list:
         return found
     mem_map, q, pte_offset = k.mem_map, k.mm.q, k.mm.pte_offset
     mapping, index = mem_map.mapping(pfn), mem_map.index(pfn)
+    walked = 0
     for mm in list(k.live_mms):
         if mapping & PAGE_MAPPING_ANON:
             vaddrs = (index << 12,)
@@ -21,10 +22,12 @@ def rmap_walk(k, pfn: int) -> list:
             vaddrs = [vma.vm_start + ((index - vma.vm_pgoff) << 12) for vma in mm.vmas
                       if getattr(vma.vm_file, "mapping_id", None) == mapping
                       and vma.vm_pgoff <= index < vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12)]
+        walked += len(vaddrs)
         for vaddr in vaddrs:
             slot = pte_offset(mm, vaddr)
             if slot is not None and q[slot] & _PAGE_PRESENT and pte_pfn(q[slot]) == pfn:
                 found.append((mm, vaddr, slot))
+    k.charge(walked * k.costs.rmap_walk_ns)          # per mapping walked (costs.py)
     return found
 
 
@@ -53,6 +56,7 @@ def try_to_unmap(k, pfn: int) -> bool:
         pte = q[slot]
         q[slot] = 0
         k.mm.page_remove_rmap(mm, pfn, pte)
+        k.charge(k.costs.reclaim_unmap_ns)
     if ptes:
         k.flush_tlb()
     return k.mem_map.mapcount(pfn) == 0

@@ -94,6 +94,15 @@ def inactive_anon_is_low(k) -> bool:
     return nr[LRU_INACTIVE_ANON] * inactive_ratio(k) < nr[LRU_ACTIVE_ANON]
 
 
+def charge_reclaim(k, isolated: int, freed: int, rotated: int) -> None:
+    """The cost of a reclaim batch (guestos/kernel/costs.py): every page isolated and looked at in
+    shrink_page_list or shrink_active_list, the freed ones freed, the rest put back on a list.
+    The hot path (cython_ext/reclaim.py) calls it once per batch, compiled or not."""
+    costs = k.costs
+    k.charge(isolated * (costs.reclaim_isolate_ns + costs.reclaim_scan_ns) + freed * costs.reclaim_free_ns
+             + rotated * costs.reclaim_rotate_ns)
+
+
 def shrink_anon_page(k, pfn: int) -> str:
     """An inactive anonymous page reclaim decided to evict: into the swap cache (add_to_swap, which
     makes it dirty), unmapped everywhere into swap entries, then written by pageout() if the slot does
@@ -120,6 +129,7 @@ def shrink_anon_page(k, pfn: int) -> str:
         if pte & _PAGE_DIRTY:
             mem_map.set(pfn, PG_dirty)                        # written since the slot was
         k.mm.page_remove_rmap(mm, pfn, pte)
+        k.charge(k.costs.reclaim_unmap_ns)
     if ptes:
         k.flush_tlb()
     if mem_map.mapcount(pfn):
@@ -255,6 +265,7 @@ def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LR
     return _hot(k, sc).shrink_inactive_list(nr_to_scan, lru_list)
 
 
+
 def shrink_active_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_ACTIVE_FILE) -> None:
     """Move pages from the active tail to the inactive list (only PG_active is cleared); referenced
     executable file pages stay active."""
@@ -311,13 +322,26 @@ def get_scan_count(k, sc: ScanControl) -> dict:
 
 
 def shrink_zone(k, sc: ScanControl) -> None:
+    """shrink_zone() in one go (direct reclaim and the policies' passes)."""
+    for _ in shrink_zone_batches(k, sc):
+        pass
+
+
+def shrink_zone_batches(k, sc: ScanControl):
     """SWAP_CLUSTER_MAX pages of each list in turn until get_scan_count()'s counts are used up
-    (the loop runs in the hot path: Reclaim.shrink_lists), then age the anon lists if they need it."""
+    (each round runs in the hot path: Reclaim.shrink_lists), then age the anon lists if they need it.
+    A generator: it yields after every round, where kswapd may give up the CPU (cond_resched)."""
     scan = get_scan_count(k, sc)
+    left = [scan[lru] for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE)]
     hot = _hot(k, sc)
-    hot.shrink_lists(array("q", [scan[lru] for lru in (LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE,
-                                                       LRU_ACTIVE_FILE)]),
-                     SWAP_CLUSTER_MAX, sc.priority < DEF_PRIORITY)
+    may_stop = sc.priority < DEF_PRIORITY
+    while any(left):
+        batch = array("q", [min(n, SWAP_CLUSTER_MAX) for n in left])
+        left = [n - b for n, b in zip(left, batch)]
+        hot.shrink_lists(batch, SWAP_CLUSTER_MAX, may_stop)
+        if may_stop and sc.nr_reclaimed >= sc.nr_to_reclaim:
+            break
+        yield
     if k.swap is not None and k.swap.nr_free > 0 and inactive_anon_is_low(k):
         hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
 
@@ -328,7 +352,8 @@ def keep_for_unmapped_first(k, sc: ScanControl) -> bool:
 
 
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
-    """Direct reclaim: the allocating task frees memory itself, priority 12 down to 0."""
+    """Direct reclaim (do_try_to_free_pages): the allocating task frees memory itself, its
+    priority falling from 12 toward 0 while a pass frees fewer than nr_to_reclaim pages."""
     k.vmstat["allocstall"] += 1
     sc = ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=False, policy=plain_policy(k))
     if k.tracepoints is not None:
@@ -365,22 +390,52 @@ def congestion_wait(k) -> None:
 
 
 def balance_pgdat(k) -> int:
-    """kswapd: reclaim until the zone is back above its high watermark."""
-    zone = k.page_alloc.zone
-    high = zone.watermark[2]
-    sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, current_is_kswapd=True, policy=plain_policy(k))
-    if k.tracepoints is not None:
-        trace_pass_begin(k, sc)
-    for priority in range(DEF_PRIORITY, -1, -1):
-        if zone.nr_free_pages >= high:
-            break
-        sc.priority = priority
-        sc.nr_to_reclaim = max(SWAP_CLUSTER_MAX, high - zone.nr_free_pages)
-        scanned = sc.nr_scanned
-        shrink_zone(k, sc)
-        shrink_slab(k, sc.nr_scanned - scanned)
-    if k.tracepoints is not None:
-        trace_pass_end(k, sc)
-    k.vmstat["kswapd_runs"] += 1
-    return sc.nr_reclaimed
+    """balance_pgdat() run to its end in one go; returns the pages reclaimed."""
+    steps = balance_pgdat_steps(k)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
+
+def balance_pgdat_steps(k):
+    """kswapd's balance_pgdat() (2.6.35): priority DEF_PRIORITY down to 0 until the zone is above its
+    high watermark; a pass that reclaimed SWAP_CLUSTER_MAX pages starts again at DEF_PRIORITY
+    (loop_again). Linux gives up when the zone is all unreclaimable; here, when a whole pass from 12
+    to 0 frees nothing. A generator yielding after each reclaim batch (kswapd is preemptible);
+    returns the pages reclaimed."""
+    zone = k.page_alloc.zone
+    total = 0
+    k.vmstat["kswapd_runs"] += 1
+    while True:                                               # loop_again
+        sc = ScanControl(nr_to_reclaim=1 << 62, current_is_kswapd=True,    # ULONG_MAX: no early stop
+                         policy=plain_policy(k))
+        if k.tracepoints is not None:
+            trace_pass_begin(k, sc)
+        balanced = False
+        for priority in range(DEF_PRIORITY, -1, -1):
+            if k.swap is not None and inactive_anon_is_low(k):
+                _hot(k, sc).shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)    # background aging
+            if zone.watermark_ok(0, 2):                       # high_wmark_pages: all zones ok
+                balanced = True
+                break
+            sc.priority = priority
+            scanned = sc.nr_scanned
+            yield from shrink_zone_batches(k, sc)
+            shrink_slab(k, sc.nr_scanned - scanned)
+            yield
+            if zone.watermark_ok(0, 2):
+                balanced = True
+                break
+            nr_writeback = k.vmstat["nr_writeback"]
+            if sc.nr_scanned and priority < DEF_PRIORITY - 2 and nr_writeback > 0:
+                # congestion_wait(): kswapd sleeps until a write reclaim started completes
+                yield lambda: k.vmstat["nr_writeback"] < nr_writeback
+            if sc.nr_reclaimed >= SWAP_CLUSTER_MAX:
+                break                                         # to loop_again, at DEF_PRIORITY
+        if k.tracepoints is not None:
+            trace_pass_end(k, sc)
+        total += sc.nr_reclaimed
+        if balanced or not sc.nr_reclaimed:
+            return total
