@@ -200,8 +200,8 @@ def peek_blk_in(next_avail: cython.Py_ssize_t, ram: cython.uchar[::1], ram_size:
                 avail_event: cython.Py_ssize_t = -1):
     """virtio-blk's common request without consuming it: the chain at next_avail if it is a well-formed IN
     of whole 4 KiB pages (header alone in the first descriptor, no other readable bytes, the data before a
-    status byte, the range inside capacity and max_bytes): (head, runs [(addr, len)] of the data, data
-    length, byte offset, status byte address). 0 when nothing is pending; None for anything else (the
+    status byte, the range inside capacity and max_bytes): (head, runs [(addr, len)] of the data, buffers
+    that continue each other in RAM joined, data length, byte offset, status byte address). 0 when nothing is pending; None for anything else (the
     caller's full path pops and judges it). Every address comes from walk_chain, checked against RAM.
     With EVENT_IDX, avail_event is the used ring's avail_event field: when nothing is pending, next_avail
     is published there and the avail ring looked at again (as the device's set_avail_event, available)."""
@@ -242,16 +242,32 @@ def peek_blk_in(next_avail: cython.Py_ssize_t, ram: cython.uchar[::1], ram_size:
     offset: cython.Py_ssize_t = cython.cast(cython.Py_ssize_t, sector) << 9
     if offset & 4095 or offset + length > capacity:
         return None
+    # the data's runs of RAM: the writable buffers before the status byte, a buffer that continues the
+    # previous one in RAM joined to it (a driver's physically contiguous pages are one run), empty ones left out
     runs = []
     left: cython.Py_ssize_t = length
     n: cython.Py_ssize_t
+    a: cython.Py_ssize_t
+    run_addr: cython.Py_ssize_t = 0
+    run_len: cython.Py_ssize_t = 0
     for addr, dlen, is_write in raw:
         if is_write and left > 0:
             n = dlen
             if n > left:
                 n = left
-            runs.append((addr, n))
             left -= n
+            if n == 0:
+                continue
+            a = addr
+            if run_len and run_addr + run_len == a:
+                run_len += n
+            else:
+                if run_len:
+                    runs.append((run_addr, run_len))
+                run_addr = a
+                run_len = n
+    if run_len:
+        runs.append((run_addr, run_len))
     return head, runs, length, offset, last_addr + last_len - 1
 
 

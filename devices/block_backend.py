@@ -25,6 +25,7 @@ SERIAL_MAX = 20          # virtio-blk GET_ID answers 20 bytes
 
 @dataclass(frozen=True)
 class CacheMode:
+    """One of QEMU's cache modes (writeback, none, writethrough, directsync, unsafe) as three switches."""
     name: str
     host_cache: bool      # data goes through the host page cache (else O_DIRECT)
     write_cache: bool     # the guest sees a volatile write cache at start (virtio-blk `writeback`)
@@ -42,6 +43,7 @@ CACHE_MODES = {
 
 @dataclass
 class BackendStats:
+    """A disk backend's I/O counts and bytes, host cache hits and misses, and busy time."""
     reads: int = 0
     writes: int = 0
     flushes: int = 0

@@ -110,6 +110,7 @@ def queue_roles(features: int) -> list:
 
 @dataclass
 class BalloonCounters:
+    """What the balloon device did with the pages the driver gave it, hinted or reported."""
     inflated_pages: int = 0         # PFNs that entered the balloon
     deflated_pages: int = 0         # PFNs that left it
     hinted_pages: int = 0           # 4 KiB frames discarded from free page hints

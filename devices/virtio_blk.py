@@ -119,6 +119,7 @@ SEGMENT = struct.Struct("<QII")
 
 @dataclass
 class BlkCounters:
+    """virtio-blk's requests by type, bytes moved and requests that failed."""
     requests: Counter = field(default_factory=Counter)     # by type name ("in", "out", ..., "unknown")
     bytes_read: int = 0
     bytes_written: int = 0
@@ -173,6 +174,7 @@ class VirtioBlk(VirtioDevice):
         self.transport = None
         self.queue = None
         self.mem = None
+        self._populate = None
         self.activated = False
         self.broken = False
         self.epoch = 0                  # bumped by reset(): completions from before are dropped
@@ -239,6 +241,7 @@ class VirtioBlk(VirtioDevice):
         self.transport = transport
         self.queue = queues[0]
         self.mem = mem
+        self._populate = getattr(mem, "populate", None)     # pre-fault a read's buffers, if RAM can
         self.activated = True
         self.broken = False
 
@@ -272,16 +275,10 @@ class VirtioBlk(VirtioDevice):
                             if not got:         # nothing pending (avail_event published, as below)
                                 return
                             head, runs, length, offset, status_addr = got
-                            cost = self._read_hit(offset, fast[0], runs, length)
-                            if cost is not None:
-                                q.next_avail = (q.next_avail + 1) & 0xFFFF
-                                counters.requests["in"] += 1
-                                counters.bytes_read += length
-                                self._schedule(head, status_addr, VIRTIO_BLK_S_OK, length + 1, cost)
-                                continue
                             if self._read_runs is not None:
-                                # a miss: the request peek checked is what pop and _execute would take;
-                                # take it as they do, from the runs peek found
+                                # the request peek checked is what pop and _execute would take: take it as
+                                # they do, from the runs peek found, in one backend call (hit or miss: the
+                                # backend tries the all-cached copy first)
                                 q.next_avail = (q.next_avail + 1) & 0xFFFF
                                 counters.requests["in"] += 1
                                 try:
@@ -292,6 +289,13 @@ class VirtioBlk(VirtioDevice):
                                     cost, status, written = 0, stop.status, 0
                                     counters.ioerr += 1
                                 self._schedule(head, status_addr, status, written + 1, cost)
+                                continue
+                            cost = self._read_hit(offset, fast[0], runs, length)
+                            if cost is not None:
+                                q.next_avail = (q.next_avail + 1) & 0xFFFF
+                                counters.requests["in"] += 1
+                                counters.bytes_read += length
+                                self._schedule(head, status_addr, VIRTIO_BLK_S_OK, length + 1, cost)
                                 continue
                     chain = q.pop(mem)
                     if chain is None:
@@ -425,9 +429,8 @@ class VirtioBlk(VirtioDevice):
     def _read_in(self, offset: int, view, runs, length: int):
         """An IN's data, straight from the host cache into the driver's buffers (runs of RAM), as DMA
         would; its cost. A backend failure is the request's IOERR."""
-        populate = getattr(self.mem, "populate", None)
-        if populate is not None:
-            populate(runs)
+        if self._populate is not None:
+            self._populate(runs)
         try:
             cost = self._read_runs(offset, view, runs, length)
         except (OSError, ValueError) as err:      # as _backend: I/O error or a short transfer

@@ -72,6 +72,7 @@ _QUEUE_ADDRESS_REGS = {
 
 @dataclass
 class TransportCounters:
+    """What the virtio-mmio transport saw: notifications, interrupts and accesses it ignored."""
     notifications: int = 0              # QueueNotify writes passed to the device
     ignored_notifications: int = 0      # before activation, for a missing queue, or while NEEDS_RESET
     interrupts: int = 0                 # raise_irq calls (used buffer and config change)

@@ -78,6 +78,7 @@ class QueueError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
+    """One buffer of a descriptor chain, checked against guest RAM."""
     addr: int
     length: int
     is_write: bool      # device-writable

@@ -11,6 +11,8 @@ from guestos.kernel.costs import CostModel      # the one table of costs, with t
 
 @dataclass
 class VirtualClock:
+    """The guest's virtual clock: retired instructions at the cost model's CPI plus charged costs, and the events
+    due on it."""
     costs: CostModel = field(default_factory=CostModel)
     charged_ns: int = 0           # modelled costs so far
     instructions: int = 0         # retired instructions (mirrored from the vCPU)

@@ -107,6 +107,7 @@ def _old_exception_offset():
 
 @dataclass(slots=True)
 class VcpuExit:
+    """Why the vCPU stopped running guest code, and what the kernel needs to handle it."""
     reason: ExitReason
     rip: int
     page: int = 0        # the faulting page: all a fault handler needs

@@ -2,6 +2,7 @@
 
 The VMM is also the boot loader: it packs the program into an initramfs, writes
 the zero page (command line, memory map, initrd) and calls the kernel's entry."""
+import gc
 import os
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ def root_disk(image: str, cache: str = "writeback", read_only: bool = False, wri
 
 @dataclass
 class MachineConfig:
+    """What a machine is made of: memory, command line, cost model, disks and the balloon."""
     mem: int = 256 << 20
     cmdline: str = ""
     costs: CostModel = field(default_factory=CostModel)
@@ -95,8 +97,24 @@ def check_mem(mem: int, what: str = "--mem") -> int:
     return mem
 
 
+_loaded_objects_frozen = False
+
+
+def _freeze_loaded_objects() -> None:
+    """Once per process, before its first machine is built: move every object alive now (mostly what the
+    loaded modules hold: ~24,000 functions, classes and tables) to the collector's permanent generation.
+    They live as long as the process anyway; left young, every full collection (during a run and the
+    interpreter's at exit) walks them again. Objects that die later are still freed by reference
+    counting; only a reference cycle among them would no longer be collected."""
+    global _loaded_objects_frozen
+    if not _loaded_objects_frozen:
+        _loaded_objects_frozen = True
+        gc.freeze()
+
+
 class Machine:
     def __init__(self, config: MachineConfig, console_sink=None, host: Host = None, debugcon_sink=None):
+        _freeze_loaded_objects()
         check_mem(config.mem)
         kernel_cmdline(config.cmdline, config.mem, "cmdline")
         check_disk_count(len(config.disks), "disks")

@@ -114,6 +114,7 @@ def feature_bits(names, what: str) -> int:
 
 @dataclass
 class HostSpec:
+    """The host the machines of a scenario share: its memory budget and cache policy."""
     memory: int | None = None        # every guest's RSS + the host page cache
     exclusive: bool = False          # the host keeps only pages several guests read
 

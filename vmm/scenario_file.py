@@ -18,6 +18,7 @@ END_SNAPSHOT = "end"
 
 @dataclass
 class Step:
+    """One [[step]] of a scenario file: an action with its value, and the wait or machine it names."""
     number: int                      # 1-based, as the user counts [[step]] tables
     action: str
     value: object
@@ -43,6 +44,7 @@ class Step:
 
 @dataclass
 class Scenario:
+    """A scenario file, checked: its machines, host and steps."""
     machine: MachineSpec                                 # the first (or only) machine
     steps: list = field(default_factory=list)
     source: str = "scenario"

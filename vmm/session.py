@@ -24,6 +24,7 @@ DONE, TIMEOUT, STUCK, EXITED = "done", "timeout", "stuck", "exited"
 
 @dataclass
 class RunResult:
+    """A guest program's wait status and console output."""
     status: int                 # the wait status
     output: str                 # what the program wrote to the console
 

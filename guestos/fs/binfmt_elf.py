@@ -247,6 +247,7 @@ class TlsSegment:
 
 @dataclass(frozen=True)
 class ElfImage:
+    """A loaded ELF program: its entry point, program headers, PT_LOAD and TLS segments."""
     entry: int  # run-time entry point (AT_ENTRY)
     phdr_vaddr: int  # run-time address of the program headers (AT_PHDR)
     phnum: int

@@ -168,6 +168,7 @@ class MmioDevice:
 
 @dataclass(frozen=True)
 class Param:
+    """A kernel command-line parameter: its name, type, default and whether it may repeat."""
     name: str
     kind: object
     default: object

@@ -71,6 +71,7 @@ class SignalStruct:
 
 @dataclass(eq=False)
 class Task:
+    """Linux's task_struct, the parts this kernel keeps: ids, mm, files, registers, signals and state."""
     pid: int
     comm: str
     mm: object = None

@@ -22,6 +22,7 @@ DEFAULT_SEEKS = 2
 
 @dataclass
 class ScanControl:
+    """Linux's struct scan_control: what one reclaim pass may do and what it did."""
     nr_to_reclaim: int
     current_is_kswapd: bool
     may_writepage: bool = True
