@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
         opts = super().parse_args(args, namespace)
         # argparse drops a value of exactly '--' (`--mem=--`) and leaves an empty list behind
         for name, value in vars(opts).items():
-            if (value == [] and name not in ("args", "disk", "cost")) or \
+            if (value == [] and name not in ("args", "disk", "cost", "what", "breaks")) or \
                     (isinstance(value, list) and any(not isinstance(v, str) for v in value)):
                 raise BallastError(f"--{name.replace('_', '-')}: '--' is not a value")
         return opts
@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a column to show and plot (repeatable; default: memory, duplication, runtime)")
     sr.add_argument("--by", metavar="AXIS", help="a line per value of this axis (default: 'policy' if there is one)")
     sr.add_argument("--png-dir", metavar="DIR", help="where the PNGs go (default: beside RESULTS; '' for none)")
+    dbg = sub.add_parser("debug", help="a run or a scenario under the kernel debugger: break on tracepoints, "
+                                       "step, look at pages, lists, zone, balloon and host")
+    dbg.add_argument("--commands", metavar="FILE", help="debugger commands from FILE instead of stdin (then the "
+                                                      "guest runs on to its end)")
+    dbg.add_argument("what", nargs=argparse.REMAINDER, metavar="run ARGS... | scenario FILE.toml",
+                     help="what `ballast run` or `ballast scenario` would run")
+    wt = sub.add_parser("watch", help="a scenario in a live terminal view: memory bars per guest, the host, the "
+                                      "trace; p pause, s step, c continue, q quit (needs textual: ballast[watch])")
+    wt.add_argument("file", metavar="FILE.toml", help="the scenario")
+    wt.add_argument("--break", dest="breaks", action="append", default=[], metavar="'EVENT [if CONDITION]'",
+                    help="stop there as `ballast debug` would (repeatable)")
     mk = sub.add_parser("mkdisk", help="make an ext2 image of a directory (with the real mke2fs -d)")
     mk.add_argument("directory", metavar="DIR")
     mk.add_argument("image", metavar="IMG")
@@ -468,6 +479,73 @@ def cmd_scenario(opts) -> int:
     return 0 if result["exit"]["ok"] else 1
 
 
+def cmd_debug(opts) -> int:
+    import signal
+
+    from . import machine as machine_module
+    from .debugger import Debugger, DebuggerQuit
+
+    if not opts.what or opts.what[0] not in ("run", "scenario"):
+        raise BallastError("debug: what to debug? 'ballast debug [--commands FILE] run PROGRAM ...' or "
+                           "'ballast debug [--commands FILE] scenario FILE.toml'")
+    inner = build_parser().parse_args(_strace_equals(list(opts.what)))
+    commands = None
+    if opts.commands is not None:
+        from .hostinput import regular_file
+        regular_file(opts.commands, "--commands")
+        try:
+            commands = open(opts.commands, encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise BallastError(f"--commands {opts.commands}: {e.strerror}") from None
+    debugger = Debugger(commands=commands)
+
+    def attach(machine):
+        """The first prompt comes with the first machine: every option has been checked by then."""
+        debugger.attach(machine)
+        if not debugger.started:
+            debugger.start()
+            if debugger.quitted:
+                raise DebuggerQuit()
+    def interrupt(signum, frame):
+        """Ctrl-C while the guest runs: stop at its next event, as gdb does; a second one ends the run."""
+        if debugger.pause_requested or debugger.stop is not None:
+            raise KeyboardInterrupt
+        debugger.detached = False
+        debugger.pause()
+        print("(pausing at the next kernel event; Ctrl-C again ends the run)", file=sys.stderr)
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        machine_module.ON_NEW_MACHINE.append(attach)
+        try:
+            return {"run": cmd_run, "scenario": cmd_scenario}[inner.command](inner)
+        except DebuggerQuit:
+            return 0
+        finally:
+            machine_module.ON_NEW_MACHINE.remove(attach)
+            signal.signal(signal.SIGINT, previous)
+    finally:
+        if commands is not None:
+            commands.close()
+
+
+def cmd_watch(opts) -> int:
+    try:
+        import textual.app  # noqa: F401  (the live view's library, an extra)
+    except ImportError:
+        raise BallastError("watch needs textual: pip install 'ballast[watch]' (or pip install textual)") from None
+    from . import scenario as sc
+    from .watch import WatchApp, check_breaks
+
+    check_breaks(opts.breaks)
+    spec = sc.load(opts.file)
+    app = WatchApp(spec, opts.breaks, title=opts.file)
+    app.run()
+    runner = app.runner
+    if runner.error:
+        raise BallastError(runner.error)
+    return 0 if runner.result is None or runner.result["exit"]["ok"] else 1
+
+
 def _write_json(out: str, result: dict) -> None:
     text = json.dumps(result, indent=2)         # snapshots in the order they were taken
     if out == "-":
@@ -546,7 +624,8 @@ def main(argv=None) -> int:
             parser.print_help()
             return 2
         return {"run": cmd_run, "mkdisk": cmd_mkdisk, "scenario": cmd_scenario, "demo": cmd_demo,
-                "sweep": cmd_sweep, "sweep-report": cmd_sweep_report}[opts.command](opts)
+                "sweep": cmd_sweep, "sweep-report": cmd_sweep_report, "debug": cmd_debug,
+                "watch": cmd_watch}[opts.command](opts)
     except BallastError as e:
         print(f"ballast: {one_line(e)}", file=sys.stderr)
         return 2

@@ -83,6 +83,7 @@ class BalloonViolation:
 
 
 _NO_IRQS = ()
+ON_NEW_MACHINE = []                    # fn(machine) for every machine built: `ballast debug` and `watch` attach
 
 
 def check_mem(mem: int, what: str = "--mem") -> int:
@@ -147,12 +148,31 @@ class Machine:
         self.violations = []
         self.stop_reason = None
         self.cpu.on_backing_violation = self._backing_violation
+        self._debugger = None
         self.balloon = None
         if config.balloon_features is not None:
             self.balloon = VirtioBalloon(self.ram, self.clock, features=config.balloon_features,
                                          stats_interval_s=config.balloon_stats_interval_s,
                                          service_delay_ns=config.balloon_service_delay_ns)
             self.add_virtio_device(self.balloon)
+        for hook in ON_NEW_MACHINE:
+            hook(self)
+
+    # --- debugging ---
+    @property
+    def debugger(self):
+        """The guest kernel's debugger (vmm/debugger.py), attached on first use."""
+        if self._debugger is None:
+            from .debugger import Debugger
+            self._debugger = Debugger()
+            self._debugger.attach(self)
+        return self._debugger
+
+    @debugger.setter
+    def debugger(self, debugger) -> None:
+        self._debugger = debugger
+        debugger.attach(self)
+
 
     # --- devices ---
     def add_virtio_device(self, device) -> VirtioMmioTransport:
