@@ -408,7 +408,7 @@ BOOTS = [
     ("/bin/sh", "-c", "kill -TERM $$"),
     ("/bin/bash", "-c", "kill -SEGV $$"),
     ("/bin/mksh", "-c", "kill -INT $$"),
-    ("/bin/zsh", "-c", "sleep 1 & kill -STOP $!; kill -CONT $!; wait $!; echo waited $?; exit 7"),
+    ("/bin/zsh", "-c", "sleep 1 & kill -STOP $!; sleep 0.2; kill -CONT $!; sleep 0.2; wait $!; echo waited $?; exit 7"),
     ("/bin/bash", "-c", "trap 'echo term; exit 3' TERM; kill -TERM $$; echo not"),
     ("/sbin/e2fsck.static", "-fn", "/data/fs.img"),
 ]
