@@ -394,12 +394,17 @@ class AddressSpace:
                 self.page_cache_sync_readahead(ra, index, req_size)
                 pfn = self.pages.get(index)
             if pfn is None:
-                self.read_pages([index])          # no_cached_page: page_cache_read()
-                pfn = self.pages.get(index)
-                if pfn is None:
-                    raise SyscallError(EIO)
+                pfn = self.page_cache_read(index)
         if ra is not None and self.k.mem_map.test(pfn, PG_readahead):
             self.page_cache_async_readahead(ra, pfn, index, req_size)
+        return pfn
+
+    def page_cache_read(self, index: int) -> int:
+        """no_cached_page: read the one page readahead did not bring in (EIO when it cannot be read)."""
+        self.read_pages([index])
+        pfn = self.pages.get(index)
+        if pfn is None:
+            raise SyscallError(EIO)
         return pfn
 
     def filemap_fault(self, ra: FileRaState, vm_flags: int, index: int):
@@ -434,10 +439,7 @@ class AddressSpace:
                     self.ra_submit(ra, index, 1, "mmap-around")
             pfn = self.pages.get(index)
             if pfn is None:
-                self.read_pages([index])          # no_cached_page: page_cache_read()
-                pfn = self.pages.get(index)
-                if pfn is None:
-                    raise SyscallError(EIO)
+                pfn = self.page_cache_read(index)
         ra.prev_pos = index << PAGE_SHIFT
         return pfn, major
 
