@@ -9,6 +9,7 @@ import resource
 import shutil
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -38,11 +39,13 @@ def native(tmp_path, name: str, args) -> tuple:
     return status, proc.stdout.decode()
 
 
-def guest(name: str, args, mem: int = 64 * MiB, cmdline: str = "", config=None, before_boot=None):
-    """(wait status or None on the time limit, program output, machine facts) of a guest run."""
+def guest(name, args, mem: int = 64 * MiB, cmdline: str = "", config=None, before_boot=None):
+    """(wait status or None on the time limit, program output, machine facts) of a guest run of a
+    firmware program by name, or of a program built by the test (a path)."""
+    program = name if isinstance(name, Path) else FIRMWARE / name
     m = Machine(config or MachineConfig(mem=mem, cmdline=cmdline))
     try:
-        m.load((FIRMWARE / name).read_bytes(), "/bin/" + name, list(args))
+        m.load(program.read_bytes(), "/bin/" + program.name, list(args))
         m.stop_at(GUEST_LIMIT_NS, "timeout")
         if before_boot is not None:
             before_boot(m)
@@ -200,14 +203,8 @@ def test_a_thread_bomb_meets_threads_max(compile_c):
     """Guest only (natively it would take the host's threads): clone fails with EAGAIN at threads-max,
     an eighth of RAM in kernel stacks, as Linux's copy_process."""
     exe = compile_c(THREAD_BOMB, "threadbomb", flags=("-static", "-O1"))
-    m = Machine(MachineConfig(mem=64 * MiB))
-    try:
-        m.load(exe.read_bytes(), "/bin/threadbomb", [])
-        m.stop_at(GUEST_LIMIT_NS, "timeout")
-        assert m.boot() == 0
-        out = console_text(bytes(m.console_output))
-    finally:
-        m.close()
+    status, out, _ = guest(exe, [])
+    assert status == 0
     assert out.startswith("clone stopped after ") and out.endswith(" threads: EAGAIN\n")
     assert 100 < int(out.split()[3]) < 1000
 
@@ -249,14 +246,8 @@ def test_musl_threads_take_turns_as_natively(compile_c, tmp_path):
     stdin.write_bytes(b"")
     with open(stdin, "rb") as f:
         native_out = subprocess.run([str(exe)], cwd=tmp_path, stdin=f, capture_output=True, timeout=60).stdout.decode()
-    m = Machine(MachineConfig(mem=32 * MiB))
-    try:
-        m.load(exe.read_bytes(), "/bin/musl_turns", [])
-        m.stop_at(GUEST_LIMIT_NS, "timeout")
-        assert m.boot() == 0
-        out = console_text(bytes(m.console_output))
-    finally:
-        m.close()
+    status, out, _ = guest(exe, [], mem=32 * MiB)
+    assert status == 0
     assert out == native_out == "musl: total 1200, threads with their own tid 4\n"
 
 
