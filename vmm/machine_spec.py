@@ -12,7 +12,7 @@ from .errors import BallastError
 from .hostinput import MAX_GUEST_SECONDS, disk_name, kernel_cmdline, regular_file
 from .lab import LabSession
 from .machine import CACHE_MODES, MAX_MEM, MIN_MEM, DiskConfig, MachineConfig, root_disk
-from .rootfs import root_image
+from .rootfs import builtin_spec, root_image
 from .swapdisk import MAX_SWAP, MIN_SWAP, make_swap_image
 from .units import PAGE_SIZE, mib_text, number_value, short_repr, size_value, toml_type, typed_value
 
@@ -56,7 +56,7 @@ class MachineSpec:
         kernel_cmdline(spec.cmdline, spec.mem, where("cmdline"))
         if root is not None:
             root = typed_value(root, str, where("root"), "a string")
-            if root != "builtin":
+            if builtin_spec(root) is None:
                 root = os.path.join(base_dir, os.path.expanduser(root))
                 if not os.path.exists(root):
                     raise BallastError(f"{where('root')}: {root} does not exist "

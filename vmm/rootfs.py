@@ -34,15 +34,34 @@ BUILTIN_PROGRAMS = ("hello", "memhog", "compute", "seqread", "randread", "mmapre
                     "vdread", "vdwrite", "vdsha256")
 
 
-def builtin_root(extra_programs: dict = None) -> str:
+def builtin_spec(spec: str) -> int | None:
+    """The source tree size of a built-in root spec: 0 for "builtin", N for "builtin:SIZE" (a
+    /tree of SIZE bytes for a build at a real machine's scale, e.g. "builtin:3G"); None if the spec
+    names no built-in root."""
+    if spec == "builtin":
+        return 0
+    if not spec.startswith("builtin:"):
+        return None
+    from .units import parse_size
+    size = parse_size(spec[len("builtin:"):], "root")
+    if size <= 0 or size > MAX_TREE:
+        raise BallastError(f"root: {spec}: the tree must be between 1 byte and {MAX_TREE >> 30} GiB")
+    return size
+
+
+MAX_TREE = 64 << 30
+
+
+def builtin_root(extra_programs: dict = None, tree_bytes: int = 0) -> str:
     """The built-in root: our workload programs in /bin, and /data and /src made by mkdata;
-    `extra_programs` ({name: ELF bytes}) go to /bin beside them."""
+    `extra_programs` ({name: ELF bytes}) go to /bin beside them; with tree_bytes, mkdata's /tree
+    of that many bytes too (built once and kept: a few GB take a minute)."""
     images = cache_dir()
     extra = dict(sorted((extra_programs or {}).items()))
     programs = {name: program_path(name) for name in BUILTIN_PROGRAMS + ("mkdata",)}
     # hashing ~10 MB of programs costs more than a small guest's boot: a note keyed by their
     # stat() says which image their contents made last time
-    note = None if extra else _stat_note(images, list(programs.values()))
+    note = None if extra else _stat_note(images, list(programs.values()), tree_bytes)
     if note is not None and note.exists():
         image = images / note.read_text()
         if image.exists():
@@ -52,6 +71,8 @@ def builtin_root(extra_programs: dict = None) -> str:
         h.update(name.encode() + b"\0" + path.read_bytes())
     for name, data in extra.items():
         h.update(b"extra\0" + name.encode() + b"\0" + data)
+    if tree_bytes:
+        h.update(f"tree\0{tree_bytes}".encode())
     image = images / f"builtin-{h.hexdigest()[:24]}.img"
     if image.exists():
         _write_note(note, image.name)
@@ -74,7 +95,8 @@ def builtin_root(extra_programs: dict = None) -> str:
         mkdata = Path(staging) / "mkdata"
         shutil.copy(programs["mkdata"], mkdata)
         mkdata.chmod(0o755)
-        proc = subprocess.run([str(mkdata), str(tree)], capture_output=True, text=True)
+        proc = subprocess.run([str(mkdata), str(tree)] + ([str(tree_bytes)] if tree_bytes else []),
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise BallastError(f"building the built-in root: mkdata failed: {proc.stderr.strip()}")
         (tree / "tmp").mkdir()
@@ -85,8 +107,10 @@ def builtin_root(extra_programs: dict = None) -> str:
     return str(image)
 
 
-def _stat_note(images: Path, paths) -> Path | None:
+def _stat_note(images: Path, paths, tree_bytes: int = 0) -> Path | None:
     h = hashlib.sha256(b"stat-note-1\0")
+    if tree_bytes:
+        h.update(f"tree\0{tree_bytes}\n".encode())
     for path in paths:
         try:
             st = os.stat(path)
@@ -109,8 +133,9 @@ def _write_note(note: Path | None, name: str) -> None:
 
 
 def root_image(spec: str) -> str:
-    if spec == "builtin":
-        return builtin_root()
+    tree = builtin_spec(spec)
+    if tree is not None:
+        return builtin_root(tree_bytes=tree)
     if os.path.isdir(spec):
         images = cache_dir()
         images.mkdir(parents=True, exist_ok=True)

@@ -548,6 +548,18 @@ def check_workers(client) -> None:
             raise BallastError(f"Dask worker {address} has Ballast {v}, this is {mine}: install the same version")
 
 
+def _build_builtin_roots(cells) -> None:
+    """Build the cells' built-in root images here, once, before the workers start: with a
+    multi-GB /tree ("builtin:3G") every worker would otherwise build the same image at once."""
+    from .rootfs import builtin_spec, root_image
+    specs = set()
+    for cell in cells:
+        machines = [cell.scenario.get("machine") or {}] + list((cell.scenario.get("machines") or {}).values())
+        specs.update(m.get("root", "builtin") for m in machines if isinstance(m, dict))
+    for spec in sorted(s for s in specs if isinstance(s, str) and builtin_spec(s)):
+        root_image(spec)
+
+
 def run(sweep: Sweep, out: str | None = None, client=None, scheduler: str | None = None,
         n_workers: int | None = None, resume: bool = False, cell_timeout_s: float | None = None,
         on_cell=None, progress=None) -> list:
@@ -568,6 +580,7 @@ def run(sweep: Sweep, out: str | None = None, client=None, scheduler: str | None
         if out is not None:
             write_table(rows, out)
         return rows
+    _build_builtin_roots(todo)
     own = None
     if client is None:
         own = Cluster(scheduler, n_workers)

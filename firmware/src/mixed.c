@@ -1,5 +1,5 @@
 /*
- * mixed DIR [ROUNDS]
+ * mixed DIR [ROUNDS [WORK]]
  *
  * A stand-in for a kernel build: read a source tree, spend some CPU on
  * every file, write one small object file per input.  Each of ROUNDS rounds
@@ -14,11 +14,12 @@
  *   - write DIR/../mixed-out/<st_ino>.o holding the 8-byte hash
  *     (little-endian), created or truncated.
  *
- * File hash (CPU-bound, ~4 dependent multiply/xor-shift rounds per 8 bytes,
- * i.e. well over a few hundred instructions per KiB):
+ * File hash (CPU-bound, WORK dependent multiply/xor-shift rounds per 8 bytes,
+ * default 4, i.e. well over a few hundred instructions per KiB; a larger WORK
+ * stands for a compiler's many instructions per source byte):
  *   h = 0x6D69786564000000 ^ size
  *   for each 8-byte little-endian word w (the last one zero-padded):
- *       h ^= w;  4 x { h *= 0xff51afd7ed558ccd; h ^= h >> 29; h += 0x9E3779B97F4A7C15 }
+ *       h ^= w;  WORK x { h *= 0xff51afd7ed558ccd; h ^= h >> 29; h += 0x9E3779B97F4A7C15 }
  *   hash = mix64(h)
  *
  * Checksum of a round: FNV-1a 64, in strcmp order of the paths relative to
@@ -58,10 +59,11 @@ static size_t filecap;
 static char outdir[PATH_MAXLEN];
 static const char *root;
 static size_t rootlen;
+static uint64_t work = 4;        /* mix rounds per 8-byte word */
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mixed DIR [ROUNDS]\n");
+    fprintf(stderr, "usage: mixed DIR [ROUNDS [WORK]]\n");
     exit(2);
 }
 
@@ -90,6 +92,24 @@ static uint64_t hash_contents(const unsigned char *p, uint64_t len)
         memcpy(&w, p + i, len - i < 8 ? len - i : 8);
         h ^= w;
         for (int r = 0; r < 4; r++) {
+            h *= 0xff51afd7ed558ccdULL;
+            h ^= h >> 29;
+            h += 0x9E3779B97F4A7C15ULL;
+        }
+    }
+    return mix64(h);
+}
+
+/* The same hash with WORK rounds per word (a separate function, so the
+ * default runs exactly the instructions it always did). */
+static uint64_t hash_contents_work(const unsigned char *p, uint64_t len)
+{
+    uint64_t h = 0x6D69786564000000ULL ^ len;
+    for (uint64_t i = 0; i < len; i += 8) {
+        uint64_t w = 0;
+        memcpy(&w, p + i, len - i < 8 ? len - i : 8);
+        h ^= w;
+        for (uint64_t r = 0; r < work; r++) {
             h *= 0xff51afd7ed558ccdULL;
             h ^= h >> 29;
             h += 0x9E3779B97F4A7C15ULL;
@@ -129,7 +149,7 @@ static void process_file(const char *path)
     }
     close(fd);
 
-    h = hash_contents(filebuf, len);
+    h = work == 4 ? hash_contents(filebuf, len) : hash_contents_work(filebuf, len);
     total_bytes += len;
 
     if (snprintf(out, sizeof out, "%s/%llu.o", outdir,
@@ -228,9 +248,11 @@ int main(int argc, char **argv)
     double t0;
 
     wl_init_stdout();
-    if (argc < 2 || argc > 3)
+    if (argc < 2 || argc > 4)
         usage();
-    if (argc == 3 && (!parse_num(argv[2], &rounds) || rounds == 0))
+    if (argc >= 3 && (!parse_num(argv[2], &rounds) || rounds == 0))
+        usage();
+    if (argc == 4 && (!parse_num(argv[3], &work) || work == 0 || work > 1000000))
         usage();
 
     /* Strip trailing slashes so relative paths start right after DIR/. */

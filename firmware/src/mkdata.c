@@ -1,5 +1,5 @@
 /*
- * mkdata DIR
+ * mkdata DIR [TREE_SIZE]
  *
  * Creates the deterministic data tree of the workloads.  It is run natively
  * on the host by the image builder (not in the guest).  DIR and its
@@ -20,6 +20,14 @@
  *       (1 KiB .. 24 KiB); the contents are C-like text lines built from
  *       further draws, cut at exactly that size.
  *
+ *   DIR/tree/dNNN/fMMMMM.c  only with TREE_SIZE (bytes, or with a K, M or G
+ *       suffix): a source tree of exactly TREE_SIZE bytes for a build at the
+ *       scale of a real machine (`mixed /tree`).  Files of 256 KiB .. 1.75 MiB
+ *       (the first draw r of file MMMMM's xorshift64*, seeded with
+ *       mix64(0x5452454500000000 + MMMMM), gives 256 KiB + r % 1.5 MiB; the
+ *       last file is cut so the total is TREE_SIZE), 32 to a directory
+ *       (NNN = MMMMM / 32), C-like text as for /src.
+ *
  * Checksums printed: FNV-1a 64 of each data file (the same value seqread
  * prints for it); for the source tree, FNV-1a 64 over, for each file in
  * creation (= strcmp) order, its path relative to DIR/src, a NUL byte and
@@ -30,6 +38,8 @@
  *   mkdata: DIR/data/random.bin 33554432 bytes, checksum %016llx
  *   mkdata: DIR/data/mapped.bin 16777216 bytes, checksum %016llx
  *   mkdata: DIR/src 400 files in 20 directories, BYTES bytes, checksum %016llx
+ *   mkdata: DIR/tree FILES files in DIRS directories, BYTES bytes, checksum %016llx
+ *       (only with TREE_SIZE; the checksum as for /src, paths relative to DIR/tree)
  *   time: S s
  * Errors (stderr): bad arguments -> usage line, exit 2; any I/O failure ->
  * message, exit 1.
@@ -52,7 +62,7 @@ static char text[MAXSRC + 256];
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mkdata DIR\n");
+    fprintf(stderr, "usage: mkdata DIR [TREE_SIZE]\n");
     exit(2);
 }
 
@@ -104,33 +114,33 @@ static void make_random_file(const char *dir, const char *name, uint64_t size,
            (unsigned long long)size, (unsigned long long)h);
 }
 
-/* Deterministic C-like text of exactly `size` bytes for source file f. */
-static size_t make_source_text(unsigned f, uint64_t *state, size_t size)
+/* Deterministic C-like text of exactly `size` bytes for source file f, into
+ * text (room for size + 256 bytes), headed by its path. */
+static size_t make_text(char *text, const char *rel, unsigned f, uint64_t *state, size_t size)
 {
-    size_t len = (size_t)snprintf(text, sizeof text, "/* sub%02u/f%03u.c */\n",
-                                  f / (NFILES / NDIRS), f);
+    size_t len = (size_t)snprintf(text, size + 256, "/* %s */\n", rel);
     unsigned line = 0;
     while (len < size) {
         uint64_t r = xorshift64s(state);
         int n;
         switch (r % 4) {
         case 0:
-            n = snprintf(text + len, sizeof text - len,
+            n = snprintf(text + len, size + 256 - len,
                          "static unsigned long fn_%03u_%u(unsigned long x) "
                          "{ return x * 0x%016llxUL + %u; }\n",
                          f, line, (unsigned long long)xorshift64s(state),
                          (unsigned)(r >> 40));
             break;
         case 1:
-            n = snprintf(text + len, sizeof text - len, "#define K_%03u_%u 0x%08x\n",
+            n = snprintf(text + len, size + 256 - len, "#define K_%03u_%u 0x%08x\n",
                          f, line, (unsigned)(r >> 32));
             break;
         case 2:
-            n = snprintf(text + len, sizeof text - len, "int v_%03u_%u = %u;\n",
+            n = snprintf(text + len, size + 256 - len, "int v_%03u_%u = %u;\n",
                          f, line, (unsigned)(r >> 44));
             break;
         default:
-            n = snprintf(text + len, sizeof text - len,
+            n = snprintf(text + len, size + 256 - len,
                          "/* %016llx %016llx */\n",
                          (unsigned long long)xorshift64s(state),
                          (unsigned long long)xorshift64s(state));
@@ -142,15 +152,75 @@ static size_t make_source_text(unsigned f, uint64_t *state, size_t size)
     return size;                   /* cut at exactly `size` bytes */
 }
 
+static size_t make_source_text(unsigned f, uint64_t *state, size_t size)
+{
+    char rel[64];
+    snprintf(rel, sizeof rel, "sub%02u/f%03u.c", f / (NFILES / NDIRS), f);
+    return make_text(text, rel, f, state, size);
+}
+
+#define TREE_PER_DIR 32
+#define TREE_MIN     (256 * 1024)
+#define TREE_SPREAD  (1536 * 1024)
+
+static void make_tree(const char *dir, uint64_t total)
+{
+    char path[PATH_MAXLEN], rel[64];
+    char *buf = malloc(TREE_MIN + TREE_SPREAD + 256);
+    uint64_t done = 0, h = FNV64_OFFSET;
+    unsigned f = 0;
+
+    if (!buf) {
+        fprintf(stderr, "mkdata: out of memory\n");
+        exit(1);
+    }
+    snprintf(path, sizeof path, "%s/tree", dir);
+    make_dir(path);
+    for (; done < total; f++) {
+        uint64_t state = mix64(0x5452454500000000ULL + f);
+        size_t size;
+        int fd;
+
+        if (state == 0)
+            state = 1;
+        if (f % TREE_PER_DIR == 0) {
+            snprintf(path, sizeof path, "%s/tree/d%03u", dir, f / TREE_PER_DIR);
+            make_dir(path);
+        }
+        size = TREE_MIN + (size_t)(xorshift64s(&state) % TREE_SPREAD);
+        if (size > total - done)
+            size = (size_t)(total - done);
+        snprintf(rel, sizeof rel, "d%03u/f%05u.c", f / TREE_PER_DIR, f);
+        size = make_text(buf, rel, f, &state, size);
+        snprintf(path, sizeof path, "%s/tree/%s", dir, rel);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            fail(path);
+        write_all(fd, buf, size, path);
+        if (close(fd) != 0)
+            fail(path);
+        h = fnv1a64(h, rel, strlen(rel) + 1);
+        h = fnv1a64(h, buf, size);
+        done += size;
+    }
+    free(buf);
+    printf("mkdata: %s/tree %u files in %u directories, %llu bytes, checksum %016llx\n",
+           dir, f, (f + TREE_PER_DIR - 1) / TREE_PER_DIR, (unsigned long long)done,
+           (unsigned long long)h);
+}
+
 int main(int argc, char **argv)
 {
     char path[PATH_MAXLEN];
     uint64_t src_bytes = 0, h = FNV64_OFFSET;
     const char *dir;
+    uint64_t tree = 0;
     double t0;
 
     wl_init_stdout();
-    if (argc != 2 || argv[1][0] == '\0' || strlen(argv[1]) > PATH_MAXLEN - 64)
+    if (argc < 2 || argc > 3 || argv[1][0] == '\0' || strlen(argv[1]) > PATH_MAXLEN - 64)
+        usage();
+    if (argc == 3 && (!parse_size(argv[2], &tree) || tree == 0))
         usage();
     dir = argv[1];
 
@@ -195,6 +265,8 @@ int main(int argc, char **argv)
     }
     printf("mkdata: %s/src %u files in %u directories, %llu bytes, checksum %016llx\n",
            dir, NFILES, NDIRS, (unsigned long long)src_bytes, (unsigned long long)h);
+    if (tree)
+        make_tree(dir, tree);
     wl_print_time(wl_now() - t0, 0);
     return 0;
 }
