@@ -73,3 +73,7 @@ def test_demo_rejects_unknown_names(capsys):
     assert capsys.readouterr().err == "ballast: --quick and --paper: choose one\n"
     assert main(["demo", "--paper", "--policies", "linux,dedup"]) == 2           # the paper has two policies
     assert "unknown policy 'dedup'" in capsys.readouterr().err
+    assert main(["demo", "--paper", "--scale", "1:2"]) == 2
+    assert capsys.readouterr().err == "ballast: --scale 1:2: one of 1:1, 1:64\n"
+    assert main(["demo", "--quick", "--scale", "1:64"]) == 2
+    assert capsys.readouterr().err == "ballast: --scale: only with --paper\n"

@@ -309,6 +309,7 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path, capsys):
 
 
 def test_the_example_sweeps_are_valid():
-    for name in ("demo.toml", "demo-quick.toml", "singh-2010.toml", "balloon-sweep.toml"):
+    for name in ("demo.toml", "demo-quick.toml", "singh-2010.toml", "singh-2010-1to64.toml",
+                 "balloon-sweep.toml"):
         sweep = sw.load(os.path.join(os.path.dirname(__file__), "..", "examples", name))
         assert sweep.cells and json.loads(sweep.cells[0].key)

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a smaller guest, two workloads, two balloon steps")
     demo.add_argument("--paper", action="store_true",
                       help="Singh's June 2010 table in kind: a build under his balloon sweep, with and without the series")
+    demo.add_argument("--scale", default="1:1", metavar="1:1|1:64",
+                      help="with --paper: his 2 GiB guest (1:1, minutes of wall time per cell) or 32 MiB (1:64, seconds)")
     demo.add_argument("--workloads", metavar="LIST", help="comma-separated subset of stream,hotset,mapped+stream,mixed")
     demo.add_argument("--policies", metavar="LIST",
                       help="comma-separated subset of linux,cache=none,unmapped-2010-06,unmapped-2011-01,shrink_list,cache-first,dedup,exclusive")
@@ -286,7 +288,7 @@ def cmd_demo(opts) -> int:
         return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
     if opts.quick and opts.paper:
         raise BallastError("--quick and --paper: choose one")
-    sweep = demo.load(opts.quick, names(opts.workloads), names(opts.policies), paper=opts.paper)
+    sweep = demo.load(opts.quick, names(opts.workloads), names(opts.policies), paper=opts.paper, scale=opts.scale)
     if opts.workers is not None and opts.workers < 1:
         raise BallastError(f"--workers {opts.workers}: at least 1")
     from .hostinput import output_file

@@ -21,7 +21,9 @@ from .units import parse_size
 
 MiB = 1 << 20
 PAGE = 4096
-SWEEPS = {"full": "demo.toml", "quick": "demo-quick.toml", "paper": "singh-2010.toml"}   # in vmm/sweeps/, linked from examples/
+SWEEPS = {"full": "demo.toml", "quick": "demo-quick.toml", "paper": "singh-2010.toml",   # in vmm/sweeps/,
+          "paper 1:64": "singh-2010-1to64.toml"}                                          # linked from examples/
+PAPER_SCALES = ("1:1", "1:64")      # his 2 GiB guest (minutes per cell), or 32 MiB (seconds)
 
 # What each value of the sweep's policy axis stands for (its settings live in the sweep file).
 POLICY_TEXT = {
@@ -39,15 +41,19 @@ POLICY_TEXT = {
 }
 
 
-def sweep_path(quick: bool, paper: bool = False) -> str:
-    kind = "paper" if paper else "quick" if quick else "full"
+def sweep_path(quick: bool, paper: bool = False, scale: str = "1:1") -> str:
+    kind = ("paper" if scale == "1:1" else f"paper {scale}") if paper else "quick" if quick else "full"
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweeps", SWEEPS[kind])
 
 
-def load(quick: bool = False, workloads=None, policies=None, paper: bool = False) -> sw.Sweep:
-    """The demo's sweep (or, with paper, Singh's table in kind), limited to some workloads and
-    policies (names as the axes give them)."""
-    path = sweep_path(quick, paper)
+def load(quick: bool = False, workloads=None, policies=None, paper: bool = False, scale: str = "1:1") -> sw.Sweep:
+    """The demo's sweep (or, with paper, Singh's table in kind at his scale or 1:64), limited to
+    some workloads and policies (names as the axes give them)."""
+    if scale not in PAPER_SCALES:
+        raise BallastError(f"--scale {scale}: one of {', '.join(PAPER_SCALES)}")
+    if scale != "1:1" and not paper:
+        raise BallastError("--scale: only with --paper")
+    path = sweep_path(quick, paper, scale)
     with open(path, "rb") as f:
         data = tomllib.load(f)
     for axis, chosen in (("workload", workloads), ("policy", policies)):
