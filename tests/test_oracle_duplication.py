@@ -40,6 +40,7 @@ def test_pages_in_one_cache_only_are_not_duplicated(root):
         host.cache.drop_caches()                         # now only the guest holds them
         vm = oracle.duplication(host, [a.machine])["vms"][a.machine.vm_id]
         assert vm["duplicated_pages"] == 0 and vm["guest_disk_pages"] >= FILE_PAGES
+        assert oracle.duplicated_pages(host, [a.machine]) == 0
         a.run(["/bin/seqread", "/data/random.bin"])      # read again: in both caches
         a.machine.kernel.drop_pagecache()                # now only the host holds /data/random.bin
         vm = oracle.duplication(host, [a.machine])["vms"][a.machine.vm_id]
@@ -56,6 +57,8 @@ def test_a_host_page_two_guests_hold_is_counted_once_on_the_host(root):
         assert shared >= FILE_PAGES
         assert report["duplicated_pages"] == report["vms"][a.machine.vm_id]["duplicated_pages"] + \
             report["vms"][b.machine.vm_id]["duplicated_pages"]
+        # the time series' count (arrays of struct pages) is the same number
+        assert oracle.duplicated_pages(host, [a.machine, b.machine]) == report["duplicated_pages"]
         # the second guest's reads were host-cache hits charged to the first: the host's
         # per-VM estimate misses them entirely, the oracle does not
         assert report["vms"][b.machine.vm_id]["estimated_duplicated_pages"] < FILE_PAGES
@@ -70,6 +73,7 @@ def test_dirty_guest_pages_are_not_duplicates(root):
         assert clean == 1024                      # fsynced: the same bytes in the guest and on the host
         assert s.run(["/bin/writer", "/tmp/out.bin", "4M"]).exit_code == 0    # rewritten, not yet written back
         assert s.meminfo()["Dirty"] >= 4096
-        files = oracle.duplication(host, [s.machine])["vms"][s.machine.vm_id]["files"]
-        assert files.get("/tmp/out.bin", 0) == 0
+        report = oracle.duplication(host, [s.machine])
+        assert report["vms"][s.machine.vm_id]["files"].get("/tmp/out.bin", 0) == 0
+        assert oracle.duplicated_pages(host, [s.machine]) == report["duplicated_pages"] > 0
         s.close()

@@ -139,6 +139,34 @@ def guest_disk_pages(machine) -> dict:
     return out
 
 
+def duplicated_pages(host, machines) -> int:
+    """duplication()'s total alone (guest page-cache pages whose disk page the host caches too), counted
+    over arrays of struct pages instead of page by page in Python: the time series takes one every
+    interval, and a 2 GiB guest caches hundreds of thousands of pages."""
+    import numpy as np
+    cache = host.cache
+    total = 0
+    for machine in machines:
+        kernel = machine.kernel
+        keys = _disk_keys(machine)
+        words = np.frombuffer(kernel.mem_map.q, dtype=np.uint64).reshape(-1, 8)
+        per_key = {}
+        for mapping in list(kernel.address_spaces.values()):
+            key = keys.get(id(mapping.blk))
+            if key is not None and mapping.pages:
+                per_key.setdefault(key, []).append(
+                    np.fromiter(mapping.pages.values(), dtype=np.int64, count=len(mapping.pages)))
+        for key, parts in per_key.items():
+            pfns = np.concatenate(parts)
+            sector = words[pfns, 6]                       # disk sector + 1, 0: none (as disk_sector)
+            clean = ((words[pfns, 0] >> np.uint64(PG_dirty)) & np.uint64(1)) == 0
+            index = (sector[(sector != 0) & clean] - np.uint64(1)) >> np.uint64(3)
+            cached = cache.pages_of(key)
+            if cached and index.size:
+                total += int(np.isin(index, np.fromiter(cached, dtype=np.uint64, count=len(cached))).sum())
+    return total
+
+
 def duplication(host, machines) -> dict:
     """Exactly which guest page-cache pages hold the same disk page as a host page-cache page: per
     VM, per file and in total; how many host pages several guests hold; and beside it the estimate

@@ -84,10 +84,10 @@ def _sampler(name, session, sessions, host, series):
     """A time-series point as `name` runs: its guest's memory and the host's view of duplication."""
     def sample():
         meminfo = session.meminfo()
-        report = oracle.duplication(host, [s.machine for s in sessions.values()])
+        duplicated = oracle.duplicated_pages(host, [s.machine for s in sessions.values()])
         series.append({"machine": name, "virtual_ns": session.virtual_ns(), "MemFree": meminfo["MemFree"],
                        "Cached": meminfo["Cached"], "host_cache_pages": host.cache.nr_pages,
-                       "duplicated_pages": report["duplicated_pages"],
+                       "duplicated_pages": duplicated,
                        "resident_pages": session.machine.ram.resident_pages(),
                        "balloon_pages": session.machine.balloon.actual_pages if session.machine.balloon else 0})
     return sample
