@@ -2,7 +2,7 @@
 time of each cell, the results table of `--out FILE.csv`): our figures beside Singh's, the end of each
 run per balloon size with and without the series, and host memory and duplication over guest time.
 
-    python tools/singh_2010_table.py singh-2010.json [--results singh-2010.csv]
+    python tools/singh_2010_table.py singh-2010.json|singh-2010.csv [--results singh-2010.csv]
         [--over-time "balloon 1000 MB"] [--points 10]
 """
 import argparse
@@ -41,6 +41,8 @@ def dup_share(cell) -> float:
     """The largest share of the guest's page cache that the host also held, over the run (points
     with at least 50 MiB cached; Cached is the series' last field)."""
     shares = [p[2] / p[3] for p in cell["series"] if p[3] >= 50]
+    if not shares and cell["guest_cached_pages"]:          # no series: the end of the run
+        shares = [cell["duplicated_pages"] / cell["guest_cached_pages"]]
     return max(shares) if shares else 0.0
 
 
@@ -112,6 +114,25 @@ def over_time(data, workload: str, points: int) -> list:
     return lines
 
 
+def cells_from_results(path) -> dict:
+    """The demo JSON's cells rebuilt from the sweep's results table alone (no time series): for a
+    run stopped before its last cell, whose JSON was never written."""
+    cells = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["error"] or not r.get("end.guest.MemFree"):
+                continue
+            cells.append({"policy": r["policy"], "workload": r["workload"],
+                          "runtime_ns": int(r["exit.runs_virtual_ns"]),
+                          "guest_free_pages": int(r["end.guest.MemFree"]) // 4,
+                          "guest_cached_pages": int(r["end.guest.Cached"]) // 4,
+                          "duplicated_pages": int(r["end.oracle.duplicated_pages"]),
+                          "host_memory_pages": int(r["end.ram.resident_pages"]) + int(r["end.host.cache_pages"]),
+                          "host_hits_pages": int(r["end.disk.host_hits_pages"]),
+                          "disk_reads_pages": int(r["end.disk.reads_pages"]), "series": []})
+    return {"cells": cells}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json")
@@ -119,13 +140,18 @@ def main(argv=None) -> int:
     ap.add_argument("--over-time", default="balloon 1000 MB", metavar="WORKLOAD")
     ap.add_argument("--points", type=int, default=10)
     opts = ap.parse_args(argv)
-    with open(opts.json) as f:
-        data = json.load(f)
+    if opts.json.endswith(".csv"):
+        data = cells_from_results(opts.json)
+        opts.results = opts.results or opts.json
+    else:
+        with open(opts.json) as f:
+            data = json.load(f)
     print("\n".join(beside_his(data)))
     print()
     print("\n".join(end_table(data, wall_times(opts.results))))
-    print()
-    print("\n".join(over_time(data, opts.over_time, opts.points)))
+    if all(c["series"] for c in data["cells"]):
+        print()
+        print("\n".join(over_time(data, opts.over_time, opts.points)))
     return 0
 
 
