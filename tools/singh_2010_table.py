@@ -2,7 +2,7 @@
 time of each cell, the results table of `--out FILE.csv`): our figures beside Singh's, the end of each
 run per balloon size with and without the series, and host memory and duplication over guest time.
 
-    python tools/singh_2010_table.py singh-2010.json|singh-2010.csv [--results singh-2010.csv]
+    python tools/singh_2010_table.py singh-2010.json [more.json | results.csv ...] [--results singh-2010.csv]
         [--over-time "balloon 1000 MB"] [--points 10]
 """
 import argparse
@@ -15,7 +15,7 @@ SERIES_NAME = "unmapped-2010-06"
 # Singh, LKML 8 June 2010 (patch 1/2's table) and 15 June 2010 (the 60%); kernbench as issue 14 quotes it
 HIS = {"MemFree": ("about 18 MB (17,540-19,900 KB)", "about 240 MB (235,880-244,824 KB)"),
        "Cached": ("about 295 MB (292,912-296,660 KB)", "about 80 MB (74,828-83,044 KB)"),
-       "build": ("225.5 s (kernbench)", "223.9 s (kernbench)"),
+       "build": ("225.5 s (kernbench, as issue 14 quotes it)", "223.9 s (ditto)"),
        "dup": ("up to 60% of the page cache (his estimate)", ""),
        "host": ("RSS 2,788,664 KB + host cache 781,884 KB", "RSS 2,700,184 KB + host cache 958,012 KB")}
 
@@ -133,23 +133,37 @@ def cells_from_results(path) -> dict:
     return {"cells": cells}
 
 
+def balloon_mb(workload: str) -> float:
+    digits = "".join(ch for ch in workload.split("MB")[0] if ch.isdigit() or ch == ".")
+    return float(digits) if digits else 0.0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("json")
-    ap.add_argument("--results", metavar="CSV", help="the sweep's results table (--out), for wall times")
+    ap.add_argument("inputs", nargs="+", metavar="JSON|CSV",
+                    help="demo JSON files and sweep results tables (cells without a time series); later wins")
+    ap.add_argument("--results", action="append", default=[], metavar="CSV",
+                    help="a sweep results table (--out) for the wall times of a JSON's cells (repeatable)")
     ap.add_argument("--over-time", default="balloon 1000 MB", metavar="WORKLOAD")
     ap.add_argument("--points", type=int, default=10)
     opts = ap.parse_args(argv)
-    if opts.json.endswith(".csv"):
-        data = cells_from_results(opts.json)
-        opts.results = opts.results or opts.json
-    else:
-        with open(opts.json) as f:
-            data = json.load(f)
+    cells, walls = {}, {}
+    for path in opts.inputs:
+        if path.endswith(".csv"):
+            data = cells_from_results(path)
+            opts.results.append(path)
+        else:
+            with open(path) as f:
+                data = json.load(f)
+        cells.update({(c["workload"], c["policy"]): c for c in data["cells"]})
+    for path in opts.results:
+        walls.update(wall_times(path))
+    order = {"linux": 0, SERIES_NAME: 1}
+    data = {"cells": sorted(cells.values(), key=lambda c: (balloon_mb(c["workload"]), order.get(c["policy"], 2)))}
     print("\n".join(beside_his(data)))
     print()
-    print("\n".join(end_table(data, wall_times(opts.results))))
-    if all(c["series"] for c in data["cells"]):
+    print("\n".join(end_table(data, walls)))
+    if any(c["series"] for c in data["cells"] if c["workload"] == opts.over_time):
         print()
         print("\n".join(over_time(data, opts.over_time, opts.points)))
     return 0
