@@ -8,6 +8,7 @@ run per balloon size with and without the series, and host memory and duplicatio
 import argparse
 import csv
 import json
+import re
 import sys
 
 PAGE_MIB = 4096 / (1 << 20)
@@ -134,8 +135,9 @@ def cells_from_results(path) -> dict:
 
 
 def balloon_mb(workload: str) -> float:
-    digits = "".join(ch for ch in workload.split("MB")[0] if ch.isdigit() or ch == ".")
-    return float(digits) if digits else 0.0
+    """The balloon's size from a workload name ("balloon 1000 MB", "balloon 16 MiB (his 1000 MB)")."""
+    number = re.search(r"\d+(\.\d+)?", workload)
+    return float(number.group()) if number else 0.0
 
 
 def main(argv=None) -> int:
@@ -158,8 +160,8 @@ def main(argv=None) -> int:
         cells.update({(c["workload"], c["policy"]): c for c in data["cells"]})
     for path in opts.results:
         walls.update(wall_times(path))
-    order = {"linux": 0, SERIES_NAME: 1}
-    data = {"cells": sorted(cells.values(), key=lambda c: (balloon_mb(c["workload"]), order.get(c["policy"], 2)))}
+    order = {"linux": 0, SERIES_NAME: 1, "unmapped-2011-01": 2}
+    data = {"cells": sorted(cells.values(), key=lambda c: (balloon_mb(c["workload"]), order.get(c["policy"], 3)))}
     print("\n".join(beside_his(data)))
     print()
     print("\n".join(end_table(data, walls)))
