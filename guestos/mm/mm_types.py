@@ -55,10 +55,14 @@ PAGE_MAPPING_ANON = 1
 
 class MemMap:
     """Typed access to the struct pages in guest RAM. `hotpath` is cython_ext.reclaim, the LRU, buddy
-    and reclaim loops over these bytes: compiled, or its Python source when pure (or BALLAST_PURE)."""
+    and reclaim loops over these bytes: compiled, or its Python source when pure (or BALLAST_PURE);
+    `native_rmap` and `native_pageout` (cython_ext.rmap, cython_ext.pageout: the reverse map and
+    reclaim's writes, behind guestos/mm/rmap.py and vmscan.py) in the same mode."""
 
     def __init__(self, ram: memoryview, paddr: int, nr_pages: int, pure: bool = None):
         self.hotpath = cython_ext.load("reclaim", pure)
+        self.native_rmap = cython_ext.load("rmap", pure)
+        self.native_pageout = cython_ext.load("pageout", pure)
         self.paddr = paddr
         self.nr_pages = nr_pages
         raw = ram[paddr:paddr + nr_pages * STRUCT_PAGE_SIZE]
