@@ -64,35 +64,39 @@ def writepage(mapping, index, end_io) -> cython.int:
     completion; else it is written before this returns. Returns the synchronous write's status (0: ok)."""
     k = mapping.k
     q = k.mem_map.q
-    pfn = mapping.pages[index]
-    paddr = pfn << PAGE_SHIFT
-    runs = []
-    pos = 0
-    nbytes = 0
+    pfn: cython.Py_ssize_t = mapping.pages[index]
+    paddr: cython.Py_ssize_t = pfn << PAGE_SHIFT
+    runs = []                                       # [(disk offset, [(paddr, len)])], contiguous on disk
+    segs = None                                     # the last run's segments,
+    run_end = -1                                    # and where it ends on disk
+    pos: cython.Py_ssize_t = 0
+    nbytes: cython.Py_ssize_t = 0
     sector = 0                                      # struct page's disk_sector: 1 + the first, 0 for none
     for disk_offset, length in mapping.a_ops.map_page_for_write(mapping, index):
         if disk_offset is not None:
             if not sector:
                 sector = (disk_offset >> 9) + 1
-            if runs and runs[-1][2] == disk_offset:
-                runs[-1][1].append((paddr + pos, length))
-                runs[-1][2] += length
+            if segs is not None and run_end == disk_offset:
+                segs.append((paddr + pos, length))
             else:
-                runs.append([disk_offset, [(paddr + pos, length)], disk_offset + length])
+                segs = [(paddr + pos, length)]
+                runs.append((disk_offset, segs))
+            run_end = disk_offset + length
             nbytes += length
         pos += length
     q[(pfn << 3) + Q_DISK_SECTOR] = sector
-    k.vmstat["pgpgout"] += nbytes >> 10
+    vmstat = k.vmstat
+    vmstat["pgpgout"] += nbytes >> 10
     blk = mapping.blk
     submit = getattr(blk, "transfer_runs_async", None)
     if not runs or submit is None:
         q[pfn << 3] |= 1 << PG_mappedtodisk
-        if runs and blk.transfer_runs(True, [(run[0], run[1]) for run in runs]) != 0:
+        if runs and blk.transfer_runs(True, runs) != 0:
             return EIO
         return 0
     q[pfn << 3] |= (1 << PG_mappedtodisk) | (1 << PG_writeback)
-    k.vmstat["nr_writeback"] += 1
-    submit(True, [(run[0], run[1]) for run in runs], WriteDone(mapping, index, pfn, end_io))
+    vmstat["nr_writeback"] += 1
+    submit(True, runs, WriteDone(mapping, index, pfn, end_io))
     return 0
 
 
