@@ -46,19 +46,19 @@ def pte_offset(ram: cython.ulonglong[::1], pgd: cython.ulonglong, addr: cython.u
 
 
 @cython.cfunc
-def _check(found: list, ram: cython.ulonglong[::1], mm, vaddr, pfn: cython.ulonglong) -> cython.void:
-    """found += (mm, vaddr, slot) when the PTE for vaddr in mm maps pfn."""
+def _check(found: list, ram: cython.ulonglong[::1], mm, vaddr, pfn: cython.ulonglong, vma) -> cython.void:
+    """found += (mm, vaddr, slot, vma) when the PTE for vaddr in mm maps pfn."""
     slot: cython.Py_ssize_t = pte_offset(ram, mm.pgd, vaddr & U64)
     if slot < 0:
         return
     pte: cython.ulonglong = ram[slot]
     if pte & _PAGE_PRESENT and (pte & PTE_PFN_MASK) >> 12 == pfn:
-        found.append((mm, vaddr, slot))
+        found.append((mm, vaddr, slot, vma))
 
 
-def rmap_walk(k, pfn: cython.Py_ssize_t) -> list:
-    """[(mm, vaddr, pte slot)] of every PTE that maps pfn; each mapping looked at is charged
-    (costs.rmap_walk_ns)."""
+@cython.cfunc
+def _walk(k, pfn: cython.Py_ssize_t) -> list:
+    """rmap_walk() with each PTE's file VMA (None for an anonymous page)."""
     found = []
     live = k.live_mms
     if not live:
@@ -71,21 +71,30 @@ def rmap_walk(k, pfn: cython.Py_ssize_t) -> list:
     for mm in list(live):
         if mapping & PAGE_MAPPING_ANON:
             walked += 1
-            _check(found, ram, mm, index << 12, pfn)
+            _check(found, ram, mm, index << 12, pfn, None)
             continue
-        vaddrs = [vma.vm_start + ((index - vma.vm_pgoff) << 12) for vma in mm.vmas
-                  if getattr(vma.vm_file, "mapping_id", None) == mapping
-                  and vma.vm_pgoff <= index < vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12)]
-        walked += len(vaddrs)
-        for vaddr in vaddrs:
-            _check(found, ram, mm, vaddr, pfn)
+        vmas = []
+        for vma in mm.vmas:                           # those mapping this file at this index, in order
+            f = vma.vm_file
+            if f is not None and getattr(f, "mapping_id", None) == mapping \
+                    and vma.vm_pgoff <= index < vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12):
+                vmas.append(vma)
+        walked += len(vmas)
+        for vma in vmas:
+            _check(found, ram, mm, vma.vm_start + ((index - vma.vm_pgoff) << 12), pfn, vma)
     k.charge(walked * k.costs.rmap_walk_ns)          # per mapping walked (costs.py)
     return found
 
 
+def rmap_walk(k, pfn: cython.Py_ssize_t) -> list:
+    """[(mm, vaddr, pte slot)] of every PTE that maps pfn; each mapping looked at is charged
+    (costs.rmap_walk_ns)."""
+    return [(mm, vaddr, slot) for mm, vaddr, slot, _ in _walk(k, pfn)]
+
+
 def page_referenced(k, pfn: cython.Py_ssize_t) -> tuple:
     """(PTEs whose accessed bit was set, and is now clear; whether one maps it executable)."""
-    ptes = rmap_walk(k, pfn)
+    ptes = _walk(k, pfn)
     if not ptes:
         return 0, False
     ram: cython.ulonglong[::1] = k.mm.q
@@ -93,13 +102,16 @@ def page_referenced(k, pfn: cython.Py_ssize_t) -> tuple:
     executable: cython.bint = False
     slot: cython.Py_ssize_t
     pte: cython.ulonglong
-    for mm, vaddr, s in ptes:
+    for mm, vaddr, s, vma in ptes:
         slot = s
         pte = ram[slot]
         if pte & _PAGE_ACCESSED:
             ram[slot] = pte & ~_PAGE_ACCESSED
             referenced += 1
-        vma = mm.find_vma(vaddr)
+        if vma is None:
+            vma = mm.find_vma(vaddr)
+        # (a file page's VMA contains vaddr, so it is what find_vma(vaddr) would return: VMAs are sorted
+        # and do not overlap)
         if vma is not None and vma.vm_flags & VM_EXEC:
             executable = True
     if referenced:
@@ -117,12 +129,12 @@ def page_referenced_vm_exec(k, pfn: cython.Py_ssize_t) -> tuple:
 
 def try_to_unmap(k, pfn: cython.Py_ssize_t) -> bool:
     """Clear every PTE of a file page (its dirty bits go to the page); True when none is left."""
-    ptes = rmap_walk(k, pfn)
+    ptes = _walk(k, pfn)
     if ptes:
         ram: cython.ulonglong[::1] = k.mm.q
         slot: cython.Py_ssize_t
         mmu = k.mm
-        for mm, vaddr, s in ptes:
+        for mm, vaddr, s, _ in ptes:
             slot = s
             pte = ram[slot]
             ram[slot] = 0
