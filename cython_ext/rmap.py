@@ -86,12 +86,14 @@ def _walk(k, pfn: cython.Py_ssize_t) -> list:
     return found
 
 
+@cython.ccall
 def rmap_walk(k, pfn: cython.Py_ssize_t) -> list:
     """[(mm, vaddr, pte slot)] of every PTE that maps pfn; each mapping looked at is charged
     (costs.rmap_walk_ns)."""
     return [(mm, vaddr, slot) for mm, vaddr, slot, _ in _walk(k, pfn)]
 
 
+@cython.ccall
 def page_referenced(k, pfn: cython.Py_ssize_t) -> tuple:
     """(PTEs whose accessed bit was set, and is now clear; whether one maps it executable)."""
     ptes = _walk(k, pfn)
@@ -119,6 +121,7 @@ def page_referenced(k, pfn: cython.Py_ssize_t) -> tuple:
     return referenced, executable
 
 
+@cython.ccall
 def page_referenced_vm_exec(k, pfn: cython.Py_ssize_t) -> tuple:
     """page_referenced() as reclaim asks it: (referenced PTEs, whether a referencing mapping is executable)."""
     got = page_referenced(k, pfn)
@@ -127,6 +130,7 @@ def page_referenced_vm_exec(k, pfn: cython.Py_ssize_t) -> tuple:
     return got[0], bool(got[1])
 
 
+@cython.ccall
 def try_to_unmap(k, pfn: cython.Py_ssize_t) -> bool:
     """Clear every PTE of a file page (its dirty bits go to the page); True when none is left."""
     ptes = _walk(k, pfn)
