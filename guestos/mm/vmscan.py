@@ -173,6 +173,7 @@ def trace_pass_end(k, sc: ScanControl) -> None:
 # --- the services reclaim's decisions use (cython_ext/reclaim.py: Reclaim decides) ---
 
 PAGE_KEEP, PAGE_ACTIVATE, PAGE_SUCCESS, PAGE_CLEAN = range(4)      # pageout()'s results
+WRITE_ERROR = -1        # cython_ext.pageout's pageout(): the write failed at once (handle_write_error)
 
 
 def page_referenced_vm_exec(k, pfn: int) -> tuple:
@@ -202,9 +203,6 @@ def pageout(k, mapping, pfn: int) -> int:
         handle_write_error(k, mapping, pfn)
         return PAGE_KEEP
     return result
-
-
-WRITE_ERROR = -1        # cython_ext.pageout.pageout(): the write failed at once
 
 
 def handle_write_error(k, mapping, pfn: int) -> None:
