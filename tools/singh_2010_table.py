@@ -38,15 +38,6 @@ def span(values, fmt) -> str:
     return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}-{fmt(hi)}"
 
 
-def dup_share(cell) -> float:
-    """The largest share of the guest's page cache that the host also held, over the run (points
-    with at least 50 MiB cached; Cached is the series' last field)."""
-    shares = [p[2] / p[3] for p in cell["series"] if p[3] >= 50]
-    if not shares and cell["guest_cached_pages"]:          # no series: the end of the run
-        shares = [cell["duplicated_pages"] / cell["guest_cached_pages"]]
-    return max(shares) if shares else 0.0
-
-
 def beside_his(data) -> list:
     by = {}
     for c in data["cells"]:
@@ -63,8 +54,9 @@ def beside_his(data) -> list:
         if what == "build":
             return span([c["runtime_ns"] / 1e9 for c in cells], lambda v: f"{v:.1f}") + " s"
         if what == "dup":
-            return (span([c["duplicated_pages"] for c in cells], mib) + " MiB at the end; at most " +
-                    f"{max(dup_share(c) for c in cells):.0%} of Cached during the run")
+            shares = [c["duplicated_pages"] / c["guest_cached_pages"] for c in cells if c["guest_cached_pages"]]
+            return (span([c["duplicated_pages"] for c in cells], mib) + " MiB at the end (" +
+                    span(shares, lambda v: f"{v:.0%}") + " of guest Cached)")
         return span([c["host_memory_pages"] for c in cells], mib) + " MiB (frames + cache) at the end"
     names = {"MemFree": "guest MemFree", "Cached": "guest Cached", "build": "the build (guest time)",
              "dup": "duplication (host cache holds the guest's page)", "host": "host memory for the guest"}
