@@ -751,6 +751,19 @@ class Reclaim:
         """shrink_page_list() over the n isolated pages, in Linux's order of tests; returns how many were
         freed. A page that passes them all is removed from its page cache (remove_mapping), its last
         reference dropped, off its list and into the buddy lists (free_pages)."""
+        reclaimed: cython.Py_ssize_t
+        rmap = self.k.mem_map.native_rmap
+        rmap.tlb_batch_begin()                    # one TLB flush for the batch's unmaps (try_to_unmap_flush)
+        try:
+            reclaimed = self.shrink_pages(n)
+        finally:
+            rmap.tlb_batch_flush(self.k)
+        return reclaimed
+
+    @cython.cfunc
+    @cython.wraparound(False)
+    def shrink_pages(self, n: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """shrink_page_list()'s loop over the isolated pages."""
         q: cython.ulonglong[::1] = self.lru.q
         i: cython.int[::1] = self.lru.i
         isolated: cython.longlong[::1] = self.lru.isolated
@@ -774,6 +787,7 @@ class Reclaim:
         code: cython.int
         decision: cython.int
         why: cython.int
+        unmapped: cython.bint
         index: object
         for j in range(n):
             pfn = isolated[j]
@@ -836,15 +850,22 @@ class Reclaim:
                 if self.tracing:
                     ops.trace(self.k, pfn, "anon", mapped, False, "swapped-out", "cold", sc, flags)
                 continue
+            unmapped = False
             if mapped or why == WHY_WRITTEN_BACK:       # the kernel ran: look the mapping up again
                 if freed:
                     self.account_freed(freed)
                     freed = 0
-                mapping.remove_from_page_cache(index)   # the last reference: the page is freed
                 cached = False
-                if self.tracing:
-                    ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc, flags)
-                continue
+                pages = mapping.pages
+                if why == WHY_CLEAN and pages.get(index) == pfn and not q[base] & (
+                        (1 << PG_writeback) | (1 << PG_dirty)):
+                    unmapped = True                     # unmapped and clean: freed below as the others
+                else:
+                    mapping.remove_from_page_cache(index)   # the last reference: the page is freed
+                    if self.tracing:
+                        ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc,
+                                  flags)
+                    continue
             if self.tracing:                      # while the page is still whole, as remove_from_page_cache's
                 ops.trace_delete_from_page_cache(self.k, pfn, mapping_id, index)
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
@@ -852,14 +873,17 @@ class Reclaim:
             q[base + Q_INDEX] = 0
             q[base + Q_DISK_SECTOR] = 0
             i[(pfn << 4) + I_REFCOUNT] = 0        # put_page(): the last reference
-            if (flags >> PG_lru) & 1:             # free_pages(): off its list (on_free),
+            if (q[base] >> PG_lru) & 1:           # free_pages(): off its list (on_free),
                 self.lru.delete(pfn)
             q[base] = 0                           # the struct page reset,
             i[(pfn << 4) + I_MAPCOUNT] = -1
             self.buddy.free_pages(pfn, 0)         # into the buddy lists
             freed += 1
+            if unmapped:                          # counted at once, as remove_from_page_cache would
+                self.account_freed(freed)
+                freed = 0
             if self.tracing:
-                ops.trace(self.k, pfn, "file", False, referenced_page, "reclaimed", "clean", sc, flags)
+                ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc, flags)
         if freed:
             self.account_freed(freed)
         return reclaimed

@@ -708,6 +708,7 @@ class Kernel:
 
     def wait_event(self, condition) -> None:
         """Sleep until condition() holds: the CPU idles and virtual time jumps to the next event."""
+        self.mem_map.native_rmap.tlb_batch_sync(self)     # a reclaim batch's TLB flush before others may run
         self.do_IRQ()                               # what already arrived comes first
         while not condition():
             if not self.hw.idle():

@@ -230,21 +230,9 @@ class MemoryManager:
 
     # --- unmapping ---
     def page_remove_rmap(self, mm, pfn: int, pte: int = 0) -> None:
-        mem_map = self.mem_map
-        if pte & _PAGE_DIRTY and not mem_map.mapping(pfn) & PAGE_MAPPING_ANON:
-            self.k.set_page_dirty_pfn(pfn)           # a shared file page written through its mapping
-        anon = mem_map.mapping(pfn) & PAGE_MAPPING_ANON
-        mapped = mem_map.mapcount(pfn) - 1
-        mem_map.set_mapcount(pfn, mapped)
-        if anon:
-            mm.rss_anon -= 1
-            if mapped == 0:
-                self.vmstat["nr_anon_pages"] -= 1
-        else:
-            mm.rss_file -= 1
-            if mapped == 0:
-                self.vmstat["nr_mapped"] -= 1
-        self.k.page_alloc.put_page(pfn)
+        """A PTE mapping pfn is gone: the page's dirty bit, mapcount, the RSS and the mapping's reference
+        (cython_ext/rmap.py's Rmap.page_remove_rmap, which try_to_unmap calls natively)."""
+        self.mem_map.native_rmap.page_remove_rmap(self.k, mm, pfn, pte)
 
     def zap_page_range(self, mm, start: int, end: int) -> int:
         """Clear the PTEs of [start, end) and drop their pages; returns pages unmapped."""
