@@ -74,6 +74,9 @@ class Rmap:
     tlb_batch_sync flushes and forgets the walk."""
     ram: cython.ulonglong[::1]
     ram_source: object
+    pq: cython.ulonglong[::1]           # the struct pages (k.mem_map.q, .i), likewise
+    pi: cython.int[::1]
+    pages_source: object
     pending_ns: object                  # charges of this call not yet given to the clock
     defer_flush: cython.bint
     flush_pending: cython.bint
@@ -84,6 +87,7 @@ class Rmap:
 
     def __init__(self):
         self.ram_source = None
+        self.pages_source = None
         self.pending_ns = 0
         self.defer_flush = False
         self.flush_pending = False
@@ -140,9 +144,9 @@ class Rmap:
         """A PTE that mapped pfn is gone (MemoryManager.page_remove_rmap): a dirty PTE of a file page
         dirties the page, the mapcount and the address space's RSS fall, and the mapping's reference is
         dropped (put_page: the last one frees the page)."""
-        mem_map = k.mem_map
-        i = mem_map.i
-        anon: cython.bint = (mem_map.q[(pfn << 3) + Q_MAPPING] & PAGE_MAPPING_ANON) != 0
+        self.struct_pages(k)
+        i: cython.int[::1] = self.pi
+        anon: cython.bint = (self.pq[(pfn << 3) + Q_MAPPING] & PAGE_MAPPING_ANON) != 0
         if pte & _PAGE_DIRTY and not anon:
             self.charge_now(k)
             k.set_page_dirty_pfn(pfn)                 # a shared file page written through its mapping
@@ -161,6 +165,14 @@ class Rmap:
         if count == 0:
             self.charge_now(k)
             k.page_alloc.free_pages(pfn, 0)
+
+    @cython.cfunc
+    def struct_pages(self, k) -> cython.void:
+        mem_map = k.mem_map
+        if mem_map.q is not self.pages_source:
+            self.pq = mem_map.q
+            self.pi = mem_map.i
+            self.pages_source = mem_map.q
 
     @cython.cfunc
     def page_tables(self, k) -> cython.ulonglong[::1]:
@@ -191,9 +203,9 @@ class Rmap:
             walked = self.walked_count
             self.charge(k, walked * k.costs.rmap_walk_ns)      # per mapping walked (costs.py)
             return found
-        q = k.mem_map.q
-        mapping = q[(pfn << 3) + Q_MAPPING]
-        index_obj = q[(pfn << 3) + Q_INDEX]
+        self.struct_pages(k)
+        mapping = self.pq[(pfn << 3) + Q_MAPPING]
+        index_obj = self.pq[(pfn << 3) + Q_INDEX]
         index: cython.ulonglong
         pgoff: cython.ulonglong
         start: cython.ulonglong
