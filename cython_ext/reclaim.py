@@ -610,6 +610,7 @@ class Reclaim:
     inactive_ratio = cython.declare(cython.longlong, visibility="public")    # the zone's, for anon
     referenced_ptes: cython.Py_ssize_t            # what the last decide() found through the reverse map
     swap_why: str                                 # why the last swap_out() could not
+    rmap: object                                  # in a batch, ops' reverse map to call directly (or None)
     pgscan: str
     pgsteal: str
 
@@ -628,6 +629,7 @@ class Reclaim:
         self.inactive_ratio = 1
         self.referenced_ptes = 0
         self.swap_why = ""
+        self.rmap = None
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -706,7 +708,10 @@ class Reclaim:
         result: cython.int
         self.referenced_ptes = 0
         if mapped:
-            self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
+            if self.rmap is not None:
+                self.referenced_ptes = self.rmap.page_referenced_vm_exec(self.k, pfn)[0]
+            else:
+                self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
         q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)
         if self.referenced_ptes:
             if anon:
@@ -725,7 +730,8 @@ class Reclaim:
                 return KEEP | WHY_PAGEOUT << 2                        # its write started: kept until written
             self.swap_why = why
             return ACTIVATE | WHY_SWAP << 2
-        if mapped and not ops.try_to_unmap(self.k, pfn):
+        if mapped and not (self.rmap.try_to_unmap(self.k, pfn) if self.rmap is not None
+                           else ops.try_to_unmap(self.k, pfn)):
             return KEEP | WHY_STILL_MAPPED << 2
         if i[(pfn << 4) + I_REFCOUNT] != 1:
             return KEEP | WHY_HELD << 2                                # someone holds it (a copy in progress)
@@ -753,10 +759,12 @@ class Reclaim:
         reference dropped, off its list and into the buddy lists (free_pages)."""
         reclaimed: cython.Py_ssize_t
         rmap = self.k.mem_map.native_rmap
+        self.rmap = self.ops.native_rmap(self.k)   # page_referenced and try_to_unmap without a Python frame
         rmap.tlb_batch_begin()                    # one TLB flush for the batch's unmaps (try_to_unmap_flush)
         try:
             reclaimed = self.shrink_pages(n)
         finally:
+            self.rmap = None
             rmap.tlb_batch_flush(self.k)
         return reclaimed
 

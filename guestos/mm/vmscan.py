@@ -238,6 +238,14 @@ class ReclaimOps:
         """A page the hot path frees leaves its page cache (emitted while the page is still whole)."""
         k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=mapping, index=index)
 
+    @classmethod
+    def native_rmap(cls, k):
+        """The reverse map (cython_ext/rmap.py) that page_referenced and try_to_unmap above are, for the hot
+        path to call without their Python fronts; None when either was replaced."""
+        if cls.page_referenced is page_referenced_vm_exec and cls.try_to_unmap is try_to_unmap:
+            return k.mem_map.native_rmap
+        return None
+
     @staticmethod
     def keep_for_unmapped_first(k, sc) -> bool:
         return keep_for_unmapped_first(k, sc)
