@@ -611,6 +611,7 @@ class Reclaim:
     referenced_ptes: cython.Py_ssize_t            # what the last decide() found through the reverse map
     swap_why: str                                 # why the last swap_out() could not
     rmap: object                                  # in a batch, ops' reverse map to call directly (or None)
+    batch_rmap: object                            # the reverse map whose TLB batch is open (or None)
     pgscan: str
     pgsteal: str
 
@@ -630,6 +631,7 @@ class Reclaim:
         self.referenced_ptes = 0
         self.swap_why = ""
         self.rmap = None
+        self.batch_rmap = None
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -708,6 +710,8 @@ class Reclaim:
         result: cython.int
         self.referenced_ptes = 0
         if mapped:
+            if self.batch_rmap is None:
+                self.rmap_batch()
             if self.rmap is not None:
                 self.referenced_ptes = self.rmap.page_referenced_vm_exec(self.k, pfn)[0]
             else:
@@ -757,16 +761,22 @@ class Reclaim:
         """shrink_page_list() over the n isolated pages, in Linux's order of tests; returns how many were
         freed. A page that passes them all is removed from its page cache (remove_mapping), its last
         reference dropped, off its list and into the buddy lists (free_pages)."""
-        reclaimed: cython.Py_ssize_t
-        rmap = self.k.mem_map.native_rmap
-        self.rmap = self.ops.native_rmap(self.k)   # page_referenced and try_to_unmap without a Python frame
-        rmap.tlb_batch_begin()                    # one TLB flush for the batch's unmaps (try_to_unmap_flush)
         try:
-            reclaimed = self.shrink_pages(n)
+            return self.shrink_pages(n)
         finally:
-            self.rmap = None
-            rmap.tlb_batch_flush(self.k)
-        return reclaimed
+            if self.batch_rmap is not None:       # the batch's one TLB flush (try_to_unmap_flush)
+                rmap = self.batch_rmap
+                self.batch_rmap = None
+                self.rmap = None
+                rmap.tlb_batch_flush(self.k)
+
+    @cython.cfunc
+    def rmap_batch(self) -> cython.void:
+        """At the batch's first mapped page: its TLB flushes wait for the end of the batch, and ops' reverse
+        map is called without its Python fronts when it is the native one."""
+        self.batch_rmap = self.k.mem_map.native_rmap
+        self.rmap = self.ops.native_rmap(self.k)
+        self.batch_rmap.tlb_batch_begin()
 
     @cython.cfunc
     @cython.wraparound(False)
