@@ -150,8 +150,8 @@ class Rmap:
         if pte & _PAGE_DIRTY and not anon:
             self.charge_now(k)
             k.set_page_dirty_pfn(pfn)                 # a shared file page written through its mapping
-        mapped: cython.Py_ssize_t = i[(pfn << 4) + I_MAPCOUNT] - 1
-        i[(pfn << 4) + I_MAPCOUNT] = mapped
+        mapped: cython.Py_ssize_t = i[(pfn << 4) + I_MAPCOUNT]    # page_mapcount() after this PTE: _mapcount + 1 - 1
+        i[(pfn << 4) + I_MAPCOUNT] = mapped - 1
         if anon:
             mm.rss_anon -= 1
             if mapped == 0:

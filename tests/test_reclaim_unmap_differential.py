@@ -42,6 +42,7 @@ def reclaim_mapped_list(pure: bool, tracing: bool) -> dict:
     mapping = AddressSpace(k, mapping_id, bench.Aops(), disk)
     mm = bench.live_process(k, mapping_id)
     anon = []
+    nr_mapped_before = k.vmstat["nr_mapped"]
     for n in range(2000):
         kind = MIX[n % len(MIX)]
         if kind == "anon":
@@ -63,7 +64,7 @@ def reclaim_mapped_list(pure: bool, tracing: bool) -> dict:
     hot = vmscan._hot(k, sc)
     reclaimed = [hot.shrink_inactive_list(32, LRU_INACTIVE_FILE) for _ in range(2200 // 32)]
     reclaimed += [hot.shrink_inactive_list(32, LRU_INACTIVE_ANON) for _ in range(300 // 32)]
-    state = dict(reclaimed=reclaimed, vmstat=k.vmstat_snapshot(), clock=k.hw.clock.charged_ns,
+    state = dict(reclaimed=reclaimed, nr_mapped_before=nr_mapped_before, vmstat=k.vmstat_snapshot(), clock=k.hw.clock.charged_ns,
                  pages=sorted(mapping.pages.items()), rss=(mm.rss_file, mm.rss_anon), writes=disk.writes,
                  struct_pages=hashlib.sha256(k.mem_map.raw).hexdigest(),
                  page_tables=hashlib.sha256(k.mm.q).hexdigest(), trace=events)
@@ -79,6 +80,8 @@ def test_reclaim_through_page_tables_compiled_equals_pure(tracing):
     # (750 clean or referenced unmapped pages, 750 mapped: more than 1,000 freed means mapped ones were)
     assert sum(compiled["reclaimed"]) > 1000 and compiled["writes"] == 250
     assert 0 < compiled["rss"][0] < 750
+    # page_remove_rmap's accounting: the PTEs still there are exactly what nr_mapped gained
+    assert compiled["vmstat"]["nr_mapped"] - compiled["nr_mapped_before"] == compiled["rss"][0]
     if tracing:
         reasons = {(e["decision"], e["reason"]) for e in compiled["trace"] if e["name"] == "mm_vmscan_page_decision"}
         assert {("reclaimed", "clean"), ("rotated", "pte-referenced"), ("rotated", "pageout")} <= reasons
