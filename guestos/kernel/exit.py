@@ -50,6 +50,8 @@ def group_exit_status(task) -> int:
 
 
 def exit_with_status(k, task, status: int) -> None:
+    if task.in_kernel_sleep:
+        return              # asleep inside the kernel: it dies when it comes back out (sched.run_slice)
     task.exit_code = status
     if task is k.scheduler.current:
         k.lru_add_drain()

@@ -147,6 +147,9 @@ class MemoryManager:
 
     def do_anonymous_page(self, mm, vma, addr: int, slot: int) -> None:
         pfn = self.alloc_zeroed_page()
+        if self.q[slot]:                    # !pte_none: another thread mapped it while this one slept
+            self.k.page_alloc.put_page(pfn)
+            return
         self._map_new_anon(mm, vma, addr, slot, pfn)
 
     def _map_new_anon(self, mm, vma, addr, slot, pfn) -> None:
@@ -169,6 +172,8 @@ class MemoryManager:
                 raise FaultError("SIGKILL", VM_FAULT_OOM, addr)
             self.vmstat["pgmajfault"] += 1
             task.maj_flt += 1
+            if self.q[slot] != pte:             # !pte_same after the read: another thread took it in
+                return
         mem_map = self.mem_map
         first_mapping = mem_map.mapcount(pfn) == 0
         mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
@@ -198,6 +203,8 @@ class MemoryManager:
 
     def do_read_fault(self, mm, vma, addr: int, slot: int) -> None:
         pfn = self._file_page(vma, addr)
+        if self.q[slot]:                    # mapped by another thread while this one waited for the read
+            return
         mem_map = self.mem_map
         mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
         if mem_map.mapcount(pfn) == 0:
@@ -210,6 +217,9 @@ class MemoryManager:
     def do_cow_fault(self, mm, vma, addr: int, slot: int) -> None:
         src = self._file_page(vma, addr)
         pfn = self.alloc_zeroed_page()
+        if self.q[slot]:                    # mapped by another thread while this one slept
+            self.k.page_alloc.put_page(pfn)
+            return
         self.ram[pfn << 12:(pfn + 1) << 12] = self.ram[src << 12:(src + 1) << 12]
         self.k.charge(self.k.costs.page_zero_ns)
         self._map_new_anon(mm, vma, addr, slot, pfn)
@@ -223,6 +233,9 @@ class MemoryManager:
             self.q[slot] = old_pte | _PAGE_RW          # reuse: we are its only user
         else:
             pfn = self.alloc_zeroed_page()
+            if self.q[slot] != old_pte:         # !pte_same: another thread got there while this one slept
+                self.k.page_alloc.put_page(pfn)
+                return
             self.ram[pfn << 12:(pfn + 1) << 12] = self.ram[old << 12:(old + 1) << 12]
             self.page_remove_rmap(mm, old)
             self._map_new_anon(mm, vma, addr, slot, pfn)
