@@ -330,6 +330,7 @@ class Scheduler:
         k.restore_syscall_state(saved)
         task.slice_icount = cpu.icount
         self.start_slice(task)
+        self.need_resched = False              # whatever ended the last slice was for the task before
 
     def start_slice(self, task) -> None:
         """A new slice of virtual time (user and system) for the task."""
