@@ -153,6 +153,7 @@ class Task:
     slice_end_ns: int = 0                       # the busy time at which its slice ends
     nr_uninterruptible_sleeps: int = 0          # waits inside the kernel (io_schedule) so far
     in_kernel_sleep: bool = False               # its kernel stack is suspended inside a wait (until it resumes)
+    exiting: bool = False                       # PF_EXITING: its exit has begun
 
     def __post_init__(self):
         if not self.tgid:
@@ -509,6 +510,9 @@ class Scheduler:
             if task.exited:
                 self.release_stack(task)
                 continue                           # killed while it waited for the CPU
+            if task.exiting and not task.in_kernel_sleep:
+                continue                           # another task is taking it down
+
             self.switch_to(task)
             self.run_on_kstack(task)
 

@@ -24,6 +24,10 @@ READ_BATCHES = True                    # False: _read_pages page by page (the di
 READ_BATCH_FLAGS = (1 << PG_locked) | (1 << PG_uptodate) | (1 << PG_mappedtodisk)   # a page under read
 
 
+class _ReadaheadShort(Exception):
+    """Memory ran out part way through a read: what was added is read, the rest is left out."""
+
+
 class PageCacheRace(Exception):
     """add_to_page_cache()'s -EEXIST: another task put a page at that index first."""
 
@@ -148,11 +152,23 @@ class AddressSpace:
         isize = self.a_ops.i_size()
         try:
             self._read_pages(indices, runs, locked, isize)
+        except _ReadaheadShort:
+            pass                          # memory ran out: read what is in (__do_page_cache_readahead)
         finally:
             if locked:
                 k.mem_map.clear_many(locked, PG_locked)
 
     def _read_pages(self, indices, runs, locked, isize) -> None:
+        try:
+            self._add_pages(indices, runs, locked, isize)
+        except SyscallError as e:
+            if e.errno != ENOMEM or not locked:
+                raise
+            self._submit_reads(indices, runs)
+            raise _ReadaheadShort() from None
+        self._submit_reads(indices, runs)
+
+    def _add_pages(self, indices, runs, locked, isize) -> None:
         k = self.k
         pages = self.pages
         map_cached = getattr(self.a_ops, "map_pages_cached", None) if READ_BATCHES else None
@@ -213,6 +229,9 @@ class AddressSpace:
                 pos += length
             k.mem_map.set(pfn, PG_uptodate)
             k.mem_map.set(pfn, PG_mappedtodisk)
+
+    def _submit_reads(self, indices, runs) -> None:
+        k = self.k
         if runs:
             nbytes = sum(run[2] - run[0] for run in runs)
             k.vmstat["pgpgin"] += nbytes >> 10
@@ -636,11 +655,12 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     held = []
     cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
     flags = core.flags_of(cached)
-    readahead_bit = 1 << PG_readahead
+    # a readahead mark, or a page another task is still reading in (get_page waits for it)
+    readahead_bit = (1 << PG_readahead) | (1 << PG_locked)
     settled = (1 << PG_active) | (1 << PG_referenced)              # mark_page_accessed: nothing to do
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
-    # reading may reclaim: then every page is held until copied.
+    # reading may reclaim or sleep: then every page is held until copied.
     hold = must_hold(flags, readahead_bit)
     nr = last - index + 1
     at = 0
@@ -659,6 +679,10 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
                 mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until copied (get_page)
                 held.append(pfn)
             at += 1
+            if at < nr:     # the read may have slept or reclaimed: the rest is looked up again
+                rest = k.usercopy.lookup_pages(mapping.pages, index + at, last)
+                cached[at:] = rest
+                flags[at:] = core.flags_of(rest)
         offset = pos & (PAGE_SIZE - 1)
         if nr == 1:
             src = [((cached[0] << PAGE_SHIFT) + offset, count)]

@@ -6,8 +6,8 @@ changes speed, never the resulting memory state or counters.
 """
 import struct
 
-from ..kernel.errno import EFAULT, ENAMETOOLONG, ENOENT, SyscallError
-from .mm_types import NIL, PAGE_MAPPING_ANON, PG_lru, PG_pgtable, PG_swapbacked, PG_uptodate
+from ..kernel.errno import EFAULT, ENAMETOOLONG, ENOENT, ENOMEM, SyscallError
+from .mm_types import NIL, PAGE_MAPPING_ANON, PG_locked, PG_lru, PG_pgtable, PG_swapbacked, PG_uptodate
 from .swapfile import is_swap_pte, swp_slot
 from .mmap import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, STACK_RLIMIT
 from .pgtable import (LEVEL_SHIFTS, PAGE_SIZE, PF_INSTR, PF_PROT, PF_WRITE, PTE_PFN_MASK, _PAGE_DIRTY,
@@ -165,16 +165,25 @@ class MemoryManager:
         k = self.k
         swap = k.swap
         entry = swp_slot(pte)
-        pfn = swap.cache.get(entry)
-        if pfn is None:
-            pfn = swap.swap_readpage(entry)
-            if pfn == NIL:
-                raise FaultError("SIGKILL", VM_FAULT_OOM, addr)
-            self.vmstat["pgmajfault"] += 1
-            task.maj_flt += 1
-            if self.q[slot] != pte:             # !pte_same after the read: another thread took it in
-                return
         mem_map = self.mem_map
+        while True:
+            pfn = swap.cache.get(entry)
+            if pfn is not None and mem_map.test(pfn, PG_locked):     # another task is reading it in
+                k.wait_event(lambda: swap.cache.get(entry) != pfn or not mem_map.test(pfn, PG_locked))
+                if self.q[slot] != pte:
+                    return
+                continue
+            if pfn is None:
+                pfn = swap.swap_readpage(entry)
+                if self.q[slot] != pte:         # !pte_same after the read: another thread took it in
+                    return
+                if pfn == NIL:
+                    raise FaultError("SIGKILL", VM_FAULT_OOM, addr)
+                if mem_map.test(pfn, PG_locked):
+                    continue                    # another task's read, still in flight
+                self.vmstat["pgmajfault"] += 1
+                task.maj_flt += 1
+            break
         first_mapping = mem_map.mapcount(pfn) == 0
         mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
         mem_map.set_mapcount(pfn, mem_map.mapcount(pfn) + 1)
@@ -194,8 +203,12 @@ class MemoryManager:
     def _file_page(self, vma, addr: int) -> int:
         index = vma.pgoff_of(addr)
         vm_file = vma.vm_file
-        pfn = vm_file.find_get_page(index, vma.vm_flags) if hasattr(vm_file, "mapping") else \
-            vm_file.find_get_page(index)
+        try:
+            pfn = vm_file.find_get_page(index, vma.vm_flags) if hasattr(vm_file, "mapping") else \
+                vm_file.find_get_page(index)
+        except SyscallError as e:                    # filemap_fault's read failed
+            raise FaultError("SIGKILL" if e.errno == ENOMEM else "SIGBUS",
+                             VM_FAULT_OOM if e.errno == ENOMEM else BUS_ADRERR, addr) from None
         self.k.charge(self.k.costs.pagecache_lookup_ns)             # filemap_fault's find_get_page
         if pfn is None:
             raise FaultError("SIGBUS", BUS_ADRERR, addr)
