@@ -439,7 +439,14 @@ class AddressSpace:
                 pfn = self.page_cache_read(index)
         if ra is not None and self.k.mem_map.test(pfn, PG_readahead):
             self.page_cache_async_readahead(ra, pfn, index, req_size)
+            pfn = self.relookup(index)
         return pfn
+
+    def relookup(self, index: int) -> int:
+        """The page at index after something that may have slept (reclaim may have taken it then:
+        Linux holds a reference across it); read again if it is gone."""
+        pfn = self.find_get_page_unlocked(index)
+        return pfn if pfn is not None else self.page_cache_read(index)
 
     def page_cache_read(self, index: int) -> int:
         """no_cached_page: read the one page readahead did not bring in (EIO when it cannot be read)."""
@@ -465,6 +472,7 @@ class AddressSpace:
                     ra.mmap_miss -= 1
                 if k.mem_map.test(pfn, PG_readahead):
                     self.page_cache_async_readahead(ra, pfn, index, ra.ra_pages)
+                    pfn = self.relookup(index)
         else:
             # do_sync_mmap_readahead()
             if vm_flags & VM_RAND_READ:
