@@ -228,9 +228,11 @@ class HostPageCache:
     def read_runs_into(self, key, offset: int, ram, runs, vm_id, length: int) -> CacheIO:
         """readv_into with the buffers given as runs [(addr, len)] of `ram` (a descriptor chain's
         buffers in guest RAM, `length` bytes in all): an all-hit read copies straight into them."""
-        count = self.read_runs_hit(key, offset, ram, runs, length)
-        if count is not None:
-            return CacheIO(count)
+        pages = self._files.get(key)
+        if pages is not None and offset >> PAGE_SHIFT in pages:      # (with its first page missing, not all cached)
+            count = self.read_runs_hit(key, offset, ram, runs, length)
+            if count is not None:
+                return CacheIO(count)
         ram = byte_view(ram)
         count = length >> PAGE_SHIFT
         if NATIVE_FILL and length and not (offset | length) & (PAGE_SIZE - 1) and self._used + count <= self._capacity:
