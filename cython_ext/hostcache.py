@@ -179,17 +179,26 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
                 cache._used += 1
                 cache._fresh = fresh + 1
                 slots.append(fresh)
-        buffers = []
-        chunk_index: cython.Py_ssize_t = -1
-        chunk = None
-        for slot in slots:
-            s = slot
-            if s >> chunk_shift != chunk_index:
-                chunk_index = s >> chunk_shift
-                chunk = views[chunk_index]
-            base = (s & mask) << PAGE_SHIFT
-            buffers.append(chunk[base:base + PAGE_SIZE])
-        reader(first, buffers)
+        span_reader = cache._span_reader(key)
+        s = slots[0]
+        j = 1
+        while j < n and slots[j] == s + j:
+            j += 1
+        if span_reader is not None and j == n and s >> chunk_shift == (s + n - 1) >> chunk_shift:
+            base = (s & mask) << PAGE_SHIFT         # the slots follow each other in one chunk: one buffer
+            span_reader(first, views[s >> chunk_shift][base:base + n * PAGE_SIZE])
+        else:
+            buffers = []
+            chunk_index: cython.Py_ssize_t = -1
+            chunk = None
+            for slot in slots:
+                s = slot
+                if s >> chunk_shift != chunk_index:
+                    chunk_index = s >> chunk_shift
+                    chunk = views[chunk_index]
+                base = (s & mask) << PAGE_SHIFT
+                buffers.append(chunk[base:base + PAGE_SIZE])
+            reader(first, buffers)
     except BaseException:
         cache._free_slots(slots)
         raise

@@ -59,6 +59,8 @@ class HostPageCache:
     Register each image once with `register_backing(key, read_pages, write_pages)`:
     read_pages(first_page, buffers) fills consecutive page buffers, write_pages(first_page,
     buffers) writes them (both may be called for any registered image during reclaim).
+    An image may also give read_span(first_page, buffer), read_pages into one buffer of
+    whole pages (a fill whose slots follow each other in the arena takes it).
     """
 
     def __init__(self, capacity_pages: int):
@@ -135,9 +137,9 @@ class HostPageCache:
 
     # --- backing images ---
 
-    def register_backing(self, key, read_pages, write_pages) -> None:
+    def register_backing(self, key, read_pages, write_pages, read_span=None) -> None:
         """Say how to load and write back pages of `key` (the latest registration wins)."""
-        self._backing[key] = (read_pages, write_pages)
+        self._backing[key] = (read_pages, write_pages, read_span)
         self._files.setdefault(key, {})
 
     def _reader(self, key):
@@ -145,6 +147,10 @@ class HostPageCache:
             return self._backing[key][0]
         except KeyError:
             raise LookupError(f"no backing image registered for {key!r}") from None
+
+    def _span_reader(self, key):
+        """The image's read_span, or None (then read_pages, page by page buffers)."""
+        return self._backing[key][2]
 
     # --- bulk I/O ---
 

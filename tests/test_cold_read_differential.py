@@ -293,6 +293,12 @@ class Image:
         for i, b in enumerate(buffers):
             b[:] = self.data[(first + i) * PAGE_SIZE:(first + i + 1) * PAGE_SIZE]
 
+    def read_span(self, first, buffer):
+        """read_pages into one buffer of whole pages (the same load, logged the same)."""
+        n = len(buffer) // PAGE_SIZE
+        self.loads.append((first, n))
+        buffer[:] = self.data[first * PAGE_SIZE:(first + n) * PAGE_SIZE]
+
     def write_pages(self, first, buffers):
         pass
 
@@ -332,7 +338,7 @@ def _read_fill_steps(steps, capacity, monkeypatch):
             first = min(first, 60 - n)
             results = []
             for module, native, cache, img in sides:
-                cache._backing["img"] = (img.read_pages, img.write_pages)
+                cache._backing["img"] = (img.read_pages, img.write_pages, img.read_span if native else None)
                 monkeypatch.setattr(host_cache_mod, "_hostcache", module)
                 monkeypatch.setattr(host_cache_mod, "NATIVE_FILL", native)
                 if op == "drop":
@@ -378,6 +384,29 @@ def test_the_host_cache_fills_natively(monkeypatch):
     cache.close()
     assert calls == [(0, 8)] and (io.misses, io.loaded, io.load_runs) == (8, 8, 1)
     assert bytes(ram[:8 * PAGE_SIZE]) == bytes(image.data[:8 * PAGE_SIZE])
+
+
+def test_a_fill_of_slots_that_follow_each_other_is_one_read_into_one_buffer():
+    """Fresh slots are consecutive in the arena: the image's read_span loads them with one buffer; without a
+    read_span (or for slots from the free list) read_pages gets a buffer per page; the same bytes either way."""
+    for with_span in (True, False):
+        image = Image(16)
+        calls = []
+        span = (lambda first, buffer: (calls.append(("span", first, len(buffer))), image.read_span(first, buffer))) \
+            if with_span else None
+        pages = lambda first, buffers: (calls.append(("pages", first, len(buffers))), image.read_pages(first, buffers))
+        cache = HostPageCache(64)
+        cache.register_backing("img", pages, image.write_pages, span)
+        ram = bytearray(16 * PAGE_SIZE)
+        cache.read_runs_into("img", 0, memoryview(ram), [(0, 8 * PAGE_SIZE)], 1, 8 * PAGE_SIZE)
+        cache.drop("img", 2, 3)                                  # slots 2..4 back on the free list
+        cache.read_runs_into("img", 2 * PAGE_SIZE, memoryview(ram), [(8 * PAGE_SIZE, 3 * PAGE_SIZE)], 1,
+                             3 * PAGE_SIZE)
+        cache.close()
+        first = ("span", 0, 8 * PAGE_SIZE) if with_span else ("pages", 0, 8)
+        assert calls == [first, ("pages", 2, 3)]
+        assert bytes(ram[:8 * PAGE_SIZE]) == bytes(image.data[:8 * PAGE_SIZE])
+        assert bytes(ram[8 * PAGE_SIZE:11 * PAGE_SIZE]) == bytes(image.data[2 * PAGE_SIZE:5 * PAGE_SIZE])
 
 
 # --- booted guests ----------------------------------------------------------------------------------------
