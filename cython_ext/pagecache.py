@@ -152,29 +152,40 @@ def add_read_batch(ram: cython.uchar[::1], pages: dict, first: cython.Py_ssize_t
     block: cython.Py_ssize_t
     base: cython.Py_ssize_t
     offset: cython.Py_ssize_t
-    last = runs[len(runs) - 1] if runs else None
-    for j in range(n):
-        pfn = pfns[j]
-        block = blocks[j]
-        base = pfn << PAGE_SHIFT
-        if pfn < 0 or base + PAGE_SIZE > nram:
-            raise IndexError(f"pfn {pfn} outside guest RAM")
-        pages[first + j] = pfns[j]
-        if block == 0:
-            if cython.compiled:
-                memset(cython.address(ram[base]), 0, PAGE_SIZE)
+    page_size = PAGE_SIZE               # one int object for every (paddr, len)
+    last: list = runs[len(runs) - 1] if runs else None
+    last_segs: list = last[1] if last is not None else None
+    last_end: cython.Py_ssize_t = last[2] if last is not None else -1      # last[2], kept here meanwhile
+    try:
+        for j in range(n):
+            pfn = pfns[j]
+            block = blocks[j]
+            base = pfn << PAGE_SHIFT
+            if pfn < 0 or base + PAGE_SIZE > nram:
+                raise IndexError(f"pfn {pfn} outside guest RAM")
+            pages[first + j] = pfns[j]
+            if block == 0:
+                if cython.compiled:
+                    memset(cython.address(ram[base]), 0, PAGE_SIZE)
+                else:
+                    ram[base:base + PAGE_SIZE] = bytes(PAGE_SIZE)
+                sectors.append(None)
+                continue
+            offset = block << PAGE_SHIFT
+            sectors.append(offset >> 9)
+            if last is not None and last_end == offset:
+                last_segs.append((base, page_size))
+                last_end = offset + PAGE_SIZE
             else:
-                ram[base:base + PAGE_SIZE] = bytes(PAGE_SIZE)
-            sectors.append(None)
-            continue
-        offset = block << PAGE_SHIFT
-        sectors.append(offset >> 9)
-        if last is not None and last[2] == offset:
-            last[1].append((base, PAGE_SIZE))
-            last[2] = offset + PAGE_SIZE
-        else:
-            last = [offset, [(base, PAGE_SIZE)], offset + PAGE_SIZE]
-            runs.append(last)
+                if last is not None:
+                    last[2] = last_end
+                last_segs = [(base, page_size)]
+                last_end = offset + PAGE_SIZE
+                last = [offset, last_segs, last_end]
+                runs.append(last)
+    finally:
+        if last is not None:
+            last[2] = last_end
     return sectors
 
 
