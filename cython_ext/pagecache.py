@@ -214,3 +214,39 @@ def insert_read_blocks(core, ram, pages: dict, first: cython.Py_ssize_t, pfns: l
     sectors = add_read_batch(ram, pages, first, pfns, blocks, runs)
     core.add_page_cache_batch(pfns, mapping_id, list(range(first, first + len(pfns))), sectors, flags)
     locked.extend(pfns)
+
+
+def read_block_batches(mapping, indices, at: cython.Py_ssize_t, nr: cython.Py_ssize_t, isize: cython.Py_ssize_t,
+                       pcp, page_blocks, core, ram, runs: list, locked: list, flags) -> cython.Py_ssize_t:
+    """AddressSpace._read_pages' batches when a block is a page, from indices[at] on: skip the cached
+    pages and those past the end of the file (isize); refill the per-cpu list when it is empty, as the
+    first page's alloc() would; take the consecutive missing pages it can hold whose blocks
+    page_blocks(mapping, first, n) finds without I/O, insert them (insert_read_blocks) and count them
+    (mapping._read_batch_added). Returns where it stopped: nr, or the page that needs the slow path (no
+    block found without I/O); -1 when the refill failed (ENOMEM)."""
+    pages: dict = mapping.pages
+    mapping_id = mapping.mapping_id
+    index: cython.Py_ssize_t
+    room: cython.Py_ssize_t
+    end: cython.Py_ssize_t
+    while at < nr:
+        index = indices[at]
+        if index in pages or (index << PAGE_SHIFT) >= isize:
+            at += 1
+            continue
+        room = pcp.count
+        if room == 0:
+            if not pcp.rmqueue_bulk():
+                return -1
+            room = pcp.count
+            if room <= 0:
+                return at
+        end = missing_run_end(indices, at, nr if nr < at + room else at + room, pages, isize)
+        blocks = page_blocks(mapping, index, end - at)
+        if not blocks:
+            return at
+        pfns = pcp.take(len(blocks))
+        insert_read_blocks(core, ram, pages, index, pfns, blocks, runs, mapping_id, flags, locked)
+        mapping._read_batch_added(index, pfns)
+        at += len(blocks)
+    return at

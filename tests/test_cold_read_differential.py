@@ -499,7 +499,7 @@ def test_native_batches_equal_the_python_path(name, monkeypatch):
     import guestos.fs.vfs as vfs
     taken = {"fill": 0, "blocks": 0}
     module = host_cache_mod._hostcache
-    real_blocks = filemap.AddressSpace._add_read_blocks
+    real_batches = pagecache_c.read_block_batches      # the kernel's cython_ext.pagecache (compiled)
 
     class HostcacheSpy:
         def __getattr__(self, attr):
@@ -509,13 +509,16 @@ def test_native_batches_equal_the_python_path(name, monkeypatch):
             taken["fill"] += 1
             return module.read_fill(*args)
 
-    def add_read_blocks(self, *args):
-        taken["blocks"] += 1
-        return real_blocks(self, *args)
+    def read_block_batches(*args):
+        locked = args[10]
+        before = len(locked)
+        at = real_batches(*args)
+        taken["blocks"] += len(locked) - before            # pages it inserted
+        return at
 
     with monkeypatch.context() as m:
         m.setattr(host_cache_mod, "_hostcache", HostcacheSpy())
-        m.setattr(filemap.AddressSpace, "_add_read_blocks", add_read_blocks)
+        m.setattr(pagecache_c, "read_block_batches", read_block_batches)
         native = guest_metrics(name)
     assert taken["fill"] > 0 and taken["blocks"] > 0          # the native batches were used
     with monkeypatch.context() as m:                           # the cold read as it was

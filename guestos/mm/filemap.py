@@ -139,6 +139,14 @@ class AddressSpace:
         page_blocks = getattr(self.a_ops, "page_blocks_cached", None) if READ_BATCHES else None
         at, nr = 0, len(indices)
         while at < nr:
+            if page_blocks is not None:
+                # the batches of pages one block each, natively, as far as their blocks need no I/O
+                at = k.pagecache.read_block_batches(self, indices, at, nr, isize, k.pcp, page_blocks, k.lru.core,
+                                                    k.ram, runs, locked, READ_BATCH_FLAGS)
+                if at < 0:
+                    raise SyscallError(ENOMEM)
+                if at == nr:
+                    break
             index = indices[at]
             if index in pages or index << PAGE_SHIFT >= isize:
                 at += 1
@@ -154,11 +162,9 @@ class AddressSpace:
                 room = k.pcp.count
             if map_cached is not None and room > 0:
                 end = k.pagecache.missing_run_end(indices, at, min(nr, at + room), pages, isize)
+                # (blocks that page_blocks finds were taken above: here it found none, or blocks are smaller
+                # than pages and it says None)
                 blocks = page_blocks(self, index, end - at) if page_blocks is not None else None
-                if blocks:
-                    self._add_read_blocks(index, blocks, runs, locked)
-                    at += len(blocks)
-                    continue
                 extents = map_cached(self, index, end - at) if blocks is None else None
                 if extents:
                     self._add_read_batch(index, extents, runs, locked)
@@ -220,14 +226,6 @@ class AddressSpace:
                 base += length
             sectors.append(sector)
         self._insert_read_batch(first, pfns, sectors, locked)
-
-    def _add_read_blocks(self, first: int, blocks: list, runs: list, locked: list) -> None:
-        """_add_read_batch when each page is one block (blocks[j], 0 for a hole), natively in one call."""
-        k = self.k
-        pfns = k.pcp.take(len(blocks))
-        k.pagecache.insert_read_blocks(k.lru.core, k.ram, self.pages, first, pfns, blocks, runs, self.mapping_id,
-                                       READ_BATCH_FLAGS, locked)
-        self._read_batch_added(first, pfns)
 
     def _insert_read_batch(self, first: int, pfns, sectors, locked: list) -> None:
         """The batch's struct pages written (locked, on the inactive file list) and counted."""
