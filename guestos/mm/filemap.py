@@ -175,6 +175,14 @@ class AddressSpace:
         page_blocks = getattr(self.a_ops, "page_blocks_cached", None) if READ_BATCHES else None
         at, nr = 0, len(indices)
         while at < nr:
+            if page_blocks is not None:
+                # the batches of pages one block each, natively, as far as their blocks need no I/O
+                at = k.pagecache.read_block_batches(self, indices, at, nr, isize, k.pcp, page_blocks, k.lru.core,
+                                                    k.ram, runs, locked, READ_BATCH_FLAGS)
+                if at < 0:
+                    raise SyscallError(ENOMEM)
+                if at == nr:
+                    break
             index = indices[at]
             if index in pages or index << PAGE_SHIFT >= isize:
                 at += 1
@@ -189,19 +197,10 @@ class AddressSpace:
                     raise SyscallError(ENOMEM)
                 room = k.pcp.count
             if map_cached is not None and room > 0:
-                end = min(nr, at + room)
-                run = indices[at:end]
-                if not (run == list(range(index, index + end - at)) and indices[end - 1] << PAGE_SHIFT < isize
-                        and pages.keys().isdisjoint(run)):
-                    end = at + 1            # not the usual run of consecutive missing pages: look one by one
-                    while end < nr and end - at < room and indices[end] == index + end - at and \
-                            indices[end] not in pages and indices[end] << PAGE_SHIFT < isize:
-                        end += 1
+                end = k.pagecache.missing_run_end(indices, at, min(nr, at + room), pages, isize)
+                # (blocks that page_blocks finds were taken above: here it found none, or blocks are smaller
+                # than pages and it says None)
                 blocks = page_blocks(self, index, end - at) if page_blocks is not None else None
-                if blocks:
-                    self._add_read_blocks(index, blocks, runs, locked)
-                    at += len(blocks)
-                    continue
                 extents = map_cached(self, index, end - at) if blocks is None else None
                 if extents:
                     self._add_read_batch(index, extents, runs, locked)
@@ -270,23 +269,19 @@ class AddressSpace:
             sectors.append(sector)
         self._insert_read_batch(first, pfns, sectors, locked)
 
-    def _add_read_blocks(self, first: int, blocks: list, runs: list, locked: list) -> None:
-        """_add_read_batch when each page is one block (blocks[j], 0 for a hole), natively."""
-        k = self.k
-        n = len(blocks)
-        pfns = k.pcp.take(n)
-        sectors = k.pagecache.add_read_batch(k.ram, self.pages, first, pfns, blocks, runs)
-        self._insert_read_batch(first, pfns, sectors, locked)
-
     def _insert_read_batch(self, first: int, pfns, sectors, locked: list) -> None:
         """The batch's struct pages written (locked, on the inactive file list) and counted."""
+        self.k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + len(pfns))), sectors,
+                                             READ_BATCH_FLAGS)
+        locked.extend(pfns)
+        self._read_batch_added(first, pfns)
+
+    def _read_batch_added(self, first: int, pfns) -> None:
+        """What add_to_page_cache counts and costs, for a whole batch; its tracepoints."""
         k, n = self.k, len(pfns)
         k.vmstat["pgalloc_normal"] += n
         k.vmstat["nr_file_pages"] += n
         k.charge(n * k.costs.pagecache_insert_ns)
-        k.lru.core.add_page_cache_batch(pfns, self.mapping_id, list(range(first, first + n)), sectors,
-                                        READ_BATCH_FLAGS)
-        locked.extend(pfns)
         if k.tracepoints is not None:
             for index, pfn in enumerate(pfns, first):
                 k.tracepoints.emit("mm_filemap_add_to_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
