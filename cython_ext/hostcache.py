@@ -144,7 +144,7 @@ def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.P
             _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, mask, pg_referenced)
             run_n = 0
         hits += 1
-        _copy_page(cache._chunk_views[slot >> chunk_shift], (slot & mask) << PAGE_SHIFT, ram, runs, cursor)
+        _copy_out(cache._chunk_views[slot >> chunk_shift], (slot & mask) << PAGE_SHIFT, PAGE_SIZE, ram, runs, cursor)
         cache._mark_page_accessed(slot)
         index += 1
     if run_n:
@@ -156,6 +156,8 @@ def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.P
 
 
 @cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_t, ram: cython.uchar[::1],
           runs: list, cursor: list, vm_id, io, chunk_shift: cython.int, mask: cython.Py_ssize_t,
           pg_referenced: cython.uchar) -> cython.void:
@@ -166,6 +168,8 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
     slots = []
     fresh: cython.Py_ssize_t
     j: cython.Py_ssize_t
+    s: cython.Py_ssize_t
+    base: cython.Py_ssize_t
     try:
         for j in range(n):
             fresh = cache._fresh
@@ -175,11 +179,26 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
                 cache._used += 1
                 cache._fresh = fresh + 1
                 slots.append(fresh)
-        buffers = []
-        for slot in slots:
-            base = (slot & mask) << PAGE_SHIFT
-            buffers.append(views[slot >> chunk_shift][base:base + PAGE_SIZE])
-        reader(first, buffers)
+        span_reader = cache._span_reader(key)
+        s = slots[0]
+        j = 1
+        while j < n and slots[j] == s + j:
+            j += 1
+        if span_reader is not None and j == n and s >> chunk_shift == (s + n - 1) >> chunk_shift:
+            base = (s & mask) << PAGE_SHIFT         # the slots follow each other in one chunk: one buffer
+            span_reader(first, views[s >> chunk_shift][base:base + n * PAGE_SIZE])
+        else:
+            buffers = []
+            chunk_index: cython.Py_ssize_t = -1
+            chunk = None
+            for slot in slots:
+                s = slot
+                if s >> chunk_shift != chunk_index:
+                    chunk_index = s >> chunk_shift
+                    chunk = views[chunk_index]
+                base = (s & mask) << PAGE_SHIFT
+                buffers.append(chunk[base:base + PAGE_SIZE])
+            reader(first, buffers)
     except BaseException:
         cache._free_slots(slots)
         raise
@@ -194,7 +213,11 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
     charge = cache._charge.get(vm_id)
     if charge is None:
         charge = cache._charge[vm_id] = [0, 0, 0]
-    s: cython.Py_ssize_t
+    # the copy out: a span of slots that follow each other in one chunk goes as one stretch
+    span_start: cython.Py_ssize_t = 0
+    span_chunk: cython.Py_ssize_t = -1
+    span_base: cython.Py_ssize_t = 0
+    span_len: cython.Py_ssize_t = 0
     for j in range(n):
         slot = slots[j]
         s = slot
@@ -205,16 +228,27 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
         flags[s] = pg_referenced            # the access that brought it in
         pages[index] = slot
         inactive[slot] = None
-        _copy_page(views[s >> chunk_shift], (s & mask) << PAGE_SHIFT, ram, runs, cursor)
+        base = (s & mask) << PAGE_SHIFT
+        if span_len and s >> chunk_shift == span_chunk and base == span_base + span_len:
+            span_len += PAGE_SIZE
+            continue
+        if span_len:
+            _copy_out(views[span_chunk], span_base, span_len, ram, runs, cursor)
+        span_chunk = s >> chunk_shift
+        span_base = base
+        span_len = PAGE_SIZE
+    if span_len:
+        _copy_out(views[span_chunk], span_base, span_len, ram, runs, cursor)
     charge[0] += n                      # _CHARGE_PAGES
 
 
 @cython.cfunc
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _copy_page(chunk: cython.uchar[::1], base: cython.Py_ssize_t, ram: cython.uchar[::1], runs: list,
-               cursor: list) -> cython.void:
-    """One page from the arena to the next PAGE_SIZE bytes of the runs (cursor: run, position, left)."""
+def _copy_out(chunk: cython.uchar[::1], base: cython.Py_ssize_t, length: cython.Py_ssize_t, ram: cython.uchar[::1],
+              runs: list, cursor: list) -> cython.void:
+    """length bytes (whole pages) of the arena from base to the next bytes of the runs (cursor: run,
+    position, bytes left in it), in as few copies as the runs allow."""
     di: cython.Py_ssize_t = cursor[0]
     d_pos: cython.Py_ssize_t = cursor[1]
     d_left: cython.Py_ssize_t = cursor[2]
@@ -222,13 +256,15 @@ def _copy_page(chunk: cython.uchar[::1], base: cython.Py_ssize_t, ram: cython.uc
     n: cython.Py_ssize_t
     run_addr: cython.Py_ssize_t
     run_len: cython.Py_ssize_t
-    while done < PAGE_SIZE:
+    if base < 0 or base + length > chunk.shape[0]:
+        raise IndexError("arena span outside its chunk")
+    while done < length:
         while d_left == 0:                  # the caller checked the room: the next run exists
             run_addr, run_len = runs[di]
             d_pos = run_addr
             d_left = run_len
             di += 1
-        n = PAGE_SIZE - done if PAGE_SIZE - done < d_left else d_left
+        n = length - done if length - done < d_left else d_left
         if cython.compiled:
             memcpy(cython.address(ram[d_pos]), cython.address(chunk[base + done]), n)
         else:

@@ -610,6 +610,8 @@ class Reclaim:
     inactive_ratio = cython.declare(cython.longlong, visibility="public")    # the zone's, for anon
     referenced_ptes: cython.Py_ssize_t            # what the last decide() found through the reverse map
     swap_why: str                                 # why the last swap_out() could not
+    rmap: object                                  # in a batch, ops' reverse map to call directly (or None)
+    batch_rmap: object                            # the reverse map whose TLB batch is open (or None)
     pgscan: str
     pgsteal: str
 
@@ -628,6 +630,8 @@ class Reclaim:
         self.inactive_ratio = 1
         self.referenced_ptes = 0
         self.swap_why = ""
+        self.rmap = None
+        self.batch_rmap = None
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -706,7 +710,12 @@ class Reclaim:
         result: cython.int
         self.referenced_ptes = 0
         if mapped:
-            self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
+            if self.batch_rmap is None:
+                self.rmap_batch()
+            if self.rmap is not None:
+                self.referenced_ptes = self.rmap.page_referenced_vm_exec(self.k, pfn)[0]
+            else:
+                self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
         q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)
         if self.referenced_ptes:
             if anon:
@@ -725,7 +734,8 @@ class Reclaim:
                 return KEEP | WHY_PAGEOUT << 2                        # its write started: kept until written
             self.swap_why = why
             return ACTIVATE | WHY_SWAP << 2
-        if mapped and not ops.try_to_unmap(self.k, pfn):
+        if mapped and not (self.rmap.try_to_unmap(self.k, pfn) if self.rmap is not None
+                           else ops.try_to_unmap(self.k, pfn)):
             return KEEP | WHY_STILL_MAPPED << 2
         if i[(pfn << 4) + I_REFCOUNT] != 1:
             return KEEP | WHY_HELD << 2                                # someone holds it (a copy in progress)
@@ -751,6 +761,27 @@ class Reclaim:
         """shrink_page_list() over the n isolated pages, in Linux's order of tests; returns how many were
         freed. A page that passes them all is removed from its page cache (remove_mapping), its last
         reference dropped, off its list and into the buddy lists (free_pages)."""
+        try:
+            return self.shrink_pages(n)
+        finally:
+            if self.batch_rmap is not None:       # the batch's one TLB flush (try_to_unmap_flush)
+                rmap = self.batch_rmap
+                self.batch_rmap = None
+                self.rmap = None
+                rmap.tlb_batch_flush(self.k)
+
+    @cython.cfunc
+    def rmap_batch(self) -> cython.void:
+        """At the batch's first mapped page: its TLB flushes wait for the end of the batch, and ops' reverse
+        map is called without its Python fronts when it is the native one."""
+        self.batch_rmap = self.k.mem_map.native_rmap
+        self.rmap = self.ops.native_rmap(self.k)
+        self.batch_rmap.tlb_batch_begin()
+
+    @cython.cfunc
+    @cython.wraparound(False)
+    def shrink_pages(self, n: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """shrink_page_list()'s loop over the isolated pages."""
         q: cython.ulonglong[::1] = self.lru.q
         i: cython.int[::1] = self.lru.i
         isolated: cython.longlong[::1] = self.lru.isolated
@@ -774,6 +805,7 @@ class Reclaim:
         code: cython.int
         decision: cython.int
         why: cython.int
+        unmapped: cython.bint
         index: object
         for j in range(n):
             pfn = isolated[j]
@@ -836,15 +868,22 @@ class Reclaim:
                 if self.tracing:
                     ops.trace(self.k, pfn, "anon", mapped, False, "swapped-out", "cold", sc, flags)
                 continue
+            unmapped = False
             if mapped or why == WHY_WRITTEN_BACK:       # the kernel ran: look the mapping up again
                 if freed:
                     self.account_freed(freed)
                     freed = 0
-                mapping.remove_from_page_cache(index)   # the last reference: the page is freed
                 cached = False
-                if self.tracing:
-                    ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc, flags)
-                continue
+                pages = mapping.pages
+                if why == WHY_CLEAN and pages.get(index) == pfn and not q[base] & (
+                        (1 << PG_writeback) | (1 << PG_dirty)):
+                    unmapped = True                     # unmapped and clean: freed below as the others
+                else:
+                    mapping.remove_from_page_cache(index)   # the last reference: the page is freed
+                    if self.tracing:
+                        ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc,
+                                  flags)
+                    continue
             if self.tracing:                      # while the page is still whole, as remove_from_page_cache's
                 ops.trace_delete_from_page_cache(self.k, pfn, mapping_id, index)
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
@@ -852,14 +891,17 @@ class Reclaim:
             q[base + Q_INDEX] = 0
             q[base + Q_DISK_SECTOR] = 0
             i[(pfn << 4) + I_REFCOUNT] = 0        # put_page(): the last reference
-            if (flags >> PG_lru) & 1:             # free_pages(): off its list (on_free),
+            if (q[base] >> PG_lru) & 1:           # free_pages(): off its list (on_free),
                 self.lru.delete(pfn)
             q[base] = 0                           # the struct page reset,
             i[(pfn << 4) + I_MAPCOUNT] = -1
             self.buddy.free_pages(pfn, 0)         # into the buddy lists
             freed += 1
+            if unmapped:                          # counted at once, as remove_from_page_cache would
+                self.account_freed(freed)
+                freed = 0
             if self.tracing:
-                ops.trace(self.k, pfn, "file", False, referenced_page, "reclaimed", "clean", sc, flags)
+                ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc, flags)
         if freed:
             self.account_freed(freed)
         return reclaimed

@@ -17,9 +17,10 @@ _PAGE_DIRTY = cython.declare(cython.ulonglong, 1 << 6)
 PTE_PFN_MASK = cython.declare(cython.ulonglong, 0x000FFFFFFFFFF000)
 PAGE_MAPPING_ANON = cython.declare(cython.ulonglong, 1)
 VM_EXEC = cython.declare(cython.longlong, 0x4)
-# struct page words (guestos/mm/mm_types.py): q[(pfn << 3) + Q_*], i[(pfn << 4) + I_MAPCOUNT]
+# struct page words (guestos/mm/mm_types.py): q[(pfn << 3) + Q_*], i[(pfn << 4) + I_*]
 Q_MAPPING = cython.declare(cython.int, 3)
 Q_INDEX = cython.declare(cython.int, 4)
+I_REFCOUNT = cython.declare(cython.int, 2)
 I_MAPCOUNT = cython.declare(cython.int, 3)
 U64 = 0xFFFFFFFFFFFFFFFF
 
@@ -28,7 +29,8 @@ def constants() -> dict:
     """The layout this module was written against."""
     return dict(_PAGE_PRESENT=_PAGE_PRESENT, _PAGE_ACCESSED=_PAGE_ACCESSED, _PAGE_DIRTY=_PAGE_DIRTY,
                 PTE_PFN_MASK=PTE_PFN_MASK, PAGE_MAPPING_ANON=PAGE_MAPPING_ANON, VM_EXEC=VM_EXEC,
-                OFF_MAPPING=Q_MAPPING * 8, OFF_INDEX=Q_INDEX * 8, OFF_MAPCOUNT=I_MAPCOUNT * 4)
+                OFF_MAPPING=Q_MAPPING * 8, OFF_INDEX=Q_INDEX * 8, OFF_MAPCOUNT=I_MAPCOUNT * 4,
+                OFF_REFCOUNT=I_REFCOUNT * 4)
 
 
 @cython.cfunc
@@ -61,12 +63,116 @@ def _check(found: list, ram: cython.ulonglong[::1], mm, vaddr, pfn: cython.ulong
 @cython.cclass
 class Rmap:
     """The reverse map of one mem_map (MemMap.native_rmap). It keeps a typed view of the page tables'
-    RAM (k.mm.q), taken again only when that buffer changes, so a walk does not pay for one."""
+    RAM (k.mm.q), taken again only when that buffer changes, so a walk does not pay for one.
+
+    A walk's charges (the mappings walked, the PTEs cleared) go to the clock once per call, before
+    anything else of the kernel runs, so the clock reads the same as with a charge each. Inside a
+    reclaim batch (tlb_batch_begin .. tlb_batch_flush, as Linux's try_to_unmap_flush), the TLB is
+    flushed once at the end of the batch, not per page, and a page's walk is kept for the next look at
+    the same page (try_to_unmap after page_referenced): no guest instruction and no other task runs in
+    a batch, so its VMAs and page tables change only here. Before anything may sleep (wait_event),
+    tlb_batch_sync flushes and forgets the walk."""
     ram: cython.ulonglong[::1]
     ram_source: object
+    pq: cython.ulonglong[::1]           # the struct pages (k.mem_map.q, .i), likewise
+    pi: cython.int[::1]
+    pages_source: object
+    pending_ns: object                  # charges of this call not yet given to the clock
+    defer_flush: cython.bint
+    flush_pending: cython.bint
+    walked_pfn: cython.Py_ssize_t       # in a batch: the page last walked (-1: none), its PTEs and mappings walked
+    walked_found: list
+    walked_count: cython.Py_ssize_t
+    file_vmas: dict                     # in a batch: per file (page->mapping), [(mm, vma, vm_pgoff, vm_start, pages)]
 
     def __init__(self):
         self.ram_source = None
+        self.pages_source = None
+        self.pending_ns = 0
+        self.defer_flush = False
+        self.flush_pending = False
+        self.walked_pfn = -1
+        self.walked_found = None
+        self.walked_count = 0
+        self.file_vmas = {}
+
+    @cython.cfunc
+    def charge(self, k, ns) -> cython.void:
+        self.pending_ns += int(ns)
+
+    @cython.cfunc
+    def charge_now(self, k) -> cython.void:
+        """Give the clock what this call charged, before the kernel could read it."""
+        if self.pending_ns:
+            ns = self.pending_ns
+            self.pending_ns = 0
+            k.charge(ns)
+
+    @cython.cfunc
+    def flush_tlb(self, k) -> cython.void:
+        if self.defer_flush:
+            self.flush_pending = True
+        else:
+            k.flush_tlb()
+
+    @cython.ccall
+    def tlb_batch_begin(self) -> cython.void:
+        """From here on, the TLB flushes of page_referenced and try_to_unmap wait for tlb_batch_flush."""
+        self.defer_flush = True
+
+    @cython.ccall
+    def tlb_batch_flush(self, k) -> cython.void:
+        """try_to_unmap_flush(): the batch's one TLB flush, if a PTE changed in it."""
+        self.defer_flush = False
+        self.tlb_batch_sync(k)
+
+    @cython.ccall
+    def tlb_batch_sync(self, k) -> cython.void:
+        """Inside a batch, before the kernel may sleep (others could run): the pending flush now, and the
+        kept walk forgotten."""
+        self.walked_pfn = -1
+        self.walked_found = None
+        if self.file_vmas:
+            self.file_vmas = {}
+        if self.flush_pending:
+            self.flush_pending = False
+            k.flush_tlb()
+
+    @cython.ccall
+    @cython.wraparound(False)
+    def page_remove_rmap(self, k, mm, pfn: cython.Py_ssize_t, pte: cython.ulonglong) -> cython.void:
+        """A PTE that mapped pfn is gone (MemoryManager.page_remove_rmap): a dirty PTE of a file page
+        dirties the page, the mapcount and the address space's RSS fall, and the mapping's reference is
+        dropped (put_page: the last one frees the page)."""
+        self.struct_pages(k)
+        i: cython.int[::1] = self.pi
+        anon: cython.bint = (self.pq[(pfn << 3) + Q_MAPPING] & PAGE_MAPPING_ANON) != 0
+        if pte & _PAGE_DIRTY and not anon:
+            self.charge_now(k)
+            k.set_page_dirty_pfn(pfn)                 # a shared file page written through its mapping
+        mapped: cython.Py_ssize_t = i[(pfn << 4) + I_MAPCOUNT]    # page_mapcount() after this PTE: _mapcount + 1 - 1
+        i[(pfn << 4) + I_MAPCOUNT] = mapped - 1
+        if anon:
+            mm.rss_anon -= 1
+            if mapped == 0:
+                k.vmstat["nr_anon_pages"] -= 1
+        else:
+            mm.rss_file -= 1
+            if mapped == 0:
+                k.vmstat["nr_mapped"] -= 1
+        count: cython.Py_ssize_t = i[(pfn << 4) + I_REFCOUNT] - 1
+        i[(pfn << 4) + I_REFCOUNT] = count
+        if count == 0:
+            self.charge_now(k)
+            k.page_alloc.free_pages(pfn, 0)
+
+    @cython.cfunc
+    def struct_pages(self, k) -> cython.void:
+        mem_map = k.mem_map
+        if mem_map.q is not self.pages_source:
+            self.pq = mem_map.q
+            self.pi = mem_map.i
+            self.pages_source = mem_map.q
 
     @cython.cfunc
     def page_tables(self, k) -> cython.ulonglong[::1]:
@@ -83,38 +189,70 @@ class Rmap:
         live = k.live_mms
         if not live:
             return found
-        q = k.mem_map.q
-        mapping = q[(pfn << 3) + Q_MAPPING]
-        index = q[(pfn << 3) + Q_INDEX]
         ram: cython.ulonglong[::1] = self.page_tables(k)
+        slot: cython.Py_ssize_t
+        pte: cython.ulonglong
         walked: cython.Py_ssize_t = 0
-        for mm in list(live):
-            if mapping & PAGE_MAPPING_ANON:
+        if self.defer_flush and pfn == self.walked_pfn:
+            # the same page again in a batch: its VMAs and page tables as they were, less the PTEs gone
+            for entry in self.walked_found:
+                slot = entry[2]
+                pte = ram[slot]
+                if pte & _PAGE_PRESENT and (pte & PTE_PFN_MASK) >> 12 == pfn:
+                    found.append(entry)
+            walked = self.walked_count
+            self.charge(k, walked * k.costs.rmap_walk_ns)      # per mapping walked (costs.py)
+            return found
+        self.struct_pages(k)
+        mapping = self.pq[(pfn << 3) + Q_MAPPING]
+        index_obj = self.pq[(pfn << 3) + Q_INDEX]
+        index: cython.ulonglong
+        pgoff: cython.ulonglong
+        start: cython.ulonglong
+        if mapping & PAGE_MAPPING_ANON:
+            for mm in list(live):
                 walked += 1
-                _check(found, ram, mm, index << 12, pfn, None)
-                continue
-            vmas = []
-            for vma in mm.vmas:                       # those mapping this file at this index, in order
-                f = vma.vm_file
-                if f is not None and getattr(f, "mapping_id", None) == mapping \
-                        and vma.vm_pgoff <= index < vma.vm_pgoff + ((vma.vm_end - vma.vm_start) >> 12):
-                    vmas.append(vma)
-            walked += len(vmas)
-            for vma in vmas:
-                _check(found, ram, mm, vma.vm_start + ((index - vma.vm_pgoff) << 12), pfn, vma)
-        k.charge(walked * k.costs.rmap_walk_ns)      # per mapping walked (costs.py)
+                _check(found, ram, mm, index_obj << 12, pfn, None)
+        else:
+            index = index_obj
+            vmas = self.file_vmas.get(mapping) if self.defer_flush else None
+            if vmas is None:
+                vmas = []
+                for mm in list(live):
+                    for vma in mm.vmas:               # those mapping this file, in order
+                        f = vma.vm_file
+                        if f is None or getattr(f, "mapping_id", None) != mapping:
+                            continue
+                        start = vma.vm_start
+                        vmas.append((mm, vma, vma.vm_pgoff, start, (cython.cast(cython.ulonglong, vma.vm_end) - start) >> 12))
+                if self.defer_flush:
+                    self.file_vmas[mapping] = vmas
+            for mm, vma, p, v, n in vmas:             # those mapping this index
+                pgoff = p
+                if pgoff <= index and index - pgoff < cython.cast(cython.ulonglong, n):
+                    walked += 1
+                    start = v
+                    _check(found, ram, mm, start + ((index - pgoff) << 12), pfn, vma)
+        self.charge(k, walked * k.costs.rmap_walk_ns)      # per mapping walked (costs.py)
+        if self.defer_flush:
+            self.walked_pfn = pfn
+            self.walked_found = found
+            self.walked_count = walked
         return found
 
     @cython.ccall
     def rmap_walk(self, k, pfn: cython.Py_ssize_t) -> list:
         """[(mm, vaddr, pte slot)] of every PTE that maps pfn; each mapping looked at is charged
         (costs.rmap_walk_ns)."""
-        return [(mm, vaddr, slot) for mm, vaddr, slot, _ in self.walk(k, pfn)]
+        found = self.walk(k, pfn)
+        self.charge_now(k)
+        return [(mm, vaddr, slot) for mm, vaddr, slot, _ in found]
 
     @cython.ccall
     def page_referenced(self, k, pfn: cython.Py_ssize_t) -> tuple:
         """(PTEs whose accessed bit was set, and is now clear; whether one maps it executable)."""
         ptes = self.walk(k, pfn)
+        self.charge_now(k)
         if not ptes:
             return 0, False
         ram: cython.ulonglong[::1] = self.page_tables(k)
@@ -135,7 +273,7 @@ class Rmap:
             if vma is not None and vma.vm_flags & VM_EXEC:
                 executable = True
         if referenced:
-            k.flush_tlb()       # the TLB would otherwise keep using the entry without setting A again
+            self.flush_tlb(k)   # the TLB would otherwise keep using the entry without setting A again
         return referenced, executable
 
     @cython.ccall
@@ -154,13 +292,14 @@ class Rmap:
         if ptes:
             ram: cython.ulonglong[::1] = self.page_tables(k)
             slot: cython.Py_ssize_t
-            mmu = k.mm
+            unmap_ns = k.costs.reclaim_unmap_ns
             for mm, vaddr, s, _ in ptes:
                 slot = s
                 pte = ram[slot]
                 ram[slot] = 0
-                mmu.page_remove_rmap(mm, pfn, pte)
-                k.charge(k.costs.reclaim_unmap_ns)
-            k.flush_tlb()
+                self.page_remove_rmap(k, mm, pfn, pte)
+                self.charge(k, unmap_ns)
+            self.flush_tlb(k)
+        self.charge_now(k)
         i = k.mem_map.i
         return i[(pfn << 4) + I_MAPCOUNT] + 1 == 0

@@ -271,6 +271,42 @@ def peek_blk_in(next_avail: cython.Py_ssize_t, ram: cython.uchar[::1], ram_size:
     return head, runs, length, offset, last_addr + last_len - 1
 
 
+@cython.cfunc
+def _check_rings(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, avail_ring: cython.Py_ssize_t,
+                 num: cython.Py_ssize_t) -> cython.void:
+    if num <= 0 or desc_table < 0 or avail_ring < 0 or desc_table + DESC_SIZE * num > len(ram) \
+            or avail_ring + 4 + 2 * num > len(ram):
+        raise ValueError("virtqueue rings outside RAM")
+
+
+@cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _put_desc(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, num: cython.Py_ssize_t, desc_next: list,
+              i: cython.Py_ssize_t, paddr, length, flags: cython.uint) -> cython.Py_ssize_t:
+    """Descriptor i := (paddr, length, flags), its next field kept (desc_next[i]); returns that next one."""
+    if i < 0 or i >= num:
+        raise IndexError(f"free list reaches descriptor {i}, not below {num}")
+    if not 0 <= length <= 0xFFFFFFFF:
+        raise ValueError(f"buffer length {length} does not fit in le32")
+    addr: cython.ulonglong = paddr
+    nxt: cython.Py_ssize_t = desc_next[i]
+    off: cython.Py_ssize_t = desc_table + DESC_SIZE * i
+    _put_u32(ram, off, addr & 0xFFFFFFFF)
+    _put_u32(ram, off + 4, addr >> 32)
+    _put_u32(ram, off + 8, cython.cast(cython.ulonglong, length) & 0xFFFFFFFF)
+    _put_u16(ram, off + 12, flags)
+    _put_u16(ram, off + 14, nxt & 0xFFFF)
+    return nxt
+
+
+@cython.cfunc
+def _publish(ram: cython.uchar[::1], avail_ring: cython.Py_ssize_t, num: cython.Py_ssize_t,
+             avail_idx: cython.Py_ssize_t, head: cython.Py_ssize_t) -> cython.void:
+    _put_u16(ram, avail_ring + 4 + 2 * (avail_idx % num), head)
+    _put_u16(ram, avail_ring + 2, (avail_idx + 1) & 0xFFFF)     # after the entry, as a barrier would order it
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def add_chain(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, avail_ring: cython.Py_ssize_t,
@@ -281,35 +317,57 @@ def add_chain(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, avail_ring:
     avail ring at avail_idx, then publish avail_idx + 1. Returns the new free head. The caller checked that
     enough descriptors are free."""
     n: cython.Py_ssize_t = len(sgs)
-    if num <= 0 or desc_table < 0 or avail_ring < 0 or desc_table + DESC_SIZE * num > len(ram) \
-            or avail_ring + 4 + 2 * num > len(ram):
-        raise ValueError("virtqueue rings outside RAM")
+    _check_rings(ram, desc_table, avail_ring, num)
     i: cython.Py_ssize_t = free_head
-    head: cython.Py_ssize_t = free_head
     j: cython.Py_ssize_t
-    nxt: cython.Py_ssize_t
-    off: cython.Py_ssize_t
-    flags: cython.uint
-    addr: cython.ulonglong
     for j in range(n):
-        if i < 0 or i >= num:
-            raise IndexError(f"free list reaches descriptor {i}, not below {num}")
         paddr, length, writes = sgs[j]
-        if not 0 <= length <= 0xFFFFFFFF:
-            raise ValueError(f"buffer length {length} does not fit in le32")
-        addr = paddr
-        flags = (WRITE if writes else 0) | (NEXT if j < n - 1 else 0)
-        nxt = desc_next[i]
-        off = desc_table + DESC_SIZE * i
-        _put_u32(ram, off, addr & 0xFFFFFFFF)
-        _put_u32(ram, off + 4, addr >> 32)
-        _put_u32(ram, off + 8, cython.cast(cython.ulonglong, length) & 0xFFFFFFFF)
-        _put_u16(ram, off + 12, flags)
-        _put_u16(ram, off + 14, nxt & 0xFFFF)
-        i = nxt
-    _put_u16(ram, avail_ring + 4 + 2 * (avail_idx % num), head)
-    _put_u16(ram, avail_ring + 2, (avail_idx + 1) & 0xFFFF)     # after the entry, as a barrier would order it
+        i = _put_desc(ram, desc_table, num, desc_next, i, paddr, length,
+                      (WRITE if writes else 0) | (NEXT if j < n - 1 else 0))
+    _publish(ram, avail_ring, num, avail_idx, free_head)
     return i
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def add_request_chain(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, avail_ring: cython.Py_ssize_t,
+                      num: cython.Py_ssize_t, desc_next: list, free_head: cython.Py_ssize_t,
+                      avail_idx: cython.Py_ssize_t, header: tuple, segments, device_writes: cython.bint,
+                      status: tuple) -> cython.Py_ssize_t:
+    """add_chain() of [(*header, False), *((paddr, length, device_writes) for paddr, length in segments),
+    (*status, True)] (a block request: its header, its data all one way, its status byte), without
+    building that list."""
+    n: cython.Py_ssize_t = len(segments)
+    _check_rings(ram, desc_table, avail_ring, num)
+    data_flags: cython.uint = (WRITE if device_writes else 0) | NEXT
+    i: cython.Py_ssize_t = _put_desc(ram, desc_table, num, desc_next, free_head, header[0], header[1], NEXT)
+    j: cython.Py_ssize_t
+    for j in range(n):
+        paddr, length = segments[j]
+        i = _put_desc(ram, desc_table, num, desc_next, i, paddr, length, data_flags)
+    i = _put_desc(ram, desc_table, num, desc_next, i, status[0], status[1], WRITE)
+    _publish(ram, avail_ring, num, avail_idx, free_head)
+    return i
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def request_bytes(segments, seg_max: cython.Py_ssize_t, seg_limit: cython.Py_ssize_t,
+                  max_bytes: cython.Py_ssize_t) -> cython.Py_ssize_t:
+    """The bytes of segments [(paddr, length)] if they fit one request as they are (at most seg_max of
+    them, each 1..seg_limit bytes, max_bytes in all), else -1."""
+    n: cython.Py_ssize_t = len(segments)
+    if n == 0 or n > seg_max:
+        return -1
+    total: cython.Py_ssize_t = 0
+    length: cython.Py_ssize_t
+    j: cython.Py_ssize_t
+    for j in range(n):
+        length = segments[j][1]
+        if length <= 0 or length > seg_limit:
+            return -1
+        total += length
+    return total if total <= max_bytes else -1
 
 
 @cython.boundscheck(False)

@@ -89,7 +89,7 @@ class BlockBackend:
         self.stats = BackendStats()
         self._next_offset = -1          # where a sequential request would start
         if host_cache is not None:
-            host_cache.register_backing(image.key, image.read_pages, image.write_pages)
+            host_cache.register_backing(image.key, image.read_pages, image.write_pages, image.read_span)
 
     # --- what the device shows the guest ---
 

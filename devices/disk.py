@@ -105,6 +105,10 @@ class DiskImage:
         """Fill page-sized buffers from consecutive pages (the host page cache's loader)."""
         self._preadv(first_page << PAGE_SHIFT, buffers)
 
+    def read_span(self, first_page: int, buffer) -> None:
+        """read_pages into one buffer of whole pages (one iovec)."""
+        self._preadv(first_page << PAGE_SHIFT, [buffer])
+
     def _preadv(self, offset: int, buffers) -> None:
         for start in range(0, len(buffers), IOV_MAX):
             batch = buffers[start:start + IOV_MAX]

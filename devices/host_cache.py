@@ -59,6 +59,8 @@ class HostPageCache:
     Register each image once with `register_backing(key, read_pages, write_pages)`:
     read_pages(first_page, buffers) fills consecutive page buffers, write_pages(first_page,
     buffers) writes them (both may be called for any registered image during reclaim).
+    An image may also give read_span(first_page, buffer), read_pages into one buffer of
+    whole pages (a fill whose slots follow each other in the arena takes it).
     """
 
     def __init__(self, capacity_pages: int):
@@ -135,9 +137,9 @@ class HostPageCache:
 
     # --- backing images ---
 
-    def register_backing(self, key, read_pages, write_pages) -> None:
+    def register_backing(self, key, read_pages, write_pages, read_span=None) -> None:
         """Say how to load and write back pages of `key` (the latest registration wins)."""
-        self._backing[key] = (read_pages, write_pages)
+        self._backing[key] = (read_pages, write_pages, read_span)
         self._files.setdefault(key, {})
 
     def _reader(self, key):
@@ -145,6 +147,10 @@ class HostPageCache:
             return self._backing[key][0]
         except KeyError:
             raise LookupError(f"no backing image registered for {key!r}") from None
+
+    def _span_reader(self, key):
+        """The image's read_span, or None (then read_pages, page by page buffers)."""
+        return self._backing[key][2]
 
     # --- bulk I/O ---
 
@@ -228,9 +234,11 @@ class HostPageCache:
     def read_runs_into(self, key, offset: int, ram, runs, vm_id, length: int) -> CacheIO:
         """readv_into with the buffers given as runs [(addr, len)] of `ram` (a descriptor chain's
         buffers in guest RAM, `length` bytes in all): an all-hit read copies straight into them."""
-        count = self.read_runs_hit(key, offset, ram, runs, length)
-        if count is not None:
-            return CacheIO(count)
+        pages = self._files.get(key)
+        if pages is not None and offset >> PAGE_SHIFT in pages:      # (with its first page missing, not all cached)
+            count = self.read_runs_hit(key, offset, ram, runs, length)
+            if count is not None:
+                return CacheIO(count)
         ram = byte_view(ram)
         count = length >> PAGE_SHIFT
         if NATIVE_FILL and length and not (offset | length) & (PAGE_SIZE - 1) and self._used + count <= self._capacity:

@@ -1,7 +1,8 @@
 """The native cold read path changes nothing but speed.
 
-- cython_ext.pagecache, the new struct-page loops of cython_ext.reclaim and hostcache.read_fill: compiled ==
-  uncompiled (the same pure-Python-mode source) on random inputs, and read_fill == the Python read_into path.
+- cython_ext.pagecache (ext2's bmap_cached walk, the batch's end, a batch's insertion), the new struct-page
+  loops of cython_ext.reclaim and hostcache.read_fill: compiled == uncompiled (the same pure-Python-mode
+  source) on random inputs and == the Python they replaced, and read_fill == the Python read_into path.
 - Booted guests: with every native batch (readahead batches, the host cache fill, generic_file_read's loop,
   the device taking a missed IN from its peek) against the Python path they replaced (page by page
   _read_pages, read_into, the former generic_file_read kept below, every request through pop and _submit), on several workloads: the same console output, virtual time, vmstat, meminfo, balloon and
@@ -102,6 +103,116 @@ def test_add_read_batch_refuses_frames_outside_ram():
             module.add_read_batch(memoryview(bytearray(2 * PAGE_SIZE)), {}, 0, [2], [7], [])
 
 
+def reference_bmap_cached(i_block, lblk, n, apb, first_data, nr_blocks, zones, block_size, cached):
+    """ext2's bmap_cached() block by block (the walk as Ext2Fs.bmap_cached did it in Python): the longest
+    prefix whose indirect blocks are all cached and whose blocks all pass ext2_data_block_valid()."""
+    def valid(b):
+        return first_data <= b < nr_blocks and not any(s <= b < e for s, e in zones)
+    out = []
+    while len(out) < n:
+        rest = lblk
+        if rest < 12:
+            path = [rest]
+        elif (rest := rest - 12) < apb:
+            path = [12, rest]
+        elif (rest := rest - apb) < apb * apb:
+            path = [13, rest // apb, rest % apb]
+        elif (rest := rest - apb * apb) < apb ** 3:
+            path = [14, rest // (apb * apb), (rest // apb) % apb, rest % apb]
+        else:
+            break
+        blk = i_block[path[0]]
+        for level in range(1, len(path)):
+            if not blk:
+                break
+            if not valid(blk) or cached.get(blk) is None:
+                return out
+            blk = int.from_bytes(cached[blk][path[level] * 4:path[level] * 4 + 4], "little")
+        else:
+            if blk and not valid(blk):
+                return out
+        out.append(blk if len(path) == 1 or blk else 0)
+        lblk += 1
+    return out
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(seed=st.integers(0, 100_000), lblk=st.integers(0, 12 + 4 + 16 + 64 + 3), n=st.integers(0, 40),
+       zones=st.lists(st.tuples(st.integers(0, 60), st.integers(1, 4)), max_size=3),
+       uncached=st.floats(0, 0.3), first_data=st.integers(0, 2))
+def test_bmap_cached_compiled_equals_pure_equals_block_by_block(seed, lblk, n, zones, uncached, first_data):
+    """The walk ext2's bmap_cached hands to cython_ext.pagecache, on tiny blocks (4 entries each, so the
+    double and triple indirect levels are reached), with holes, bad blocks, metadata zones and indirect
+    blocks missing from the buffer cache."""
+    rng = random.Random(seed)
+    apb, block_size, nr_blocks = 4, 16, 64
+
+    def block():
+        r = rng.random()
+        return 0 if r < 0.1 else (rng.randrange(nr_blocks, nr_blocks + 5) if r < 0.13 else rng.randrange(1, nr_blocks))
+    i_block = [block() for _ in range(15)]
+    cached = {b: None if rng.random() < uncached else bytes(bytearray(
+              b"".join(block().to_bytes(4, "little") for _ in range(apb)))) for b in range(nr_blocks + 5)}
+    starts, ends = [], []
+    for start, length in sorted(zones):
+        if not starts or start > ends[-1]:
+            starts.append(start)
+            ends.append(start + length)
+    views = {b: None if data is None else memoryview(bytearray(data)) for b, data in cached.items()}
+    expected = reference_bmap_cached(i_block, lblk, n, apb, first_data, nr_blocks, list(zip(starts, ends)),
+                                     block_size, cached)
+    for module in (pagecache_c, pagecache_py):
+        got = module.bmap_cached(list(i_block), lblk, n, apb, first_data, nr_blocks, starts, ends, block_size,
+                                 views.get)
+        assert got == expected
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(start=st.integers(0, 10), steps=st.lists(st.sampled_from([1, 1, 1, 1, 2, 0]), max_size=19),
+       at=st.integers(0, 19), limit=st.integers(0, 25), cached=st.sets(st.integers(0, 30), max_size=8),
+       isize_pages=st.integers(0, 32))
+def test_missing_run_end_compiled_equals_pure_equals_the_loop(start, steps, at, limit, cached, isize_pages):
+    indices = [start]
+    for step in steps:                  # mostly page after page, as readahead asks
+        indices.append(indices[-1] + step)
+    at = min(at, len(indices) - 1)
+    limit = max(at + 1, min(limit, len(indices)))
+    pages = {i: 1000 + i for i in cached}
+    isize = isize_pages * PAGE_SIZE
+    end = at + 1                        # the loop _read_pages had
+    while end < limit and indices[end] == indices[at] + end - at and indices[end] not in pages \
+            and indices[end] << PAGE_SHIFT < isize:
+        end += 1
+    for module in (pagecache_c, pagecache_py):
+        assert module.missing_run_end(list(indices), at, limit, pages, isize) == end
+        assert module.missing_run_end(range(indices[0], indices[0] + len(indices)), at, limit, pages, isize) == \
+            module.missing_run_end(list(range(indices[0], indices[0] + len(indices))), at, limit, pages, isize)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(seed=st.integers(0, 10_000), blocks=st.lists(st.one_of(st.just(0), st.integers(1, 50)), min_size=1,
+                                                    max_size=12))
+def test_insert_read_blocks_compiled_equals_pure_equals_its_parts(seed, blocks):
+    """One call for a readahead batch: add_read_batch, then the struct pages and the inactive list
+    (LruCore.add_page_cache_batch), then the frames locked; the same as those steps one after another."""
+    flags = (1 << 0) | (1 << 3)
+    states = []
+    for module, parts in ((pagecache_c, False), (pagecache_py, False), (pagecache_c, True)):
+        raw, q, i, core, lists = _mem_map(reclaim_c, seed)
+        pfns = random.Random(seed).sample(range(NPAGES), len(blocks))
+        ram = bytearray(b"\xee" * (NPAGES * PAGE_SIZE))
+        pages, runs, locked = {}, [], [7]
+        if parts:
+            sectors = module.add_read_batch(memoryview(ram), pages, 40, list(pfns), list(blocks), runs)
+            core.add_page_cache_batch(list(pfns), 6, list(range(40, 40 + len(pfns))), sectors, flags)
+            locked.extend(pfns)
+        else:
+            module.insert_read_blocks(core, memoryview(ram), pages, 40, list(pfns), list(blocks), runs, 6, flags,
+                                      locked)
+        states.append((bytes(raw), [list(a) for a in lists], hashlib.sha256(ram).hexdigest(), pages, runs, locked))
+    assert states[0] == states[1] == states[2]
+
+
 # --- cython_ext.reclaim: the struct page loops ---------------------------------------------------------------
 
 NPAGES = 64
@@ -182,6 +293,12 @@ class Image:
         for i, b in enumerate(buffers):
             b[:] = self.data[(first + i) * PAGE_SIZE:(first + i + 1) * PAGE_SIZE]
 
+    def read_span(self, first, buffer):
+        """read_pages into one buffer of whole pages (the same load, logged the same)."""
+        n = len(buffer) // PAGE_SIZE
+        self.loads.append((first, n))
+        buffer[:] = self.data[first * PAGE_SIZE:(first + n) * PAGE_SIZE]
+
     def write_pages(self, first, buffers):
         pass
 
@@ -221,7 +338,7 @@ def _read_fill_steps(steps, capacity, monkeypatch):
             first = min(first, 60 - n)
             results = []
             for module, native, cache, img in sides:
-                cache._backing["img"] = (img.read_pages, img.write_pages)
+                cache._backing["img"] = (img.read_pages, img.write_pages, img.read_span if native else None)
                 monkeypatch.setattr(host_cache_mod, "_hostcache", module)
                 monkeypatch.setattr(host_cache_mod, "NATIVE_FILL", native)
                 if op == "drop":
@@ -267,6 +384,29 @@ def test_the_host_cache_fills_natively(monkeypatch):
     cache.close()
     assert calls == [(0, 8)] and (io.misses, io.loaded, io.load_runs) == (8, 8, 1)
     assert bytes(ram[:8 * PAGE_SIZE]) == bytes(image.data[:8 * PAGE_SIZE])
+
+
+def test_a_fill_of_slots_that_follow_each_other_is_one_read_into_one_buffer():
+    """Fresh slots are consecutive in the arena: the image's read_span loads them with one buffer; without a
+    read_span (or for slots from the free list) read_pages gets a buffer per page; the same bytes either way."""
+    for with_span in (True, False):
+        image = Image(16)
+        calls = []
+        span = (lambda first, buffer: (calls.append(("span", first, len(buffer))), image.read_span(first, buffer))) \
+            if with_span else None
+        pages = lambda first, buffers: (calls.append(("pages", first, len(buffers))), image.read_pages(first, buffers))
+        cache = HostPageCache(64)
+        cache.register_backing("img", pages, image.write_pages, span)
+        ram = bytearray(16 * PAGE_SIZE)
+        cache.read_runs_into("img", 0, memoryview(ram), [(0, 8 * PAGE_SIZE)], 1, 8 * PAGE_SIZE)
+        cache.drop("img", 2, 3)                                  # slots 2..4 back on the free list
+        cache.read_runs_into("img", 2 * PAGE_SIZE, memoryview(ram), [(8 * PAGE_SIZE, 3 * PAGE_SIZE)], 1,
+                             3 * PAGE_SIZE)
+        cache.close()
+        first = ("span", 0, 8 * PAGE_SIZE) if with_span else ("pages", 0, 8)
+        assert calls == [first, ("pages", 2, 3)]
+        assert bytes(ram[:8 * PAGE_SIZE]) == bytes(image.data[:8 * PAGE_SIZE])
+        assert bytes(ram[8 * PAGE_SIZE:11 * PAGE_SIZE]) == bytes(image.data[2 * PAGE_SIZE:5 * PAGE_SIZE])
 
 
 # --- booted guests ----------------------------------------------------------------------------------------
@@ -359,7 +499,7 @@ def test_native_batches_equal_the_python_path(name, monkeypatch):
     import guestos.fs.vfs as vfs
     taken = {"fill": 0, "blocks": 0}
     module = host_cache_mod._hostcache
-    real_blocks = filemap.AddressSpace._add_read_blocks
+    real_batches = pagecache_c.read_block_batches      # the kernel's cython_ext.pagecache (compiled)
 
     class HostcacheSpy:
         def __getattr__(self, attr):
@@ -369,13 +509,16 @@ def test_native_batches_equal_the_python_path(name, monkeypatch):
             taken["fill"] += 1
             return module.read_fill(*args)
 
-    def add_read_blocks(self, *args):
-        taken["blocks"] += 1
-        return real_blocks(self, *args)
+    def read_block_batches(*args):
+        locked = args[10]
+        before = len(locked)
+        at = real_batches(*args)
+        taken["blocks"] += len(locked) - before            # pages it inserted
+        return at
 
     with monkeypatch.context() as m:
         m.setattr(host_cache_mod, "_hostcache", HostcacheSpy())
-        m.setattr(filemap.AddressSpace, "_add_read_blocks", add_read_blocks)
+        m.setattr(pagecache_c, "read_block_batches", read_block_batches)
         native = guest_metrics(name)
     assert taken["fill"] > 0 and taken["blocks"] > 0          # the native batches were used
     with monkeypatch.context() as m:                           # the cold read as it was

@@ -29,7 +29,7 @@ def test_the_layout_is_the_kernel_s():
     rmap = dict(_PAGE_PRESENT=pgtable._PAGE_PRESENT, _PAGE_ACCESSED=pgtable._PAGE_ACCESSED,
                 _PAGE_DIRTY=pgtable._PAGE_DIRTY, PTE_PFN_MASK=pgtable.PTE_PFN_MASK,
                 PAGE_MAPPING_ANON=mm_types.PAGE_MAPPING_ANON, VM_EXEC=VM_EXEC, OFF_MAPPING=mm_types.OFF_MAPPING,
-                OFF_INDEX=mm_types.OFF_INDEX, OFF_MAPCOUNT=mm_types.OFF_MAPCOUNT)
+                OFF_INDEX=mm_types.OFF_INDEX, OFF_MAPCOUNT=mm_types.OFF_MAPCOUNT, OFF_REFCOUNT=mm_types.OFF_REFCOUNT)
     pageout = dict(PG_dirty=PG_dirty, PG_writeback=PG_writeback, PG_mappedtodisk=mm_types.PG_mappedtodisk,
                    PG_reclaim=PG_reclaim, OFF_FLAGS=mm_types.OFF_FLAGS, OFF_INDEX=mm_types.OFF_INDEX,
                    OFF_DISK_SECTOR=mm_types.OFF_DISK_SECTOR, PAGE_KEEP=vmscan.PAGE_KEEP,
@@ -52,15 +52,18 @@ ANON_BASE = 0x10000000
 
 class RmapKernel:
     """What the reverse map uses of the kernel: live address spaces with page tables in RAM, mem_map,
-    page_remove_rmap, the clock and the TLB."""
+    the counters, set_page_dirty_pfn and free_pages (page_remove_rmap's), the clock and the TLB."""
 
     def __init__(self, pure: bool, rng: random.Random, nr_mms: int, nr_pages: int):
         self.ram = bytearray(NFRAMES * 4096)
         self.mem_map = MemMap(memoryview(bytearray(NFRAMES * mm_types.STRUCT_PAGE_SIZE)), 0, NFRAMES, pure=pure)
-        self.mm = SimpleNamespace(q=memoryview(self.ram).cast("Q"), page_remove_rmap=self.page_remove_rmap)
+        self.mm = SimpleNamespace(q=memoryview(self.ram).cast("Q"))
         self.costs = CostModel()
         self.charged = self.flushes = 0
-        self.removed = []
+        self.vmstat = dict(nr_mapped=0, nr_anon_pages=0)
+        self.dirtied = []                       # set_page_dirty_pfn, with the clock as it was
+        self.freed = []                         # free_pages, likewise
+        self.page_alloc = SimpleNamespace(free_pages=lambda pfn, order: self.freed.append((pfn, self.charged)))
         self.next_table = 1
         self.live_mms = []
         for n in range(nr_mms):
@@ -77,7 +80,7 @@ class RmapKernel:
             mapping = rng.choice(FILES + (ANON,))
             index = rng.randrange(70) + (ANON_BASE >> 12 if mapping == ANON else 0)
             self.mem_map.set_mapping(pfn, mapping, index)
-            self.mem_map.set_refcount(pfn, 1)
+            self.mem_map.set_refcount(pfn, rng.choice((1, 2, 3)))        # 1: the mapping's last reference
             mapped = 0
             for mm in self.live_mms:
                 vaddrs = [vma.vm_start + ((index - vma.vm_pgoff) << 12) for vma in mm.vmas
@@ -116,9 +119,8 @@ class RmapKernel:
             table = q[slot] & pgtable.PTE_PFN_MASK
         return (table >> 3) + ((addr >> 12) & 511)
 
-    def page_remove_rmap(self, mm, pfn: int, pte: int = 0) -> None:
-        self.removed.append((self.live_mms.index(mm), pfn, pte))
-        self.mem_map.set_mapcount(pfn, self.mem_map.mapcount(pfn) - 1)
+    def set_page_dirty_pfn(self, pfn: int) -> None:
+        self.dirtied.append((pfn, self.charged))
 
     def charge(self, ns: int) -> None:
         self.charged += ns
@@ -128,7 +130,8 @@ class RmapKernel:
 
     def state(self) -> dict:
         return dict(ram=bytes(self.ram), mem_map=bytes(self.mem_map.raw), charged=self.charged,
-                    flushes=self.flushes, removed=list(self.removed))
+                    flushes=self.flushes, vmstat=dict(self.vmstat), dirtied=list(self.dirtied), freed=list(self.freed),
+                    rss=[(mm.rss_file, mm.rss_anon) for mm in self.live_mms])
 
 
 def comparable(k: RmapKernel, result):
@@ -163,6 +166,40 @@ def test_reverse_map_compiled_equals_pure(seed, nr_mms, nr_pages, steps):
         assert kernels[0].state() == kernels[1].state(), (step, op, pfn)
 
 
+@settings(max_examples=30, deadline=None, database=None)
+@given(seed=st.integers(0, 1 << 32), nr_mms=st.integers(1, 3), nr_pages=st.integers(1, 200),
+       steps=st.integers(1, 300), pure=st.booleans())
+def test_a_reclaim_batch_changes_only_when_the_tlb_is_flushed(seed, nr_mms, nr_pages, steps, pure):
+    """Inside a reclaim batch (tlb_batch_begin .. tlb_batch_flush) the walks keep a page's PTEs and each
+    file's VMAs for the next look, and the TLB is flushed once at the end: every result, page table,
+    struct page, counter and charge is as without the batch, and a flush is owed at the end exactly when
+    one was skipped. A page looked at twice in a row (page_referenced, then try_to_unmap) is the common
+    case; tlb_batch_sync (before the kernel may sleep) flushes and forgets in the middle."""
+    plain, batched = (RmapKernel(pure, random.Random(seed), nr_mms, nr_pages) for _ in range(2))
+    rng = random.Random(seed + 2)
+    rmap = batched.mem_map.native_rmap
+    rmap.tlb_batch_begin()
+    pfn = rng.choice(DATA)
+    for step in range(steps):
+        if rng.random() < 0.5:
+            pfn = rng.choice(DATA)                     # else the same page again
+        op = rng.choice(RMAP_OPS)
+        results = [comparable(k, getattr(k.mem_map.native_rmap, op)(k, pfn)) for k in (plain, batched)]
+        assert results[0] == results[1], (step, op, pfn)
+        if rng.random() < 0.05:
+            rmap.tlb_batch_sync(batched)
+        elif rng.random() < 0.05:
+            rmap.tlb_batch_flush(batched)
+            rmap.tlb_batch_begin()
+        a, b = plain.state(), batched.state()
+        assert b.pop("flushes") <= a.pop("flushes")
+        assert a == b, (step, op, pfn)
+    skipped = plain.flushes > batched.flushes
+    rmap.tlb_batch_flush(batched)
+    assert batched.flushes <= plain.flushes and (batched.flushes > 0) == (plain.flushes > 0)
+    assert skipped or batched.flushes == plain.flushes
+
+
 def test_reverse_map_finds_clears_and_unmaps():
     """What the differential test compares is not vacuous: PTEs are found, referenced bits cleared,
     pages unmapped, in both builds."""
@@ -170,14 +207,20 @@ def test_reverse_map_finds_clears_and_unmaps():
         k = RmapKernel(pure, random.Random(5), 3, 150)
         native = k.mem_map.native_rmap
         found = referenced = unmapped = 0
+        unmapped_pfns = set()
         for pfn in DATA:
             found += len(native.rmap_walk(k, pfn))
             referenced += native.page_referenced(k, pfn)[0]
             assert native.page_referenced(k, pfn)[0] == 0          # cleared by the first look
             mapped = k.mem_map.mapcount(pfn)
-            unmapped += native.try_to_unmap(k, pfn) and mapped > 0
+            if native.try_to_unmap(k, pfn) and mapped > 0:
+                unmapped += 1
+                unmapped_pfns.add(pfn)
             assert native.rmap_walk(k, pfn) == []
-        assert found > 100 and referenced > 30 and unmapped > 50 and k.flushes and k.removed
+        assert found > 100 and referenced > 30 and unmapped > 50 and k.flushes and k.dirtied and k.freed
+        # every page whose last PTE went: its counter down once (no fault counted them up here)
+        assert -k.vmstat["nr_mapped"] - k.vmstat["nr_anon_pages"] == sum(
+            1 for pfn in DATA if k.mem_map.mapping(pfn) and k.mem_map.mapcount(pfn) == 0 and pfn in unmapped_pfns)
 
 
 # --- pageout: dirty pages written by reclaim ----------------------------------------------

@@ -301,3 +301,42 @@ def test_driver_ring_native_equals_pure_equals_reference(num, ops):
         assert {ring.detach() for ring in rings} == {None}
         assert rams[0] == rams[1] == rams[2]
         assert rings[0].free_head == rings[1].free_head == rings[2].free_head
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(num=st.sampled_from([4, 8, 16]), free_head=st.integers(0, 15), avail_idx=st.integers(0, 0xFFFF),
+       header=st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)),
+       segments=st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)), max_size=6),
+       device_writes=st.booleans(), status=st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)))
+def test_add_request_chain_equals_add_chain(num, free_head, avail_idx, header, segments, device_writes, status):
+    """A block request's chain (header, data one way, status byte) written without building its list: the
+    same descriptors, ring entry and free head as add_chain of that list, compiled and uncompiled."""
+    if len(segments) + 2 > num:
+        return
+    free_head %= num
+    sgs = [(*header, False), *((a, n, device_writes) for a, n in segments), (*status, True)]
+    results = []
+    for module in (compiled, pure):
+        for request in (False, True):
+            ram = bytearray(0x3000)
+            desc_next = [(i * 5 + 3) % num for i in range(num)]
+            if request:
+                head = module.add_request_chain(memoryview(ram), 0, 0x1000, num, desc_next, free_head, avail_idx,
+                                                header, list(segments), device_writes, status)
+            else:
+                head = module.add_chain(memoryview(ram), 0, 0x1000, num, desc_next, free_head, avail_idx, sgs)
+            results.append((bytes(ram), head, desc_next))
+    assert all(r == results[0] for r in results)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(lengths=st.lists(st.integers(-1, 70), max_size=8), seg_max=st.integers(1, 8), limit=st.integers(1, 64),
+       max_bytes=st.integers(1, 300))
+def test_request_bytes_is_the_one_request_check(lengths, seg_max, limit, max_bytes):
+    """The driver's test for an extent that fits one request as it is, compiled == uncompiled == as written
+    in Python before (virtio_blk._submit_runs)."""
+    segments = [(0x1000 * j, n) for j, n in enumerate(lengths)]
+    fits = bool(segments) and len(segments) <= seg_max and min(lengths) > 0 and max(lengths) <= limit \
+        and sum(lengths) <= max_bytes
+    for module in (compiled, pure):
+        assert module.request_bytes(segments, seg_max, limit, max_bytes) == (sum(lengths) if fits else -1)

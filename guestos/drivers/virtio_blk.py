@@ -1,8 +1,8 @@
 """The virtio block driver (drivers/block/virtio_blk.c): requests in flight on one
 virtqueue, completed by interrupt, with the submitting process asleep meanwhile."""
 import struct
-from itertools import repeat
-from operator import itemgetter
+
+import cython_ext
 
 from ..kernel.printk import KERN_INFO
 from .virtio_mmio import VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_ID_BLOCK
@@ -32,7 +32,7 @@ VIRTIO_BLK_S_UNSUPP = 2
 SECTOR_SIZE = 512
 SLOT_SIZE = 32                         # request header (16) + status byte, in a slab page
 _OUTHDR = struct.Struct("<IIQ")          # virtio_blk_outhdr: type, reserved, sector
-_first, _second = itemgetter(0), itemgetter(1)      # of a segment (paddr, length)
+_virtq = cython_ext.load("virtq")       # a request's checks and descriptors, native unless BALLAST_PURE=1
 WANTED_FEATURES = sum(1 << b for b in (VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_RO,
                                         VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_CONFIG_WCE,
                                         VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES, VIRTIO_F_EVENT_IDX,
@@ -82,9 +82,10 @@ class VirtioBlk:
                 req.end_io()
         vq.enable_cb_delayed(self.inflight)
 
-    def submit(self, req_type: int, sector: int, data_sgs=()) -> BlkRequest:
-        """Queue one request (waiting for room if the ring is full); data_sgs: [(paddr, len, device_writes)]."""
-        need = len(data_sgs) + 2
+    def submit(self, req_type: int, sector: int, data_sgs=(), segments=None, device_writes: bool = False) -> BlkRequest:
+        """Queue one request (waiting for room if the ring is full); data_sgs: [(paddr, len, device_writes)],
+        or segments: [(paddr, len)] all in one direction (device_writes)."""
+        need = (len(data_sgs) if segments is None else len(segments)) + 2
         vq = self.vq
         if not (self.free_slots and vq.num_free >= need):
             # the ring is full: let the device at what is queued, and wake at the first completion
@@ -97,7 +98,10 @@ class VirtioBlk:
         ram = self.k.ram
         _OUTHDR.pack_into(ram, hdr, req_type, 0, sector)
         ram[hdr + 16] = 0xFF
-        vq.add_sgs([(hdr, 16, False), *data_sgs, (hdr + 16, 1, True)], req)
+        if segments is None:
+            vq.add_sgs([(hdr, 16, False), *data_sgs, (hdr + 16, 1, True)], req)
+        else:
+            vq.add_request((hdr, 16), segments, device_writes, (hdr + 16, 1), req)
         self.inflight += 1
         self.stats["requests"] += 1
         return req
@@ -151,23 +155,19 @@ class VirtioBlk:
         limit = min(self.size_max, max_bytes)       # one segment's bytes
         device_writes = not write
         for offset, segments in runs:
-            if segments and len(segments) <= seg_max:
-                # the common case, an extent that fits one request as it is: the loop below would
-                # make the same single request (checked and built without a Python loop per page)
-                lengths = list(map(_second, segments))
-                if min(lengths) > 0 and max(lengths) <= limit:
-                    total = sum(lengths)
-                    if total <= max_bytes:
-                        sgs = list(zip(map(_first, segments), lengths, repeat(device_writes)))
-                        reqs.append(self._rw_request(write, offset // SECTOR_SIZE, sgs, total))
-                        continue
+            # the common case, an extent that fits one request as it is: the loop below would make the
+            # same single request (checked and queued natively, without a Python loop per page)
+            total = _virtq.request_bytes(segments, seg_max, limit, max_bytes)
+            if total >= 0:
+                reqs.append(self._rw_request(write, offset // SECTOR_SIZE, total, segments=segments))
+                continue
             batch, batch_bytes = [], 0
             start_sector = offset // SECTOR_SIZE
             for paddr, length in segments:
                 while length > 0:                   # segments longer than limit go in pieces
                     n = length if length <= limit else limit
                     if batch and (len(batch) >= seg_max or batch_bytes + n > max_bytes):
-                        reqs.append(self._rw_request(write, start_sector, batch, batch_bytes))
+                        reqs.append(self._rw_request(write, start_sector, batch_bytes, batch))
                         start_sector += batch_bytes // SECTOR_SIZE
                         batch, batch_bytes = [], 0
                     batch.append((paddr, n, device_writes))
@@ -175,12 +175,12 @@ class VirtioBlk:
                     paddr += n
                     length -= n
             if batch:
-                reqs.append(self._rw_request(write, start_sector, batch, batch_bytes))
+                reqs.append(self._rw_request(write, start_sector, batch_bytes, batch))
         return reqs
 
-    def _rw_request(self, write: bool, sector: int, sgs, nbytes: int) -> BlkRequest:
+    def _rw_request(self, write: bool, sector: int, nbytes: int, sgs=(), segments=None) -> BlkRequest:
         self.stats["write_bytes" if write else "read_bytes"] += nbytes
-        return self.submit(VIRTIO_BLK_T_OUT if write else VIRTIO_BLK_T_IN, sector, sgs)
+        return self.submit(VIRTIO_BLK_T_OUT if write else VIRTIO_BLK_T_IN, sector, sgs, segments, not write)
 
     def flush(self) -> int:
         if not self.flush_supported:

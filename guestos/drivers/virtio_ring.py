@@ -68,6 +68,23 @@ class VringVirtqueue:
         self.num_added += 1
         return True
 
+    def add_request(self, header, segments, device_writes: bool, status, token) -> bool:
+        """add_sgs([(*header, False), *((paddr, length, device_writes) for paddr, length in segments),
+        (*status, True)]) without building that list (a block request). False when full."""
+        n = len(segments) + 2
+        if n > self.num_free:
+            return False
+        head = self.free_head
+        self.free_head = _virtq.add_request_chain(self.ram, self.desc_paddr, self.avail_paddr, self.num,
+                                                  self.desc_next, head, self.avail_idx, header, segments,
+                                                  device_writes, status)
+        self.num_free -= n
+        self.tokens[head] = token
+        self.chain_len[head] = n
+        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
+        self.num_added += 1
+        return True
+
     def kick(self) -> None:
         """Notify the device unless it asked us not to (virtqueue_kick_prepare)."""
         old = (self.avail_idx - self.num_added) & 0xFFFF

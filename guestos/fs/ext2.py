@@ -763,49 +763,10 @@ class Ext2Fs:
         inode = self._inode(inode)
         if cached_block is None or not self._has_block_map(inode):
             return []
-        out = []
-        got = 0                                     # len(out); the loop runs once per indirect block
-        apb = self.addr_per_block
-        first_data, nblocks = self.first_data_block, self.blocks_count
-        zone_starts, zone_ends = self._zone_starts, self._zone_ends
-        in_system_zone, block_size, i_block = self.in_system_zone, self.block_size, inode.i_block
-        while got < n:
-            try:
-                path = self._block_to_path(lblk)
-            except Ext2Error:
-                break
-            depth = len(path)
-            blk = i_block[path[0]]
-            level = 1
-            entries = None
-            while blk and level < depth:            # down to the last indirect block, all cached
-                if not first_data <= blk < nblocks or in_system_zone(blk, 1):
-                    return out
-                buf = cached_block(blk)
-                if buf is None or len(buf) != block_size:
-                    return out
-                if level == depth - 1:
-                    entries = buf.cast("I")
-                else:
-                    blk = _U32.unpack_from(buf, path[level] * 4)[0]
-                level += 1
-            if entries is None:                     # a direct block, or a hole above the last level
-                if blk and depth == 1 and (not first_data <= blk < nblocks or in_system_zone(blk, 1)):
-                    break
-                out.append(blk if depth == 1 else 0)
-                got += 1
-                lblk += 1
-                continue
-            start = path[-1]
-            chunk = entries[start:start + min(apb - start, n - got)].tolist()
-            valid = _pagecache.valid_blocks(chunk, first_data, nblocks, zone_starts, zone_ends)
-            if valid < len(chunk):
-                out.extend(chunk[:valid])
-                return out
-            out.extend(chunk)
-            got += valid
-            lblk += valid
-        return out
+        # the walk, natively (the same source runs as Python under BALLAST_PURE=1)
+        return _pagecache.bmap_cached(inode.i_block, lblk, n, self.addr_per_block, self.first_data_block,
+                                      self.blocks_count, self._zone_starts, self._zone_ends, self.block_size,
+                                      cached_block)
 
     def bmap(self, inode, lblk: int, create: bool = False, zero_data: bool = True) -> int:
         """ext2_get_block(): the disk block behind file block `lblk`, 0 for a hole.
