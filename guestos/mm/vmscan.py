@@ -1,8 +1,10 @@
 """Page reclaim (mm/vmscan.c) as 2.6.35: get_scan_count() balances anon and file by swappiness and
 recent rotations, shrink_zone() scans the lists, direct reclaim in the allocator's slow path and kswapd
 balancing to the high watermark. What becomes of each page scanned is decided in one place,
-cython_ext/reclaim.py (Reclaim.shrink_page_list, shrink_active_list), compiled or not; this module
-supplies the services those decisions use (ReclaimOps: reverse map, swap, pageout) and the loops."""
+cython_ext/reclaim.py (Reclaim.shrink_page_list, shrink_active_list), compiled or not, which calls
+shrink_page_list() here for every batch it isolated; this module supplies the services those decisions use
+(ReclaimOps: reverse map, swap, pageout) and the loops. Policies plug in through the kernel's selected
+ones (k.policies: guestos/mm/reclaim_policy.py), never by name here."""
 import math
 from array import array
 from dataclasses import dataclass
@@ -13,7 +15,6 @@ from ..kernel.errno import SyscallError
 from .mm_types import PG_dirty, PG_reclaim, PG_swapcache, PG_writeback
 from .rmap import _PAGE_DIRTY, page_referenced, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
-from . import pagecache_control
 
 DEF_PRIORITY = 12
 SHRINK_BATCH = 128
@@ -246,8 +247,13 @@ class ReclaimOps:
         k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=mapping, index=index)
 
     @staticmethod
-    def keep_for_unmapped_first(k, sc) -> bool:
-        return keep_for_unmapped_first(k, sc)
+    def policy_keeps_page(k, sc) -> bool:
+        """A selected policy's bias keeps this mapped or anonymous page (reclaim_policy.keep_page)."""
+        return k.policies.keep_page(sc)
+
+    @staticmethod
+    def shrink_page_list(k, hot, nr_taken: int) -> int:
+        return shrink_page_list(k, hot, nr_taken)
 
 
 def _hot(k, sc: ScanControl):
@@ -258,6 +264,14 @@ def _hot(k, sc: ScanControl):
                                     k.tracepoints is not None)
     hot.inactive_ratio = inactive_ratio(k)
     return hot
+
+
+def shrink_page_list(k, hot, nr_taken: int) -> int:
+    """shrink_page_list(): what becomes of each of the nr_taken pages a scan just isolated (in order from
+    the tail: hot.isolated_pfns(nr_taken) lists them), decided by the one decision place,
+    Reclaim.shrink_page_list in cython_ext/reclaim.py; returns how many were freed. Called for every batch
+    of shrink_inactive_list, compiled or not, so `b guestos.mm.vmscan.shrink_page_list` stops at each."""
+    return hot.shrink_page_list(nr_taken)
 
 
 def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
@@ -347,11 +361,6 @@ def shrink_zone_batches(k, sc: ScanControl):
         hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
 
 
-def keep_for_unmapped_first(k, sc: ScanControl) -> bool:
-    """The review's variant of unmapped page-cache control lives here, in shrink_page_list."""
-    return k.unmapped_policy == "shrink_list" and sc.may_unmap and pagecache_control.unmapped_above_min(k)
-
-
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
     """Direct reclaim (do_try_to_free_pages): the allocating task frees memory itself, its
     priority falling from 12 toward 0 while a pass frees fewer than nr_to_reclaim pages."""
@@ -377,8 +386,8 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
 
 
 def plain_policy(k) -> str:
-    """Ordinary reclaim's policy in the trace: the review's bias when it is on, else none."""
-    return "shrink_list" if k.unmapped_policy == "shrink_list" else "none"
+    """Ordinary reclaim's policy in the trace: a selected policy biasing it (shrink_list), else none."""
+    return k.policies.plain_trace_name
 
 
 def congestion_wait(k) -> None:
@@ -418,14 +427,14 @@ def balance_pgdat_steps(k):
         for priority in range(DEF_PRIORITY, -1, -1):
             if k.swap is not None and inactive_anon_is_low(k):
                 _hot(k, sc).shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)    # background aging
-            if pagecache_control.balance_unmapped_pages(k):    # the 2010 series: before the watermark check
+            if k.policies.balance_pgdat_pass():                # the 2010 series: before the watermark check
                 yield
             if zone.watermark_ok(0, 2):                       # high_wmark_pages: all zones ok
                 balanced = True
                 break
             sc.priority = priority
             scanned = sc.nr_scanned
-            if pagecache_control.balance_unmapped_pages(k):    # and again before shrink_zone
+            if k.policies.balance_pgdat_pass():                # and again before shrink_zone
                 yield
             yield from shrink_zone_batches(k, sc)
             shrink_slab(k, sc.nr_scanned - scanned)
