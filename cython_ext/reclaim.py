@@ -592,7 +592,7 @@ class Reclaim:
     and `ops`: the kernel services a decision may need, never a decision of their own --
     ops.page_referenced(k, pfn) -> (referenced PTEs, mapped executable) through the reverse map,
     ops.try_to_unmap(k, pfn) -> unmapped, ops.swap_out(k, pfn) -> "" when freed else why not,
-    ops.pageout(k, mapping, pfn) -> PAGE_*, ops.policy_keeps_page(k, sc) (the selected policies' bias:
+    ops.pageout(k, mapping, pfn) -> PAGE_*, ops.policy_keeps_page(k, sc, pfn) (the selected policies' bias:
     guestos/mm/reclaim_policy.py) and,
     with tracing on, ops.trace(k, pfn, kind, mapped, referenced, decision, reason, sc, flags) for each
     decision, ops.trace_delete_from_page_cache(k, pfn, mapping, index) for a page freed here, and the scans'
@@ -836,8 +836,9 @@ class Reclaim:
                     cached, cached_id = True, mapping_id
                 index = q[base + Q_INDEX]             # one Python int for the lookup and the removal
                 why = self.clean_page_why(pfn, flags, pages, index)
-                if why == WHY_CLEAN:
-                    code = FREE | WHY_CLEAN << 2                 # the common case: free it as it is
+                if why == WHY_CLEAN:                             # the common case: free it as it is
+                    q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)   # page_check_references()
+                    code = FREE | WHY_CLEAN << 2
                 elif why == WHY_DIRTY_DEFERRED or why == WHY_HELD:
                     code = self.decide(pfn, base, mapped, anon, referenced_page, mapping, index)
                     if code >> 2 >= WHY_PAGEOUT:
@@ -854,7 +855,7 @@ class Reclaim:
                 code = KEEP | WHY_WRITEBACK << 2                 # its write is in flight
             elif anon and not sc.may_swap:
                 code = ACTIVATE | WHY_UNMAPPED_FIRST << 2
-            elif ops.policy_keeps_page(self.k, sc):              # a policy's bias (reclaim_policy.keep_page)
+            elif ops.policy_keeps_page(self.k, sc, pfn):         # a policy's bias (reclaim_policy.keep_page)
                 code = (ACTIVATE if anon else KEEP) | WHY_UNMAPPED_FIRST << 2
                 cached = False
             else:

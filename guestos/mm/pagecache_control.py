@@ -105,7 +105,7 @@ class ShrinkListBias(ReclaimPolicy):
     sysctl = ("unmapped_page_control", 2)
     cmdline_words = ("shrink_list",)
 
-    def keep_page(self, k, sc) -> bool:
+    def keep_page(self, k, sc, pfn: int) -> bool:
         """While unmapped page cache is above the floor, ordinary reclaim keeps mapped file pages and
         anonymous pages (activated), as the series' scan_control did; its own passes never unmap anyway."""
         return sc.may_unmap and unmapped_above_min(k)

@@ -13,8 +13,9 @@ provides into the one reclaim path (cython_ext/reclaim.py decides, guestos/mm/vm
   returns the pages it freed.
 - `balloon_pages(k, nr_pages)`: before the allocator hands pages to the balloon with the policy's
   GFP flag (cache first: __GFP_FREE_CACHE); returns the pages it freed.
-- `keep_page(k, sc)`: inside shrink_page_list, for a mapped or anonymous page the first tests let
-  through: True keeps it (the policy then names ordinary reclaim's passes in the trace).
+- `keep_page(k, sc, pfn)`: inside shrink_page_list, for a mapped or anonymous page the first tests
+  let through: True keeps it (a file page) or activates it (an anonymous one); a policy with this
+  hook names ordinary reclaim's passes in the trace.
 
 How a policy is chosen: `sysctl = (knob, value)` selects it while /proc/sys/vm/knob holds that value
 (switchable at run time), `reclaim_policy=NAME[,NAME]` on the command line selects any registered one
@@ -53,7 +54,7 @@ class ReclaimPolicy:
     def balloon_pages(self, k, nr_pages: int) -> int:
         return 0
 
-    def keep_page(self, k, sc) -> bool:
+    def keep_page(self, k, sc, pfn: int) -> bool:
         return False
 
     def provides(self, hook: str) -> bool:
@@ -164,8 +165,8 @@ class PolicySet:
     def balloon_pages(self, name: str, nr_pages: int) -> int:
         return lookup(name).balloon_pages(self.k, nr_pages)
 
-    def keep_page(self, sc) -> bool:
+    def keep_page(self, sc, pfn: int) -> bool:
         for p in self._keep_page:
-            if p.keep_page(self.k, sc):
+            if p.keep_page(self.k, sc, pfn):
                 return True
         return False

@@ -247,9 +247,9 @@ class ReclaimOps:
         k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=mapping, index=index)
 
     @staticmethod
-    def policy_keeps_page(k, sc) -> bool:
+    def policy_keeps_page(k, sc, pfn: int) -> bool:
         """A selected policy's bias keeps this mapped or anonymous page (reclaim_policy.keep_page)."""
-        return k.policies.keep_page(sc)
+        return k.policies.keep_page(sc, pfn)
 
     @staticmethod
     def shrink_page_list(k, hot, nr_taken: int) -> int:
