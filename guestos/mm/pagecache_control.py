@@ -18,7 +18,7 @@ Chosen on the command line, switched and tuned in /proc/sys/vm (vm.unmapped_page
 - `unmapped_page_control=shrink_list` (2): Andrew Morton's review of v5 (30 March 2011): "manage
   the mapped/unmapped bias within the core of the regular scanning, ie: in shrink_page_list()".
   No pass of its own; while unmapped page cache is above the floor, ordinary reclaim keeps mapped
-  file pages and anonymous pages, as the series' scan_control did (vmscan.keep_for_unmapped_first).
+  file pages and anonymous pages, as the series' scan_control did (ShrinkListBias.keep_page).
 - cache-first balloon pages (patch 2/2, __GFP_FREE_CACHE): before the allocator hands pages to
   the balloon it reclaims as many clean unmapped page-cache pages.
 - `pagecache_dedup` (ours, the thread's "talk about which pages to keep"): the host tells the
