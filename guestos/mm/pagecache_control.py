@@ -83,8 +83,11 @@ class UnmappedV4(ReclaimPolicy):
             k.vmstat["unmapped_wakeups"] += 1
             k.wakeup_kswapd(reason="unmapped-high")
 
-    def balance_pgdat_pass(self, k) -> int:
-        return balance_unmapped_pages(k, self)
+    def balance_pgdat_pass(self, k):
+        freed = balance_unmapped_pages(k, self)
+        if freed:
+            yield                                   # kswapd may give up the CPU after the pass
+        return freed
 
 
 @register
@@ -189,13 +192,12 @@ class PagecacheDedup(ReclaimPolicy):
     name = "dedup"
     sysctl = ("pagecache_dedup", 1)
 
-    def kswapd_pass(self, k) -> bool:
+    def kswapd_pass(self, k):
         """Woken kswapd first drops duplicates toward the high watermark."""
         zone = k.page_alloc.zone
-        if zone.nr_free_pages >= zone.watermark[2]:
-            return False
-        shrink_duplicates(k, zone.watermark[2] - zone.nr_free_pages)
-        return True
+        if zone.nr_free_pages < zone.watermark[2]:
+            shrink_duplicates(k, zone.watermark[2] - zone.nr_free_pages)
+            yield
 
     def direct_reclaim_pass(self, k, nr_to_reclaim: int) -> int:
         return shrink_duplicates(k, nr_to_reclaim)

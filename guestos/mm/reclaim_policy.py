@@ -5,10 +5,10 @@ provides into the one reclaim path (cython_ext/reclaim.py decides, guestos/mm/vm
 
 - `allocator_fastpath(k)`: the allocator, at each look at the watermarks (get_page_from_freelist);
   may wake kswapd.
-- `kswapd_pass(k)`: kswapd, once woken, before balance_pgdat. Returns True when it ran (kswapd then
-  gives up the CPU).
+- `kswapd_pass(k)`: kswapd, once woken, before balance_pgdat. A generator: it yields where kswapd may
+  give up the CPU.
 - `balance_pgdat_pass(k)`: inside balance_pgdat, at each priority, before the watermark check and
-  again before shrink_zone; returns the pages it freed.
+  again before shrink_zone. A generator as kswapd_pass; returns the pages it freed.
 - `direct_reclaim_pass(k, nr_to_reclaim)`: the allocator's direct reclaim, before try_to_free_pages;
   returns the pages it freed.
 - `balloon_pages(k, nr_pages)`: before the allocator hands pages to the balloon with the policy's
@@ -42,11 +42,13 @@ class ReclaimPolicy:
     def allocator_fastpath(self, k) -> None:
         pass
 
-    def kswapd_pass(self, k) -> bool:
-        return False
+    def kswapd_pass(self, k):
+        return
+        yield                   # a generator
 
-    def balance_pgdat_pass(self, k) -> int:
+    def balance_pgdat_pass(self, k):
         return 0
+        yield                   # a generator
 
     def direct_reclaim_pass(self, k, nr_to_reclaim: int) -> int:
         return 0
@@ -146,13 +148,16 @@ class PolicySet:
             p.allocator_fastpath(self.k)
 
     def kswapd_passes(self):
-        """kswapd's policy passes before balance_pgdat: a generator, yielding after each that ran."""
+        """kswapd's policy passes before balance_pgdat (a generator, as kswapd's work)."""
         for p in self._kswapd_pass:
-            if p.kswapd_pass(self.k):
-                yield
+            yield from p.kswapd_pass(self.k)
 
-    def balance_pgdat_pass(self) -> int:
-        return sum(p.balance_pgdat_pass(self.k) for p in self._balance_pgdat_pass)
+    def balance_pgdat_passes(self):
+        """The policies' passes inside balance_pgdat (a generator); returns the pages they freed."""
+        freed = 0
+        for p in self._balance_pgdat_pass:
+            freed += yield from p.balance_pgdat_pass(self.k)
+        return freed
 
     def direct_reclaim_pass(self, nr_to_reclaim: int) -> int:
         freed = 0

@@ -32,7 +32,7 @@ class ScanControl:
     priority: int = DEF_PRIORITY
     nr_scanned: int = 0
     nr_reclaimed: int = 0
-    policy: str = "none"              # who reclaims, for the trace: none, shrink_list, unmapped, cache_first
+    policy: str = "none"              # who reclaims, for the trace: none or a policy's trace_name (reclaim_policy.py)
     pass_nr: int = 0                  # the reclaim pass in the trace (0: not traced)
 
     @property
@@ -427,15 +427,13 @@ def balance_pgdat_steps(k):
         for priority in range(DEF_PRIORITY, -1, -1):
             if k.swap is not None and inactive_anon_is_low(k):
                 _hot(k, sc).shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)    # background aging
-            if k.policies.balance_pgdat_pass():                # the 2010 series: before the watermark check
-                yield
+            yield from k.policies.balance_pgdat_passes()      # the 2010 series: before the watermark check
             if zone.watermark_ok(0, 2):                       # high_wmark_pages: all zones ok
                 balanced = True
                 break
             sc.priority = priority
             scanned = sc.nr_scanned
-            if k.policies.balance_pgdat_pass():                # and again before shrink_zone
-                yield
+            yield from k.policies.balance_pgdat_passes()      # and again before shrink_zone
             yield from shrink_zone_batches(k, sc)
             shrink_slab(k, sc.nr_scanned - scanned)
             yield
