@@ -211,13 +211,16 @@ def apply(k: SmallKernel, op) -> object:
             return vmscan.balance_pgdat(k)
         elif name == "drain":
             k.pcp.drain()
+        elif name == "check_clean":         # reclaim's one rule (dedup asks it) on every page of a list
+            hot = vmscan._hot(k, sc)
+            return [hot.page_check_clean(p) for p in k.lru.from_tail((a % 4))]
     except SyscallError as e:
         return ("error", e.args)
     return None
 
 
 KINDS = ("read", "dirty", "lock", "hold", "release", "map", "metadata", "drop", "writeback", "anon", "free_anon",
-         "shrink_inactive", "shrink_active", "try_to_free", "balance", "drain")
+         "shrink_inactive", "shrink_active", "try_to_free", "balance", "drain", "check_clean")
 
 
 def workload(seed: int, length: int, weights) -> list:

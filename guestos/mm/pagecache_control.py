@@ -142,11 +142,12 @@ def balance_unmapped_pages(k, policy) -> int:
     return sc.nr_reclaimed
 
 
-def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = True) -> int:
+def reclaim_unmapped_pages(k, nr_to_reclaim: int, counter: str, kswapd: bool = True,
+                           for_balloon: bool = False) -> int:
     """Reclaim up to nr_to_reclaim clean, unmapped page-cache pages, from DEF_PRIORITY toward 0,
     never going below vm.min_unmapped_ratio. Mapped and dirty pages stay where they are."""
     sc = vmscan.ScanControl(nr_to_reclaim=nr_to_reclaim, current_is_kswapd=kswapd, may_writepage=False,
-                            may_unmap=False, may_swap=False, policy=counter)
+                            may_unmap=False, may_swap=False, policy=counter, for_balloon=for_balloon)
     if k.tracepoints is not None:
         vmscan.trace_pass_begin(k, sc)
     floor = min_unmapped_pages(k)
@@ -181,7 +182,7 @@ class CacheFirst(ReclaimPolicy):
     def balloon_pages(self, k, nr_pages: int) -> int:
         """Reclaim unmapped page cache before the balloon takes free memory."""
         k.vmstat["balloon_cache_first_calls"] += 1
-        return reclaim_unmapped_pages(k, nr_pages, self.trace_name, kswapd=False)
+        return reclaim_unmapped_pages(k, nr_pages, self.trace_name, kswapd=False, for_balloon=True)
 
 
 # --- duplication-aware reclaim ---

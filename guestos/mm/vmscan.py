@@ -34,11 +34,12 @@ class ScanControl:
     nr_reclaimed: int = 0
     policy: str = "none"              # who reclaims, for the trace: none or a policy's trace_name (reclaim_policy.py)
     pass_nr: int = 0                  # the reclaim pass in the trace (0: not traced)
+    for_balloon: bool = False         # reclaiming for pages the balloon asked for
 
     @property
     def by(self) -> str:
         """Whose context the pass runs in, for the trace."""
-        return "kswapd" if self.current_is_kswapd else "balloon" if self.policy == "cache_first" else "direct"
+        return "kswapd" if self.current_is_kswapd else "balloon" if self.for_balloon else "direct"
 
 
 @dataclass
