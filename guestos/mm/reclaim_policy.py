@@ -69,6 +69,9 @@ def register(cls):
         raise ValueError(f"{cls!r}: a reclaim policy is a ReclaimPolicy subclass with a name")
     if cls.name in REGISTRY and type(REGISTRY[cls.name]) is not cls:
         raise ValueError(f"reclaim policy {cls.name!r} is registered already")
+    other = by_sysctl(*cls.sysctl) if cls.sysctl is not None else None
+    if other is not None and other.name != cls.name:
+        raise ValueError(f"vm.{cls.sysctl[0]} = {cls.sysctl[1]} selects {other.name!r} already")
     if not cls.trace_name:
         cls.trace_name = cls.name
     REGISTRY[cls.name] = cls()
@@ -81,7 +84,6 @@ def unregister(name: str) -> None:
 
 def lookup(name: str) -> ReclaimPolicy:
     """The policy of this name; UnknownPolicy (a one-line message) when there is none."""
-    _load_builtin()
     try:
         return REGISTRY[name]
     except KeyError:
@@ -89,13 +91,11 @@ def lookup(name: str) -> ReclaimPolicy:
 
 
 def names() -> list:
-    _load_builtin()
     return list(REGISTRY)
 
 
 def by_sysctl(knob: str, value: int):
     """The policy that /proc/sys/vm/knob = value selects, or None."""
-    _load_builtin()
     for policy in REGISTRY.values():
         if policy.sysctl == (knob, value):
             return policy
@@ -104,13 +104,8 @@ def by_sysctl(knob: str, value: int):
 
 def cmdline_words(knob: str) -> dict:
     """The boot option `knob=WORD` (the policies' cmdline_words): word -> the policy's name."""
-    _load_builtin()
     return {word: p.name for p in REGISTRY.values() if p.sysctl is not None and p.sysctl[0] == knob
             for word in p.cmdline_words}
-
-
-def _load_builtin() -> None:
-    from . import pagecache_control      # noqa: F401  (registers the 2010 policies and dedup)
 
 
 class PolicySet:
@@ -125,7 +120,6 @@ class PolicySet:
         self.refresh()
 
     def refresh(self) -> None:
-        _load_builtin()
         sysctl_vm = self.k.sysctl_vm
         self.selected = [p for p in REGISTRY.values()
                          if p.name in self.boot_names or (p.sysctl is not None and sysctl_vm.get(p.sysctl[0]) ==
@@ -137,10 +131,6 @@ class PolicySet:
 
     def __contains__(self, name: str) -> bool:
         return any(p.name == name for p in self.selected)
-
-    def get(self, name: str) -> ReclaimPolicy:
-        """A registered policy by name, selected or not (the balloon's cache_first is asked for by its caller)."""
-        return lookup(name)
 
     # --- the hooks, as the reclaim path calls them ---
     def allocator_fastpath(self) -> None:
@@ -175,3 +165,7 @@ class PolicySet:
             if p.keep_page(self.k, sc, pfn):
                 return True
         return False
+
+
+# the built-in policies, registered first whichever module is imported first
+from . import pagecache_control         # noqa: E402,F401
