@@ -11,6 +11,8 @@ extensions = [
     Extension("cython_ext.hostcache", ["cython_ext/hostcache.py"], extra_compile_args=["-O2"]),
     Extension("cython_ext.reclaim", ["cython_ext/reclaim.py"], extra_compile_args=["-O2"]),
     Extension("cython_ext.pagecache", ["cython_ext/pagecache.py"], extra_compile_args=["-O2"]),
+    Extension("cython_ext.rmap", ["cython_ext/rmap.py"], extra_compile_args=["-O2"]),
+    Extension("cython_ext.pageout", ["cython_ext/pageout.py"], extra_compile_args=["-O2"]),
 ]
 
 setup(

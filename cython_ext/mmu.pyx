@@ -28,6 +28,7 @@ cdef extern from *:
     #define UC_X86_INS_IN (218)
     #define UC_X86_INS_OUT (500)
     #define UC_CTL_TB_REQUEST_CACHE_RW (int)(8u | (2u << 26) | (3u << 30))
+    #define UC_CTL_TLB_FLUSH_W (int)(11u | (0u << 26) | (1u << 30))
     #define PTE_P (1 << 0)
     #define PTE_RW (1 << 1)
     #define PTE_US (1 << 2)
@@ -71,6 +72,7 @@ cdef extern from *:
     const long long UC_X86_INS_IN
     const long long UC_X86_INS_OUT
     const long long UC_CTL_TB_REQUEST_CACHE_RW
+    const long long UC_CTL_TLB_FLUSH_W
     const long long PTE_P
     const long long PTE_RW
     const long long PTE_US
@@ -675,6 +677,12 @@ cdef class NativeVcpu:
 
     def last_violation(self):
         return (self.st.last_violation_pfn, self.st.last_violation_vaddr)
+
+    def flush_tlb(self):
+        """uc_ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE) straight through the engine's function pointer (reclaim
+        flushes once per page it unmaps or finds referenced; the binding's ctl() costs microseconds)."""
+        if self.st.ctl(self.st.uc, UC_CTL_TLB_FLUSH_W) != 0:
+            raise RuntimeError("uc_ctl(UC_CTL_TLB_FLUSH) failed")
 
     def forget_blocks(self):
         """Drop cached instruction counts (after translated code was flushed)."""

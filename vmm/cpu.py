@@ -295,7 +295,7 @@ class Vcpu:
         self.flush_tlb()
 
     def flush_tlb(self) -> None:
-        self.uc.ctl(ucc.UC_CTL_TLB_FLUSH, ucc.UC_CTL_IO_WRITE)
+        self.native.flush_tlb()                     # uc_ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE), natively
 
     def flush_code(self, start: int = None, end: int = None) -> None:
         """Drop translated blocks (host writes do not invalidate them)."""

@@ -471,40 +471,9 @@ class AddressSpace:
     def writepage(self, index: int, end_io) -> None:
         """->writepage() for reclaim's pageout(): write one page whose dirty bit was cleared for I/O.
         On a disk that completes later the page is under PG_writeback until end_io(k, pfn) runs at the
-        completion; else it is written before this returns."""
-        k = self.k
-        mem_map = k.mem_map
-        pfn = self.pages[index]
-        paddr = pfn << PAGE_SHIFT
-        runs, pos, nbytes = [], 0, 0
-        sector = 0                                      # struct page's disk_sector: 1 + the first, 0 for none
-        for disk_offset, length in self.a_ops.map_page_for_write(self, index):
-            if disk_offset is not None:
-                if not sector:
-                    sector = (disk_offset >> 9) + 1
-                if runs and runs[-1][2] == disk_offset:
-                    runs[-1][1].append((paddr + pos, length))
-                    runs[-1][2] += length
-                else:
-                    runs.append([disk_offset, [(paddr + pos, length)], disk_offset + length])
-                nbytes += length
-            pos += length
-        mem_map.set_disk_sector(pfn, sector - 1 if sector else None)
-        k.vmstat["pgpgout"] += nbytes >> 10
-        submit = getattr(self.blk, "transfer_runs_async", None)
-        if not runs or submit is None:
-            mem_map.set(pfn, PG_mappedtodisk)
-            if runs and self.blk.transfer_runs(True, [(start, segs) for start, segs, _ in runs]) != 0:
-                raise SyscallError(EIO)
-            return
-        mem_map.q[pfn << 3] |= (1 << PG_mappedtodisk) | (1 << PG_writeback)
-        k.vmstat["nr_writeback"] += 1
-
-        def done(status: int) -> None:
-            if status != 0 and self.pages.get(index) == pfn:
-                self.set_page_dirty(index)               # the write failed: the data is still only here
-            end_io(k, pfn)
-        submit(True, [(start, segs) for start, segs, _ in runs], done)
+        completion; else it is written before this returns (cython_ext/pageout.py's writepage)."""
+        if self.k.mem_map.native_pageout.writepage(self, index, end_io) != 0:
+            raise SyscallError(EIO)
 
     def writepages(self, indices=None) -> int:
         """write_cache_pages(): write dirty pages back (all, or those given); returns pages written."""

@@ -55,10 +55,14 @@ PAGE_MAPPING_ANON = 1
 
 class MemMap:
     """Typed access to the struct pages in guest RAM. `hotpath` is cython_ext.reclaim, the LRU, buddy
-    and reclaim loops over these bytes: compiled, or its Python source when pure (or BALLAST_PURE)."""
+    and reclaim loops over these bytes: compiled, or its Python source when pure (or BALLAST_PURE);
+    `native_rmap` (a cython_ext.rmap.Rmap, behind guestos/mm/rmap.py) and `native_pageout` (a
+    cython_ext.pageout.Pageout over these pages, behind vmscan.pageout and AddressSpace.writepage)
+    in the same mode."""
 
     def __init__(self, ram: memoryview, paddr: int, nr_pages: int, pure: bool = None):
         self.hotpath = cython_ext.load("reclaim", pure)
+        self.native_rmap = cython_ext.load("rmap", pure).Rmap()
         self.paddr = paddr
         self.nr_pages = nr_pages
         raw = ram[paddr:paddr + nr_pages * STRUCT_PAGE_SIZE]
@@ -66,6 +70,7 @@ class MemMap:
         self.q = raw.cast("Q")      # 8 words per page
         self.i = raw.cast("i")      # 16 ints per page
         self.u = raw.cast("I")
+        self.native_pageout = cython_ext.load("pageout", pure).Pageout(self.q)
 
     @property
     def size(self) -> int:

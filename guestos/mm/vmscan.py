@@ -13,7 +13,7 @@ from typing import Callable
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
 from ..kernel.errno import SyscallError
 from .mm_types import PG_dirty, PG_reclaim, PG_swapcache, PG_writeback
-from .rmap import _PAGE_DIRTY, page_referenced, rmap_walk, try_to_unmap
+from .rmap import _PAGE_DIRTY, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
 
 DEF_PRIORITY = 12
@@ -175,13 +175,13 @@ def trace_pass_end(k, sc: ScanControl) -> None:
 # --- the services reclaim's decisions use (cython_ext/reclaim.py: Reclaim decides) ---
 
 PAGE_KEEP, PAGE_ACTIVATE, PAGE_SUCCESS, PAGE_CLEAN = range(4)      # pageout()'s results
+WRITE_ERROR = -1        # cython_ext.pageout's pageout(): the write failed at once (handle_write_error)
 
 
 def page_referenced_vm_exec(k, pfn: int) -> tuple:
     """page_referenced(): (PTEs whose accessed bit was set, and now is clear; whether a referencing
-    mapping is executable)."""
-    referenced, executable = page_referenced(k, pfn)
-    return referenced, bool(referenced and executable)
+    mapping is executable). The walk is cython_ext/rmap.py's."""
+    return k.mem_map.native_rmap.page_referenced_vm_exec(k, pfn)
 
 
 def swap_out(k, pfn: int) -> str:
@@ -195,29 +195,22 @@ def swap_out(k, pfn: int) -> str:
 def pageout(k, mapping, pfn: int) -> int:
     """pageout(): clear the dirty bit for I/O, set PG_reclaim and start writing the page. The write is
     asynchronous when the disk can complete it later (the page stays under PG_writeback until
-    end_page_writeback()); a synchronous one leaves the page clean at once."""
-    mem_map = k.mem_map
-    index = mem_map.index(pfn)
-    q = mem_map.q
-    q[pfn << 3] = q[pfn << 3] & ~(1 << PG_dirty) | (1 << PG_reclaim)    # clear_page_dirty_for_io(), SetPageReclaim
-    dirty = mapping.dirty
-    dirty.discard(index)
-    k.vmstat["nr_dirty"] -= 1
-    if not dirty:
-        k.dirty_mappings.pop(mapping, None)
-        mapping.dirtied_when = None
-    if k.tracepoints is not None:
-        k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_ASYNC")
-    k.vmstat["nr_vmscan_write"] += 1
+    end_page_writeback()); a synchronous one leaves the page clean at once. The steps are
+    cython_ext/pageout.py's (native when compiled); a failed write is handled here."""
     try:
-        mapping.writepage(index, end_page_writeback)
+        result = k.mem_map.native_pageout.pageout(k, mapping, pfn, end_page_writeback)
     except SyscallError:
-        mem_map.clear(pfn, PG_reclaim)                # handle_write_error(): the page stays dirty
-        mapping.set_page_dirty(index)
+        result = WRITE_ERROR
+    if result == WRITE_ERROR:
+        handle_write_error(k, mapping, pfn)
         return PAGE_KEEP
-    if not mem_map.test(pfn, PG_writeback):
-        mem_map.clear(pfn, PG_reclaim)                # a synchronous write
-    return PAGE_SUCCESS
+    return result
+
+
+def handle_write_error(k, mapping, pfn: int) -> None:
+    """The write failed: the page stays dirty (and is kept)."""
+    k.mem_map.clear(pfn, PG_reclaim)
+    mapping.set_page_dirty(k.mem_map.index(pfn))
 
 
 def end_page_writeback(k, pfn: int) -> None:
