@@ -233,10 +233,14 @@ def test_direct_reclaim_priority_falls_when_a_pass_frees_too_little(root, monkey
             return freed
         k.page_alloc.reclaim = direct
         assert s.run(["/bin/seqread", "/data/stream.bin"]).exit_code == 0
+        # kswapd, which now runs beside memhog (and in direct reclaim's naps), stays asleep: every page
+        # memhog gets, it reclaims itself
+        k.page_alloc.wake_kswapd = lambda *args, **kwargs: None
         r = s.run(["/bin/memhog", "64M", "1"])
         assert r.signaled or r.exit_code != 0                     # it was OOM-killed
         assert k.vmstat["oom_kill"] >= 1
     # passes that freed pages, but fewer than asked at DEF_PRIORITY, went on at lower priorities
+    results = [([p for p in ps if not p[0]], freed) for ps, freed in results]     # the direct passes
     fell = [ps for ps, freed in results if freed and min(p for _, p, _ in ps) < vmscan.DEF_PRIORITY]
     assert fell
     last_pass, freed = results[-1]

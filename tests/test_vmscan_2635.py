@@ -270,23 +270,24 @@ def test_a_mapped_file_page_is_looked_at_twice(k, monkeypatch):
 
 
 def test_direct_reclaim_naps_until_pageout_writes_complete(k):
-    """Every inactive page dirty: the first priorities only start writes; congestion_wait() then sleeps
-    until one completes, and the next priority frees the written pages from the inactive tail. Without
-    the nap direct reclaim would give up with nothing freed (and the allocator would go to the OOM killer)."""
+    """Every inactive page dirty: the first priorities only start writes; congestion_wait(HZ/10) then
+    naps (do_try_to_free_pages) until a write completes, and the next priority frees the written pages
+    from the inactive tail. Without the nap direct reclaim would give up with nothing freed (and the
+    allocator would go to the OOM killer)."""
     mapping = k.address_spaces[MAPPINGS[0]]
     mapping.blk = AsyncBlk()
     naps = []
 
-    def wait_event(condition):
-        naps.append(len(mapping.blk.pending))
-        mapping.blk.complete()                  # virtual time runs to the completions
-        assert condition()
-    k.wait_event = wait_event
+    def congestion_wait(timeout_ns):
+        naps.append((len(mapping.blk.pending), timeout_ns))
+        mapping.blk.complete()                  # virtual time runs to the completions, which end the nap
+    k.congestion_wait = congestion_wait
     pfns = file_pages(k, 120)
     for index in range(len(pfns)):
         mapping.set_page_dirty(index)
     freed = vmscan.try_to_free_pages(k, 32)
-    assert freed >= 32 and naps and naps[0] > 0
+    assert freed >= 32 and naps and all(timeout == vmscan.HZ_NS // 10 for _, timeout in naps)
+    assert naps[0][0] > 0
     assert k.vmstat["pgrotated"] >= 32 and k.vmstat["nr_vmscan_write"] >= freed
 
 

@@ -51,6 +51,7 @@ class GuestSession:
         self.initramfs = dict(initramfs or {})
         self._guest = None
         self._host = None
+        self._guest_turn = None         # the guest greenlet that handed over (a task's kernel stack)
         self._wait = None               # (predicate, deadline_ns) while the host waits
         self._poll_armed = False
         self._running = None            # (argv, agent reply offset, console offset) of a spawned program
@@ -200,7 +201,9 @@ class GuestSession:
         self._host = greenlet.getcurrent()
         if not self._poll_armed:
             self._arm_poll()
-        why = self._guest.switch()
+        # the guest goes on where it handed over: on a task's kernel stack, or its main one
+        turn, self._guest_turn = self._guest_turn, None
+        why = (turn if turn is not None and not turn.dead else self._guest).switch()
         self._wait = None
         if isinstance(why, tuple):          # the guest powered off
             return EXITED
@@ -234,6 +237,7 @@ class GuestSession:
     def _yield(self, why: str) -> None:
         self._sample()
         self._wait = None
+        self._guest_turn = greenlet.getcurrent()
         self._host.switch(why)              # back here when the host has its next wait
 
     def _checkpoint(self) -> bool:

@@ -91,17 +91,23 @@ class BufferCache:
                 runs[-1][2] += bs
             else:
                 runs.append([offset, [(paddr, bs)], offset + bs])
-        if self.blk.transfer_runs(True, [(off, segs) for off, segs, _ in runs]) != 0:
-            raise OSError("I/O error writing metadata")
-        self.k.vmstat["pgpgout"] += sum(r[2] - r[0] for r in runs) >> 10
+        # clean before the write (clear_page_dirty_for_io): a block dirtied again while it is in flight
+        # (other tasks run while this one waits) stays dirty for the next sync
+        written = set(self.dirty_blocks)
         self.dirty_blocks.clear()
         mapping, mem_map = self.mapping, self.k.mem_map
-        for index in list(mapping.dirty):
+        pages = list(mapping.dirty)
+        for index in pages:
             mem_map.clear(mapping.pages[index], PG_dirty)
             mapping.dirty.discard(index)
             self.k.vmstat["nr_dirty"] -= 1
         self.k.dirty_mappings.pop(mapping, None)
         mapping.dirtied_when = None
+        if self.blk.transfer_runs(True, [(off, segs) for off, segs, _ in runs]) != 0:
+            for block in written:
+                self.mark_dirty(block)               # still only here
+            raise OSError("I/O error writing metadata")
+        self.k.vmstat["pgpgout"] += sum(r[2] - r[0] for r in runs) >> 10
 
     @property
     def nrpages(self) -> int:

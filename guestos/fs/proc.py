@@ -86,7 +86,7 @@ NS_PER_TICK = 10**9 // USER_HZ
 DT_DIR, DT_REG, DT_LNK = 4, 8, 10
 S_IFDIR, S_IFLNK = 0o040000, 0o120000
 VSYSCALL_LINE = "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0".ljust(73) + "[vsyscall]"
-STATE_NAMES = {"R": "R (running)", "S": "S (sleeping)", "T": "T (stopped)", "Z": "Z (zombie)", "X": "X (dead)"}
+STATE_NAMES = {"R": "R (running)", "S": "S (sleeping)", "D": "D (disk sleep)", "T": "T (stopped)", "Z": "Z (zombie)", "X": "X (dead)"}
 RLIM_INFINITY = (1 << 64) - 1
 THREAD_SIZE = 16384
 EXT2_DEV = "fe:00"                  # the root disk: virtio-blk's dynamic major 254, minor 0
@@ -277,11 +277,14 @@ def cpu_times_ns(k) -> tuple:
 
 def _render_stat(k, task) -> str:
     """show_stat(): one CPU's times in USER_HZ ticks (user: retired instructions; system: charged
-    kernel costs; idle: the clock's idle jumps; they add up to the clock), then the counters."""
+    kernel costs; idle and iowait: the clock's idle jumps, iowait while a task slept in the kernel;
+    they add up to the clock), then the counters."""
     user, system, idle = cpu_times_ns(k)
-    cpu = f"{user // NS_PER_TICK} 0 {system // NS_PER_TICK} {idle // NS_PER_TICK} 0 0 0 0 0 0"
+    iowait = k.scheduler.iowait_ns              # the idle time while a task slept inside the kernel
+    cpu = f"{user // NS_PER_TICK} 0 {system // NS_PER_TICK} {(idle - iowait) // NS_PER_TICK} " \
+          f"{iowait // NS_PER_TICK} 0 0 0 0 0"
     running = sum(1 for t in k.tasks.values() if _state(k, t) == "R")
-    blocked = 0
+    blocked = sum(1 for t in k.tasks.values() if _state(k, t) == "D")
     return (f"cpu  {cpu}\ncpu0 {cpu}\nintr 0\nctxt {k.scheduler.nr_switches}\nbtime {BOOT_TIME}\n"
             f"processes {k.next_pid - 1}\nprocs_running {running}\nprocs_blocked {blocked}\n"
             f"softirq 0 0 0 0 0 0 0 0 0 0 0\n")

@@ -50,6 +50,11 @@ def group_exit_status(task) -> int:
 
 
 def exit_with_status(k, task, status: int) -> None:
+    if task.in_kernel_sleep or task.exiting:
+        # asleep inside the kernel: it dies when it comes back out (sched.run_slice); or its exit is
+        # under way already (PF_EXITING: the exit itself may sleep, and the task or a killer come again)
+        return
+    task.exiting = True
     task.exit_code = status
     if task is k.scheduler.current:
         k.lru_add_drain()

@@ -101,6 +101,9 @@ class Kernel:
         self.address_spaces = {}        # page->mapping id -> AddressSpace
         self.strace = None              # the system call tracer, when `strace` is on the command line
         self.syscall_blocked = False
+        self.in_irq = 0                 # do_IRQ depth: handlers must not sleep
+        self.atomic = 0                 # sections no other task may interleave with (a reclaim batch)
+        self.writeback_completions = 0  # async writes finished (end_page_writeback): congestion_wait's wake-up
 
     # --- boot ---
     def boot(self) -> None:
@@ -206,6 +209,7 @@ class Kernel:
         self.page_alloc.on_free = self.lru.remove_if_listed
         self.page_alloc.reclaim = self.direct_reclaim
         self.page_alloc.wake_kswapd = self.wakeup_kswapd
+        self.page_alloc.congestion_wait = self.congestion_wait
         # the policies start from the command line and can be switched in /proc/sys/vm (no reboot)
         policy = self.params.value("unmapped_page_control")       # a registered policy's name, or None
         if policy is not None:              # else vm.unmapped_page_control= (or its default) stands
@@ -708,20 +712,64 @@ class Kernel:
         self.irq_handlers[line] = handler
 
     def do_IRQ(self) -> None:
-        for line in self.hw.take_pending_irqs():
-            handler = self.irq_handlers.get(line)
-            if handler is None:
-                self.printk(KERN_WARNING, f"irq {line}: nobody cared")
-            else:
-                handler()
+        lines = self.hw.take_pending_irqs()
+        if not lines:
+            return
+        self.in_irq += 1
+        try:
+            for line in lines:
+                handler = self.irq_handlers.get(line)
+                if handler is None:
+                    self.printk(KERN_WARNING, f"irq {line}: nobody cared")
+                else:
+                    handler()
+        finally:
+            self.in_irq -= 1
 
     def wait_event(self, condition) -> None:
-        """Sleep until condition() holds: the CPU idles and virtual time jumps to the next event."""
+        """Sleep until condition() holds. A task waiting inside the kernel (a system call, a fault,
+        reclaim, a kernel thread's work) sleeps uninterruptibly on its kernel stack while other tasks
+        run; with no task to sleep (boot, an interrupt handler, the scheduler's own work) or inside
+        a section that must not be interleaved (k.atomic), the CPU idles and virtual time jumps to
+        the next event."""
         self.do_IRQ()                               # what already arrived comes first
+        if condition():
+            return
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None and not self.in_irq and not self.atomic and scheduler.in_task_context():
+            scheduler.io_schedule(condition)
+            return
         while not condition():
             if not self.hw.idle():
                 raise KernelPanic("waiting for an event that can never come")
             self.do_IRQ()
+
+    def wait_event_timeout(self, condition, timeout_ns: int) -> bool:
+        """wait_event_timeout(): as wait_event, but also woken timeout_ns from now (a timer wakes
+        the idle CPU then); True if condition() held."""
+        deadline = self.hw.clock.now_ns() + timeout_ns
+        self.timers.add_timer(timeout_ns, _wakeup_nobody)
+        self.wait_event(lambda: condition() or self.hw.clock.now_ns() >= deadline)
+        return condition()
+
+    def congestion_wait(self, timeout_ns: int) -> None:
+        """congestion_wait(BLK_RW_ASYNC, timeout) (mm/backing-dev.c, 2.6.35): the task naps
+        uninterruptibly (io_schedule_timeout) until an asynchronous write completes
+        (clear_bdi_congested wakes the waiters at each freed request) or the timeout passes."""
+        completions = self.writeback_completions
+        self.wait_event_timeout(lambda: self.writeback_completions != completions, timeout_ns)
+
+    def save_syscall_state(self) -> tuple:
+        """What the kernel keeps of the call in progress, for a task about to sleep in it."""
+        state = (self.current_syscall_nr, self.sleep_after_syscall, self.syscall_blocked,
+                 self.strace.in_call if self.strace is not None else None)
+        self.sleep_after_syscall = None
+        return state
+
+    def restore_syscall_state(self, state: tuple) -> None:
+        self.current_syscall_nr, self.sleep_after_syscall, self.syscall_blocked, in_call = state
+        if self.strace is not None:
+            self.strace.in_call = in_call
 
     # --- entry points from the run loop ---
     def do_syscall(self, task) -> None:
@@ -840,6 +888,10 @@ class Kernel:
         out = dict(self.vmstat)
         out["nr_free_pages"] = self.page_alloc.nr_free_pages
         return out
+
+
+def _wakeup_nobody() -> None:
+    """A sleeper's timeout: the interrupt itself is the point (the sleeper looks at the clock)."""
 
 
 class NullFile(File):

@@ -11,18 +11,28 @@ Time is accounted per task: user time is retired instructions (CPL 3), system ti
 kernel charged while the task (or kernel thread) was current; what is charged with the CPU idle is
 idle time, and what no task ran is the idle task's (swapper).
 
-A system call that must wait raises WouldBlock: the task sleeps with its
-`syscall` instruction rewound, and runs it again once woken (as Linux restarts
-a call interrupted before it did anything). A signal for a handler wakes it
+Every task has a kernel stack of its own (a greenlet, as Linux gives each task one): its kernel work
+(system calls, page faults, signal delivery; a kernel thread's body) runs there, and the scheduler
+switches stacks. Kernel code that must wait for a device, a write or a nap (Kernel.wait_event) puts
+the task to sleep uninterruptibly (TASK_UNINTERRUPTIBLE, io_schedule) and switches back to the
+scheduler, which runs other tasks meanwhile; once the condition holds the task goes on from where
+it waited. The idle time while such a task waits is iowait.
+
+A system call that must wait for another task (a pipe, a child, a futex) raises WouldBlock instead:
+the task sleeps interruptibly with its `syscall` instruction rewound, and runs it again once woken
+(as Linux restarts a call interrupted before it did anything). A signal for a handler wakes it
 too; the call then returns EINTR or runs again after the handler, as its
 restart rule and SA_RESTART say (signal.py: handle_signal_restart)."""
 from collections import deque
 from dataclasses import dataclass, field
 
+import greenlet
+
 from ..arch import vcpu_exits as X
 
 TASK_RUNNING = "R"
 TASK_INTERRUPTIBLE = "S"
+TASK_UNINTERRUPTIBLE = "D"                         # asleep inside the kernel until its condition holds
 TASK_STOPPED = "T"                                 # job control: off every queue until SIGCONT
 TASK_ZOMBIE = "Z"
 TASK_DEAD = "X"
@@ -138,6 +148,12 @@ class Task:
     group_leader: "Task" = None
     signal: SignalStruct = None                 # shared by the threads of a process
     robust_list_len: int = 0
+    kstack: object = None                       # the greenlet its kernel work runs on (its kernel stack)
+    slice_icount: int = 0                       # the vCPU's icount when its instructions were last credited
+    slice_end_ns: int = 0                       # the busy time at which its slice ends
+    nr_uninterruptible_sleeps: int = 0          # waits inside the kernel (io_schedule) so far
+    in_kernel_sleep: bool = False               # its kernel stack is suspended inside a wait (until it resumes)
+    exiting: bool = False                       # PF_EXITING: its exit has begun
 
     def __post_init__(self):
         if not self.tgid:
@@ -205,7 +221,8 @@ def _timer_wakeup() -> None:
 
 def run_to_completion(k, steps):
     """Drive a kernel thread's steps outside a kernel thread (from a notifier or a timer): a
-    condition it yields is waited for with the CPU idle (wait_event); returns its result."""
+    condition it yields is waited for with wait_event (the calling task sleeps, or with no task
+    the CPU idles); returns its result."""
     while True:
         try:
             wait = next(steps)
@@ -220,7 +237,8 @@ class Scheduler:
         self.k = kernel
         self.quantum = quantum
         self.runqueue = deque()
-        self.sleeping = []
+        self.sleeping = []                  # TASK_INTERRUPTIBLE: a rewound call, a kernel thread's yield
+        self.blocked = []                   # TASK_UNINTERRUPTIBLE: asleep inside the kernel (wait_event)
         self.current = None
         self.nr_switches = 0
         self.preemptions = 0
@@ -229,6 +247,8 @@ class Scheduler:
         self.swapper = Task(pid=0, comm="swapper")      # the idle task: time no task ran
         self.running = self.swapper         # whose account system time goes to
         self.stime_mark = 0                 # the clock's busy system time when last accounted
+        self.scheduler_stack = None         # the greenlet schedule() runs on (the boot stack)
+        self.iowait_ns = 0                  # idle time while a task slept inside the kernel
 
     @property
     def quantum_ns(self) -> int:
@@ -254,8 +274,9 @@ class Scheduler:
         return thread
 
     def wake_kthreads(self) -> bool:
-        """Wake sleeping kernel threads whose condition holds; True if one woke (then the
-        running user task gives up the CPU at this exit)."""
+        """Wake sleeping kernel threads whose condition holds, and tasks asleep inside the kernel
+        whose wait is over; True if one woke (then the running user task gives up the CPU at this
+        exit: check_preempt_wakeup)."""
         woke = False
         for thread in self.kthreads:
             if thread.state == TASK_INTERRUPTIBLE and thread.wait_ready():
@@ -264,31 +285,118 @@ class Scheduler:
                 thread.wait_ready = None
                 self.runqueue.appendleft(thread)
                 woke = True
+        if self.blocked:
+            woke = self.wake_blocked() or woke
         return woke
 
-    def run_kthread(self, thread: KernelThread) -> None:
-        """Run a kernel thread's body until it sleeps or its time slice is used up."""
+    def wake_blocked(self) -> bool:
+        """Tasks asleep inside the kernel whose condition holds run next, in the order they slept
+        (an I/O sleeper preempts a CPU-bound task, as CFS's sleeper credit makes it)."""
+        woken = [task for task in self.blocked if task.wait_ready()]
+        for task in reversed(woken):
+            self.blocked.remove(task)
+            task.state = TASK_RUNNING
+            task.wait_ready = None
+            self.runqueue.appendleft(task)
+        return bool(woken)
+
+    # --- kernel stacks ---
+    def in_task_context(self) -> bool:
+        """Is this the current task's own kernel stack (so that it may sleep here)?"""
+        task = self.current
+        return task is not None and task.kstack is not None and greenlet.getcurrent() is task.kstack
+
+    def io_schedule(self, condition) -> None:
+        """The current task sleeps inside the kernel (TASK_UNINTERRUPTIBLE) until condition() holds;
+        other tasks and kernel threads run meanwhile. It goes on from here, with a new slice."""
+        k = self.k
+        task = self.current
+        cpu = k.hw.cpu
+        if not task.kthread:
+            task.instructions += cpu.icount - task.slice_icount
+        saved = k.save_syscall_state()
+        task.state = TASK_UNINTERRUPTIBLE
+        task.wait_ready = condition
+        task.nr_uninterruptible_sleeps += 1
+        task.in_kernel_sleep = True
+        self.blocked.append(task)
+        while True:
+            self.scheduler_stack.switch()
+            if condition():
+                break
+            task.state = TASK_UNINTERRUPTIBLE      # woken too early: sleep again
+            task.wait_ready = condition
+            self.blocked.append(task)
+        task.in_kernel_sleep = False
+        k.restore_syscall_state(saved)
+        task.slice_icount = cpu.icount
+        self.start_slice(task)
+        self.need_resched = False              # whatever ended the last slice was for the task before
+
+    def start_slice(self, task) -> None:
+        """A new slice of virtual time (user and system) for the task."""
+        costs = self.k.costs
+        timeslice = self.timeslice(task) if not task.kthread else self.quantum
+        task.slice_end_ns = self.k.hw.clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
+
+    def run_on_kstack(self, task) -> None:
+        """Switch to the task's kernel stack (made at its first run) until it gives the CPU back."""
+        stack = task.kstack
+        if stack is None:
+            stack = task.kstack = greenlet.greenlet(self.kthread_main if task.kthread else self.task_main)
+        stack.switch(task)
+        if stack.dead:
+            task.kstack = None
+
+    def release_stack(self, task) -> None:
+        """Unwind a kernel stack nobody will resume (GreenletExit), now rather than whenever the
+        garbage collector finds it. Called from the scheduler's stack, their parent."""
+        stack, task.kstack = task.kstack, None
+        if stack is not None and not stack.dead and stack is not greenlet.getcurrent():
+            stack.parent = greenlet.getcurrent()
+            stack.throw(greenlet.GreenletExit)
+
+    def release_stacks(self) -> None:
+        """The machine stops: every kernel stack still suspended, in pid order."""
+        tasks = {t.pid: t for t in list(self.k.tasks.values()) + self.kthreads + self.blocked + self.sleeping}
+        for pid in sorted(tasks):
+            self.release_stack(tasks[pid])
+
+    def kthread_main(self, thread: KernelThread) -> None:
+        """A kernel thread's stack: run its body until it sleeps or its time slice is used up, then
+        give the CPU back; a condition it waits for inside (wait_event) sleeps on this stack."""
         k = self.k
         clock = k.hw.clock
-        end = clock.busy_ns() + self.quantum_ns
         while True:
-            try:
-                wait = next(thread.body)
-            except StopIteration:
-                thread.state = TASK_DEAD
+            self.start_slice(thread)
+            while True:
+                try:
+                    wait = next(thread.body)
+                except StopIteration:
+                    thread.state = TASK_DEAD
+                    return
+                if clock._events and clock.next_event_ns() <= clock.now_ns():
+                    clock.run_due()                # device completions fall due as kernel work takes time
+                k.do_IRQ()
+                if wait is not None and not wait():
+                    thread.state = TASK_INTERRUPTIBLE
+                    thread.wait_ready = wait
+                    self.sleeping.append(thread)
+                    break
+                if clock.busy_ns() >= thread.slice_end_ns:
+                    self.preemptions += 1
+                    self.runqueue.append(thread)
+                    break
+            self.scheduler_stack.switch()
+
+    def task_main(self, task: Task) -> None:
+        """A user task's kernel stack: its slices, with the system calls, faults and signals in
+        them, until it exits."""
+        while not task.exited:
+            self.run_slice(task)
+            if task.exited:
                 return
-            if clock._events and clock.next_event_ns() <= clock.now_ns():
-                clock.run_due()                # device completions fall due as kernel work takes time
-            k.do_IRQ()
-            if wait is not None and not wait():
-                thread.state = TASK_INTERRUPTIBLE
-                thread.wait_ready = wait
-                self.sleeping.append(thread)
-                return
-            if clock.busy_ns() >= end:
-                self.preemptions += 1
-                self.runqueue.append(thread)
-                return
+            self.scheduler_stack.switch()
 
     def timeslice(self, task: Task) -> int:
         """The quantum scaled by the task's load weight (sched_prio_to_weight[nice + 20] / 1024), as
@@ -325,12 +433,15 @@ class Scheduler:
         for task in list(self.sleeping):
             if task.exited:
                 self.sleeping.remove(task)
+                self.release_stack(task)
             elif task.wait_ready() or task.restart is not None and signal_pending(task):
                 self.sleeping.remove(task)
                 task.woken_by_signal = not task.wait_ready()
                 task.state = TASK_RUNNING
                 task.wait_ready = None
                 self.runqueue.append(task)
+        if self.blocked:
+            self.wake_blocked()
 
     def switch_to(self, task: Task) -> None:
         k = self.k
@@ -355,75 +466,103 @@ class Scheduler:
             task.regs = {}
         k.switch_mm(task.mm)
 
+    def idle(self) -> None:
+        """Nothing to run: the CPU idles until the next event. Idle time while a task sleeps inside
+        the kernel is iowait. A task asleep in the kernel that nothing can wake is a kernel bug."""
+        k = self.k
+        clock = k.hw.clock
+        self.account(self.swapper)
+        idle_before = clock.idle_ns
+        if not k.hw.idle():
+            if any(not t.exited for t in self.blocked):
+                from .main import KernelPanic
+                raise KernelPanic("waiting for an event that can never come")
+            k.deadlock([t for t in self.sleeping if not t.kthread])
+            return
+        if self.blocked:
+            self.iowait_ns += clock.idle_ns - idle_before
+        k.do_IRQ()
+
     def run(self) -> None:
         """Run until init is gone."""
+        self.scheduler_stack = greenlet.getcurrent()
+        try:
+            self.schedule_loop()
+        finally:
+            self.release_stacks()
+
+    def schedule_loop(self) -> None:
         k = self.k
-        cpu = k.hw.cpu
         while k.init_task.signal.live:             # init's thread group: until its last thread is gone
             self.wake_sleepers()
             if not self.runqueue:
-                if not self.sleeping:
+                if not self.sleeping and not self.blocked:
                     stopped = [t for t in k.tasks.values() if t.state == TASK_STOPPED]
                     if stopped:                    # only stopped tasks are left: no SIGCONT can come
                         k.deadlock(stopped)
                         continue
                     return
-                if all(t.kthread for t in self.sleeping):
+                if all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked):
                     return                             # only kernel threads are left: init is gone
-                self.account(self.swapper)
-                if not k.hw.idle():
-                    k.deadlock([t for t in self.sleeping if not t.kthread])
-                    continue
-                k.do_IRQ()
+                self.idle()
                 continue
             task = self.runqueue.popleft()
             if task.exited:
+                self.release_stack(task)
                 continue                           # killed while it waited for the CPU
+            if task.exiting and not task.in_kernel_sleep:
+                continue                           # another task is taking it down
+
             self.switch_to(task)
-            if task.kthread:
-                self.run_kthread(task)
-                continue
-            if (task.pending or task.signal.shared_pending) and (task.restart is None or task.woken_by_signal):
-                k.do_signal(task)                  # before it runs: a sleeping call may return EINTR
-                if task.state != TASK_RUNNING:
-                    continue
-            start = cpu.icount
-            timeslice = self.timeslice(task)             # instructions, scaled by nice
-            cpu.set_deadline(start + timeslice)
-            clock = k.hw.clock
-            costs = k.costs
-            # the slice is virtual time, user and system
-            end = clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
-            self.need_resched = False
-            while task.state == TASK_RUNNING:
-                exit = cpu.run()
-                k.lru_add_drain()
-                k.do_IRQ()
-                reason = exit.reason
-                if reason == X.EXIT_SYSCALL:
-                    k.do_syscall(task)
-                elif reason == X.EXIT_PAGE_FAULT:
-                    k.do_page_fault(task, exit)
-                elif reason == X.EXIT_QUANTUM:
-                    self.preemptions += 1
-                    break
-                elif reason == X.EXIT_INTERRUPT:
-                    pass
-                else:
-                    k.do_trap(task, exit)
-                if (task.pending or task.signal.shared_pending) and task.state == TASK_RUNNING:
-                    k.do_signal(task)
-                if self.kthreads and self.wake_kthreads():
-                    self.need_resched = True       # check_preempt_wakeup: the kernel thread runs now
-                left = end - clock.busy_ns()
-                if left <= 0 or self.need_resched:
-                    self.preemptions += 1
-                    break
-                if self.current is not task:       # the call switched tasks (vfork, exec of another)
-                    break
-                cpu.set_deadline(cpu.icount + max(1, int(left * costs.cpu_ghz / costs.cpi)))
-            task.instructions += cpu.icount - start
-            if task.it_virt[0] or task.it_prof[0]:
-                k.itimer_tick(task)                # ITIMER_VIRTUAL/PROF: checked as the slice ends
-            if task.state == TASK_RUNNING:
-                self.runqueue.append(task)
+            self.run_on_kstack(task)
+
+    def run_slice(self, task: Task) -> None:
+        """One slice of a user task, on its kernel stack: user code until an exit, the kernel's
+        answer to it, again until the slice ends or the task sleeps."""
+        k = self.k
+        cpu = k.hw.cpu
+        if (task.pending or task.signal.shared_pending) and (task.restart is None or task.woken_by_signal):
+            k.do_signal(task)                  # before it runs: a sleeping call may return EINTR
+        if task.state != TASK_RUNNING:
+            return
+        task.slice_icount = cpu.icount
+        self.start_slice(task)
+        clock = k.hw.clock
+        costs = k.costs
+        cpu.set_deadline(cpu.icount + self.timeslice(task))
+        self.need_resched = False
+        while task.state == TASK_RUNNING:
+            exit = cpu.run()
+            k.lru_add_drain()
+            k.do_IRQ()
+            reason = exit.reason
+            if reason == X.EXIT_SYSCALL:
+                k.do_syscall(task)
+            elif reason == X.EXIT_PAGE_FAULT:
+                k.do_page_fault(task, exit)
+            elif reason == X.EXIT_QUANTUM:
+                self.preemptions += 1
+                break
+            elif reason == X.EXIT_INTERRUPT:
+                pass
+            else:
+                k.do_trap(task, exit)
+            if task.signal.group_exit and not task.exited:
+                k.do_group_exit(task, 0, signaled=True)     # killed while it slept in the kernel
+            if (task.pending or task.signal.shared_pending) and task.state == TASK_RUNNING:
+                k.do_signal(task)
+            if (self.kthreads or self.blocked) and self.wake_kthreads():
+                self.need_resched = True       # check_preempt_wakeup: the woken task runs now
+            left = task.slice_end_ns - clock.busy_ns()
+            if left <= 0 or self.need_resched:
+                self.preemptions += 1
+                break
+            if self.current is not task:       # the call switched tasks (vfork, exec of another)
+                break
+            cpu.set_deadline(cpu.icount + max(1, int(left * costs.cpu_ghz / costs.cpi)))
+        task.instructions += cpu.icount - task.slice_icount
+        task.slice_icount = cpu.icount
+        if task.it_virt[0] or task.it_prof[0]:
+            k.itimer_tick(task)                # ITIMER_VIRTUAL/PROF: checked as the slice ends
+        if task.state == TASK_RUNNING:
+            self.runqueue.append(task)

@@ -24,6 +24,14 @@ READ_BATCHES = True                    # False: _read_pages page by page (the di
 READ_BATCH_FLAGS = (1 << PG_locked) | (1 << PG_uptodate) | (1 << PG_mappedtodisk)   # a page under read
 
 
+class _ReadaheadShort(Exception):
+    """Memory ran out part way through a read: what was added is read, the rest is left out."""
+
+
+class PageCacheRace(Exception):
+    """add_to_page_cache()'s -EEXIST: another task put a page at that index first."""
+
+
 class FileRaState:
     """struct file_ra_state: the readahead window of one open file (read() and mmap faults share it, as
     they share Linux's file->f_ra)."""
@@ -86,12 +94,26 @@ class AddressSpace:
     def find_get_page(self, index: int):
         return self.pages.get(index)
 
+    def find_get_page_unlocked(self, index: int):
+        """find_get_page() and wait_on_page_locked(): a page another task is reading in is waited
+        for (its read may fail and take it out of the cache, so look again)."""
+        pfn = self.pages.get(index)
+        if pfn is not None and self.k.mem_map.test(pfn, PG_locked):
+            k = self.k
+            while pfn is not None and k.mem_map.test(pfn, PG_locked):
+                k.wait_event(lambda: self.pages.get(index) != pfn or not k.mem_map.test(pfn, PG_locked))
+                pfn = self.pages.get(index)
+        return pfn
+
     # --- adding and removing pages ---
     def add_to_page_cache(self, index: int) -> int:
         k = self.k
         pfn = k.pcp.alloc()
         if pfn == NIL:
             raise SyscallError(ENOMEM)
+        if index in self.pages:             # added by another task while this one slept in reclaim
+            k.page_alloc.free_pages(pfn)
+            raise PageCacheRace(index)
         k.mem_map.set_flags(pfn, 0)
         k.mem_map.set_mapping(pfn, self.mapping_id, index)
         k.mem_map.set_disk_sector(pfn, None)
@@ -108,6 +130,8 @@ class AddressSpace:
         pfn = self.pages[index]
         if k.mem_map.test(pfn, PG_writeback):           # truncate waits for a write in flight
             k.wait_event(lambda: not k.mem_map.test(pfn, PG_writeback))
+            if self.pages.get(index) != pfn:
+                return                                  # reclaim freed it meanwhile
         del self.pages[index]
         if k.tracepoints is not None:
             k.tracepoints.emit("mm_filemap_delete_from_page_cache", pfn=pfn, mapping=self.mapping_id, index=index)
@@ -128,11 +152,23 @@ class AddressSpace:
         isize = self.a_ops.i_size()
         try:
             self._read_pages(indices, runs, locked, isize)
+        except _ReadaheadShort:
+            pass                          # memory ran out: read what is in (__do_page_cache_readahead)
         finally:
             if locked:
                 k.mem_map.clear_many(locked, PG_locked)
 
     def _read_pages(self, indices, runs, locked, isize) -> None:
+        try:
+            self._add_pages(indices, runs, locked, isize)
+        except SyscallError as e:
+            if e.errno != ENOMEM or not locked:
+                raise
+            self._submit_reads(indices, runs)
+            raise _ReadaheadShort() from None
+        self._submit_reads(indices, runs)
+
+    def _add_pages(self, indices, runs, locked, isize) -> None:
         k = self.k
         pages = self.pages
         map_cached = getattr(self.a_ops, "map_pages_cached", None) if READ_BATCHES else None
@@ -172,7 +208,10 @@ class AddressSpace:
                     at += len(extents)
                     continue
             at += 1
-            pfn = self.add_to_page_cache(index)
+            try:
+                pfn = self.add_to_page_cache(index)
+            except PageCacheRace:
+                continue                           # -EEXIST: another task reads it in
             k.mem_map.set(pfn, PG_locked)          # under read: reclaim leaves it alone
             locked.append(pfn)
             base = pfn << PAGE_SHIFT
@@ -190,6 +229,9 @@ class AddressSpace:
                 pos += length
             k.mem_map.set(pfn, PG_uptodate)
             k.mem_map.set(pfn, PG_mappedtodisk)
+
+    def _submit_reads(self, indices, runs) -> None:
+        k = self.k
         if runs:
             nbytes = sum(run[2] - run[0] for run in runs)
             k.vmstat["pgpgin"] += nbytes >> 10
@@ -388,7 +430,7 @@ class AddressSpace:
     def get_page(self, index: int, ra: FileRaState = None, req_size: int = 1) -> int:
         """do_generic_file_read()'s find_page: the page at index, read (with readahead) if it is not
         cached; a marked page starts the next window."""
-        pfn = self.pages.get(index)
+        pfn = self.find_get_page_unlocked(index)
         if pfn is None:
             if ra is not None:
                 self.page_cache_sync_readahead(ra, index, req_size)
@@ -397,7 +439,14 @@ class AddressSpace:
                 pfn = self.page_cache_read(index)
         if ra is not None and self.k.mem_map.test(pfn, PG_readahead):
             self.page_cache_async_readahead(ra, pfn, index, req_size)
+            pfn = self.relookup(index)
         return pfn
+
+    def relookup(self, index: int) -> int:
+        """The page at index after something that may have slept (reclaim may have taken it then:
+        Linux holds a reference across it); read again if it is gone."""
+        pfn = self.find_get_page_unlocked(index)
+        return pfn if pfn is not None else self.page_cache_read(index)
 
     def page_cache_read(self, index: int) -> int:
         """no_cached_page: read the one page readahead did not bring in (EIO when it cannot be read)."""
@@ -414,7 +463,7 @@ class AddressSpace:
         if index << PAGE_SHIFT >= self.a_ops.i_size():
             return None, False
         k = self.k
-        pfn = self.pages.get(index)
+        pfn = self.find_get_page_unlocked(index)
         major = pfn is None
         if not major:
             # do_async_mmap_readahead()
@@ -423,6 +472,7 @@ class AddressSpace:
                     ra.mmap_miss -= 1
                 if k.mem_map.test(pfn, PG_readahead):
                     self.page_cache_async_readahead(ra, pfn, index, ra.ra_pages)
+                    pfn = self.relookup(index)
         else:
             # do_sync_mmap_readahead()
             if vm_flags & VM_RAND_READ:
@@ -446,15 +496,18 @@ class AddressSpace:
     # --- writing ---
     def grab_page_for_write(self, index: int, offset: int, length: int) -> int:
         """write_begin(): the page to copy into; read first when the write covers it partly."""
-        pfn = self.pages.get(index)
+        pfn = self.find_get_page_unlocked(index)
         if pfn is not None:
             return pfn
         isize = self.a_ops.i_size()
         partial = offset or length < PAGE_SIZE
         if partial and index << PAGE_SHIFT < isize:
             self.read_pages([index])
-            return self.pages[index]
-        pfn = self.add_to_page_cache(index)
+            return self.find_get_page_unlocked(index)
+        try:
+            pfn = self.add_to_page_cache(index)
+        except PageCacheRace:
+            return self.grab_page_for_write(index, offset, length)
         self.k.ram[pfn << PAGE_SHIFT:(pfn + 1) << PAGE_SHIFT] = ZERO_PAGE
         self.k.mem_map.set(pfn, PG_uptodate)
         return pfn
@@ -496,19 +549,26 @@ class AddressSpace:
                     else:
                         runs.append([disk_offset, [(base + pos, length)], disk_offset + length])
                 pos += length
-        status = self.blk.transfer_runs(True, [(off, segs) for off, segs, _ in runs]) if runs else 0
-        if status != 0:
-            raise SyscallError(EIO)
+        # clear_page_dirty_for_io() before the write: a task writing to a page while it is in flight
+        # (others run while this one waits) dirties it again
         for index in todo:
-            pfn = self.pages[index]
-            k.mem_map.clear(pfn, PG_dirty)
-            k.mem_map.set(pfn, PG_mappedtodisk)
+            k.mem_map.clear(self.pages[index], PG_dirty)
             self.dirty.discard(index)
-            k.vmstat["nr_dirty"] -= 1
-        k.vmstat["pgpgout"] += sum(run[2] - run[0] for run in runs) >> 10
+        k.vmstat["nr_dirty"] -= len(todo)
         if not self.dirty:
             k.dirty_mappings.pop(self, None)
             self.dirtied_when = None
+        status = self.blk.transfer_runs(True, [(off, segs) for off, segs, _ in runs]) if runs else 0
+        if status != 0:
+            for index in todo:
+                if index in self.pages:
+                    self.set_page_dirty(index)       # the data is still only here
+            raise SyscallError(EIO)
+        for index in todo:
+            pfn = self.pages.get(index)
+            if pfn is not None:
+                k.mem_map.set(pfn, PG_mappedtodisk)
+        k.vmstat["pgpgout"] += sum(run[2] - run[0] for run in runs) >> 10
         return len(todo)
 
     # --- dropping ---
@@ -572,11 +632,12 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
     held = []
     cached = k.usercopy.lookup_pages(mapping.pages, index, last)      # find_get_pages()
     flags = core.flags_of(cached)
-    readahead_bit = 1 << PG_readahead
+    # a readahead mark, or a page another task is still reading in (get_page waits for it)
+    readahead_bit = (1 << PG_readahead) | (1 << PG_locked)
     settled = (1 << PG_active) | (1 << PG_referenced)              # mark_page_accessed: nothing to do
     # Pages found cached need no reference while they are copied: nothing allocates (and so
     # nothing reclaims) between here and the copy. A miss or a readahead mark reads, and
-    # reading may reclaim: then every page is held until copied.
+    # reading may reclaim or sleep: then every page is held until copied.
     hold = must_hold(flags, readahead_bit)
     nr = last - index + 1
     at = 0
@@ -595,6 +656,10 @@ def generic_file_read(k, task, mapping: AddressSpace, ra: FileRaState, buf: int,
                 mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)  # held until copied (get_page)
                 held.append(pfn)
             at += 1
+            if at < nr:     # the read may have slept or reclaimed: the rest is looked up again
+                rest = k.usercopy.lookup_pages(mapping.pages, index + at, last)
+                cached[at:] = rest
+                flags[at:] = core.flags_of(rest)
         offset = pos & (PAGE_SIZE - 1)
         if nr == 1:
             src = [((cached[0] << PAGE_SHIFT) + offset, count)]

@@ -6,8 +6,8 @@ changes speed, never the resulting memory state or counters.
 """
 import struct
 
-from ..kernel.errno import EFAULT, ENAMETOOLONG, ENOENT, SyscallError
-from .mm_types import NIL, PAGE_MAPPING_ANON, PG_lru, PG_pgtable, PG_swapbacked, PG_uptodate
+from ..kernel.errno import EFAULT, ENAMETOOLONG, ENOENT, ENOMEM, SyscallError
+from .mm_types import NIL, PAGE_MAPPING_ANON, PG_locked, PG_lru, PG_pgtable, PG_swapbacked, PG_uptodate
 from .swapfile import is_swap_pte, swp_slot
 from .mmap import VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE, STACK_RLIMIT
 from .pgtable import (LEVEL_SHIFTS, PAGE_SIZE, PF_INSTR, PF_PROT, PF_WRITE, PTE_PFN_MASK, _PAGE_DIRTY,
@@ -147,6 +147,9 @@ class MemoryManager:
 
     def do_anonymous_page(self, mm, vma, addr: int, slot: int) -> None:
         pfn = self.alloc_zeroed_page()
+        if self.q[slot]:                    # !pte_none: another thread mapped it while this one slept
+            self.k.page_alloc.put_page(pfn)
+            return
         self._map_new_anon(mm, vma, addr, slot, pfn)
 
     def _map_new_anon(self, mm, vma, addr, slot, pfn) -> None:
@@ -162,14 +165,25 @@ class MemoryManager:
         k = self.k
         swap = k.swap
         entry = swp_slot(pte)
-        pfn = swap.cache.get(entry)
-        if pfn is None:
-            pfn = swap.swap_readpage(entry)
-            if pfn == NIL:
-                raise FaultError("SIGKILL", VM_FAULT_OOM, addr)
-            self.vmstat["pgmajfault"] += 1
-            task.maj_flt += 1
         mem_map = self.mem_map
+        while True:
+            pfn = swap.cache.get(entry)
+            if pfn is not None and mem_map.test(pfn, PG_locked):     # another task is reading it in
+                k.wait_event(lambda: swap.cache.get(entry) != pfn or not mem_map.test(pfn, PG_locked))
+                if self.q[slot] != pte:
+                    return
+                continue
+            if pfn is None:
+                pfn = swap.swap_readpage(entry)
+                if self.q[slot] != pte:         # !pte_same after the read: another thread took it in
+                    return
+                if pfn == NIL:
+                    raise FaultError("SIGKILL", VM_FAULT_OOM, addr)
+                if mem_map.test(pfn, PG_locked):
+                    continue                    # another task's read, still in flight
+                self.vmstat["pgmajfault"] += 1
+                task.maj_flt += 1
+            break
         first_mapping = mem_map.mapcount(pfn) == 0
         mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
         mem_map.set_mapcount(pfn, mem_map.mapcount(pfn) + 1)
@@ -189,8 +203,12 @@ class MemoryManager:
     def _file_page(self, vma, addr: int) -> int:
         index = vma.pgoff_of(addr)
         vm_file = vma.vm_file
-        pfn = vm_file.find_get_page(index, vma.vm_flags) if hasattr(vm_file, "mapping") else \
-            vm_file.find_get_page(index)
+        try:
+            pfn = vm_file.find_get_page(index, vma.vm_flags) if hasattr(vm_file, "mapping") else \
+                vm_file.find_get_page(index)
+        except SyscallError as e:                    # filemap_fault's read failed
+            raise FaultError("SIGKILL" if e.errno == ENOMEM else "SIGBUS",
+                             VM_FAULT_OOM if e.errno == ENOMEM else BUS_ADRERR, addr) from None
         self.k.charge(self.k.costs.pagecache_lookup_ns)             # filemap_fault's find_get_page
         if pfn is None:
             raise FaultError("SIGBUS", BUS_ADRERR, addr)
@@ -198,6 +216,8 @@ class MemoryManager:
 
     def do_read_fault(self, mm, vma, addr: int, slot: int) -> None:
         pfn = self._file_page(vma, addr)
+        if self.q[slot]:                    # mapped by another thread while this one waited for the read
+            return
         mem_map = self.mem_map
         mem_map.set_refcount(pfn, mem_map.refcount(pfn) + 1)
         if mem_map.mapcount(pfn) == 0:
@@ -210,6 +230,9 @@ class MemoryManager:
     def do_cow_fault(self, mm, vma, addr: int, slot: int) -> None:
         src = self._file_page(vma, addr)
         pfn = self.alloc_zeroed_page()
+        if self.q[slot]:                    # mapped by another thread while this one slept
+            self.k.page_alloc.put_page(pfn)
+            return
         self.ram[pfn << 12:(pfn + 1) << 12] = self.ram[src << 12:(src + 1) << 12]
         self.k.charge(self.k.costs.page_zero_ns)
         self._map_new_anon(mm, vma, addr, slot, pfn)
@@ -223,6 +246,9 @@ class MemoryManager:
             self.q[slot] = old_pte | _PAGE_RW          # reuse: we are its only user
         else:
             pfn = self.alloc_zeroed_page()
+            if self.q[slot] != old_pte:         # !pte_same: another thread got there while this one slept
+                self.k.page_alloc.put_page(pfn)
+                return
             self.ram[pfn << 12:(pfn + 1) << 12] = self.ram[old << 12:(old + 1) << 12]
             self.page_remove_rmap(mm, old)
             self._map_new_anon(mm, vma, addr, slot, pfn)

@@ -24,6 +24,8 @@ GFP_FREE_CACHE = 1 << 24           # the 2010 series: reclaim unmapped page cach
 # bug from looping for ever (each retry frees at least a page, so it is never reached in practice)
 MAX_RECLAIM_RETRIES = 100_000
 
+HZ_NS = 1_000_000_000
+
 ALLOC_WMARK_MIN = 0
 ALLOC_WMARK_LOW = 1
 ALLOC_WMARK_HIGH = 2
@@ -133,6 +135,7 @@ class PageAllocator:
         self.wake_kswapd = None
         self.oom_notify = None          # out_of_memory()'s notifier chain: returns pages freed
         self.policies = None            # the kernel's selected reclaim policies (mm/reclaim_policy.py)
+        self.congestion_wait = None     # naps between direct reclaim retries (__alloc_pages_slowpath)
         self.report_hook = None         # page_reporting_notify_free(): a block of reporting order freed
 
     # --- boot: memblock_free_all ---
@@ -181,6 +184,8 @@ class PageAllocator:
                     return True
                 if not progress or gfp & GFP_NORETRY:
                     break
+                if self.congestion_wait is not None:
+                    self.congestion_wait(HZ_NS // 50)    # wait for some write requests to complete, retry
         if self.oom_notify is not None and not gfp & GFP_NORETRY:
             while self.oom_notify():
                 if zone.watermark_ok(order, ALLOC_WMARK_MIN, high_prio):

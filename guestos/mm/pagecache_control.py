@@ -84,10 +84,7 @@ class UnmappedV4(ReclaimPolicy):
             k.wakeup_kswapd(reason="unmapped-high")
 
     def balance_pgdat_pass(self, k):
-        freed = balance_unmapped_pages(k, self)
-        if freed:
-            yield                                   # kswapd may give up the CPU after the pass
-        return freed
+        return (yield from balance_unmapped_pages_steps(k, self))
 
 
 @register
@@ -115,10 +112,21 @@ class ShrinkListBias(ReclaimPolicy):
 
 
 def balance_unmapped_pages(k, policy) -> int:
+    """balance_unmapped_pages_steps() run to its end in one go; returns the pages freed."""
+    steps = balance_unmapped_pages_steps(k, policy)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def balance_unmapped_pages_steps(k, policy):
     """The series' pass, called by balance_pgdat (balance_unmapped_pages() in the RFC,
     reclaim_unmapped_pages() in v4): while unmapped page cache is above the floor, reclaim an
     eighth of the excess through zone_reclaim's loop, with a scan_control that may not unmap,
-    write or swap (swappiness 0). Returns the pages freed."""
+    write or swap (swappiness 0). A generator yielding after each SWAP_CLUSTER_MAX batch, like
+    the rest of kswapd's work; returns the pages freed."""
     excess = unmapped_pages(k) - min_unmapped_pages(k)
     if excess <= 0:
         return 0
@@ -132,7 +140,7 @@ def balance_unmapped_pages(k, policy) -> int:
     scanned_before = k.vmstat["pgscan_kswapd"]
     for priority in range(ZONE_RECLAIM_PRIORITY, -1, -1):     # zone_reclaim_pages()
         sc.priority = priority
-        vmscan.shrink_zone(k, sc)
+        yield from vmscan.shrink_zone_batches(k, sc)
         if sc.nr_reclaimed >= nr_pages:
             break
     k.vmstat["pgscan_unmapped"] += k.vmstat["pgscan_kswapd"] - scanned_before

@@ -5,7 +5,7 @@ A swapped-out PTE holds its slot: (slot << 12) | SWP_PTE_MARK, present bit clear
 hardware faults on it and the kernel knows where the page went."""
 from construct import Bytes, Const, Int32ul, Padding, Struct
 
-from .mm_types import NIL, PG_dirty, PG_reclaim, PG_swapbacked, PG_swapcache, PG_uptodate, PG_writeback
+from .mm_types import NIL, PG_dirty, PG_locked, PG_reclaim, PG_swapbacked, PG_swapcache, PG_uptodate, PG_writeback
 
 PAGE_SIZE = 4096
 SWP_PTE_MARK = 0x2                 # bit 1 of a non-present PTE: "this is a swap entry"
@@ -145,18 +145,28 @@ class SwapArea:
         return True
 
     def swap_readpage(self, slot: int) -> int:
-        """A new page holding the slot's contents, added to the swap cache."""
+        """A new page holding the slot's contents, added to the swap cache (read_swap_cache_async):
+        in the cache and locked while it is read, so that a task faulting on the same slot meanwhile
+        waits for this read instead of starting its own."""
         k = self.k
         pfn = k.pcp.alloc()
         if pfn == NIL:
             return NIL
-        if self.blk.transfer(False, slot * PAGE_SIZE, [(pfn << 12, PAGE_SIZE)]) != 0:
+        other = self.cache.get(slot)
+        if other is not None:                     # read in by another task while this one slept in reclaim
+            k.page_alloc.put_page(pfn)
+            return other
+        k.mem_map.set_flags(pfn, (1 << PG_swapbacked) | (1 << PG_uptodate) | (1 << PG_locked))
+        self.add_to_swap_cache(pfn, slot)         # the cache's reference, beside the reader's
+        status = self.blk.transfer(False, slot * PAGE_SIZE, [(pfn << 12, PAGE_SIZE)])
+        k.mem_map.clear(pfn, PG_locked)
+        if status != 0:
+            if self.cache.get(slot) == pfn:
+                self.delete_from_swap_cache(slot)
             k.page_alloc.put_page(pfn)
             raise SwapError("swap read failed")
-        k.mem_map.set_flags(pfn, (1 << PG_swapbacked) | (1 << PG_uptodate))
-        k.mem_map.set_refcount(pfn, 0)            # the allocation's reference becomes the cache's
         k.vmstat["pswpin"] += 1
         if k.tracepoints is not None:
             k.tracepoints.emit("mm_swap_in", pfn=pfn, slot=slot)
-        self.add_to_swap_cache(pfn, slot)
+        k.page_alloc.put_page(pfn)                # the reader's reference: the cache's stays
         return pfn

@@ -17,6 +17,7 @@ from .rmap import _PAGE_DIRTY, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
 
 DEF_PRIORITY = 12
+HZ_NS = 1_000_000_000                   # a second: congestion_wait's HZ/10 and HZ/50 are 100 and 20 ms
 SHRINK_BATCH = 128
 DEFAULT_SEEKS = 2
 
@@ -223,6 +224,7 @@ def end_page_writeback(k, pfn: int) -> None:
             k.vmstat["pgrotated"] += 1
     mem_map.clear(pfn, PG_writeback)
     k.vmstat["nr_writeback"] -= 1
+    k.writeback_completions = getattr(k, "writeback_completions", 0) + 1    # clear_bdi_congested's wake-up
 
 
 class ReclaimOps:
@@ -271,14 +273,16 @@ def shrink_page_list(k, hot, nr_taken: int) -> int:
 def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
     """Isolate up to nr_to_scan pages from the tail, count them scanned, shrink_page_list() them;
     returns how many were freed."""
-    return _hot(k, sc).shrink_inactive_list(nr_to_scan, lru_list)
+    with reclaim_batch(k):
+        return _hot(k, sc).shrink_inactive_list(nr_to_scan, lru_list)
 
 
 
 def shrink_active_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_ACTIVE_FILE) -> None:
     """Move pages from the active tail to the inactive list (only PG_active is cleared); referenced
     executable file pages stay active."""
-    _hot(k, sc).shrink_active_list(nr_to_scan, lru_list)
+    with reclaim_batch(k):
+        _hot(k, sc).shrink_active_list(nr_to_scan, lru_list)
 
 
 def nr_scan_try_batch(k, lru: int, nr_to_scan: int) -> int:
@@ -347,12 +351,14 @@ def shrink_zone_batches(k, sc: ScanControl):
     while any(left):
         batch = array("q", [min(n, SWAP_CLUSTER_MAX) for n in left])
         left = [n - b for n, b in zip(left, batch)]
-        hot.shrink_lists(batch, SWAP_CLUSTER_MAX, may_stop)
+        with reclaim_batch(k):
+            hot.shrink_lists(batch, SWAP_CLUSTER_MAX, may_stop)
         if may_stop and sc.nr_reclaimed >= sc.nr_to_reclaim:
             break
         yield
     if k.swap is not None and k.swap.nr_free > 0 and inactive_anon_is_low(k):
-        hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
+        with reclaim_batch(k):
+            hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
 
 
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
@@ -371,8 +377,9 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
         shrink_slab(k, sc.nr_scanned - scanned)
         if sc.nr_reclaimed >= nr_to_reclaim:
             break
+        # Take a nap, wait for some writeback to complete (do_try_to_free_pages)
         if sc.nr_scanned and priority < DEF_PRIORITY - 2:
-            congestion_wait(k)
+            congestion_wait(k, HZ_NS // 10)
     if k.tracepoints is not None:
         k.tracepoints.emit("mm_vmscan_direct_reclaim_end", nr_reclaimed=sc.nr_reclaimed, pass_nr=sc.pass_nr)
         trace_pass_end(k, sc)
@@ -384,13 +391,28 @@ def plain_policy(k) -> str:
     return k.policies.plain_trace_name
 
 
-def congestion_wait(k) -> None:
-    """Take a nap while writes reclaim started are in flight, until one completes: its page then waits
-    at the inactive tail for the next priority's scan. (2.6.35 sleeps up to HZ/10 even with nothing in
-    flight; see docs/linux-differences.md.)"""
-    nr = k.vmstat["nr_writeback"]
-    if nr > 0 and hasattr(k, "wait_event"):
-        k.wait_event(lambda: k.vmstat["nr_writeback"] < nr)
+def congestion_wait(k, timeout_ns: int) -> None:
+    """congestion_wait(BLK_RW_ASYNC, timeout): nap until an asynchronous write completes or the
+    timeout passes; other tasks run meanwhile (Kernel.congestion_wait)."""
+    nap = getattr(k, "congestion_wait", None)
+    if nap is not None:
+        nap(timeout_ns)
+
+
+class reclaim_batch:
+    """A reclaim batch is not interleaved with another task's (its isolated pages stay linked on
+    their list, docs/linux-differences.md): a wait inside it (a full disk queue under pageout)
+    idles the CPU instead of switching tasks."""
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+    def __enter__(self):
+        self.k.atomic = getattr(self.k, "atomic", 0) + 1
+
+    def __exit__(self, *exc):
+        self.k.atomic -= 1
 
 
 def balance_pgdat(k) -> int:
@@ -420,7 +442,8 @@ def balance_pgdat_steps(k):
         balanced = False
         for priority in range(DEF_PRIORITY, -1, -1):
             if k.swap is not None and inactive_anon_is_low(k):
-                _hot(k, sc).shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)    # background aging
+                with reclaim_batch(k):
+                    _hot(k, sc).shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)    # background aging
             yield from k.policies.balance_pgdat_passes()      # the 2010 series: before the watermark check
             if zone.watermark_ok(0, 2):                       # high_wmark_pages: all zones ok
                 balanced = True
