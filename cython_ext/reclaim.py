@@ -592,7 +592,8 @@ class Reclaim:
     and `ops`: the kernel services a decision may need, never a decision of their own --
     ops.page_referenced(k, pfn) -> (referenced PTEs, mapped executable) through the reverse map,
     ops.try_to_unmap(k, pfn) -> unmapped, ops.swap_out(k, pfn) -> "" when freed else why not,
-    ops.pageout(k, mapping, pfn) -> PAGE_*, ops.keep_for_unmapped_first(k, sc) (the review's policy) and,
+    ops.pageout(k, mapping, pfn) -> PAGE_*, ops.policy_keeps_page(k, sc, pfn) (the selected policies' bias:
+    guestos/mm/reclaim_policy.py) and,
     with tracing on, ops.trace(k, pfn, kind, mapped, referenced, decision, reason, sc, flags) for each
     decision, ops.trace_delete_from_page_cache(k, pfn, mapping, index) for a page freed here, and the scans'
     events with ops.lru_names (guestos/mm/vmscan.py; docs/trace.md). A clean,
@@ -670,7 +671,8 @@ class Reclaim:
         self.sc.nr_scanned += nr_taken
         self.vmstat[self.pgscan] += nr_taken
         self.reclaim_stat[RECENT_SCANNED + file] += nr_taken
-        reclaimed: cython.Py_ssize_t = self.shrink_page_list(nr_taken)
+        # vmscan.shrink_page_list (Linux's name in Linux's file) hands the batch back to shrink_page_list here
+        reclaimed: cython.Py_ssize_t = self.ops.shrink_page_list(self.k, self, nr_taken)
         self.vmstat[self.pgsteal] += reclaimed
         self.k.charge_reclaim(nr_taken, reclaimed, nr_taken - reclaimed)     # the batch's cost, as uncompiled
         if self.tracing:
@@ -683,6 +685,10 @@ class Reclaim:
                                     nr_reclaimed=reclaimed, file=file, lru=name, policy=sc.policy,
                                     priority=sc.priority, pass_nr=sc.pass_nr)
         return reclaimed
+
+    def isolated_pfns(self, n: cython.Py_ssize_t) -> list:
+        """The first n pages of the batch isolated last, from the tail on."""
+        return self.lru.isolated_pfns(n)
 
     @cython.cfunc
     def keep(self, pfn: cython.Py_ssize_t) -> cython.void:
@@ -757,6 +763,44 @@ class Reclaim:
 
     @cython.ccall
     @cython.wraparound(False)
+    def page_check_clean(self, pfn: cython.Py_ssize_t) -> cython.int:
+        """The one rule for a page-cache page that may be freed as it is, without writing or unmapping it
+        (shrink_page_list's common case; the dedup policy asks it too): WHY_CLEAN (0) when it may, else
+        why not (REASONS[why])."""
+        if pfn < 0 or pfn >= self.lru.nr_pages:
+            raise IndexError(f"pfn {pfn} outside mem_map")
+        q: cython.ulonglong[::1] = self.lru.q
+        mapping = self.address_spaces.get(q[(pfn << 3) + Q_MAPPING])
+        pages = None if mapping is None or mapping.unevictable_metadata else mapping.pages
+        return self.clean_page_why(pfn, q[pfn << 3], pages, q[(pfn << 3) + Q_INDEX])
+
+    @cython.cfunc
+    def clean_page_why(self, pfn: cython.Py_ssize_t, flags: cython.ulonglong, pages: object,
+                       index: object) -> cython.int:
+        """page_check_clean() for a page whose flags and page cache (None: metadata, not reclaim's) are
+        looked up, in shrink_page_list's order of tests: not in its page cache, locked, mapped, under
+        writeback, dirty, held by someone else or off the LRU."""
+        cur_pfn: cython.Py_ssize_t = -1
+        if pages is not None:
+            cur = cython.cast(dict, pages).get(index)
+            if cur is not None:
+                cur_pfn = cur
+        if cur_pfn != pfn:
+            return WHY_METADATA
+        if flags & (1 << PG_locked):
+            return WHY_LOCKED                              # trylock_page() would fail
+        if self.lru.i[(pfn << 4) + I_MAPCOUNT] >= 0:
+            return WHY_STILL_MAPPED
+        if flags & (1 << PG_writeback):
+            return WHY_WRITEBACK                           # its write is in flight
+        if flags & (1 << PG_dirty):
+            return WHY_DIRTY_DEFERRED
+        if self.lru.i[(pfn << 4) + I_REFCOUNT] != 1 or not flags & (1 << PG_lru):
+            return WHY_HELD
+        return WHY_CLEAN
+
+    @cython.ccall
+    @cython.wraparound(False)
     def shrink_page_list(self, n: cython.Py_ssize_t) -> cython.Py_ssize_t:
         """shrink_page_list() over the n isolated pages, in Linux's order of tests; returns how many were
         freed. A page that passes them all is removed from its page cache (remove_mapping), its last
@@ -795,7 +839,6 @@ class Reclaim:
         ops = self.ops
         j: cython.Py_ssize_t
         pfn: cython.Py_ssize_t
-        cur_pfn: cython.Py_ssize_t
         base: cython.Py_ssize_t
         flags: cython.ulonglong
         mapping_id: cython.ulonglong
@@ -824,14 +867,17 @@ class Reclaim:
                     pages = None if mapping is None or mapping.unevictable_metadata else mapping.pages
                     cached, cached_id = True, mapping_id
                 index = q[base + Q_INDEX]             # one Python int for the lookup and the removal
-                cur_pfn = -1
-                if pages is not None:
-                    cur = pages.get(index)
-                    if cur is not None:
-                        cur_pfn = cur
-                if cur_pfn != pfn:
-                    code = KEEP | WHY_METADATA << 2              # not a page reclaim may touch
-            if code != FREE:
+                why = self.clean_page_why(pfn, flags, pages, index)
+                if why == WHY_CLEAN:                             # the common case: free it as it is
+                    q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)   # page_check_references()
+                    code = FREE | WHY_CLEAN << 2
+                elif why == WHY_DIRTY_DEFERRED or why == WHY_HELD:
+                    code = self.decide(pfn, base, mapped, anon, referenced_page, mapping, index)
+                    if code >> 2 >= WHY_PAGEOUT:
+                        cached = False                            # the kernel ran: it may have changed anything
+                elif why != WHY_STILL_MAPPED:
+                    code = KEEP | why << 2                       # metadata, locked, under writeback
+            if code != FREE or (not anon and not mapped):
                 pass
             elif flags & (1 << PG_locked):
                 code = KEEP | WHY_LOCKED << 2                    # trylock_page() failed
@@ -841,7 +887,7 @@ class Reclaim:
                 code = KEEP | WHY_WRITEBACK << 2                 # its write is in flight
             elif anon and not sc.may_swap:
                 code = ACTIVATE | WHY_UNMAPPED_FIRST << 2
-            elif (mapped or anon) and ops.keep_for_unmapped_first(self.k, sc):
+            elif ops.policy_keeps_page(self.k, sc, pfn):         # a policy's bias (reclaim_policy.keep_page)
                 code = (ACTIVATE if anon else KEEP) | WHY_UNMAPPED_FIRST << 2
                 cached = False
             else:

@@ -220,7 +220,8 @@ print("status", m.boot())
 
 def test_pdb_breaks_in_uncompiled_modules_by_their_names(tmp_path):
     """BALLAST_PURE=1: cython_ext.reclaim is cython_ext/reclaim.py under its own name, so pdb's
-    `b cython_ext.reclaim:LINE` and `b guestos.mm.vmscan.FUNCTION` stop there."""
+    `b cython_ext.reclaim:LINE` and `b guestos.mm.vmscan.FUNCTION` stop there; shrink_page_list, Linux's
+    name in Linux's file, stops at every batch the scans isolate."""
     script = tmp_path / "run.py"
     script.write_text(PDB_SCRIPT)
     source = (REPO / "cython_ext" / "reclaim.py").read_text().splitlines()
@@ -231,6 +232,9 @@ def test_pdb_breaks_in_uncompiled_modules_by_their_names(tmp_path):
         "c", "p ('HIT1', __name__, pfn == isolated[j])", "cl 1",
         "b guestos.mm.vmscan.shrink_zone",
         "c", "p ('HIT2', __name__, type(sc).__name__)", "cl 2",
+        "b guestos.mm.vmscan.shrink_page_list",
+        "c", "p ('HIT3', __name__, len(hot.isolated_pfns(nr_taken)) == nr_taken > 0)",
+        "c", "p ('HIT4', __name__, len(hot.isolated_pfns(nr_taken)) == nr_taken > 0)", "cl 3",
         "c", "q", ""])
     r = subprocess.run([sys.executable, "-m", "pdb", str(script)], input=commands, capture_output=True, text=True,
                        cwd=REPO, timeout=300, env={**os.environ, "BALLAST_PURE": "1"})
@@ -238,6 +242,7 @@ def test_pdb_breaks_in_uncompiled_modules_by_their_names(tmp_path):
     assert f"Breakpoint 1 at {REPO / 'cython_ext' / 'reclaim.py'}:{line}" in out, out[-3000:]
     assert "('HIT1', 'cython_ext.reclaim', True)" in out, out[-3000:]
     assert "('HIT2', 'guestos.mm.vmscan', 'ScanControl')" in out, out[-3000:]
+    assert "('HIT3', 'guestos.mm.vmscan', True)" in out and "('HIT4', 'guestos.mm.vmscan', True)" in out, out[-3000:]
     assert "status 0" in out
 
 

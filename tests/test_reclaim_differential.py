@@ -21,7 +21,7 @@ from guestos.fs.proc import SYSCTL_VM_DEFAULTS
 from guestos.kernel.main import VMSTAT_ITEMS
 from guestos.kernel.tracepoint import Tracepoints, check_event
 from guestos.mm import lru as lru_mod
-from guestos.mm import mm_types, page_alloc as page_alloc_mod, vmscan
+from guestos.mm import mm_types, page_alloc as page_alloc_mod, reclaim_policy, vmscan
 from guestos.mm.filemap import AddressSpace, mark_page_accessed
 from guestos.mm.lru import LRU_ACTIVE_ANON, LruLists
 from guestos.mm.mm_types import PG_active, PG_locked, PG_reserved, PG_swapbacked, PG_uptodate, MemMap
@@ -109,7 +109,10 @@ class SmallKernel:
         self.hw = SimpleNamespace(clock=Clock())
         self.swap = None
         self.sysctl_vm = dict(SYSCTL_VM_DEFAULTS)
-        self.unmapped_policy = unmapped_policy
+        if unmapped_policy != "none":
+            knob, value = reclaim_policy.lookup(unmapped_policy).sysctl
+            self.sysctl_vm[knob] = value
+        self.policies = reclaim_policy.PolicySet(self)
         self.live_mms = []
         self.mm = SimpleNamespace(q=None)
         self.dirty_mappings = {}                                  # in the order they became dirty, as the kernel's
@@ -208,13 +211,16 @@ def apply(k: SmallKernel, op) -> object:
             return vmscan.balance_pgdat(k)
         elif name == "drain":
             k.pcp.drain()
+        elif name == "check_clean":         # reclaim's one rule (dedup asks it) on every page of a list
+            hot = vmscan._hot(k, sc)
+            return [hot.page_check_clean(p) for p in k.lru.from_tail((a % 4))]
     except SyscallError as e:
         return ("error", e.args)
     return None
 
 
 KINDS = ("read", "dirty", "lock", "hold", "release", "map", "metadata", "drop", "writeback", "anon", "free_anon",
-         "shrink_inactive", "shrink_active", "try_to_free", "balance", "drain")
+         "shrink_inactive", "shrink_active", "try_to_free", "balance", "drain", "check_clean")
 
 
 def workload(seed: int, length: int, weights) -> list:

@@ -314,3 +314,24 @@ def test_anonymous_pages_go_to_swap_by_asynchronous_pageout():
     assert vmstat["pswpout"] > 4096 and vmstat["nr_vmscan_write"] == vmstat["pswpout"]
     assert vmstat["pgrotated"] == vmstat["nr_vmscan_write"] and vmstat["nr_writeback"] == 0
     assert vmstat["oom_kill"] == 0 and in_cache == 0
+
+
+def test_every_batch_goes_through_vmscan_shrink_page_list(k, monkeypatch):
+    """shrink_inactive_list hands each batch it isolates to vmscan.shrink_page_list (Linux's name in Linux's
+    file, where pdb's `b guestos.mm.vmscan.shrink_page_list` stops), compiled and uncompiled; it decides
+    through the one decision place and returns what that freed."""
+    batches = []
+    real = vmscan.shrink_page_list
+
+    def logged(k, hot, nr_taken):
+        pfns = hot.isolated_pfns(nr_taken)
+        freed = real(k, hot, nr_taken)
+        batches.append((pfns, freed))
+        return freed
+    monkeypatch.setattr(vmscan, "shrink_page_list", logged)
+    tail = file_pages(k, 100)
+    vmscan.try_to_free_pages(k, 70)
+    shrinks = [e for e in k.events if e["name"] == "mm_vmscan_lru_shrink_inactive"]
+    assert len(batches) == len(shrinks) >= 3
+    assert [freed for _, freed in batches] == [e["nr_reclaimed"] for e in shrinks]
+    assert [pfn for pfns, _ in batches for pfn in pfns] == tail[:sum(len(p) for p, _ in batches)]

@@ -13,9 +13,10 @@
 - The statistics buffer (16 tags) is answered whenever the device returns it.
 - Free page hinting: a round started by the host (cmd_id >= 2) sends free max-order blocks,
   which the driver holds until the host says DONE or reclaim takes them back (a shrinker).
-- Cache first (the 2010 series, patch 2/2): with `virtio_balloon.cache_first=1`, or when the host
-  hints it for a target (our experimental feature bit 16), balloon pages are allocated with
-  __GFP_FREE_CACHE: the allocator first reclaims as much clean unmapped page cache.
+- Cache first (the 2010 series, patch 2/2): with `virtio_balloon.cache_first=1` (or
+  `reclaim_policy=cache_first`), or when the host hints it for a target (our experimental feature
+  bit 16), balloon pages are allocated with __GFP_FREE_CACHE: the allocator first reclaims as much
+  clean unmapped page cache (the cache_first policy, guestos/mm/pagecache_control.py).
 - Free page reporting: 2 s after a free merges into a block of pageblock order or more, free
   blocks of that order and above not reported yet are reported, up to 32 per request, and go
   back to the tail of their free list; a reported block that leaves its list (allocated or merged)
@@ -83,7 +84,8 @@ class VirtioBalloonDriver:
         self.bug = k.params.value("virtio_balloon.bug")
         # patch 2/2 of the series: balloon pages come from unmapped page cache first, always
         # (boot option) or when the host hints it for a target (the experimental feature)
-        self.cache_first_always = k.params.value("virtio_balloon.cache_first")
+        self.cache_first_always = k.params.value("virtio_balloon.cache_first") or \
+            "cache_first" in k.params.value("reclaim_policy")
         self.cache_first_hint = vdev.has(VIRTIO_BALLOON_F_RECLAIM_CACHE_FIRST)
         self.counters = dict(out_of_puff=0, oom_deflated_pages=0, hinted_blocks=0, hint_rounds=0,
                              reported_blocks=0, reporting_passes=0, work_items=0)

@@ -139,6 +139,46 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class PolicyWord:
+    """A word of the registered reclaim policies selected by one sysctl knob (guestos/mm/reclaim_policy.py):
+    `unmapped_page_control=rfc`; `bare` is the word the option alone means. Parsed to the policy's name."""
+    knob: str
+    bare: str
+
+    def words(self) -> dict:
+        from ..mm import reclaim_policy
+        return reclaim_policy.cmdline_words(self.knob)
+
+    def parse(self, text, ram_bytes: int) -> str:
+        words = self.words()
+        word = self.bare if text is True else text
+        if word not in words:
+            raise ParamError(f"not one of {', '.join(c or repr(c) for c in words)}")
+        return words[word]
+
+
+@dataclass(frozen=True)
+class PolicyNames:
+    """Comma-separated names of registered reclaim policies (guestos/mm/reclaim_policy.py)."""
+    def parse(self, text, ram_bytes: int) -> tuple:
+        from ..mm import reclaim_policy
+        if text is True:
+            raise ParamError(f"needs a value (one or more of {', '.join(reclaim_policy.names())})")
+        chosen = tuple(dict.fromkeys(name for name in text.split(",") if name))
+        knobs = {}
+        for name in chosen:
+            try:
+                policy = reclaim_policy.lookup(name)
+            except reclaim_policy.UnknownPolicy as e:
+                raise ParamError(str(e)) from None
+            if policy.sysctl is not None:
+                other = knobs.setdefault(policy.sysctl[0], name)
+                if other != name:
+                    raise ParamError(f"{other} and {name} are both vm.{policy.sysctl[0]}: choose one")
+        return chosen
+
+
+@dataclass(frozen=True)
 class Text:
     """Any string (a path, a device name), resolved where it is used, as Linux does."""
     def parse(self, text, ram_bytes: int) -> str:
@@ -204,8 +244,9 @@ KERNEL_PARAMS = {p.name: p for p in (
     Param("swap", Text(), None),
     Param("sched_quantum", Integer(1000, 1 << 40), 8_000_000),      # instructions per time slice
     Param("nofastfault", Flag(), False),
-    Param("unmapped_page_control", Choice(("", "1", "kswapd", "v4", "rfc", "shrink_list"), bare="v4"), None),
+    Param("unmapped_page_control", PolicyWord("unmapped_page_control", bare="v4"), None),
     Param("pagecache_dedup", Flag(), False),
+    Param("reclaim_policy", PolicyNames(), ()),                     # registered policies by name, at boot
     Param("strace", Flag(), False),                                 # trace every system call
     Param("vdso", Flag(), True),                                    # vdso=0: no vDSO, as Linux
     Param("random.seed", Integer(0, U64_MAX), None),

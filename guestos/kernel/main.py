@@ -26,7 +26,7 @@ from ..mm.memory import ANON_PAGE_FLAGS, PGTABLE_PAGE_FLAGS, FaultError, MemoryM
 from ..mm.mmap import MM
 from ..mm.mm_types import (PG_active, OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MAPPING, OFF_REFCOUNT, PG_reserved,
                            STRUCT_PAGE_SIZE, MemMap)
-from ..mm import pagecache_control, vmscan
+from ..mm import pagecache_control, reclaim_policy, vmscan
 from ..mm.lru import LRU_ACTIVE_ANON, LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
 from ..mm.swapfile import SwapArea, SwapError
@@ -211,15 +211,25 @@ class Kernel:
         self.page_alloc.wake_kswapd = self.wakeup_kswapd
         self.page_alloc.congestion_wait = self.congestion_wait
         # the policies start from the command line and can be switched in /proc/sys/vm (no reboot)
-        policy = pagecache_control.policy_from_cmdline(self.params)
-        if policy != "none":                # else vm.unmapped_page_control= (or its default) stands
-            self.sysctl_vm["unmapped_page_control"] = pagecache_control.POLICIES.index(policy)
+        policy = self.params.value("unmapped_page_control")       # a registered policy's name, or None
+        if policy is not None:              # else vm.unmapped_page_control= (or its default) stands
+            knob, value = reclaim_policy.lookup(policy).sysctl
+            self.sysctl_vm[knob] = value
         if self.params.value("pagecache_dedup"):
             self.sysctl_vm["pagecache_dedup"] = 1
+        boot_policies = []                  # reclaim_policy=NAME,...: a policy with a knob sets its knob
+        for name in self.params.value("reclaim_policy"):
+            policy = reclaim_policy.lookup(name)
+            if policy.sysctl is None:
+                boot_policies.append(name)
+            else:
+                knob, value = policy.sysctl
+                self.sysctl_vm[knob] = value
         self.host_cached, self.host_cached_at = {}, -1      # disk -> bitmap of host-cached pages
         self.host_cached_exhausted_at = None                 # the view in which no duplicate was left
-        self.page_alloc.fastpath_hook = lambda: pagecache_control.wakeup_if_unmapped_high(self)
-        self.page_alloc.free_cache = lambda nr: pagecache_control.free_cache_for_balloon(self, nr)
+        # the selected reclaim policies, whose hooks reclaim and the allocator call
+        self.policies = reclaim_policy.PolicySet(self, boot_policies)
+        self.page_alloc.policies = self.policies
         self.mm = MemoryManager(self)
         self.printk(KERN_INFO, f"Memory: {self.totalram_pages * 4}K available, mem_map {self.mem_map.size >> 10}K")
 
@@ -430,6 +440,7 @@ class Kernel:
         except ParamError:
             raise SyscallError(22) from None
         self.sysctl_vm[name] = value
+        self.policies.refresh()                                   # a knob may select a policy
         if name == "min_free_kbytes":
             self.page_alloc.setup_per_zone_wmarks(value)
         elif name == "drop_caches" and value & 1:
@@ -468,9 +479,7 @@ class Kernel:
                         watermark_min=zone.watermark[0], watermark_low=zone.watermark[1],
                         watermark_high=zone.watermark[2])
             zone = self.page_alloc.zone
-            if self.pagecache_dedup and zone.nr_free_pages < zone.watermark[2]:
-                pagecache_control.shrink_duplicates(self, zone.watermark[2] - zone.nr_free_pages)
-                yield
+            yield from self.policies.kswapd_passes()             # the selected policies' own passes
             yield from vmscan.balance_pgdat_steps(self)
             tp = self.tracepoints
             if tp is not None:
@@ -484,9 +493,9 @@ class Kernel:
         return v["pgsteal_kswapd"] + v["pgsteal_dedup"] + v["pgsteal_unmapped"]
 
     def direct_reclaim(self, nr_to_reclaim: int, gfp: int = 0, order: int = 0) -> int:
-        """The allocator's direct reclaim (try_to_free_pages): duplicated pages first when the guest
-        knows them."""
-        freed = pagecache_control.shrink_duplicates(self, nr_to_reclaim) if self.pagecache_dedup else 0
+        """The allocator's direct reclaim (try_to_free_pages), after the selected policies' passes
+        (dedup: duplicated pages first when the guest knows them)."""
+        freed = self.policies.direct_reclaim_pass(nr_to_reclaim)
         if freed < nr_to_reclaim:
             freed += vmscan.try_to_free_pages(self, nr_to_reclaim - freed)     # its trace: direct_reclaim_*
         return freed
@@ -494,7 +503,7 @@ class Kernel:
     @property
     def unmapped_policy(self) -> str:
         """vm.unmapped_page_control 0-3: none, v4-2011-01, shrink_list, rfc-2010-06 (mm/pagecache_control.py)."""
-        return pagecache_control.POLICIES[self.sysctl_vm["unmapped_page_control"]]
+        return pagecache_control.unmapped_policy(self)
 
     @property
     def pagecache_dedup(self) -> bool:

@@ -134,9 +134,8 @@ class PageAllocator:
         self.reclaim = None
         self.wake_kswapd = None
         self.oom_notify = None          # out_of_memory()'s notifier chain: returns pages freed
-        self.fastpath_hook = None       # unmapped page-cache control looks at every allocation batch
+        self.policies = None            # the kernel's selected reclaim policies (mm/reclaim_policy.py)
         self.congestion_wait = None     # naps between direct reclaim retries (__alloc_pages_slowpath)
-        self.free_cache = None          # reclaims unmapped page cache for __GFP_FREE_CACHE
         self.report_hook = None         # page_reporting_notify_free(): a block of reporting order freed
 
     # --- boot: memblock_free_all ---
@@ -167,8 +166,8 @@ class PageAllocator:
         (once with __GFP_NORETRY, never without __GFP_RECLAIM); then the OOM notifiers, whose
         freed pages spare the OOM killer (__GFP_NORETRY never gets that far)."""
         zone = self.zone
-        if self.fastpath_hook is not None:
-            self.fastpath_hook()
+        if self.policies is not None:
+            self.policies.allocator_fastpath()  # unmapped page-cache control looks at every allocation batch
         if gfp & GFP_NORECLAIM:
             return zone.watermark_ok(order, ALLOC_WMARK_LOW, high_prio)
         if self.wake_kswapd is not None and not zone.watermark_ok(order, ALLOC_WMARK_LOW, high_prio):
@@ -224,8 +223,8 @@ class PageAllocator:
         """alloc_pages_bulk(): up to nr_pages order-0 pages, each allocation checked against the
         watermarks as alloc_pages() would; fewer (or none) when memory runs short."""
         zone, mm = self.zone, self.mem_map
-        if gfp & GFP_FREE_CACHE and self.free_cache is not None:
-            self.free_cache(nr_pages)
+        if gfp & GFP_FREE_CACHE and self.policies is not None:
+            self.policies.balloon_pages("cache_first", nr_pages)      # the policy this flag asks for
         pfns = []
         high_prio = bool(gfp & GFP_HIGH)
         while len(pfns) < nr_pages:

@@ -1,8 +1,10 @@
 """Page reclaim (mm/vmscan.c) as 2.6.35: get_scan_count() balances anon and file by swappiness and
 recent rotations, shrink_zone() scans the lists, direct reclaim in the allocator's slow path and kswapd
 balancing to the high watermark. What becomes of each page scanned is decided in one place,
-cython_ext/reclaim.py (Reclaim.shrink_page_list, shrink_active_list), compiled or not; this module
-supplies the services those decisions use (ReclaimOps: reverse map, swap, pageout) and the loops."""
+cython_ext/reclaim.py (Reclaim.shrink_page_list, shrink_active_list), compiled or not, which calls
+shrink_page_list() here for every batch it isolated; this module supplies the services those decisions use
+(ReclaimOps: reverse map, swap, pageout) and the loops. Policies plug in through the kernel's selected
+ones (k.policies: guestos/mm/reclaim_policy.py), never by name here."""
 import math
 from array import array
 from dataclasses import dataclass
@@ -13,7 +15,6 @@ from ..kernel.errno import SyscallError
 from .mm_types import PG_dirty, PG_reclaim, PG_swapcache, PG_writeback
 from .rmap import _PAGE_DIRTY, rmap_walk, try_to_unmap
 from .swapfile import swp_pte
-from . import pagecache_control
 
 DEF_PRIORITY = 12
 HZ_NS = 1_000_000_000                   # a second: congestion_wait's HZ/10 and HZ/50 are 100 and 20 ms
@@ -32,13 +33,14 @@ class ScanControl:
     priority: int = DEF_PRIORITY
     nr_scanned: int = 0
     nr_reclaimed: int = 0
-    policy: str = "none"              # who reclaims, for the trace: none, shrink_list, unmapped, cache_first
+    policy: str = "none"              # who reclaims, for the trace: none or a policy's trace_name (reclaim_policy.py)
     pass_nr: int = 0                  # the reclaim pass in the trace (0: not traced)
+    for_balloon: bool = False         # reclaiming for pages the balloon asked for
 
     @property
     def by(self) -> str:
         """Whose context the pass runs in, for the trace."""
-        return "kswapd" if self.current_is_kswapd else "balloon" if self.policy == "cache_first" else "direct"
+        return "kswapd" if self.current_is_kswapd else "balloon" if self.for_balloon else "direct"
 
 
 @dataclass
@@ -249,8 +251,13 @@ class ReclaimOps:
         return None
 
     @staticmethod
-    def keep_for_unmapped_first(k, sc) -> bool:
-        return keep_for_unmapped_first(k, sc)
+    def policy_keeps_page(k, sc, pfn: int) -> bool:
+        """A selected policy's bias keeps this mapped or anonymous page (reclaim_policy.keep_page)."""
+        return k.policies.keep_page(sc, pfn)
+
+    @staticmethod
+    def shrink_page_list(k, hot, nr_taken: int) -> int:
+        return shrink_page_list(k, hot, nr_taken)
 
 
 def _hot(k, sc: ScanControl):
@@ -261,6 +268,14 @@ def _hot(k, sc: ScanControl):
                                     k.tracepoints is not None)
     hot.inactive_ratio = inactive_ratio(k)
     return hot
+
+
+def shrink_page_list(k, hot, nr_taken: int) -> int:
+    """shrink_page_list(): what becomes of each of the nr_taken pages a scan just isolated (in order from
+    the tail: hot.isolated_pfns(nr_taken) lists them), decided by the one decision place,
+    Reclaim.shrink_page_list in cython_ext/reclaim.py; returns how many were freed. Called for every batch
+    of shrink_inactive_list, compiled or not, so `b guestos.mm.vmscan.shrink_page_list` stops at each."""
+    return hot.shrink_page_list(nr_taken)
 
 
 def shrink_inactive_list(k, nr_to_scan: int, sc: ScanControl, lru_list: int = LRU_INACTIVE_FILE) -> int:
@@ -354,11 +369,6 @@ def shrink_zone_batches(k, sc: ScanControl):
             hot.shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)
 
 
-def keep_for_unmapped_first(k, sc: ScanControl) -> bool:
-    """The review's variant of unmapped page-cache control lives here, in shrink_page_list."""
-    return k.unmapped_policy == "shrink_list" and sc.may_unmap and pagecache_control.unmapped_above_min(k)
-
-
 def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
     """Direct reclaim (do_try_to_free_pages): the allocating task frees memory itself, its
     priority falling from 12 toward 0 while a pass frees fewer than nr_to_reclaim pages."""
@@ -385,8 +395,8 @@ def try_to_free_pages(k, nr_to_reclaim: int = SWAP_CLUSTER_MAX) -> int:
 
 
 def plain_policy(k) -> str:
-    """Ordinary reclaim's policy in the trace: the review's bias when it is on, else none."""
-    return "shrink_list" if k.unmapped_policy == "shrink_list" else "none"
+    """Ordinary reclaim's policy in the trace: a selected policy biasing it (shrink_list), else none."""
+    return k.policies.plain_trace_name
 
 
 def congestion_wait(k, timeout_ns: int) -> None:
@@ -442,13 +452,13 @@ def balance_pgdat_steps(k):
             if k.swap is not None and inactive_anon_is_low(k):
                 with reclaim_batch(k):
                     _hot(k, sc).shrink_active_list(SWAP_CLUSTER_MAX, LRU_ACTIVE_ANON)    # background aging
-            yield from pagecache_control.balance_unmapped_pages_steps(k)    # the 2010 series: before the watermark check
+            yield from k.policies.balance_pgdat_passes()      # the 2010 series: before the watermark check
             if zone.watermark_ok(0, 2):                       # high_wmark_pages: all zones ok
                 balanced = True
                 break
             sc.priority = priority
             scanned = sc.nr_scanned
-            yield from pagecache_control.balance_unmapped_pages_steps(k)    # and again before shrink_zone
+            yield from k.policies.balance_pgdat_passes()      # and again before shrink_zone
             yield from shrink_zone_batches(k, sc)
             shrink_slab(k, sc.nr_scanned - scanned)
             yield
