@@ -61,11 +61,7 @@ class VringVirtqueue:
         head = self.free_head
         self.free_head = _virtq.add_chain(self.ram, self.desc_paddr, self.avail_paddr, self.num, self.desc_next,
                                           head, self.avail_idx, sgs)
-        self.num_free -= n
-        self.tokens[head] = token
-        self.chain_len[head] = n
-        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
-        self.num_added += 1
+        self._made_available(head, n, token)
         return True
 
     def add_request(self, header, segments, device_writes: bool, status, token) -> bool:
@@ -78,12 +74,16 @@ class VringVirtqueue:
         self.free_head = _virtq.add_request_chain(self.ram, self.desc_paddr, self.avail_paddr, self.num,
                                                   self.desc_next, head, self.avail_idx, header, segments,
                                                   device_writes, status)
+        self._made_available(head, n, token)
+        return True
+
+    def _made_available(self, head: int, n: int, token) -> None:
+        """A chain of n descriptors at head is on the avail ring: account for it."""
         self.num_free -= n
         self.tokens[head] = token
         self.chain_len[head] = n
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
         self.num_added += 1
-        return True
 
     def kick(self) -> None:
         """Notify the device unless it asked us not to (virtqueue_kick_prepare)."""
