@@ -77,3 +77,29 @@ def test_demo_rejects_unknown_names(capsys):
     assert capsys.readouterr().err == "ballast: --scale 1:2: one of 1:1, 1:64\n"
     assert main(["demo", "--quick", "--scale", "1:64"]) == 2
     assert capsys.readouterr().err == "ballast: --scale: only with --paper\n"
+
+
+def test_demo_json_keeps_the_finished_cells_of_a_stopped_sweep(tmp_path, monkeypatch):
+    """The JSON is rewritten as each cell finishes: a sweep stopped after its first cell still has
+    that cell's figures and time series (the results table has no series)."""
+    import pytest
+
+    from vmm import demo
+    sweep = demo.load(quick=True, workloads=["hotset"], policies=["linux", "unmapped-2010-06"])
+    real_run, out = demo.sw.run, tmp_path / "stopped.json"
+
+    class Stopped(Exception):
+        pass
+
+    def run_then_stop(*args, on_cell, **kwargs):
+        def first_only(*cell):
+            on_cell(*cell)
+            raise Stopped                       # as a ^C or a killed sweep after one cell
+        return real_run(*args, on_cell=first_only, **kwargs)
+    monkeypatch.setattr(demo.sw, "run", run_then_stop)
+    with pytest.raises(Stopped):
+        demo.run_demo(sweep, n_workers=1, json_path=str(out))
+    cells = json.loads(out.read_text())["cells"]
+    assert len(cells) == 1 and cells[0]["workload"] == "hotset" and cells[0]["balloon_reached"]
+    assert len(cells[0]["series"]) >= 5 and cells[0]["runtime_ns"] > 0
+    assert not (tmp_path / "stopped.json.tmp").exists()

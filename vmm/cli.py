@@ -301,7 +301,7 @@ def cmd_demo(opts) -> int:
     # a log or a pipe gets the whole table, not one squeezed to 80 columns
     console = Console(stderr=opts.json == "-", highlight=False, width=None if stream.isatty() else 170)
     with _sweep_progress(console, "demo", len(sweep.cells)) as on_progress:
-        cells = demo.run_demo(sweep, progress=on_progress, out=opts.out, n_workers=opts.workers)
+        cells = demo.run_demo(sweep, progress=on_progress, out=opts.out, n_workers=opts.workers, json_path=opts.json)
     console.print(demo.render_table(cells, demo.Setting.of(sweep)))
     for name in dict.fromkeys(c.policy for c in cells):
         console.print(f"  [bold]{name}[/]: {demo.POLICY_TEXT.get(name, '')}", highlight=False)

@@ -136,12 +136,19 @@ def demo_cell(cell: sw.Cell, outcome: dict, row: dict) -> Cell:
     return c
 
 
-def run_demo(sweep: sw.Sweep, progress=None, out: str = None, client=None, n_workers: int = None) -> list:
+def run_demo(sweep: sw.Sweep, progress=None, out: str = None, client=None, n_workers: int = None,
+             json_path: str = None) -> list:
     """Every cell of the demo's sweep, on Dask (see vmm.sweep.run); Cells in the sweep's order.
-    progress(done, failed, total) as they finish; `out` also writes the sweep's results table."""
+    progress(done, failed, total) as they finish; `out` also writes the sweep's results table;
+    `json_path` is rewritten with the cells done so far as each finishes, so that a sweep stopped
+    midway keeps the time series of its finished cells (the results table has no series)."""
     finished = {}
-    sw.run(sweep, out=out, client=client, n_workers=n_workers, progress=progress,
-           on_cell=lambda cell, outcome, row: finished.__setitem__(cell.index, demo_cell(cell, outcome, row)))
+
+    def on_cell(cell, outcome, row):
+        finished[cell.index] = demo_cell(cell, outcome, row)
+        if json_path and json_path != "-":
+            write_json([finished[c.index] for c in sweep.cells if c.index in finished], sweep, json_path)
+    sw.run(sweep, out=out, client=client, n_workers=n_workers, progress=progress, on_cell=on_cell)
     return [finished[cell.index] for cell in sweep.cells]
 
 
@@ -200,9 +207,11 @@ def write_json(cells, sweep: sw.Sweep, path: str) -> None:
     text = json.dumps(out, indent=1)
     if path == "-":
         print(text)
-    else:
-        with open(path, "w") as f:
-            f.write(text + "\n")
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:        # whole or not at all: a sweep may be stopped while it writes
+        f.write(text + "\n")
+    os.replace(tmp, path)
 
 
 def write_png(cells, path: str) -> None:
