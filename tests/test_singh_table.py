@@ -24,10 +24,10 @@ def write_cell(tmp_path, policy, mb, cached_pages, cpu):
     name = tmp_path / f"b{mb}-{policy}"
     Path(f"{name}.json").write_text(json.dumps({"config": {"mem_mib": 2048}, "cells": [cell(policy, mb, cached_pages)]}))
     with open(f"{name}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["cell", "policy", "workload", "wall_s", "cpu_s", "error"])
+        w = csv.DictWriter(f, fieldnames=["cell", "policy", "workload", "wall_s", "cpu_s", "end.cpu.system_ns", "error"])
         w.writeheader()
         w.writerow({"cell": 0, "policy": policy, "workload": f"balloon {mb} MB", "wall_s": cpu + 50, "cpu_s": cpu,
-                    "error": ""})
+                    "end.cpu.system_ns": 1_500_000_000 + cached_pages, "error": ""})
     return f"{name}.json", f"{name}.csv"
 
 
@@ -46,7 +46,7 @@ def test_cells_run_apart_make_one_table_and_figure(tmp_path, capsys):
     assert "| Ballast with v4 (unmapped-2011-01) |" in out.splitlines()[0]
     rows = [line for line in out.splitlines() if line.startswith(("| 500 MB |", "| 1000 MB |"))]
     assert [r.split(" | ")[1] for r in rows] == ["linux", "unmapped-2010-06", "unmapped-2011-01"] * 2
-    assert rows[0].endswith("| 245 | 295 |")             # CPU s and wall s of (500 MB, linux)
+    assert rows[0].endswith("| 1.50 | 245 | 295 |")      # guest system s, CPU s and wall s of (500 MB, linux)
     assert "| Cached MiB unmapped-2011-01 |" in out       # the over-time table has all three policies
     assert png.stat().st_size > 20_000
     data = json.loads(merged.read_text())

@@ -29,11 +29,16 @@ def mib(pages) -> str:
 
 
 def wall_times(path) -> dict:
-    """(policy, workload) -> (wall seconds, CPU seconds or None) of the cell, from the sweep's results table."""
+    """(policy, workload) -> (wall seconds, CPU seconds, guest system seconds; None where absent) of the
+    cell, from the sweep's results table."""
     if not path:
         return {}
+
+    def number(r, key, scale=1):
+        return float(r[key]) / scale if r.get(key) else None
     with open(path, newline="") as f:
-        return {(r["policy"], r["workload"]): (float(r["wall_s"]), float(r["cpu_s"]) if r.get("cpu_s") else None)
+        return {(r["policy"], r["workload"]): (float(r["wall_s"]), number(r, "cpu_s"),
+                                               number(r, "end.cpu.system_ns", 1e9))
                 for r in csv.DictReader(f) if r.get("wall_s")}
 
 
@@ -77,14 +82,17 @@ def beside_his(data) -> list:
 
 def end_table(data, walls) -> list:
     lines = ["| balloon | policy | guest MemFree MiB | guest Cached MiB | build s (guest) | dup MiB | "
-             "host MiB (frames + cache) | host cache hits MiB | disk reads MiB | CPU s | wall s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "host MiB (frames + cache) | host cache hits MiB | disk reads MiB | guest system s | CPU s | wall s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def shown(value, fmt):
+        return "" if value is None else fmt.format(value)
     for c in data["cells"]:
-        wall, cpu = walls.get((c["policy"], c["workload"]), (None, None))
+        wall, cpu, system = walls.get((c["policy"], c["workload"]), (None, None, None))
         lines.append(f"| {c['workload'].removeprefix('balloon ')} | {c['policy']} | {mib(c['guest_free_pages'])} | "
                      f"{mib(c['guest_cached_pages'])} | {c['runtime_ns'] / 1e9:.3f} | {mib(c['duplicated_pages'])} | "
                      f"{mib(c['host_memory_pages'])} | {mib(c['host_hits_pages'])} | {mib(c['disk_reads_pages'])} | "
-                     f"{'' if cpu is None else f'{cpu:.0f}'} | {'' if wall is None else f'{wall:.0f}'} |")
+                     f"{shown(system, '{:.2f}')} | {shown(cpu, '{:.0f}')} | {shown(wall, '{:.0f}')} |")
     return lines
 
 
