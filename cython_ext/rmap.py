@@ -66,7 +66,9 @@ class Rmap:
     RAM (k.mm.q), taken again only when that buffer changes, so a walk does not pay for one.
 
     A walk's charges (the mappings walked, the PTEs cleared) go to the clock once per call, before
-    anything else of the kernel runs, so the clock reads the same as with a charge each. Inside a
+    anything else of the kernel runs, so the clock reads the same as with a charge each; a reclaim batch
+    that asked for it (charges_defer) gets them once, at charges_settle, which it calls before any other
+    kernel code runs (and the walk itself settles before calling the kernel). Inside a
     reclaim batch (tlb_batch_begin .. tlb_batch_flush, as Linux's try_to_unmap_flush), the TLB is
     flushed once at the end of the batch, not per page, and a page's walk is kept for the next look at
     the same page (try_to_unmap after page_referenced): no guest instruction and no other task runs in
@@ -77,7 +79,8 @@ class Rmap:
     pq: cython.ulonglong[::1]           # the struct pages (k.mem_map.q, .i), likewise
     pi: cython.int[::1]
     pages_source: object
-    pending_ns: object                  # charges of this call not yet given to the clock
+    pending_ns: object                  # charges of this call (or of the batch's calls) not yet given to the clock
+    defer_charges: cython.bint          # in a batch: the calls' charges wait for charges_settle
     defer_flush: cython.bint
     flush_pending: cython.bint
     walked_pfn: cython.Py_ssize_t       # in a batch: the page last walked (-1: none), its PTEs and mappings walked
@@ -89,6 +92,7 @@ class Rmap:
         self.ram_source = None
         self.pages_source = None
         self.pending_ns = 0
+        self.defer_charges = False
         self.defer_flush = False
         self.flush_pending = False
         self.walked_pfn = -1
@@ -109,6 +113,23 @@ class Rmap:
             k.charge(ns)
 
     @cython.cfunc
+    def charge_end(self, k) -> cython.void:
+        """The end of a service call: its charges to the clock, unless the batch settles them later."""
+        if not self.defer_charges:
+            self.charge_now(k)
+
+    @cython.ccall
+    def charges_defer(self) -> cython.void:
+        """From here on, the calls' charges wait for charges_settle (the caller runs no other kernel code
+        before it settles) or the batch's end."""
+        self.defer_charges = True
+
+    @cython.ccall
+    def charges_settle(self, k) -> cython.void:
+        """The charges waiting, to the clock: the caller is about to run other kernel code."""
+        self.charge_now(k)
+
+    @cython.cfunc
     def flush_tlb(self, k) -> cython.void:
         if self.defer_flush:
             self.flush_pending = True
@@ -122,14 +143,16 @@ class Rmap:
 
     @cython.ccall
     def tlb_batch_flush(self, k) -> cython.void:
-        """try_to_unmap_flush(): the batch's one TLB flush, if a PTE changed in it."""
+        """try_to_unmap_flush(): the batch's one TLB flush, if a PTE changed in it; its charges settled."""
         self.defer_flush = False
+        self.defer_charges = False
         self.tlb_batch_sync(k)
 
     @cython.ccall
     def tlb_batch_sync(self, k) -> cython.void:
         """Inside a batch, before the kernel may sleep (others could run): the pending flush now, and the
-        kept walk forgotten."""
+        kept walk forgotten; the charges waiting given to the clock."""
+        self.charge_now(k)
         self.walked_pfn = -1
         self.walked_found = None
         if self.file_vmas:
@@ -245,14 +268,14 @@ class Rmap:
         """[(mm, vaddr, pte slot)] of every PTE that maps pfn; each mapping looked at is charged
         (costs.rmap_walk_ns)."""
         found = self.walk(k, pfn)
-        self.charge_now(k)
+        self.charge_end(k)
         return [(mm, vaddr, slot) for mm, vaddr, slot, _ in found]
 
     @cython.ccall
     def page_referenced(self, k, pfn: cython.Py_ssize_t) -> tuple:
         """(PTEs whose accessed bit was set, and is now clear; whether one maps it executable)."""
         ptes = self.walk(k, pfn)
-        self.charge_now(k)
+        self.charge_end(k)
         if not ptes:
             return 0, False
         ram: cython.ulonglong[::1] = self.page_tables(k)
@@ -300,6 +323,6 @@ class Rmap:
                 self.page_remove_rmap(k, mm, pfn, pte)
                 self.charge(k, unmap_ns)
             self.flush_tlb(k)
-        self.charge_now(k)
-        i = k.mem_map.i
-        return i[(pfn << 4) + I_MAPCOUNT] + 1 == 0
+        self.charge_end(k)
+        self.struct_pages(k)
+        return self.pi[(pfn << 4) + I_MAPCOUNT] + 1 == 0

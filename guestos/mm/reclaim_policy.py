@@ -126,6 +126,7 @@ class PolicySet:
                                                           p.sysctl[1])]
         for hook in HOOKS:
             setattr(self, "_" + hook, [p for p in self.selected if p.provides(hook)])
+        self.keep_pages = bool(self._keep_page)          # shrink_page_list asks keep_page at all
         # ordinary reclaim's passes carry the name of a policy biasing them
         self.plain_trace_name = self._keep_page[0].trace_name if self._keep_page else "none"
 

@@ -256,6 +256,12 @@ class ReclaimOps:
         return k.policies.keep_page(sc, pfn)
 
     @staticmethod
+    def policies_keep_pages(k) -> bool:
+        """Whether a selected policy has a keep_page hook: the hot path asks policy_keeps_page only then
+        (asked once per batch; policies change only when a sysctl is written, never inside a batch)."""
+        return k.policies.keep_pages
+
+    @staticmethod
     def shrink_page_list(k, hot, nr_taken: int) -> int:
         return shrink_page_list(k, hot, nr_taken)
 
