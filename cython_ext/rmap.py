@@ -48,17 +48,6 @@ def pte_offset(ram: cython.ulonglong[::1], pgd: cython.ulonglong, addr: cython.u
     return (table >> 3) + ((addr >> 12) & 511)
 
 
-@cython.cfunc
-def _check(found: list, ram: cython.ulonglong[::1], mm, vaddr, pfn: cython.ulonglong, vma) -> cython.void:
-    """found += (mm, vaddr, slot, vma) when the PTE for vaddr in mm maps pfn."""
-    slot: cython.Py_ssize_t = pte_offset(ram, mm.pgd, vaddr & U64)
-    if slot < 0:
-        return
-    pte: cython.ulonglong = ram[slot]
-    if pte & _PAGE_PRESENT and (pte & PTE_PFN_MASK) >> 12 == pfn:
-        found.append((mm, vaddr, slot, vma))
-
-
 @cython.final
 @cython.cclass
 class Rmap:
@@ -86,7 +75,11 @@ class Rmap:
     walked_pfn: cython.Py_ssize_t       # in a batch: the page last walked (-1: none), its PTEs and mappings walked
     walked_found: list
     walked_count: cython.Py_ssize_t
-    file_vmas: dict                     # in a batch: per file (page->mapping), [(mm, vma, vm_pgoff, vm_start, pages)]
+    file_vmas: dict                     # in a batch: per file (page->mapping), [(mm, pgd, vma, vm_pgoff, vm_start, pages, vm_flags)]
+    batch_views: cython.bint            # in a batch: the views, the live address spaces and the costs below are taken
+    live: list                          # the live address spaces as [(mm, pgd)] (in a batch, kept)
+    walk_ns: object                     # costs.rmap_walk_ns and costs.reclaim_unmap_ns (in a batch, kept)
+    unmap_ns: object
 
     def __init__(self):
         self.ram_source = None
@@ -99,6 +92,8 @@ class Rmap:
         self.walked_found = None
         self.walked_count = 0
         self.file_vmas = {}
+        self.batch_views = False
+        self.live = None
 
     @cython.cfunc
     def charge(self, k, ns) -> cython.void:
@@ -155,6 +150,8 @@ class Rmap:
         self.charge_now(k)
         self.walked_pfn = -1
         self.walked_found = None
+        self.batch_views = False
+        self.live = None
         if self.file_vmas:
             self.file_vmas = {}
         if self.flush_pending:
@@ -191,6 +188,8 @@ class Rmap:
 
     @cython.cfunc
     def struct_pages(self, k) -> cython.void:
+        if self.batch_views:
+            return
         mem_map = k.mem_map
         if mem_map.q is not self.pages_source:
             self.pq = mem_map.q
@@ -198,21 +197,44 @@ class Rmap:
             self.pages_source = mem_map.q
 
     @cython.cfunc
-    def page_tables(self, k) -> cython.ulonglong[::1]:
+    def views(self, k) -> cython.bint:
+        """self.ram (the page tables' RAM) and self.pq, self.pi (the struct pages), taken again only when a
+        buffer changes, the live address spaces and the costs; inside a batch, once. False when no
+        address space is live."""
+        if self.batch_views:
+            return len(self.live) > 0
+        self.struct_pages(k)
         source = k.mm.q
         if source is not self.ram_source:
             self.ram = source
             self.ram_source = source
-        return self.ram
+        self.live = [(mm, mm.pgd) for mm in k.live_mms]
+        costs = k.costs
+        self.walk_ns = costs.rmap_walk_ns
+        self.unmap_ns = costs.reclaim_unmap_ns
+        self.batch_views = self.defer_flush
+        return len(self.live) > 0
 
     @cython.cfunc
+    @cython.wraparound(False)
+    def check(self, found: list, mm, pgd: cython.ulonglong, vaddr, pfn: cython.ulonglong, vma,
+              flags: cython.longlong) -> cython.void:
+        """found += (mm, vaddr, slot, vma, vm_flags or -1) when the PTE for vaddr in mm maps pfn."""
+        slot: cython.Py_ssize_t = pte_offset(self.ram, pgd, vaddr & U64)
+        if slot < 0:
+            return
+        pte: cython.ulonglong = self.ram[slot]
+        if pte & _PAGE_PRESENT and (pte & PTE_PFN_MASK) >> 12 == pfn:
+            found.append((mm, vaddr, slot, vma, flags))
+
+    @cython.cfunc
+    @cython.wraparound(False)
     def walk(self, k, pfn: cython.Py_ssize_t) -> list:
-        """rmap_walk() with each PTE's file VMA (None for an anonymous page)."""
+        """rmap_walk() with each PTE's file VMA and its vm_flags (None and -1 for an anonymous page)."""
         found = []
-        live = k.live_mms
-        if not live:
+        if not self.views(k):
             return found
-        ram: cython.ulonglong[::1] = self.page_tables(k)
+        ram: cython.ulonglong[::1] = self.ram
         slot: cython.Py_ssize_t
         pte: cython.ulonglong
         walked: cython.Py_ssize_t = 0
@@ -224,39 +246,39 @@ class Rmap:
                 if pte & _PAGE_PRESENT and (pte & PTE_PFN_MASK) >> 12 == pfn:
                     found.append(entry)
             walked = self.walked_count
-            self.charge(k, walked * k.costs.rmap_walk_ns)      # per mapping walked (costs.py)
+            self.charge(k, walked * self.walk_ns)      # per mapping walked (costs.py)
             return found
-        self.struct_pages(k)
         mapping = self.pq[(pfn << 3) + Q_MAPPING]
-        index_obj = self.pq[(pfn << 3) + Q_INDEX]
-        index: cython.ulonglong
+        index: cython.ulonglong = self.pq[(pfn << 3) + Q_INDEX]
         pgoff: cython.ulonglong
         start: cython.ulonglong
         if mapping & PAGE_MAPPING_ANON:
-            for mm in list(live):
+            index_obj = self.pq[(pfn << 3) + Q_INDEX]
+            vaddr = index_obj << 12
+            for mm, pgd in self.live:
                 walked += 1
-                _check(found, ram, mm, index_obj << 12, pfn, None)
+                self.check(found, mm, pgd, vaddr, pfn, None, -1)
         else:
-            index = index_obj
             vmas = self.file_vmas.get(mapping) if self.defer_flush else None
             if vmas is None:
                 vmas = []
-                for mm in list(live):
+                for mm, pgd in self.live:
                     for vma in mm.vmas:               # those mapping this file, in order
                         f = vma.vm_file
                         if f is None or getattr(f, "mapping_id", None) != mapping:
                             continue
                         start = vma.vm_start
-                        vmas.append((mm, vma, vma.vm_pgoff, start, (cython.cast(cython.ulonglong, vma.vm_end) - start) >> 12))
+                        vmas.append((mm, pgd, vma, vma.vm_pgoff, start,
+                                     (cython.cast(cython.ulonglong, vma.vm_end) - start) >> 12, vma.vm_flags))
                 if self.defer_flush:
                     self.file_vmas[mapping] = vmas
-            for mm, vma, p, v, n in vmas:             # those mapping this index
+            for mm, pgd, vma, p, v, n, flags in vmas:  # those mapping this index
                 pgoff = p
                 if pgoff <= index and index - pgoff < cython.cast(cython.ulonglong, n):
                     walked += 1
                     start = v
-                    _check(found, ram, mm, start + ((index - pgoff) << 12), pfn, vma)
-        self.charge(k, walked * k.costs.rmap_walk_ns)      # per mapping walked (costs.py)
+                    self.check(found, mm, pgd, start + ((index - pgoff) << 12), pfn, vma, flags)
+        self.charge(k, walked * self.walk_ns)      # per mapping walked (costs.py)
         if self.defer_flush:
             self.walked_pfn = pfn
             self.walked_found = found
@@ -269,7 +291,7 @@ class Rmap:
         (costs.rmap_walk_ns)."""
         found = self.walk(k, pfn)
         self.charge_end(k)
-        return [(mm, vaddr, slot) for mm, vaddr, slot, _ in found]
+        return [(mm, vaddr, slot) for mm, vaddr, slot, _, _ in found]
 
     @cython.ccall
     def page_referenced(self, k, pfn: cython.Py_ssize_t) -> tuple:
@@ -278,22 +300,25 @@ class Rmap:
         self.charge_end(k)
         if not ptes:
             return 0, False
-        ram: cython.ulonglong[::1] = self.page_tables(k)
+        ram: cython.ulonglong[::1] = self.ram
         referenced: cython.Py_ssize_t = 0
         executable: cython.bint = False
         slot: cython.Py_ssize_t
         pte: cython.ulonglong
-        for mm, vaddr, s, vma in ptes:
+        vm_flags: cython.longlong
+        for mm, vaddr, s, vma, f in ptes:
             slot = s
             pte = ram[slot]
             if pte & _PAGE_ACCESSED:
                 ram[slot] = pte & ~_PAGE_ACCESSED
                 referenced += 1
-            if vma is None:
+            vm_flags = f
+            if vm_flags < 0:                    # an anonymous page's
                 vma = mm.find_vma(vaddr)
+                vm_flags = 0 if vma is None else vma.vm_flags
             # (a file page's VMA contains vaddr, so it is what find_vma(vaddr) would return: VMAs are
             # sorted and do not overlap)
-            if vma is not None and vma.vm_flags & VM_EXEC:
+            if vm_flags & VM_EXEC:
                 executable = True
         if referenced:
             self.flush_tlb(k)   # the TLB would otherwise keep using the entry without setting A again
@@ -313,10 +338,10 @@ class Rmap:
         """Clear every PTE of a file page (its dirty bits go to the page); True when none is left."""
         ptes = self.walk(k, pfn)
         if ptes:
-            ram: cython.ulonglong[::1] = self.page_tables(k)
+            ram: cython.ulonglong[::1] = self.ram
             slot: cython.Py_ssize_t
-            unmap_ns = k.costs.reclaim_unmap_ns
-            for mm, vaddr, s, _ in ptes:
+            unmap_ns = self.unmap_ns
+            for mm, vaddr, s, _, _ in ptes:
                 slot = s
                 pte = ram[slot]
                 ram[slot] = 0
