@@ -727,7 +727,7 @@ class Reclaim:
                 self.rmap_batch()
             if self.rmap is not None:
                 self.rmap_charged = True
-                self.referenced_ptes = self.rmap.page_referenced_vm_exec(self.k, pfn)[0]
+                self.referenced_ptes = self.rmap.page_referenced_ptes(self.k, pfn)
             else:
                 self.settle()
                 self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]

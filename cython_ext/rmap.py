@@ -76,6 +76,9 @@ class Rmap:
     walked_found: list
     walked_count: cython.Py_ssize_t
     file_vmas: dict                     # in a batch: per file (page->mapping), [(mm, pgd, vma, vm_pgoff, vm_start, pages, vm_flags)]
+    last_mapping: cython.ulonglong      # in a batch: the file last walked and its entry of file_vmas (None: none)
+    last_vmas: list
+    executable: cython.bint             # what the last referenced() found: a mapping of the page is executable
     batch_views: cython.bint            # in a batch: the views, the live address spaces and the costs below are taken
     live: list                          # the live address spaces as [(mm, pgd)] (in a batch, kept)
     walk_ns: object                     # costs.rmap_walk_ns and costs.reclaim_unmap_ns (in a batch, kept)
@@ -94,6 +97,8 @@ class Rmap:
         self.file_vmas = {}
         self.batch_views = False
         self.live = None
+        self.last_vmas = None
+        self.executable = False
 
     @cython.cfunc
     def charge(self, k, ns) -> cython.void:
@@ -154,6 +159,7 @@ class Rmap:
         self.live = None
         if self.file_vmas:
             self.file_vmas = {}
+        self.last_vmas = None
         if self.flush_pending:
             self.flush_pending = False
             k.flush_tlb()
@@ -248,19 +254,25 @@ class Rmap:
             walked = self.walked_count
             self.charge(k, walked * self.walk_ns)      # per mapping walked (costs.py)
             return found
-        mapping = self.pq[(pfn << 3) + Q_MAPPING]
+        mapping_id: cython.ulonglong = self.pq[(pfn << 3) + Q_MAPPING]
         index: cython.ulonglong = self.pq[(pfn << 3) + Q_INDEX]
         pgoff: cython.ulonglong
         start: cython.ulonglong
-        if mapping & PAGE_MAPPING_ANON:
+        if mapping_id & PAGE_MAPPING_ANON:
             index_obj = self.pq[(pfn << 3) + Q_INDEX]
             vaddr = index_obj << 12
             for mm, pgd in self.live:
                 walked += 1
                 self.check(found, mm, pgd, vaddr, pfn, None, -1)
         else:
-            vmas = self.file_vmas.get(mapping) if self.defer_flush else None
+            vmas = None
+            if self.defer_flush:
+                if self.last_vmas is not None and self.last_mapping == mapping_id:
+                    vmas = self.last_vmas
+                else:
+                    vmas = self.file_vmas.get(mapping_id)
             if vmas is None:
+                mapping = mapping_id
                 vmas = []
                 for mm, pgd in self.live:
                     for vma in mm.vmas:               # those mapping this file, in order
@@ -272,6 +284,9 @@ class Rmap:
                                      (cython.cast(cython.ulonglong, vma.vm_end) - start) >> 12, vma.vm_flags))
                 if self.defer_flush:
                     self.file_vmas[mapping] = vmas
+            if self.defer_flush:
+                self.last_mapping = mapping_id
+                self.last_vmas = vmas
             for mm, pgd, vma, p, v, n, flags in vmas:  # those mapping this index
                 pgoff = p
                 if pgoff <= index and index - pgoff < cython.cast(cython.ulonglong, n):
@@ -296,10 +311,23 @@ class Rmap:
     @cython.ccall
     def page_referenced(self, k, pfn: cython.Py_ssize_t) -> tuple:
         """(PTEs whose accessed bit was set, and is now clear; whether one maps it executable)."""
+        referenced: cython.Py_ssize_t = self.referenced(k, pfn)
+        return referenced, self.executable
+
+    @cython.ccall
+    def page_referenced_ptes(self, k, pfn: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """page_referenced() as shrink_page_list asks it: the PTEs whose accessed bit was set."""
+        return self.referenced(k, pfn)
+
+    @cython.cfunc
+    def referenced(self, k, pfn: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """page_referenced()'s work: the referenced PTEs, and whether a mapping is executable in
+        self.executable."""
+        self.executable = False
         ptes = self.walk(k, pfn)
         self.charge_end(k)
         if not ptes:
-            return 0, False
+            return 0
         ram: cython.ulonglong[::1] = self.ram
         referenced: cython.Py_ssize_t = 0
         executable: cython.bint = False
@@ -322,7 +350,8 @@ class Rmap:
                 executable = True
         if referenced:
             self.flush_tlb(k)   # the TLB would otherwise keep using the entry without setting A again
-        return referenced, executable
+        self.executable = executable
+        return referenced
 
     @cython.ccall
     def page_referenced_vm_exec(self, k, pfn: cython.Py_ssize_t) -> tuple:
