@@ -68,7 +68,11 @@ class Rmap:
     pq: cython.ulonglong[::1]           # the struct pages (k.mem_map.q, .i), likewise
     pi: cython.int[::1]
     pages_source: object
-    pending_ns: object                  # charges of this call (or of the batch's calls) not yet given to the clock
+    pending_ns: object                  # charges of this call (or of the batch's calls) not yet given to the clock,
+    pending_int: cython.longlong        # the part charged at integer costs (summed in C: the same total)
+    int_costs: cython.bint              # walk_ns and unmap_ns are ints, also held as walk_int and unmap_int
+    walk_int: cython.longlong
+    unmap_int: cython.longlong
     defer_charges: cython.bint          # in a batch: the calls' charges wait for charges_settle
     defer_flush: cython.bint
     flush_pending: cython.bint
@@ -88,6 +92,8 @@ class Rmap:
         self.ram_source = None
         self.pages_source = None
         self.pending_ns = 0
+        self.pending_int = 0
+        self.int_costs = False
         self.defer_charges = False
         self.defer_flush = False
         self.flush_pending = False
@@ -105,8 +111,27 @@ class Rmap:
         self.pending_ns += int(ns)
 
     @cython.cfunc
+    def charge_walked(self, k, walked: cython.Py_ssize_t) -> cython.void:
+        """Each mapping walked (costs.rmap_walk_ns)."""
+        if self.int_costs:
+            self.pending_int += walked * self.walk_int
+        else:
+            self.charge(k, walked * self.walk_ns)
+
+    @cython.cfunc
+    def charge_unmapped(self, k) -> cython.void:
+        """A PTE cleared (costs.reclaim_unmap_ns)."""
+        if self.int_costs:
+            self.pending_int += self.unmap_int
+        else:
+            self.charge(k, self.unmap_ns)
+
+    @cython.cfunc
     def charge_now(self, k) -> cython.void:
         """Give the clock what this call charged, before the kernel could read it."""
+        if self.pending_int:
+            self.pending_ns += self.pending_int
+            self.pending_int = 0
         if self.pending_ns:
             ns = self.pending_ns
             self.pending_ns = 0
@@ -218,6 +243,11 @@ class Rmap:
         costs = k.costs
         self.walk_ns = costs.rmap_walk_ns
         self.unmap_ns = costs.reclaim_unmap_ns
+        self.int_costs = type(self.walk_ns) is int and type(self.unmap_ns) is int and \
+            0 <= self.walk_ns < (1 << 40) and 0 <= self.unmap_ns < (1 << 40)
+        if self.int_costs:
+            self.walk_int = self.walk_ns
+            self.unmap_int = self.unmap_ns
         self.batch_views = self.defer_flush
         return len(self.live) > 0
 
@@ -252,7 +282,7 @@ class Rmap:
                 if pte & _PAGE_PRESENT and (pte & PTE_PFN_MASK) >> 12 == pfn:
                     found.append(entry)
             walked = self.walked_count
-            self.charge(k, walked * self.walk_ns)      # per mapping walked (costs.py)
+            self.charge_walked(k, walked)      # per mapping walked (costs.py)
             return found
         mapping_id: cython.ulonglong = self.pq[(pfn << 3) + Q_MAPPING]
         index: cython.ulonglong = self.pq[(pfn << 3) + Q_INDEX]
@@ -293,7 +323,7 @@ class Rmap:
                     walked += 1
                     start = v
                     self.check(found, mm, pgd, start + ((index - pgoff) << 12), pfn, vma, flags)
-        self.charge(k, walked * self.walk_ns)      # per mapping walked (costs.py)
+        self.charge_walked(k, walked)      # per mapping walked (costs.py)
         if self.defer_flush:
             self.walked_pfn = pfn
             self.walked_found = found
@@ -369,13 +399,12 @@ class Rmap:
         if ptes:
             ram: cython.ulonglong[::1] = self.ram
             slot: cython.Py_ssize_t
-            unmap_ns = self.unmap_ns
             for mm, vaddr, s, _, _ in ptes:
                 slot = s
                 pte = ram[slot]
                 ram[slot] = 0
                 self.page_remove_rmap(k, mm, pfn, pte)
-                self.charge(k, unmap_ns)
+                self.charge_unmapped(k)
             self.flush_tlb(k)
         self.charge_end(k)
         self.struct_pages(k)
