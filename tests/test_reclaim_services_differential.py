@@ -141,7 +141,7 @@ def comparable(k: RmapKernel, result):
     return result
 
 
-RMAP_OPS = ("rmap_walk", "page_referenced", "page_referenced_vm_exec", "try_to_unmap")
+RMAP_OPS = ("rmap_walk", "page_referenced", "page_referenced_vm_exec", "page_referenced_ptes", "try_to_unmap")
 
 
 @settings(max_examples=40, deadline=None, database=None)
