@@ -59,6 +59,7 @@ PAGE_KEEP = cython.declare(cython.int, 0)
 PAGE_ACTIVATE = cython.declare(cython.int, 1)
 PAGE_SUCCESS = cython.declare(cython.int, 2)
 PAGE_CLEAN = cython.declare(cython.int, 3)
+WRITE_ERROR = cython.declare(cython.int, -1)         # cython_ext/pageout.py's: the write failed at once
 # shrink_page_list()'s outcome for a page (a decision | WHY_* << 2) and, for the trace, their names
 FREE = cython.declare(cython.int, 0)
 KEEP = cython.declare(cython.int, 1)
@@ -616,6 +617,9 @@ class Reclaim:
     rmap_charged: cython.bint                     # the batch's reverse map may hold charges not yet on the clock
     owed: cython.Py_ssize_t                       # freed pages uncompiled code would have counted already
     policy_bias: cython.bint                      # a selected policy has a keep_page hook (asked per batch)
+    pageout_looked: cython.bint                   # in a batch, ops' native pageout looked up (at its first write)
+    native_pageout: object                        # ops' pageout to call directly (or None), its completion
+    end_io: object
     pgscan: str
     pgsteal: str
 
@@ -639,6 +643,9 @@ class Reclaim:
         self.rmap_charged = False
         self.owed = 0
         self.policy_bias = True
+        self.pageout_looked = False
+        self.native_pageout = None
+        self.end_io = None
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -766,7 +773,19 @@ class Reclaim:
         if references == PAGEREF_RECLAIM_CLEAN or not self.sc.may_writepage:
             return KEEP | WHY_DIRTY_DEFERRED << 2
         self.settle()
-        result = ops.pageout(self.k, mapping, pfn)
+        if not self.pageout_looked:
+            self.pageout_looked = True
+            self.native_pageout = ops.native_pageout(self.k)
+            self.end_io = ops.end_page_writeback
+        if self.native_pageout is not None:         # ops.pageout without its Python front
+            try:
+                result = self.native_pageout.pageout(self.k, mapping, pfn, self.end_io)
+            except ops.write_errors:
+                result = WRITE_ERROR
+            if result == WRITE_ERROR:
+                result = ops.pageout_failed(self.k, mapping, pfn)
+        else:
+            result = ops.pageout(self.k, mapping, pfn)
         if result == PAGE_KEEP:
             return KEEP | WHY_PAGEOUT_KEEP << 2
         if result == PAGE_ACTIVATE:
@@ -823,6 +842,7 @@ class Reclaim:
         freed. A page that passes them all is removed from its page cache (remove_mapping), its last
         reference dropped, off its list and into the buddy lists (free_pages)."""
         self.policy_bias = self.ops.policies_keep_pages(self.k)
+        self.pageout_looked = False
         try:
             return self.shrink_pages(n)
         finally:

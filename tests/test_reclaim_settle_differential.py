@@ -7,7 +7,8 @@ the same state, as when every service call charges at its end and every unmapped
 
 The per-call order is had without the mechanism: with page_referenced and try_to_unmap replaced by
 equivalent wrappers, the hot path calls them through ops (no deferred charges), and with a reporting order
-set (nobody listens: no report hook) each page is counted at once."""
+set (nobody listens: no report hook) each page is counted at once. pageout, likewise replaced, runs through
+its Python front: the hot path's direct call of the native pageout handles a failed write as the front does."""
 import hashlib
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 import cython_ext
 from guestos.kernel import tracepoint
+from guestos.kernel.errno import ENOSPC, SyscallError
 from guestos.mm import reclaim_policy, vmscan
 from guestos.mm.filemap import AddressSpace
 from guestos.mm.lru import LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
@@ -34,6 +36,15 @@ WATCHED = ("pgfree", "nr_file_pages", "nr_mapped", "nr_dirty", "nr_writeback", "
 def look(k, where: str, log: list) -> None:
     """What kernel code running here could read: the clock and the counters."""
     log.append((where, k.hw.clock.charged_ns) + tuple(k.vmstat[name] for name in WATCHED))
+
+
+class FullDisk(bench.Aops):
+    """A file system that finds no block for some pages (the write fails at once: handle_write_error)."""
+
+    def map_page_for_write(self, mapping, index):
+        if index % 7 == 4:
+            raise SyscallError(ENOSPC)
+        return super().map_page_for_write(mapping, index)
 
 
 class WatchedDisk(bench.QuietDisk):
@@ -74,9 +85,10 @@ def watched_ops(log: list, per_call: bool):
             look(args[0], "trace", log)
             vmscan.trace(*args)
 
-    if per_call:             # not the native reverse map's own functions: called through ops, charged per call
+    if per_call:             # not the native services themselves: called through ops' fronts, charged per call
         Ops.page_referenced = staticmethod(lambda k, pfn: vmscan.page_referenced_vm_exec(k, pfn))
         Ops.try_to_unmap = staticmethod(lambda k, pfn: vmscan.try_to_unmap(k, pfn))
+        Ops.pageout = staticmethod(lambda k, mapping, pfn: vmscan.pageout(k, mapping, pfn))
     return Ops
 
 
@@ -116,7 +128,7 @@ def reclaim_list(pure: bool, per_call: bool, policy: bool, tracing: bool) -> dic
         core.reporting_order = 10            # each freed page counted at once; nobody is notified
     disk = WatchedDisk(k, log)
     mapping_id = 0x5A5A << 1
-    mapping = AddressSpace(k, mapping_id, bench.Aops(), disk)
+    mapping = AddressSpace(k, mapping_id, FullDisk(), disk)
     mm = bench.live_process(k, mapping_id)
     anon = []
     for n in range(2400):
@@ -177,6 +189,7 @@ def test_a_batch_settles_as_per_call_charges_and_counts(counting_bias, pure, pol
     log = batched["log"]
     assert sum(batched["reclaimed"]) > 1000 and batched["rss"][0] > 0
     assert {"submit", "swap_out", "batch"} <= {where for where, *_ in log}
+    assert batched["vmstat"]["nr_dirty"] > 20                 # failed writes left their pages dirty
     assert len({clock for _, clock, *_ in log}) > 100
     if policy:
         assert batched["policy_calls"] > 100 and any(where == "keep_page" for where, *_ in log)
