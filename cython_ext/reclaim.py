@@ -734,7 +734,7 @@ class Reclaim:
                 self.rmap_batch()
             if self.rmap is not None:
                 self.rmap_charged = True
-                self.referenced_ptes = self.rmap.page_referenced_ptes(self.k, pfn)
+                self.referenced_ptes = self.rmap.reclaim_page_referenced(self.k, pfn)   # charges: settle
             else:
                 self.settle()
                 self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
@@ -760,7 +760,7 @@ class Reclaim:
         if mapped:
             if self.rmap is not None:
                 self.rmap_charged = True
-                unmapped = self.rmap.try_to_unmap(self.k, pfn)
+                unmapped = self.rmap.reclaim_try_to_unmap(self.k, pfn)                 # charges: settle
             else:
                 self.settle()
                 unmapped = ops.try_to_unmap(self.k, pfn)
@@ -885,8 +885,6 @@ class Reclaim:
         self.batch_rmap = self.k.mem_map.native_rmap
         self.rmap = self.ops.native_rmap(self.k)
         self.batch_rmap.tlb_batch_begin()
-        if self.rmap is not None:
-            self.rmap.charges_defer()              # settled before other kernel code runs (settle)
 
     @cython.cfunc
     @cython.wraparound(False)

@@ -55,9 +55,10 @@ class Rmap:
     RAM (k.mm.q), taken again only when that buffer changes, so a walk does not pay for one.
 
     A walk's charges (the mappings walked, the PTEs cleared) go to the clock once per call, before
-    anything else of the kernel runs, so the clock reads the same as with a charge each; a reclaim batch
-    that asked for it (charges_defer) gets them once, at charges_settle, which it calls before any other
-    kernel code runs (and the walk itself settles before calling the kernel). Inside a
+    anything else of the kernel runs, so the clock reads the same as with a charge each. The two calls
+    for shrink_page_list's batch (reclaim_page_referenced, reclaim_try_to_unmap) leave theirs for
+    charges_settle, which the batch calls before any other kernel code runs (and a walk settles before it
+    calls the kernel itself); every other call still charges at its end. Inside a
     reclaim batch (tlb_batch_begin .. tlb_batch_flush, as Linux's try_to_unmap_flush), the TLB is
     flushed once at the end of the batch, not per page, and a page's walk is kept for the next look at
     the same page (try_to_unmap after page_referenced): no guest instruction and no other task runs in
@@ -73,7 +74,6 @@ class Rmap:
     int_costs: cython.bint              # walk_ns and unmap_ns are ints, also held as walk_int and unmap_int
     walk_int: cython.longlong
     unmap_int: cython.longlong
-    defer_charges: cython.bint          # in a batch: the calls' charges wait for charges_settle
     defer_flush: cython.bint
     flush_pending: cython.bint
     walked_pfn: cython.Py_ssize_t       # in a batch: the page last walked (-1: none), its PTEs and mappings walked
@@ -94,7 +94,6 @@ class Rmap:
         self.pending_ns = 0
         self.pending_int = 0
         self.int_costs = False
-        self.defer_charges = False
         self.defer_flush = False
         self.flush_pending = False
         self.walked_pfn = -1
@@ -138,16 +137,10 @@ class Rmap:
             k.charge(ns)
 
     @cython.cfunc
-    def charge_end(self, k) -> cython.void:
-        """The end of a service call: its charges to the clock, unless the batch settles them later."""
-        if not self.defer_charges:
+    def charge_end(self, k, settled_later: cython.bint) -> cython.void:
+        """The end of a service call: its charges to the clock, unless its caller settles them later."""
+        if not settled_later:
             self.charge_now(k)
-
-    @cython.ccall
-    def charges_defer(self) -> cython.void:
-        """From here on, the calls' charges wait for charges_settle (the caller runs no other kernel code
-        before it settles) or the batch's end."""
-        self.defer_charges = True
 
     @cython.ccall
     def charges_settle(self, k) -> cython.void:
@@ -170,7 +163,6 @@ class Rmap:
     def tlb_batch_flush(self, k) -> cython.void:
         """try_to_unmap_flush(): the batch's one TLB flush, if a PTE changed in it; its charges settled."""
         self.defer_flush = False
-        self.defer_charges = False
         self.tlb_batch_sync(k)
 
     @cython.ccall
@@ -335,27 +327,28 @@ class Rmap:
         """[(mm, vaddr, pte slot)] of every PTE that maps pfn; each mapping looked at is charged
         (costs.rmap_walk_ns)."""
         found = self.walk(k, pfn)
-        self.charge_end(k)
+        self.charge_end(k, False)
         return [(mm, vaddr, slot) for mm, vaddr, slot, _, _ in found]
 
     @cython.ccall
     def page_referenced(self, k, pfn: cython.Py_ssize_t) -> tuple:
         """(PTEs whose accessed bit was set, and is now clear; whether one maps it executable)."""
-        referenced: cython.Py_ssize_t = self.referenced(k, pfn)
+        referenced: cython.Py_ssize_t = self.referenced(k, pfn, False)
         return referenced, self.executable
 
     @cython.ccall
-    def page_referenced_ptes(self, k, pfn: cython.Py_ssize_t) -> cython.Py_ssize_t:
-        """page_referenced() as shrink_page_list asks it: the PTEs whose accessed bit was set."""
-        return self.referenced(k, pfn)
+    def reclaim_page_referenced(self, k, pfn: cython.Py_ssize_t) -> cython.Py_ssize_t:
+        """page_referenced() as shrink_page_list's batch asks it: the PTEs whose accessed bit was set. Its
+        charges wait for charges_settle."""
+        return self.referenced(k, pfn, True)
 
     @cython.cfunc
-    def referenced(self, k, pfn: cython.Py_ssize_t) -> cython.Py_ssize_t:
+    def referenced(self, k, pfn: cython.Py_ssize_t, settled_later: cython.bint) -> cython.Py_ssize_t:
         """page_referenced()'s work: the referenced PTEs, and whether a mapping is executable in
         self.executable."""
         self.executable = False
         ptes = self.walk(k, pfn)
-        self.charge_end(k)
+        self.charge_end(k, settled_later)
         if not ptes:
             return 0
         ram: cython.ulonglong[::1] = self.ram
@@ -395,6 +388,15 @@ class Rmap:
     @cython.ccall
     def try_to_unmap(self, k, pfn: cython.Py_ssize_t) -> bool:
         """Clear every PTE of a file page (its dirty bits go to the page); True when none is left."""
+        return self.unmap(k, pfn, False)
+
+    @cython.ccall
+    def reclaim_try_to_unmap(self, k, pfn: cython.Py_ssize_t) -> bool:
+        """try_to_unmap() as shrink_page_list's batch asks it: its charges wait for charges_settle."""
+        return self.unmap(k, pfn, True)
+
+    @cython.cfunc
+    def unmap(self, k, pfn: cython.Py_ssize_t, settled_later: cython.bint) -> cython.bint:
         ptes = self.walk(k, pfn)
         if ptes:
             ram: cython.ulonglong[::1] = self.ram
@@ -406,6 +408,6 @@ class Rmap:
                 self.page_remove_rmap(k, mm, pfn, pte)
                 self.charge_unmapped(k)
             self.flush_tlb(k)
-        self.charge_end(k)
+        self.charge_end(k, settled_later)
         self.struct_pages(k)
         return self.pi[(pfn << 4) + I_MAPCOUNT] + 1 == 0

@@ -10,6 +10,7 @@ equivalent wrappers, the hot path calls them through ops (no deferred charges), 
 set (nobody listens: no report hook) each page is counted at once. pageout, likewise replaced, runs through
 its Python front: the hot path's direct call of the native pageout handles a failed write as the front does."""
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from guestos.mm.lru import LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
 from guestos.mm.mm_types import PG_referenced, PG_swapbacked, PG_uptodate
 from guestos.mm.pgtable import _PAGE_ACCESSED, mk_pte
 from vmm.firmware import read_program
-from vmm.machine import Machine, MachineConfig
+from vmm.machine import DiskConfig, Machine, MachineConfig
+from vmm.swapdisk import make_swap_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import reclaim as bench                                                  # noqa: E402
@@ -106,10 +108,11 @@ def map_anon(k, mm, pfn: int, vaddr: int, young: bool) -> None:
     k.vmstat["nr_anon_pages"] += 1
 
 
-def reclaim_list(pure: bool, per_call: bool, policy: bool, tracing: bool) -> dict:
+def reclaim_list(pure: bool, per_call: bool, policy: bool, tracing: bool, swap) -> dict:
     saved, cython_ext.PURE = cython_ext.PURE, pure       # the kernel loads the hot path at boot
     try:
-        m = Machine(MachineConfig(mem=32 << 20))
+        m = Machine(MachineConfig(mem=32 << 20, cmdline="swap=/dev/vda" if swap else "",
+                                  disks=[DiskConfig(swap)] if swap else []))
         m.load(read_program("hello"), "/bin/hello", [])
         m.boot()
     finally:
@@ -122,6 +125,14 @@ def reclaim_list(pure: bool, per_call: bool, policy: bool, tracing: bool) -> dic
     events = []
     if tracing:
         tracepoint.enable(k).subscribe(events.append)
+    if swap:
+        assert k.swap is not None
+        write = k.swap.swap_writepage_async
+
+        def watched_write(*args):                 # the swap disk's submission reads the clock
+            look(k, "swap_write", log)
+            return write(*args)
+        k.swap.swap_writepage_async = watched_write
     core = k.page_alloc.zone.core
     assert core.reporting_order == 11 and k.page_alloc.report_hook is None
     if per_call:
@@ -179,10 +190,19 @@ def counting_bias():
     reclaim_policy.unregister(CountingBias.name)
 
 
+@pytest.fixture(scope="module")
+def swap_image():
+    path = make_swap_image(16 << 20)
+    yield path
+    os.unlink(path)
+
+
 @pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
-@pytest.mark.parametrize("policy,tracing", [(False, False), (True, False), (False, True)])
-def test_a_batch_settles_as_per_call_charges_and_counts(counting_bias, pure, policy, tracing):
-    batched, per_call = reclaim_list(pure, False, policy, tracing), reclaim_list(pure, True, policy, tracing)
+@pytest.mark.parametrize("policy,tracing,swap", [(False, False, False), (True, False, False), (False, True, False),
+                                                 (False, False, True)])
+def test_a_batch_settles_as_per_call_charges_and_counts(counting_bias, swap_image, pure, policy, tracing, swap):
+    swap = swap_image if swap else None
+    batched, per_call = (reclaim_list(pure, per_call, policy, tracing, swap) for per_call in (False, True))
     assert batched["log"] == per_call["log"]
     assert batched == per_call
     # not vacuous: pages were unmapped and freed, written, kept, and the clock moved between looks
@@ -197,3 +217,5 @@ def test_a_batch_settles_as_per_call_charges_and_counts(counting_bias, pure, pol
         assert batched["policy_calls"] == 0          # no keep_page hook selected: never asked
     if tracing:
         assert sum(1 for where, *_ in log if where == "trace") > 2000 and len(batched["trace"]) > 2000
+    if swap:
+        assert sum(1 for where, *_ in log if where == "swap_write") > 50 and batched["rss"][1] < 60
