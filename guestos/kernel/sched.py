@@ -249,6 +249,8 @@ class Scheduler:
         self.stime_mark = 0                 # the clock's busy system time when last accounted
         self.scheduler_stack = None         # the greenlet schedule() runs on (the boot stack)
         self.iowait_ns = 0                  # idle time while a task slept inside the kernel
+        self.idling_in_place = False        # the CPU idles on a sleeping task's stack (idle_in_place)
+        self.woken_in_place = False         # idle_in_place did this pass's wake-ups
 
     @property
     def quantum_ns(self) -> int:
@@ -302,9 +304,11 @@ class Scheduler:
 
     # --- kernel stacks ---
     def in_task_context(self) -> bool:
-        """Is this the current task's own kernel stack (so that it may sleep here)?"""
+        """Is this the current task's own kernel stack (so that it may sleep here)? Not while the
+        CPU idles on it (idle_in_place): that is the scheduler's work, borrowed."""
         task = self.current
-        return task is not None and task.kstack is not None and greenlet.getcurrent() is task.kstack
+        return task is not None and task.kstack is not None and greenlet.getcurrent() is task.kstack \
+            and not self.idling_in_place
 
     def io_schedule(self, condition) -> None:
         """The current task sleeps inside the kernel (TASK_UNINTERRUPTIBLE) until condition() holds;
@@ -321,7 +325,8 @@ class Scheduler:
         task.in_kernel_sleep = True
         self.blocked.append(task)
         while True:
-            self.scheduler_stack.switch()
+            if not self.idle_in_place(task):
+                self.scheduler_stack.switch()
             if condition():
                 break
             task.state = TASK_UNINTERRUPTIBLE      # woken too early: sleep again
@@ -332,6 +337,47 @@ class Scheduler:
         task.slice_icount = cpu.icount
         self.start_slice(task)
         self.need_resched = False              # whatever ended the last slice was for the task before
+
+    def idle_in_place(self, task) -> bool:
+        """schedule_loop's passes for a task that just slept inside the kernel, run on its own stack
+        while nothing else can run: wake sleepers, idle (iowait) until an event, until the task is
+        the only one woken; then it is picked again (switch_to) and True is returned, without the
+        trip to the scheduler's stack and back. False, and the scheduler's stack takes over, as soon
+        as a pass would do anything else: another task to run, or the loop about to end (this pass's
+        wake-ups done: woken_in_place). What a pass raises (a panic, a stopped machine) is raised on
+        the scheduler's stack, where schedule_loop would have raised it."""
+        if self.runqueue:
+            return False
+        try:
+            return self._idle_in_place(task)
+        except greenlet.GreenletExit:
+            raise                                      # the machine stops: this stack unwinds
+        except BaseException as e:
+            self.scheduler_stack.throw(type(e), e, e.__traceback__)
+            raise AssertionError("a stack the scheduler gave up on was resumed") from None
+
+    def _idle_in_place(self, task) -> bool:
+        k = self.k
+        runqueue = self.runqueue
+        while k.init_task.signal.live:
+            self.wake_sleepers()
+            if runqueue:
+                if len(runqueue) == 1 and runqueue[0] is task and not task.exited:
+                    runqueue.popleft()
+                    self.switch_to(task)
+                    return True
+                break
+            if all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked):
+                break                                  # the loop ends: init is gone
+            self.idling_in_place = True
+            try:
+                self.idle()
+            finally:
+                self.idling_in_place = False
+        else:
+            return False
+        self.woken_in_place = True
+        return False
 
     def start_slice(self, task) -> None:
         """A new slice of virtual time (user and system) for the task."""
@@ -494,7 +540,10 @@ class Scheduler:
     def schedule_loop(self) -> None:
         k = self.k
         while k.init_task.signal.live:             # init's thread group: until its last thread is gone
-            self.wake_sleepers()
+            if self.woken_in_place:
+                self.woken_in_place = False
+            else:
+                self.wake_sleepers()
             if not self.runqueue:
                 if not self.sleeping and not self.blocked:
                     stopped = [t for t in k.tasks.values() if t.state == TASK_STOPPED]
