@@ -8,23 +8,26 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from guestos.fs.cpio import S_IFREG, pack_newc
-from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, BootParams
-from guestos.kernel.main import start_kernel
+from . import loading_modules
 
-from devices.host import Host
-from devices.virtio_balloon import VirtioBalloon
-from devices.virtio_blk import VirtioBlk
-from devices.virtio_mmio import VirtioMmioTransport
+with loading_modules():
+    from guestos.fs.cpio import S_IFREG, pack_newc
+    from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, BootParams
+    from guestos.kernel.main import start_kernel
 
-from . import oracle
-from .clock import CostModel, VirtualClock
-from .cpu import Vcpu
-from .errors import BallastError, MachineStopped
-from .hardware import Hardware
-from .hostinput import check_disk_count, disk_name, kernel_cmdline, regular_file
-from .memory import PAGE_SIZE, GuestRAM
-from .serial import COM1, COM2, Serial16550
+    from devices.host import Host
+    from devices.virtio_balloon import VirtioBalloon
+    from devices.virtio_blk import VirtioBlk
+    from devices.virtio_mmio import VirtioMmioTransport
+
+    from . import oracle
+    from .clock import CostModel, VirtualClock
+    from .cpu import Vcpu
+    from .errors import BallastError, MachineStopped
+    from .hardware import Hardware
+    from .hostinput import check_disk_count, disk_name, kernel_cmdline, regular_file
+    from .memory import PAGE_SIZE, GuestRAM
+    from .serial import COM1, COM2, Serial16550
 
 MMIO_BASE = 0xD000_0000
 MMIO_SIZE = 0x1000_0000
