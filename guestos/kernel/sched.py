@@ -36,6 +36,7 @@ TASK_UNINTERRUPTIBLE = "D"                         # asleep inside the kernel un
 TASK_STOPPED = "T"                                 # job control: off every queue until SIGCONT
 TASK_ZOMBIE = "Z"
 TASK_DEAD = "X"
+EXITED_STATES = (TASK_ZOMBIE, TASK_DEAD)
 
 # instructions per quantum: 4 ms at 2 GHz and CPI 1
 DEFAULT_QUANTUM = 8_000_000
@@ -167,7 +168,7 @@ class Task:
 
     @property
     def exited(self) -> bool:
-        return self.state in (TASK_ZOMBIE, TASK_DEAD)
+        return self.state in EXITED_STATES
 
 
 # kernel/sched.c: the load weight of each nice level, -20 to 19
@@ -210,9 +211,12 @@ class KernelThread(Task):
 def signal_pending(task) -> bool:
     """A pending signal, its own or its process's, the task does not block (blocked ones wait;
     ignored ones never queue)."""
+    pending, shared = task.pending, task.signal.shared_pending
+    if not pending and not shared:
+        return False                        # the common case, asked at every scheduler pass
     mask = task.sigmask
-    return any(not mask >> (sig - 1) & 1 for sig in task.pending) or \
-        any(not mask >> (sig - 1) & 1 for sig in task.signal.shared_pending)
+    return any(not mask >> (sig - 1) & 1 for sig in pending) or \
+        any(not mask >> (sig - 1) & 1 for sig in shared)
 
 
 def _timer_wakeup() -> None:
@@ -477,7 +481,7 @@ class Scheduler:
 
     def wake_sleepers(self) -> None:
         for task in list(self.sleeping):
-            if task.exited:
+            if task.state in EXITED_STATES:
                 self.sleeping.remove(task)
                 self.release_stack(task)
             elif task.wait_ready() or task.restart is not None and signal_pending(task):
