@@ -143,8 +143,8 @@ class Task:
     nice: int = 0                               # setpriority(2): -20..19, inherited at fork
     groups: tuple = ()                          # setgroups(2): supplementary group ids
     it_real_incr_ns: int = 0                    # setitimer(ITIMER_REAL): the interval (alarm_expires_ns: the value)
-    it_virt: tuple = (0, 0)                     # ITIMER_VIRTUAL and ITIMER_PROF: (expires, interval) in
-    it_prof: tuple = (0, 0)                     # the task's own CPU time (ns), 0 when off
+    it_virt: tuple = (0, 0)                     # ITIMER_VIRTUAL and ITIMER_PROF: (expires, interval) in the
+    it_prof: tuple = (0, 0)                     # process's CPU time (ns), 0 when off; the leader's count
     tgid: int = 0                               # the thread group (process) id; getpid()
     group_leader: "Task" = None
     signal: SignalStruct = None                 # shared by the threads of a process
@@ -615,7 +615,8 @@ class Scheduler:
             cpu.set_deadline(cpu.icount + max(1, int(left * costs.cpu_ghz / costs.cpi)))
         task.instructions += cpu.icount - task.slice_icount
         task.slice_icount = cpu.icount
-        if task.it_virt[0] or task.it_prof[0]:
+        leader = task.group_leader
+        if leader.it_virt[0] or leader.it_prof[0]:
             k.itimer_tick(task)                # ITIMER_VIRTUAL/PROF: checked as the slice ends
         if task.state == TASK_RUNNING:
             self.runqueue.append(task)
