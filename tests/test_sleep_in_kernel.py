@@ -14,7 +14,7 @@ from guestos.kernel.sched import Scheduler
 from guestos.mm import vmscan
 from tests.ballast_testlib import boot, firmware
 from vmm.errors import MachineStopped
-from vmm.machine import Machine, MachineConfig
+from vmm.machine import MachineConfig
 from vmm.rootfs import builtin_root
 from vmm.session import GuestSession
 

@@ -16,7 +16,8 @@ Every task has a kernel stack of its own (a greenlet, as Linux gives each task o
 switches stacks. Kernel code that must wait for a device, a write or a nap (Kernel.wait_event) puts
 the task to sleep uninterruptibly (TASK_UNINTERRUPTIBLE, io_schedule) and switches back to the
 scheduler, which runs other tasks meanwhile; once the condition holds the task goes on from where
-it waited. The idle time while such a task waits is iowait.
+it waited. With nothing else to run it idles on its own stack instead, doing the scheduler's passes
+there (idle_in_place). The idle time while such a task waits is iowait.
 
 A system call that must wait for another task (a pipe, a child, a futex) raises WouldBlock instead:
 the task sleeps interruptibly with its `syscall` instruction rewound, and runs it again once woken
