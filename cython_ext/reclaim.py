@@ -83,9 +83,10 @@ WHY_PAGEOUT = cython.declare(cython.int, 13)         # from here on, pageout() r
 WHY_PAGEOUT_KEEP = cython.declare(cython.int, 14)
 WHY_PAGEOUT_ACTIVATE = cython.declare(cython.int, 15)
 WHY_WRITTEN_BACK = cython.declare(cython.int, 16)
+WHY_POLICY = cython.declare(cython.int, 17)          # a policy's keep_page: its own keep_reason
 REASONS = ("clean", "metadata", "locked", "unmapped-first", "writeback", "referenced", "referenced-twice",
            "pte-referenced", "swapped-out", "", "still-mapped", "held", "dirty-deferred", "pageout", "pageout-keep",
-           "pageout-activate", "written-back")
+           "pageout-activate", "written-back", "")
 # struct zone_reclaim_stat, in one array: recent_scanned[anon, file], recent_rotated[anon, file]
 RECENT_SCANNED = cython.declare(cython.int, 0)
 RECENT_ROTATED = cython.declare(cython.int, 2)
@@ -612,6 +613,7 @@ class Reclaim:
     inactive_ratio = cython.declare(cython.longlong, visibility="public")    # the zone's, for anon
     referenced_ptes: cython.Py_ssize_t            # what the last decide() found through the reverse map
     swap_why: str                                 # why the last swap_out() could not
+    policy_why: str                               # the keep_reason of the policy that kept the last page
     rmap: object                                  # in a batch, ops' reverse map to call directly (or None)
     batch_rmap: object                            # the reverse map whose TLB batch is open (or None)
     rmap_charged: cython.bint                     # the batch's reverse map may hold charges not yet on the clock
@@ -638,6 +640,7 @@ class Reclaim:
         self.inactive_ratio = 1
         self.referenced_ptes = 0
         self.swap_why = ""
+        self.policy_why = ""
         self.rmap = None
         self.batch_rmap = None
         self.rmap_charged = False
@@ -952,7 +955,7 @@ class Reclaim:
             elif anon and not sc.may_swap:
                 code = ACTIVATE | WHY_UNMAPPED_FIRST << 2
             elif self.policy_bias and self.policy_keeps(pfn):     # a policy's bias (reclaim_policy.keep_page)
-                code = (ACTIVATE if anon else KEEP) | WHY_UNMAPPED_FIRST << 2
+                code = (ACTIVATE if anon else KEEP) | WHY_POLICY << 2
                 cached = False
             else:
                 code = self.decide(pfn, base, mapped, anon, referenced_page, mapping, index)
@@ -972,7 +975,8 @@ class Reclaim:
                     self.settle()
                     ops.trace(self.k, pfn, "anon" if anon else "file", mapped,
                               referenced_page or self.referenced_ptes > 0, DECISIONS[decision],
-                              self.swap_why if why == WHY_SWAP else REASONS[why], sc, flags)
+                              self.swap_why if why == WHY_SWAP else self.policy_why if why == WHY_POLICY
+                              else REASONS[why], sc, flags)
                 continue
             reclaimed += 1
             if anon:                                    # freed by swap_out
@@ -1024,9 +1028,14 @@ class Reclaim:
 
     @cython.cfunc
     def policy_keeps(self, pfn: cython.Py_ssize_t) -> cython.bint:
-        """ops.policy_keeps_page, after settling (a policy reads the counters)."""
+        """ops.policy_keeps_page, after settling (a policy reads the counters); the reason it gives is
+        traced."""
         self.settle()
-        return self.ops.policy_keeps_page(self.k, self.sc, pfn)
+        reason = self.ops.policy_keeps_page(self.k, self.sc, pfn)
+        if not reason:
+            return False
+        self.policy_why = reason
+        return True
 
     @cython.cfunc
     def account_freed(self, freed: cython.Py_ssize_t) -> cython.void:

@@ -272,8 +272,9 @@ class ReclaimOps:
     end_page_writeback = staticmethod(end_page_writeback)
 
     @staticmethod
-    def policy_keeps_page(k, sc, pfn: int) -> bool:
-        """A selected policy's bias keeps this mapped or anonymous page (reclaim_policy.keep_page)."""
+    def policy_keeps_page(k, sc, pfn: int) -> str | None:
+        """A selected policy's bias keeps this mapped or anonymous page (reclaim_policy.keep_page): the
+        policy's keep_reason, or None."""
         return k.policies.keep_page(sc, pfn)
 
     @staticmethod
