@@ -75,7 +75,11 @@ class Pageout:
         a disk that completes later the page is under PG_writeback until end_io(k, pfn) runs at the
         completion; else it is written before this returns. Returns the synchronous write's status
         (0: ok)."""
-        k = mapping.k
+        return self.write(mapping.k.vmstat, mapping, index, end_io)
+
+    @cython.cfunc
+    def write(self, vmstat: dict, mapping, index, end_io) -> cython.int:
+        """writepage() with the kernel's vmstat at hand."""
         q: cython.ulonglong[::1] = self.q
         pfn: cython.Py_ssize_t = mapping.pages[index]
         paddr: cython.Py_ssize_t = pfn << PAGE_SHIFT
@@ -98,7 +102,6 @@ class Pageout:
                 nbytes += length
             pos += length
         q[(pfn << 3) + Q_DISK_SECTOR] = sector
-        vmstat = k.vmstat
         vmstat["pgpgout"] += nbytes >> 10
         blk = mapping.blk
         submit = getattr(blk, "transfer_runs_async", None)
@@ -109,7 +112,12 @@ class Pageout:
             return 0
         q[pfn << 3] |= (1 << PG_mappedtodisk) | (1 << PG_writeback)
         vmstat["nr_writeback"] += 1
-        submit(True, runs, WriteDone(mapping, index, pfn, end_io))
+        done: WriteDone = WriteDone.__new__(WriteDone)      # WriteDone(mapping, index, pfn, end_io), without
+        done.mapping = mapping                              # a Python call of __init__
+        done.index = index
+        done.pfn = pfn
+        done.end_io = end_io
+        submit(True, runs, done)
         return 0
 
     def pageout(self, k, mapping, pfn: cython.Py_ssize_t, end_io) -> cython.int:
@@ -124,7 +132,7 @@ class Pageout:
         # (clear_page_dirty_for_io(), SetPageReclaim)
         dirty = mapping.dirty
         dirty.discard(index)
-        vmstat = k.vmstat
+        vmstat: dict = k.vmstat
         vmstat["nr_dirty"] -= 1
         if not dirty:
             k.dirty_mappings.pop(mapping, None)
@@ -132,7 +140,7 @@ class Pageout:
         if k.tracepoints is not None:
             k.tracepoints.emit("mm_vmscan_writepage", pfn=pfn, reclaim_flags="RECLAIM_WB_FILE|RECLAIM_WB_ASYNC")
         vmstat["nr_vmscan_write"] += 1
-        if self.writepage(mapping, index, end_io):
+        if self.write(vmstat, mapping, index, end_io):
             return WRITE_ERROR
         if not (q[base] >> PG_writeback) & 1:
             q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_reclaim)      # a synchronous write

@@ -59,6 +59,7 @@ PAGE_KEEP = cython.declare(cython.int, 0)
 PAGE_ACTIVATE = cython.declare(cython.int, 1)
 PAGE_SUCCESS = cython.declare(cython.int, 2)
 PAGE_CLEAN = cython.declare(cython.int, 3)
+WRITE_ERROR = cython.declare(cython.int, -1)         # cython_ext/pageout.py's: the write failed at once
 # shrink_page_list()'s outcome for a page (a decision | WHY_* << 2) and, for the trace, their names
 FREE = cython.declare(cython.int, 0)
 KEEP = cython.declare(cython.int, 1)
@@ -82,9 +83,10 @@ WHY_PAGEOUT = cython.declare(cython.int, 13)         # from here on, pageout() r
 WHY_PAGEOUT_KEEP = cython.declare(cython.int, 14)
 WHY_PAGEOUT_ACTIVATE = cython.declare(cython.int, 15)
 WHY_WRITTEN_BACK = cython.declare(cython.int, 16)
+WHY_POLICY = cython.declare(cython.int, 17)          # a policy's keep_page: its own keep_reason
 REASONS = ("clean", "metadata", "locked", "unmapped-first", "writeback", "referenced", "referenced-twice",
            "pte-referenced", "swapped-out", "", "still-mapped", "held", "dirty-deferred", "pageout", "pageout-keep",
-           "pageout-activate", "written-back")
+           "pageout-activate", "written-back", "")
 # struct zone_reclaim_stat, in one array: recent_scanned[anon, file], recent_rotated[anon, file]
 RECENT_SCANNED = cython.declare(cython.int, 0)
 RECENT_ROTATED = cython.declare(cython.int, 2)
@@ -611,8 +613,15 @@ class Reclaim:
     inactive_ratio = cython.declare(cython.longlong, visibility="public")    # the zone's, for anon
     referenced_ptes: cython.Py_ssize_t            # what the last decide() found through the reverse map
     swap_why: str                                 # why the last swap_out() could not
+    policy_why: str                               # the keep_reason of the policy that kept the last page
     rmap: object                                  # in a batch, ops' reverse map to call directly (or None)
     batch_rmap: object                            # the reverse map whose TLB batch is open (or None)
+    rmap_charged: cython.bint                     # the batch's reverse map may hold charges not yet on the clock
+    owed: cython.Py_ssize_t                       # freed pages uncompiled code would have counted already
+    policy_bias: cython.bint                      # a selected policy has a keep_page hook (asked per batch)
+    pageout_looked: cython.bint                   # in a batch, ops' native pageout looked up (at its first write)
+    native_pageout: object                        # ops' pageout to call directly (or None), its completion
+    end_io: object
     pgscan: str
     pgsteal: str
 
@@ -631,8 +640,15 @@ class Reclaim:
         self.inactive_ratio = 1
         self.referenced_ptes = 0
         self.swap_why = ""
+        self.policy_why = ""
         self.rmap = None
         self.batch_rmap = None
+        self.rmap_charged = False
+        self.owed = 0
+        self.policy_bias = True
+        self.pageout_looked = False
+        self.native_pageout = None
+        self.end_io = None
         self.pgscan = "pgscan_kswapd" if sc.current_is_kswapd else "pgscan_direct"
         self.pgsteal = "pgsteal_kswapd" if sc.current_is_kswapd else "pgsteal_direct"
 
@@ -714,13 +730,16 @@ class Reclaim:
         ops = self.ops
         references: cython.int
         result: cython.int
+        unmapped: cython.bint
         self.referenced_ptes = 0
         if mapped:
             if self.batch_rmap is None:
                 self.rmap_batch()
             if self.rmap is not None:
-                self.referenced_ptes = self.rmap.page_referenced_vm_exec(self.k, pfn)[0]
+                self.rmap_charged = True
+                self.referenced_ptes = self.rmap.reclaim_page_referenced(self.k, pfn)   # charges: settle
             else:
+                self.settle()
                 self.referenced_ptes = ops.page_referenced(self.k, pfn)[0]
         q[base] &= ~(cython.cast(cython.ulonglong, 1) << PG_referenced)
         if self.referenced_ptes:
@@ -733,6 +752,7 @@ class Reclaim:
         references = PAGEREF_RECLAIM_CLEAN if referenced_page else PAGEREF_RECLAIM
         if anon:
             # add_to_swap(), try_to_unmap() into swap entries, the write, the swap cache's reference
+            self.settle()
             why = ops.swap_out(self.k, pfn)
             if not why:
                 return FREE | WHY_SWAPPED_OUT << 2
@@ -740,16 +760,35 @@ class Reclaim:
                 return KEEP | WHY_PAGEOUT << 2                        # its write started: kept until written
             self.swap_why = why
             return ACTIVATE | WHY_SWAP << 2
-        if mapped and not (self.rmap.try_to_unmap(self.k, pfn) if self.rmap is not None
-                           else ops.try_to_unmap(self.k, pfn)):
-            return KEEP | WHY_STILL_MAPPED << 2
+        if mapped:
+            if self.rmap is not None:
+                self.rmap_charged = True
+                unmapped = self.rmap.reclaim_try_to_unmap(self.k, pfn)                 # charges: settle
+            else:
+                self.settle()
+                unmapped = ops.try_to_unmap(self.k, pfn)
+            if not unmapped:
+                return KEEP | WHY_STILL_MAPPED << 2
         if i[(pfn << 4) + I_REFCOUNT] != 1:
             return KEEP | WHY_HELD << 2                                # someone holds it (a copy in progress)
         if not (q[base] >> PG_dirty) & 1:
             return FREE | WHY_CLEAN << 2
         if references == PAGEREF_RECLAIM_CLEAN or not self.sc.may_writepage:
             return KEEP | WHY_DIRTY_DEFERRED << 2
-        result = ops.pageout(self.k, mapping, pfn)
+        self.settle()
+        if not self.pageout_looked:
+            self.pageout_looked = True
+            self.native_pageout = ops.native_pageout(self.k)
+            self.end_io = ops.end_page_writeback
+        if self.native_pageout is not None:         # ops.pageout without its Python front
+            try:
+                result = self.native_pageout.pageout(self.k, mapping, pfn, self.end_io)
+            except ops.write_errors:
+                result = WRITE_ERROR
+            if result == WRITE_ERROR:
+                result = ops.pageout_failed(self.k, mapping, pfn)
+        else:
+            result = ops.pageout(self.k, mapping, pfn)
         if result == PAGE_KEEP:
             return KEEP | WHY_PAGEOUT_KEEP << 2
         if result == PAGE_ACTIVATE:
@@ -805,14 +844,42 @@ class Reclaim:
         """shrink_page_list() over the n isolated pages, in Linux's order of tests; returns how many were
         freed. A page that passes them all is removed from its page cache (remove_mapping), its last
         reference dropped, off its list and into the buddy lists (free_pages)."""
+        self.policy_bias = self.ops.policies_keep_pages(self.k)
+        self.pageout_looked = False
         try:
             return self.shrink_pages(n)
         finally:
+            self.settle()
             if self.batch_rmap is not None:       # the batch's one TLB flush (try_to_unmap_flush)
                 rmap = self.batch_rmap
                 self.batch_rmap = None
                 self.rmap = None
+                self.rmap_charged = False
                 rmap.tlb_batch_flush(self.k)
+
+    @cython.cfunc
+    def settle(self) -> cython.void:
+        """Before any other kernel code runs (it may read the clock or the counters): the reverse map's
+        charges of this batch to the clock, and the pages freed that uncompiled-order accounting
+        (account_freed at once) would already have counted. Between two settles only this module's
+        code and the native reverse map run, so the clock and the counters read the same wherever
+        anything can read them as with a charge and a count per page."""
+        if self.rmap_charged:
+            self.rmap_charged = False
+            self.batch_rmap.charges_settle(self.k)
+        if self.owed:
+            owed: cython.Py_ssize_t = self.owed
+            self.owed = 0
+            self.account_freed(owed)
+
+    @cython.cfunc
+    def count_freed(self, freed: cython.Py_ssize_t) -> cython.void:
+        """Freed pages counted at once, as remove_from_page_cache counts them: with nobody reporting free
+        pages (then counting is all account_freed does) at the next settle, else now, so free page
+        reporting is notified in the same order."""
+        self.owed += freed
+        if self.buddy.reporting_order != NO_REPORTING or self.buddy.report_notify:
+            self.settle()
 
     @cython.cfunc
     def rmap_batch(self) -> cython.void:
@@ -887,8 +954,8 @@ class Reclaim:
                 code = KEEP | WHY_WRITEBACK << 2                 # its write is in flight
             elif anon and not sc.may_swap:
                 code = ACTIVATE | WHY_UNMAPPED_FIRST << 2
-            elif ops.policy_keeps_page(self.k, sc, pfn):         # a policy's bias (reclaim_policy.keep_page)
-                code = (ACTIVATE if anon else KEEP) | WHY_UNMAPPED_FIRST << 2
+            elif self.policy_bias and self.policy_keeps(pfn):     # a policy's bias (reclaim_policy.keep_page)
+                code = (ACTIVATE if anon else KEEP) | WHY_POLICY << 2
                 cached = False
             else:
                 code = self.decide(pfn, base, mapped, anon, referenced_page, mapping, index)
@@ -905,19 +972,22 @@ class Reclaim:
                 else:
                     self.keep(pfn)
                 if self.tracing:
+                    self.settle()
                     ops.trace(self.k, pfn, "anon" if anon else "file", mapped,
                               referenced_page or self.referenced_ptes > 0, DECISIONS[decision],
-                              self.swap_why if why == WHY_SWAP else REASONS[why], sc, flags)
+                              self.swap_why if why == WHY_SWAP else self.policy_why if why == WHY_POLICY
+                              else REASONS[why], sc, flags)
                 continue
             reclaimed += 1
             if anon:                                    # freed by swap_out
                 if self.tracing:
+                    self.settle()
                     ops.trace(self.k, pfn, "anon", mapped, False, "swapped-out", "cold", sc, flags)
                 continue
             unmapped = False
             if mapped or why == WHY_WRITTEN_BACK:       # the kernel ran: look the mapping up again
                 if freed:
-                    self.account_freed(freed)
+                    self.count_freed(freed)
                     freed = 0
                 cached = False
                 pages = mapping.pages
@@ -925,12 +995,14 @@ class Reclaim:
                         (1 << PG_writeback) | (1 << PG_dirty)):
                     unmapped = True                     # unmapped and clean: freed below as the others
                 else:
+                    self.settle()
                     mapping.remove_from_page_cache(index)   # the last reference: the page is freed
                     if self.tracing:
                         ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc,
                                   flags)
                     continue
             if self.tracing:                      # while the page is still whole, as remove_from_page_cache's
+                self.settle()
                 ops.trace_delete_from_page_cache(self.k, pfn, mapping_id, index)
             del pages[index]                      # remove_from_page_cache(): clean, so no dirty tag
             q[base + Q_MAPPING] = 0
@@ -944,13 +1016,26 @@ class Reclaim:
             self.buddy.free_pages(pfn, 0)         # into the buddy lists
             freed += 1
             if unmapped:                          # counted at once, as remove_from_page_cache would
-                self.account_freed(freed)
+                self.count_freed(freed)
                 freed = 0
             if self.tracing:
+                self.settle()
                 ops.trace(self.k, pfn, "file", mapped, referenced_page, "reclaimed", REASONS[why], sc, flags)
+        self.settle()
         if freed:
             self.account_freed(freed)
         return reclaimed
+
+    @cython.cfunc
+    def policy_keeps(self, pfn: cython.Py_ssize_t) -> cython.bint:
+        """ops.policy_keeps_page, after settling (a policy reads the counters); the reason it gives is
+        traced."""
+        self.settle()
+        reason = self.ops.policy_keeps_page(self.k, self.sc, pfn)
+        if not reason:
+            return False
+        self.policy_why = reason
+        return True
 
     @cython.cfunc
     def account_freed(self, freed: cython.Py_ssize_t) -> cython.void:

@@ -174,3 +174,36 @@ def test_dedup_frees_exactly_what_the_rule_allows(root, monkeypatch):
         assert all(k.mem_map.mapping(pfn) for pfn in refused)
         assert not any(k.mem_map.mapping(pfn) for pfn in tail[1:40:2])
         s.close()
+
+
+def kept_reasons(root, cmdline: str) -> dict:
+    """{reason: count} of the pages ordinary reclaim kept or activated because a policy said so, in the
+    squeezed mapping-beside-a-stream run (one pass)."""
+    from collections import Counter
+    reasons = Counter()
+
+    def sink(event):
+        if event["name"] == "mm_vmscan_page_decision" and event["decision"] in ("rotated", "activated", "kept"):
+            reasons[event["reason"]] += 1
+
+    with Host(cache_capacity=128 * MiB // 4096) as host:
+        s = GuestSession(MachineConfig(mem=128 * MiB, cmdline=cmdline, balloon_features=1), root=root,
+                         host=host).start()
+        try:
+            s.set_balloon_mib(80)
+            assert s.wait_balloon()
+            s.machine.add_trace_sink(sink)
+            assert s.run(["/bin/mmapread", "/data/mapped.bin", "1", "--beside", "/data/stream.bin"]).exit_code == 0
+        finally:
+            s.close()
+    return reasons
+
+
+def test_a_page_a_policy_keeps_is_traced_with_that_policys_reason(root, keep_mapped):
+    """The trace says which policy kept a page: the review's bias keeps mapped pages as `unmapped-first`, the
+    docs' example policy as its name (keep_reason's default), and plain reclaim gives neither."""
+    assert kept_reasons(root, "unmapped_page_control=shrink_list")["unmapped-first"] > 0
+    mine = kept_reasons(root, "reclaim_policy=keep_mapped")
+    assert mine["keep_mapped"] > 0 and mine["unmapped-first"] == 0
+    plain = kept_reasons(root, "")
+    assert plain["keep_mapped"] == plain["unmapped-first"] == 0

@@ -4,6 +4,7 @@ where it waited (guestos/kernel/sched.py: io_schedule); direct reclaim naps in c
 between priorities as 2.6.35's do_try_to_free_pages; the series' pass in kswapd yields per batch."""
 from pathlib import Path
 
+import greenlet
 import pytest
 
 from guestos.fs.proc import NS_PER_TICK, _render_stat
@@ -12,6 +13,7 @@ from guestos.kernel import syscall_64
 from guestos.kernel.sched import Scheduler
 from guestos.mm import vmscan
 from tests.ballast_testlib import boot, firmware
+from vmm.errors import MachineStopped
 from vmm.machine import MachineConfig
 from vmm.rootfs import builtin_root
 from vmm.session import GuestSession
@@ -177,3 +179,141 @@ def test_a_task_asleep_in_the_kernel_that_nothing_can_wake_panics(monkeypatch):
     monkeypatch.setitem(syscall_64.SYSCALL_ENTRIES, 110, never)
     run = boot(firmware("syscalls"))
     assert b"Kernel panic - not syncing: waiting for an event that can never come" in run.output
+
+
+# --- idling in place: a lone sleeper waits on its own stack (Scheduler.idle_in_place) ---
+
+def fingerprint(root, argv, **kw):
+    """Everything the scheduler's accounting shows after a run: every switch_to and sleep with the
+    clock and idle time then, /proc/stat, vmstat, iowait, per-task times, output."""
+    with guest(root, **kw) as s:
+        k = s.machine.kernel
+        sched, clock = k.scheduler, k.hw.clock
+        log = []
+        switch_to, idle = sched.switch_to, sched.idle
+
+        def logged_switch(task):
+            log.append(("switch", task.pid, clock.now_ns(), clock.instructions, clock.idle_ns, sched.iowait_ns))
+            switch_to(task)
+
+        def logged_idle():
+            log.append(("idle", clock.now_ns(), len(sched.runqueue), len(sched.blocked), len(sched.sleeping)))
+            idle()
+        io_schedule = sched.io_schedule
+
+        def logged_sleep(condition):
+            pid, start = sched.current.pid, clock.now_ns()
+            io_schedule(condition)
+            log.append(("sleep", pid, start, clock.now_ns(), clock.instructions))
+        sched.switch_to, sched.idle, sched.io_schedule = logged_switch, logged_idle, logged_sleep
+        stacks = []                                         # greenlet switches while the program runs
+        greenlet.settrace(lambda event, args: stacks.append(event) if event in ("switch", "throw") else None)
+        try:
+            result = s.run(argv)
+        finally:
+            greenlet.settrace(None)
+        sched.account()
+        return dict(output=result.output, status=result.status, ns=s.virtual_ns(), log=log,
+                    stat=_render_stat(k, None), vmstat=k.vmstat_snapshot(), iowait=sched.iowait_ns,
+                    switches=sched.nr_switches, preemptions=sched.preemptions, swapper=sched.swapper.stime_ns,
+                    tasks=sorted((t.pid, t.instructions, t.stime_ns, t.nr_uninterruptible_sleeps)
+                                 for t in list(k.tasks.values()) + sched.kthreads)), len(stacks)
+
+
+def test_a_lone_sleeper_idles_on_its_own_stack_and_everything_counts_the_same(root, monkeypatch):
+    """The reader alone: its ~550 disk waits idle on its own kernel stack (a handful of stack switches
+    in the whole run instead of two per wait); the switches, idle and iowait time, /proc/stat, vmstat
+    and every task's times are those of the scheduler's own stack (idle_in_place turned off)."""
+    in_place, stack_switches = fingerprint(root, READER)
+    sleeps = sum(1 for event in in_place["log"] if event[0] == "sleep")
+    assert sleeps > 500 and in_place["iowait"] > 0
+    assert stack_switches < sleeps // 10
+    monkeypatch.setattr(Scheduler, "idle_in_place", lambda self, task: False)
+    on_scheduler_stack, switches_off = fingerprint(root, READER)
+    assert switches_off > 2 * sleeps
+    assert in_place == on_scheduler_stack
+
+
+def test_a_sleeper_that_another_task_can_follow_leaves_the_cpu_as_before(root, monkeypatch):
+    """Reader and CPU-bound task: while the reader waits, the other task becomes runnable (the pair's
+    start, its slices, the kill); the switch order, times and counters are those without idling in place."""
+    runs = []
+    for argv in (PAIR, ["/bin/pair", "-k", "2000000", *READER, "/bin/compute", "1000"]):
+        runs.append(fingerprint(root, argv)[0])
+    monkeypatch.setattr(Scheduler, "idle_in_place", lambda self, task: False)
+    for argv, before in zip((PAIR, ["/bin/pair", "-k", "2000000", *READER, "/bin/compute", "1000"]), runs):
+        assert fingerprint(root, argv)[0] == before
+
+
+def test_what_runs_while_a_task_idles_in_place_cannot_sleep_on_its_stack(root):
+    """A host event (a device completion, a session poll) that falls due while a task idles on its own
+    stack runs there, but it is the scheduler's work: the task's stack is not a place to sleep in then
+    (wait_event would nest a second sleep of the same task)."""
+    seen = []
+    with guest(root) as s:
+        k = s.machine.kernel
+        clock = s.machine.clock
+
+        def look():
+            task = k.scheduler.current
+            if task is not None and task.in_kernel_sleep and greenlet.getcurrent() is task.kstack:
+                seen.append(k.scheduler.in_task_context())        # on the stack of a task asleep in it
+            if len(seen) < 400:
+                clock.schedule(50_000, look)
+        clock.schedule(50_000, look)
+        assert s.run(READER).exit_code == 0
+    assert len(seen) > 10
+    assert not any(seen)
+
+
+def test_a_panic_while_idling_in_place_is_raised_where_the_scheduler_would_raise_it(monkeypatch):
+    """getppid made to wait for what never comes, with nothing else runnable: the task idles in place and
+    the panic reaches the machine's run loop as before, on the scheduler's stack: the sleeping task's
+    kernel code (here a handler that would swallow any error) never sees it."""
+    entered, swallowed = [], []
+    idle_in_place = Scheduler.idle_in_place
+
+    def spy(self, task):
+        entered.append(task.pid)
+        return idle_in_place(self, task)
+
+    def never(k, task, *args):
+        try:
+            k.wait_event(lambda: False)
+        except Exception as e:
+            swallowed.append(e)
+        return 0
+    monkeypatch.setattr(Scheduler, "idle_in_place", spy)
+    monkeypatch.setitem(syscall_64.SYSCALL_ENTRIES, 110, never)
+    run = boot(firmware("syscalls"))
+    assert entered
+    assert b"Kernel panic - not syncing: waiting for an event that can never come" in run.output
+    assert swallowed == []
+
+
+def test_the_guest_clock_stopping_a_task_that_idles_in_place_stops_the_machine(monkeypatch, capsys):
+    """`ballast run --timeout`: the stop falls due while the reader idles in place (on its own stack);
+    the run ends as a timeout does (status 124, the timeout line), its kernel stacks unwound."""
+    from vmm import cli
+    stopped_in_place = []
+    idle = Scheduler.idle
+
+    def spy(self):
+        try:
+            idle(self)
+        except MachineStopped:
+            stopped_in_place.append(greenlet.getcurrent() is not self.scheduler_stack)
+            raise
+    monkeypatch.setattr(Scheduler, "idle", spy)
+    release_stacks = Scheduler.release_stacks
+    left = []
+
+    def released(self):
+        release_stacks(self)
+        left.extend(t.pid for t in self.k.tasks.values() if t.kstack is not None)
+    monkeypatch.setattr(Scheduler, "release_stacks", released)
+    for timeout in ("0.02", "0.0213", "0.0237", "0.0251", "0.0269"):   # most of the read is waiting
+        assert cli.main(["run", "--root", "builtin", "--mem", "64M", "--timeout", timeout, *READER]) == 124
+        assert timeout in capsys.readouterr().err
+        assert left == []
+    assert True in stopped_in_place

@@ -288,3 +288,62 @@ def test_every_general_protection_fault_is_one(compile_c, tmp_path):
     finally:
         m.close()
     assert out == native_out == "traps 13 13 13 13\n"
+
+
+PROCESS_ITIMERS = r'''
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/time.h>
+#include <unistd.h>
+static volatile int vt, prof;
+static volatile int stop;
+static void on_vt(int s) { vt++; }
+static void on_prof(int s) { prof++; }
+static void *spin(void *arg) { volatile unsigned long x = 0; while (!stop) x++; return 0; }
+static void *syscalls(void *arg) { while (!stop) getppid(); return 0; }
+int main(void) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_vt; sigaction(SIGVTALRM, &sa, 0);
+    sa.sa_handler = on_prof; sigaction(SIGPROF, &sa, 0);
+    pthread_t t;
+    /* the main thread only waits: the timers count the other thread's time, for the process */
+    struct itimerval it = {{0, 10000}, {0, 10000}}, off = {{0, 0}, {0, 0}}, left;
+    setitimer(ITIMER_VIRTUAL, &it, 0);
+    pthread_create(&t, 0, spin, 0);
+    while (vt < 3) { struct timespec ts = {0, 1000000}; nanosleep(&ts, 0); }
+    stop = 1; pthread_join(t, 0); stop = 0;
+    setitimer(ITIMER_VIRTUAL, &off, &left);
+    printf("SIGVTALRM from another thread's user time: %d\n", vt >= 3);
+    /* ITIMER_PROF counts system time too: with a thread that lives in system calls, the same value
+       runs out on ITIMER_PROF long before ITIMER_VIRTUAL */
+    struct itimerval once = {{0, 0}, {0, 30000}};
+    setitimer(ITIMER_PROF, &once, 0);
+    setitimer(ITIMER_VIRTUAL, &once, 0);
+    vt = 0;
+    pthread_create(&t, 0, syscalls, 0);
+    while (prof < 1) { struct timespec ts = {0, 1000000}; nanosleep(&ts, 0); }
+    stop = 1; pthread_join(t, 0);
+    printf("SIGPROF from another thread's system time, before SIGVTALRM: %d\n", prof == 1 && vt == 0);
+    setitimer(ITIMER_VIRTUAL, &off, 0);
+    getitimer(ITIMER_VIRTUAL, &left);
+    printf("VIRTUAL disarmed: %d\n", left.it_value.tv_sec == 0 && left.it_value.tv_usec == 0);
+    return 0;
+}
+'''
+
+
+def test_cpu_time_itimers_count_the_whole_process(compile_c, tmp_path):
+    """ITIMER_VIRTUAL and ITIMER_PROF are the process's (signal_struct): they fire on the time of any of
+    its threads, here a thread spinning in user mode and one living in system calls while the main thread
+    only sleeps; ITIMER_PROF counts system time. As natively."""
+    exe = compile_c(PROCESS_ITIMERS, "process_itimers", flags=("-static", "-O1", "-pthread"))
+    stdin = tmp_path / "stdin"
+    stdin.write_bytes(b"")
+    with open(stdin, "rb") as f:
+        native_out = subprocess.run([str(exe)], cwd=tmp_path, stdin=f, capture_output=True, timeout=60).stdout.decode()
+    status, out, facts = guest(exe, [], mem=32 * MiB)
+    assert status == 0, facts["stop_reason"]
+    assert out == native_out == ("SIGVTALRM from another thread's user time: 1\n"
+                                 "SIGPROF from another thread's system time, before SIGVTALRM: 1\n"
+                                 "VIRTUAL disarmed: 1\n")

@@ -2,29 +2,31 @@
 
 The VMM is also the boot loader: it packs the program into an initramfs, writes
 the zero page (command line, memory map, initrd) and calls the kernel's entry."""
-import gc
 import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from guestos.fs.cpio import S_IFREG, pack_newc
-from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, BootParams
-from guestos.kernel.main import start_kernel
+from . import loading_modules, machine_built
 
-from devices.host import Host
-from devices.virtio_balloon import VirtioBalloon
-from devices.virtio_blk import VirtioBlk
-from devices.virtio_mmio import VirtioMmioTransport
+with loading_modules():
+    from guestos.fs.cpio import S_IFREG, pack_newc
+    from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, BootParams
+    from guestos.kernel.main import start_kernel
 
-from . import oracle
-from .clock import CostModel, VirtualClock
-from .cpu import Vcpu
-from .errors import BallastError, MachineStopped
-from .hardware import Hardware
-from .hostinput import check_disk_count, disk_name, kernel_cmdline, regular_file
-from .memory import PAGE_SIZE, GuestRAM
-from .serial import COM1, COM2, Serial16550
+    from devices.host import Host
+    from devices.virtio_balloon import VirtioBalloon
+    from devices.virtio_blk import VirtioBlk
+    from devices.virtio_mmio import VirtioMmioTransport
+
+    from . import oracle
+    from .clock import CostModel, VirtualClock
+    from .cpu import Vcpu
+    from .errors import BallastError, MachineStopped
+    from .hardware import Hardware
+    from .hostinput import check_disk_count, disk_name, kernel_cmdline, regular_file
+    from .memory import PAGE_SIZE, GuestRAM
+    from .serial import COM1, COM2, Serial16550
 
 MMIO_BASE = 0xD000_0000
 MMIO_SIZE = 0x1000_0000
@@ -97,24 +99,9 @@ def check_mem(mem: int, what: str = "--mem") -> int:
     return mem
 
 
-_loaded_objects_frozen = False
-
-
-def _freeze_loaded_objects() -> None:
-    """Once per process, before its first machine is built: move every object alive now (mostly what the
-    loaded modules hold: ~24,000 functions, classes and tables) to the collector's permanent generation.
-    They live as long as the process anyway; left young, every full collection (during a run and the
-    interpreter's at exit) walks them again. Objects that die later are still freed by reference
-    counting; only a reference cycle among them would no longer be collected."""
-    global _loaded_objects_frozen
-    if not _loaded_objects_frozen:
-        _loaded_objects_frozen = True
-        gc.freeze()
-
-
 class Machine:
     def __init__(self, config: MachineConfig, console_sink=None, host: Host = None, debugcon_sink=None):
-        _freeze_loaded_objects()
+        machine_built()
         check_mem(config.mem)
         kernel_cmdline(config.cmdline, config.mem, "cmdline")
         check_disk_count(len(config.disks), "disks")

@@ -9,15 +9,18 @@ Its parts live in their own modules; this one gathers their names (as `vmm.scena
   vmm.snapshot       what a snapshot records
   vmm.summary        the summary table and the exit line
   vmm.units          sizes and numbers as a user writes them"""
-from devices.virtio_balloon import FEATURES_BY_NAME as FEATURES
+from . import loading_modules
 
-from .lab import DEFAULT_RUN_TIMEOUT_S, DEFAULT_WAIT_TIMEOUT_S, LabSession
-from .machine_spec import HostSpec, MachineSpec, Resources, assemble, boot
-from .scenario_file import ACTIONS, END_SNAPSHOT, WAITS, Scenario, Step, load, parse
-from .scenario_run import run
-from .snapshot import POLICY_COUNTERS, STATS_TIMEOUT_S, snapshot, snapshot_all, without_host_noise
-from .summary import SUMMARY_ROWS, exit_text, summary_table
-from .units import PAGE_SIZE
+with loading_modules():
+    from devices.virtio_balloon import FEATURES_BY_NAME as FEATURES
+
+    from .lab import DEFAULT_RUN_TIMEOUT_S, DEFAULT_WAIT_TIMEOUT_S, LabSession
+    from .machine_spec import HostSpec, MachineSpec, Resources, assemble, boot
+    from .scenario_file import ACTIONS, END_SNAPSHOT, WAITS, Scenario, Step, load, parse
+    from .scenario_run import run
+    from .snapshot import POLICY_COUNTERS, STATS_TIMEOUT_S, snapshot, snapshot_all, without_host_noise
+    from .summary import SUMMARY_ROWS, exit_text, summary_table
+    from .units import PAGE_SIZE
 
 __all__ = ["FEATURES", "DEFAULT_RUN_TIMEOUT_S", "DEFAULT_WAIT_TIMEOUT_S", "LabSession", "HostSpec", "MachineSpec",
            "Resources", "assemble", "boot", "ACTIONS", "END_SNAPSHOT", "WAITS", "Scenario", "Step", "load", "parse",

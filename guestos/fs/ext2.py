@@ -245,6 +245,16 @@ class DirEntry(NamedTuple):
     name: bytes
 
 
+class DirBlock(NamedTuple):
+    """A directory block's entries, validated once per content as ext2_check_page() does once per page."""
+    entries: tuple[DirEntry, ...]
+    live: dict[bytes, DirEntry]     # name -> its first live entry in the block
+    max_slack: int                  # the largest gap an entry leaves, what ext2_add_link() looks for
+
+
+DIR_BLOCK_CACHE = 1024      # parsed directory blocks kept per mount, keyed by their bytes
+
+
 class Ext2StatFs(NamedTuple):
     f_type: int
     f_bsize: int
@@ -303,6 +313,7 @@ class Ext2Fs:
         fs.now = (lambda: int(time.time())) if now is None else (lambda: int(now()))
         fs._icache = weakref.WeakValueDictionary()
         fs._held = {}
+        fs._dir_block_cache = {}
         fs._fill_super()
         return fs
 
@@ -1034,13 +1045,26 @@ class Ext2Fs:
                 raise self.corrupt(f"directory #{dir.ino} contains a hole at offset {lblk * bs}")
             yield lblk, pb
 
-    def _block_entries(self, pblk: int, dir_ino: int) -> list[DirEntry]:
+    def _dir_block(self, pblk: int, dir_ino: int) -> DirBlock:
+        """One directory block's entries. A block is parsed and checked once per content: the key is its
+        bytes, so any change to the block, by this fs or a write to the device, parses it afresh."""
+        key = (pblk, bytes(self.bread(pblk)))
+        cache = self._dir_block_cache
+        block = cache.get(key)
+        if block is None:
+            block = self._parse_dir_block(key[1], pblk, dir_ino)
+            if cache and len(cache) >= DIR_BLOCK_CACHE:
+                del cache[next(iter(cache))]
+            if DIR_BLOCK_CACHE:
+                cache[key] = block
+        return block
+
+    def _parse_dir_block(self, buf: bytes, pblk: int, dir_ino: int) -> DirBlock:
         """The entries of one directory block, checked as ext2_check_page() does."""
-        buf = self.bread(pblk)
         bs = self.block_size
         filetype = self.has_filetype
         hdr = DIRENT2_HDR.struct if filetype else DIRENT_HDR.struct
-        out = []
+        entries, live, max_slack = [], {}, 0
         off, prev = 0, -1
         while off < bs:
             if off + 8 > bs:
@@ -1064,20 +1088,26 @@ class Ext2Fs:
             if problem:
                 raise self.corrupt(f"bad entry in directory #{dir_ino}: {problem} - block={pblk}, offset={off}, "
                                    f"inode={ino}, rec_len={rec_len}, name_len={name_len}")
-            out.append(DirEntry(pblk, off, prev, ino, rec_len, name_len, ftype,
-                                bytes(buf[off + 8:off + 8 + name_len])))
+            e = DirEntry(pblk, off, prev, ino, rec_len, name_len, ftype, buf[off + 8:off + 8 + name_len])
+            entries.append(e)
+            if ino:
+                live.setdefault(e.name, e)
+                max_slack = max(max_slack, rec_len - EXT2_DIR_REC_LEN(name_len))
+            else:
+                max_slack = max(max_slack, rec_len)
             prev = off
             off += rec_len
-        return out
+        return DirBlock(tuple(entries), live, max_slack)
 
     def _entries(self, dir: Ext2Inode):
         for _, pb in self._dir_blocks(dir):
-            yield from self._block_entries(pb, dir.ino)
+            yield from self._dir_block(pb, dir.ino).entries
 
     def _find_entry(self, dir: Ext2Inode, name: bytes) -> DirEntry | None:
         """ext2_find_entry()."""
-        for e in self._entries(dir):
-            if e.ino and e.name == name:
+        for _, pb in self._dir_blocks(dir):
+            e = self._dir_block(pb, dir.ino).live.get(name)
+            if e is not None:
                 return e
         return None
 
@@ -1088,7 +1118,7 @@ class Ext2Fs:
         pb = self.bmap(dir, 0)
         if not pb:
             raise self.corrupt(f"directory #{dir.ino} has no first block")
-        entries = self._block_entries(pb, dir.ino)
+        entries = self._dir_block(pb, dir.ino).entries
         if len(entries) < 2 or entries[0].name != b"." or entries[1].name != b".." or not entries[1].ino:
             raise self.corrupt(f"directory #{dir.ino}: missing '.' or '..'")
         return entries[1]
@@ -1123,12 +1153,20 @@ class Ext2Fs:
         reclen = EXT2_DIR_REC_LEN(len(name))
         bs = self.block_size
         slot = None
-        for e in self._entries(dir):
-            if e.ino and e.name == name:
-                raise Ext2Error(EEXIST, "file exists")
-            used = EXT2_DIR_REC_LEN(e.name_len) if e.ino else 0
-            if e.rec_len - used >= reclen:
-                slot = (e, used)
+        for _, pb in self._dir_blocks(dir):
+            block = self._dir_block(pb, dir.ino)
+            if block.max_slack < reclen:        # no room here: only the name check, by the block's index
+                if name in block.live:
+                    raise Ext2Error(EEXIST, "file exists")
+                continue
+            for e in block.entries:
+                if e.ino and e.name == name:
+                    raise Ext2Error(EEXIST, "file exists")
+                used = EXT2_DIR_REC_LEN(e.name_len) if e.ino else 0
+                if e.rec_len - used >= reclen:
+                    slot = (e, used)
+                    break
+            if slot is not None:
                 break
         if slot is None:
             lblk = dir.size // bs

@@ -169,7 +169,18 @@ def do_wait(task, match, options: int):
             return child, what
     if options & WNOHANG:
         return None, None
-    raise WouldBlock(lambda: any(wait_ready(c, options) for c in children()))
+
+    def news() -> bool:
+        """any(wait_ready(c, options) for c in children()), without the lists: the scheduler asks it
+        at every pass while the caller sleeps."""
+        own = options & __WNOTHREAD
+        for t in ((task,) if own else task.signal.threads):
+            if own or not t.exited:
+                for c in t.children:
+                    if match(c) and wait_ready(c, options):
+                        return True
+        return False
+    raise WouldBlock(news)
 
 
 def release_task(k, task, child) -> None:

@@ -1,6 +1,7 @@
 """Interval timers (kernel/itimer.c): ITIMER_REAL counts virtual time and sends SIGALRM (alarm(2) is
-the same timer in whole seconds); ITIMER_VIRTUAL and ITIMER_PROF count the task's own CPU time and
-send SIGVTALRM and SIGPROF, checked as each time slice ends (Linux checks them at each tick)."""
+the same timer in whole seconds); ITIMER_VIRTUAL counts the process's user time and ITIMER_PROF its user
+and system time, over all its threads (the timers are the process's, kept on the group leader), and send
+SIGVTALRM and SIGPROF, checked as each time slice ends (Linux checks them at each tick)."""
 import struct
 
 from .errno import EINVAL, SyscallError
@@ -11,9 +12,11 @@ SI_KERNEL = 0x80
 NSEC_PER_USEC, USEC_PER_SEC = 1000, 10**6
 
 
-def _cputime_ns(k, task) -> int:
-    from .sys import task_cputime_ns
-    return task_cputime_ns(k, task.instructions)
+def _cputime_ns(k, task, which: int) -> int:
+    """What the timer counts: the process's user time (VIRTUAL) or user + system time (PROF)."""
+    from .sys import thread_group_cputime
+    utime, stime = thread_group_cputime(k, task)
+    return utime if which == ITIMER_VIRTUAL else utime + stime
 
 
 def _timeval(ns: int) -> tuple:
@@ -51,7 +54,7 @@ def get_itimer(k, task, which: int) -> tuple:
     expires, interval = task.it_virt if which == ITIMER_VIRTUAL else task.it_prof
     if not expires:
         return 0, interval
-    left = expires - _cputime_ns(k, task)
+    left = expires - _cputime_ns(k, task, which)
     return (left if left > 0 else NSEC_PER_USEC), interval
 
 
@@ -61,7 +64,7 @@ def do_setitimer(k, task, which: int, value_ns: int, interval_ns: int) -> tuple:
     if which == ITIMER_REAL:
         _arm_real(k, task, value_ns, interval_ns)
     else:
-        timer = (_cputime_ns(k, task) + value_ns, interval_ns) if value_ns else (0, 0)
+        timer = (_cputime_ns(k, task, which) + value_ns, interval_ns) if value_ns else (0, 0)
         if which == ITIMER_VIRTUAL:
             task.it_virt = timer
         else:
@@ -116,12 +119,16 @@ def alarm_setitimer(k, task, seconds: int) -> int:
 
 
 def itimer_tick(k, task) -> None:
-    """After a time slice: ITIMER_VIRTUAL and ITIMER_PROF that expired send their signal and re-arm."""
+    """After a time slice of any of the process's threads: ITIMER_VIRTUAL and ITIMER_PROF that expired
+    send their signal to the process and re-arm."""
     from .signal import send_signal, siginfo
-    now = _cputime_ns(k, task)
-    for attr, sig in (("it_virt", SIGVTALRM), ("it_prof", SIGPROF)):
-        expires, interval = getattr(task, attr)
-        if expires and now >= expires:
-            setattr(task, attr, (now + interval, interval) if interval else (0, 0))
+    leader = task.group_leader
+    for which, attr, sig in ((ITIMER_VIRTUAL, "it_virt", SIGVTALRM), (ITIMER_PROF, "it_prof", SIGPROF)):
+        expires, interval = getattr(leader, attr)
+        if not expires:
+            continue
+        now = _cputime_ns(k, leader, which)
+        if now >= expires:
+            setattr(leader, attr, (now + interval, interval) if interval else (0, 0))
             if not task.exited:
                 send_signal(k, task, sig, siginfo(sig, SI_KERNEL), group=True)

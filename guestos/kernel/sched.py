@@ -16,7 +16,8 @@ Every task has a kernel stack of its own (a greenlet, as Linux gives each task o
 switches stacks. Kernel code that must wait for a device, a write or a nap (Kernel.wait_event) puts
 the task to sleep uninterruptibly (TASK_UNINTERRUPTIBLE, io_schedule) and switches back to the
 scheduler, which runs other tasks meanwhile; once the condition holds the task goes on from where
-it waited. The idle time while such a task waits is iowait.
+it waited. With nothing else to run it idles on its own stack instead, doing the scheduler's passes
+there (idle_in_place). The idle time while such a task waits is iowait.
 
 A system call that must wait for another task (a pipe, a child, a futex) raises WouldBlock instead:
 the task sleeps interruptibly with its `syscall` instruction rewound, and runs it again once woken
@@ -36,6 +37,7 @@ TASK_UNINTERRUPTIBLE = "D"                         # asleep inside the kernel un
 TASK_STOPPED = "T"                                 # job control: off every queue until SIGCONT
 TASK_ZOMBIE = "Z"
 TASK_DEAD = "X"
+EXITED_STATES = (TASK_ZOMBIE, TASK_DEAD)
 
 # instructions per quantum: 4 ms at 2 GHz and CPI 1
 DEFAULT_QUANTUM = 8_000_000
@@ -142,8 +144,8 @@ class Task:
     nice: int = 0                               # setpriority(2): -20..19, inherited at fork
     groups: tuple = ()                          # setgroups(2): supplementary group ids
     it_real_incr_ns: int = 0                    # setitimer(ITIMER_REAL): the interval (alarm_expires_ns: the value)
-    it_virt: tuple = (0, 0)                     # ITIMER_VIRTUAL and ITIMER_PROF: (expires, interval) in
-    it_prof: tuple = (0, 0)                     # the task's own CPU time (ns), 0 when off
+    it_virt: tuple = (0, 0)                     # ITIMER_VIRTUAL and ITIMER_PROF: (expires, interval) in the
+    it_prof: tuple = (0, 0)                     # process's CPU time (ns), 0 when off; the leader's count
     tgid: int = 0                               # the thread group (process) id; getpid()
     group_leader: "Task" = None
     signal: SignalStruct = None                 # shared by the threads of a process
@@ -167,7 +169,7 @@ class Task:
 
     @property
     def exited(self) -> bool:
-        return self.state in (TASK_ZOMBIE, TASK_DEAD)
+        return self.state in EXITED_STATES
 
 
 # kernel/sched.c: the load weight of each nice level, -20 to 19
@@ -210,9 +212,12 @@ class KernelThread(Task):
 def signal_pending(task) -> bool:
     """A pending signal, its own or its process's, the task does not block (blocked ones wait;
     ignored ones never queue)."""
+    pending, shared = task.pending, task.signal.shared_pending
+    if not pending and not shared:
+        return False                        # the common case, asked at every scheduler pass
     mask = task.sigmask
-    return any(not mask >> (sig - 1) & 1 for sig in task.pending) or \
-        any(not mask >> (sig - 1) & 1 for sig in task.signal.shared_pending)
+    return any(not mask >> (sig - 1) & 1 for sig in pending) or \
+        any(not mask >> (sig - 1) & 1 for sig in shared)
 
 
 def _timer_wakeup() -> None:
@@ -249,6 +254,8 @@ class Scheduler:
         self.stime_mark = 0                 # the clock's busy system time when last accounted
         self.scheduler_stack = None         # the greenlet schedule() runs on (the boot stack)
         self.iowait_ns = 0                  # idle time while a task slept inside the kernel
+        self.idling_in_place = False        # the CPU idles on a sleeping task's stack (idle_in_place)
+        self.woken_in_place = False         # idle_in_place did this pass's wake-ups
 
     @property
     def quantum_ns(self) -> int:
@@ -302,9 +309,11 @@ class Scheduler:
 
     # --- kernel stacks ---
     def in_task_context(self) -> bool:
-        """Is this the current task's own kernel stack (so that it may sleep here)?"""
+        """Is this the current task's own kernel stack (so that it may sleep here)? Not while the
+        CPU idles on it (idle_in_place): that is the scheduler's work, borrowed."""
         task = self.current
-        return task is not None and task.kstack is not None and greenlet.getcurrent() is task.kstack
+        return task is not None and task.kstack is not None and greenlet.getcurrent() is task.kstack \
+            and not self.idling_in_place
 
     def io_schedule(self, condition) -> None:
         """The current task sleeps inside the kernel (TASK_UNINTERRUPTIBLE) until condition() holds;
@@ -321,7 +330,8 @@ class Scheduler:
         task.in_kernel_sleep = True
         self.blocked.append(task)
         while True:
-            self.scheduler_stack.switch()
+            if not self.idle_in_place(task):
+                self.scheduler_stack.switch()
             if condition():
                 break
             task.state = TASK_UNINTERRUPTIBLE      # woken too early: sleep again
@@ -332,6 +342,47 @@ class Scheduler:
         task.slice_icount = cpu.icount
         self.start_slice(task)
         self.need_resched = False              # whatever ended the last slice was for the task before
+
+    def idle_in_place(self, task) -> bool:
+        """schedule_loop's passes for a task that just slept inside the kernel, run on its own stack
+        while nothing else can run: wake sleepers, idle (iowait) until an event, until the task is
+        the only one woken; then it is picked again (switch_to) and True is returned, without the
+        trip to the scheduler's stack and back. False, and the scheduler's stack takes over, as soon
+        as a pass would do anything else: another task to run, or the loop about to end (this pass's
+        wake-ups done: woken_in_place). What a pass raises (a panic, a stopped machine) is raised on
+        the scheduler's stack, where schedule_loop would have raised it."""
+        if self.runqueue:
+            return False
+        try:
+            return self._idle_in_place(task)
+        except greenlet.GreenletExit:
+            raise                                      # the machine stops: this stack unwinds
+        except BaseException as e:
+            self.scheduler_stack.throw(type(e), e, e.__traceback__)
+            raise AssertionError("a stack the scheduler gave up on was resumed") from None
+
+    def _idle_in_place(self, task) -> bool:
+        k = self.k
+        runqueue = self.runqueue
+        while k.init_task.signal.live:
+            self.wake_sleepers()
+            if runqueue:
+                if len(runqueue) == 1 and runqueue[0] is task and not task.exited:
+                    runqueue.popleft()
+                    self.switch_to(task)
+                    return True
+                break
+            if all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked):
+                break                                  # the loop ends: init is gone
+            self.idling_in_place = True
+            try:
+                self.idle()
+            finally:
+                self.idling_in_place = False
+        else:
+            return False
+        self.woken_in_place = True
+        return False
 
     def start_slice(self, task) -> None:
         """A new slice of virtual time (user and system) for the task."""
@@ -431,7 +482,7 @@ class Scheduler:
 
     def wake_sleepers(self) -> None:
         for task in list(self.sleeping):
-            if task.exited:
+            if task.state in EXITED_STATES:
                 self.sleeping.remove(task)
                 self.release_stack(task)
             elif task.wait_ready() or task.restart is not None and signal_pending(task):
@@ -494,7 +545,10 @@ class Scheduler:
     def schedule_loop(self) -> None:
         k = self.k
         while k.init_task.signal.live:             # init's thread group: until its last thread is gone
-            self.wake_sleepers()
+            if self.woken_in_place:
+                self.woken_in_place = False
+            else:
+                self.wake_sleepers()
             if not self.runqueue:
                 if not self.sleeping and not self.blocked:
                     stopped = [t for t in k.tasks.values() if t.state == TASK_STOPPED]
@@ -562,7 +616,8 @@ class Scheduler:
             cpu.set_deadline(cpu.icount + max(1, int(left * costs.cpu_ghz / costs.cpi)))
         task.instructions += cpu.icount - task.slice_icount
         task.slice_icount = cpu.icount
-        if task.it_virt[0] or task.it_prof[0]:
+        leader = task.group_leader
+        if leader.it_virt[0] or leader.it_prof[0]:
             k.itimer_tick(task)                # ITIMER_VIRTUAL/PROF: checked as the slice ends
         if task.state == TASK_RUNNING:
             self.runqueue.append(task)

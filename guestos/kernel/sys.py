@@ -374,11 +374,9 @@ def sys_times(k, task, tbuf, *_):
     charged, summed over the process's threads as Linux's thread_group_cputime; and the ticks since an
     arbitrary point: jiffies, which start 5 minutes before wrapping."""
     if tbuf:
-        k.scheduler.account()                   # the caller's system time up to now
-        threads = task.signal.threads
+        utime, stime = thread_group_cputime(k, task)
         k.mm.copy_to_user(task, tbuf, struct.pack(
-            "<4q", clock_t(task_cputime_ns(k, sum(t.instructions for t in threads))),
-            clock_t(sum(t.stime_ns for t in threads)),
+            "<4q", clock_t(utime), clock_t(stime),
             clock_t(task_cputime_ns(k, task.cinstructions)), clock_t(task.cstime_ns)))
     return INITIAL_JIFFIES + clock_t(k.hw.clock.now_ns())
 
@@ -389,6 +387,14 @@ RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
 def task_cputime_ns(k, instructions: int) -> int:
     """User time: retired instructions at the cost model's CPI and clock (as /proc's)."""
     return int(instructions * k.costs.cpi / k.costs.cpu_ghz)
+
+
+def thread_group_cputime(k, task) -> tuple[int, int]:
+    """thread_group_cputime(): (user, system) ns of every thread of the process, the leader holding
+    those of threads gone. The caller's system time is charged up to now first."""
+    k.scheduler.account()
+    threads = task.signal.threads
+    return (task_cputime_ns(k, sum(t.instructions for t in threads)), sum(t.stime_ns for t in threads))
 
 
 def rusage(k, instructions: int, min_flt: int, maj_flt: int, maxrss_kb: int, stime_ns: int = 0) -> bytes:

@@ -100,6 +100,7 @@ EVENTS = {
         "reason": ("str", "why: clean, written-back, cold, referenced, referenced-twice, pte-referenced, "
                           "dirty-deferred, pageout (its write started), pageout-keep, pageout-activate, writeback "
                           "(a write in flight), unmapped-first, held, locked, metadata, still-mapped, no-swap, "
+                          "a policy's keep_reason (keep_page; default: its name), "
                           "swap-full, inactive-low, executable, host-cached, guest-only, dirty, mapped"),
         "by": ("str", "kswapd, direct or balloon"), **_PASS}),
     "mm_vmscan_writepage": Event("reclaim writes a dirty page before freeing it (pageout)", {

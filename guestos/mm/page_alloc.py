@@ -246,7 +246,8 @@ class PageAllocator:
         """The end of free_pages() for nr order-0 pages that reclaim's hot path (cython_ext/reclaim.py)
         took off their lists, reset and merged into the buddy lists itself."""
         self.vmstat["pgfree"] += nr
-        self._notify_reporting()
+        if self.zone.core.report_notify:        # _notify_reporting(), without its frame in the common case
+            self._notify_reporting()
 
     def _notify_reporting(self) -> None:
         """page_reporting_notify_free(): only a free that merged into a block of the reporting

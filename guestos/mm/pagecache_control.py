@@ -104,6 +104,7 @@ class ShrinkListBias(ReclaimPolicy):
     name = "shrink_list"
     sysctl = ("unmapped_page_control", 2)
     cmdline_words = ("shrink_list",)
+    keep_reason = "unmapped-first"
 
     def keep_page(self, k, sc, pfn: int) -> bool:
         """While unmapped page cache is above the floor, ordinary reclaim keeps mapped file pages and

@@ -14,8 +14,9 @@ provides into the one reclaim path (cython_ext/reclaim.py decides, guestos/mm/vm
 - `balloon_pages(k, nr_pages)`: before the allocator hands pages to the balloon with the policy's
   GFP flag (cache first: __GFP_FREE_CACHE); returns the pages it freed.
 - `keep_page(k, sc, pfn)`: inside shrink_page_list, for a mapped or anonymous page the first tests
-  let through: True keeps it (a file page) or activates it (an anonymous one); a policy with this
-  hook names ordinary reclaim's passes in the trace.
+  let through: True keeps it (a file page) or activates it (an anonymous one), traced with the
+  policy's `keep_reason` (default: its name); a policy with this hook names ordinary reclaim's passes
+  in the trace.
 
 How a policy is chosen: `sysctl = (knob, value)` selects it while /proc/sys/vm/knob holds that value
 (switchable at run time), `reclaim_policy=NAME[,NAME]` on the command line selects any registered one
@@ -37,6 +38,7 @@ class ReclaimPolicy:
     name = ""                   # the registry's key: what users choose it by
     trace_name = ""             # `policy` in the trace of its passes (docs/trace.md); default: name
     sysctl = None               # (vm knob, value) that selects it, or None
+    keep_reason = ""            # `reason` in the trace of a page its keep_page kept; default: its name
     cmdline_words = ()          # the words of the boot option `knob=WORD` that select it
 
     def allocator_fastpath(self, k) -> None:
@@ -74,6 +76,8 @@ def register(cls):
         raise ValueError(f"vm.{cls.sysctl[0]} = {cls.sysctl[1]} selects {other.name!r} already")
     if not cls.trace_name:
         cls.trace_name = cls.name
+    if not cls.keep_reason:
+        cls.keep_reason = cls.name
     REGISTRY[cls.name] = cls()
     return cls
 
@@ -126,6 +130,7 @@ class PolicySet:
                                                           p.sysctl[1])]
         for hook in HOOKS:
             setattr(self, "_" + hook, [p for p in self.selected if p.provides(hook)])
+        self.keep_pages = bool(self._keep_page)          # shrink_page_list asks keep_page at all
         # ordinary reclaim's passes carry the name of a policy biasing them
         self.plain_trace_name = self._keep_page[0].trace_name if self._keep_page else "none"
 
@@ -160,11 +165,12 @@ class PolicySet:
     def balloon_pages(self, name: str, nr_pages: int) -> int:
         return lookup(name).balloon_pages(self.k, nr_pages)
 
-    def keep_page(self, sc, pfn: int) -> bool:
+    def keep_page(self, sc, pfn: int) -> str | None:
+        """The keep_reason of the first selected policy that keeps the page, or None."""
         for p in self._keep_page:
             if p.keep_page(self.k, sc, pfn):
-                return True
-        return False
+                return p.keep_reason
+        return None
 
 
 # the built-in policies, registered first whichever module is imported first

@@ -200,12 +200,20 @@ def pageout(k, mapping, pfn: int) -> int:
     cython_ext/pageout.py's (native when compiled); a failed write is handled here."""
     try:
         result = k.mem_map.native_pageout.pageout(k, mapping, pfn, end_page_writeback)
-    except SyscallError:
+    except WRITE_ERRORS:
         result = WRITE_ERROR
     if result == WRITE_ERROR:
-        handle_write_error(k, mapping, pfn)
-        return PAGE_KEEP
+        return pageout_failed(k, mapping, pfn)
     return result
+
+
+WRITE_ERRORS = (SyscallError,)          # what a failed write raises (the block map's ENOSPC, the disk's EIO)
+
+
+def pageout_failed(k, mapping, pfn: int) -> int:
+    """pageout()'s end for a write that failed at once."""
+    handle_write_error(k, mapping, pfn)
+    return PAGE_KEEP
 
 
 def handle_write_error(k, mapping, pfn: int) -> None:
@@ -250,10 +258,30 @@ class ReclaimOps:
             return k.mem_map.native_rmap
         return None
 
+    @classmethod
+    def native_pageout(cls, k):
+        """The native pageout (cython_ext/pageout.py) that pageout above calls, for the hot path to call
+        without its Python front: then it catches write_errors and calls pageout_failed as the front does,
+        with end_page_writeback as the completion. None when pageout was replaced."""
+        if cls.pageout is pageout:
+            return k.mem_map.native_pageout
+        return None
+
+    write_errors = WRITE_ERRORS
+    pageout_failed = staticmethod(pageout_failed)
+    end_page_writeback = staticmethod(end_page_writeback)
+
     @staticmethod
-    def policy_keeps_page(k, sc, pfn: int) -> bool:
-        """A selected policy's bias keeps this mapped or anonymous page (reclaim_policy.keep_page)."""
+    def policy_keeps_page(k, sc, pfn: int) -> str | None:
+        """A selected policy's bias keeps this mapped or anonymous page (reclaim_policy.keep_page): the
+        policy's keep_reason, or None."""
         return k.policies.keep_page(sc, pfn)
+
+    @staticmethod
+    def policies_keep_pages(k) -> bool:
+        """Whether a selected policy has a keep_page hook: the hot path asks policy_keeps_page only then
+        (asked once per batch; policies change only when a sysctl is written, never inside a batch)."""
+        return k.policies.keep_pages
 
     @staticmethod
     def shrink_page_list(k, hot, nr_taken: int) -> int:

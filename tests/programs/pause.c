@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
 static void on_sig(int sig) { char m[32]; int n = snprintf(m, sizeof m, "handler %d\n", sig); write(1, m, n); }
@@ -21,7 +22,8 @@ int main(int argc, char **argv) {
         printf("alarm(0)=%u\n", alarm(0));
     } else if (!strcmp(mode, "child")) {
         pid_t pid = fork();
-        if (pid == 0) { for (volatile long i = 0; i < 1000000; i++); _exit(3); }
+        /* the child waits so that the parent is in pause() when SIGCHLD comes, natively too */
+        if (pid == 0) { struct timespec t = {0, 100000000}; nanosleep(&t, 0); _exit(3); }
         int r = pause();
         printf("pause=%d errno=%d\n", r, errno);
         int st; waitpid(pid, &st, 0); printf("child status %d\n", WEXITSTATUS(st));

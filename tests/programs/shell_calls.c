@@ -162,7 +162,8 @@ int main(int argc, char **argv) {
     n = read(p[0], buf, 10); printf("restarted read %zd %.*s got %d\n", n, (int)(n > 0 ? n : 0), buf, got); waitpid(c, 0, 0); got = 0;
     handle(SIGUSR1, 0);
     c = fork();
-    if (c == 0) { struct timespec t = {0, 300000000}; kill(getppid(), SIGUSR1); nanosleep(&t, 0); _exit(3); }
+    /* 50 ms first, so that the parent is already in wait4 natively under load */
+    if (c == 0) { struct timespec t = {0, 50000000}; nanosleep(&t, 0); kill(getppid(), SIGUSR1); t.tv_nsec = 250000000; nanosleep(&t, 0); _exit(3); }
     int status; pid_t w = wait4(c, &status, 0, 0);
     if (w < 0) { printf("wait4 EINTR %d got %d\n", errno == EINTR, got); w = wait4(c, &status, 0, 0); }
     printf("wait4 %d status %x\n", w == c, status); got = 0;
@@ -206,7 +207,7 @@ int main(int argc, char **argv) {
     R(kill(-a, 0));
     c = fork();
     if (c == 0) { char *args[] = {"/bin/true", 0}; execv(args[0], args); _exit(127); }
-    struct timespec t = {0, 50000000}; nanosleep(&t, 0);
+    struct timespec t = {0, 200000000}; nanosleep(&t, 0);      /* the child has exec'd by then */
     R(setpgid(c, c)); waitpid(c, 0, 0);
     /* clock_nanosleep */
     struct timespec now; clock_gettime(CLOCK_MONOTONIC, &now); now.tv_sec += 1;
