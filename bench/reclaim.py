@@ -101,6 +101,29 @@ def map_page(k, mm, pfn: int, index: int, young: bool) -> None:
     k.vmstat["nr_mapped"] += 1
 
 
+def add_page_of_kind(k, mapping, kind: str, n: int, mm=None, young: bool = False) -> int:
+    """One page of a mixed list: an anonymous page (on no list yet) of the mapping's anon_vma at index n, or
+    the mapping's page-cache page n, clean, referenced, dirty or mapped (through mm's page tables when
+    given, else by its mapcount alone)."""
+    mem_map = k.mem_map
+    if kind == "anon":
+        pfn = k.page_alloc.alloc_pages()
+        mem_map.set_flags(pfn, 1 << PG_swapbacked)
+        mem_map.set_mapping(pfn, mapping.mapping_id | 1, n)
+        return pfn
+    pfn = mapping.add_to_page_cache(n)
+    mem_map.set(pfn, PG_uptodate)
+    if kind == "referenced":
+        mem_map.set(pfn, PG_referenced)
+    elif kind == "dirty":
+        mapping.set_page_dirty(n)
+    elif kind == "mapped" and mm is not None:
+        map_page(k, mm, pfn, n, young=young)
+    elif kind == "mapped":
+        mem_map.set_mapcount(pfn, 1)
+    return pfn
+
+
 def mixed_rate(pure: bool, mem_mib: int, mix=None, ptes: bool = False) -> dict:
     saved, cython_ext.PURE = cython_ext.PURE, pure       # the kernel loads the hot path at boot
     try:
@@ -114,29 +137,16 @@ def mixed_rate(pure: bool, mem_mib: int, mix=None, ptes: bool = False) -> dict:
         raise SystemExit(f"wanted pure={pure}, the kernel loaded {k.mem_map.hotpath.__file__}")
     disk = QuietDisk()
     mapping = AddressSpace(k, 0x5A5A << 1, Aops(), disk)
-    mem_map, alloc = k.mem_map, k.page_alloc
+    alloc = k.page_alloc
     kinds = dict.fromkeys(MIX, 0)
     anon = []
     mm = live_process(k, 0x5A5A << 1) if ptes else None
     n = 0
     while alloc.nr_free_pages > alloc.zone.watermark[2] + 64:
         kind = (mix or MIX)[n % len(mix or MIX)]
+        pfn = add_page_of_kind(k, mapping, kind, n, mm, young=kinds["mapped"] % 2 == 0)
         if kind == "anon":
-            pfn = alloc.alloc_pages()
-            mem_map.set_flags(pfn, 1 << PG_swapbacked)
-            mem_map.set_mapping(pfn, (0x5A5A << 1) | 1, n)
             anon.append(pfn)
-        else:
-            pfn = mapping.add_to_page_cache(n)
-            mem_map.set(pfn, PG_uptodate)
-            if kind == "referenced":
-                mem_map.set(pfn, PG_referenced)
-            elif kind == "dirty":
-                mapping.set_page_dirty(n)
-            elif kind == "mapped" and ptes:
-                map_page(k, mm, pfn, n, young=kinds["mapped"] % 2 == 0)
-            elif kind == "mapped":
-                mem_map.set_mapcount(pfn, 1)
         kinds[kind] += 1
         n += 1
     k.lru.add_batch(anon, LRU_INACTIVE_ANON, 0)

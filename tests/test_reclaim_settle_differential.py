@@ -22,7 +22,6 @@ from guestos.kernel.errno import ENOSPC, SyscallError
 from guestos.mm import reclaim_policy, vmscan
 from guestos.mm.filemap import AddressSpace
 from guestos.mm.lru import LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
-from guestos.mm.mm_types import PG_referenced, PG_swapbacked, PG_uptodate
 from guestos.mm.pgtable import _PAGE_ACCESSED, mk_pte
 from vmm.firmware import read_program
 from vmm.machine import DiskConfig, Machine, MachineConfig
@@ -145,24 +144,14 @@ def reclaim_list(pure: bool, per_call: bool, policy: bool, tracing: bool, swap) 
     for n in range(2400):
         kind = MIX[n % len(MIX)]
         if kind == "anon":
-            pfn = k.page_alloc.alloc_pages()
-            k.mem_map.set_flags(pfn, 1 << PG_swapbacked)
-            if len(anon) % 2:                   # in the process's heap, its PTE young or old
-                index = (HEAP >> 12) + len(anon) // 2
-                k.mem_map.set_mapping(pfn, mapping_id | 1, index)
+            in_heap = len(anon) % 2             # in the process's heap, its PTE young or old
+            index = (HEAP >> 12) + len(anon) // 2 if in_heap else n
+            pfn = bench.add_page_of_kind(k, mapping, kind, index)
+            if in_heap:
                 map_anon(k, mm, pfn, index << 12, young=len(anon) % 3 == 0)
-            else:
-                k.mem_map.set_mapping(pfn, mapping_id | 1, n)
             anon.append(pfn)
             continue
-        pfn = mapping.add_to_page_cache(n)
-        k.mem_map.set(pfn, PG_uptodate)
-        if kind == "referenced":
-            k.mem_map.set(pfn, PG_referenced)
-        elif kind == "dirty":
-            mapping.set_page_dirty(n)
-        elif kind == "mapped":
-            bench.map_page(k, mm, pfn, n, young=n % 3 == 0)
+        bench.add_page_of_kind(k, mapping, kind, n, mm, young=n % 3 == 0)
     k.lru.add_batch(anon, LRU_INACTIVE_ANON, 0)
     ops = watched_ops(log, per_call)
     sc = vmscan.ScanControl(nr_to_reclaim=4000, current_is_kswapd=True)

@@ -14,7 +14,6 @@ from guestos.kernel import tracepoint
 from guestos.mm import vmscan
 from guestos.mm.filemap import AddressSpace
 from guestos.mm.lru import LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
-from guestos.mm.mm_types import PG_referenced, PG_swapbacked, PG_uptodate
 from vmm.firmware import read_program
 from vmm.machine import Machine, MachineConfig
 
@@ -45,20 +44,9 @@ def reclaim_mapped_list(pure: bool, tracing: bool) -> dict:
     nr_mapped_before = k.vmstat["nr_mapped"]
     for n in range(2000):
         kind = MIX[n % len(MIX)]
+        pfn = bench.add_page_of_kind(k, mapping, kind, n, mm, young=n % 3 == 0)
         if kind == "anon":
-            pfn = k.page_alloc.alloc_pages()
-            k.mem_map.set_flags(pfn, 1 << PG_swapbacked)
-            k.mem_map.set_mapping(pfn, mapping_id | 1, n)
             anon.append(pfn)
-            continue
-        pfn = mapping.add_to_page_cache(n)
-        k.mem_map.set(pfn, PG_uptodate)
-        if kind == "referenced":
-            k.mem_map.set(pfn, PG_referenced)
-        elif kind == "dirty":
-            mapping.set_page_dirty(n)
-        elif kind == "mapped":
-            bench.map_page(k, mm, pfn, n, young=n % 3 == 0)
     k.lru.add_batch(anon, LRU_INACTIVE_ANON, 0)
     sc = vmscan.ScanControl(nr_to_reclaim=4000, current_is_kswapd=True)
     hot = vmscan._hot(k, sc)

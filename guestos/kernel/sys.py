@@ -3,7 +3,7 @@ import hashlib
 import struct
 
 from ..mm.memory import access_ok
-from .errno import EACCES, EAGAIN, EBUSY, EFAULT, EINVAL, ENAMETOOLONG, ENOSYS, EOPNOTSUPP, EPERM, ESRCH, SyscallError
+from .errno import EACCES, EBUSY, EFAULT, EINVAL, ENAMETOOLONG, EOPNOTSUPP, EPERM, ESRCH, SyscallError
 from .sched import ERESTART_RESTARTBLOCK, WouldBlock
 
 UTS_SYSNAME = b"Linux"
