@@ -124,17 +124,23 @@ def add_page_of_kind(k, mapping, kind: str, n: int, mm=None, young: bool = False
     return pfn
 
 
-def mixed_rate(pure: bool, mem_mib: int, mix=None, ptes: bool = False) -> dict:
+def booted(pure: bool, config: MachineConfig) -> Machine:
+    """A machine that ran hello, its reclaim hot path compiled or the same source as Python (`pure`)."""
     saved, cython_ext.PURE = cython_ext.PURE, pure       # the kernel loads the hot path at boot
     try:
-        m = Machine(MachineConfig(mem=mem_mib * MiB))
+        m = Machine(config)
         m.load(read_program("hello"), "/bin/hello", [])
         m.boot()
     finally:
         cython_ext.PURE = saved
+    if m.kernel.mem_map.hotpath.__file__.endswith(".py") != pure:
+        raise RuntimeError(f"wanted pure={pure}, the kernel loaded {m.kernel.mem_map.hotpath.__file__}")
+    return m
+
+
+def mixed_rate(pure: bool, mem_mib: int, mix=None, ptes: bool = False) -> dict:
+    m = booted(pure, MachineConfig(mem=mem_mib * MiB))
     k = m.kernel
-    if k.mem_map.hotpath.__file__.endswith(".py") != pure:
-        raise SystemExit(f"wanted pure={pure}, the kernel loaded {k.mem_map.hotpath.__file__}")
     disk = QuietDisk()
     mapping = AddressSpace(k, 0x5A5A << 1, Aops(), disk)
     alloc = k.page_alloc

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-import cython_ext
 from guestos.kernel import tracepoint
 from guestos.kernel.errno import ENOSPC, SyscallError
 from guestos.mm import reclaim_policy, vmscan
 from guestos.mm.filemap import AddressSpace
 from guestos.mm.lru import LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
 from guestos.mm.pgtable import _PAGE_ACCESSED, mk_pte
-from vmm.firmware import read_program
-from vmm.machine import DiskConfig, Machine, MachineConfig
+from vmm.machine import DiskConfig, MachineConfig
 from vmm.swapdisk import make_swap_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -108,16 +106,9 @@ def map_anon(k, mm, pfn: int, vaddr: int, young: bool) -> None:
 
 
 def reclaim_list(pure: bool, per_call: bool, policy: bool, tracing: bool, swap) -> dict:
-    saved, cython_ext.PURE = cython_ext.PURE, pure       # the kernel loads the hot path at boot
-    try:
-        m = Machine(MachineConfig(mem=32 << 20, cmdline="swap=/dev/vda" if swap else "",
-                                  disks=[DiskConfig(swap)] if swap else []))
-        m.load(read_program("hello"), "/bin/hello", [])
-        m.boot()
-    finally:
-        cython_ext.PURE = saved
+    m = bench.booted(pure, MachineConfig(mem=32 << 20, cmdline="swap=/dev/vda" if swap else "",
+                                         disks=[DiskConfig(swap)] if swap else []))
     k = m.kernel
-    assert k.mem_map.hotpath.__file__.endswith(".py") == pure
     log = k.settle_log = []
     if policy:
         k.policies = reclaim_policy.PolicySet(k, ["test_counting_bias"])

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import cython_ext
 from guestos.kernel import tracepoint
 from guestos.mm import vmscan
 from guestos.mm.filemap import AddressSpace
 from guestos.mm.lru import LRU_INACTIVE_ANON, LRU_INACTIVE_FILE
-from vmm.firmware import read_program
-from vmm.machine import Machine, MachineConfig
+from vmm.machine import MachineConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import reclaim as bench                                                  # noqa: E402
@@ -24,15 +22,8 @@ MIX = ("clean", "mapped", "referenced", "mapped", "dirty", "anon", "mapped", "cl
 
 
 def reclaim_mapped_list(pure: bool, tracing: bool) -> dict:
-    saved, cython_ext.PURE = cython_ext.PURE, pure
-    try:
-        m = Machine(MachineConfig(mem=32 << 20))
-        m.load(read_program("hello"), "/bin/hello", [])
-        m.boot()
-    finally:
-        cython_ext.PURE = saved
+    m = bench.booted(pure, MachineConfig(mem=32 << 20))
     k = m.kernel
-    assert k.mem_map.hotpath.__file__.endswith(".py") == pure
     events = []
     if tracing:
         tracepoint.enable(k).subscribe(events.append)
