@@ -372,7 +372,7 @@ class Scheduler:
                     self.switch_to(task)
                     return True
                 break
-            if all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked):
+            if self.only_kthreads_wait():
                 break                                  # the loop ends: init is gone
             self.idling_in_place = True
             try:
@@ -542,6 +542,10 @@ class Scheduler:
         finally:
             self.release_stacks()
 
+    def only_kthreads_wait(self) -> bool:
+        """Every task asleep is a kernel thread: no user task is left to wake, schedule_loop ends."""
+        return all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked)
+
     def schedule_loop(self) -> None:
         k = self.k
         while k.init_task.signal.live:             # init's thread group: until its last thread is gone
@@ -556,7 +560,7 @@ class Scheduler:
                         k.deadlock(stopped)
                         continue
                     return
-                if all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked):
+                if self.only_kthreads_wait():
                     return                             # only kernel threads are left: init is gone
                 self.idle()
                 continue
