@@ -63,8 +63,8 @@ def _piece(dests: list, ram, cursor: list):
 @cython.cfunc
 def _copy_out(chunk: cython.uchar[::1], base: cython.Py_ssize_t, length: cython.Py_ssize_t, dests: list, ram,
               cursor: list) -> cython.void:
-    """length bytes (whole pages) of the arena from base to the next bytes of the destinations, in as few
-    copies as they allow."""
+    """length bytes (whole pages) of the arena from base to the next bytes of the destinations, a page or
+    less per copy."""
     d_pos: cython.Py_ssize_t = cursor[1]
     d_left: cython.Py_ssize_t = cursor[2]
     done: cython.Py_ssize_t = 0
@@ -83,6 +83,8 @@ def _copy_out(chunk: cython.uchar[::1], base: cython.Py_ssize_t, length: cython.
                 continue
             dest = _piece(dests, ram, cursor)
         n = length - done if length - done < d_left else d_left
+        if n > PAGE_SIZE:
+            n = PAGE_SIZE       # glibc copies more than 8 KiB with rep movsb: a third slower on this AMD host
         if cython.compiled:
             memcpy(cython.address(dest[d_pos]), cython.address(chunk[base + done]), n)
         else:
@@ -170,62 +172,119 @@ def _read_run(read, first: cython.Py_ssize_t, n: cython.Py_ssize_t, dests: list,
         _unbounce(bounces)
 
 
+@cython.ccall
+def materialize(reread, pages: dict, first: cython.Py_ssize_t, last: cython.Py_ssize_t, chunk_views: list,
+                 chunk_shift: cython.int, flags: cython.uchar[::1], in_arena: cython.uchar,
+                 run_limit: cython.Py_ssize_t) -> cython.Py_ssize_t:
+    """The clean cached pages from `first` on (up to `last`, at most run_limit, none missing or already
+    in the arena) get their bytes in the arena: one reread(first, buffers) into their slots, a buffer per
+    stretch of slots that follow each other in a chunk. Returns how many."""
+    mask: cython.Py_ssize_t = (1 << chunk_shift) - 1
+    buffers = []
+    n: cython.Py_ssize_t = 0
+    s: cython.Py_ssize_t
+    base: cython.Py_ssize_t
+    stretch_chunk: cython.Py_ssize_t = -1
+    stretch_base: cython.Py_ssize_t = 0
+    stretch_len: cython.Py_ssize_t = 0
+    taken = []
+    while first + n <= last and n < run_limit:
+        slot = pages.get(first + n)
+        if slot is None:
+            break
+        s = slot
+        if s < 0 or s >= len(flags):
+            raise IndexError(f"slot {s} outside the arena")
+        if flags[s] & in_arena:
+            break
+        base = (s & mask) << PAGE_SHIFT
+        if stretch_len and s >> chunk_shift == stretch_chunk and base == stretch_base + stretch_len:
+            stretch_len += PAGE_SIZE
+        else:
+            if stretch_len:
+                buffers.append(chunk_views[stretch_chunk][stretch_base:stretch_base + stretch_len])
+            stretch_chunk = s >> chunk_shift
+            stretch_base = base
+            stretch_len = PAGE_SIZE
+        taken.append(s)
+        n += 1
+    if n == 0:
+        return 0
+    buffers.append(chunk_views[stretch_chunk][stretch_base:stretch_base + stretch_len])
+    reread(first, buffers)
+    for slot in taken:
+        s = slot
+        flags[s] = flags[s] | in_arena
+    return n
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, chunk_views: list,
               chunk_shift: cython.int, flags: cython.uchar[::1], pg_referenced: cython.uchar,
               pg_active: cython.uchar, in_arena: cython.uchar, reread, run_limit: cython.Py_ssize_t, dests: list,
               ram=None):
-    """Read pages first..first+count-1 of `pages` {index: slot}, in order, into the buffers `dests`
+    """Copy pages first..first+count-1 of `pages` {index: slot}, in order, into the buffers `dests`
     (scattered: a page may straddle two of them); with `ram` (guest RAM), dests are runs (addr, length) in it
-    instead, as a descriptor chain gives them: no view per buffer. A slot whose flags carry `in_arena` is
-    copied from ((slot & mask) << PAGE_SHIFT) of chunk_views[slot >> chunk_shift]; the others are read from
-    the image with reread(first, buffers), one call per run of them (at most run_limit pages).
+    instead, as a descriptor chain gives them: no view per buffer. A slot's bytes are at ((slot & mask) <<
+    PAGE_SHIFT) of chunk_views[slot >> chunk_shift]; a clean page whose flags lack `in_arena` gets them
+    first from the image, with one reread(first, buffers) per run of such pages (at most run_limit).
 
     mark_page_accessed's flag-only cases happen here (active: set referenced; inactive unreferenced: set
     referenced); the slots that must move to the active list (inactive and already referenced) are returned
-    in order, untouched, for the caller's LRU lists. None, with nothing read or changed, if a page is
+    in order, untouched, for the caller's LRU lists. None, with nothing copied or changed, if a page is
     missing."""
     if count < 0 or count * PAGE_SIZE > _room(dests, ram):
         raise ValueError(f"{count} pages do not fit in destinations of {_room(dests, ram)} bytes")
     slots = []
     i: cython.Py_ssize_t
+    s: cython.Py_ssize_t
+    nflags: cython.Py_ssize_t = len(flags)
+    outside: cython.bint = False            # a page whose bytes are not in the arena yet
     for i in range(first, first + count):
         slot = pages.get(i)
         if slot is None:
             return None
+        s = slot
+        if s < 0 or s >= nflags:
+            raise IndexError(f"slot {s} outside the arena")
+        if not flags[s] & in_arena:
+            outside = True
         slots.append(slot)
     promote = []
     mask: cython.Py_ssize_t = (1 << chunk_shift) - 1
-    nflags: cython.Py_ssize_t = len(flags)
-    s: cython.Py_ssize_t
     f: cython.uchar
+    i = 0
+    while outside and i < count:            # the clean pages' bytes into the arena, a run at a time
+        s = slots[i]
+        if flags[s] & in_arena:
+            i += 1
+        else:
+            i += materialize(reread, pages, first + i, first + count - 1, chunk_views, chunk_shift, flags,
+                             in_arena, run_limit)
     cursor = [0, 0, 0]
-    reread_first: cython.Py_ssize_t = 0
-    reread_n: cython.Py_ssize_t = 0
+    base: cython.Py_ssize_t
+    stretch_chunk: cython.Py_ssize_t = -1     # slots that follow each other in a chunk: one copy
+    stretch_base: cython.Py_ssize_t = 0
+    stretch_len: cython.Py_ssize_t = 0
     for i in range(count):
         s = slots[i]
-        if s < 0 or s >= nflags:
-            raise IndexError(f"slot {s} outside the arena")
-        f = flags[s]
-        if f & in_arena:
-            if reread_n:
-                _read_run(reread, reread_first, reread_n, dests, ram, cursor)
-                reread_n = 0
-            _copy_out(chunk_views[s >> chunk_shift], (s & mask) << PAGE_SHIFT, PAGE_SIZE, dests, ram, cursor)
+        base = (s & mask) << PAGE_SHIFT
+        if stretch_len and s >> chunk_shift == stretch_chunk and base == stretch_base + stretch_len:
+            stretch_len += PAGE_SIZE
         else:
-            if reread_n == 0:
-                reread_first = first + i
-            reread_n += 1
-            if reread_n == run_limit:
-                _read_run(reread, reread_first, reread_n, dests, ram, cursor)
-                reread_n = 0
+            if stretch_len:
+                _copy_out(chunk_views[stretch_chunk], stretch_base, stretch_len, dests, ram, cursor)
+            stretch_chunk = s >> chunk_shift
+            stretch_base = base
+            stretch_len = PAGE_SIZE
+        f = flags[s]
         if f & pg_active or not f & pg_referenced:
             flags[s] = f | pg_referenced
         else:
             promote.append(slots[i])
-    if reread_n:
-        _read_run(reread, reread_first, reread_n, dests, ram, cursor)
+    if stretch_len:
+        _copy_out(chunk_views[stretch_chunk], stretch_base, stretch_len, dests, ram, cursor)
     return promote
 
 
@@ -236,28 +295,22 @@ def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.P
     the cache has room for every one of them (nothing is evicted on the way): misses are loaded straight into
     RAM with one read per run of consecutive missing pages (at most run_limit each) through the image's
     reader, given slots (the free list first, then fresh ones), installed on the inactive list and charged
-    to vm_id; hits are copied from the arena or re-read from the image (one read per run of clean pages) and
-    marked accessed; all in index order, as read_into does, with the same counters in io."""
+    to vm_id; hits are copied from the arena (a run of clean ones read into it first) and marked accessed;
+    all in index order, as read_into does, with the same counters in io."""
     if count < 0 or count * PAGE_SIZE > _room(runs, ram):
         raise ValueError(f"{count} pages do not fit in destinations of {_room(runs, ram)} bytes")
     mask: cython.Py_ssize_t = (1 << chunk_shift) - 1
-    flags: bytearray = cache._flags     # not a typed view: a fill may grow it
-    reread = cache._rereader(key)
     cursor = [0, 0, 0]                  # runs: next run, position in the current one, bytes left in it
     index: cython.Py_ssize_t = first
     last: cython.Py_ssize_t = first + count - 1
     run_first: cython.Py_ssize_t = 0
-    run_n: cython.Py_ssize_t = 0        # the open run: misses to load ...
-    reread_n: cython.Py_ssize_t = 0     # ... or clean hits to re-read (never both)
+    run_n: cython.Py_ssize_t = 0
     hits: cython.Py_ssize_t = 0
     misses: cython.Py_ssize_t = 0
     s: cython.Py_ssize_t
     while index <= last:
         slot = pages.get(index)
         if slot is None:
-            if reread_n:
-                _read_run(reread, run_first, reread_n, runs, ram, cursor)
-                reread_n = 0
             if run_n == 0:
                 run_first = index
             run_n += 1
@@ -272,24 +325,14 @@ def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.P
             run_n = 0
         hits += 1
         s = slot
-        if flags[s] & in_arena:
-            if reread_n:
-                _read_run(reread, run_first, reread_n, runs, ram, cursor)
-                reread_n = 0
-            _copy_out(cache._chunk_views[s >> chunk_shift], (s & mask) << PAGE_SHIFT, PAGE_SIZE, runs, ram, cursor)
-        else:
-            if reread_n == 0:
-                run_first = index
-            reread_n += 1
-            if reread_n == run_limit:
-                _read_run(reread, run_first, reread_n, runs, ram, cursor)
-                reread_n = 0
+        if not cache._flags[s] & in_arena:  # (a typed view of the flags would stop a fill from growing them)
+            materialize(cache._rereader(key), pages, index, last, cache._chunk_views, chunk_shift, cache._flags,
+                         in_arena, run_limit)
+        _copy_out(cache._chunk_views[s >> chunk_shift], (s & mask) << PAGE_SHIFT, PAGE_SIZE, runs, ram, cursor)
         cache._mark_page_accessed(slot)
         index += 1
     if run_n:
         _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, pg_referenced)
-    if reread_n:
-        _read_run(reread, run_first, reread_n, runs, ram, cursor)
     io.hits += hits
     io.misses += misses
     cache.hits += hits
@@ -299,7 +342,8 @@ def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.P
 @cython.cfunc
 def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_t, ram, runs: list, cursor: list,
           vm_id, io, chunk_shift: cython.int, pg_referenced: cython.uchar) -> cython.void:
-    """HostPageCache._fill_run into runs of RAM: n fresh slots, one read straight into RAM, installed in order."""
+    """HostPageCache._fill_run into runs of RAM: n fresh slots, one read straight into RAM, installed in order
+    (their bytes stay the image's until a page is read again)."""
     free: list = cache._free
     nviews: cython.Py_ssize_t = len(cache._chunk_views)
     slots = []

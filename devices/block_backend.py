@@ -89,7 +89,8 @@ class BlockBackend:
         self.stats = BackendStats()
         self._next_offset = -1          # where a sequential request would start
         if host_cache is not None:
-            host_cache.register_backing(image.key, image.read_pages, image.write_pages, image.read_span)
+            host_cache.register_backing(image.key, image.read_pages, image.write_pages, image.read_span,
+                                        reread_pages=image.read_pages)      # any buffers: one preadv
 
     # --- what the device shows the guest ---
 

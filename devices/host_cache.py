@@ -4,11 +4,12 @@ Pages are keyed by (backing key, page index); the backing key is the image
 file's identity, so every VM that opens the same image shares its pages, as on
 a real host. The metadata is a few lists indexed by slot, so a cached page is
 an int, never a bytes object. A slot's bytes live in an arena of 4 KiB slots
-(anonymous mmaps allocated 4 MiB at a time) only while the image cannot give
-them back: a dirty page, or one written since it was read. A clean page's bytes
-are the image's own, which the page cache of this machine's kernel under the
-image file holds, as it does under QEMU's cache=writeback: it is read from the
-image straight into the guest's buffers, with no copy through the arena.
+(anonymous mmaps allocated 4 MiB at a time) from the first time they are needed
+there: a page written, or a clean page read again. A page loaded is read from
+the image straight into the guest's buffers; until it is read again its bytes
+are the image's own (the page cache of this machine's kernel holds them, as it
+does under QEMU's cache=writeback), so a file read once costs no copy and no
+arena memory.
 
 Reclaim follows Linux 2.6.35 for unmapped file pages: a page enters the
 inactive list; mark_page_accessed() on an inactive page that is already
@@ -42,7 +43,7 @@ _SHARED = "shared"                        # a page several VMs have read (exclus
 PG_referenced = 0x1
 PG_active = 0x2
 PG_dirty = 0x4
-IN_ARENA = 0x8                            # the arena holds the page's bytes (always set on a dirty page)
+IN_ARENA = 0x8                            # the arena holds the page's bytes (always on a dirty page)
 
 # per-VM charge: [pages, active pages, dirty pages]
 _CHARGE_PAGES, _CHARGE_ACTIVE, _CHARGE_DIRTY = 0, 1, 2
@@ -65,13 +66,14 @@ class HostPageCache:
     read_pages(first_page, buffers) fills consecutive page buffers, write_pages(first_page,
     buffers) writes them (both may be called for any registered image during reclaim).
     An image may also give read_span(first_page, buffer), read_pages into one buffer of
-    whole pages (a load whose destination is one stretch takes it), and reread_pages, the
-    same as read_pages for pages the cache holds clean (their bytes: no disk read in the
-    model; read_pages when not given).
+    whole pages (a load whose destination is one stretch takes it), and reread_pages(first_page,
+    buffers), the bytes of pages the cache holds clean (no disk read in the model) into buffers
+    of whole pages each (read_pages, a page at a time, when not given).
     """
 
     def __init__(self, capacity_pages: int):
         self._capacity = self._checked_capacity(capacity_pages)
+        self._run_limit = min(MAX_IO_PAGES, self._capacity)     # pages per read of the image
         # arena
         self._chunks = []                 # anonymous mmaps of ARENA_CHUNK_PAGES pages
         self._chunk_views = []            # a memoryview of each
@@ -135,6 +137,7 @@ class HostPageCache:
         """Change the budget; a smaller one evicts down to it. Returns dirty pages written back."""
         capacity_pages = self._checked_capacity(capacity_pages)
         self._capacity = capacity_pages
+        self._run_limit = min(MAX_IO_PAGES, capacity_pages)
         io = CacheIO()
         freed = []
         while self._used > capacity_pages:
@@ -146,7 +149,10 @@ class HostPageCache:
 
     def register_backing(self, key, read_pages, write_pages, read_span=None, reread_pages=None) -> None:
         """Say how to load, re-read and write back pages of `key` (the latest registration wins)."""
-        self._backing[key] = (read_pages, write_pages, read_span, reread_pages or read_pages)
+        if reread_pages is None:
+            def reread_pages(first_page, buffers):
+                read_pages(first_page, [b[at:at + PAGE_SIZE] for b in buffers for at in range(0, len(b), PAGE_SIZE)])
+        self._backing[key] = (read_pages, write_pages, read_span, reread_pages)
         self._files.setdefault(key, {})
 
     def _reader(self, key):
@@ -166,9 +172,6 @@ class HostPageCache:
         except KeyError:
             raise LookupError(f"no backing image registered for {key!r}") from None
 
-    @property
-    def _run_limit(self) -> int:
-        return min(MAX_IO_PAGES, self._capacity)
 
     # --- bulk I/O ---
 
@@ -187,14 +190,11 @@ class HostPageCache:
         if not (offset | length) & (PAGE_SIZE - 1) and self._read_hits(key, pages, index, last - index + 1, [dest], io):
             return io
         run_limit = self._run_limit
-        run_first = run_n = reread_n = 0      # the open run: misses to load, or clean hits to re-read
+        run_first = run_n = 0
         views, flags = self._chunk_views, self._flags
         while index <= last:
             slot = pages.get(index)
             if slot is None:
-                if reread_n:
-                    self._reread_run(key, run_first, reread_n, dest, offset, end)
-                    reread_n = 0
                 if run_n == 0:
                     run_first = index
                 run_n += 1
@@ -211,28 +211,17 @@ class HostPageCache:
                 if index not in pages:
                     continue
             io.hits += 1
-            if flags[slot] & IN_ARENA:
-                if reread_n:
-                    self._reread_run(key, run_first, reread_n, dest, offset, end)
-                    reread_n = 0
-                page_start = index << PAGE_SHIFT
-                lo = offset if offset > page_start else page_start
-                hi = end if end < page_start + PAGE_SIZE else page_start + PAGE_SIZE
-                base = (slot & _CHUNK_MASK) << PAGE_SHIFT
-                dest[lo - offset:hi - offset] = views[slot >> ARENA_CHUNK_SHIFT][base + lo - page_start:base + hi - page_start]
-            else:
-                if reread_n == 0:
-                    run_first = index
-                reread_n += 1
-                if reread_n == run_limit:
-                    self._reread_run(key, run_first, reread_n, dest, offset, end)
-                    reread_n = 0
+            if not flags[slot] & IN_ARENA:
+                self._materialize(key, pages, index, last)
+            page_start = index << PAGE_SHIFT
+            lo = offset if offset > page_start else page_start
+            hi = end if end < page_start + PAGE_SIZE else page_start + PAGE_SIZE
+            base = (slot & _CHUNK_MASK) << PAGE_SHIFT
+            dest[lo - offset:hi - offset] = views[slot >> ARENA_CHUNK_SHIFT][base + lo - page_start:base + hi - page_start]
             self._mark_page_accessed(slot)
             index += 1
         if run_n:
             self._fill_run(key, pages, run_first, run_n, dest, offset, end, vm_id, io)
-        if reread_n:
-            self._reread_run(key, run_first, reread_n, dest, offset, end)
         self.hits += io.hits
         self.misses += io.misses
         return io
@@ -293,7 +282,7 @@ class HostPageCache:
                 count = length >> PAGE_SHIFT
                 promote = _hostcache.read_hits(pages, offset >> PAGE_SHIFT, count, self._chunk_views,
                                                ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, IN_ARENA,
-                                               self._rereader(key), self._run_limit, runs, ram)
+                                               self._backing[key][3], self._run_limit, runs, ram)
                 if promote is not None:
                     for slot in promote:
                         self._activate(slot)
@@ -332,9 +321,12 @@ class HostPageCache:
         for i, slot in enumerate(slots):
             self._install(slot, key, first + i, vm_id, pages)
 
-    def _reread_run(self, key, first, n, dest, offset, end) -> None:
-        """The bytes of n consecutive clean cached pages, from the image straight into dest."""
-        _read_run(self._rereader(key), None, first, n, dest, offset, end)
+    def _materialize(self, key, pages, first: int, last: int) -> int:
+        """A page read again gets its bytes in the arena, where the next reads find them: the clean cached
+        pages from `first` on (up to `last`, stopping at a missing one or one already there), one re-read
+        of the image per run."""
+        return _hostcache.materialize(self._rereader(key), pages, first, last, self._chunk_views,
+                                      ARENA_CHUNK_SHIFT, self._flags, IN_ARENA, self._run_limit)
 
     def write_from(self, key, offset: int, data, vm_id) -> CacheIO:
         """Copy data into the cached pages of [offset, offset+len(data)) and mark them dirty.
@@ -694,20 +686,21 @@ class HostPageCache:
 
 def _read_run(read, read_span, first: int, n: int, dest, offset: int, end: int) -> None:
     """read(first, buffers) of pages first..first+n-1 straight into their part of dest, which holds bytes
-    [offset, end): views of dest for whole pages (one view through read_span, when given, if every page is
-    whole), a bounce page for an edge page dest holds only part of."""
+    [offset, end): views of dest for the whole pages (one view through read_span, when given, if every page
+    is whole), a bounce page for an edge page dest holds only part of."""
     start, stop = first << PAGE_SHIFT, (first + n) << PAGE_SHIFT
     if start >= offset and stop <= end and read_span is not None:
         read_span(first, dest[start - offset:stop - offset])
         return
-    buffers, bounces = [], []
-    for page_start in range(start, stop, PAGE_SIZE):
-        if page_start >= offset and page_start + PAGE_SIZE <= end:
-            buffers.append(dest[page_start - offset:page_start + PAGE_SIZE - offset])
-        else:
-            bounce = memoryview(bytearray(PAGE_SIZE))
-            buffers.append(bounce)
-            bounces.append((bounce, page_start))
+    whole_lo = start if start >= offset else start + PAGE_SIZE
+    whole_hi = stop if stop <= end else stop - PAGE_SIZE
+    edges = [start] if whole_lo > start else []
+    if whole_hi < stop and whole_hi >= whole_lo:
+        edges.append(whole_hi)
+    bounces = [(memoryview(bytearray(PAGE_SIZE)), page_start) for page_start in edges]
+    buffers = [bounce for bounce, page_start in bounces if page_start == start]
+    buffers.extend(dest[p - offset:p + PAGE_SIZE - offset] for p in range(whole_lo, whole_hi, PAGE_SIZE))
+    buffers.extend(bounce for bounce, page_start in bounces if page_start != start)
     read(first, buffers)
     for bounce, page_start in bounces:
         lo = offset if offset > page_start else page_start

@@ -301,10 +301,12 @@ class Image:
         buffer[:] = self.data[first * PAGE_SIZE:(first + n) * PAGE_SIZE]
 
     def reread_pages(self, first, buffers):
-        """The bytes of pages the cache holds clean (no load)."""
-        self.rereads.append((first, len(buffers)))
-        for i, b in enumerate(buffers):
-            b[:] = self.data[(first + i) * PAGE_SIZE:(first + i + 1) * PAGE_SIZE]
+        """The bytes of pages the cache holds clean (no load), into buffers of whole pages."""
+        start = first * PAGE_SIZE
+        for b in buffers:
+            b[:] = self.data[start:start + len(b)]
+            start += len(b)
+        self.rereads.append((first, start // PAGE_SIZE - first))
 
     def write_pages(self, first, buffers):
         pass
