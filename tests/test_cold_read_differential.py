@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import cython_ext
 from devices import host_cache as host_cache_mod
 from devices import virtio_blk as virtio_blk_dev
-from devices.host_cache import ARENA_CHUNK_SHIFT, PAGE_SIZE, PG_referenced, CacheIO, HostPageCache
+from devices.host_cache import PAGE_SIZE, HostPageCache
 from guestos.mm import filemap
 from guestos.mm.filemap import PAGE_SHIFT, PG_readahead, mark_page_accessed
 from guestos.mm.mm_types import PG_active, PG_referenced as PAGE_REFERENCED
