@@ -173,6 +173,7 @@ class Kernel:
         # every frame starts reserved; free ranges are handed to the buddy allocator below
         # (written 64 KiB at a time: one 8 MiB pattern for 512 MiB of RAM would cost its own build)
         raw = self.mem_map.raw
+        self.hw.populate(self.mem_map_paddr, len(raw))      # all written now: backed in one go, not per fault
         block = (1 << PG_reserved).to_bytes(8, "little").ljust(STRUCT_PAGE_SIZE, b"\0") * 1024
         for at in range(0, len(raw), len(block)):
             chunk = raw[at:at + len(block)]
