@@ -1,7 +1,15 @@
-"""The host page cache's reads of whole pages into guest RAM: the common one, a run of pages all cached,
-copied out of the arena in order with each page's access noted (devices.host_cache.HostPageCache._read_hits),
-and the cold one, misses loaded into fresh slots and installed (read_fill, when nothing must be evicted). One source in Cython's pure-Python
-mode: compiled it is a memcpy per page; uncompiled (BALLAST_PURE=1) it is plain Python for pdb."""
+"""The host page cache's reads of whole pages: the common one, a run of pages all cached, with each page's
+access noted (devices.host_cache.HostPageCache._read_hits), and the cold one, misses given fresh slots, loaded
+and installed (read_fill, when nothing must be evicted).
+
+The arena holds the bytes of a page only when its slot's flags carry `in_arena` (every dirty page). A clean
+page's bytes are the image's own, which the real host's page cache under the image file holds: they are read
+from the image straight into the destination (`reread`, one call per run of such pages), as a miss is loaded
+(`reader`), with no copy through the arena. A page that straddles two destination buffers goes through a
+bounce page.
+
+One source in Cython's pure-Python mode: compiled, the arena copies are a memcpy per stretch; uncompiled
+(BALLAST_PURE=1) it is plain Python for pdb."""
 import cython
 
 if cython.compiled:
@@ -11,34 +19,175 @@ PAGE_SHIFT = cython.declare(cython.Py_ssize_t, 12)       # C constants: no Pytho
 PAGE_SIZE = cython.declare(cython.Py_ssize_t, 4096)
 
 
+@cython.cfunc
+def _room(dests: list, ram) -> cython.Py_ssize_t:
+    """The bytes the destinations hold: buffers, or runs (addr, length) of `ram`, each checked to lie in it."""
+    room: cython.Py_ssize_t = 0
+    run_addr: cython.Py_ssize_t
+    run_len: cython.Py_ssize_t
+    size: cython.Py_ssize_t
+    if ram is None:
+        for d in dests:
+            room += len(d)
+        return room
+    size = len(ram)
+    for d in dests:
+        run_addr, run_len = d
+        if run_addr < 0 or run_len < 0 or run_addr + run_len > size:
+            raise ValueError(f"run {run_addr:#x}+{run_len:#x} lies outside RAM")
+        room += run_len
+    return room
+
+
+@cython.cfunc
+def _next_piece(dests: list, ram, cursor: list) -> cython.void:
+    """Move the cursor [next destination, position in the current one, bytes left in it] to the next one;
+    the caller checked the room, so it exists."""
+    di: cython.Py_ssize_t = cursor[0]
+    if ram is None:
+        cursor[1] = 0
+        cursor[2] = len(dests[di])
+    else:
+        cursor[1], cursor[2] = dests[di]
+    cursor[0] = di + 1
+
+
+@cython.cfunc
+def _piece(dests: list, ram, cursor: list):
+    """The buffer the cursor is in."""
+    return ram if ram is not None else dests[cursor[0] - 1]
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+@cython.cfunc
+def _copy_out(chunk: cython.uchar[::1], base: cython.Py_ssize_t, length: cython.Py_ssize_t, dests: list, ram,
+              cursor: list) -> cython.void:
+    """length bytes (whole pages) of the arena from base to the next bytes of the destinations, in as few
+    copies as they allow."""
+    d_pos: cython.Py_ssize_t = cursor[1]
+    d_left: cython.Py_ssize_t = cursor[2]
+    done: cython.Py_ssize_t = 0
+    n: cython.Py_ssize_t
+    dest: cython.uchar[::1] = None
+    if base < 0 or base + length > chunk.shape[0]:
+        raise IndexError("arena span outside its chunk")
+    if d_left:
+        dest = _piece(dests, ram, cursor)
+    while done < length:
+        if d_left == 0:
+            _next_piece(dests, ram, cursor)
+            d_pos = cursor[1]
+            d_left = cursor[2]
+            if d_left == 0:
+                continue
+            dest = _piece(dests, ram, cursor)
+        n = length - done if length - done < d_left else d_left
+        if cython.compiled:
+            memcpy(cython.address(dest[d_pos]), cython.address(chunk[base + done]), n)
+        else:
+            dest[d_pos:d_pos + n] = chunk[base + done:base + done + n]
+        done += n
+        d_pos += n
+        d_left -= n
+    cursor[1] = d_pos
+    cursor[2] = d_left
+
+
+@cython.cfunc
+def _take_pages(dests: list, ram, cursor: list, n: cython.Py_ssize_t, buffers: list, bounces: list) -> cython.void:
+    """Append to `buffers` one page-sized view per page of the next n pages of the destinations (a bounce
+    page, listed in `bounces` with the pieces it covers, for a page that straddles two of them)."""
+    k: cython.Py_ssize_t
+    d_pos: cython.Py_ssize_t = cursor[1]
+    d_left: cython.Py_ssize_t = cursor[2]
+    m: cython.Py_ssize_t
+    got: cython.Py_ssize_t
+    view = None
+    if d_left:
+        view = memoryview(_piece(dests, ram, cursor))
+    for k in range(n):
+        while d_left == 0:
+            _next_piece(dests, ram, cursor)
+            d_pos = cursor[1]
+            d_left = cursor[2]
+            view = memoryview(_piece(dests, ram, cursor))
+        if d_left >= PAGE_SIZE:
+            buffers.append(view[d_pos:d_pos + PAGE_SIZE])
+            d_pos += PAGE_SIZE
+            d_left -= PAGE_SIZE
+            continue
+        bounce = memoryview(bytearray(PAGE_SIZE))
+        parts = []
+        got = 0
+        while got < PAGE_SIZE:
+            while d_left == 0:
+                _next_piece(dests, ram, cursor)
+                d_pos = cursor[1]
+                d_left = cursor[2]
+                view = memoryview(_piece(dests, ram, cursor))
+            m = PAGE_SIZE - got if PAGE_SIZE - got < d_left else d_left
+            parts.append((view[d_pos:d_pos + m], got))
+            got += m
+            d_pos += m
+            d_left -= m
+        buffers.append(bounce)
+        bounces.append((bounce, parts))
+    cursor[1] = d_pos
+    cursor[2] = d_left
+
+
+@cython.cfunc
+def _unbounce(bounces: list) -> cython.void:
+    for bounce, parts in bounces:
+        for part, at in parts:
+            part[:] = bounce[at:at + len(part)]
+
+
+@cython.cfunc
+def _read_run(read, first: cython.Py_ssize_t, n: cython.Py_ssize_t, dests: list, ram, cursor: list,
+              read_span=None) -> cython.void:
+    """read(first, buffers) of pages first..first+n-1 straight into the next n pages of the destinations;
+    read_span(first, buffer) instead when given and they lie in one piece."""
+    d_left: cython.Py_ssize_t = cursor[2]
+    d_pos: cython.Py_ssize_t
+    length: cython.Py_ssize_t = n * PAGE_SIZE
+    if read_span is not None:
+        while d_left == 0:
+            _next_piece(dests, ram, cursor)
+            d_left = cursor[2]
+        if d_left >= length:
+            d_pos = cursor[1]
+            read_span(first, memoryview(_piece(dests, ram, cursor))[d_pos:d_pos + length])
+            cursor[1] = d_pos + length
+            cursor[2] = d_left - length
+            return
+    buffers = []
+    bounces = []
+    _take_pages(dests, ram, cursor, n, buffers, bounces)
+    read(first, buffers)
+    if bounces:
+        _unbounce(bounces)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, chunk_views: list,
               chunk_shift: cython.int, flags: cython.uchar[::1], pg_referenced: cython.uchar,
-              pg_active: cython.uchar, dests: list, ram: cython.uchar[::1] = None):
-    """Copy pages first..first+count-1 of `pages` {index: slot}, in order, into the buffers `dests`
-    (scattered: a page may straddle two of them); a slot's bytes are at ((slot & mask) << PAGE_SHIFT)
-    of chunk_views[slot >> chunk_shift]. With `ram` (guest RAM), dests are runs (addr, length) in it
-    instead, as a descriptor chain gives them: no view per buffer.
+              pg_active: cython.uchar, in_arena: cython.uchar, reread, run_limit: cython.Py_ssize_t, dests: list,
+              ram=None):
+    """Read pages first..first+count-1 of `pages` {index: slot}, in order, into the buffers `dests`
+    (scattered: a page may straddle two of them); with `ram` (guest RAM), dests are runs (addr, length) in it
+    instead, as a descriptor chain gives them: no view per buffer. A slot whose flags carry `in_arena` is
+    copied from ((slot & mask) << PAGE_SHIFT) of chunk_views[slot >> chunk_shift]; the others are read from
+    the image with reread(first, buffers), one call per run of them (at most run_limit pages).
 
     mark_page_accessed's flag-only cases happen here (active: set referenced; inactive unreferenced: set
     referenced); the slots that must move to the active list (inactive and already referenced) are returned
-    in order, untouched, for the caller's LRU lists. None, with nothing copied or changed, if a page is
+    in order, untouched, for the caller's LRU lists. None, with nothing read or changed, if a page is
     missing."""
-    room: cython.Py_ssize_t = 0
-    run_addr: cython.Py_ssize_t
-    run_len: cython.Py_ssize_t
-    use_ram: cython.bint = ram is not None
-    for d in dests:
-        if use_ram:
-            run_addr, run_len = d
-            if run_addr < 0 or run_len < 0 or run_addr + run_len > len(ram):
-                raise ValueError(f"run {run_addr:#x}+{run_len:#x} lies outside RAM")
-            room += run_len
-        else:
-            room += len(d)
-    if count < 0 or count * PAGE_SIZE > room:
-        raise ValueError(f"{count} pages do not fit in destinations of {room} bytes")
+    if count < 0 or count * PAGE_SIZE > _room(dests, ram):
+        raise ValueError(f"{count} pages do not fit in destinations of {_room(dests, ram)} bytes")
     slots = []
     i: cython.Py_ssize_t
     for i in range(first, first + count):
@@ -50,105 +199,97 @@ def read_hits(pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, c
     mask: cython.Py_ssize_t = (1 << chunk_shift) - 1
     nflags: cython.Py_ssize_t = len(flags)
     s: cython.Py_ssize_t
-    base: cython.Py_ssize_t
-    chunk_index: cython.Py_ssize_t = -1
-    c: cython.Py_ssize_t
-    chunk: cython.uchar[::1] = None
     f: cython.uchar
-    dest: cython.uchar[::1] = None
-    di: cython.Py_ssize_t = 0
-    d_pos: cython.Py_ssize_t = 0
-    d_left: cython.Py_ssize_t = 0
-    done: cython.Py_ssize_t
-    n: cython.Py_ssize_t
-    for slot in slots:
-        s = slot
+    cursor = [0, 0, 0]
+    reread_first: cython.Py_ssize_t = 0
+    reread_n: cython.Py_ssize_t = 0
+    for i in range(count):
+        s = slots[i]
         if s < 0 or s >= nflags:
             raise IndexError(f"slot {s} outside the arena")
-        c = s >> chunk_shift
-        if c != chunk_index:
-            chunk = chunk_views[c]
-            chunk_index = c
-        base = (s & mask) << PAGE_SHIFT
-        if base + PAGE_SIZE > len(chunk):
-            raise IndexError(f"slot {s} outside its chunk")
-        done = 0
-        while done < PAGE_SIZE:
-            while d_left == 0:              # room was checked: the next buffer exists
-                if use_ram:
-                    dest = ram
-                    run_addr, run_len = dests[di]
-                    d_pos = run_addr
-                    d_left = run_len
-                else:
-                    dest = dests[di]
-                    d_pos = 0
-                    d_left = len(dest)
-                di += 1
-            n = PAGE_SIZE - done if PAGE_SIZE - done < d_left else d_left
-            if cython.compiled:
-                memcpy(cython.address(dest[d_pos]), cython.address(chunk[base + done]), n)
-            else:
-                dest[d_pos:d_pos + n] = chunk[base + done:base + done + n]
-            done += n
-            d_pos += n
-            d_left -= n
         f = flags[s]
+        if f & in_arena:
+            if reread_n:
+                _read_run(reread, reread_first, reread_n, dests, ram, cursor)
+                reread_n = 0
+            _copy_out(chunk_views[s >> chunk_shift], (s & mask) << PAGE_SHIFT, PAGE_SIZE, dests, ram, cursor)
+        else:
+            if reread_n == 0:
+                reread_first = first + i
+            reread_n += 1
+            if reread_n == run_limit:
+                _read_run(reread, reread_first, reread_n, dests, ram, cursor)
+                reread_n = 0
         if f & pg_active or not f & pg_referenced:
             flags[s] = f | pg_referenced
         else:
-            promote.append(slot)
+            promote.append(slots[i])
+    if reread_n:
+        _read_run(reread, reread_first, reread_n, dests, ram, cursor)
     return promote
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, ram: cython.uchar[::1],
-              runs: list, vm_id, io, run_limit: cython.Py_ssize_t, chunk_shift: cython.int, pg_referenced: cython.uchar):
+def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.Py_ssize_t, ram,
+              runs: list, vm_id, io, run_limit: cython.Py_ssize_t, chunk_shift: cython.int,
+              pg_referenced: cython.uchar, in_arena: cython.uchar):
     """HostPageCache.read_into of whole pages first..first+count-1 into runs (addr, length) of guest RAM, when
-    the cache has room for every one of them (nothing is evicted on the way): misses are loaded with one
-    read per run of consecutive missing pages (at most run_limit each) through the image's reader, given
-    slots (the free list first, then fresh ones), installed on the inactive list and charged to vm_id; hits
-    are copied and marked accessed; all in index order, as read_into does, with the same counters in io."""
-    room: cython.Py_ssize_t = 0
-    run_addr: cython.Py_ssize_t
-    run_len: cython.Py_ssize_t
-    for d in runs:
-        run_addr, run_len = d
-        if run_addr < 0 or run_len < 0 or run_addr + run_len > len(ram):
-            raise ValueError(f"run {run_addr:#x}+{run_len:#x} lies outside RAM")
-        room += run_len
-    if count < 0 or count * PAGE_SIZE > room:
-        raise ValueError(f"{count} pages do not fit in destinations of {room} bytes")
+    the cache has room for every one of them (nothing is evicted on the way): misses are loaded straight into
+    RAM with one read per run of consecutive missing pages (at most run_limit each) through the image's
+    reader, given slots (the free list first, then fresh ones), installed on the inactive list and charged
+    to vm_id; hits are copied from the arena or re-read from the image (one read per run of clean pages) and
+    marked accessed; all in index order, as read_into does, with the same counters in io."""
+    if count < 0 or count * PAGE_SIZE > _room(runs, ram):
+        raise ValueError(f"{count} pages do not fit in destinations of {_room(runs, ram)} bytes")
     mask: cython.Py_ssize_t = (1 << chunk_shift) - 1
+    flags: bytearray = cache._flags     # not a typed view: a fill may grow it
+    reread = cache._rereader(key)
     cursor = [0, 0, 0]                  # runs: next run, position in the current one, bytes left in it
     index: cython.Py_ssize_t = first
     last: cython.Py_ssize_t = first + count - 1
     run_first: cython.Py_ssize_t = 0
-    run_n: cython.Py_ssize_t = 0
+    run_n: cython.Py_ssize_t = 0        # the open run: misses to load ...
+    reread_n: cython.Py_ssize_t = 0     # ... or clean hits to re-read (never both)
     hits: cython.Py_ssize_t = 0
     misses: cython.Py_ssize_t = 0
+    s: cython.Py_ssize_t
     while index <= last:
         slot = pages.get(index)
         if slot is None:
+            if reread_n:
+                _read_run(reread, run_first, reread_n, runs, ram, cursor)
+                reread_n = 0
             if run_n == 0:
                 run_first = index
             run_n += 1
             misses += 1
             index += 1
             if run_n == run_limit:
-                _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, mask, pg_referenced)
+                _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, pg_referenced)
                 run_n = 0
             continue
         if run_n:
-            _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, mask, pg_referenced)
+            _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, pg_referenced)
             run_n = 0
         hits += 1
-        _copy_out(cache._chunk_views[slot >> chunk_shift], (slot & mask) << PAGE_SHIFT, PAGE_SIZE, ram, runs, cursor)
+        s = slot
+        if flags[s] & in_arena:
+            if reread_n:
+                _read_run(reread, run_first, reread_n, runs, ram, cursor)
+                reread_n = 0
+            _copy_out(cache._chunk_views[s >> chunk_shift], (s & mask) << PAGE_SHIFT, PAGE_SIZE, runs, ram, cursor)
+        else:
+            if reread_n == 0:
+                run_first = index
+            reread_n += 1
+            if reread_n == run_limit:
+                _read_run(reread, run_first, reread_n, runs, ram, cursor)
+                reread_n = 0
         cache._mark_page_accessed(slot)
         index += 1
     if run_n:
-        _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, mask, pg_referenced)
+        _fill(cache, key, pages, run_first, run_n, ram, runs, cursor, vm_id, io, chunk_shift, pg_referenced)
+    if reread_n:
+        _read_run(reread, run_first, reread_n, runs, ram, cursor)
     io.hits += hits
     io.misses += misses
     cache.hits += hits
@@ -156,49 +297,26 @@ def read_fill(cache, key, pages: dict, first: cython.Py_ssize_t, count: cython.P
 
 
 @cython.cfunc
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_t, ram: cython.uchar[::1],
-          runs: list, cursor: list, vm_id, io, chunk_shift: cython.int, mask: cython.Py_ssize_t,
-          pg_referenced: cython.uchar) -> cython.void:
-    """HostPageCache._fill_run into runs of RAM: n fresh slots, one read, installed in order, copied out."""
-    reader = cache._reader(key)
+def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_t, ram, runs: list, cursor: list,
+          vm_id, io, chunk_shift: cython.int, pg_referenced: cython.uchar) -> cython.void:
+    """HostPageCache._fill_run into runs of RAM: n fresh slots, one read straight into RAM, installed in order."""
     free: list = cache._free
-    views: list = cache._chunk_views
+    nviews: cython.Py_ssize_t = len(cache._chunk_views)
     slots = []
     fresh: cython.Py_ssize_t
     j: cython.Py_ssize_t
     s: cython.Py_ssize_t
-    base: cython.Py_ssize_t
     try:
         for j in range(n):
             fresh = cache._fresh
-            if free or fresh >> chunk_shift == len(views):    # the rare cases: let _alloc_slot do them
+            if free or fresh >> chunk_shift == nviews:    # the rare cases: let _alloc_slot do them
                 slots.append(cache._alloc_slot(io))
+                nviews = len(cache._chunk_views)
             else:
                 cache._used += 1
                 cache._fresh = fresh + 1
                 slots.append(fresh)
-        span_reader = cache._span_reader(key)
-        s = slots[0]
-        j = 1
-        while j < n and slots[j] == s + j:
-            j += 1
-        if span_reader is not None and j == n and s >> chunk_shift == (s + n - 1) >> chunk_shift:
-            base = (s & mask) << PAGE_SHIFT         # the slots follow each other in one chunk: one buffer
-            span_reader(first, views[s >> chunk_shift][base:base + n * PAGE_SIZE])
-        else:
-            buffers = []
-            chunk_index: cython.Py_ssize_t = -1
-            chunk = None
-            for slot in slots:
-                s = slot
-                if s >> chunk_shift != chunk_index:
-                    chunk_index = s >> chunk_shift
-                    chunk = views[chunk_index]
-                base = (s & mask) << PAGE_SHIFT
-                buffers.append(chunk[base:base + PAGE_SIZE])
-            reader(first, buffers)
+        _read_run(cache._reader(key), first, n, runs, ram, cursor, cache._span_reader(key))
     except BaseException:
         cache._free_slots(slots)
         raise
@@ -213,11 +331,6 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
     charge = cache._charge.get(vm_id)
     if charge is None:
         charge = cache._charge[vm_id] = [0, 0, 0]
-    # the copy out: a span of slots that follow each other in one chunk goes as one stretch
-    span_start: cython.Py_ssize_t = 0
-    span_chunk: cython.Py_ssize_t = -1
-    span_base: cython.Py_ssize_t = 0
-    span_len: cython.Py_ssize_t = 0
     for j in range(n):
         slot = slots[j]
         s = slot
@@ -225,53 +338,7 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
         slot_key[s] = key                   # _install
         slot_index[s] = index
         slot_owner[s] = vm_id
-        flags[s] = pg_referenced            # the access that brought it in
+        flags[s] = pg_referenced            # the access that brought it in; its bytes are the image's
         pages[index] = slot
         inactive[slot] = None
-        base = (s & mask) << PAGE_SHIFT
-        if span_len and s >> chunk_shift == span_chunk and base == span_base + span_len:
-            span_len += PAGE_SIZE
-            continue
-        if span_len:
-            _copy_out(views[span_chunk], span_base, span_len, ram, runs, cursor)
-        span_chunk = s >> chunk_shift
-        span_base = base
-        span_len = PAGE_SIZE
-    if span_len:
-        _copy_out(views[span_chunk], span_base, span_len, ram, runs, cursor)
     charge[0] += n                      # _CHARGE_PAGES
-
-
-@cython.cfunc
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def _copy_out(chunk: cython.uchar[::1], base: cython.Py_ssize_t, length: cython.Py_ssize_t, ram: cython.uchar[::1],
-              runs: list, cursor: list) -> cython.void:
-    """length bytes (whole pages) of the arena from base to the next bytes of the runs (cursor: run,
-    position, bytes left in it), in as few copies as the runs allow."""
-    di: cython.Py_ssize_t = cursor[0]
-    d_pos: cython.Py_ssize_t = cursor[1]
-    d_left: cython.Py_ssize_t = cursor[2]
-    done: cython.Py_ssize_t = 0
-    n: cython.Py_ssize_t
-    run_addr: cython.Py_ssize_t
-    run_len: cython.Py_ssize_t
-    if base < 0 or base + length > chunk.shape[0]:
-        raise IndexError("arena span outside its chunk")
-    while done < length:
-        while d_left == 0:                  # the caller checked the room: the next run exists
-            run_addr, run_len = runs[di]
-            d_pos = run_addr
-            d_left = run_len
-            di += 1
-        n = length - done if length - done < d_left else d_left
-        if cython.compiled:
-            memcpy(cython.address(ram[d_pos]), cython.address(chunk[base + done]), n)
-        else:
-            ram[d_pos:d_pos + n] = chunk[base + done:base + done + n]
-        done += n
-        d_pos += n
-        d_left -= n
-    cursor[0] = di
-    cursor[1] = d_pos
-    cursor[2] = d_left

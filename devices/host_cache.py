@@ -2,9 +2,13 @@
 
 Pages are keyed by (backing key, page index); the backing key is the image
 file's identity, so every VM that opens the same image shares its pages, as on
-a real host. Data lives in an arena of 4 KiB slots (anonymous mmaps allocated
-4 MiB at a time); the metadata is a few lists indexed by slot, so a cached
-page is an int, never a bytes object.
+a real host. The metadata is a few lists indexed by slot, so a cached page is
+an int, never a bytes object. A slot's bytes live in an arena of 4 KiB slots
+(anonymous mmaps allocated 4 MiB at a time) only while the image cannot give
+them back: a dirty page, or one written since it was read. A clean page's bytes
+are the image's own, which the page cache of this machine's kernel under the
+image file holds, as it does under QEMU's cache=writeback: it is read from the
+image straight into the guest's buffers, with no copy through the arena.
 
 Reclaim follows Linux 2.6.35 for unmapped file pages: a page enters the
 inactive list; mark_page_accessed() on an inactive page that is already
@@ -38,6 +42,7 @@ _SHARED = "shared"                        # a page several VMs have read (exclus
 PG_referenced = 0x1
 PG_active = 0x2
 PG_dirty = 0x4
+IN_ARENA = 0x8                            # the arena holds the page's bytes (always set on a dirty page)
 
 # per-VM charge: [pages, active pages, dirty pages]
 _CHARGE_PAGES, _CHARGE_ACTIVE, _CHARGE_DIRTY = 0, 1, 2
@@ -60,7 +65,9 @@ class HostPageCache:
     read_pages(first_page, buffers) fills consecutive page buffers, write_pages(first_page,
     buffers) writes them (both may be called for any registered image during reclaim).
     An image may also give read_span(first_page, buffer), read_pages into one buffer of
-    whole pages (a fill whose slots follow each other in the arena takes it).
+    whole pages (a load whose destination is one stretch takes it), and reread_pages, the
+    same as read_pages for pages the cache holds clean (their bytes: no disk read in the
+    model; read_pages when not given).
     """
 
     def __init__(self, capacity_pages: int):
@@ -137,9 +144,9 @@ class HostPageCache:
 
     # --- backing images ---
 
-    def register_backing(self, key, read_pages, write_pages, read_span=None) -> None:
-        """Say how to load and write back pages of `key` (the latest registration wins)."""
-        self._backing[key] = (read_pages, write_pages, read_span)
+    def register_backing(self, key, read_pages, write_pages, read_span=None, reread_pages=None) -> None:
+        """Say how to load, re-read and write back pages of `key` (the latest registration wins)."""
+        self._backing[key] = (read_pages, write_pages, read_span, reread_pages or read_pages)
         self._files.setdefault(key, {})
 
     def _reader(self, key):
@@ -151,6 +158,17 @@ class HostPageCache:
     def _span_reader(self, key):
         """The image's read_span, or None (then read_pages, page by page buffers)."""
         return self._backing[key][2]
+
+    def _rereader(self, key):
+        """How to read the bytes of pages the cache holds clean (reread_pages)."""
+        try:
+            return self._backing[key][3]
+        except KeyError:
+            raise LookupError(f"no backing image registered for {key!r}") from None
+
+    @property
+    def _run_limit(self) -> int:
+        return min(MAX_IO_PAGES, self._capacity)
 
     # --- bulk I/O ---
 
@@ -166,14 +184,17 @@ class HostPageCache:
             pages = self._files[key] = {}
         end = offset + length
         index, last = offset >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
-        if not (offset | length) & (PAGE_SIZE - 1) and self._read_hits(pages, index, last - index + 1, [dest], io):
+        if not (offset | length) & (PAGE_SIZE - 1) and self._read_hits(key, pages, index, last - index + 1, [dest], io):
             return io
-        run_limit = min(MAX_IO_PAGES, self._capacity)
-        run_first = run_n = 0
-        views = self._chunk_views
+        run_limit = self._run_limit
+        run_first = run_n = reread_n = 0      # the open run: misses to load, or clean hits to re-read
+        views, flags = self._chunk_views, self._flags
         while index <= last:
             slot = pages.get(index)
             if slot is None:
+                if reread_n:
+                    self._reread_run(key, run_first, reread_n, dest, offset, end)
+                    reread_n = 0
                 if run_n == 0:
                     run_first = index
                 run_n += 1
@@ -190,15 +211,28 @@ class HostPageCache:
                 if index not in pages:
                     continue
             io.hits += 1
-            page_start = index << PAGE_SHIFT
-            lo = offset if offset > page_start else page_start
-            hi = end if end < page_start + PAGE_SIZE else page_start + PAGE_SIZE
-            base = (slot & _CHUNK_MASK) << PAGE_SHIFT
-            dest[lo - offset:hi - offset] = views[slot >> ARENA_CHUNK_SHIFT][base + lo - page_start:base + hi - page_start]
+            if flags[slot] & IN_ARENA:
+                if reread_n:
+                    self._reread_run(key, run_first, reread_n, dest, offset, end)
+                    reread_n = 0
+                page_start = index << PAGE_SHIFT
+                lo = offset if offset > page_start else page_start
+                hi = end if end < page_start + PAGE_SIZE else page_start + PAGE_SIZE
+                base = (slot & _CHUNK_MASK) << PAGE_SHIFT
+                dest[lo - offset:hi - offset] = views[slot >> ARENA_CHUNK_SHIFT][base + lo - page_start:base + hi - page_start]
+            else:
+                if reread_n == 0:
+                    run_first = index
+                reread_n += 1
+                if reread_n == run_limit:
+                    self._reread_run(key, run_first, reread_n, dest, offset, end)
+                    reread_n = 0
             self._mark_page_accessed(slot)
             index += 1
         if run_n:
             self._fill_run(key, pages, run_first, run_n, dest, offset, end, vm_id, io)
+        if reread_n:
+            self._reread_run(key, run_first, reread_n, dest, offset, end)
         self.hits += io.hits
         self.misses += io.misses
         return io
@@ -215,8 +249,9 @@ class HostPageCache:
             if pages is not None:
                 count = length >> PAGE_SHIFT
                 promote = _hostcache.read_hits(pages, offset >> PAGE_SHIFT, count, self._chunk_views,
-                                               ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, dests)
-                if promote is not None:         # all cached: copied, accesses noted
+                                               ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, IN_ARENA,
+                                               self._rereader(key), self._run_limit, dests)
+                if promote is not None:         # all cached: read, accesses noted
                     for slot in promote:
                         self._activate(slot)
                     self.hits += count
@@ -245,20 +280,20 @@ class HostPageCache:
             # whole pages and room for all of them: read_into's loop, natively, with no eviction to redo
             io = CacheIO()
             _hostcache.read_fill(self, key, self._files.setdefault(key, {}), offset >> PAGE_SHIFT, count, ram,
-                                 runs, vm_id, io, min(MAX_IO_PAGES, self._capacity), ARENA_CHUNK_SHIFT,
-                                 PG_referenced)
+                                 runs, vm_id, io, self._run_limit, ARENA_CHUNK_SHIFT, PG_referenced, IN_ARENA)
             return io
         return self.readv_into(key, offset, [ram[a:a + n] for a, n in runs], vm_id, length)
 
     def read_runs_hit(self, key, offset: int, ram, runs, length: int):
-        """read_runs_into's common case alone: whole pages, all cached, copied and their accesses noted;
+        """read_runs_into's common case alone: whole pages, all cached, read and their accesses noted;
         returns the pages read (all hits), or None with nothing done."""
         if length and not (offset | length) & (PAGE_SIZE - 1):
             pages = self._files.get(key)
             if pages is not None:
                 count = length >> PAGE_SHIFT
                 promote = _hostcache.read_hits(pages, offset >> PAGE_SHIFT, count, self._chunk_views,
-                                               ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, runs, ram)
+                                               ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, IN_ARENA,
+                                               self._rereader(key), self._run_limit, runs, ram)
                 if promote is not None:
                     for slot in promote:
                         self._activate(slot)
@@ -266,11 +301,12 @@ class HostPageCache:
                     return count
         return None
 
-    def _read_hits(self, pages, first: int, count: int, dests, io) -> bool:
-        """The common case of a read: whole pages, all cached; one copy and one promotion each.
+    def _read_hits(self, key, pages, first: int, count: int, dests, io) -> bool:
+        """The common case of a read: whole pages, all cached; read and promoted.
         False, with nothing done, if a page is missing."""
         promote = _hostcache.read_hits(pages, first, count, self._chunk_views, ARENA_CHUNK_SHIFT, self._flags,
-                                       PG_referenced, PG_active, dests)
+                                       PG_referenced, PG_active, IN_ARENA, self._rereader(key), self._run_limit,
+                                       dests)
         if promote is None:
             return False
         for slot in promote:
@@ -280,28 +316,25 @@ class HostPageCache:
         return True
 
     def _fill_run(self, key, pages, first, n, dest, offset, end, vm_id, io) -> None:
-        """Load n consecutive missing pages with one read, insert them, copy them out."""
+        """Load n consecutive missing pages with one read straight into dest, and insert them."""
         reader = self._reader(key)
         slots = []
         try:
             for _ in range(n):
                 slots.append(self._alloc_slot(io))
-            reader(first, [self._page(slot) for slot in slots])
+            _read_run(reader, self._span_reader(key), first, n, dest, offset, end)
         except BaseException:
             self._free_slots(slots)
             raise
         io.loaded += n
         io.load_runs += 1
         self.disk_reads_pages += n
-        views = self._chunk_views
         for i, slot in enumerate(slots):
-            index = first + i
-            self._install(slot, key, index, vm_id, pages)
-            page_start = index << PAGE_SHIFT
-            lo = offset if offset > page_start else page_start
-            hi = end if end < page_start + PAGE_SIZE else page_start + PAGE_SIZE
-            base = (slot & _CHUNK_MASK) << PAGE_SHIFT
-            dest[lo - offset:hi - offset] = views[slot >> ARENA_CHUNK_SHIFT][base + lo - page_start:base + hi - page_start]
+            self._install(slot, key, first + i, vm_id, pages)
+
+    def _reread_run(self, key, first, n, dest, offset, end) -> None:
+        """The bytes of n consecutive clean cached pages, from the image straight into dest."""
+        _read_run(self._rereader(key), None, first, n, dest, offset, end)
 
     def write_from(self, key, offset: int, data, vm_id) -> CacheIO:
         """Copy data into the cached pages of [offset, offset+len(data)) and mark them dirty.
@@ -321,10 +354,11 @@ class HostPageCache:
             lo = offset if offset > page_start else page_start
             hi = end if end < page_start + PAGE_SIZE else page_start + PAGE_SIZE
             slot = pages.get(index)
+            partial = hi - lo < PAGE_SIZE
             if slot is None:
                 io.misses += 1
                 slot = self._alloc_slot(io)
-                if hi - lo < PAGE_SIZE:
+                if partial:
                     try:
                         self._reader(key)(index, [self._page(slot)])
                     except BaseException:
@@ -337,8 +371,11 @@ class HostPageCache:
             else:
                 io.hits += 1
                 self._mark_page_accessed(slot)
+                if partial and not self._flags[slot] & IN_ARENA:
+                    self._rereader(key)(index, [self._page(slot)])    # the rest of the page, into the arena
             base = (slot & _CHUNK_MASK) << PAGE_SHIFT
             views[slot >> ARENA_CHUNK_SHIFT][base + lo - page_start:base + hi - page_start] = data[lo - offset:hi - offset]
+            self._flags[slot] |= IN_ARENA
             self._set_dirty(slot)
         self.hits += io.hits
         self.misses += io.misses
@@ -449,7 +486,13 @@ class HostPageCache:
     def peek(self, key, index: int):
         """The cached bytes of one page, or None."""
         slot = self._files.get(key, {}).get(index)
-        return None if slot is None else bytes(self._page(slot))
+        if slot is None:
+            return None
+        if self._flags[slot] & IN_ARENA:
+            return bytes(self._page(slot))
+        page = bytearray(PAGE_SIZE)
+        self._rereader(key)(index, [memoryview(page)])
+        return bytes(page)
 
     def owner_of(self, key, index: int):
         slot = self._files.get(key, {}).get(index)
@@ -490,6 +533,7 @@ class HostPageCache:
                 assert bool(flags[slot] & PG_active) == is_active, f"slot {slot} PG_active disagrees with its list"
                 dirty = bool(flags[slot] & PG_dirty)
                 assert dirty == (index in self._dirty.get(key, ())), f"slot {slot} PG_dirty disagrees with the dirty set"
+                assert not dirty or flags[slot] & IN_ARENA, f"dirty slot {slot} has no bytes in the arena"
                 c = charge.setdefault(self._slot_owner[slot], [0, 0, 0])
                 c[_CHARGE_PAGES] += 1
                 c[_CHARGE_ACTIVE] += is_active
@@ -646,6 +690,29 @@ class HostPageCache:
             chunk.close()
         self._chunk_views.clear()
         self._chunks.clear()
+
+
+def _read_run(read, read_span, first: int, n: int, dest, offset: int, end: int) -> None:
+    """read(first, buffers) of pages first..first+n-1 straight into their part of dest, which holds bytes
+    [offset, end): views of dest for whole pages (one view through read_span, when given, if every page is
+    whole), a bounce page for an edge page dest holds only part of."""
+    start, stop = first << PAGE_SHIFT, (first + n) << PAGE_SHIFT
+    if start >= offset and stop <= end and read_span is not None:
+        read_span(first, dest[start - offset:stop - offset])
+        return
+    buffers, bounces = [], []
+    for page_start in range(start, stop, PAGE_SIZE):
+        if page_start >= offset and page_start + PAGE_SIZE <= end:
+            buffers.append(dest[page_start - offset:page_start + PAGE_SIZE - offset])
+        else:
+            bounce = memoryview(bytearray(PAGE_SIZE))
+            buffers.append(bounce)
+            bounces.append((bounce, page_start))
+    read(first, buffers)
+    for bounce, page_start in bounces:
+        lo = offset if offset > page_start else page_start
+        hi = end if end < page_start + PAGE_SIZE else page_start + PAGE_SIZE
+        dest[lo - offset:hi - offset] = bounce[lo - page_start:hi - page_start]
 
 
 def byte_view(buffer) -> memoryview:

@@ -287,6 +287,7 @@ class Image:
     def __init__(self, npages):
         self.data = bytearray(random.Random(npages).randbytes(npages * PAGE_SIZE))
         self.loads = []
+        self.rereads = []
 
     def read_pages(self, first, buffers):
         self.loads.append((first, len(buffers)))
@@ -298,6 +299,12 @@ class Image:
         n = len(buffer) // PAGE_SIZE
         self.loads.append((first, n))
         buffer[:] = self.data[first * PAGE_SIZE:(first + n) * PAGE_SIZE]
+
+    def reread_pages(self, first, buffers):
+        """The bytes of pages the cache holds clean (no load)."""
+        self.rereads.append((first, len(buffers)))
+        for i, b in enumerate(buffers):
+            b[:] = self.data[(first + i) * PAGE_SIZE:(first + i + 1) * PAGE_SIZE]
 
     def write_pages(self, first, buffers):
         pass
@@ -338,7 +345,8 @@ def _read_fill_steps(steps, capacity, monkeypatch):
             first = min(first, 60 - n)
             results = []
             for module, native, cache, img in sides:
-                cache._backing["img"] = (img.read_pages, img.write_pages, img.read_span if native else None)
+                cache._backing["img"] = (img.read_pages, img.write_pages, img.read_span if native else None,
+                                         img.reread_pages)
                 monkeypatch.setattr(host_cache_mod, "_hostcache", module)
                 monkeypatch.setattr(host_cache_mod, "NATIVE_FILL", native)
                 if op == "drop":
@@ -357,6 +365,7 @@ def _read_fill_steps(steps, capacity, monkeypatch):
             states = [cache_state(cache) for _, _, cache, _ in sides]
             assert states[0] == states[1] == states[2]
             assert sides[0][3].loads == sides[1][3].loads == sides[2][3].loads
+            assert sides[0][3].rereads == sides[1][3].rereads == sides[2][3].rereads
     finally:
         for _, _, cache, _ in sides:
             cache.close()
@@ -386,27 +395,32 @@ def test_the_host_cache_fills_natively(monkeypatch):
     assert bytes(ram[:8 * PAGE_SIZE]) == bytes(image.data[:8 * PAGE_SIZE])
 
 
-def test_a_fill_of_slots_that_follow_each_other_is_one_read_into_one_buffer():
-    """Fresh slots are consecutive in the arena: the image's read_span loads them with one buffer; without a
-    read_span (or for slots from the free list) read_pages gets a buffer per page; the same bytes either way."""
+def test_a_fill_into_one_stretch_of_ram_is_one_read_into_it():
+    """A load goes straight into guest RAM: one buffer through the image's read_span when the pages'
+    destination is one stretch, a buffer per page through read_pages when it is scattered (or without a
+    read_span), a bounce page for a page split between two buffers; the same bytes every way, and the arena
+    never written."""
     for with_span in (True, False):
         image = Image(16)
         calls = []
         span = (lambda first, buffer: (calls.append(("span", first, len(buffer))), image.read_span(first, buffer))) \
             if with_span else None
-        pages = lambda first, buffers: (calls.append(("pages", first, len(buffers))), image.read_pages(first, buffers))
+        pages = lambda first, buffers: (calls.append(("pages", first, [len(b) for b in buffers])),
+                                        image.read_pages(first, buffers))
         cache = HostPageCache(64)
         cache.register_backing("img", pages, image.write_pages, span)
         ram = bytearray(16 * PAGE_SIZE)
         cache.read_runs_into("img", 0, memoryview(ram), [(0, 8 * PAGE_SIZE)], 1, 8 * PAGE_SIZE)
-        cache.drop("img", 2, 3)                                  # slots 2..4 back on the free list
-        cache.read_runs_into("img", 2 * PAGE_SIZE, memoryview(ram), [(8 * PAGE_SIZE, 3 * PAGE_SIZE)], 1,
-                             3 * PAGE_SIZE)
+        cache.drop("img", 2, 3)
+        runs = [(10 * PAGE_SIZE, PAGE_SIZE + 512), (8 * PAGE_SIZE, 2 * PAGE_SIZE - 512)]    # page 3 split
+        cache.read_runs_into("img", 2 * PAGE_SIZE, memoryview(ram), runs, 1, 3 * PAGE_SIZE)
+        assert not any(b"".join(bytes(v) for v in cache._chunk_views))
         cache.close()
-        first = ("span", 0, 8 * PAGE_SIZE) if with_span else ("pages", 0, 8)
-        assert calls == [first, ("pages", 2, 3)]
+        first = ("span", 0, 8 * PAGE_SIZE) if with_span else ("pages", 0, [PAGE_SIZE] * 8)
+        assert calls == [first, ("pages", 2, [PAGE_SIZE] * 3)]
         assert bytes(ram[:8 * PAGE_SIZE]) == bytes(image.data[:8 * PAGE_SIZE])
-        assert bytes(ram[8 * PAGE_SIZE:11 * PAGE_SIZE]) == bytes(image.data[2 * PAGE_SIZE:5 * PAGE_SIZE])
+        got = bytes(ram[10 * PAGE_SIZE:11 * PAGE_SIZE + 512] + ram[8 * PAGE_SIZE:10 * PAGE_SIZE - 512])
+        assert got == bytes(image.data[2 * PAGE_SIZE:5 * PAGE_SIZE])
 
 
 # --- booted guests ----------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ class MemoryImage:
 
     def __init__(self, npages: int, seed: int = 0):
         self.data = bytearray((seed + i * 7 + i // 251) % 256 for i in range(npages * PAGE_SIZE))
-        self.reads = []          # (first_page, npages) per call
+        self.reads = []          # (first_page, npages) per call: loads from the disk
+        self.rereads = []        # the same for bytes of pages the cache holds clean
         self.writes = []
         self.fail_reads = False
 
@@ -19,6 +20,12 @@ class MemoryImage:
         if self.fail_reads:
             raise OSError(5, "injected read error")
         self.reads.append((first, len(buffers)))
+        for i, b in enumerate(buffers):
+            start = (first + i) * PAGE_SIZE
+            b[:] = self.data[start:start + PAGE_SIZE]
+
+    def reread_pages(self, first, buffers):
+        self.rereads.append((first, len(buffers)))
         for i, b in enumerate(buffers):
             start = (first + i) * PAGE_SIZE
             b[:] = self.data[start:start + PAGE_SIZE]
@@ -36,7 +43,7 @@ class MemoryImage:
 def make_cache(capacity, *images):
     cache = HostPageCache(capacity)
     for key, image in images:
-        cache.register_backing(key, image.read_pages, image.write_pages)
+        cache.register_backing(key, image.read_pages, image.write_pages, reread_pages=image.reread_pages)
     return cache
 
 
@@ -72,7 +79,43 @@ def test_consecutive_misses_load_with_one_read():
     data, io = read(cache, "img", 0, 16 * PAGE_SIZE)
     assert data == bytes(image.data[:16 * PAGE_SIZE])
     assert image.reads == [(4, 1), (0, 4), (5, 11)]
+    assert image.rereads == [(4, 1)]                            # the hit: its bytes are the image's
     assert (io.hits, io.misses, io.loaded, io.load_runs) == (1, 15, 15, 2)
+
+
+def arena_bytes(cache) -> bytes:
+    return b"".join(bytes(view) for view in cache._chunk_views)
+
+
+def test_a_clean_page_keeps_no_copy_in_the_arena():
+    """The image's page cache holds a clean page's bytes: reads go straight from the image to the
+    destination, one re-read per run of hits, and the arena stays untouched (no host memory spent twice)."""
+    image = MemoryImage(16)
+    cache = make_cache(16, ("img", image))
+    read(cache, "img", 0, 8 * PAGE_SIZE)
+    assert arena_bytes(cache).count(0) == len(arena_bytes(cache))
+    data, io = read(cache, "img", 2 * PAGE_SIZE, 4 * PAGE_SIZE)
+    assert data == bytes(image.data[2 * PAGE_SIZE:6 * PAGE_SIZE]) and (io.hits, io.loaded) == (4, 0)
+    assert image.reads == [(0, 8)] and image.rereads == [(2, 4)]
+    assert arena_bytes(cache).count(0) == len(arena_bytes(cache))
+
+
+def test_a_dirty_page_is_read_from_the_arena_and_a_partial_write_rereads_a_clean_one():
+    image = MemoryImage(8)
+    cache = make_cache(8, ("img", image))
+    read(cache, "img", 0, 4 * PAGE_SIZE)                         # pages 0-3 cached clean
+    io = cache.write_from("img", PAGE_SIZE + 100, b"w" * 10, 1)  # a hit: the page's bytes come first
+    assert (io.hits, io.misses, io.loaded) == (1, 0, 0) and image.rereads == [(1, 1)]
+    image.rereads.clear()
+    data, io = read(cache, "img", 0, 4 * PAGE_SIZE)
+    want = bytearray(image.data[:4 * PAGE_SIZE])
+    want[PAGE_SIZE + 100:PAGE_SIZE + 110] = b"w" * 10
+    assert data == want and image.page(1) != want[PAGE_SIZE:2 * PAGE_SIZE]   # not written back yet
+    assert image.rereads == [(0, 1), (2, 2)]                     # page 1 from the arena, between the runs
+    cache.writeback()
+    image.rereads.clear()
+    assert read(cache, "img", 0, 4 * PAGE_SIZE)[0] == want and image.rereads == [(0, 1), (2, 2)]
+    check_lists(cache)
 
 
 def test_unaligned_byte_ranges_copy_exactly():

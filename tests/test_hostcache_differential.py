@@ -4,13 +4,31 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cython_ext
-from devices.host_cache import ARENA_CHUNK_SHIFT, PAGE_SIZE, PG_active, PG_referenced, HostPageCache
+from devices.host_cache import ARENA_CHUNK_SHIFT, IN_ARENA, PAGE_SIZE, PG_active, PG_referenced, HostPageCache
 
 compiled = cython_ext.load("hostcache", pure=False)
 pure = cython_ext.load("hostcache", pure=True)
 
 CHUNK_SHIFT = 2                      # 4 slots per chunk: runs cross chunks often
 NSLOTS = 16
+RUN_LIMIT = 3                        # re-read runs are cut often
+
+
+class Rereads:
+    """An image's reread_pages: page i holds bytes (i * 5 + 11) & 0xFF; logs each call (first, npages)."""
+
+    def __init__(self):
+        self.calls = []
+
+    @staticmethod
+    def page(index):
+        return bytes([(index * 5 + 11) & 0xFF]) * PAGE_SIZE
+
+    def __call__(self, first, buffers):
+        self.calls.append((first, len(buffers)))
+        for i, b in enumerate(buffers):
+            assert len(b) == PAGE_SIZE
+            b[:] = self.page(first + i)
 
 
 def test_the_compiled_module_is_native():
@@ -19,31 +37,37 @@ def test_the_compiled_module_is_native():
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(pages=st.dictionaries(st.integers(0, 20), st.integers(0, NSLOTS - 1), max_size=20),
-       flags=st.lists(st.integers(0, 7), min_size=NSLOTS, max_size=NSLOTS),
+       flags=st.lists(st.integers(0, 15), min_size=NSLOTS, max_size=NSLOTS),
        first=st.integers(0, 20), count=st.integers(0, 6),
        pieces=st.lists(st.integers(0, 3 * PAGE_SIZE), max_size=8))
 def test_read_hits_compiled_equals_pure(pages, flags, first, count, pieces):
-    """Destinations of any sizes (empty ones, pages straddling two of them, too little room)."""
+    """Destinations of any sizes (empty ones, pages straddling two of them, too little room); pages with
+    their bytes in the arena and clean ones re-read from the image, mixed."""
     arena = bytes((i * 7 + 3) & 0xFF for i in range(NSLOTS * PAGE_SIZE))
     results = []
     for module in (compiled, pure):
         chunks = [memoryview(bytearray(arena[c * 4 * PAGE_SIZE:(c + 1) * 4 * PAGE_SIZE])) for c in range(NSLOTS // 4)]
         f = bytearray(flags)
         dests = [bytearray(b"\xee" * n) for n in pieces]
+        reread = Rereads()
         try:
             promote = module.read_hits(dict(pages), first, count, chunks, CHUNK_SHIFT, f, PG_referenced, PG_active,
-                                       [memoryview(d) for d in dests])
-            results.append(("ok", promote, bytes(f), b"".join(dests)))
+                                       IN_ARENA, reread, RUN_LIMIT, [memoryview(d) for d in dests])
+            results.append(("ok", promote, bytes(f), b"".join(dests), reread.calls))
         except ValueError as err:
-            results.append(("error", str(err), bytes(f), b"".join(dests)))
+            results.append(("error", str(err), bytes(f), b"".join(dests), reread.calls))
     assert results[0] == results[1]
-    kind, promote, f, out = results[0]
+    kind, promote, f, out, calls = results[0]
     if kind == "ok" and promote is not None:
         for i in range(count):
             slot = pages[first + i]
-            assert out[i * PAGE_SIZE:(i + 1) * PAGE_SIZE] == arena[slot * PAGE_SIZE:(slot + 1) * PAGE_SIZE]
+            want = arena[slot * PAGE_SIZE:(slot + 1) * PAGE_SIZE] if flags[slot] & IN_ARENA else \
+                Rereads.page(first + i)
+            assert out[i * PAGE_SIZE:(i + 1) * PAGE_SIZE] == want
+        clean = [first + i for i in range(count) if not flags[pages[first + i]] & IN_ARENA]
+        assert sum(n for _, n in calls) == len(clean) and all(n <= RUN_LIMIT for _, n in calls)
     else:
-        assert out == b"\xee" * sum(pieces)          # nothing copied
+        assert out == b"\xee" * sum(pieces) and not calls          # nothing read
 
 
 class Image:
@@ -71,8 +95,12 @@ class ReferenceCache(HostPageCache):
             return super().read_into(key, offset, dest, vm_id)
         views = self._chunk_views
         for i, slot in enumerate(slots):
-            base = (slot & ((1 << ARENA_CHUNK_SHIFT) - 1)) * PAGE_SIZE
-            dest[i * PAGE_SIZE:(i + 1) * PAGE_SIZE] = views[slot >> ARENA_CHUNK_SHIFT][base:base + PAGE_SIZE]
+            page = dest[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]
+            if self._flags[slot] & IN_ARENA:
+                base = (slot & ((1 << ARENA_CHUNK_SHIFT) - 1)) * PAGE_SIZE
+                page[:] = views[slot >> ARENA_CHUNK_SHIFT][base:base + PAGE_SIZE]
+            else:
+                self._rereader(key)(first + i, [page])
             self._mark_page_accessed(slot)
         self.hits += n
 
@@ -115,7 +143,7 @@ def test_cache_reads_match_the_python_reference(reads, capacity):
 
 @settings(max_examples=200, deadline=None, database=None)
 @given(pages=st.dictionaries(st.integers(0, 20), st.integers(0, NSLOTS - 1), max_size=20),
-       flags=st.lists(st.integers(0, 7), min_size=NSLOTS, max_size=NSLOTS),
+       flags=st.lists(st.integers(0, 15), min_size=NSLOTS, max_size=NSLOTS),
        first=st.integers(0, 20), count=st.integers(0, 6),
        runs=st.lists(st.tuples(st.integers(-8, 9 * PAGE_SIZE), st.integers(0, 3 * PAGE_SIZE)), max_size=8))
 def test_read_hits_into_ram_runs_compiled_equals_pure(pages, flags, first, count, runs):
@@ -126,13 +154,24 @@ def test_read_hits_into_ram_runs_compiled_equals_pure(pages, flags, first, count
         chunks = [memoryview(bytearray(arena[c * 4 * PAGE_SIZE:(c + 1) * 4 * PAGE_SIZE])) for c in range(NSLOTS // 4)]
         f = bytearray(flags)
         ram = bytearray(b"\xee" * (10 * PAGE_SIZE))
+        reread = Rereads()
         try:
             promote = module.read_hits(dict(pages), first, count, chunks, CHUNK_SHIFT, f, PG_referenced, PG_active,
-                                       list(runs), memoryview(ram))
-            results.append(("ok", promote, bytes(f), bytes(ram)))
+                                       IN_ARENA, reread, RUN_LIMIT, list(runs), memoryview(ram))
+            results.append(("ok", promote, bytes(f), bytes(ram), reread.calls))
         except ValueError as err:
-            results.append(("error", str(err), bytes(f), bytes(ram)))
+            results.append(("error", str(err), bytes(f), bytes(ram), reread.calls))
     assert results[0] == results[1]
+    kind, promote, f, ram, calls = results[0]
+    spans = sorted((a, a + n) for a, n in runs if n)
+    overlap = any(b > c for (_, b), (c, _) in zip(spans, spans[1:]))
+    if kind == "ok" and promote is not None and not overlap:
+        got = b"".join(ram[a:a + n] for a, n in runs)[:count * PAGE_SIZE]
+        for i in range(count):
+            slot = pages[first + i]
+            want = arena[slot * PAGE_SIZE:(slot + 1) * PAGE_SIZE] if flags[slot] & IN_ARENA else \
+                Rereads.page(first + i)
+            assert got[i * PAGE_SIZE:(i + 1) * PAGE_SIZE] == want
 
 
 @settings(max_examples=60, deadline=None, database=None)
