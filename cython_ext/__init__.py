@@ -5,7 +5,6 @@ Under BALLAST_PURE=1 each such module is imported under its own name from its .p
 (`cython_ext.reclaim` is cython_ext/reclaim.py), so pdb finds it by that name:
 `b cython_ext.reclaim:LINE`, `b cython_ext.reclaim.Reclaim.shrink_page_list`."""
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -22,8 +21,9 @@ def _source(name: str):
     return path if path.is_file() else None
 
 
-class _PureSourceFinder(importlib.abc.MetaPathFinder):
-    """BALLAST_PURE=1: `import cython_ext.X` takes X.py even where the compiled X.so sits beside it."""
+class _PureSourceFinder:
+    """BALLAST_PURE=1: `import cython_ext.X` takes X.py even where the compiled X.so sits beside it. A meta
+    path finder needs only find_spec (importlib.abc's base class would load importlib.abc at every start)."""
 
     def find_spec(self, fullname, path=None, target=None):
         package, _, name = fullname.rpartition(".")

@@ -4,7 +4,7 @@ import pytest
 
 from ballast_testlib import boot
 from guestos.kernel.syscall_64 import (SYSCALL_ARGS, SYSCALL_ENTRIES, SYSCALL_NAMES, SYSCALL_TABLE, _make_entry,
-                                       arg_conversion, convert_arg, is_user_pointer)
+                                       arg_conversion, convert_arg, is_user_pointer, syscall_entry)
 from guestos.kernel.syscall_tbl import SYSCALLS
 
 GARBAGE = 0xDEADBEEF00000000
@@ -52,10 +52,22 @@ def test_dispatch_converts_each_argument_by_the_calls_declaration():
         converted = SYSCALL_ARGS[nr](*regs)
         assert converted[:len(args)] == tuple(convert_arg(t, r) for (t, _), r in zip(args, regs))
     # the entries dispatch calls hand their handlers the same values
-    assert set(SYSCALL_ENTRIES) == set(SYSCALL_TABLE)
     for nr in SYSCALL_TABLE:
         entry = _make_entry(lambda k, task, *values: values, SYSCALLS[nr][1])
         assert entry(None, None, *regs) == SYSCALL_ARGS[nr](*regs)
+
+
+def test_each_entry_is_made_once_at_its_calls_first_use():
+    # dispatch's entry of every implemented call: its handler behind its declaration's conversions,
+    # made once and kept; none for a named call that is not implemented (tuxcall) or an unnamed number
+    for nr, handler in SYSCALL_TABLE.items():
+        entry = syscall_entry(nr)
+        assert entry is syscall_entry(nr) is SYSCALL_ENTRIES[nr]
+        assert entry.__globals__["handler"] is handler
+        assert entry.__code__ is _make_entry(handler, SYSCALLS[nr][1]).__code__
+    assert set(SYSCALL_ENTRIES) == set(SYSCALL_TABLE)
+    assert syscall_entry(184) is None and syscall_entry(1000) is None
+    assert 184 not in SYSCALL_ENTRIES and 1000 not in SYSCALL_ENTRIES
 
 
 def test_unknown_calls_are_enosys_and_named_once(compile_c):

@@ -16,6 +16,11 @@ class Hardware:
         self.mmio_read = machine.mmio_read
         self.mmio_write = machine.mmio_write
 
+    def populate(self, paddr: int, length: int) -> None:
+        """A hint that the kernel is about to write all of [paddr, paddr + length): the host backs it in
+        one go instead of a page fault per page. What the guest sees does not change."""
+        self._machine.ram.populate([(paddr, length)])
+
     def port_in(self, port: int) -> int:
         return self._machine.port_in(port)
 

@@ -71,8 +71,10 @@ def parse_cmdline(cmdline: str):
 
 
 # --- the declaration --------------------------------------------------------------------------------
+# A kind is read-only once declared (frozen); nothing compares or hashes kinds (eq=False: no __eq__ and
+# __hash__ made at import), and a kind without fields is a plain class (a dataclass would add nothing).
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Integer:
     """A decimal (or 0x) integer in [minimum, maximum]; maximum may depend on the guest's RAM."""
     minimum: int
@@ -99,7 +101,7 @@ class Integer:
         return int(t, 16) if t.lstrip("+-")[:2].lower() == "0x" else int(t, 10)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Size(Integer):
     """A size in bytes as memparse() reads it (512M, 1G)."""
     what: str = "a size (e.g. 512M)"
@@ -108,7 +110,6 @@ class Size(Integer):
         return memparse(text)
 
 
-@dataclass(frozen=True)
 class Flag:
     """Present or not; a value is read as kstrtobool() does (1/y/on, 0/n/off)."""
     def parse(self, text, ram_bytes: int) -> bool:
@@ -122,7 +123,7 @@ class Flag:
         raise ParamError("not a boolean (1, y, on or 0, n, off)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Choice:
     """One of a few words; `bare` is what the option alone (no `=`) means."""
     choices: tuple
@@ -138,7 +139,7 @@ class Choice:
         return text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PolicyWord:
     """A word of the registered reclaim policies selected by one sysctl knob (guestos/mm/reclaim_policy.py):
     `unmapped_page_control=rfc`; `bare` is the word the option alone means. Parsed to the policy's name."""
@@ -157,7 +158,6 @@ class PolicyWord:
         return words[word]
 
 
-@dataclass(frozen=True)
 class PolicyNames:
     """Comma-separated names of registered reclaim policies (guestos/mm/reclaim_policy.py)."""
     def parse(self, text, ram_bytes: int) -> tuple:
@@ -178,7 +178,6 @@ class PolicyNames:
         return chosen
 
 
-@dataclass(frozen=True)
 class Text:
     """Any string (a path, a device name), resolved where it is used, as Linux does."""
     def parse(self, text, ram_bytes: int) -> str:
@@ -187,7 +186,6 @@ class Text:
         return text
 
 
-@dataclass(frozen=True)
 class MmioDevice:
     """virtio_mmio.device=SIZE@BASE:IRQ (Linux's vm_cmdline_set)."""
     def parse(self, text, ram_bytes: int) -> tuple:
@@ -206,7 +204,7 @@ class MmioDevice:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Param:
     """A kernel command-line parameter: its name, type, default and whether it may repeat."""
     name: str

@@ -39,9 +39,8 @@ from .printk import KERN_EMERG, KERN_ERR, KERN_INFO, KERN_NOTICE, KERN_WARNING, 
 from . import exit as kexit
 from .sched import TASK_INTERRUPTIBLE, Scheduler, Task, WouldBlock, run_to_completion
 from .signal import signal_name
-from .syscall_64 import SYSCALL_ENTRIES, SYSCALL_NAMES
+from .syscall_64 import SYSCALL_ENTRIES, SYSCALL_NAMES, syscall_entry
 from .syscall_32 import IA32_SYSCALL_NAMES, IA32_TO_X86_64
-from .strace import strace_start
 from .timer import TimerList
 from .vdso import VSYSCALL_ADDR, Vdso, emulate_vsyscall
 
@@ -123,6 +122,7 @@ class Kernel:
         if self.params.value("loglevel") is not None:
             self.printk.console_loglevel = self.params.value("loglevel")
         if self.params.value("strace"):
+            from .strace import strace_start        # lazily: its decoder tables load only when tracing
             strace_start(self)
         self.printk(KERN_INFO, f"Command line: {self.cmdline}")
         if unknown:
@@ -173,6 +173,7 @@ class Kernel:
         # every frame starts reserved; free ranges are handed to the buddy allocator below
         # (written 64 KiB at a time: one 8 MiB pattern for 512 MiB of RAM would cost its own build)
         raw = self.mem_map.raw
+        self.hw.populate(self.mem_map_paddr, len(raw))      # all written now: backed in one go, not per fault
         block = (1 << PG_reserved).to_bytes(8, "little").ljust(STRUCT_PAGE_SIZE, b"\0") * 1024
         for at in range(0, len(raw), len(block)):
             chunk = raw[at:at + len(block)]
@@ -781,7 +782,7 @@ class Kernel:
         self.hw.clock.charge(self.costs.syscall_ns)
         task.restart = None                          # a call that slept runs again from here
         task.woken_by_signal = False
-        entry = SYSCALL_ENTRIES.get(nr)
+        entry = SYSCALL_ENTRIES.get(nr) or syscall_entry(nr)      # made at the call's first use
         if entry is None:
             if nr not in self.unknown_syscalls:
                 name = SYSCALL_NAMES.get(nr)

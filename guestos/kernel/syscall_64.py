@@ -6,7 +6,7 @@ call runs (__SC_CAST): an `int` or `pid_t` is the low 32 bits sign-extended, an 
 `size_t` or `unsigned long` the whole register unsigned. glibc passes pid_t -1 as edi = 0xffffffff with
 anything in the upper half, so wait4(-1, ...) only works typed. The types come from syscall_tbl.SYSCALLS
 (generated from Linux); ARG_CONVERSIONS and convert_arg() say what each type becomes, and
-SYSCALL_ENTRIES[nr] applies them to the six registers at dispatch."""
+syscall_entry(nr) applies them to the six registers at dispatch."""
 import functools
 import types
 
@@ -135,5 +135,15 @@ SYSCALL_TABLE = {
     232: eventpoll.sys_epoll_wait, 281: eventpoll.sys_epoll_pwait, 441: eventpoll.sys_epoll_pwait2,
 }
 
-# the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME)
-SYSCALL_ENTRIES = {nr: _make_entry(handler, SYSCALLS[nr][1]) for nr, handler in SYSCALL_TABLE.items()}
+# the typed entry point of each implemented call (do_syscall_64 -> __x64_sys_NAME), made by
+# syscall_entry() at the call's first use: a run makes a few dozen calls of the 140, and making every
+# entry at import costs ~3 ms of start-up
+SYSCALL_ENTRIES = {}
+
+
+def syscall_entry(nr: int):
+    """The typed entry of call nr, made and kept in SYSCALL_ENTRIES; None for a call not implemented."""
+    entry = SYSCALL_ENTRIES.get(nr)
+    if entry is None and nr in SYSCALL_TABLE:
+        entry = SYSCALL_ENTRIES[nr] = _make_entry(SYSCALL_TABLE[nr], SYSCALLS[nr][1])
+    return entry

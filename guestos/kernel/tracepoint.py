@@ -32,8 +32,9 @@ _PASS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Event:
+    """One tracepoint in the schema: what it reports and its own fields (nothing compares two)."""
     doc: str
     fields: dict            # name -> (type, meaning)
 

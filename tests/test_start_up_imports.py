@@ -1,0 +1,53 @@
+"""Start-up: a run loads only what it uses. `from vmm import scenario` and a guest booted without
+`strace` leave the system call tracer, the debuggers, the sweep, the CLI and the plot and table
+libraries unloaded, and dispatch makes the typed entry of a system call at its first use only."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ONLY_WHEN_ASKED = ("guestos.kernel.strace", "vmm.cli", "vmm.debugger", "vmm.debug_views", "vmm.gdbstub",
+                   "vmm.trace", "vmm.sweep", "vmm.sweep_report", "vmm.demo", "vmm.watch", "vmm.mkdisk",
+                   "rich", "matplotlib", "dask", "pandas", "pyarrow", "textual", "tomllib")
+
+PROBE = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from vmm import scenario
+from vmm import firmware
+from vmm.machine import Machine, MachineConfig
+from guestos.kernel import syscall_64
+
+def loaded():
+    return sorted(name for name in {names!r} if name in sys.modules)
+
+at_import = dict(loaded=loaded(), entries=len(syscall_64.SYSCALL_ENTRIES))
+machine = Machine(MachineConfig(mem=64 << 20, cmdline={cmdline!r}))
+machine.load(firmware.read_program("hello"), "/bin/hello", [])
+status = machine.boot()
+machine.close()
+print(json.dumps(dict(at_import=at_import, status=status, loaded=loaded(),
+                      entries=sorted(syscall_64.SYSCALL_ENTRIES))))
+"""
+
+
+def probe(cmdline: str) -> dict:
+    child = subprocess.run([sys.executable, "-c", PROBE.format(repo=REPO, names=ONLY_WHEN_ASKED, cmdline=cmdline)],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    return json.loads(child.stdout.splitlines()[-1])
+
+
+def test_a_plain_run_loads_none_of_what_only_some_runs_use():
+    run = probe("")
+    assert run["at_import"] == dict(loaded=[], entries=0)
+    assert run["status"] == 0 and run["loaded"] == []
+    # the calls hello made (write, exit_group...) and no others
+    assert 1 in run["entries"] and 231 in run["entries"] and len(run["entries"]) < 20
+
+
+def test_strace_loads_the_tracer_when_asked():
+    run = probe("strace")
+    assert run["status"] == 0 and run["loaded"] == ["guestos.kernel.strace"]
