@@ -347,11 +347,15 @@ def _fill(cache, key, pages: dict, first: cython.Py_ssize_t, n: cython.Py_ssize_
     free: list = cache._free
     nviews: cython.Py_ssize_t = len(cache._chunk_views)
     slots = []
-    fresh: cython.Py_ssize_t
+    fresh: cython.Py_ssize_t = cache._fresh
     j: cython.Py_ssize_t
     s: cython.Py_ssize_t
+    if not free and (fresh + n - 1) >> chunk_shift < nviews:
+        slots = list(range(fresh, fresh + n))   # the common case: fresh slots in chunks already mapped
+        cache._used += n
+        cache._fresh = fresh + n
     try:
-        for j in range(n):
+        for j in range(n - len(slots)):
             fresh = cache._fresh
             if free or fresh >> chunk_shift == nviews:    # the rare cases: let _alloc_slot do them
                 slots.append(cache._alloc_slot(io))
