@@ -2,13 +2,13 @@
 access noted (devices.host_cache.HostPageCache._read_hits), and the cold one, misses given fresh slots, loaded
 and installed (read_fill, when nothing must be evicted).
 
-The arena holds the bytes of a page only when its slot's flags carry `in_arena` (every dirty page). A clean
-page's bytes are the image's own, which the real host's page cache under the image file holds: they are read
-from the image straight into the destination (`reread`, one call per run of such pages), as a miss is loaded
-(`reader`), with no copy through the arena. A page that straddles two destination buffers goes through a
-bounce page.
+A miss is loaded from the image straight into the destination (`reader`), with no copy through the arena;
+a page that straddles two destination buffers goes through a bounce page. A slot's bytes are in the arena
+only when its flags carry `in_arena`: every dirty page, and a clean page once it is read again (`materialize`
+re-reads a run of them from the image into their slots, one call per run); until then its bytes are the
+image's own, held by the real host's page cache under the image file.
 
-One source in Cython's pure-Python mode: compiled, the arena copies are a memcpy per stretch; uncompiled
+One source in Cython's pure-Python mode: compiled, the arena copies are a memcpy per page; uncompiled
 (BALLAST_PURE=1) it is plain Python for pdb."""
 import cython
 

@@ -172,7 +172,6 @@ class HostPageCache:
         except KeyError:
             raise LookupError(f"no backing image registered for {key!r}") from None
 
-
     # --- bulk I/O ---
 
     def read_into(self, key, offset: int, dest, vm_id) -> CacheIO:
@@ -282,7 +281,7 @@ class HostPageCache:
                 count = length >> PAGE_SHIFT
                 promote = _hostcache.read_hits(pages, offset >> PAGE_SHIFT, count, self._chunk_views,
                                                ARENA_CHUNK_SHIFT, self._flags, PG_referenced, PG_active, IN_ARENA,
-                                               self._backing[key][3], self._run_limit, runs, ram)
+                                               self._backing[key][3], self._run_limit, runs, ram)  # _rereader
                 if promote is not None:
                     for slot in promote:
                         self._activate(slot)
@@ -364,7 +363,7 @@ class HostPageCache:
                 io.hits += 1
                 self._mark_page_accessed(slot)
                 if partial and not self._flags[slot] & IN_ARENA:
-                    self._rereader(key)(index, [self._page(slot)])    # the rest of the page, into the arena
+                    self._materialize(key, pages, index, index)         # the rest of the page, into the arena
             base = (slot & _CHUNK_MASK) << PAGE_SHIFT
             views[slot >> ARENA_CHUNK_SHIFT][base + lo - page_start:base + hi - page_start] = data[lo - offset:hi - offset]
             self._flags[slot] |= IN_ARENA
