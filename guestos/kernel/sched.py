@@ -25,8 +25,6 @@ the task sleeps interruptibly with its `syscall` instruction rewound, and runs i
 too; the call then returns EINTR or runs again after the handler, as its
 restart rule and SA_RESTART say (signal.py: handle_signal_restart)."""
 from collections import deque
-from dataclasses import dataclass, field
-
 import greenlet
 
 from ..arch import vcpu_exits as X
@@ -81,27 +79,36 @@ class SignalStruct:
         self.group_stopped = False                  # job control: stopped until SIGCONT (SIGNAL_STOP_STOPPED)
 
 
-@dataclass(eq=False)
+class _Fresh:
+    """The default of a Task attribute that each task gets a new one of (its own dict or list)."""
+
+    def __init__(self, make):
+        self.make = make
+
+
 class Task:
-    """Linux's task_struct, the parts this kernel keeps: ids, mm, files, registers, signals and state."""
+    """Linux's task_struct, the parts this kernel keeps: ids, mm, files, registers, signals and state.
+
+    Task(pid=..., comm=..., NAME=value...) for any attribute below; the others take their defaults.
+    A plain class: a dataclass would compile a 72-argument __init__ and __repr__ at every start."""
     pid: int
     comm: str
     mm: object = None
     files: object = None
     exe_path: str = ""
-    regs: dict = field(default_factory=dict)   # registers to load before it first runs
+    regs: dict = _Fresh(dict)                   # registers to load before it first runs
     context: object = None                      # saved CPU state while it is off the CPU
     state: str = TASK_RUNNING
     exit_code: int = 0                          # wait status: code << 8, or the killing signal
     parent: "Task" = None
-    children: list = field(default_factory=list)
-    sigactions: dict = field(default_factory=dict)
+    children: list = _Fresh(list)
+    sigactions: dict = _Fresh(dict)
     sigmask: int = 0
-    pending: dict = field(default_factory=dict)     # signal -> siginfo, waiting for a handler
-    sigframes: list = field(default_factory=list)   # (ucontext address, saved CPU state) per handler
+    pending: dict = _Fresh(dict)                # signal -> siginfo, waiting for a handler
+    sigframes: list = _Fresh(list)              # (ucontext address, saved CPU state) per handler
     clear_child_tid: int = 0
     robust_list: int = 0
-    rlimits: dict = field(default_factory=dict)  # resource -> (soft, hard) set by this task or inherited
+    rlimits: dict = _Fresh(dict)                # resource -> (soft, hard) set by this task or inherited
     pgid: int = 0                               # process group: init starts in the kernel's, 0
     rseq: int = 0
     exit_signal: int = 17                       # sent to the parent at exit (clone's CSIGNAL bits)
@@ -157,7 +164,16 @@ class Task:
     in_kernel_sleep: bool = False               # its kernel stack is suspended inside a wait (until it resumes)
     exiting: bool = False                       # PF_EXITING: its exit has begun
 
-    def __post_init__(self):
+    def __init__(self, pid: int, comm: str, **given):
+        self.pid = pid
+        self.comm = comm
+        for name, default in _TASK_DEFAULTS:            # every attribute, in the order declared
+            if name in given:
+                setattr(self, name, given.pop(name))
+            else:
+                setattr(self, name, default.make() if type(default) is _Fresh else default)
+        if given:
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {next(iter(given))!r}")
         if not self.tgid:
             self.tgid = self.pid
         if self.group_leader is None:
@@ -167,9 +183,15 @@ class Task:
         self.signal.threads.append(self)
         self.signal.live += 1
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pid={self.pid}, comm={self.comm!r}, state={self.state!r})"
+
     @property
     def exited(self) -> bool:
         return self.state in EXITED_STATES
+
+
+_TASK_DEFAULTS = tuple((name, getattr(Task, name)) for name in Task.__annotations__ if name not in ("pid", "comm"))
 
 
 # kernel/sched.c: the load weight of each nice level, -20 to 19
@@ -203,8 +225,7 @@ for _name in ("cwd", "cwd_ino", "umask"):
 
 
 class KernelThread(Task):
-    """A kernel thread (kthread_run): `body` is the generator it runs. A plain subclass: a dataclass
-    would make a second 73-argument __init__ and __repr__ at import (~1.5 ms of start-up)."""
+    """A kernel thread (kthread_run): `body` is the generator it runs."""
 
     def __init__(self, body, **task_fields):
         super().__init__(kthread=True, **task_fields)
