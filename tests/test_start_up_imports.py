@@ -1,6 +1,6 @@
 """Start-up: a run loads only what it uses. `from vmm import scenario` and a guest booted without
-`strace` leave the system call tracer, the debuggers, the sweep, the CLI and the plot and table
-libraries unloaded, and dispatch makes the typed entry of a system call at its first use only, without
+`strace` leave the system call tracer, the debuggers, the sweep, the CLI, the scenario schema, run and
+summary, and the plot and table libraries unloaded, and dispatch makes the typed entry of a system call at its first use only, without
 compiling anything."""
 import json
 import os
@@ -11,6 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ONLY_WHEN_ASKED = ("guestos.kernel.strace", "vmm.cli", "vmm.debugger", "vmm.debug_views", "vmm.gdbstub",
                    "vmm.trace", "vmm.sweep", "vmm.sweep_report", "vmm.demo", "vmm.watch", "vmm.mkdisk",
+                   "vmm.scenario_file", "vmm.scenario_run", "vmm.summary",
                    "rich", "matplotlib", "dask", "pandas", "pyarrow", "textual", "tomllib")
 
 PROBE = """
@@ -56,3 +57,19 @@ def test_a_plain_run_loads_none_of_what_only_some_runs_use():
 def test_strace_loads_the_tracer_when_asked():
     run = probe("strace")
     assert run["status"] == 0 and run["loaded"] == ["guestos.kernel.strace"]
+
+
+def test_the_scenario_facade_loads_the_schema_run_and_summary_at_first_use():
+    code = """
+import sys
+from vmm import scenario
+before = [m in sys.modules for m in ("vmm.scenario_file", "vmm.scenario_run", "vmm.summary")]
+from vmm.scenario import Step, run
+from vmm import scenario_file, scenario_run, summary
+assert Step is scenario_file.Step and run is scenario_run.run and scenario.exit_text is summary.exit_text
+assert "summary_table" in dir(scenario)
+print(before)
+"""
+    child = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["[False,", "False,", "False]"]
