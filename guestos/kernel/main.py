@@ -30,7 +30,7 @@ from ..mm import pagecache_control, reclaim_policy, vmscan
 from ..mm.lru import LRU_ACTIVE_ANON, LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
 from ..mm.swapfile import SwapArea, SwapError
-from . import tracepoint, traps
+from . import traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
 from .cmdline import ParamError, check_params, check_sysctl_vm, parse_cmdline
 from .errno import EACCES, EINTR, EISDIR, ENOENT, ENOSYS, ENXIO, EROFS, SyscallError
@@ -84,6 +84,7 @@ class Kernel:
         self.last_fatal = None
         self.tracepoints = None         # guestos/kernel/tracepoint.py: None while nobody traces
         for sink in getattr(hw, "trace_sinks", ()):      # a tracer attached before boot
+            from . import tracepoint                       # loaded only when someone traces
             tracepoint.enable(self).subscribe(sink)
         self.pagevec = []               # (mm, pfn, vaddr, kind) waiting for lru_add_drain
         self.current_mm = None
