@@ -7,10 +7,9 @@ strings they point to) the way Linux does.  Only static programs load: ET_EXEC,
 or ET_DYN without PT_INTERP (static-pie).
 """
 
-from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import Array, Bytes, ConstructError, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
@@ -202,8 +201,7 @@ class ENOEXEC(Exception):
         super().__init__(" ".join(message.split()))
 
 
-@dataclass(frozen=True)
-class LoadSegment:
+class LoadSegment(NamedTuple):
     """One PT_LOAD. vaddr is the run-time address (load_bias already added).
 
     Map file bytes [offset, offset+filesz) at vaddr and zero-fill up to
@@ -234,8 +232,7 @@ class LoadSegment:
         return self.vaddr + self.memsz
 
 
-@dataclass(frozen=True)
-class TlsSegment:
+class TlsSegment(NamedTuple):
     """PT_TLS: the initial TLS image (vaddr has load_bias added)."""
 
     vaddr: int
@@ -245,8 +242,7 @@ class TlsSegment:
     align: int
 
 
-@dataclass(frozen=True)
-class ElfImage:
+class ElfImage(NamedTuple):
     """A loaded ELF program: its entry point, program headers, PT_LOAD and TLS segments."""
     entry: int  # run-time entry point (AT_ENTRY)
     phdr_vaddr: int  # run-time address of the program headers (AT_PHDR)
