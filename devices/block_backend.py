@@ -16,6 +16,7 @@ write touched are invalidated afterwards.
 """
 import errno
 from dataclasses import dataclass, asdict
+from typing import NamedTuple
 
 from .disk import PAGE_SHIFT, PAGE_SIZE, SECTOR_SIZE, DiskImage, DiskProfile, HostCosts
 from .host_cache import CacheIO, HostPageCache, byte_view
@@ -23,8 +24,7 @@ from .host_cache import CacheIO, HostPageCache, byte_view
 SERIAL_MAX = 20          # virtio-blk GET_ID answers 20 bytes
 
 
-@dataclass(frozen=True)
-class CacheMode:
+class CacheMode(NamedTuple):
     """One of QEMU's cache modes (writeback, none, writethrough, directsync, unsafe) as three switches."""
     name: str
     host_cache: bool      # data goes through the host page cache (else O_DIRECT)

@@ -8,7 +8,7 @@ import ctypes
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SECTOR_SIZE = 512
 PAGE_SHIFT = 12
@@ -300,8 +300,7 @@ class SnapshotDiskImage(DiskImage):
         self.fsyncs += 1                    # durable for the VM's lifetime, by design
 
 
-@dataclass(frozen=True)
-class DiskProfile:
+class DiskProfile(NamedTuple):
     """What a physical disk under the host charges per request. Defaults are a datacenter NVMe SSD.
 
     A request costs its latency, plus `seek_ns` when it does not continue the previous request
@@ -346,13 +345,12 @@ PROFILES = {
     # no power-loss protection, so a flush is slow (choice: 1 ms).
     "ssd": DiskProfile(name="ssd", read_latency_ns=100_000, write_latency_ns=50_000, seek_ns=0,
                        read_mb_s=500, write_mb_s=450, flush_ns=1_000_000),
-    # NVMe SSD: ~80 us reads, ~20 us writes, ~3 GB/s (the dataclass defaults).
+    # NVMe SSD: ~80 us reads, ~20 us writes, ~3 GB/s (the defaults above).
     "nvme": DiskProfile(),
 }
 
 
-@dataclass(frozen=True)
-class HostCosts:
+class HostCosts(NamedTuple):
     """Work the host's CPU does for the disk (copies and metadata), in virtual nanoseconds.
 
     250 ns per 4 KiB copy matches the guest's copy_ns_per_kib (60) in vmm/clock.py.

@@ -9,7 +9,7 @@ Layouts are declared once with construct (`VirtqDesc`, `virtq_avail`, `virtq_use
 same layouts with precompiled `struct` formats, and tests/test_virtqueue.py holds the two to each other.
 """
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import Array, Int16ul, Int32ul, Int64ul, Struct
 
@@ -76,8 +76,7 @@ class QueueError(Exception):
     """The driver broke the ring protocol (a malformed chain or ring); the device must not trust the queue."""
 
 
-@dataclass(frozen=True, slots=True)
-class Descriptor:
+class Descriptor(NamedTuple):
     """One buffer of a descriptor chain, checked against guest RAM."""
     addr: int
     length: int

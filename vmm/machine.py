@@ -5,6 +5,7 @@ the zero page (command line, memory map, initrd) and calls the kernel's entry.""
 import os
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from functools import partial
 
 from . import loading_modules, machine_built
@@ -71,8 +72,7 @@ class MachineConfig:
     on_violation: str = "record"       # a guest touching a frame in the balloon: "record" or "stop"
 
 
-@dataclass(frozen=True)
-class BalloonViolation:
+class BalloonViolation(NamedTuple):
     """A guest access to a frame the host took back (it was in the balloon)."""
     pfn: int
     address: int                       # the virtual page the guest touched
