@@ -6,7 +6,7 @@ Every option the kernel reads is declared once in KERNEL_PARAMS with its type an
 checks its command line against it at boot (check_params) and the host calls the same check
 before it builds a machine, so a value the kernel cannot take is refused up front."""
 import shlex
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .costs import CostModel
 
@@ -71,11 +71,10 @@ def parse_cmdline(cmdline: str):
 
 
 # --- the declaration --------------------------------------------------------------------------------
-# A kind is read-only once declared (frozen); nothing compares or hashes kinds (eq=False: no __eq__ and
-# __hash__ made at import), and a kind without fields is a plain class (a dataclass would add nothing).
+# A kind with fields is an immutable record (a NamedTuple: nothing is compiled for it at import, as a
+# dataclass's methods are); a kind without fields is a plain class.
 
-@dataclass(frozen=True, eq=False)
-class Integer:
+class Integer(NamedTuple):
     """A decimal (or 0x) integer in [minimum, maximum]; maximum may depend on the guest's RAM."""
     minimum: int
     maximum: object                     # an int, or ram_bytes -> int
@@ -101,10 +100,12 @@ class Integer:
         return int(t, 16) if t.lstrip("+-")[:2].lower() == "0x" else int(t, 10)
 
 
-@dataclass(frozen=True, eq=False)
 class Size(Integer):
     """A size in bytes as memparse() reads it (512M, 1G)."""
-    what: str = "a size (e.g. 512M)"
+    __slots__ = ()
+
+    def __new__(cls, minimum: int, maximum, what: str = "a size (e.g. 512M)"):
+        return super().__new__(cls, minimum, maximum, what)
 
     def _read(self, text: str) -> int:
         return memparse(text)
@@ -123,8 +124,7 @@ class Flag:
         raise ParamError("not a boolean (1, y, on or 0, n, off)")
 
 
-@dataclass(frozen=True, eq=False)
-class Choice:
+class Choice(NamedTuple):
     """One of a few words; `bare` is what the option alone (no `=`) means."""
     choices: tuple
     bare: str = None
@@ -139,8 +139,7 @@ class Choice:
         return text
 
 
-@dataclass(frozen=True, eq=False)
-class PolicyWord:
+class PolicyWord(NamedTuple):
     """A word of the registered reclaim policies selected by one sysctl knob (guestos/mm/reclaim_policy.py):
     `unmapped_page_control=rfc`; `bare` is the word the option alone means. Parsed to the policy's name."""
     knob: str
@@ -204,8 +203,7 @@ class MmioDevice:
         return value
 
 
-@dataclass(frozen=True, eq=False)
-class Param:
+class Param(NamedTuple):
     """A kernel command-line parameter: its name, type, default and whether it may repeat."""
     name: str
     kind: object
