@@ -7,7 +7,6 @@ shrink_page_list() here for every batch it isolated; this module supplies the se
 ones (k.policies: guestos/mm/reclaim_policy.py), never by name here."""
 import math
 from array import array
-from dataclasses import dataclass
 from typing import Callable
 
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
@@ -22,20 +21,28 @@ SHRINK_BATCH = 128
 DEFAULT_SEEKS = 2
 
 
-@dataclass
 class ScanControl:
-    """Linux's struct scan_control: what one reclaim pass may do and what it did."""
-    nr_to_reclaim: int
-    current_is_kswapd: bool
-    may_writepage: bool = True
-    may_unmap: bool = True            # False: mapped pages stay (unmapped page-cache control)
-    may_swap: bool = True             # False: anonymous pages stay
-    priority: int = DEF_PRIORITY
-    nr_scanned: int = 0
-    nr_reclaimed: int = 0
-    policy: str = "none"              # who reclaims, for the trace: none or a policy's trace_name (reclaim_policy.py)
-    pass_nr: int = 0                  # the reclaim pass in the trace (0: not traced)
-    for_balloon: bool = False         # reclaiming for pages the balloon asked for
+    """Linux's struct scan_control: what one reclaim pass may do and what it did. (A plain class, as
+    Shrinker: a dataclass would compile its methods at every start.)"""
+
+    def __init__(self, nr_to_reclaim: int, current_is_kswapd: bool, may_writepage: bool = True,
+                 may_unmap: bool = True, may_swap: bool = True, priority: int = DEF_PRIORITY,
+                 nr_scanned: int = 0, nr_reclaimed: int = 0, policy: str = "none", pass_nr: int = 0,
+                 for_balloon: bool = False):
+        self.nr_to_reclaim = nr_to_reclaim
+        self.current_is_kswapd = current_is_kswapd
+        self.may_writepage = may_writepage
+        self.may_unmap = may_unmap          # False: mapped pages stay (unmapped page-cache control)
+        self.may_swap = may_swap            # False: anonymous pages stay
+        self.priority = priority
+        self.nr_scanned = nr_scanned
+        self.nr_reclaimed = nr_reclaimed
+        self.policy = policy                # who reclaims, for the trace: none or a policy's trace_name
+        self.pass_nr = pass_nr              # the reclaim pass in the trace (0: not traced)
+        self.for_balloon = for_balloon      # reclaiming for pages the balloon asked for
+
+    def __repr__(self) -> str:
+        return f"ScanControl({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
     @property
     def by(self) -> str:
@@ -43,14 +50,19 @@ class ScanControl:
         return "kswapd" if self.current_is_kswapd else "balloon" if self.for_balloon else "direct"
 
 
-@dataclass
 class Shrinker:
     """struct shrinker, with today's two callbacks: count_objects() says how many objects could be
     freed, scan_objects(n) frees up to n of them and returns how many it freed."""
-    count_objects: Callable[[], int]
-    scan_objects: Callable[[int], int]
-    seeks: int = DEFAULT_SEEKS
-    nr: int = 0                       # scan work deferred to the next call
+
+    def __init__(self, count_objects: Callable[[], int], scan_objects: Callable[[int], int],
+                 seeks: int = DEFAULT_SEEKS, nr: int = 0):
+        self.count_objects = count_objects
+        self.scan_objects = scan_objects
+        self.seeks = seeks
+        self.nr = nr                        # scan work deferred to the next call
+
+    def __repr__(self) -> str:
+        return f"Shrinker({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
 
 def shrink_slab(k, scanned: int) -> int:
