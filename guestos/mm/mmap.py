@@ -1,6 +1,5 @@
 """Address spaces: mm_struct, vm_area_struct, mmap/munmap/mprotect/brk (mm/mmap.c, mm/mprotect.c)."""
 import bisect
-from dataclasses import dataclass, field
 
 from .pgtable import PAGE_SIZE, page_align
 
@@ -33,16 +32,22 @@ def calc_vm_prot_bits(prot: int) -> int:
         (VM_EXEC if prot & PROT_EXEC else 0)
 
 
-@dataclass(eq=False)
 class VMA:
-    """vm_area_struct: [vm_start, vm_end) with flags, and a file or anonymous memory."""
-    vm_start: int
-    vm_end: int
-    vm_flags: int
-    vm_file: object = None       # an inode with a page cache, or None for anonymous memory
-    vm_pgoff: int = 0            # file offset of vm_start, in pages
-    anon_id: int = 0             # page->mapping value of its anonymous pages
-    name: str = ""
+    """vm_area_struct: [vm_start, vm_end) with flags, and a file or anonymous memory. (A plain class, as
+    MM: a dataclass would compile its methods at every start.)"""
+
+    def __init__(self, vm_start: int, vm_end: int, vm_flags: int, vm_file=None, vm_pgoff: int = 0,
+                 anon_id: int = 0, name: str = ""):
+        self.vm_start = vm_start
+        self.vm_end = vm_end
+        self.vm_flags = vm_flags
+        self.vm_file = vm_file      # an inode with a page cache, or None for anonymous memory
+        self.vm_pgoff = vm_pgoff    # file offset of vm_start, in pages
+        self.anon_id = anon_id      # page->mapping value of its anonymous pages
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"VMA({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
     @property
     def is_anonymous(self) -> bool:
@@ -59,18 +64,23 @@ class VMA:
         return tail
 
 
-@dataclass(eq=False)
 class MM:
     """mm_struct of one process."""
-    pgd: int                                 # pfn of the top-level page table
-    vmas: list = field(default_factory=list)  # sorted by vm_start, non-overlapping
-    start_brk: int = 0
-    brk: int = 0
-    start_stack: int = 0
-    rss_anon: int = 0
-    rss_file: int = 0
-    nr_ptes: int = 0
-    users: int = 1                           # tasks sharing it (vfork children)
+
+    def __init__(self, pgd: int, vmas: list = None, start_brk: int = 0, brk: int = 0, start_stack: int = 0,
+                 rss_anon: int = 0, rss_file: int = 0, nr_ptes: int = 0, users: int = 1):
+        self.pgd = pgd                                  # pfn of the top-level page table
+        self.vmas = [] if vmas is None else vmas        # sorted by vm_start, non-overlapping
+        self.start_brk = start_brk
+        self.brk = brk
+        self.start_stack = start_stack
+        self.rss_anon = rss_anon
+        self.rss_file = rss_file
+        self.nr_ptes = nr_ptes
+        self.users = users                              # tasks sharing it (vfork children)
+
+    def __repr__(self) -> str:
+        return f"MM({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
     # --- lookup ---
     def find_vma(self, addr: int):
