@@ -12,8 +12,6 @@ import math
 import os
 import struct
 import sys
-from dataclasses import dataclass
-
 
 from unicorn import Uc, UcError, UC_ARCH_X86, UC_HOOK_INSN, UC_HOOK_INTR, UC_MODE_64, UC_PROT_ALL, UC_TLB_VIRTUAL
 from unicorn import unicorn_const as ucc
@@ -105,18 +103,25 @@ def _old_exception_offset():
     return found[0] if len(found) == 1 else None
 
 
-@dataclass(slots=True)
 class VcpuExit:
-    """Why the vCPU stopped running guest code, and what the kernel needs to handle it."""
-    reason: ExitReason
-    rip: int
-    page: int = 0        # the faulting page: all a fault handler needs
-    access: str = ""     # read, write or fetch
-    error_code: int = 0  # x86 #PF error code
-    vector: int = 0      # TRAP: the exception or `int n` vector
-    detail: str = ""
-    _address: int = None
-    _cpu: object = None
+    """Why the vCPU stopped running guest code, and what the kernel needs to handle it. (A plain class:
+    a dataclass would compile its methods at every start.)"""
+    __slots__ = ("reason", "rip", "page", "access", "error_code", "vector", "detail", "_address", "_cpu")
+
+    def __init__(self, reason: ExitReason, rip: int, page: int = 0, access: str = "", error_code: int = 0,
+                 vector: int = 0, detail: str = "", _address: int = None, _cpu=None):
+        self.reason = reason
+        self.rip = rip
+        self.page = page                # the faulting page: all a fault handler needs
+        self.access = access            # read, write or fetch
+        self.error_code = error_code    # x86 #PF error code
+        self.vector = vector            # TRAP: the exception or `int n` vector
+        self.detail = detail
+        self._address = _address
+        self._cpu = _cpu
+
+    def __repr__(self) -> str:
+        return f"VcpuExit({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
 
     @property
     def address(self) -> int:
