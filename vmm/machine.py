@@ -5,8 +5,8 @@ the zero page (command line, memory map, initrd) and calls the kernel's entry.""
 import os
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from functools import partial
+from typing import NamedTuple
 
 from . import loading_modules, machine_built
 

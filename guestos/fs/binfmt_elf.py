@@ -7,7 +7,6 @@ strings they point to) the way Linux does.  Only static programs load: ET_EXEC,
 or ET_DYN without PT_INTERP (static-pie).
 """
 
-
 import struct
 from typing import NamedTuple
 

@@ -25,6 +25,7 @@ the task sleeps interruptibly with its `syscall` instruction rewound, and runs i
 too; the call then returns EINTR or runs again after the handler, as its
 restart rule and SA_RESTART say (signal.py: handle_signal_restart)."""
 from collections import deque
+
 import greenlet
 
 from ..arch import vcpu_exits as X
