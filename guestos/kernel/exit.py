@@ -177,7 +177,7 @@ def do_wait(task, match, options: int):
         for t in ((task,) if own else task.signal.threads):
             if own or not t.exited:
                 for c in t.children:
-                    if match(c) and wait_ready(c, options):
+                    if wait_ready(c, options) and match(c):        # the cheaper test first
                         return True
         return False
     raise WouldBlock(news)

@@ -37,7 +37,7 @@ TASK_UNINTERRUPTIBLE = "D"                         # asleep inside the kernel un
 TASK_STOPPED = "T"                                 # job control: off every queue until SIGCONT
 TASK_ZOMBIE = "Z"
 TASK_DEAD = "X"
-EXITED_STATES = (TASK_ZOMBIE, TASK_DEAD)
+EXITED_STATES = frozenset((TASK_ZOMBIE, TASK_DEAD))      # a set: asked of every sleeper at every pass
 
 # instructions per quantum: 4 ms at 2 GHz and CPI 1
 DEFAULT_QUANTUM = 8_000_000
@@ -302,12 +302,14 @@ class Scheduler:
         """Tasks asleep inside the kernel whose condition holds run next, in the order they slept
         (an I/O sleeper preempts a CPU-bound task, as CFS's sleeper credit makes it)."""
         woken = [task for task in self.blocked if task.wait_ready()]
+        if not woken:
+            return False
         for task in reversed(woken):
             self.blocked.remove(task)
             task.state = TASK_RUNNING
             task.wait_ready = None
             self.runqueue.appendleft(task)
-        return bool(woken)
+        return True
 
     # --- kernel stacks ---
     def in_task_context(self) -> bool:
@@ -546,7 +548,11 @@ class Scheduler:
 
     def only_kthreads_wait(self) -> bool:
         """Every task asleep is a kernel thread: no user task is left to wake, schedule_loop ends."""
-        return all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked)
+        for waiting in (self.blocked, self.sleeping):     # blocked first: mostly a user task's I/O wait
+            for task in waiting:
+                if not task.kthread:
+                    return False
+        return True
 
     def schedule_loop(self) -> None:
         k = self.k
