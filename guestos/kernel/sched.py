@@ -301,7 +301,10 @@ class Scheduler:
     def wake_blocked(self) -> bool:
         """Tasks asleep inside the kernel whose condition holds run next, in the order they slept
         (an I/O sleeper preempts a CPU-bound task, as CFS's sleeper credit makes it)."""
-        woken = [task for task in self.blocked if task.wait_ready()]
+        woken = []
+        for task in self.blocked:                   # a loop, not a comprehension: no frame of its own
+            if task.wait_ready():
+                woken.append(task)
         if not woken:
             return False
         for task in reversed(woken):
@@ -334,8 +337,9 @@ class Scheduler:
         task.in_kernel_sleep = True
         self.blocked.append(task)
         while True:
-            if not self.idle_in_place(task):
-                self.scheduler_stack.switch()
+            if self.idle_in_place(task):
+                break                              # woken in place: condition() held just now
+            self.scheduler_stack.switch()
             if condition():
                 break
             task.state = TASK_UNINTERRUPTIBLE      # woken too early: sleep again
@@ -355,36 +359,34 @@ class Scheduler:
         as a pass would do anything else: another task to run, or the loop about to end (this pass's
         wake-ups done: woken_in_place). What a pass raises (a panic, a stopped machine) is raised on
         the scheduler's stack, where schedule_loop would have raised it."""
-        if self.runqueue:
+        runqueue = self.runqueue
+        if runqueue:
             return False
+        k = self.k
         try:
-            return self._idle_in_place(task)
+            while k.init_task.signal.live:
+                self.wake_sleepers()
+                if runqueue:
+                    if len(runqueue) == 1 and runqueue[0] is task and not task.exited:
+                        runqueue.popleft()
+                        self.switch_to(task)
+                        return True
+                    break
+                # a user task asleep here (blocked, not woken) is one only_kthreads_wait would find
+                if task.kthread and self.only_kthreads_wait():
+                    break                              # the loop ends: init is gone
+                self.idling_in_place = True
+                try:
+                    self.idle()
+                finally:
+                    self.idling_in_place = False
+            else:
+                return False
         except greenlet.GreenletExit:
             raise                                      # the machine stops: this stack unwinds
         except BaseException as e:
             self.scheduler_stack.throw(type(e), e, e.__traceback__)
             raise AssertionError("a stack the scheduler gave up on was resumed") from None
-
-    def _idle_in_place(self, task) -> bool:
-        k = self.k
-        runqueue = self.runqueue
-        while k.init_task.signal.live:
-            self.wake_sleepers()
-            if runqueue:
-                if len(runqueue) == 1 and runqueue[0] is task and not task.exited:
-                    runqueue.popleft()
-                    self.switch_to(task)
-                    return True
-                break
-            if self.only_kthreads_wait():
-                break                                  # the loop ends: init is gone
-            self.idling_in_place = True
-            try:
-                self.idle()
-            finally:
-                self.idling_in_place = False
-        else:
-            return False
         self.woken_in_place = True
         return False
 
@@ -499,12 +501,12 @@ class Scheduler:
             self.wake_blocked()
 
     def switch_to(self, task: Task) -> None:
-        k = self.k
-        cpu = k.hw.cpu
         prev = self.current
         if prev is task:
             self.account(task)
             return
+        k = self.k
+        cpu = k.hw.cpu
         k.charge(k.costs.context_switch_ns)          # schedule(), paid by the task leaving
         self.account(task)
         if prev is not None and not prev.exited and not prev.kthread:
