@@ -4,7 +4,7 @@ import struct
 from . import futex
 from . import sys as kernel_sys
 from .errno import ECHILD, EINVAL, ESRCH, SyscallError
-from .sched import TASK_DEAD, TASK_ZOMBIE, WouldBlock
+from .sched import EXITED_STATES, TASK_DEAD, TASK_ZOMBIE, WouldBlock
 
 WNOHANG = 1
 WUNTRACED = WSTOPPED = 2
@@ -175,7 +175,7 @@ def do_wait(task, match, options: int):
         at every pass while the caller sleeps."""
         own = options & __WNOTHREAD
         for t in ((task,) if own else task.signal.threads):
-            if own or not t.exited:
+            if own or t.state not in EXITED_STATES:        # not t.exited, without a property call
                 for c in t.children:
                     if wait_ready(c, options) and match(c):        # the cheaper test first
                         return True

@@ -242,6 +242,7 @@ def run_to_completion(k, steps):
 class Scheduler:
     def __init__(self, kernel, quantum: int = DEFAULT_QUANTUM):
         self.k = kernel
+        self.clock = kernel.hw.clock        # the machine's virtual clock, asked at every switch and slice
         self.quantum = quantum
         self.runqueue = deque()
         self.sleeping = []                  # TASK_INTERRUPTIBLE: a rewound call, a kernel thread's yield
@@ -267,7 +268,7 @@ class Scheduler:
     def account(self, next_task=None) -> None:
         """Charge the system time since the last call to the task that was running; from now on
         to next_task (when given). The clock's idle time is nobody's."""
-        clock = self.k.hw.clock
+        clock = self.clock
         system = clock.charged_ns - clock.idle_ns
         self.running.stime_ns += system - self.stime_mark
         self.stime_mark = system
@@ -367,7 +368,7 @@ class Scheduler:
             while k.init_task.signal.live:
                 self.wake_sleepers()
                 if runqueue:
-                    if len(runqueue) == 1 and runqueue[0] is task and not task.exited:
+                    if len(runqueue) == 1 and runqueue[0] is task and task.state not in EXITED_STATES:
                         runqueue.popleft()
                         self.switch_to(task)
                         return True
@@ -394,7 +395,7 @@ class Scheduler:
         """A new slice of virtual time (user and system) for the task."""
         costs = self.k.costs
         timeslice = self.timeslice(task) if not task.kthread else self.quantum
-        task.slice_end_ns = self.k.hw.clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
+        task.slice_end_ns = self.clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
 
     def run_on_kstack(self, task) -> None:
         """Switch to the task's kernel stack (made at its first run) until it gives the CPU back."""
@@ -527,7 +528,7 @@ class Scheduler:
         """Nothing to run: the CPU idles until the next event. Idle time while a task sleeps inside
         the kernel is iowait. A task asleep in the kernel that nothing can wake is a kernel bug."""
         k = self.k
-        clock = k.hw.clock
+        clock = self.clock
         self.account(self.swapper)
         idle_before = clock.idle_ns
         if not k.hw.idle():
