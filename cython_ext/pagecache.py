@@ -13,18 +13,26 @@ PAGE_SIZE = cython.declare(cython.Py_ssize_t, 4096)
 
 
 @cython.cfunc
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _in_system_zone(b: cython.Py_ssize_t, zone_starts: list, zone_ends: list) -> cython.bint:
     """ext2's in_system_zone(b, 1): b inside one of the sorted [start, end) metadata zones."""
     lo: cython.Py_ssize_t = 0           # bisect_right(zone_starts, b) - 1
     hi: cython.Py_ssize_t = len(zone_starts)
     mid: cython.Py_ssize_t
+    start: cython.Py_ssize_t            # typed: compared as C integers, not as Python objects
+    end: cython.Py_ssize_t
     while lo < hi:
         mid = (lo + hi) >> 1
-        if b < zone_starts[mid]:
+        start = zone_starts[mid]
+        if b < start:
             hi = mid
         else:
             lo = mid + 1
-    return lo > 0 and zone_ends[lo - 1] > b
+    if lo == 0:
+        return False
+    end = zone_ends[lo - 1]
+    return end > b
 
 
 @cython.boundscheck(False)
@@ -134,6 +142,7 @@ def bmap_cached(i_block: list, lblk: cython.Py_ssize_t, n: cython.Py_ssize_t, ap
     return out
 
 
+@cython.ccall                           # insert_read_blocks calls it in C
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def add_read_batch(ram: cython.uchar[::1], pages: dict, first: cython.Py_ssize_t, pfns: list, blocks: list,

@@ -14,6 +14,7 @@ NEXT = cython.declare(cython.uint, 1)             # C constants: no Python ints 
 WRITE = cython.declare(cython.uint, 2)
 INDIRECT = cython.declare(cython.uint, 4)
 DESC_SIZE = cython.declare(cython.Py_ssize_t, 16)
+LOW32 = cython.declare(cython.ulonglong, 0xFFFFFFFF)  # a literal above INT_MAX would make `&` a Python operation
 
 
 @cython.cfunc
@@ -52,6 +53,7 @@ def _outside(ram_size: cython.Py_ssize_t, addr: cython.ulonglong, length: cython
     return None
 
 
+@cython.ccall                           # pop_chain and peek_blk_in call it in C
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def walk_chain(ram: cython.uchar[::1], ram_size: cython.Py_ssize_t, desc_table: cython.Py_ssize_t,
@@ -292,9 +294,9 @@ def _put_desc(ram: cython.uchar[::1], desc_table: cython.Py_ssize_t, num: cython
     addr: cython.ulonglong = paddr
     nxt: cython.Py_ssize_t = desc_next[i]
     off: cython.Py_ssize_t = desc_table + DESC_SIZE * i
-    _put_u32(ram, off, addr & 0xFFFFFFFF)
+    _put_u32(ram, off, addr & LOW32)
     _put_u32(ram, off + 4, addr >> 32)
-    _put_u32(ram, off + 8, cython.cast(cython.ulonglong, length) & 0xFFFFFFFF)
+    _put_u32(ram, off + 8, cython.cast(cython.ulonglong, length) & LOW32)
     _put_u16(ram, off + 12, flags)
     _put_u16(ram, off + 14, nxt & 0xFFFF)
     return nxt

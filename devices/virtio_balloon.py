@@ -373,9 +373,10 @@ class VirtioBalloon(VirtioDevice):
     def _on_inflate(self, chain) -> bool:
         listed = self._pfns(chain)
         pfns = set(listed)
-        if len(pfns) < len(listed) or not pfns.isdisjoint(self.inflated):
+        fresh = pfns.isdisjoint(self.inflated)
+        if len(pfns) < len(listed) or not fresh:
             self._complain("repeated_pfns", "an inflate of a PFN already in the balloon")
-        self.counters.inflated_pages += len(pfns - self.inflated)
+        self.counters.inflated_pages += len(pfns) if fresh else len(pfns - self.inflated)
         self.inflated |= pfns
         for start, count in _runs(sorted(pfns)):
             self.ram.discard(start, count)
@@ -472,7 +473,10 @@ class VirtioBalloon(VirtioDevice):
 
 
 def _runs(pfns):
-    """(start, count) for each run of consecutive PFNs in an ascending sequence."""
+    """(start, count) for each run of consecutive PFNs in a strictly ascending sequence."""
+    if isinstance(pfns, list) and pfns and pfns[-1] - pfns[0] == len(pfns) - 1:
+        yield pfns[0], len(pfns)            # one run (the buddy allocator's usual batch): no loop
+        return
     start = prev = None
     for pfn in pfns:
         if start is not None and pfn == prev + 1:
