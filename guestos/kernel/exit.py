@@ -170,11 +170,13 @@ def do_wait(task, match, options: int):
     if options & WNOHANG:
         return None, None
 
+    own = options & __WNOTHREAD
+    threads = (task,) if own else task.signal.threads      # the process's list itself: later threads join it
+
     def news() -> bool:
         """any(wait_ready(c, options) for c in children()), without the lists: the scheduler asks it
         at every pass while the caller sleeps."""
-        own = options & __WNOTHREAD
-        for t in ((task,) if own else task.signal.threads):
+        for t in threads:
             if own or t.state not in EXITED_STATES:        # not t.exited, without a property call
                 for c in t.children:
                     if wait_ready(c, options) and match(c):        # the cheaper test first

@@ -259,6 +259,7 @@ class Scheduler:
         self.iowait_ns = 0                  # idle time while a task slept inside the kernel
         self.idling_in_place = False        # the CPU idles on a sleeping task's stack (idle_in_place)
         self.woken_in_place = False         # idle_in_place did this pass's wake-ups
+        self.slice_ns = {}                  # nice level (None: a kernel thread) -> a slice in virtual ns
 
     @property
     def quantum_ns(self) -> int:
@@ -393,9 +394,13 @@ class Scheduler:
 
     def start_slice(self, task) -> None:
         """A new slice of virtual time (user and system) for the task."""
-        costs = self.k.costs
-        timeslice = self.timeslice(task) if not task.kthread else self.quantum
-        task.slice_end_ns = self.clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
+        level = None if task.kthread else task.nice
+        length = self.slice_ns.get(level)
+        if length is None:                  # quantum and costs are fixed at boot: once per level
+            costs = self.k.costs
+            timeslice = self.quantum if level is None else self.timeslice(task)
+            length = self.slice_ns[level] = int(timeslice * costs.cpi / costs.cpu_ghz)
+        task.slice_end_ns = self.clock.busy_ns() + length
 
     def run_on_kstack(self, task) -> None:
         """Switch to the task's kernel stack (made at its first run) until it gives the CPU back."""
