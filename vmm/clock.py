@@ -64,12 +64,15 @@ class VirtualClock:
         if at_ns > now:
             self.charged_ns += at_ns - now
             self.idle_ns += at_ns - now
-        self.run_due()
+            now = at_ns
+        self.run_due(now)
 
-    def run_due(self) -> int:
-        """Run every event whose time has come; returns how many ran."""
+    def run_due(self, now: int = None) -> int:
+        """Run every event whose time has come (by now, the clock's time when the caller knows it);
+        returns how many ran."""
         ran = 0
-        now = self.now_ns()
+        if now is None:
+            now = self.now_ns()
         events = self._events
         while events and events[0][0] <= now:
             callback = heappop(events)[2]

@@ -12,6 +12,7 @@ class Hardware:
         self.trace_sinks = []                  # tracepoint sinks the kernel subscribes when it starts
         # the per-request calls go straight to the machine: no wrapper frame on every MMIO access or IRQ
         self.take_pending_irqs = machine.take_pending_irqs
+        self.irq_pending = machine.irq_pending     # the lines raised (one set, never replaced): a look is free
         self.idle = machine.idle
         self.mmio_read = machine.mmio_read
         self.mmio_write = machine.mmio_write

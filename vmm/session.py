@@ -110,7 +110,8 @@ class GuestSession:
             raise BallastError("no guest program is running")
         m = self.machine
         argv, reply_from, console_from = self._running
-        why = self._resume(lambda: b"\n" in m.agent_output[reply_from:], timeout_s)
+        # find(), not `in` on a slice: asked at every idle of the guest, without a copy
+        why = self._resume(lambda: m.agent_output.find(b"\n", reply_from) >= 0, timeout_s)
         output = bytes(m.console_output[console_from:]).decode(errors="replace")
         if why == STUCK:
             raise BallastError(f"{argv[0]} is waiting for something that will never come: {self.console_tail()}")
@@ -128,7 +129,7 @@ class GuestSession:
         m = self.machine
         start = self._running[2] if self._running is not None else 0
         needle = text.encode()
-        return self.wait_until(lambda: needle in m.console_output[start:], timeout_s)
+        return self.wait_until(lambda: m.console_output.find(needle, start) >= 0, timeout_s)
 
     def advance(self, seconds: float) -> None:
         """Let guest time pass (the guest runs or idles meanwhile)."""

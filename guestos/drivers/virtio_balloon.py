@@ -156,7 +156,6 @@ class VirtioBalloonDriver:
     def _all_acked(self) -> bool:
         return self.acked >= self.submitted
 
-    @property
     def work_pending(self) -> bool:
         return self.size_pending or self.hint_pending or self.reporting_due or \
             (self.reporting_requested and not self.reporting_scheduled)
@@ -164,7 +163,7 @@ class VirtioBalloonDriver:
     def balloon_thread(self):
         """The driver's kernel thread: asleep until there is work, then one work item at a time."""
         while True:
-            yield lambda: self.work_pending
+            yield self.work_pending
             yield from self.run()
 
     def run(self):

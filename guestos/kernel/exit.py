@@ -4,7 +4,7 @@ import struct
 from . import futex
 from . import sys as kernel_sys
 from .errno import ECHILD, EINVAL, ESRCH, SyscallError
-from .sched import TASK_DEAD, TASK_ZOMBIE, WouldBlock
+from .sched import EXITED_STATES, TASK_DEAD, TASK_ZOMBIE, WouldBlock
 
 WNOHANG = 1
 WUNTRACED = WSTOPPED = 2
@@ -170,14 +170,16 @@ def do_wait(task, match, options: int):
     if options & WNOHANG:
         return None, None
 
+    own = options & __WNOTHREAD
+    threads = (task,) if own else task.signal.threads      # the process's list itself: later threads join it
+
     def news() -> bool:
         """any(wait_ready(c, options) for c in children()), without the lists: the scheduler asks it
         at every pass while the caller sleeps."""
-        own = options & __WNOTHREAD
-        for t in ((task,) if own else task.signal.threads):
-            if own or not t.exited:
+        for t in threads:
+            if own or t.state not in EXITED_STATES:        # not t.exited, without a property call
                 for c in t.children:
-                    if match(c) and wait_ready(c, options):
+                    if wait_ready(c, options) and match(c):        # the cheaper test first
                         return True
         return False
     raise WouldBlock(news)

@@ -104,6 +104,7 @@ class Kernel:
         self.in_irq = 0                 # do_IRQ depth: handlers must not sleep
         self.atomic = 0                 # sections no other task may interleave with (a reclaim batch)
         self.writeback_completions = 0  # async writes finished (end_page_writeback): congestion_wait's wake-up
+        self.scheduler = None           # made at boot, once there is a task to schedule
 
     # --- boot ---
     def boot(self) -> None:
@@ -714,9 +715,9 @@ class Kernel:
         self.irq_handlers[line] = handler
 
     def do_IRQ(self) -> None:
-        lines = self.hw.take_pending_irqs()
-        if not lines:
+        if not self.hw.irq_pending:                 # most calls find no line raised
             return
+        lines = self.hw.take_pending_irqs()
         self.in_irq += 1
         try:
             for line in lines:
@@ -738,7 +739,7 @@ class Kernel:
         self.do_IRQ()                               # what already arrived comes first
         if condition():
             return
-        scheduler = getattr(self, "scheduler", None)
+        scheduler = self.scheduler
         if scheduler is not None and not self.in_irq and not self.atomic and scheduler.in_task_context():
             scheduler.io_schedule(condition)
             return

@@ -36,7 +36,7 @@ TASK_UNINTERRUPTIBLE = "D"                         # asleep inside the kernel un
 TASK_STOPPED = "T"                                 # job control: off every queue until SIGCONT
 TASK_ZOMBIE = "Z"
 TASK_DEAD = "X"
-EXITED_STATES = (TASK_ZOMBIE, TASK_DEAD)
+EXITED_STATES = frozenset((TASK_ZOMBIE, TASK_DEAD))      # a set: asked of every sleeper at every pass
 
 # instructions per quantum: 4 ms at 2 GHz and CPI 1
 DEFAULT_QUANTUM = 8_000_000
@@ -264,6 +264,7 @@ def run_to_completion(k, steps):
 class Scheduler:
     def __init__(self, kernel, quantum: int = DEFAULT_QUANTUM):
         self.k = kernel
+        self.clock = kernel.hw.clock        # the machine's virtual clock, asked at every switch and slice
         self.quantum = quantum
         self.runqueue = deque()
         self.sleeping = []                  # TASK_INTERRUPTIBLE: a rewound call, a kernel thread's yield
@@ -280,6 +281,7 @@ class Scheduler:
         self.iowait_ns = 0                  # idle time while a task slept inside the kernel
         self.idling_in_place = False        # the CPU idles on a sleeping task's stack (idle_in_place)
         self.woken_in_place = False         # idle_in_place did this pass's wake-ups
+        self.slice_ns = {}                  # nice level (None: a kernel thread) -> a slice in virtual ns
 
     @property
     def quantum_ns(self) -> int:
@@ -289,7 +291,7 @@ class Scheduler:
     def account(self, next_task=None) -> None:
         """Charge the system time since the last call to the task that was running; from now on
         to next_task (when given). The clock's idle time is nobody's."""
-        clock = self.k.hw.clock
+        clock = self.clock
         system = clock.charged_ns - clock.idle_ns
         self.running.stime_ns += system - self.stime_mark
         self.stime_mark = system
@@ -323,13 +325,18 @@ class Scheduler:
     def wake_blocked(self) -> bool:
         """Tasks asleep inside the kernel whose condition holds run next, in the order they slept
         (an I/O sleeper preempts a CPU-bound task, as CFS's sleeper credit makes it)."""
-        woken = [task for task in self.blocked if task.wait_ready()]
+        woken = []
+        for task in self.blocked:                   # a loop, not a comprehension: no frame of its own
+            if task.wait_ready():
+                woken.append(task)
+        if not woken:
+            return False
         for task in reversed(woken):
             self.blocked.remove(task)
             task.state = TASK_RUNNING
             task.wait_ready = None
             self.runqueue.appendleft(task)
-        return bool(woken)
+        return True
 
     # --- kernel stacks ---
     def in_task_context(self) -> bool:
@@ -354,8 +361,9 @@ class Scheduler:
         task.in_kernel_sleep = True
         self.blocked.append(task)
         while True:
-            if not self.idle_in_place(task):
-                self.scheduler_stack.switch()
+            if self.idle_in_place(task):
+                break                              # woken in place: condition() held just now
+            self.scheduler_stack.switch()
             if condition():
                 break
             task.state = TASK_UNINTERRUPTIBLE      # woken too early: sleep again
@@ -375,44 +383,46 @@ class Scheduler:
         as a pass would do anything else: another task to run, or the loop about to end (this pass's
         wake-ups done: woken_in_place). What a pass raises (a panic, a stopped machine) is raised on
         the scheduler's stack, where schedule_loop would have raised it."""
-        if self.runqueue:
+        runqueue = self.runqueue
+        if runqueue:
             return False
+        k = self.k
         try:
-            return self._idle_in_place(task)
+            while k.init_task.signal.live:
+                self.wake_sleepers()
+                if runqueue:
+                    if len(runqueue) == 1 and runqueue[0] is task and task.state not in EXITED_STATES:
+                        runqueue.popleft()
+                        self.switch_to(task)
+                        return True
+                    break
+                # a user task asleep here (blocked, not woken) is one only_kthreads_wait would find
+                if task.kthread and self.only_kthreads_wait():
+                    break                              # the loop ends: init is gone
+                self.idling_in_place = True
+                try:
+                    self.idle()
+                finally:
+                    self.idling_in_place = False
+            else:
+                return False
         except greenlet.GreenletExit:
             raise                                      # the machine stops: this stack unwinds
         except BaseException as e:
             self.scheduler_stack.throw(type(e), e, e.__traceback__)
             raise AssertionError("a stack the scheduler gave up on was resumed") from None
-
-    def _idle_in_place(self, task) -> bool:
-        k = self.k
-        runqueue = self.runqueue
-        while k.init_task.signal.live:
-            self.wake_sleepers()
-            if runqueue:
-                if len(runqueue) == 1 and runqueue[0] is task and not task.exited:
-                    runqueue.popleft()
-                    self.switch_to(task)
-                    return True
-                break
-            if self.only_kthreads_wait():
-                break                                  # the loop ends: init is gone
-            self.idling_in_place = True
-            try:
-                self.idle()
-            finally:
-                self.idling_in_place = False
-        else:
-            return False
         self.woken_in_place = True
         return False
 
     def start_slice(self, task) -> None:
         """A new slice of virtual time (user and system) for the task."""
-        costs = self.k.costs
-        timeslice = self.timeslice(task) if not task.kthread else self.quantum
-        task.slice_end_ns = self.k.hw.clock.busy_ns() + int(timeslice * costs.cpi / costs.cpu_ghz)
+        level = None if task.kthread else task.nice
+        length = self.slice_ns.get(level)
+        if length is None:                  # quantum and costs are fixed at boot: once per level
+            costs = self.k.costs
+            timeslice = self.quantum if level is None else self.timeslice(task)
+            length = self.slice_ns[level] = int(timeslice * costs.cpi / costs.cpu_ghz)
+        task.slice_end_ns = self.clock.busy_ns() + length
 
     def run_on_kstack(self, task) -> None:
         """Switch to the task's kernel stack (made at its first run) until it gives the CPU back."""
@@ -519,12 +529,12 @@ class Scheduler:
             self.wake_blocked()
 
     def switch_to(self, task: Task) -> None:
-        k = self.k
-        cpu = k.hw.cpu
         prev = self.current
         if prev is task:
             self.account(task)
             return
+        k = self.k
+        cpu = k.hw.cpu
         k.charge(k.costs.context_switch_ns)          # schedule(), paid by the task leaving
         self.account(task)
         if prev is not None and not prev.exited and not prev.kthread:
@@ -545,7 +555,7 @@ class Scheduler:
         """Nothing to run: the CPU idles until the next event. Idle time while a task sleeps inside
         the kernel is iowait. A task asleep in the kernel that nothing can wake is a kernel bug."""
         k = self.k
-        clock = k.hw.clock
+        clock = self.clock
         self.account(self.swapper)
         idle_before = clock.idle_ns
         if not k.hw.idle():
@@ -568,7 +578,11 @@ class Scheduler:
 
     def only_kthreads_wait(self) -> bool:
         """Every task asleep is a kernel thread: no user task is left to wake, schedule_loop ends."""
-        return all(t.kthread for t in self.sleeping) and all(t.kthread for t in self.blocked)
+        for waiting in (self.blocked, self.sleeping):     # blocked first: mostly a user task's I/O wait
+            for task in waiting:
+                if not task.kthread:
+                    return False
+        return True
 
     def schedule_loop(self) -> None:
         k = self.k
