@@ -23,7 +23,6 @@ page cache charge.
 """
 import mmap
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import cython_ext
 
@@ -49,14 +48,21 @@ IN_ARENA = 0x8                            # the arena holds the page's bytes (al
 _CHARGE_PAGES, _CHARGE_ACTIVE, _CHARGE_DIRTY = 0, 1, 2
 
 
-@dataclass(slots=True)
 class CacheIO:
-    """What one bulk call did, so the caller can charge its cost."""
-    hits: int = 0            # pages found in the cache
-    misses: int = 0          # pages not found (each got a slot)
-    loaded: int = 0          # pages read from the backing image (read misses, partial-page writes)
-    load_runs: int = 0       # reads issued for them (runs of consecutive pages)
-    written_back: int = 0    # dirty pages written back to make room (of any image)
+    """What one bulk call did, so the caller can charge its cost. (A plain class: a dataclass would
+    compile its methods at every start, for a record nothing compares.)"""
+    __slots__ = ("hits", "misses", "loaded", "load_runs", "written_back")
+
+    def __init__(self, hits: int = 0, misses: int = 0, loaded: int = 0, load_runs: int = 0, written_back: int = 0):
+        self.hits = hits                  # pages found in the cache
+        self.misses = misses              # pages not found (each got a slot)
+        self.loaded = loaded              # pages read from the backing image (read misses, partial-page writes)
+        self.load_runs = load_runs        # reads issued for them (runs of consecutive pages)
+        self.written_back = written_back  # dirty pages written back to make room (of any image)
+
+    def __repr__(self) -> str:
+        return (f"CacheIO(hits={self.hits}, misses={self.misses}, loaded={self.loaded}, "
+                f"load_runs={self.load_runs}, written_back={self.written_back})")
 
 
 class HostPageCache:

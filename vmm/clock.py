@@ -3,20 +3,26 @@
 Nothing here reads the host's time, so the same inputs give the same clock on
 any machine. Wall time is measured beside it and never steers the guest.
 """
-from dataclasses import dataclass, field
 from heapq import heappop, heappush
 
 from guestos.kernel.costs import CostModel      # the one table of costs, with their sources
 
 
-@dataclass
 class VirtualClock:
     """The guest's virtual clock: retired instructions at the cost model's CPI plus charged costs, and the events
-    due on it."""
-    costs: CostModel = field(default_factory=CostModel)
-    charged_ns: int = 0           # modelled costs so far
-    instructions: int = 0         # retired instructions (mirrored from the vCPU)
-    idle_ns: int = 0              # the part of charged_ns that passed with the CPU idle
+    due on it. (A plain class, not a dataclass: one per machine, and nothing compares clocks.)"""
+
+    def __init__(self, costs: CostModel = None, charged_ns: int = 0, instructions: int = 0, idle_ns: int = 0):
+        self.costs = CostModel() if costs is None else costs
+        self.charged_ns = charged_ns        # modelled costs so far
+        self.instructions = instructions    # retired instructions (mirrored from the vCPU)
+        self.idle_ns = idle_ns              # the part of charged_ns that passed with the CPU idle
+        self._events = []                   # device completions and timers: (time, sequence, callback, deferrable)
+        self._sequence = 0
+
+    def __repr__(self) -> str:
+        return (f"VirtualClock(costs={self.costs!r}, charged_ns={self.charged_ns}, instructions={self.instructions}, "
+                f"idle_ns={self.idle_ns})")
 
     def charge(self, ns: int) -> None:
         self.charged_ns += int(ns)
@@ -33,9 +39,6 @@ class VirtualClock:
         return int(self.instructions * self.costs.cpi / self.costs.cpu_ghz) + self.charged_ns
 
     # --- events: device completions and timers, ordered by (time, sequence) ---
-    _events: list = field(default_factory=list, repr=False)
-    _sequence: int = 0
-
     def schedule(self, delay_ns: int, callback, deferrable: bool = False) -> None:
         """Run callback() once the clock reaches now + delay_ns. A deferrable event (Linux's
         deferrable timers) runs when time gets there but never wakes an idle machine."""
