@@ -90,6 +90,7 @@ def _old_exception_offset():
     flight), found the only way the binding allows: a scratch CPU divides by zero and the one int
     that went from -1 to 0 (#DE) is it. None if that is not unambiguous (then rdtsc is not trapped)."""
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.ctl_set_tcg_buffer_size(1 << 20)     # one block to translate: not the default 1 GiB (huge pages) code buffer
     uc.mem_map(0x1000, 0x1000)
     uc.mem_write(0x1000, b"\x31\xc9\xf7\xf1")                    # xor ecx, ecx; div ecx
     clean = bytes(uc.context_save())
