@@ -41,7 +41,7 @@ CACHE_MODES = {
 }
 
 
-@dataclass(eq=False)          # counters nothing compares: no __eq__ compiled at every start
+@dataclass
 class BackendStats:
     """A disk backend's I/O counts and bytes, host cache hits and misses, and busy time."""
     reads: int = 0

@@ -108,7 +108,7 @@ def queue_roles(features: int) -> list:
     return [INFLATE, DEFLATE] + [name for bit, name in _OPTIONAL_QUEUES if features >> bit & 1]
 
 
-@dataclass(eq=False)          # counters nothing compares: no __eq__ compiled at every start
+@dataclass
 class BalloonCounters:
     """What the balloon device did with the pages the driver gave it, hinted or reported."""
     inflated_pages: int = 0         # PFNs that entered the balloon

@@ -117,7 +117,7 @@ OUTHDR = struct.Struct("<IIQ")
 SEGMENT = struct.Struct("<QII")
 
 
-@dataclass(eq=False)          # counters nothing compares: no __eq__ compiled at every start
+@dataclass
 class BlkCounters:
     """virtio-blk's requests by type, bytes moved and requests that failed."""
     requests: Counter = field(default_factory=Counter)     # by type name ("in", "out", ..., "unknown")

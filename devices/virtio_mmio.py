@@ -70,7 +70,7 @@ _QUEUE_ADDRESS_REGS = {
 }
 
 
-@dataclass(eq=False)          # counters nothing compares: no __eq__ compiled at every start
+@dataclass
 class TransportCounters:
     """What the virtio-mmio transport saw: notifications, interrupts and accesses it ignored."""
     notifications: int = 0              # QueueNotify writes passed to the device

@@ -15,7 +15,7 @@ ONLY_WHEN_ASKED = ("guestos.kernel.strace", "guestos.kernel.tracepoint", "vmm.cl
                    "rich", "matplotlib", "dask", "pandas", "pyarrow", "textual", "tomllib")
 
 PROBE = """
-import json, sys
+import json, os, sys
 sys.path.insert(0, {repo!r})
 from vmm import scenario
 from vmm import firmware
@@ -27,7 +27,9 @@ def loaded():
 
 at_import = dict(loaded=loaded(), entries=len(syscall_64.SYSCALL_ENTRIES))
 compiled = []                       # source compiled at run time (exec, compile), by file name
-sys.addaudithook(lambda event, args: event == "compile" and compiled.append(args[1]))
+# (not a module's own file: a fresh checkout without bytecode compiles what it imports late)
+sys.addaudithook(lambda event, args: event == "compile" and not os.path.isfile(str(args[1]))
+                 and compiled.append(str(args[1])))
 machine = Machine(MachineConfig(mem=64 << 20, cmdline={cmdline!r}))
 machine.load(firmware.read_program("hello"), "/bin/hello", [])
 status = machine.boot()
