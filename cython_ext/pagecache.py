@@ -60,15 +60,34 @@ def _le32(buf: cython.uchar[::1], at: cython.Py_ssize_t) -> cython.Py_ssize_t:
     return buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (cython.cast(cython.Py_ssize_t, buf[at + 3]) << 24)
 
 
+@cython.ccall
+def cached_block_at(pages: dict, block: cython.Py_ssize_t, block_size: cython.Py_ssize_t,
+                    dev_bytes: cython.Py_ssize_t) -> cython.Py_ssize_t:
+    """Where block `block` of a block device (blocks of block_size bytes, dev_bytes in all) lies in guest RAM
+    when the page holding it is in the device's page cache (`pages`: index -> pfn); -1 when it is not, or
+    when the block is not inside the device (then bread() would have to read it, or fail)."""
+    offset: cython.Py_ssize_t = block * block_size
+    if block < 0 or offset + block_size > dev_bytes:
+        return -1
+    pfn = pages.get(offset >> PAGE_SHIFT)
+    if pfn is None:
+        return -1
+    return (cython.cast(cython.Py_ssize_t, pfn) << PAGE_SHIFT) + (offset & (PAGE_SIZE - 1))
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def bmap_cached(i_block: list, lblk: cython.Py_ssize_t, n: cython.Py_ssize_t, apb: cython.Py_ssize_t,
                 first_data: cython.Py_ssize_t, nr_blocks: cython.Py_ssize_t, zone_starts: list, zone_ends: list,
-                block_size: cython.Py_ssize_t, cached_block) -> list:
+                block_size: cython.Py_ssize_t, bdev_pages: dict, ram: cython.uchar[::1],
+                dev_bytes: cython.Py_ssize_t) -> list:
     """ext2's bmap_cached() walk (guestos.fs.ext2.Ext2Fs.bmap_cached): the disk blocks of file blocks lblk,
     lblk+1, ... (at most n; 0 for a hole) as far as every indirect block on the way is in the buffer cache
-    (cached_block(blk): its bytes, or None) and every block is valid; one walk per indirect block."""
+    (the block device's page cache bdev_pages, its bytes in ram: cached_block_at) and every block is
+    valid; one walk per indirect block."""
     out = []
+    at: cython.Py_ssize_t
+    buf: cython.uchar[::1]
     got: cython.Py_ssize_t = 0
     depth: cython.Py_ssize_t
     o0: cython.Py_ssize_t
@@ -112,9 +131,10 @@ def bmap_cached(i_block: list, lblk: cython.Py_ssize_t, n: cython.Py_ssize_t, ap
         while blk and level < depth:            # down to the last indirect block, all cached
             if blk < first_data or blk >= nr_blocks or _in_system_zone(blk, zone_starts, zone_ends):
                 return out
-            buf = cached_block(blk)
-            if buf is None or len(buf) != block_size:
+            at = cached_block_at(bdev_pages, blk, block_size, dev_bytes)
+            if at < 0 or at + block_size > len(ram):
                 return out
+            buf = ram[at:at + block_size]
             if level == depth - 1:
                 entries = buf
                 have_entries = True

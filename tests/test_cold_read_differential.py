@@ -145,7 +145,9 @@ def test_bmap_cached_compiled_equals_pure_equals_block_by_block(seed, lblk, n, z
     double and triple indirect levels are reached), with holes, bad blocks, metadata zones and indirect
     blocks missing from the buffer cache."""
     rng = random.Random(seed)
-    apb, block_size, nr_blocks = 4, 16, 64
+    # 4 entries a block reach the double and triple indirect levels; a page a block lets any one of them be
+    # missing from the buffer cache (the device's page cache holds whole pages)
+    apb, block_size, nr_blocks = 4, 4096, 64
 
     def block():
         r = rng.random()
@@ -158,13 +160,34 @@ def test_bmap_cached_compiled_equals_pure_equals_block_by_block(seed, lblk, n, z
         if not starts or start > ends[-1]:
             starts.append(start)
             ends.append(start + length)
-    views = {b: None if data is None else memoryview(bytearray(data)) for b, data in cached.items()}
+    ram = bytearray((nr_blocks + 5) * block_size)
+    bdev_pages = {}                         # the device's page cache: block b in frame nr_blocks + 4 - b
+    for b, data in cached.items():
+        if data is not None:
+            pfn = nr_blocks + 4 - b
+            bdev_pages[b] = pfn
+            ram[pfn * block_size:pfn * block_size + len(data)] = data
     expected = reference_bmap_cached(i_block, lblk, n, apb, first_data, nr_blocks, list(zip(starts, ends)),
                                      block_size, cached)
     for module in (pagecache_c, pagecache_py):
         got = module.bmap_cached(list(i_block), lblk, n, apb, first_data, nr_blocks, starts, ends, block_size,
-                                 views.get)
+                                 bdev_pages, memoryview(ram), len(ram))
         assert got == expected
+
+
+@pytest.mark.parametrize("module", ["compiled", "pure"])
+def test_cached_block_at_finds_blocks_in_the_device_page_cache(module):
+    """Where bread() would find a block without I/O: inside its page's frame, or -1 when the page is not
+    cached or the block is not all inside the device."""
+    at = (pagecache_c if module == "compiled" else pagecache_py).cached_block_at
+    pages = {0: 7, 2: 3}                     # page index -> frame
+    assert at(pages, 0, 1024, 4 * 4096) == 7 * 4096
+    assert at(pages, 3, 1024, 4 * 4096) == 7 * 4096 + 3 * 1024      # the last 1 KiB block of page 0
+    assert at(pages, 9, 1024, 4 * 4096) == 3 * 4096 + 1024          # page 2, second block
+    assert at(pages, 4, 1024, 4 * 4096) == -1                       # page 1 is not cached
+    assert at(pages, 2, 4096, 3 * 4096) == 3 * 4096
+    assert at(pages, 2, 4096, 3 * 4096 - 1) == -1                   # the block runs past the device's end
+    assert at(pages, -1, 1024, 4 * 4096) == -1
 
 
 @settings(max_examples=300, deadline=None, database=None)

@@ -56,17 +56,11 @@ class BufferCache:
         start = (pfn << PAGE_SHIFT) + (offset & (PAGE_SIZE - 1))
         return self.k.ram[start:start + self.block_size]
 
-    def cached_block(self, block: int):
-        """bread() of a block already in the cache (no I/O, no side effect), or None when bread would
-        have to read it or fail."""
-        offset = block * self.block_size
-        if offset + self.block_size > self.blk.size_bytes:
-            return None
-        pfn = self.mapping.pages.get(offset >> PAGE_SHIFT)
-        if pfn is None:
-            return None
-        start = (pfn << PAGE_SHIFT) + (offset & (PAGE_SIZE - 1))
-        return self.k.ram[start:start + self.block_size]
+    def cached_blocks(self):
+        """Where the blocks already in the cache are, for a walk that reads them without I/O and without
+        side effects (cython_ext.pagecache.cached_block_at): this device's page cache, guest RAM, and the
+        device's size in bytes."""
+        return self.mapping.pages, self.k.ram, self.blk.size_bytes
 
     def mark_dirty(self, block: int) -> None:
         self.dirty_blocks.add(block)

@@ -770,14 +770,15 @@ class Ext2Fs:
         """bmap() of file blocks lblk, lblk+1, ... (at most n), without create: the longest prefix that
         bmap would map from indirect blocks already in the buffer cache, so with no I/O and no error (the
         block where it stops is left to bmap, which reads or complains). One walk per indirect block."""
-        cached_block = getattr(self.bio, "cached_block", None)
+        cached_blocks = getattr(self.bio, "cached_blocks", None)     # a buffer cache says where they are
         inode = self._inode(inode)
-        if cached_block is None or not self._has_block_map(inode):
+        if cached_blocks is None or not self._has_block_map(inode):
             return []
+        bdev_pages, ram, dev_bytes = cached_blocks()
         # the walk, natively (the same source runs as Python under BALLAST_PURE=1)
         return _pagecache.bmap_cached(inode.i_block, lblk, n, self.addr_per_block, self.first_data_block,
                                       self.blocks_count, self._zone_starts, self._zone_ends, self.block_size,
-                                      cached_block)
+                                      bdev_pages, ram, dev_bytes)
 
     def bmap(self, inode, lblk: int, create: bool = False, zero_data: bool = True) -> int:
         """ext2_get_block(): the disk block behind file block `lblk`, 0 for a hole.
