@@ -19,6 +19,7 @@ from unicorn import x86_const as x86
 from unicorn.unicorn_py3.unicorn import uclib
 
 from cython_ext.mmu import NativeVcpu
+from guestos.record import Record
 
 # Where emulation would stop on its own: page 0 is never mapped in user space,
 # so reaching it means a jump to a null pointer.
@@ -104,7 +105,7 @@ def _old_exception_offset():
     return found[0] if len(found) == 1 else None
 
 
-class VcpuExit:
+class VcpuExit(Record):
     """Why the vCPU stopped running guest code, and what the kernel needs to handle it. (A plain class:
     a dataclass would compile its methods at every start.)"""
     __slots__ = ("reason", "rip", "page", "access", "error_code", "vector", "detail", "_address", "_cpu")
@@ -121,8 +122,6 @@ class VcpuExit:
         self._address = _address
         self._cpu = _cpu
 
-    def __repr__(self) -> str:
-        return f"VcpuExit({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
 
     @property
     def address(self) -> int:

@@ -72,13 +72,13 @@ def _make_entry(handler, args: tuple):
     return entry
 
 
-def _converted(k, task, *values) -> tuple:
+def _as_tuple(k, task, *values) -> tuple:
     return values
 
 
 def _make_converter(args: tuple):
     """(a0..a5) -> the six values as the call's types: the entry's conversions, returned as a tuple."""
-    return functools.partial(_make_entry(_converted, args), None, None)
+    return functools.partial(_make_entry(_as_tuple, args), None, None)
 
 
 def __getattr__(name: str):

@@ -1,6 +1,7 @@
 """Address spaces: mm_struct, vm_area_struct, mmap/munmap/mprotect/brk (mm/mmap.c, mm/mprotect.c)."""
 import bisect
 
+from ..record import Record
 from .pgtable import PAGE_SIZE, page_align
 
 TASK_SIZE = 0x7FFFFFFFF000
@@ -32,7 +33,7 @@ def calc_vm_prot_bits(prot: int) -> int:
         (VM_EXEC if prot & PROT_EXEC else 0)
 
 
-class VMA:
+class VMA(Record):
     """vm_area_struct: [vm_start, vm_end) with flags, and a file or anonymous memory. (A plain class, as
     MM: a dataclass would compile its methods at every start.)"""
 
@@ -46,8 +47,6 @@ class VMA:
         self.anon_id = anon_id      # page->mapping value of its anonymous pages
         self.name = name
 
-    def __repr__(self) -> str:
-        return f"VMA({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
     @property
     def is_anonymous(self) -> bool:
@@ -64,7 +63,7 @@ class VMA:
         return tail
 
 
-class MM:
+class MM(Record):
     """mm_struct of one process."""
 
     def __init__(self, pgd: int, vmas: list = None, start_brk: int = 0, brk: int = 0, start_stack: int = 0,
@@ -79,8 +78,6 @@ class MM:
         self.nr_ptes = nr_ptes
         self.users = users                              # tasks sharing it (vfork children)
 
-    def __repr__(self) -> str:
-        return f"MM({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
     # --- lookup ---
     def find_vma(self, addr: int):

@@ -9,6 +9,7 @@ import math
 from array import array
 from typing import Callable
 
+from ..record import Record
 from .lru import LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON, LRU_INACTIVE_FILE, SWAP_CLUSTER_MAX
 from ..kernel.errno import SyscallError
 from .mm_types import PG_dirty, PG_reclaim, PG_swapcache, PG_writeback
@@ -21,7 +22,7 @@ SHRINK_BATCH = 128
 DEFAULT_SEEKS = 2
 
 
-class ScanControl:
+class ScanControl(Record):
     """Linux's struct scan_control: what one reclaim pass may do and what it did. (A plain class, as
     Shrinker: a dataclass would compile its methods at every start.)"""
 
@@ -41,8 +42,6 @@ class ScanControl:
         self.pass_nr = pass_nr              # the reclaim pass in the trace (0: not traced)
         self.for_balloon = for_balloon      # reclaiming for pages the balloon asked for
 
-    def __repr__(self) -> str:
-        return f"ScanControl({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
     @property
     def by(self) -> str:
@@ -50,7 +49,7 @@ class ScanControl:
         return "kswapd" if self.current_is_kswapd else "balloon" if self.for_balloon else "direct"
 
 
-class Shrinker:
+class Shrinker(Record):
     """struct shrinker, with today's two callbacks: count_objects() says how many objects could be
     freed, scan_objects(n) frees up to n of them and returns how many it freed."""
 
@@ -61,8 +60,6 @@ class Shrinker:
         self.seeks = seeks
         self.nr = nr                        # scan work deferred to the next call
 
-    def __repr__(self) -> str:
-        return f"Shrinker({', '.join(f'{name}={value!r}' for name, value in vars(self).items())})"
 
 
 def shrink_slab(k, scanned: int) -> int:
