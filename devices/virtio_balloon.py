@@ -31,8 +31,7 @@ whose balloon thread is busy): a driver that reuses pages before its deflate is 
 import struct
 from dataclasses import dataclass
 
-from construct import Int32ul, Struct
-
+from devices import layouts_struct
 from devices.devlog import get_logger
 from devices.virtio_device import VIRTIO_ID_BALLOON, VirtioDevice
 from devices.virtqueue import QueueError
@@ -82,21 +81,14 @@ VIRTIO_BALLOON_S_SWAP_IN, VIRTIO_BALLOON_S_SWAP_OUT, VIRTIO_BALLOON_S_MAJFLT, VI
     VIRTIO_BALLOON_S_ALLOC_STALL, VIRTIO_BALLOON_S_ASYNC_SCAN, VIRTIO_BALLOON_S_DIRECT_SCAN, \
     VIRTIO_BALLOON_S_ASYNC_RECLAIM, VIRTIO_BALLOON_S_DIRECT_RECLAIM = range(16)
 
-# --- layouts, declared once ---
-VirtioBalloonConfig = Struct(
-    "num_pages" / Int32ul,                  # @0, device-written target in 4 KiB pages
-    "actual" / Int32ul,                     # @4, driver-written
-    "free_page_hint_cmd_id" / Int32ul,      # @8, device-written
-    "poison_val" / Int32ul,                 # @12, driver-written (with PAGE_POISON)
-)
 CONFIG_ACTUAL_OFFSET = 4
 CONFIG_POISON_VAL_OFFSET = 12
 CONFIG_RECLAIM_CACHE_FIRST_OFFSET = 16
 
-# Fast views (tests hold them to the declarations).
-CONFIG = struct.Struct("<IIII")
-STAT = struct.Struct("<HQ")             # {le16 tag; le64 val}, packed: 10 bytes
-PFN = struct.Struct("<I")
+# the layouts (declared in devices/layouts.py)
+CONFIG = layouts_struct.VirtioBalloonConfig
+STAT = layouts_struct.VirtioBalloonStat         # packed: 10 bytes
+PFN = layouts_struct.VirtioBalloonPfn
 
 INFLATE, DEFLATE, STATS, FREE_PAGE, REPORTING = "inflate", "deflate", "stats", "free_page", "reporting"
 _OPTIONAL_QUEUES = ((VIRTIO_BALLOON_F_STATS_VQ, STATS), (VIRTIO_BALLOON_F_FREE_PAGE_HINT, FREE_PAGE),

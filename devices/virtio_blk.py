@@ -24,13 +24,11 @@ runs, length) -> cost_ns (runs of guest RAM, no view each) when the backend has 
 OSError. A backend may also offer read_runs_hit (the same read, or None with nothing done unless every page is
 in the host cache): the commonest request, such an IN, then never leaves native code but for the accounting.
 """
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 
-from construct import Const, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
-
+from devices import layouts_struct
 from devices.devlog import get_logger
 from devices.virtio_device import VIRTIO_ID_BLOCK, VirtioDevice
 from devices.virtqueue import QueueError, _virtq
@@ -88,33 +86,11 @@ MAX_WRITE_ZEROES_SECTORS = 1 << 22
 MAX_WRITE_ZEROES_SEG = 32
 MAX_REQUEST_BYTES = SEG_MAX * SIZE_MAX   # what a driver within seg_max and size_max can ask for at most
 
-# --- layouts, declared once ---
-VirtioBlkOuthdr = Struct("type" / Int32ul, "reserved" / Int32ul, "sector" / Int64ul)
-VirtioBlkDiscardWriteZeroes = Struct("sector" / Int64ul, "num_sectors" / Int32ul, "flags" / Int32ul)
-VirtioBlkConfig = Struct(
-    "capacity" / Int64ul,                       # @0, 512-byte sectors
-    "size_max" / Int32ul,                       # @8
-    "seg_max" / Int32ul,                        # @12
-    "geometry" / Struct("cylinders" / Int16ul, "heads" / Int8ul, "sectors" / Int8ul),   # @16
-    "blk_size" / Int32ul,                       # @20
-    "topology" / Struct("physical_block_exp" / Int8ul, "alignment_offset" / Int8ul,
-                        "min_io_size" / Int16ul, "opt_io_size" / Int32ul),              # @24
-    "writeback" / Int8ul,                       # @32
-    "unused0" / Const(0, Int8ul),
-    "num_queues" / Int16ul,                     # @34
-    "max_discard_sectors" / Int32ul,            # @36
-    "max_discard_seg" / Int32ul,                # @40
-    "discard_sector_alignment" / Int32ul,       # @44
-    "max_write_zeroes_sectors" / Int32ul,       # @48
-    "max_write_zeroes_seg" / Int32ul,           # @52
-    "write_zeroes_may_unmap" / Int8ul,          # @56
-    "unused1" / Padding(3),
-)
 CONFIG_WRITEBACK_OFFSET = 32
 
-# Fast views of the request layouts (tests hold them to the declarations above).
-OUTHDR = struct.Struct("<IIQ")
-SEGMENT = struct.Struct("<QII")
+# the request layouts (declared in devices/layouts.py)
+OUTHDR = layouts_struct.VirtioBlkOuthdr
+SEGMENT = layouts_struct.VirtioBlkDiscardWriteZeroes
 
 
 @dataclass
@@ -198,15 +174,17 @@ class VirtioBlk(VirtioDevice):
     def config_space(self) -> bytes:
         if self._config is None:
             sectors_per_block = self.block_size // SECTOR_SIZE
-            self._config = VirtioBlkConfig.build(dict(
-                capacity=self.capacity_sectors(), size_max=SIZE_MAX, seg_max=SEG_MAX,
-                geometry=dict(cylinders=0, heads=0, sectors=0), blk_size=self.block_size,
-                topology=dict(physical_block_exp=0, alignment_offset=0, min_io_size=0, opt_io_size=0),
+            fields = dict(
+                capacity=self.capacity_sectors(), size_max=SIZE_MAX, seg_max=SEG_MAX, blk_size=self.block_size,
                 writeback=int(self.writeback), num_queues=1,
                 max_discard_sectors=MAX_DISCARD_SECTORS, max_discard_seg=MAX_DISCARD_SEG,
                 discard_sector_alignment=sectors_per_block,
                 max_write_zeroes_sectors=MAX_WRITE_ZEROES_SECTORS, max_write_zeroes_seg=MAX_WRITE_ZEROES_SEG,
-                write_zeroes_may_unmap=int(self.write_zeroes_may_unmap)))
+                write_zeroes_may_unmap=int(self.write_zeroes_may_unmap))
+            # geometry and topology are not given (0), as QEMU without them; a Const holds its value
+            self._config = layouts_struct.VirtioBlkConfig.pack(*(
+                field[2] if len(field) > 2 else fields.get(field[0], 0)
+                for field in layouts_struct.VirtioBlkConfig_FIELDS if field[0]))
         return self._config
 
     def write_config(self, offset: int, size: int, value: int) -> None:

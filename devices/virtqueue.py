@@ -5,15 +5,15 @@ A queue owns no memory: every call that touches the rings takes `mem`, guest RAM
 supplies is checked against RAM and every walk is bounded, so a hostile driver earns a QueueError, never a
 hang or an access outside RAM.
 
-Layouts are declared once with construct (`VirtqDesc`, `virtq_avail`, `virtq_used`); the hot path reads the
-same layouts with precompiled `struct` formats, and tests/test_virtqueue.py holds the two to each other.
+Layouts are declared once with construct in devices/layouts.py (`VirtqDesc`, `virtq_avail`, `virtq_used`); the
+queue reads them with the `struct`s tools/gen_layouts.py derives from them, and tests/test_virtqueue.py holds
+the two to each other.
 """
-import struct
 from typing import NamedTuple
 
-from construct import Array, Int16ul, Int32ul, Int64ul, Struct
-
 import cython_ext
+
+from . import layouts_struct
 
 _virtq = cython_ext.load("virtq")       # the chain walk, native unless BALLAST_PURE=1
 
@@ -29,29 +29,11 @@ DESC_TABLE_ALIGN = 16
 AVAIL_RING_ALIGN = 2
 USED_RING_ALIGN = 4
 
-# --- layouts, declared once ---
-VirtqDesc = Struct("addr" / Int64ul, "len" / Int32ul, "flags" / Int16ul, "next" / Int16ul)
-VirtqAvailElem = Int16ul
-VirtqUsedElem = Struct("id" / Int32ul, "len" / Int32ul)
-
-
-def virtq_avail(size: int) -> Struct:
-    """The driver area; used_event is meaningful only with VIRTIO_F_EVENT_IDX."""
-    return Struct("flags" / Int16ul, "idx" / Int16ul, "ring" / Array(size, VirtqAvailElem),
-                  "used_event" / Int16ul)
-
-
-def virtq_used(size: int) -> Struct:
-    """The device area; avail_event is meaningful only with VIRTIO_F_EVENT_IDX."""
-    return Struct("flags" / Int16ul, "idx" / Int16ul, "ring" / Array(size, VirtqUsedElem),
-                  "avail_event" / Int16ul)
-
-
-# --- the fast view of the same layouts ---
-DESC = struct.Struct("<QIHH")       # VirtqDesc
+# --- the layouts (declared in devices/layouts.py) ---
+DESC = layouts_struct.VirtqDesc
 DESC_SIZE = DESC.size
-U16 = struct.Struct("<H")            # flags, idx, avail ring element, used_event, avail_event
-USED_ELEM = struct.Struct("<II")     # VirtqUsedElem
+U16 = layouts_struct.VirtqAvailElem     # flags, idx, avail ring element, used_event, avail_event
+USED_ELEM = layouts_struct.VirtqUsedElem
 RING_HEADER_SIZE = 4                 # flags + idx in front of both rings
 
 

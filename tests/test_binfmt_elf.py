@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guestos.fs import binfmt_elf as be
+from guestos.layouts import Elf64_Ehdr, Elf64_Phdr
 from guestos.fs.binfmt_elf import (
     AT_EXECFN,
     AT_NULL,
@@ -19,8 +20,6 @@ from guestos.fs.binfmt_elf import (
     ENOEXEC,
     ET_DYN,
     ET_EXEC,
-    Elf64_Ehdr,
-    Elf64_Phdr,
     LoadSegment,
     PF_R,
     PF_W,

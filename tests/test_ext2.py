@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from guestos import layouts as D
 from guestos.fs import ext2_alloc, ext2_layout as L
 from guestos.fs.ext2 import EUCLEAN, Ext2Error, Ext2Fs, FileBlockIO
 from guestos.kernel.errno import (EBUSY, EEXIST, EFBIG, EINVAL, EISDIR, ELOOP, ENAMETOOLONG, ENOENT, ENOSPC, ENOTDIR,
@@ -111,9 +112,9 @@ GEOMETRIES = [(1024, 128), (1024, 256), (2048, 256), (4096, 128), (4096, 256)]
 
 # --- layouts -------------------------------------------------------------------
 
-@pytest.mark.parametrize("con,view", [(L.ext2_super_block, L.SUPER), (L.ext2_group_desc, L.GROUP_DESC),
-                                      (L.ext2_inode, L.INODE), (L.ext2_inode_large_extra, L.INODE_EXTRA),
-                                      (L.ext2_xattr_header, L.XATTR_HEADER)])
+@pytest.mark.parametrize("con,view", [(D.ext2_super_block, L.SUPER), (D.ext2_group_desc, L.GROUP_DESC),
+                                      (D.ext2_inode, L.INODE), (D.ext2_inode_large_extra, L.INODE_EXTRA),
+                                      (D.ext2_xattr_header, L.XATTR_HEADER)])
 def test_struct_views_match_construct(con, view):
     rng = random.Random(1)
     assert con.sizeof() == view.size
@@ -128,7 +129,7 @@ def test_struct_views_match_construct(con, view):
 
 
 def test_dirent_views_match_construct():
-    for con, view in ((L.ext2_dir_entry_2, L.DIRENT2_HDR), (L.ext2_dir_entry, L.DIRENT_HDR)):
+    for con, view in ((D.ext2_dir_entry_2, L.DIRENT2_HDR), (D.ext2_dir_entry, L.DIRENT_HDR)):
         raw = con.build(dict(inode=12, rec_len=20, name_len=5, file_type=1, name=b"hello"))
         assert list(view.unpack(raw, 0).values()) == list(view.struct.unpack_from(raw, 0))
         assert view.unpack(raw, 0)["name_len"] == 5 and con.parse(raw).name == b"hello"
@@ -193,7 +194,7 @@ def test_indirect_blocks_in_use(images):
 def test_statfs(images):
     fs = mount(images(1024, 256), read_only=True)
     s = fs.statfs()
-    sb = L.ext2_super_block.parse(bytes(fs.bread(1)))
+    sb = D.ext2_super_block.parse(bytes(fs.bread(1)))
     assert s.f_bsize == 1024 and s.f_namelen == 255
     assert s.f_files == sb.s_inodes_count and s.f_ffree == sb.s_free_inodes_count
     assert s.f_bfree == sb.s_free_blocks_count and s.f_bavail == s.f_bfree - sb.s_r_blocks_count
@@ -608,11 +609,11 @@ def test_mount_state_and_put_super(images, tmp_path):
     fs = mount(img)
     fs.create(2, "x")
     fs.sync_fs()
-    sb = L.ext2_super_block.parse(bytes(img[1024:2048]))
+    sb = D.ext2_super_block.parse(bytes(img[1024:2048]))
     assert not sb.s_state & L.EXT2_VALID_FS and sb.s_mnt_count == 1
     fsck(img, tmp_path)
     fs.put_super()
-    sb = L.ext2_super_block.parse(bytes(img[1024:2048]))
+    sb = D.ext2_super_block.parse(bytes(img[1024:2048]))
     assert sb.s_state & L.EXT2_VALID_FS
     assert errno_of(fs.create, 2, "y") == EROFS
 

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from guestos.fs.binfmt_elf import (ENOEXEC, ET_DYN, ET_EXEC, PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP,
-                                   PT_LOAD, PT_NOTE, PT_PHDR, PT_TLS, Elf64_Ehdr, Elf64_Phdr, parse_elf)
+                                   PT_LOAD, PT_NOTE, PT_PHDR, PT_TLS, parse_elf)
+from guestos.layouts import Elf64_Ehdr, Elf64_Phdr
 from vmm import cli
 
 EXAMPLES = int(os.environ.get("BALLAST_FUZZ_EXAMPLES", "0")) or 300

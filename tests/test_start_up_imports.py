@@ -1,6 +1,7 @@
 """Start-up: a run loads only what it uses. `from vmm import scenario` and a guest booted without
 `strace` leave the system call tracer, the tracepoints, the debuggers, the sweep, the CLI, the scenario
-schema, run and summary, and the plot and table libraries unloaded, and dispatch makes the typed entry
+schema, run and summary, construct (a run reads its layouts through the generated `struct` views), and the
+plot and table libraries unloaded, and dispatch makes the typed entry
 of a system call at its first use only, without compiling anything."""
 import json
 import os
@@ -12,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONLY_WHEN_ASKED = ("guestos.kernel.strace", "guestos.kernel.tracepoint", "vmm.cli", "vmm.debugger",
                    "vmm.debug_views", "vmm.gdbstub", "vmm.trace", "vmm.sweep", "vmm.sweep_report", "vmm.demo",
                    "vmm.watch", "vmm.mkdisk", "vmm.scenario_file", "vmm.scenario_run", "vmm.summary",
-                   "rich", "matplotlib", "dask", "pandas", "pyarrow", "textual", "tomllib")
+                   "construct", "rich", "matplotlib", "dask", "pandas", "pyarrow", "textual", "tomllib")
 
 PROBE = """
 import json, os, sys

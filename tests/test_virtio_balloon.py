@@ -7,7 +7,8 @@ from devices.virtio_balloon import (ALL_FEATURES, CONFIG, PFN, QUEUE_SIZE, STAT,
                                     VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_FREE_PAGE_HINT,
                                     VIRTIO_BALLOON_F_MUST_TELL_HOST, VIRTIO_BALLOON_F_PAGE_POISON,
                                     VIRTIO_BALLOON_F_REPORTING, VIRTIO_BALLOON_F_STATS_VQ, VirtioBalloon,
-                                    VirtioBalloonConfig, queue_roles)
+                                    queue_roles)
+from devices.layouts import VirtioBalloonConfig
 from devices.virtio_device import STATUS_DEVICE_NEEDS_RESET, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1
 from devices.virtio_mmio import CONFIG as CONFIG_BASE
 from devices.virtio_mmio import CONFIG_GENERATION, INTERRUPT_STATUS, QUEUE_NUM_MAX, QUEUE_SEL, STATUS

@@ -12,8 +12,8 @@ from devices.virtio_blk import (CONFIG_WRITEBACK_OFFSET, MAX_DISCARD_SEG, MAX_WR
                                 VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH,
                                 VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_GET_LIFETIME, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
                                 VIRTIO_BLK_T_SECURE_ERASE, VIRTIO_BLK_T_WRITE_ZEROES,
-                                VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP, VirtioBlk, VirtioBlkConfig,
-                                VirtioBlkDiscardWriteZeroes, VirtioBlkOuthdr)
+                                VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP, VirtioBlk)
+from devices.layouts import VirtioBlkConfig, VirtioBlkDiscardWriteZeroes, VirtioBlkOuthdr
 from devices.virtio_device import (STATUS_DEVICE_NEEDS_RESET, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC,
                                    VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1)
 from devices.virtio_mmio import (CONFIG, CONFIG_GENERATION, INTERRUPT_STATUS, QUEUE_RESET, QUEUE_SEL, STATUS,

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from devices.virtqueue import (DESC, DESC_SIZE, MAX_QUEUE_SIZE, U16, USED_ELEM, VIRTQ_AVAIL_F_NO_INTERRUPT,
                                VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, Descriptor,
-                               DescriptorChain, QueueError, SplitQueue, VirtqAvailElem, VirtqDesc, VirtqUsedElem,
-                               avail_ring_size, desc_table_size, used_ring_size, virtq_avail, virtq_used,
-                               vring_need_event)
+                               DescriptorChain, QueueError, SplitQueue, avail_ring_size, desc_table_size,
+                               used_ring_size, vring_need_event)
+from devices.layouts import VirtqAvailElem, VirtqDesc, VirtqUsedElem, virtq_avail, virtq_used
 from vmm.memory import GuestRAM
 
 MiB = 1 << 20

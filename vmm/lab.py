@@ -2,7 +2,6 @@
 resize_balloon, snapshot, ...). machine_spec.boot() makes one from a MachineSpec; the pytest plugin
 hands it to tests."""
 import dataclasses
-import textwrap
 import time
 
 from devices.virtio_balloon import FEATURES_BY_NAME
@@ -107,6 +106,7 @@ def _balloon_text(session) -> str:
              + "".join(f"\n  {v}" for v in session.machine.violations[:5]),
              "counters " + ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(b.counters).items() if v)]
     if b.latest_stats:
+        import textwrap                 # a failure report only: not at every start
         lines.append(textwrap.fill("latest stats " + ", ".join(f"{k} {v}" for k, v in b.latest_stats.items()),
                                    width=100, subsequent_indent="  "))
     return "\n".join(lines)

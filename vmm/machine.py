@@ -12,7 +12,7 @@ from . import loading_modules, machine_built
 
 with loading_modules():
     from guestos.fs.cpio import S_IFREG, pack_newc
-    from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, BootParams
+    from guestos.kernel.bootparam import E820_RAM, E820_RESERVED, ZERO_PAGE_PADDR, build_boot_params
     from guestos.kernel.main import start_kernel
 
     from devices.host import Host
@@ -316,9 +316,8 @@ class Machine:
         self.ram.write(CMDLINE_PADDR, raw + b"\0")
         e820 = [dict(addr=0, size=0x9F000, type=E820_RAM), dict(addr=0x9F000, size=0x61000, type=E820_RESERVED),
                 dict(addr=0x100000, size=self.ram.size - 0x100000, type=E820_RAM)]
-        zero_page = BootParams.build(dict(cmdline_paddr=CMDLINE_PADDR, cmdline_size=len(raw),
-                                          initrd_paddr=initrd_paddr, initrd_size=len(archive),
-                                          e820_nr=len(e820), e820=e820))
+        zero_page = build_boot_params(e820, cmdline_paddr=CMDLINE_PADDR, cmdline_size=len(raw),
+                                      initrd_paddr=initrd_paddr, initrd_size=len(archive))
         self.ram.write(ZERO_PAGE_PADDR, zero_page)
 
     def boot(self) -> int:

@@ -10,7 +10,9 @@ or ET_DYN without PT_INTERP (static-pie).
 import struct
 from typing import NamedTuple
 
-from construct import Array, Bytes, ConstructError, Int8ul, Int16ul, Int32ul, Int64ul, Struct
+from .. import layouts_struct
+from ..structview import StructView
+
 
 # --- ELF constants (include/uapi/linux/elf.h) -------------------------------
 
@@ -118,62 +120,16 @@ ELF_PLATFORM = b"x86_64"
 CLOCKS_PER_SEC = 100  # USER_HZ
 MINSIGSTKSZ = 2048
 
-# --- ELF64 layouts (include/uapi/linux/elf.h), declared once -----------------
+# --- ELF64 layouts (include/uapi/linux/elf.h), declared in guestos/layouts.py ----
 
-Elf64_Ehdr = Struct(
-    "e_ident" / Bytes(EI_NIDENT),
-    "e_type" / Int16ul,
-    "e_machine" / Int16ul,
-    "e_version" / Int32ul,
-    "e_entry" / Int64ul,
-    "e_phoff" / Int64ul,
-    "e_shoff" / Int64ul,
-    "e_flags" / Int32ul,
-    "e_ehsize" / Int16ul,
-    "e_phentsize" / Int16ul,
-    "e_phnum" / Int16ul,
-    "e_shentsize" / Int16ul,
-    "e_shnum" / Int16ul,
-    "e_shstrndx" / Int16ul,
-)
-
-Elf64_Phdr = Struct(
-    "p_type" / Int32ul,
-    "p_flags" / Int32ul,
-    "p_offset" / Int64ul,
-    "p_vaddr" / Int64ul,
-    "p_paddr" / Int64ul,
-    "p_filesz" / Int64ul,
-    "p_memsz" / Int64ul,
-    "p_align" / Int64ul,
-)
-
-Elf64_Shdr = Struct(
-    "sh_name" / Int32ul,
-    "sh_type" / Int32ul,
-    "sh_flags" / Int64ul,
-    "sh_addr" / Int64ul,
-    "sh_offset" / Int64ul,
-    "sh_size" / Int64ul,
-    "sh_link" / Int32ul,
-    "sh_info" / Int32ul,
-    "sh_addralign" / Int64ul,
-    "sh_entsize" / Int64ul,
-)
-
-Elf64_Sym = Struct(
-    "st_name" / Int32ul,
-    "st_info" / Int8ul,
-    "st_other" / Int8ul,
-    "st_shndx" / Int16ul,
-    "st_value" / Int64ul,
-    "st_size" / Int64ul,
-)
-
-EHDR_SIZE = Elf64_Ehdr.sizeof()  # 64
-PHDR_SIZE = Elf64_Phdr.sizeof()  # 56
-SHDR_SIZE = Elf64_Shdr.sizeof()  # 64
-SYM_SIZE = Elf64_Sym.sizeof()  # 24
+EHDR = StructView(layouts_struct.Elf64_Ehdr_FIELDS)
+PHDR = StructView(layouts_struct.Elf64_Phdr_FIELDS)
+SHDR = StructView(layouts_struct.Elf64_Shdr_FIELDS)
+SYM = StructView(layouts_struct.Elf64_Sym_FIELDS)
+EHDR_SIZE = EHDR.size  # 64
+PHDR_SIZE = PHDR.size  # 56
+SHDR_SIZE = SHDR.size  # 64
+SYM_SIZE = SYM.size  # 24
 
 _EM_NAMES = {v: k for k, v in globals().items() if k.startswith("EM_") and isinstance(v, int)}
 
@@ -255,14 +211,10 @@ class ElfImage(NamedTuple):
     executable_stack: bool = False  # PT_GNU_STACK has PF_X
 
 
-def _parse(layout, data, offset: int, what: str, file_size: int):
-    size = layout.sizeof()
-    if offset < 0 or offset + size > file_size:
+def _parse(view, data, offset: int, what: str, file_size: int):
+    if offset < 0 or offset + view.size > file_size:
         raise ENOEXEC(f"truncated ELF: {what} lies beyond the end of the file (size {file_size})")
-    try:
-        return layout.parse(bytes(data[offset : offset + size]))
-    except ConstructError as e:  # cannot happen for fixed-size fields; keep the contract
-        raise ENOEXEC(f"malformed ELF {what}: {e}") from e
+    return view.parse(data, offset)
 
 
 def _machine_name(machine: int) -> str:
@@ -293,7 +245,7 @@ def _check_ident(data, file_size: int) -> None:
 
 def _read_ehdr(data, file_size: int):
     _check_ident(data, file_size)
-    return _parse(Elf64_Ehdr, data, 0, "ELF header", file_size)
+    return _parse(EHDR, data, 0, "ELF header", file_size)
 
 
 def load_elf_phdrs(data, elf_ex, file_size: int) -> list:
@@ -305,7 +257,7 @@ def load_elf_phdrs(data, elf_ex, file_size: int) -> list:
     if size > 65536:  # same limit as Linux
         raise ENOEXEC(f"too many program headers (e_phnum {elf_ex.e_phnum})")
     return [
-        _parse(Elf64_Phdr, data, elf_ex.e_phoff + i * PHDR_SIZE, f"program header {i}", file_size)
+        _parse(PHDR, data, elf_ex.e_phoff + i * PHDR_SIZE, f"program header {i}", file_size)
         for i in range(elf_ex.e_phnum)
     ]
 
@@ -450,7 +402,7 @@ def find_symbol(data: bytes | bytearray | memoryview, name: str | bytes) -> int 
     if elf_ex.e_shentsize != SHDR_SIZE:
         raise ENOEXEC(f"bad section header size e_shentsize={elf_ex.e_shentsize} (expected {SHDR_SIZE})")
     shdrs = [
-        _parse(Elf64_Shdr, data, elf_ex.e_shoff + i * SHDR_SIZE, f"section header {i}", file_size)
+        _parse(SHDR, data, elf_ex.e_shoff + i * SHDR_SIZE, f"section header {i}", file_size)
         for i in range(elf_ex.e_shnum)
     ]
     wanted = name + b"\0"
@@ -474,13 +426,9 @@ def find_symbol(data: bytes | bytearray | memoryview, name: str | bytes) -> int 
             continue
         count = sh.sh_size // SYM_SIZE
         table = bytes(data[sh.sh_offset : sh.sh_offset + count * SYM_SIZE])
-        try:
-            syms = Array(count, Elf64_Sym).parse(table)
-        except ConstructError as e:
-            raise ENOEXEC(f"malformed symbol table in section {i}: {e}") from e
-        for sym in syms:
-            if sym.st_name in starts and sym.st_shndx != SHN_UNDEF:
-                return sym.st_value
+        for st_name, _info, _other, st_shndx, st_value, _size in SYM.struct.iter_unpack(table):
+            if st_name in starts and st_shndx != SHN_UNDEF:
+                return st_value
     return None
 
 

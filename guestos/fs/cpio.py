@@ -1,6 +1,8 @@
 """The initramfs format: cpio "newc" archives, as Linux's init/initramfs.c reads them."""
-from construct import Adapter, Bytes, Const, Struct
+from types import SimpleNamespace
 
+from .. import layouts_struct
+from ..structview import StructView
 from .names import fs_decode
 
 PAD = 4
@@ -10,23 +12,20 @@ S_IFREG = 0o100000
 S_IFDIR = 0o040000
 
 
-class Hex8(Adapter):
-    def _decode(self, obj, context, path):
-        return int(obj, 16)
-
-    def _encode(self, obj, context, path):
-        return b"%08X" % obj
+def parse_hex8(raw: bytes) -> int:
+    """A header field: eight ASCII hex digits."""
+    return int(raw, 16)
 
 
-NewcHeader = Struct(
-    "magic" / Const(MAGIC),
-    "ino" / Hex8(Bytes(8)), "mode" / Hex8(Bytes(8)), "uid" / Hex8(Bytes(8)),
-    "gid" / Hex8(Bytes(8)), "nlink" / Hex8(Bytes(8)), "mtime" / Hex8(Bytes(8)),
-    "filesize" / Hex8(Bytes(8)), "devmajor" / Hex8(Bytes(8)), "devminor" / Hex8(Bytes(8)),
-    "rdevmajor" / Hex8(Bytes(8)), "rdevminor" / Hex8(Bytes(8)), "namesize" / Hex8(Bytes(8)),
-    "check" / Hex8(Bytes(8)),
-)
-HEADER_SIZE = NewcHeader.sizeof()
+def format_hex8(value: int) -> bytes:
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"cpio newc: {value} does not fit a header field")
+    return b"%08X" % value
+
+
+NEWC = StructView(layouts_struct.NewcHeader_FIELDS)         # declared in guestos/layouts.py
+HEADER_SIZE = NEWC.size
+_NUMBERS = NEWC.names[1:]                                   # every field after the magic
 
 
 def _align(n: int) -> int:
@@ -38,9 +37,9 @@ def pack_newc(files: list[tuple[str, int, bytes]]) -> bytes:
     out = bytearray()
     for ino, (name, mode, data) in enumerate(list(files) + [(TRAILER, 0, b"")], start=1):
         raw = name.encode() + b"\0"
-        hdr = NewcHeader.build(dict(ino=ino, mode=mode, uid=0, gid=0, nlink=1, mtime=0,
-                                    filesize=len(data), devmajor=0, devminor=0, rdevmajor=0,
-                                    rdevminor=0, namesize=len(raw), check=0))
+        numbers = dict(ino=ino, mode=mode, uid=0, gid=0, nlink=1, mtime=0, filesize=len(data), devmajor=0,
+                       devminor=0, rdevmajor=0, rdevminor=0, namesize=len(raw), check=0)
+        hdr = NEWC.pack({name: format_hex8(numbers[name]) for name in _NUMBERS})
         out += hdr + raw
         out += bytes(_align(len(out)) - len(out))
         out += data
@@ -56,8 +55,9 @@ def unpack_newc(buf) -> list[tuple[str, int, memoryview]]:
         if pos + HEADER_SIZE > len(view):
             raise ValueError("initramfs: truncated cpio header")
         try:
-            h = NewcHeader.parse(bytes(view[pos:pos + HEADER_SIZE]))
-        except Exception as e:
+            raw = NEWC.unpack(view, pos)
+            h = SimpleNamespace(**{name: parse_hex8(raw[name]) for name in _NUMBERS})
+        except ValueError as e:
             raise ValueError(f"initramfs: bad cpio header at {pos}") from e
         pos += HEADER_SIZE
         name = fs_decode(bytes(view[pos:pos + h.namesize]).rstrip(b"\0"))      # every byte kept

@@ -31,7 +31,7 @@ from ..mm.lru import LRU_ACTIVE_ANON, LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
 from ..mm.swapfile import SwapArea, SwapError
 from . import traps
-from .bootparam import E820_RAM, ZERO_PAGE_PADDR, BootParams
+from .bootparam import E820_RAM, ZERO_PAGE_PADDR, parse_boot_params
 from .cmdline import ParamError, check_params, check_sysctl_vm, parse_cmdline
 from .errno import EACCES, EINTR, EISDIR, ENOENT, ENOSYS, ENXIO, EROFS, SyscallError
 from .exec import load_elf_binary
@@ -108,7 +108,7 @@ class Kernel:
 
     # --- boot ---
     def boot(self) -> None:
-        bp = BootParams.parse(bytes(self.ram[ZERO_PAGE_PADDR:ZERO_PAGE_PADDR + 4096]))
+        bp = parse_boot_params(self.ram[ZERO_PAGE_PADDR:ZERO_PAGE_PADDR + 4096])
         self.cmdline = bytes(self.ram[bp.cmdline_paddr:bp.cmdline_paddr + bp.cmdline_size]).decode()
         # a value the kernel cannot take stops the boot (the host refuses it before, with the same check)
         try:

@@ -1,29 +1,19 @@
 """struct page, one per frame, kept in guest RAM (mem_map), as in include/linux/mm_types.h.
 
-The layout is declared once with construct; the kernel reads and writes fields
+The layout is declared once, in guestos/layouts.py; the kernel reads and writes fields
 through typed memoryviews over the same bytes (the fast view of that layout).
 """
-from construct import Int32sl, Int32ul, Int64ul, Padding, Struct
-
 import cython_ext
 
-StructPage = Struct(
-    "flags" / Int64ul,
-    "_refcount" / Int32sl,
-    "_mapcount" / Int32sl,     # -1 when not mapped, as Linux
-    "private" / Int64ul,       # buddy order while free
-    "mapping" / Int64ul,       # anon_vma id (low bit set) or address_space id
-    "index" / Int64ul,         # page offset in the mapping
-    "lru_next" / Int32ul,      # list links by pfn (free lists, later the LRU)
-    "lru_prev" / Int32ul,
-    "disk_sector" / Int64ul,   # ours: 1 + the first 512-byte sector the page holds (0: none)
-    Padding(8),
-)
-STRUCT_PAGE_SIZE = StructPage.sizeof()          # 64 bytes, as on x86-64 Linux
+from .. import layouts_struct
+from ..structview import StructView
+
+STRUCT_PAGE = StructView(layouts_struct.StructPage_FIELDS)     # declared in guestos/layouts.py
+STRUCT_PAGE_SIZE = STRUCT_PAGE.size                             # 64 bytes, as on x86-64 Linux
 assert STRUCT_PAGE_SIZE == 64
-OFF_FLAGS, OFF_REFCOUNT, OFF_MAPCOUNT, OFF_PRIVATE, OFF_MAPPING, OFF_INDEX, OFF_LRU_NEXT, OFF_LRU_PREV = \
-    0, 8, 12, 16, 24, 32, 40, 44
-OFF_DISK_SECTOR = 48
+OFF_FLAGS, OFF_REFCOUNT, OFF_MAPCOUNT, OFF_PRIVATE, OFF_MAPPING, OFF_INDEX, OFF_LRU_NEXT, OFF_LRU_PREV, \
+    OFF_DISK_SECTOR = (STRUCT_PAGE.offset[name] for name in (
+        "flags", "_refcount", "_mapcount", "private", "mapping", "index", "lru_next", "lru_prev", "disk_sector"))
 
 NIL = 0xFFFFFFFF                                # end of a pfn-linked list
 
@@ -149,4 +139,4 @@ class MemMap:
     def parse(self, pfn: int):
         """The declared layout, for debugging and tests."""
         base = pfn * STRUCT_PAGE_SIZE
-        return StructPage.parse(bytes(self.raw[base:base + STRUCT_PAGE_SIZE]))
+        return STRUCT_PAGE.parse(self.raw, base)

@@ -3,24 +3,15 @@ the real mkswap, its slot map, the swap cache, and page-sized reads and writes t
 
 A swapped-out PTE holds its slot: (slot << 12) | SWP_PTE_MARK, present bit clear, so the
 hardware faults on it and the kernel knows where the page went."""
-from construct import Bytes, Const, Int32ul, Padding, Struct
-
+from .. import layouts_struct
+from ..structview import StructView
 from .mm_types import NIL, PG_dirty, PG_locked, PG_reclaim, PG_swapbacked, PG_swapcache, PG_uptodate, PG_writeback
 
 PAGE_SIZE = 4096
 SWP_PTE_MARK = 0x2                 # bit 1 of a non-present PTE: "this is a swap entry"
 
-# the first page of a swap area, as mkswap writes it (include/linux/swap.h: union swap_header)
-SwapHeader = Struct(
-    "bootbits" / Bytes(1024),
-    "version" / Int32ul,
-    "last_page" / Int32ul,
-    "nr_badpages" / Int32ul,
-    "sws_uuid" / Bytes(16),
-    "sws_volume" / Bytes(16),
-    Padding(PAGE_SIZE - 10 - 1024 - 4 * 3 - 32),
-    "magic" / Const(b"SWAPSPACE2"),
-)
+# the first page of a swap area, as mkswap writes it (SwapHeader in guestos/layouts.py)
+SWAP_HEADER = StructView(layouts_struct.SwapHeader_FIELDS)
 
 
 def is_swap_pte(pte: int) -> bool:
@@ -47,8 +38,8 @@ class SwapArea:
             if blk.transfer(False, 0, [(page << 12, PAGE_SIZE)]) != 0:
                 raise SwapError(f"{name}: cannot read the swap header")
             try:
-                header = SwapHeader.parse(bytes(k.ram[page << 12:(page + 1) << 12]))
-            except Exception:
+                header = SWAP_HEADER.parse(k.ram, page << 12)
+            except ValueError:
                 raise SwapError(f"{name}: no swap signature (make it with mkswap)") from None
         finally:
             k.page_alloc.free_pages(page)
