@@ -52,9 +52,10 @@ class StructView:
             else:
                 out[name] = values[i]
                 i += 1
-        for name, value in self.consts.items():
-            if out[name] != value:
-                raise LayoutError(f"{name} is {out[name]!r}, not {value!r}")
+        if self.consts:
+            for name, value in self.consts.items():
+                if out[name] != value:
+                    raise LayoutError(f"{name} is {out[name]!r}, not {value!r}")
         return out
 
     def parse(self, buf, off: int = 0) -> SimpleNamespace:

@@ -19,7 +19,7 @@ from vmm.rootfs import BUILTIN_PROGRAMS
 SCENARIO_MODULES = ("units", "machine_spec", "lab", "snapshot", "scenario_file", "scenario_run", "summary",
                     "scenario", "firmware", "pytest_plugin")
 LAZY_IMPORTS = {("summary", "rich.table"), ("scenario_file", "tomllib"), ("pytest_plugin", "vmm.errors"), ("pytest_plugin", "vmm.machine_spec"),
-                ("pytest_plugin", "vmm.trace")}
+                ("pytest_plugin", "vmm.trace"), ("lab", "textwrap")}
 
 
 def test_the_guest_programs_come_from_the_package():
