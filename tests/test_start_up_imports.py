@@ -1,8 +1,8 @@
 """Start-up: a run loads only what it uses. `from vmm import scenario` and a guest booted without
 `strace` leave the system call tracer, the tracepoints, the debuggers, the sweep, the CLI, the scenario
-schema, run and summary, construct (a run reads its layouts through the generated `struct` views), and the
-plot and table libraries unloaded, and dispatch makes the typed entry
-of a system call at its first use only, without compiling anything."""
+schema, run and summary, construct (a run reads its layouts through the generated `struct` views),
+hashlib (OpenSSL: the kernel's SHA-256 is guestos/sha256.py's) and the plot and table libraries unloaded,
+and dispatch makes the typed entry of a system call at its first use only, without compiling anything."""
 import json
 import os
 import subprocess
@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONLY_WHEN_ASKED = ("guestos.kernel.strace", "guestos.kernel.tracepoint", "vmm.cli", "vmm.debugger",
                    "vmm.debug_views", "vmm.gdbstub", "vmm.trace", "vmm.sweep", "vmm.sweep_report", "vmm.demo",
                    "vmm.watch", "vmm.mkdisk", "vmm.scenario_file", "vmm.scenario_run", "vmm.summary",
-                   "construct", "rich", "matplotlib", "dask", "pandas", "pyarrow", "textual", "tomllib")
+                   "construct", "hashlib", "rich", "matplotlib", "dask", "pandas", "pyarrow", "textual", "tomllib")
 
 PROBE = """
 import json, os, sys
@@ -76,3 +76,13 @@ print(before)
     child = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert child.returncode == 0, child.stderr[-2000:]
     assert child.stdout.split() == ["[False,", "False,", "False]"]
+
+
+def test_the_kernels_sha256_is_sha256():
+    import hashlib
+    from guestos.sha256 import sha256
+    for data in (b"", b"ballast", bytes(range(256)) * 100):
+        assert sha256(data).digest() == hashlib.sha256(data).digest()
+    h = sha256(b"stat-note-1\0")
+    h.update(b"more")
+    assert h.hexdigest() == hashlib.sha256(b"stat-note-1\0more").hexdigest()

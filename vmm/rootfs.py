@@ -1,8 +1,9 @@
 """Root file systems for `ballast run --root`: an ext2 image as given, or one made from a
 directory with mke2fs -d and cached between runs (keyed by the directory's contents)."""
-import hashlib
 import os
 from pathlib import Path
+
+from guestos.sha256 import sha256
 
 from .errors import BallastError
 from .firmware import program_path
@@ -20,7 +21,7 @@ def cache_dir() -> Path:
 
 def tree_digest(path: str) -> str:
     """Names, modes, sizes and mtimes of everything under path: what makes an image stale."""
-    h = hashlib.sha256()
+    h = sha256()
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(dirs + files):
@@ -66,7 +67,7 @@ def builtin_root(extra_programs: dict = None, tree_bytes: int = 0) -> str:
         image = images / note.read_text()
         if image.exists():
             return str(image)
-    h = hashlib.sha256()
+    h = sha256()
     for name, path in programs.items():
         h.update(name.encode() + b"\0" + path.read_bytes())
     for name, data in extra.items():
@@ -108,7 +109,7 @@ def builtin_root(extra_programs: dict = None, tree_bytes: int = 0) -> str:
 
 
 def _stat_note(images: Path, paths, tree_bytes: int = 0) -> Path | None:
-    h = hashlib.sha256(b"stat-note-1\0")
+    h = sha256(b"stat-note-1\0")
     if tree_bytes:
         h.update(f"tree\0{tree_bytes}\n".encode())
     for path in paths:

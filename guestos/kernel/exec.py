@@ -1,5 +1,4 @@
 """execve of a static ELF: a new mm, its VMAs, and the initial stack (fs/exec.c, fs/binfmt_elf.c)."""
-import hashlib
 
 from ..fs.binfmt_elf import ENOEXEC, create_elf_tables, elf_auxv, parse_elf
 from ..fs.names import fs_decode, fs_encode
@@ -7,6 +6,7 @@ from . import futex
 from .errno import E2BIG, ENAMETOOLONG, SyscallError
 from ..mm.mmap import MM, STACK_RLIMIT, STACK_TOP, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_WRITE, VMA
 from ..mm.pgtable import page_align, page_start
+from ..sha256 import sha256
 
 # how much of the stack VMA exists at exec; it grows down on faults up to RLIMIT_STACK
 INITIAL_STACK = 128 << 10
@@ -54,7 +54,7 @@ def load_elf_binary(k, task, inode, argv: list, envp: list) -> None:
         if seg.memsz > seg.filesz and (seg.vaddr + seg.filesz) & 0xFFF and seg.prot_write:
             end = seg.vaddr + seg.filesz
             k.mm.copy_to_user(task, end, bytes(page_align(end) - end))
-    random_bytes = hashlib.sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
+    random_bytes = sha256(b"AT_RANDOM" + k.boot_seed + task.pid.to_bytes(4, "little")).digest()[:16]
     rsp, stack = create_elf_tables(STACK_TOP, argv, envp, elf_auxv(image, sysinfo_ehdr=sysinfo_ehdr), random_bytes,
                                    execfn=fs_encode(filename))
     k.mm.copy_to_user(task, rsp, stack)

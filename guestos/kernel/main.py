@@ -4,7 +4,6 @@ The kernel gets one Hardware object: guest-physical memory, ports, the vCPU
 and the clock. Everything else it learns from the boot parameters."""
 import collections
 import dataclasses
-import hashlib
 import itertools
 
 import cython_ext
@@ -29,6 +28,7 @@ from ..mm.mm_types import (PG_active, OFF_FLAGS, OFF_INDEX, OFF_MAPCOUNT, OFF_MA
 from ..mm import pagecache_control, reclaim_policy, vmscan
 from ..mm.lru import LRU_ACTIVE_ANON, LruLists
 from ..mm.page_alloc import PageAllocator, PerCpuPages
+from ..sha256 import sha256
 from ..mm.swapfile import SwapArea, SwapError
 from . import traps
 from .bootparam import E820_RAM, ZERO_PAGE_PADDR, parse_boot_params
@@ -120,7 +120,7 @@ class Kernel:
         if overrides:                   # cost.NAME=: the kernel's own costs, over the machine's model
             self.costs = dataclasses.replace(self.costs, **overrides)
         seed = self.params.value("random.seed")
-        self.boot_seed = hashlib.sha256(str("ballast" if seed is None else seed).encode()).digest()
+        self.boot_seed = sha256(str("ballast" if seed is None else seed).encode()).digest()
         if self.params.value("loglevel") is not None:
             self.printk.console_loglevel = self.params.value("loglevel")
         if self.params.value("strace"):

@@ -1,8 +1,8 @@
 """Small system calls: identity, limits, randomness, time, futex, rseq, exit (kernel/sys.c and friends)."""
-import hashlib
 import struct
 
 from ..mm.memory import access_ok
+from ..sha256 import sha256
 from .errno import EACCES, EBUSY, EFAULT, EINVAL, ENAMETOOLONG, EOPNOTSUPP, EPERM, ESRCH, SyscallError
 from .sched import ERESTART_RESTARTBLOCK, WouldBlock
 
@@ -100,7 +100,7 @@ def sys_getrandom(k, task, buf, count, flags, *_):
     out = bytearray()
     while len(out) < count:
         k.random_counter += 1
-        out += hashlib.sha256(k.boot_seed + k.random_counter.to_bytes(8, "little")).digest()
+        out += sha256(k.boot_seed + k.random_counter.to_bytes(8, "little")).digest()
     return k.mm.copy_to_user_partial(task, buf, bytes(out[:count]))
 
 
