@@ -15,9 +15,9 @@ dirty cached pages in the range are written back first, and pages a direct
 write touched are invalidated afterwards.
 """
 import errno
-from dataclasses import dataclass, asdict
 from typing import NamedTuple
 
+from .counters import Counters
 from .disk import PAGE_SHIFT, PAGE_SIZE, SECTOR_SIZE, DiskImage, DiskProfile, HostCosts
 from .host_cache import CacheIO, HostPageCache, byte_view
 
@@ -41,8 +41,7 @@ CACHE_MODES = {
 }
 
 
-@dataclass
-class BackendStats:
+class BackendStats(Counters):
     """A disk backend's I/O counts and bytes, host cache hits and misses, and busy time."""
     reads: int = 0
     writes: int = 0
@@ -54,9 +53,6 @@ class BackendStats:
     host_hits: int = 0        # pages found in the host page cache
     host_misses: int = 0      # pages not found there
     busy_ns: int = 0          # virtual time charged for all requests
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class BlockBackend:

@@ -29,9 +29,9 @@ Queues are served at once when the driver notifies, or `service_delay_ns` of vir
 whose balloon thread is busy): a driver that reuses pages before its deflate is acknowledged is then caught.
 """
 import struct
-from dataclasses import dataclass
 
 from devices import layouts_struct
+from devices.counters import Counters
 from devices.devlog import get_logger
 from devices.virtio_device import VIRTIO_ID_BALLOON, VirtioDevice
 from devices.virtqueue import QueueError
@@ -100,8 +100,7 @@ def queue_roles(features: int) -> list:
     return [INFLATE, DEFLATE] + [name for bit, name in _OPTIONAL_QUEUES if features >> bit & 1]
 
 
-@dataclass
-class BalloonCounters:
+class BalloonCounters(Counters):
     """What the balloon device did with the pages the driver gave it, hinted or reported."""
     inflated_pages: int = 0         # PFNs that entered the balloon
     deflated_pages: int = 0         # PFNs that left it

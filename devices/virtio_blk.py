@@ -25,10 +25,10 @@ OSError. A backend may also offer read_runs_hit (the same read, or None with not
 in the host cache): the commonest request, such an IN, then never leaves native code but for the accounting.
 """
 from collections import Counter
-from dataclasses import dataclass, field
 from functools import partial
 
 from devices import layouts_struct
+from devices.counters import Counters
 from devices.devlog import get_logger
 from devices.virtio_device import VIRTIO_ID_BLOCK, VirtioDevice
 from devices.virtqueue import QueueError, _virtq
@@ -93,10 +93,9 @@ OUTHDR = layouts_struct.VirtioBlkOuthdr
 SEGMENT = layouts_struct.VirtioBlkDiscardWriteZeroes
 
 
-@dataclass
-class BlkCounters:
+class BlkCounters(Counters):
     """virtio-blk's requests by type, bytes moved and requests that failed."""
-    requests: Counter = field(default_factory=Counter)     # by type name ("in", "out", ..., "unknown")
+    requests: Counter = Counter()      # by type name ("in", "out", ..., "unknown")
     bytes_read: int = 0
     bytes_written: int = 0
     bytes_discarded: int = 0

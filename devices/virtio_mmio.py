@@ -6,8 +6,8 @@ access reads 0 and is ignored on write (the device configuration space at 0x100+
 accesses). Writes that the current state does not allow are ignored, counted and logged at debug level (a
 guest must not be able to flood the host's log).
 """
-from dataclasses import dataclass
 
+from devices.counters import Counters
 from devices.devlog import get_logger
 from devices.virtio_device import (ActivationError, STATUS_ACKNOWLEDGE, STATUS_DEVICE_NEEDS_RESET,
                                    STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED, STATUS_FEATURES_OK,
@@ -70,8 +70,7 @@ _QUEUE_ADDRESS_REGS = {
 }
 
 
-@dataclass
-class TransportCounters:
+class TransportCounters(Counters):
     """What the virtio-mmio transport saw: notifications, interrupts and accesses it ignored."""
     notifications: int = 0              # QueueNotify writes passed to the device
     ignored_notifications: int = 0      # before activation, for a missing queue, or while NEEDS_RESET

@@ -1,7 +1,6 @@
 """The guest a test or a scenario drives: a GuestSession with helpers for balloon tests (run_ok,
 resize_balloon, snapshot, ...). machine_spec.boot() makes one from a MachineSpec; the pytest plugin
 hands it to tests."""
-import dataclasses
 import time
 
 from devices.virtio_balloon import FEATURES_BY_NAME
@@ -104,7 +103,7 @@ def _balloon_text(session) -> str:
              + ("" if b.target_pages == b.actual_pages else "  <- not reached"),
              f"violations {len(session.machine.violations)}"
              + "".join(f"\n  {v}" for v in session.machine.violations[:5]),
-             "counters " + ", ".join(f"{k} {v}" for k, v in dataclasses.asdict(b.counters).items() if v)]
+             "counters " + ", ".join(f"{k} {v}" for k, v in b.counters.as_dict().items() if v)]
     if b.latest_stats:
         import textwrap                 # a failure report only: not at every start
         lines.append(textwrap.fill("latest stats " + ", ".join(f"{k} {v}" for k, v in b.latest_stats.items()),
