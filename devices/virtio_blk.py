@@ -180,10 +180,13 @@ class VirtioBlk(VirtioDevice):
                 discard_sector_alignment=sectors_per_block,
                 max_write_zeroes_sectors=MAX_WRITE_ZEROES_SECTORS, max_write_zeroes_seg=MAX_WRITE_ZEROES_SEG,
                 write_zeroes_may_unmap=int(self.write_zeroes_may_unmap))
-            # geometry and topology are not given (0), as QEMU without them; a Const holds its value
-            self._config = layouts_struct.VirtioBlkConfig.pack(*(
-                field[2] if len(field) > 2 else fields.get(field[0], 0)
-                for field in layouts_struct.VirtioBlkConfig_FIELDS if field[0]))
+            # geometry and topology stay 0: neither VIRTIO_BLK_F_GEOMETRY nor _TOPOLOGY is offered
+            values = []
+            for field in layouts_struct.VirtioBlkConfig_FIELDS:
+                name = field[0]
+                if name:                                    # padding takes no value
+                    values.append(field[2] if len(field) > 2 else fields.get(name, 0))   # a Const: its value
+            self._config = layouts_struct.VirtioBlkConfig.pack(*values)
         return self._config
 
     def write_config(self, offset: int, size: int, value: int) -> None:
