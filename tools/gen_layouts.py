@@ -10,7 +10,6 @@ is not applied: the view holds its raw bytes. A Struct whose tail depends on its
 as name_len, e820_nr entries) gives the view of its fixed prefix."""
 import argparse
 import importlib
-import struct
 import sys
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from construct import Adapter, Array, Bytes, Const, FormatField, Padded, Pass, R
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from guestos.structview import StructView  # noqa: E402
 
 OUTPUTS = {"guestos/layouts_struct.py": "guestos.layouts", "devices/layouts_struct.py": "devices.layouts"}
 WIDTH = 120
@@ -34,7 +35,11 @@ def _fields(con, name: str = ""):
             inner = _fields(sub)
             if inner is None:
                 return None
-            out += [((f"{name}_{f[0]}" if name and f[0] else f[0] or ""),) + f[1:] for f in inner]
+            for field in inner:
+                inner_name = field[0]
+                if name and inner_name:                 # a nested Struct's field: OUTER_INNER
+                    inner_name = f"{name}_{inner_name}"
+                out.append((inner_name,) + field[1:])
         return out
     if isinstance(con, Const):
         inner = _fields(con.subcon, name)
@@ -86,8 +91,8 @@ def render(module_name: str) -> str:
         if name.startswith("_") or not isinstance(con, (Struct, FormatField)) or getattr(construct, name, None) is con:
             continue                        # not a declaration, or construct's own (Int32ul...) imported
         fields, covered = fixed_fields(con) if isinstance(con, Struct) else ([("value", con.fmtstr[1:])], 1)
-        fmt = "<" + "".join(f[1] for f in fields)
-        size = struct.calcsize(fmt)
+        view = StructView(fields)               # the one rule from fields to a `struct` format
+        fmt, size = view.struct.format, view.size
         total = len(con.subcons) if isinstance(con, Struct) else 1
         scope = "" if covered == total else f", the fixed prefix: {covered} of {total} fields"
         out.append(f"# {name}: {size} bytes{scope}")
